@@ -1,0 +1,62 @@
+"""Apache Airflow provider for Meta's SAM 3 family on fal.ai.
+
+Importing this package is cheap on purpose (DAG files import it constantly): heavy libraries are imported
+lazily by the modules that need them.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+DISTRIBUTION = "airflow-provider-sam3"
+
+
+def get_provider_info() -> dict:
+    """What Airflow's providers manager reads through the ``apache_airflow_provider`` entry point."""
+    return {
+        "package-name": DISTRIBUTION,
+        "name": "SAM 3 on fal.ai",
+        "description": "Segment images and videos with Meta's SAM 3 family on fal.ai: deferrable operators, "
+        "triggers, sensors, XCom result documents and an offline fal emulator.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "fal SAM 3",
+                "external-doc-url": "https://fal.ai/models/fal-ai/sam-3/image",
+                "tags": ["ml"],
+            }
+        ],
+        "hooks": [{"integration-name": "fal SAM 3", "python-modules": ["airflow_provider_sam3.hooks.fal"]}],
+        "connection-types": [
+            {
+                "connection-type": "fal",
+                "hook-class-name": "airflow_provider_sam3.hooks.fal.FalHook",
+                "hook-name": "fal.ai",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "login", "extra"],
+                    "relabeling": {"password": "API key", "host": "Queue host (optional)"},
+                    "placeholders": {
+                        "password": "the key from fal.ai/dashboard/keys (KEY_ID:KEY_SECRET)",
+                        "host": "queue.fal.run",
+                    },
+                },
+                "conn-fields": {
+                    "request_timeout": {
+                        "label": "Request timeout (s)",
+                        "description": "Timeout of each HTTP call to fal's queue (submit, status, result, cancel).",
+                        "schema": {"type": ["number", "null"], "minimum": 1, "default": 120},
+                    },
+                    "poll_interval": {
+                        "label": "First poll interval (s)",
+                        "description": "How long to wait before the first status check; it backs off from there.",
+                        "schema": {"type": ["number", "null"], "minimum": 0.2, "default": 2},
+                    },
+                    "max_poll_interval": {
+                        "label": "Longest poll interval (s)",
+                        "description": "Upper bound of the backed-off interval between status checks.",
+                        "schema": {"type": ["number", "null"], "minimum": 0.2, "default": 30},
+                    },
+                },
+            }
+        ],
+    }

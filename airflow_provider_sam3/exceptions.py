@@ -1,0 +1,148 @@
+"""The errors users of the provider see.
+
+Two families: ``InputValidationError`` is raised before anything is sent to fal (no money spent), and
+``FalRequestError`` describes what fal answered for one request. Every error is a sentence a user can act on;
+none of them ever carries the API key. ``retryable`` tells callers whether trying the same call again may succeed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+class Sam3ProviderError(Exception):
+    """Base class of every error raised by airflow-provider-sam3."""
+
+    retryable: bool = False
+
+
+class InputValidationError(Sam3ProviderError, ValueError):
+    """A request was refused locally, before it reached fal: ``field`` names what is wrong."""
+
+    def __init__(self, field: str, message: str, *, allowed: str | None = None) -> None:
+        self.field = field
+        self.allowed = allowed
+        text = f"{field}: {message}"
+        if allowed:
+            text += f" (allowed: {allowed})"
+        super().__init__(text)
+
+    @classmethod
+    def from_errors(cls, endpoint_id: str, errors: Iterable[Mapping[str, Any]]) -> InputValidationError:
+        """Build one error from pydantic's ``errors()`` list, naming every offending field."""
+        items = list(errors)
+        fields = [_location(e.get("loc", ())) for e in items]
+        lines = [f"{f}: {_readable(e)}" for f, e in zip(fields, items)]
+        error = cls(fields[0] if fields else "input", "; ".join(lines) if lines else "invalid input")
+        error.args = (f"Invalid input for {endpoint_id}, nothing was sent to fal: " + "; ".join(lines),)
+        error.fields = fields
+        return error
+
+
+class InvalidImageError(InputValidationError):
+    """An image given to the provider is empty, truncated, too large, or not an accepted format."""
+
+
+def _location(loc: Iterable[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
+    return out or "input"
+
+
+def _readable(error: Mapping[str, Any]) -> str:
+    message = str(error.get("msg", "invalid value"))
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    if "input" in error and error.get("type") not in ("missing",):
+        given = repr(error["input"])
+        if len(given) > 80:
+            given = given[:77] + "..."
+        message += f" (got {given})"
+    return message
+
+
+class FalRequestError(Sam3ProviderError):
+    """fal refused or failed one request. Names the endpoint and request id; never the key."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint_id: str | None = None,
+        request_id: str | None = None,
+        status_code: int | None = None,
+        error_type: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        self.endpoint_id = endpoint_id
+        self.request_id = request_id
+        self.status_code = status_code
+        self.error_type = error_type
+        if retryable is not None:
+            self.retryable = retryable
+        where = endpoint_id or "fal"
+        if request_id:
+            where += f" request {request_id}"
+        code = f" (HTTP {status_code}{', ' + error_type if error_type else ''})" if status_code else ""
+        super().__init__(f"{where}: {message}{code}")
+
+
+class FalAuthenticationError(FalRequestError):
+    """401: the key is missing, wrong or revoked. Fix the ``fal`` connection or ``FAL_KEY``."""
+
+
+class FalBalanceExhaustedError(FalAuthenticationError):
+    """403: the fal account is locked, usually because its balance is exhausted."""
+
+
+class FalValidationError(FalRequestError):
+    """422: fal's app rejected the input; ``details`` holds fal's field errors."""
+
+    def __init__(self, message: str, *, details: list[dict[str, Any]] | None = None, **kwargs: Any) -> None:
+        self.details = details or []
+        super().__init__(message, **kwargs)
+
+
+class FalNoMasksError(FalValidationError):
+    """422 "No masks generated" from image-rle: the prompt matched nothing in the image."""
+
+
+class FalResultUnavailableError(FalRequestError):
+    """400/404: the result is not ready, has expired, or fal does not know the request."""
+
+
+class FalRequestNotFoundError(FalResultUnavailableError):
+    """404: fal does not know this request (it vanished, or its result expired)."""
+
+
+class FalRateLimitedError(FalRequestError):
+    """429: too many requests for the account right now."""
+
+    retryable = True
+
+
+class FalTransientError(FalRequestError):
+    """A passing infrastructure fault: nginx 502/503/504, a ``runner_*`` error, a dropped connection."""
+
+    retryable = True
+
+
+class FalAppError(FalRequestError):
+    """500 or a COMPLETED status carrying ``error``: the model app itself failed. fal does not bill it."""
+
+
+class FalStartTimeoutError(FalRequestError):
+    """504 with ``X-Fal-Request-Timeout-Type``: the request did not start before its start deadline."""
+
+    retryable = True
+
+
+class FalRequestCancelledError(FalRequestError):
+    """499: the request was cancelled before it produced a result."""
+
+
+class FalDeadlineExceededError(FalRequestError):
+    """The provider's own deadline for a request passed; the remote request was cancelled."""

@@ -1,0 +1,101 @@
+"""Turn what fal-client raises into the provider's errors: one class per thing a user can do about it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_sam3 import exceptions as exc
+
+TIMEOUT_TYPE_HEADER = "x-fal-request-timeout-type"
+REQUEST_ID_HEADER = "x-fal-request-id"
+INGRESS_CODES = (502, 503, 504)
+
+
+def _detail_lines(detail: Any) -> tuple[str, list[dict[str, Any]]]:
+    """fal's ``detail`` is a string or a FastAPI-style list of field errors; list each field."""
+    if isinstance(detail, list):
+        items = [d for d in detail if isinstance(d, dict)]
+        lines = []
+        for item in items:
+            loc = ".".join(str(p) for p in item.get("loc", []) if p != "body") or "input"
+            lines.append(f"{loc}: {item.get('msg', 'invalid')}")
+        return "; ".join(lines) or str(detail), items
+    return str(detail), []
+
+
+def _body_detail(error: Any) -> Any:
+    response = getattr(error, "response", None)
+    try:
+        body = response.json() if response is not None else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "detail" in body:
+        return body["detail"]
+    return getattr(error, "message", str(error))
+
+
+def translate(error: BaseException, *, endpoint_id: str | None, request_id: str | None, action: str) -> exc.Sam3ProviderError:
+    """Map one exception from fal-client or httpx to a provider error naming the endpoint and request."""
+    import httpx
+    from fal_client.client import FalClientHTTPError
+
+    where: dict[str, Any] = {"endpoint_id": endpoint_id, "request_id": request_id}
+    if isinstance(error, exc.Sam3ProviderError):
+        return error
+    if isinstance(error, httpx.TimeoutException):
+        return exc.FalTransientError(
+            f"{action} timed out talking to fal's queue ({type(error).__name__}); it will be retried", **where
+        )
+    if isinstance(error, httpx.TransportError):
+        return exc.FalTransientError(
+            f"{action} could not reach fal's queue ({type(error).__name__}: {error}); check the network or the "
+            "connection's queue host",
+            **where,
+        )
+    if not isinstance(error, FalClientHTTPError):
+        return exc.FalRequestError(f"{action} failed: {type(error).__name__}: {error}", **where)
+
+    code = error.status_code
+    headers = {k.lower(): v for k, v in (error.response_headers or {}).items()}
+    error_type = error.error_type
+    message, details = _detail_lines(_body_detail(error))
+    common = {**where, "status_code": code, "error_type": error_type}
+
+    if code == 401:
+        return exc.FalAuthenticationError(
+            f"fal rejected the API key during {action}; check the 'fal' connection's password or FAL_KEY", **common
+        )
+    if code == 403:
+        if "balance" in message.lower() or "locked" in message.lower():
+            return exc.FalBalanceExhaustedError(
+                f"the fal account is locked ({message}); top up the balance at fal.ai/dashboard/billing", **common
+            )
+        return exc.FalAuthenticationError(f"fal refused {action} ({message}); the key lacks access", **common)
+    if code == 422:
+        cls = exc.FalNoMasksError if "no masks generated" in message.lower() else exc.FalValidationError
+        hint = "the prompt matched nothing in the image" if cls is exc.FalNoMasksError else "fix these fields"
+        return cls(f"fal rejected the input: {message} ({hint})", details=details, **common)
+    if code == 404:
+        return exc.FalRequestNotFoundError(
+            f"fal does not know this request during {action}: it vanished or its result expired ({message})", **common
+        )
+    if code == 400:
+        return exc.FalResultUnavailableError(f"the result is not available yet ({message})", **common)
+    if code == 429:
+        return exc.FalRateLimitedError(f"fal is rate limiting this account during {action} ({message})", **common)
+    if code == 499:
+        return exc.FalRequestCancelledError("the request was cancelled before it produced a result", **common)
+    if code == 504 and TIMEOUT_TYPE_HEADER in headers:
+        return exc.FalStartTimeoutError(
+            f"the request did not start before its start deadline ({headers[TIMEOUT_TYPE_HEADER]} timeout)", **common
+        )
+    if (error_type or "").startswith("runner_") or error_type in ("startup_timeout", "request_timeout"):
+        return exc.FalTransientError(f"fal's runner failed during {action} ({message})", **common)
+    if code in INGRESS_CODES:
+        origin = "fal's app" if REQUEST_ID_HEADER in headers else "fal's gateway"
+        return exc.FalTransientError(f"{origin} is temporarily unavailable during {action}", **common)
+    if code == 500:
+        return exc.FalAppError(f"the model app failed ({message}); fal does not bill failed requests", **common)
+    if code >= 500:
+        return exc.FalTransientError(f"fal answered a server error during {action} ({message})", **common)
+    return exc.FalRequestError(f"fal refused {action} ({message})", **common)

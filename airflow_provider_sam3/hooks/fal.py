@@ -1,0 +1,463 @@
+"""FalHook: fal's submit -> status -> result -> cancel cycle, sync (workers) and async (triggerer).
+
+Built on fal-client's ``SyncClient``/``AsyncClient`` and request handles. What this layer adds: credentials from an
+Airflow connection, plain-JSON request references, errors that say what to do, retries of the transient faults
+fal-client does not retry itself, and polling that backs off instead of fal-client's 0.1 s loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_sam3.exceptions import FalDeadlineExceededError, Sam3ProviderError
+from airflow_provider_sam3.hooks.backoff import RETRY_ATTEMPTS, RETRY_BACKOFF, poll_backoff
+from airflow_provider_sam3.hooks.errors import translate
+from airflow_provider_sam3.hooks.settings import FalSettings, resolve_settings
+from airflow_provider_sam3.models.reference import RequestReference
+from airflow_provider_sam3.models.status import QueueStatus
+
+if TYPE_CHECKING:
+    import fal_client
+
+CANCEL_OUTCOMES = {400: "ALREADY_COMPLETED", 404: "NOT_FOUND"}
+
+
+class FalHook(BaseHook):
+    """Talks to fal's queue for one ``fal`` connection.
+
+    :param fal_conn_id: the Airflow connection holding the API key (password) and optional queue host. Without
+        such a connection the hook uses ``FAL_KEY`` (then ``FAL_KEY_ID``/``FAL_KEY_SECRET``), as fal-client does.
+    :param retry_attempts: attempts for status, result and cancel calls that fail transiently (submit is never
+        retried by the hook: a lost answer to a submit may still have created a paid request).
+    """
+
+    conn_name_attr = "fal_conn_id"
+    default_conn_name = "fal_default"
+    conn_type = "fal"
+    hook_name = "fal.ai"
+
+    def __init__(self, fal_conn_id: str = default_conn_name, *, retry_attempts: int = RETRY_ATTEMPTS) -> None:
+        super().__init__()
+        self.fal_conn_id = fal_conn_id
+        self.retry_attempts = max(1, retry_attempts)
+        self._settings: FalSettings | None = None
+        self._sync_client: fal_client.SyncClient | None = None
+        self._async_client: fal_client.AsyncClient | None = None
+
+    # ---------------------------------------------------------------- settings and clients
+
+    def get_settings(self) -> FalSettings:
+        """Key, queue host and timeouts from the connection, else from fal's environment variables."""
+        if self._settings is None:
+            from airflow.sdk.exceptions import AirflowNotFoundException
+
+            try:
+                conn = self.get_connection(self.fal_conn_id)
+                self._settings = resolve_settings(self.fal_conn_id, conn, conn.extra_dejson)
+            except AirflowNotFoundException:
+                self._settings = resolve_settings(self.fal_conn_id, None, None)
+            self._mask(self._settings)
+        return self._settings
+
+    async def aget_settings(self) -> FalSettings:
+        """Like ``get_settings`` but without blocking the triggerer's event loop."""
+        if self._settings is None:
+            from airflow.sdk.exceptions import AirflowNotFoundException
+
+            try:
+                conn = await self.aget_connection(self.fal_conn_id)
+                self._settings = resolve_settings(self.fal_conn_id, conn, await conn.aextra_dejson())
+            except AirflowNotFoundException:
+                self._settings = resolve_settings(self.fal_conn_id, None, None)
+            self._mask(self._settings)
+        return self._settings
+
+    @staticmethod
+    def _mask(settings: FalSettings) -> None:
+        if settings.key:
+            from airflow.sdk.log import mask_secret
+
+            mask_secret(settings.key)
+
+    @staticmethod
+    def _use_queue_host(settings: FalSettings) -> None:
+        """fal-client builds submit URLs from a module global; point it at this connection's queue host."""
+        import fal_client.client as fal_module
+
+        fal_module.QUEUE_URL_FORMAT = f"https://{settings.queue_host}/"
+
+    def get_conn(self) -> fal_client.SyncClient:
+        """fal-client's synchronous client, authenticated with this connection's key."""
+        if self._sync_client is None:
+            import fal_client
+
+            settings = self.get_settings()
+            self._use_queue_host(settings)
+            key = settings.require_key(self.fal_conn_id)
+            self._sync_client = fal_client.SyncClient(key=key, default_timeout=settings.request_timeout)
+        return self._sync_client
+
+    async def aget_conn(self) -> fal_client.AsyncClient:
+        """fal-client's asynchronous client, for triggers."""
+        if self._async_client is None:
+            import fal_client
+
+            settings = await self.aget_settings()
+            self._use_queue_host(settings)
+            key = settings.require_key(self.fal_conn_id)
+            self._async_client = fal_client.AsyncClient(key=key, default_timeout=settings.request_timeout)
+        return self._async_client
+
+    async def aclose(self) -> None:
+        """Close the async client's connections (a trigger calls this when it ends)."""
+        if self._async_client is not None:
+            http = self._async_client.__dict__.get("_client")
+            if http is not None and not asyncio.iscoroutine(http):
+                await http.aclose()
+            self._async_client = None
+
+    # ---------------------------------------------------------------- helpers
+
+    @staticmethod
+    def _submit_options(webhook_url, priority, start_timeout, hint) -> dict[str, Any]:
+        options = {"webhook_url": webhook_url, "priority": priority, "start_timeout": start_timeout, "hint": hint}
+        return {k: v for k, v in options.items() if v is not None}
+
+    @staticmethod
+    def _body(arguments: Mapping[str, Any] | Any) -> dict[str, Any]:
+        return arguments.to_request() if hasattr(arguments, "to_request") else dict(arguments)
+
+    @staticmethod
+    def _reference(endpoint_id: str, handle: Any) -> RequestReference:
+        return RequestReference(
+            endpoint_id=endpoint_id,
+            request_id=handle.request_id,
+            status_url=handle.status_url,
+            response_url=handle.response_url,
+            cancel_url=handle.cancel_url,
+            submitted_at=time.time(),
+        )
+
+    @staticmethod
+    def _handle(ref: RequestReference, http_client: Any, handle_cls: type) -> Any:
+        """A fal-client request handle on the reference's own URLs (fal's URLs are used verbatim)."""
+        return handle_cls(
+            request_id=ref.request_id,
+            response_url=ref.response_url,
+            status_url=ref.status_url,
+            cancel_url=ref.cancel_url,
+            client=http_client,
+        )
+
+    @staticmethod
+    def _status(raw: Any) -> QueueStatus:
+        from fal_client import Completed, InProgress, Queued
+
+        if isinstance(raw, Queued):
+            return QueueStatus(state="IN_QUEUE", queue_position=raw.position)
+        if isinstance(raw, InProgress):
+            return QueueStatus(state="IN_PROGRESS", logs=raw.logs)
+        if isinstance(raw, Completed):
+            return QueueStatus(
+                state="COMPLETED", logs=raw.logs, metrics=raw.metrics or None, error=raw.error, error_type=raw.error_type
+            )
+        raise TypeError(f"unexpected status object from fal-client: {raw!r}")
+
+    def _retrying(self, action: str, ref: RequestReference, call: Callable[[], Any]) -> Any:
+        for attempt in range(self.retry_attempts):
+            try:
+                return call()
+            except Exception as error:  # noqa: BLE001 - every failure is translated, then re-raised or retried
+                mapped = translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action=action)
+                if not mapped.retryable or attempt + 1 >= self.retry_attempts:
+                    raise mapped from error
+                delay = RETRY_BACKOFF.delay(attempt)
+                self.log.warning("%s; retrying %s in %.1f s (attempt %d of %d)", mapped, action, delay,
+                                 attempt + 2, self.retry_attempts)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _aretrying(self, action: str, ref: RequestReference, call: Callable[[], Any]) -> Any:
+        for attempt in range(self.retry_attempts):
+            try:
+                return await call()
+            except Exception as error:  # noqa: BLE001 - every failure is translated, then re-raised or retried
+                mapped = translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action=action)
+                if not mapped.retryable or attempt + 1 >= self.retry_attempts:
+                    raise mapped from error
+                delay = RETRY_BACKOFF.delay(attempt)
+                self.log.warning("%s; retrying %s in %.1f s (attempt %d of %d)", mapped, action, delay,
+                                 attempt + 2, self.retry_attempts)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _cancel_outcome(error: Exception) -> str | None:
+        """fal answers a cancel of a finished or unknown request with 400/404; those are outcomes, not failures."""
+        from fal_client.client import FalClientHTTPError
+
+        if isinstance(error, FalClientHTTPError) and error.status_code in CANCEL_OUTCOMES:
+            try:
+                return str(error.response.json().get("status") or CANCEL_OUTCOMES[error.status_code])
+            except ValueError:
+                return CANCEL_OUTCOMES[error.status_code]
+        return None
+
+    # ---------------------------------------------------------------- synchronous queue cycle
+
+    def submit(
+        self,
+        endpoint_id: str,
+        arguments: Mapping[str, Any] | Any,
+        *,
+        webhook_url: str | None = None,
+        priority: str | None = None,
+        start_timeout: float | None = None,
+        hint: str | None = None,
+    ) -> RequestReference:
+        """Queue one request and return its reference. Never retried here: see the class docstring."""
+        client = self.get_conn()
+        try:
+            handle = client.submit(
+                endpoint_id, self._body(arguments), **self._submit_options(webhook_url, priority, start_timeout, hint)
+            )
+        except Exception as error:  # noqa: BLE001
+            raise translate(error, endpoint_id=endpoint_id, request_id=None, action="submit") from error
+        ref = self._reference(endpoint_id, handle)
+        self.log.info("Submitted %s request %s", endpoint_id, ref.request_id)
+        return ref
+
+    def status(self, ref: RequestReference, *, with_logs: bool = False) -> QueueStatus:
+        """One status check."""
+        from fal_client.client import SyncRequestHandle
+
+        handle = self._handle(ref, self.get_conn()._client, SyncRequestHandle)
+        return self._status(self._retrying("status", ref, lambda: handle.status(with_logs=with_logs)))
+
+    def result(self, ref: RequestReference) -> dict[str, Any]:
+        """The completed request's output JSON; raises the mapped error when the request failed."""
+        client = self.get_conn()._client
+        return self._retrying("result", ref, lambda: _fal_request(client, "GET", ref.response_url)).json()
+
+    def cancel(self, ref: RequestReference) -> str:
+        """Ask fal to cancel; returns fal's outcome (CANCELLATION_REQUESTED, ALREADY_COMPLETED, NOT_FOUND)."""
+        client = self.get_conn()._client
+
+        def call() -> str:
+            try:
+                response = _fal_request(client, "PUT", ref.cancel_url)
+            except Exception as error:
+                outcome = self._cancel_outcome(error)
+                if outcome is None:
+                    raise
+                return outcome
+            return _cancel_status(response)
+
+        outcome = self._retrying("cancel", ref, call)
+        self.log.info("Cancel of %s request %s: %s", ref.endpoint_id, ref.request_id, outcome)
+        return outcome
+
+    def upload(self, data: bytes, content_type: str, file_name: str | None = None) -> str:
+        """Upload bytes to fal's storage and return their URL (for inputs too large for a data URI)."""
+        try:
+            return self.get_conn().upload(data, content_type, file_name)
+        except Exception as error:  # noqa: BLE001
+            raise translate(error, endpoint_id=None, request_id=None, action="upload") from error
+
+    def download(self, url: str) -> bytes:
+        """Fetch an output file fal produced (a media URL or a data URI), before fal's URL expires.
+
+        fal's media URLs are public: the API key is never sent with them.
+        """
+        import httpx
+
+        from airflow_provider_sam3.media.inputs import parse_data_uri
+
+        if url.startswith("data:"):
+            return parse_data_uri(url, field="url")[1]
+        try:
+            response = httpx.get(url, timeout=self.get_settings().request_timeout, follow_redirects=True)
+        except httpx.HTTPError as error:
+            raise translate(error, endpoint_id=None, request_id=None, action=f"download of {_short(url)}") from error
+        return _downloaded(response, url)
+
+    async def adownload(self, url: str) -> bytes:
+        """Async ``download``."""
+        import httpx
+
+        from airflow_provider_sam3.media.inputs import parse_data_uri
+
+        if url.startswith("data:"):
+            return parse_data_uri(url, field="url")[1]
+        settings = await self.aget_settings()
+        try:
+            async with httpx.AsyncClient(timeout=settings.request_timeout, follow_redirects=True) as client:
+                response = await client.get(url)
+        except httpx.HTTPError as error:
+            raise translate(error, endpoint_id=None, request_id=None, action=f"download of {_short(url)}") from error
+        return _downloaded(response, url)
+
+    def wait(
+        self,
+        ref: RequestReference,
+        *,
+        deadline: float | None = None,
+        on_status: Callable[[QueueStatus], None] | None = None,
+        with_logs: bool = True,
+    ) -> QueueStatus:
+        """Poll until COMPLETED, backing off between checks; ``deadline`` is an absolute epoch time.
+
+        Used by operators that do not defer. Raises ``FalDeadlineExceededError`` when the deadline passes (the
+        caller decides whether to cancel).
+        """
+        settings = self.get_settings()
+        backoff = poll_backoff(settings.poll_interval, settings.max_poll_interval)
+        attempt = 0
+        while True:
+            status = self.status(ref, with_logs=with_logs)
+            if on_status is not None:
+                on_status(status)
+            if status.done:
+                return status
+            pause = backoff.delay(attempt)
+            if deadline is not None:
+                left = deadline - time.time()
+                if left <= 0:
+                    raise FalDeadlineExceededError(
+                        f"still {status.describe()} when its deadline passed",
+                        endpoint_id=ref.endpoint_id, request_id=ref.request_id,
+                    )
+                pause = min(pause, left)
+            time.sleep(pause)
+            attempt += 1
+
+    # ---------------------------------------------------------------- asynchronous twins (triggerer)
+
+    async def asubmit(
+        self,
+        endpoint_id: str,
+        arguments: Mapping[str, Any] | Any,
+        *,
+        webhook_url: str | None = None,
+        priority: str | None = None,
+        start_timeout: float | None = None,
+        hint: str | None = None,
+    ) -> RequestReference:
+        """Async ``submit``."""
+        client = await self.aget_conn()
+        try:
+            handle = await client.submit(
+                endpoint_id, self._body(arguments), **self._submit_options(webhook_url, priority, start_timeout, hint)
+            )
+        except Exception as error:  # noqa: BLE001
+            raise translate(error, endpoint_id=endpoint_id, request_id=None, action="submit") from error
+        return self._reference(endpoint_id, handle)
+
+    async def _ahttp(self) -> Any:
+        return await (await self.aget_conn())._client
+
+    async def astatus(self, ref: RequestReference, *, with_logs: bool = False) -> QueueStatus:
+        """Async ``status``."""
+        from fal_client.client import AsyncRequestHandle
+
+        handle = self._handle(ref, await self._ahttp(), AsyncRequestHandle)
+        return self._status(await self._aretrying("status", ref, lambda: handle.status(with_logs=with_logs)))
+
+    async def aresult(self, ref: RequestReference) -> dict[str, Any]:
+        """Async ``result``."""
+        client = await self._ahttp()
+
+        response = await self._aretrying("result", ref, lambda: _afal_request(client, "GET", ref.response_url))
+        return response.json()
+
+    async def acancel(self, ref: RequestReference) -> str:
+        """Async ``cancel``."""
+        client = await self._ahttp()
+
+        async def call() -> str:
+            try:
+                response = await _afal_request(client, "PUT", ref.cancel_url)
+            except Exception as error:
+                outcome = self._cancel_outcome(error)
+                if outcome is None:
+                    raise
+                return outcome
+            return _cancel_status(response)
+
+        outcome = await self._aretrying("cancel", ref, call)
+        self.log.info("Cancel of %s request %s: %s", ref.endpoint_id, ref.request_id, outcome)
+        return outcome
+
+    async def aupload(self, data: bytes, content_type: str, file_name: str | None = None) -> str:
+        """Async ``upload``."""
+        try:
+            return await (await self.aget_conn()).upload(data, content_type, file_name)
+        except Exception as error:  # noqa: BLE001
+            raise translate(error, endpoint_id=None, request_id=None, action="upload") from error
+
+    # ---------------------------------------------------------------- connection test (UI "Test" button)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """One cheap authenticated call (status of a request id that cannot exist), answered in plain words."""
+        import httpx
+
+        try:
+            settings = self.get_settings()
+            key = settings.require_key(self.fal_conn_id)
+        except Sam3ProviderError as error:
+            return False, str(error)
+        url = f"https://{settings.queue_host}/fal-ai/sam-3/requests/00000000-0000-0000-0000-000000000000/status"
+        try:
+            response = httpx.get(url, headers={"Authorization": f"Key {key}"}, timeout=10.0)
+        except httpx.HTTPError as error:
+            return False, f"Cannot reach fal's queue at {settings.queue_host}: {type(error).__name__}. Check the host."
+        if response.status_code == 401:
+            return False, f"fal rejected the API key (from {settings.key_source}). Check the key."
+        if response.status_code == 403:
+            return False, "The key is valid but the account is locked (exhausted balance?). Check fal's billing page."
+        if response.status_code in (200, 202, 404):
+            return True, f"Connected to {settings.queue_host}; the API key (from {settings.key_source}) is accepted."
+        return False, f"Unexpected answer from {settings.queue_host}: HTTP {response.status_code}."
+
+
+def _fal_request(client: Any, method: str, url: str) -> Any:
+    """One queue call through fal-client's own retrying request (the one its request handles use)."""
+    from fal_client.client import QUEUE_POLL_TIMEOUT, _maybe_retry_request
+
+    return _maybe_retry_request(client, method, url, timeout=QUEUE_POLL_TIMEOUT)
+
+
+async def _afal_request(client: Any, method: str, url: str) -> Any:
+    from fal_client.client import QUEUE_POLL_TIMEOUT, _async_maybe_retry_request
+
+    return await _async_maybe_retry_request(client, method, url, timeout=QUEUE_POLL_TIMEOUT)
+
+
+def _cancel_status(response: Any) -> str:
+    try:
+        return str(response.json().get("status", "CANCELLATION_REQUESTED"))
+    except ValueError:
+        return "CANCELLATION_REQUESTED"
+
+
+def _short(url: str) -> str:
+    return url if len(url) <= 100 else url[:97] + "..."
+
+
+def _downloaded(response: Any, url: str) -> bytes:
+    from airflow_provider_sam3.exceptions import FalResultUnavailableError, FalTransientError
+
+    if response.status_code in (403, 404, 410):
+        raise FalResultUnavailableError(
+            f"output file {_short(url)} is gone (HTTP {response.status_code}): fal's media URLs expire; "
+            "set output_path so outputs are copied as soon as the request completes"
+        )
+    if response.status_code >= 400:
+        raise FalTransientError(f"download of {_short(url)} failed with HTTP {response.status_code}",
+                                retryable=response.status_code >= 500)
+    return response.content

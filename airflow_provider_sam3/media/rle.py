@@ -1,0 +1,109 @@
+"""fal's run-length encoding of binary masks.
+
+One string of whitespace-separated integers forming ``start length`` pairs (Kaggle style): pixels are flattened
+row-major (C order), ``start`` is 1-based, runs ascend and do not overlap, and the string carries no dimensions
+(the caller takes width and height from the image). An empty mask is the empty string. Runs of length 0 are
+rejected: fal never writes them, so one means the string is not what this codec expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from airflow_provider_sam3.exceptions import InputValidationError
+
+_FORMAT = "whitespace-separated 'start length' integer pairs, start 1-based, runs ascending and non-overlapping"
+
+
+def _check_size(width: int, height: int) -> int:
+    for name, value in (("width", width), ("height", height)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise InputValidationError(name, f"must be a positive integer number of pixels, got {value!r}.")
+    return int(width) * int(height)
+
+
+def _parse(rle: str, field: str) -> np.ndarray:
+    tokens = rle.split()
+    try:
+        return np.array(tokens, dtype=np.int64)
+    except (ValueError, OverflowError):
+        pass
+    for index, token in enumerate(tokens):
+        try:
+            value = int(token)
+        except ValueError:
+            raise InputValidationError(
+                field, f"token {index} ({token[:20]!r}) is not an integer.", allowed=_FORMAT
+            ) from None
+        if not -(2**63) <= value < 2**63:
+            raise InputValidationError(field, f"token {index} ({token[:20]!r}) is too large.", allowed=_FORMAT)
+    raise InputValidationError(field, "could not be parsed as integers.", allowed=_FORMAT)
+
+
+def _first(bad: np.ndarray) -> int:
+    return int(np.flatnonzero(bad)[0])
+
+
+def rle_decode(rle: str, width: int, height: int, *, field: str = "rle") -> np.ndarray:
+    """Decode one RLE string into a boolean mask of shape ``(height, width)``."""
+    total = _check_size(width, height)
+    if not isinstance(rle, str):
+        raise InputValidationError(field, f"must be a string, got {type(rle).__name__}.", allowed=_FORMAT)
+    values = _parse(rle, field)
+    if values.size % 2:
+        raise InputValidationError(
+            field, f"has {values.size} integers, an odd number, so the last run has no length.", allowed=_FORMAT
+        )
+    starts = values[0::2] - 1
+    lengths = values[1::2]
+    if (starts < 0).any():
+        i = _first(starts < 0)
+        raise InputValidationError(field, f"run {i} starts at {starts[i] + 1}; starts are 1-based.", allowed=_FORMAT)
+    if (lengths < 1).any():
+        i = _first(lengths < 1)
+        raise InputValidationError(field, f"run {i} has length {lengths[i]}; lengths must be >= 1.", allowed=_FORMAT)
+    past_end = lengths > total - starts
+    if past_end.any():
+        i = _first(past_end)
+        raise InputValidationError(
+            field,
+            f"run {i} ({starts[i] + 1} {lengths[i]}) ends past the last pixel {total} of a {width}x{height} image; "
+            "check that width and height are the image's.",
+            allowed=_FORMAT,
+        )
+    ends = starts + lengths
+    if starts.size > 1 and (starts[1:] < ends[:-1]).any():
+        i = _first(starts[1:] < ends[:-1]) + 1
+        raise InputValidationError(
+            field,
+            f"run {i} starts at pixel {starts[i] + 1}, but run {i - 1} covers pixels {starts[i - 1] + 1} to "
+            f"{ends[i - 1]}; runs must ascend without overlapping.",
+            allowed=_FORMAT,
+        )
+    edges = np.zeros(total + 1, dtype=np.int8)
+    edges[starts] = 1
+    edges[ends] -= 1
+    return np.cumsum(edges[:total], dtype=np.int8).astype(bool).reshape(int(height), int(width))
+
+
+def rle_encode(mask: np.ndarray, *, field: str = "mask") -> str:
+    """Encode a 2-D mask (bool, or nonzero = set) as fal's RLE string."""
+    array = np.asarray(mask)
+    if array.ndim != 2:
+        raise InputValidationError(field, f"must be a 2-D (height, width) array, got shape {array.shape}.")
+    flat = np.concatenate(([False], array.astype(bool).ravel(order="C"), [False]))
+    changes = np.flatnonzero(flat[1:] != flat[:-1])
+    starts, ends = changes[0::2], changes[1::2]
+    pairs = np.column_stack((starts + 1, ends - starts)).ravel()
+    return " ".join(map(str, pairs.tolist()))
+
+
+def rle_decode_many(rles: str | Sequence[str], width: int, height: int) -> list[np.ndarray]:
+    """Decode image-rle's ``rle`` output, which is one string or a list of strings, into a list of masks."""
+    if isinstance(rles, str):
+        return [rle_decode(rles, width, height)]
+    if not isinstance(rles, Sequence):
+        raise InputValidationError("rle", f"must be a string or a list of strings, got {type(rles).__name__}.")
+    return [rle_decode(rle, width, height, field=f"rle[{i}]") for i, rle in enumerate(rles)]

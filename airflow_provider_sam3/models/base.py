@@ -1,0 +1,48 @@
+"""Shared building blocks of the endpoint models: strict inputs, lenient outputs, URL-typed fields."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+ACCEPTED_URL_SCHEMES = ("https://", "http://", "data:")
+
+
+class EndpointInput(BaseModel):
+    """A request body for one fal endpoint.
+
+    Unknown fields are refused: fal would silently ignore a misspelt field, and the user would pay for a
+    request that did not do what they asked.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    def to_request(self) -> dict:
+        """The exact JSON body sent to fal: every known field, optional ones only when set."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class EndpointOutput(BaseModel):
+    """A response body from one fal endpoint; lenient, so a field fal adds later is kept, not fatal."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def _check_file_url(value: str) -> str:
+    if not value or not value.strip():
+        raise ValueError("must not be empty; give an http(s) URL or a data: URI")
+    lowered = value.lstrip().lower()
+    if not lowered.startswith(ACCEPTED_URL_SCHEMES):
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        raise ValueError(
+            f"{shown!r} is not a URL fal can fetch; give an http(s) URL or a data: URI "
+            "(operators also accept local paths, bytes and ObjectStoragePath and convert them)"
+        )
+    if lowered.startswith(("http://", "https://")) and "://" in value and not value.split("://", 1)[1].split("/")[0]:
+        raise ValueError(f"{value!r} has no host")
+    return value
+
+
+FileUrl = Annotated[str, AfterValidator(_check_file_url)]
+"""A field fal fetches itself: an http(s) URL or a base64 ``data:`` URI."""

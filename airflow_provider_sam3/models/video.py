@@ -1,0 +1,113 @@
+"""Inputs and outputs of the SAM 3 video endpoints: video, video-rle and video-rle-objects."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+
+from airflow_provider_sam3.models.base import EndpointInput, EndpointOutput, FileUrl
+from airflow_provider_sam3.models.files import File
+from airflow_provider_sam3.models.image import NormalizedBox
+from airflow_provider_sam3.models.prompts import BoxPrompt, BoxPromptBase, PointPrompt, PointPromptBase, Threshold
+
+VideoOutputType = Literal["X264 (.mp4)", "VP9 (.webm)"]
+
+
+class SegmentVideoInput(EndpointInput):
+    """Input of ``fal-ai/sam-3/video``: track prompted objects through a video (commas separate concepts)."""
+
+    video_url: FileUrl
+    prompt: str = ""
+    point_prompts: list[PointPromptBase] = Field(default_factory=list)
+    box_prompts: list[BoxPromptBase] = Field(default_factory=list)
+    apply_mask: bool = True
+    detection_threshold: Threshold = 0.5
+    video_output_type: VideoOutputType = "X264 (.mp4)"
+
+
+class SegmentVideoInputV31(SegmentVideoInput):
+    """Input of ``fal-ai/sam-3-1/video``: SAM 3.1 adds a cap on tracked objects."""
+
+    max_num_objects: PositiveInt = 16
+
+
+class SegmentVideoOutput(EndpointOutput):
+    """Output of ``/video``: the segmented video file."""
+
+    video: File
+    boundingbox_frames_zip: File | None = None
+
+
+class SegmentVideoRleInput(EndpointInput):
+    """Input of ``fal-ai/sam-3/video-rle``: one merged mask per frame, as RLE."""
+
+    video_url: FileUrl
+    mask_url: FileUrl | None = None
+    frame_index: NonNegativeInt | None = None
+    prompt: str = ""
+    point_prompts: list[PointPrompt] = Field(default_factory=list)
+    box_prompts: list[BoxPrompt] = Field(default_factory=list)
+    apply_mask: bool = False
+    boundingbox_zip: bool = False
+    detection_threshold: Threshold = 0.5
+
+    @model_validator(mode="after")
+    def _frame_index_needs_mask(self) -> SegmentVideoRleInput:
+        if self.frame_index is not None and self.mask_url is None:
+            raise ValueError("frame_index names the frame of mask_url; give mask_url too, or drop frame_index")
+        return self
+
+
+class SegmentVideoRleOutput(EndpointOutput):
+    """Output of ``/video-rle``: fal declares a union; in practice the RLE branch, sometimes the video one."""
+
+    rle: list[str] | str | None = None
+    boxes: list[NormalizedBox | None] | None = None
+    scores: list[float | None] | None = None
+    video: File | None = None
+    boundingbox_frames_zip: File | None = None
+
+    @model_validator(mode="after")
+    def _one_branch(self) -> SegmentVideoRleOutput:
+        if self.rle is None and self.video is None:
+            raise ValueError("video-rle output has neither 'rle' nor 'video'")
+        return self
+
+    @property
+    def frame_rles(self) -> list[str]:
+        """One RLE string per frame (an empty string is an empty mask)."""
+        if self.rle is None:
+            return []
+        return [self.rle] if isinstance(self.rle, str) else list(self.rle)
+
+
+class SegmentVideoObjectsInput(EndpointInput):
+    """Input of ``fal-ai/sam-3/video-rle-objects``: one concept, every instance tracked separately."""
+
+    video_url: FileUrl
+    prompt: str = ""
+    detection_threshold: Threshold = 0.5
+
+
+class TrackedObject(EndpointOutput):
+    """One object in one frame."""
+
+    track_id: int
+    rle: str
+
+
+class ObjectsFrame(EndpointOutput):
+    """The objects seen in one frame; an object absent from the frame is omitted."""
+
+    frame_index: int
+    objects: list[TrackedObject] = Field(default_factory=list)
+
+
+class SegmentVideoObjectsOutput(EndpointOutput):
+    """Output of ``/video-rle-objects``: per-frame, per-object RLE with track ids and the frame size."""
+
+    frames: list[ObjectsFrame]
+    width: int
+    height: int
+    num_frames: int

@@ -1,0 +1,1 @@
+"""Operators: the generic fal queue operator and one typed operator per SAM 3 endpoint."""

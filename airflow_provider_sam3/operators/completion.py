@@ -1,0 +1,108 @@
+"""What every waiting task does once fal says COMPLETED: fetch, parse, copy outputs, build the XCom document."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from airflow_provider_sam3.endpoints import ENDPOINTS
+from airflow_provider_sam3.exceptions import (
+    FalAuthenticationError,
+    FalDeadlineExceededError,
+    FalRequestCancelledError,
+    FalRequestError,
+    FalValidationError,
+    Sam3ProviderError,
+)
+from airflow_provider_sam3.hooks.fal import FalHook
+from airflow_provider_sam3.models.reference import RequestReference
+
+RAW_SCHEMA_VERSION = 1
+NOT_WORTH_RETRYING = (FalAuthenticationError, FalValidationError, FalRequestCancelledError)
+NOT_WORTH_RETRYING_NAMES = frozenset(
+    ["FalAuthenticationError", "FalBalanceExhaustedError", "FalValidationError", "FalNoMasksError",
+     "FalRequestCancelledError"]
+)
+
+
+def as_task_error(error: Exception, *, retry_useless: bool | None = None) -> Exception:
+    """Errors a retry cannot fix (bad key, exhausted balance, rejected input) fail the task without retries."""
+    if retry_useless is None:
+        retry_useless = isinstance(error, NOT_WORTH_RETRYING)
+    if not retry_useless:
+        return error
+    from airflow.sdk.exceptions import AirflowFailException
+
+    failure = AirflowFailException(f"{error} (not retried: a retry would fail the same way, and may cost money)")
+    failure.__cause__ = error
+    return failure
+
+
+def raise_for_event(event: dict[str, Any] | None) -> RequestReference:
+    """Validate a trigger event and return its reference; raise the error it describes."""
+    if not isinstance(event, dict) or event.get("status") not in ("completed", "timeout", "error"):
+        raise FalRequestError(f"the trigger sent an event this provider does not understand: {event!r}")
+    reference = RequestReference.from_dict(event["reference"])
+    if event["status"] == "timeout":
+        raise FalDeadlineExceededError(event.get("message") or "deadline passed",
+                                       endpoint_id=reference.endpoint_id, request_id=reference.request_id)
+    if event["status"] == "error":
+        error = FalRequestError(event.get("message") or "failed while waiting", retryable=event.get("retryable"))
+        raise as_task_error(error, retry_useless=event.get("error_class") in NOT_WORTH_RETRYING_NAMES)
+    return reference
+
+
+def fetch_result_document(
+    hook: FalHook,
+    reference: RequestReference,
+    *,
+    image: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    output_path: Any = None,
+    log: Any = None,
+) -> dict[str, Any]:
+    """Fetch a completed request's output and turn it into the task's XCom document (copying outputs first)."""
+    try:
+        output = hook.result(reference)
+    except Sam3ProviderError as error:
+        raise as_task_error(error) from error
+    completed_at = time.time()
+    endpoint = ENDPOINTS.get(reference.endpoint_id)
+    if endpoint is None:
+        document: dict[str, Any] = {
+            "schema_version": RAW_SCHEMA_VERSION,
+            "kind": "fal.raw",
+            "endpoint_id": reference.endpoint_id,
+            "request_id": reference.request_id,
+            "output": output,
+        }
+        return document
+
+    from airflow_provider_sam3.models.results import build_result
+
+    try:
+        result = build_result(
+            endpoint,
+            output,
+            reference=reference,
+            image=image,
+            completed_at=completed_at,
+            inference_seconds=(metrics or {}).get("inference_time"),
+        )
+    except ValueError as error:
+        raise FalRequestError(
+            f"fal returned an output this provider cannot read ({error}); please report it",
+            endpoint_id=reference.endpoint_id, request_id=reference.request_id,
+        ) from error
+    if output_path is not None:
+        from airflow_provider_sam3.operators.outputs import copy_outputs
+
+        result = copy_outputs(result, output_path, download=hook.download, output_json=output)
+    document = result.model_dump(mode="json")
+    if log is not None:
+        cost = document.get("cost_usd")
+        log.info(
+            "fal %s request %s completed; fal charges %s", reference.endpoint_id, reference.request_id,
+            f"${cost:.4f}" if cost is not None else "an unpublished price",
+        )
+    return document

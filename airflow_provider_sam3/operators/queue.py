@@ -1,0 +1,278 @@
+"""FalQueueOperator: one fal request per task, waited for in the triggerer or on the worker, never paid twice.
+
+The path of a request: render -> validate (nothing is sent on bad input) -> reattach to the request a previous
+try left in the task state store, or submit and save its reference there at once -> wait (defer to
+``FalRequestTrigger``, or poll on the worker) -> fetch, parse, copy outputs -> clear the state store -> XCom.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator, conf
+
+from airflow_provider_sam3.exceptions import FalDeadlineExceededError, FalRequestNotFoundError, Sam3ProviderError
+from airflow_provider_sam3.hooks.fal import FalHook
+from airflow_provider_sam3.links import LINK_XCOM_KEY, FalRequestLink, request_link
+from airflow_provider_sam3.models.reference import RequestReference
+from airflow_provider_sam3.operators.completion import as_task_error, fetch_result_document, raise_for_event
+
+STATE_KEY = "fal_request"
+DEFAULT_TIMEOUT = timedelta(hours=1)
+DEFER_GRACE_SECONDS = 120
+"""Airflow's own defer timeout fires this long after the trigger's deadline, so the trigger cancels first."""
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A validated request body, ready to submit; ``image`` describes the input image for the XCom document."""
+
+    endpoint_id: str
+    body: dict[str, Any]
+    image: dict[str, Any] | None = None
+    fingerprint: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        digest = hashlib.sha256(json.dumps([self.endpoint_id, self.body], sort_keys=True).encode()).hexdigest()
+        object.__setattr__(self, "fingerprint", digest[:32])
+
+
+def _seconds(value: float | timedelta | None) -> float | None:
+    return value.total_seconds() if isinstance(value, timedelta) else (float(value) if value is not None else None)
+
+
+class FalQueueOperator(BaseOperator):
+    """Run any fal endpoint through fal's queue.
+
+    :param endpoint_id: e.g. ``fal-ai/sam-3/image``. SAM 3 endpoints are validated locally with the registry's
+        models before anything is sent; other endpoints are sent as given.
+    :param arguments: the request body (templated).
+    :param fal_conn_id: the ``fal`` connection; without it ``FAL_KEY`` is used.
+    :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``). Both modes return
+        the same document.
+    :param wait_for_completion: ``False`` submits and returns the request reference (wait with ``FalRequestSensor``).
+    :param timeout: how long the request may take from submission; then it is cancelled and the task fails.
+    :param output_path: copy every output file here (``file://``, ``s3://``, any ObjectStoragePath) before fal's
+        URLs expire; the document carries both locations. Templated.
+    :param poll_interval, max_poll_interval: status polling starts at the first and backs off to the second
+        (default: the connection's settings).
+    :param priority, start_timeout, webhook_url, hint: passed to fal's queue on submit.
+    """
+
+    template_fields: tuple[str, ...] = ("endpoint_id", "arguments", "output_path")
+    template_fields_renderers = {"arguments": "json"}
+    operator_extra_links = (FalRequestLink(),)
+    ui_color = "#e8f0ff"
+
+    def __init__(
+        self,
+        *,
+        endpoint_id: str | None = None,
+        arguments: dict[str, Any] | None = None,
+        fal_conn_id: str = FalHook.default_conn_name,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        wait_for_completion: bool = True,
+        timeout: float | timedelta = DEFAULT_TIMEOUT,
+        output_path: Any = None,
+        poll_interval: float | None = None,
+        max_poll_interval: float | None = None,
+        priority: str | None = None,
+        start_timeout: float | None = None,
+        webhook_url: str | None = None,
+        hint: str | None = None,
+        forward_logs: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.endpoint_id = endpoint_id
+        self.arguments = arguments or {}
+        self.fal_conn_id = fal_conn_id
+        self.deferrable = deferrable
+        self.wait_for_completion = wait_for_completion
+        self.request_timeout = _seconds(timeout)
+        self.output_path = output_path
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.priority = priority
+        self.start_timeout = start_timeout
+        self.webhook_url = webhook_url
+        self.hint = hint
+        self.forward_logs = forward_logs
+        self._inflight: RequestReference | None = None
+
+    @property
+    def hook(self) -> FalHook:
+        return FalHook(self.fal_conn_id)
+
+    # ------------------------------------------------------------------ what to send
+
+    def prepare_request(self, context: Any) -> PreparedRequest:
+        """Validate the rendered parameters; raise ``InputValidationError`` before anything is sent."""
+        from airflow_provider_sam3.endpoints import ENDPOINTS
+        from airflow_provider_sam3.exceptions import InputValidationError
+
+        if not self.endpoint_id or not isinstance(self.endpoint_id, str):
+            raise InputValidationError("endpoint_id", "is required, e.g. 'fal-ai/sam-3/image'")
+        endpoint = ENDPOINTS.get(self.endpoint_id)
+        if endpoint is not None:
+            return PreparedRequest(self.endpoint_id, endpoint.validate_input(self.arguments).to_request())
+        try:
+            body = json.loads(json.dumps(self.arguments))
+        except (TypeError, ValueError) as error:
+            raise InputValidationError("arguments", f"must be JSON-serializable ({error})") from None
+        if not isinstance(body, dict):
+            raise InputValidationError("arguments", f"must be a mapping, not {type(body).__name__}")
+        return PreparedRequest(self.endpoint_id, body)
+
+    # ------------------------------------------------------------------ execute
+
+    def execute(self, context: Any) -> Any:
+        request = self.prepare_request(context)
+        if self.output_path is not None and not isinstance(self.output_path, str) and not hasattr(self.output_path, "joinpath"):
+            from airflow_provider_sam3.exceptions import InputValidationError
+
+            raise InputValidationError("output_path", "must be a path string or an ObjectStoragePath")
+        hook = self.hook
+        reference = self._reattach_or_submit(context, hook, request)
+        if not self.wait_for_completion:
+            self._forget(context)
+            return reference.to_dict()
+
+        deadline = (reference.submitted_at or time.time()) + (self.request_timeout or DEFAULT_TIMEOUT.total_seconds())
+        if self.deferrable:
+            from airflow_provider_sam3.triggers.fal import FalRequestTrigger
+
+            self.defer(
+                trigger=FalRequestTrigger(
+                    reference=reference.to_dict(),
+                    fal_conn_id=self.fal_conn_id,
+                    deadline=deadline,
+                    poll_interval=self.poll_interval,
+                    max_poll_interval=self.max_poll_interval,
+                    forward_logs=self.forward_logs,
+                    echo={"image": request.image},
+                ),
+                method_name="execute_complete",
+                timeout=timedelta(seconds=max(deadline - time.time(), 0) + DEFER_GRACE_SECONDS),
+            )
+        return self._wait_on_worker(context, hook, reference, deadline, request.image)
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
+        """Resumed after the trigger fired: check the event, fetch the result, publish it."""
+        reference = raise_for_event(event)
+        echo = event.get("echo") or {}
+        return self._finish(context, self.hook, reference, image=echo.get("image"), metrics=event.get("metrics"))
+
+    def on_kill(self) -> None:
+        """The synchronous path was killed (the trigger's ``on_kill`` covers the deferred one): cancel at fal."""
+        if self._inflight is not None:
+            try:
+                self.hook.cancel(self._inflight)
+            except Sam3ProviderError as error:
+                self.log.warning("Could not cancel fal request %s: %s", self._inflight.request_id, error)
+
+    # ------------------------------------------------------------------ never pay twice
+
+    def _reattach_or_submit(self, context: Any, hook: FalHook, request: PreparedRequest) -> RequestReference:
+        store = context.get("task_state_store")
+        record = store.get(STATE_KEY) if store is not None else None
+        if record:
+            reference = RequestReference.from_dict(record["reference"])
+            if self._can_reattach(hook, reference, record.get("fingerprint"), request):
+                self._publish_link(context, hook, reference)
+                return reference
+        try:
+            reference = hook.submit(
+                request.endpoint_id, request.body, webhook_url=self.webhook_url, priority=self.priority,
+                start_timeout=self.start_timeout, hint=self.hint,
+            )
+        except Sam3ProviderError as error:
+            raise as_task_error(error) from error
+        if store is not None:
+            store.set(STATE_KEY, {"reference": reference.to_dict(), "fingerprint": request.fingerprint})
+        else:
+            self.log.warning("No task state store in this context: a retry cannot reattach to request %s",
+                             reference.request_id)
+        self._publish_link(context, hook, reference)
+        return reference
+
+    def _can_reattach(self, hook: FalHook, reference: RequestReference, fingerprint: str | None,
+                      request: PreparedRequest) -> bool:
+        rid = reference.request_id
+        if fingerprint != request.fingerprint:
+            self.log.warning("The request changed since a previous try submitted %s; cancelling that one and "
+                             "submitting the new request", rid)
+            self._cancel_quietly(hook, reference)
+            return False
+        try:
+            status = hook.status(reference)
+        except FalRequestNotFoundError:
+            self.log.warning("A previous try's request %s is gone at fal (expired or vanished); submitting anew", rid)
+            return False
+        except Sam3ProviderError as error:
+            raise as_task_error(error) from error
+        if not status.done:
+            self.log.info("Reattaching to request %s from a previous try (%s); not submitting again", rid,
+                          status.describe())
+            return True
+        if status.error is None:
+            self.log.info("Request %s from a previous try already completed; fetching its result instead of "
+                          "paying again", rid)
+            return True
+        self.log.warning("Request %s from a previous try failed (%s); submitting anew", rid, status.error)
+        return False
+
+    def _cancel_quietly(self, hook: FalHook, reference: RequestReference) -> None:
+        try:
+            hook.cancel(reference)
+        except Sam3ProviderError as error:
+            self.log.warning("Could not cancel request %s: %s", reference.request_id, error)
+
+    def _forget(self, context: Any) -> None:
+        store = context.get("task_state_store")
+        if store is not None:
+            store.delete(STATE_KEY)
+
+    def _publish_link(self, context: Any, hook: FalHook, reference: RequestReference) -> None:
+        ti = context.get("ti")
+        if ti is not None:
+            ti.xcom_push(key=LINK_XCOM_KEY, value=request_link(hook.get_settings().queue_host, reference.request_id))
+
+    # ------------------------------------------------------------------ waiting and finishing
+
+    def _wait_on_worker(self, context: Any, hook: FalHook, reference: RequestReference, deadline: float,
+                        image: dict[str, Any] | None) -> Any:
+        from airflow_provider_sam3.triggers.fal import forward_new_logs
+
+        seen = {"logs": 0, "state": None}
+
+        def on_status(status: Any) -> None:
+            if status.state != seen["state"]:
+                self.log.info("fal %s request %s: %s", reference.endpoint_id, reference.request_id, status.describe())
+                seen["state"] = status.state
+            if self.forward_logs:
+                seen["logs"] = forward_new_logs(self.log, status, seen["logs"], reference.request_id)
+
+        self._inflight = reference
+        try:
+            status = hook.wait(reference, deadline=deadline, on_status=on_status, with_logs=self.forward_logs)
+        except FalDeadlineExceededError:
+            self._cancel_quietly(hook, reference)
+            raise
+        except Sam3ProviderError as error:
+            raise as_task_error(error) from error
+        finally:
+            self._inflight = None
+        return self._finish(context, hook, reference, image=image, metrics=status.metrics)
+
+    def _finish(self, context: Any, hook: FalHook, reference: RequestReference, *, image: dict[str, Any] | None,
+                metrics: dict[str, Any] | None) -> Any:
+        document = fetch_result_document(hook, reference, image=image, metrics=metrics,
+                                         output_path=self.output_path, log=self.log)
+        self._forget(context)
+        return document

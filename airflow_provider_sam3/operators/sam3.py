@@ -1,0 +1,131 @@
+"""One typed operator per SAM 3 endpoint kind, all driven by the endpoint registry.
+
+Each operator takes the endpoint's input fields as keyword arguments (templated), plus ``version="3"`` or ``"3.1"``
+to pick the SAM version, and ``image`` for endpoints that take an image: a URL, a data URI, a local path,
+bytes or an ``ObjectStoragePath`` (local content is sent as a data URI, so no upload is needed).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from airflow_provider_sam3.endpoints import ENDPOINTS, endpoint_for
+from airflow_provider_sam3.operators.queue import FalQueueOperator, PreparedRequest
+
+def _fields_of_kind(kind: str) -> tuple[str, ...]:
+    """Every input field any version of this kind accepts (the version switch may add some)."""
+    names: dict[str, None] = {}
+    for endpoint in ENDPOINTS.values():
+        if endpoint.kind == kind:
+            names.update(dict.fromkeys(endpoint.input_model.model_fields))
+    return tuple(names)
+
+
+class Sam3Operator(FalQueueOperator):
+    """Base of the typed SAM 3 operators; subclasses only name their ``kind``."""
+
+    kind: ClassVar[str] = ""
+    requires_output_path: ClassVar[bool] = False
+    input_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.kind:
+            return
+        cls.input_fields = _fields_of_kind(cls.kind)
+        clashes = [name for name in cls.input_fields if hasattr(FalQueueOperator, name)]
+        if clashes:
+            raise TypeError(f"{cls.__name__}: input fields {clashes} clash with operator attributes")
+        extra = ("image",) if "image_url" in cls.input_fields else ()
+        cls.template_fields = (*FalQueueOperator.template_fields, "version", *extra, *cls.input_fields)
+
+    def __init__(self, *, version: str = "3", image: Any = None, **kwargs: Any) -> None:
+        given = {name: kwargs.pop(name) for name in list(kwargs) if name in self.input_fields}
+        super().__init__(endpoint_id=None, **kwargs)
+        self.version = version
+        self.image = image
+        for name in self.input_fields:
+            setattr(self, name, given.get(name))
+
+    def prepare_request(self, context: Any) -> PreparedRequest:
+        from airflow_provider_sam3.exceptions import InputValidationError
+
+        endpoint = endpoint_for(self.kind, str(self.version))
+        self.endpoint_id = endpoint.endpoint_id
+        arguments = {name: getattr(self, name) for name in self.input_fields if getattr(self, name) is not None}
+        unsupported = sorted(set(arguments) - set(endpoint.input_model.model_fields))
+        if unsupported:
+            raise InputValidationError(
+                unsupported[0], f"is not accepted by {endpoint.endpoint_id} (SAM {endpoint.version})"
+            )
+        if self.requires_output_path and not self.output_path:
+            raise InputValidationError(
+                "output_path", f"is required by {type(self).__name__}: results too large for XCom are written there"
+            )
+        if self.image is not None and "image_url" in arguments:
+            raise InputValidationError("image", "give either image or image_url, not both")
+        source, field = (self.image, "image") if self.image is not None else (arguments.get("image_url"), "image_url")
+        image = None
+        if source is not None and "image_url" in endpoint.input_model.model_fields:
+            from airflow_provider_sam3.media.inputs import prepare_image
+
+            prepared = prepare_image(source, field=field)
+            arguments["image_url"] = prepared.url
+            image = {"source": prepared.source, "width": prepared.width, "height": prepared.height}
+        body = endpoint.validate_input(arguments).to_request()
+        return PreparedRequest(endpoint.endpoint_id, body, image)
+
+
+class SegmentImageOperator(Sam3Operator):
+    """Segment an image by text, points or boxes; masks as images (``fal-ai/sam-3/image``)."""
+
+    kind = "image"
+
+
+class SegmentImageRleOperator(Sam3Operator):
+    """Segment an image; masks as run-length encodings (``fal-ai/sam-3/image-rle``)."""
+
+    kind = "image-rle"
+
+
+class EmbedImageOperator(Sam3Operator):
+    """Compute a SAM 3 image embedding (``fal-ai/sam-3/image/embed``); the bytes go to ``output_path``."""
+
+    kind = "embed"
+    requires_output_path = True
+
+
+class SegmentVideoOperator(Sam3Operator):
+    """Track prompted objects through a video; a segmented video file (``fal-ai/sam-3/video``)."""
+
+    kind = "video"
+
+
+class SegmentVideoRleOperator(Sam3Operator):
+    """Track prompted objects through a video; one RLE mask per frame (``fal-ai/sam-3/video-rle``)."""
+
+    kind = "video-rle"
+
+
+class SegmentVideoObjectsOperator(Sam3Operator):
+    """Track every instance of one concept; per-frame, per-object RLE (``fal-ai/sam-3/video-rle-objects``)."""
+
+    kind = "video-rle-objects"
+
+
+class Reconstruct3DObjectsOperator(Sam3Operator):
+    """Reconstruct prompted objects of an image in 3D (``fal-ai/sam-3/3d-objects``)."""
+
+    kind = "3d-objects"
+
+
+class Reconstruct3DBodyOperator(Sam3Operator):
+    """Reconstruct the people in an image as meshes and keypoints (``fal-ai/sam-3/3d-body``)."""
+
+    kind = "3d-body"
+
+
+class Align3DOperator(Sam3Operator):
+    """Align a body mesh (and an object mesh) to an image (``fal-ai/sam-3/3d-align``)."""
+
+    kind = "3d-align"

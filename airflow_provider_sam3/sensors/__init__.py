@@ -1,0 +1,1 @@
+"""Sensors that wait for fal requests submitted by another task."""

@@ -1,0 +1,94 @@
+"""FalRequestSensor: wait for a request another task submitted (``wait_for_completion=False``)."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+
+from airflow_provider_sam3.exceptions import InputValidationError, Sam3ProviderError
+from airflow_provider_sam3.hooks.fal import FalHook
+from airflow_provider_sam3.links import LINK_XCOM_KEY, FalRequestLink, request_link
+from airflow_provider_sam3.models.reference import RequestReference
+from airflow_provider_sam3.operators.completion import as_task_error, fetch_result_document, raise_for_event
+
+
+class FalRequestSensor(BaseSensorOperator):
+    """Wait for an existing fal request and return its result document (with its cost).
+
+    :param reference: the request reference (a dict, typically ``XComArg`` of a submitting task). Templated.
+    :param deferrable: wait in the triggerer; otherwise ``poke`` (``mode="poke"`` or ``"reschedule"``).
+    :param output_path: copy outputs here before fal's URLs expire.
+    """
+
+    template_fields = ("reference", "output_path")
+    operator_extra_links = (FalRequestLink(),)
+
+    def __init__(
+        self,
+        *,
+        reference: Any,
+        fal_conn_id: str = FalHook.default_conn_name,
+        output_path: Any = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.reference = reference
+        self.fal_conn_id = fal_conn_id
+        self.output_path = output_path
+        self.deferrable = deferrable
+
+    def _reference(self) -> RequestReference:
+        value = self.reference
+        if isinstance(value, str):
+            import json
+
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise InputValidationError("reference", "is a string that is not a JSON request reference") from None
+        try:
+            return RequestReference.from_dict(value)
+        except Exception as error:  # noqa: BLE001 - pydantic or type errors alike
+            raise InputValidationError(
+                "reference", f"must be a request reference with endpoint_id, request_id and the queue URLs ({error})"
+            ) from None
+
+    def execute(self, context: Any) -> Any:
+        ref = self._reference()
+        hook = FalHook(self.fal_conn_id)
+        ti = context.get("ti")
+        if ti is not None:
+            ti.xcom_push(key=LINK_XCOM_KEY, value=request_link(hook.get_settings().queue_host, ref.request_id))
+        if not self.deferrable:
+            return super().execute(context)
+        from airflow_provider_sam3.triggers.fal import FalRequestTrigger
+
+        deadline = time.time() + self.timeout
+        self.defer(
+            trigger=FalRequestTrigger(reference=ref.to_dict(), fal_conn_id=self.fal_conn_id, deadline=deadline,
+                                      poll_interval=self.poke_interval, max_poll_interval=max(self.poke_interval, 30)),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout + 120),
+        )
+
+    def poke(self, context: Any) -> PokeReturnValue:
+        ref = self._reference()
+        hook = FalHook(self.fal_conn_id)
+        try:
+            status = hook.status(ref)
+        except Sam3ProviderError as error:
+            raise as_task_error(error) from error
+        self.log.info("fal %s request %s: %s", ref.endpoint_id, ref.request_id, status.describe())
+        if not status.done:
+            return PokeReturnValue(is_done=False)
+        document = fetch_result_document(hook, ref, metrics=status.metrics, output_path=self.output_path, log=self.log)
+        return PokeReturnValue(is_done=True, xcom_value=document)
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
+        ref = raise_for_event(event)
+        return fetch_result_document(FalHook(self.fal_conn_id), ref, metrics=event.get("metrics"),
+                                     output_path=self.output_path, log=self.log)

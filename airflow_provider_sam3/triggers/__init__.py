@@ -1,0 +1,1 @@
+"""Triggers that wait on fal's queue in the triggerer."""

@@ -1,0 +1,153 @@
+"""FalRequestTrigger: waits in the triggerer for one fal request, without holding a worker.
+
+Async only; kwargs are JSON primitives; the deadline is an absolute epoch time (a relative one would restart
+after a triggerer restart); polling backs off; fal's logs reach the task log in bounded form; a deadline that
+passes cancels the remote request, and so does clearing or marking the task (``on_kill``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_sam3.exceptions import Sam3ProviderError
+from airflow_provider_sam3.hooks.backoff import poll_backoff
+from airflow_provider_sam3.hooks.fal import FalHook
+from airflow_provider_sam3.models.reference import RequestReference
+from airflow_provider_sam3.models.status import QueueStatus
+
+MAX_LOG_LINES_PER_POLL = 20
+MAX_LOG_MESSAGE_CHARS = 300
+
+
+def forward_new_logs(log: Any, status: QueueStatus, already_seen: int, request_id: str) -> int:
+    """Write fal's log lines that were not written yet, a bounded number per poll, each cut short; return the count."""
+    entries = status.logs or []
+    fresh = entries[already_seen:]
+    for entry in fresh[:MAX_LOG_LINES_PER_POLL]:
+        message = str(entry.get("message", "")) if isinstance(entry, dict) else str(entry)
+        if len(message) > MAX_LOG_MESSAGE_CHARS:
+            message = message[: MAX_LOG_MESSAGE_CHARS - 3] + "..."
+        log.info("fal %s [%s] %s", request_id, entry.get("level", "INFO") if isinstance(entry, dict) else "", message)
+    if len(fresh) > MAX_LOG_LINES_PER_POLL:
+        log.info("fal %s: %d more log lines not shown", request_id, len(fresh) - MAX_LOG_LINES_PER_POLL)
+    return len(entries)
+
+
+def error_event(reference: dict[str, Any], error: Sam3ProviderError) -> dict[str, Any]:
+    """A trigger event describing a failure, in JSON primitives."""
+    return {
+        "status": "error",
+        "reference": reference,
+        "message": str(error),
+        "error_class": type(error).__name__,
+        "retryable": bool(error.retryable),
+    }
+
+
+class FalRequestTrigger(BaseTrigger):
+    """Polls one request until fal reports it COMPLETED, or its deadline passes.
+
+    Events (JSON): ``{"status": "completed", "reference", "error", "error_type", "metrics"}``,
+    ``{"status": "timeout", "reference", "message", "cancel"}`` or ``{"status": "error", ...}`` (see ``error_event``).
+    ``echo`` is returned untouched in every event, so the resumed task gets back what it needs without a lookup.
+    """
+
+    def __init__(
+        self,
+        reference: dict[str, Any],
+        fal_conn_id: str = FalHook.default_conn_name,
+        deadline: float | None = None,
+        poll_interval: float | None = None,
+        max_poll_interval: float | None = None,
+        forward_logs: bool = True,
+        echo: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.reference = dict(reference)
+        self.fal_conn_id = fal_conn_id
+        self.deadline = deadline
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.forward_logs = forward_logs
+        self.echo = echo or {}
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "reference": self.reference,
+                "fal_conn_id": self.fal_conn_id,
+                "deadline": self.deadline,
+                "poll_interval": self.poll_interval,
+                "max_poll_interval": self.max_poll_interval,
+                "forward_logs": self.forward_logs,
+                "echo": self.echo,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        ref = RequestReference.from_dict(self.reference)
+        hook = FalHook(self.fal_conn_id)
+        try:
+            event = await self._wait(hook, ref)
+        finally:
+            await asyncio.shield(hook.aclose())
+        yield TriggerEvent({**event, "echo": self.echo})
+
+    async def _wait(self, hook: FalHook, ref: RequestReference) -> dict[str, Any]:
+        settings = await hook.aget_settings()
+        backoff = poll_backoff(self.poll_interval or settings.poll_interval, self.max_poll_interval or settings.max_poll_interval)
+        logs_seen, attempt, last_state = 0, 0, None
+        while True:
+            try:
+                status = await hook.astatus(ref, with_logs=self.forward_logs)
+            except Sam3ProviderError as error:
+                return error_event(self.reference, error)
+            if status.state != last_state:
+                self.log.info("fal %s request %s: %s", ref.endpoint_id, ref.request_id, status.describe())
+                last_state = status.state
+            if self.forward_logs:
+                logs_seen = forward_new_logs(self.log, status, logs_seen, ref.request_id)
+            if status.done:
+                return {
+                    "status": "completed",
+                    "reference": self.reference,
+                    "error": status.error,
+                    "error_type": status.error_type,
+                    "metrics": status.metrics or {},
+                }
+            pause = backoff.delay(attempt)
+            if self.deadline is not None:
+                left = self.deadline - time.time()
+                if left <= 0:
+                    return await self._cancel_at_deadline(hook, ref, status)
+                pause = min(pause, left)
+            await asyncio.sleep(pause)
+            attempt += 1
+
+    async def _cancel_at_deadline(self, hook: FalHook, ref: RequestReference, status: QueueStatus) -> dict[str, Any]:
+        try:
+            outcome = await hook.acancel(ref)
+        except Sam3ProviderError as error:
+            outcome = f"cancel failed: {error}"
+        message = (f"{ref.endpoint_id} request {ref.request_id} was still {status.describe()} when its deadline "
+                   f"passed; cancel: {outcome}")
+        self.log.warning(message)
+        return {"status": "timeout", "reference": self.reference, "message": message, "cancel": outcome}
+
+    async def on_kill(self) -> None:
+        """The task was cleared or marked by a user: nobody will read this request's result, so cancel it."""
+        ref = RequestReference.from_dict(self.reference)
+        hook = FalHook(self.fal_conn_id)
+        try:
+            outcome = await hook.acancel(ref)
+            self.log.info("Task was cleared or marked; cancelled fal request %s: %s", ref.request_id, outcome)
+        except Sam3ProviderError as error:
+            self.log.warning("Task was cleared or marked; cancelling fal request %s failed: %s", ref.request_id, error)
+        finally:
+            await hook.aclose()

@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from airflow_provider_sam3.exceptions import InputValidationError, InvalidImageError
+from airflow_provider_sam3.media.masks import MaskStats, mask_from_image, mask_stats
+from airflow_provider_sam3.media.render import PALETTE, cutout, encode_png, mask_to_png, overlay
+
+W, H = 40, 30
+
+
+def _rect_mask() -> np.ndarray:
+    mask = np.zeros((H, W), dtype=bool)
+    mask[5:15, 10:30] = True  # rows 5..14, columns 10..29
+    return mask
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _mask_png(mode: str) -> bytes:
+    gray = Image.fromarray(_rect_mask().astype(np.uint8) * 255, "L")
+    if mode == "1":
+        return _png(gray.convert("1"))
+    if mode == "RGBA":
+        image = gray.convert("RGBA")  # white on black, fully opaque: luminance decides
+        return _png(image)
+    return _png(gray.convert(mode))
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "1", "LA", "P"])
+def test_mask_from_image_modes(mode):
+    mask = mask_from_image(_mask_png(mode))
+    assert mask.dtype == np.bool_
+    np.testing.assert_array_equal(mask, _rect_mask())
+
+
+def test_mask_from_image_uses_alpha_when_transparent():
+    # Colour says "everything", alpha says "only the rectangle": alpha wins when not fully opaque.
+    rgba = np.full((H, W, 4), 255, dtype=np.uint8)
+    rgba[..., 3] = _rect_mask().astype(np.uint8) * 255
+    mask = mask_from_image(Image.fromarray(rgba, "RGBA"))
+    np.testing.assert_array_equal(mask, _rect_mask())
+
+
+def test_mask_from_image_threshold_and_paths(tmp_path):
+    values = np.array([[0, 100, 200]], dtype=np.uint8)
+    path = tmp_path / "mask.png"
+    path.write_bytes(_png(Image.fromarray(values, "L")))
+    np.testing.assert_array_equal(mask_from_image(path), [[False, False, True]])
+    np.testing.assert_array_equal(mask_from_image(str(path), threshold=50), [[False, True, True]])
+
+
+def test_mask_from_image_rejects_garbage():
+    with pytest.raises(InvalidImageError) as info:
+        mask_from_image(b"not an image at all")
+    assert info.value.field == "mask"
+    with pytest.raises(InvalidImageError) as info:
+        mask_from_image(b"")
+    assert "empty" in str(info.value)
+    with pytest.raises(InputValidationError) as info:
+        mask_from_image(_mask_png("L"), threshold=300)
+    assert info.value.field == "threshold"
+
+
+def test_mask_stats_known_rectangle():
+    stats = mask_stats(_rect_mask())
+    assert stats == MaskStats(area=200, box=(10, 5, 30, 15), centroid=(20.0, 10.0))
+
+
+def test_mask_stats_asymmetric_and_empty():
+    mask = np.zeros((4, 4), dtype=bool)
+    mask[0, 0] = mask[0, 1] = mask[3, 1] = True
+    stats = mask_stats(mask)
+    assert stats.area == 3
+    assert stats.box == (0, 0, 2, 4)
+    assert stats.centroid == pytest.approx((0.5 + 2 / 3, 0.5 + 1.0))
+    assert mask_stats(np.zeros((3, 3), dtype=bool)) == MaskStats(area=0, box=None, centroid=None)
+
+
+def _photo() -> Image.Image:
+    rng = np.random.default_rng(3)
+    return Image.fromarray(rng.integers(0, 256, size=(H, W, 3), dtype=np.uint8), "RGB")
+
+
+def test_overlay_changes_only_masked_pixels():
+    photo = _photo()
+    mask = _rect_mask()
+    out = overlay(_png(photo), [mask], alpha=0.5, outline=False)
+    assert out.mode == "RGB" and out.size == (W, H)
+    before, after = np.asarray(photo).astype(int), np.asarray(out).astype(int)
+    np.testing.assert_array_equal(after[~mask], before[~mask])
+    expected = np.rint(before[mask] * 0.5 + np.array(PALETTE[0]) * 0.5)
+    np.testing.assert_array_equal(after[mask], expected)
+
+
+def test_overlay_outline_and_distinct_colors():
+    black = Image.new("RGB", (W, H))
+    first = np.zeros((H, W), dtype=bool)
+    first[2:8, 2:8] = True
+    second = np.zeros((H, W), dtype=bool)
+    second[20:28, 20:30] = True
+    out = np.asarray(overlay(black, np.stack([first, second]), alpha=0.5, outline=True))
+    assert tuple(out[2, 2]) == PALETTE[0]  # edge pixel: full colour
+    assert tuple(out[4, 4]) == tuple(round(c * 0.5) for c in PALETTE[0])  # interior: blended
+    assert tuple(out[20, 20]) == PALETTE[1]
+    assert tuple(out[0, 0]) == (0, 0, 0)
+
+
+def test_overlay_custom_colors_and_single_mask():
+    out = np.asarray(overlay(Image.new("RGB", (W, H)), _rect_mask(), alpha=1.0, colors=[(1, 2, 3)]))
+    assert tuple(out[10, 20]) == (1, 2, 3)
+    with pytest.raises(InputValidationError) as info:
+        overlay(Image.new("RGB", (W, H)), [_rect_mask()], colors=[(1, 2)])
+    assert info.value.field == "colors[0]"
+    with pytest.raises(InputValidationError) as info:
+        overlay(Image.new("RGB", (W, H)), [_rect_mask()], alpha=1.5)
+    assert info.value.field == "alpha"
+
+
+def test_overlay_size_mismatch_names_the_mask():
+    wrong = np.zeros((H, W + 1), dtype=bool)
+    with pytest.raises(InputValidationError) as info:
+        overlay(_photo(), [_rect_mask(), wrong])
+    assert info.value.field == "masks[1]"
+    assert f"{W + 1}x{H}" in str(info.value) and f"{W}x{H}" in str(info.value)
+
+
+def test_cutout_alpha_is_mask_and_crop_is_box(tmp_path):
+    photo = _photo()
+    path = tmp_path / "photo.png"
+    path.write_bytes(_png(photo))
+    mask = _rect_mask()
+    mask[6, 12] = False
+
+    full = cutout(path, mask, crop=False)
+    assert full.mode == "RGBA" and full.size == (W, H)
+    np.testing.assert_array_equal(np.asarray(full)[..., 3], mask.astype(np.uint8) * 255)
+    np.testing.assert_array_equal(np.asarray(full)[..., :3], np.asarray(photo))
+
+    cropped = cutout(photo, mask)
+    assert cropped.size == (20, 10)
+    np.testing.assert_array_equal(np.asarray(cropped)[..., 3], mask[5:15, 10:30].astype(np.uint8) * 255)
+    np.testing.assert_array_equal(np.asarray(cropped)[..., :3], np.asarray(photo)[5:15, 10:30])
+
+    empty = cutout(photo, np.zeros((H, W), dtype=bool))
+    assert empty.size == (W, H)
+    assert not np.asarray(empty)[..., 3].any()
+
+    with pytest.raises(InputValidationError) as info:
+        cutout(photo, np.zeros((H + 1, W), dtype=bool))
+    assert info.value.field == "mask"
+
+
+def test_mask_to_png_and_encode_png():
+    data = mask_to_png(_rect_mask())
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "PNG" and image.mode == "L"
+    assert set(np.unique(np.asarray(image))) == {0, 255}
+    np.testing.assert_array_equal(mask_from_image(data), _rect_mask())
+    assert Image.open(io.BytesIO(encode_png(_photo()))).size == (W, H)
+    with pytest.raises(InputValidationError):
+        encode_png(b"bytes")  # type: ignore[arg-type]
