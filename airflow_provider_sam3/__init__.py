@@ -27,6 +27,15 @@ def get_provider_info() -> dict:
             }
         ],
         "hooks": [{"integration-name": "fal SAM 3", "python-modules": ["airflow_provider_sam3.hooks.fal"]}],
+        "operators": [
+            {
+                "integration-name": "fal SAM 3",
+                "python-modules": ["airflow_provider_sam3.operators.queue", "airflow_provider_sam3.operators.sam3"],
+            }
+        ],
+        "sensors": [{"integration-name": "fal SAM 3", "python-modules": ["airflow_provider_sam3.sensors.fal"]}],
+        "triggers": [{"integration-name": "fal SAM 3", "python-modules": ["airflow_provider_sam3.triggers.fal"]}],
+        "extra-links": ["airflow_provider_sam3.links.FalRequestLink"],
         "connection-types": [
             {
                 "connection-type": "fal",

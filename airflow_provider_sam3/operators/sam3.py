@@ -73,6 +73,10 @@ class Sam3Operator(FalQueueOperator):
             arguments["image_url"] = prepared.url
             image = {"source": prepared.source, "width": prepared.width, "height": prepared.height}
         body = endpoint.validate_input(arguments).to_request()
+        if body.get("sync_mode") and not self.output_path:
+            raise InputValidationError(
+                "sync_mode", "returns masks inline as data URIs, too large for XCom; set output_path to keep them"
+            )
         return PreparedRequest(endpoint.endpoint_id, body, image)
 
 

@@ -1,6 +1,7 @@
 """The fal emulator: an HTTPS server the unmodified ``fal_client`` cannot tell from fal's queue.
 
-Modules: ``config`` (knobs), ``tls`` (certificate), ``queue`` (requests and scheduling), ``apps`` (the SAM 3 apps),
-``segmenter`` (classical segmentation), ``faults``, ``media_store``, ``server`` (routes), ``runner`` (in-process
-server) and ``__main__`` (CLI).
+``config`` (knobs and fault rules), ``tls`` (certificate), ``queue`` (requests, states, scheduling), ``server``
+(routes), ``faults``, ``media_store``, ``apps`` (one SAM 3 app per registry kind), ``segmenter`` (classical
+segmentation), ``fetch`` (input files), ``placeholders`` (stand-in 3D/video files), ``results`` (app answers),
+``webhooks``, ``runner`` (in-process ``FalEmulator``) and ``__main__`` (CLI).
 """

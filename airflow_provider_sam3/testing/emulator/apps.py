@@ -54,7 +54,11 @@ VIDEO_FRAME_WIDTH = 64
 VIDEO_FRAME_HEIGHT = 48
 VIDEO_NUM_FRAMES = 8
 KEYPOINT_NAMES = tuple(f"keypoint_{i:02d}" for i in range(70))
-_IMAGE_FORMATS = {"png": ("PNG", "image/png", "png"), "jpeg": ("JPEG", "image/jpeg", "jpg"), "webp": ("WEBP", "image/webp", "webp")}
+_IMAGE_FORMATS = {
+    "png": ("PNG", "image/png", "png"),
+    "jpeg": ("JPEG", "image/jpeg", "jpg"),
+    "webp": ("WEBP", "image/webp", "webp"),
+}
 
 
 class AppContext(Protocol):
@@ -97,13 +101,17 @@ def _encode(image: Image.Image, fmt: str, *, lossless: bool = False) -> bytes:
     if fmt == "png":
         return encode_png(image)
     buffer = io.BytesIO()
-    image.save(buffer, format=_IMAGE_FORMATS[fmt][0], quality=90, **({"lossless": True} if lossless and fmt == "webp" else {}))
+    options = {"lossless": True} if lossless and fmt == "webp" else {}
+    image.save(buffer, format=_IMAGE_FORMATS[fmt][0], quality=90, **options)
     return buffer.getvalue()
 
 
 def _mask_file(mask: np.ndarray, fmt: str, name: str) -> PendingFile:
     _, mime, extension = _IMAGE_FORMATS[fmt]
-    data = mask_to_png(mask) if fmt == "png" else _encode(Image.fromarray(mask.astype(np.uint8) * 255, "L"), fmt, lossless=True)
+    if fmt == "png":
+        data = mask_to_png(mask)
+    else:
+        data = _encode(Image.fromarray(mask.astype(np.uint8) * 255, "L"), fmt, lossless=True)
     return PendingFile(data, f"{name}.{extension}", mime, mask.shape[1], mask.shape[0])
 
 
@@ -165,10 +173,12 @@ async def segment_image(inputs: Any, ctx: AppContext, *, rle: bool = False) -> A
 
 def embedding_of(image: Image.Image) -> np.ndarray:
     """The emulator's deterministic embedding of ``image``: ``EMBEDDING_SHAPE`` float32 values (see module doc)."""
-    grid = np.asarray(image.convert("RGB").resize(EMBEDDING_SHAPE[1:][::-1], Image.Resampling.BOX), dtype=np.float32) / 255
+    size = EMBEDDING_SHAPE[:0:-1]
+    grid = np.asarray(image.convert("RGB").resize(size, Image.Resampling.BOX), dtype=np.float32) / 255
     gray = grid.mean(axis=2)
     gy, gx = np.gradient(gray)
-    saturation = np.asarray(image.convert("HSV").resize(EMBEDDING_SHAPE[1:][::-1], Image.Resampling.BOX), dtype=np.float32)[..., 1] / 255
+    hsv = np.asarray(image.convert("HSV").resize(size, Image.Resampling.BOX), dtype=np.float32) / 255
+    saturation = hsv[..., 1]
     features = np.stack([grid[..., 0], grid[..., 1], grid[..., 2], gray, gx, gy, np.hypot(gx, gy), saturation])
     channels = [np.sin(k * math.pi * features) for k in range(1, EMBEDDING_SHAPE[0] // len(features) + 1)]
     return np.concatenate(channels).astype(EMBEDDING_DTYPE)
@@ -217,7 +227,8 @@ async def segment_video_rle(inputs: Any, ctx: AppContext) -> Any:
     body: dict[str, Any] = {"rle": [rle_encode(m) for m in merged], "boxes": boxes, "scores": [None] * len(merged)}
     if inputs.boundingbox_zip:
         files = {f"frame_{i:05d}.json": json.dumps({"box": box}).encode() for i, box in enumerate(boxes)}
-        body["boundingbox_frames_zip"] = PendingFile(placeholders.zip_of(files), "boxes.zip", placeholders.ZIP_CONTENT_TYPE)
+        archive = placeholders.zip_of(files)
+        body["boundingbox_frames_zip"] = PendingFile(archive, "boxes.zip", placeholders.ZIP_CONTENT_TYPE)
     return publish(body, ctx)
 
 
@@ -254,13 +265,15 @@ async def reconstruct_objects(inputs: Any, ctx: AppContext) -> Any:
         }
         for i in range(count)
     ]
+    glb, ply, zip_type = placeholders.GLB_CONTENT_TYPE, placeholders.PLY_CONTENT_TYPE, placeholders.ZIP_CONTENT_TYPE
+    artifacts = placeholders.zip_of({"metadata.json": json.dumps(metadata).encode()})
     body = {
-        "gaussian_splat": PendingFile(placeholders.ply(), "splat.ply", placeholders.PLY_CONTENT_TYPE),
-        "model_glb": PendingFile(placeholders.glb({"objects": count}), "scene.glb", placeholders.GLB_CONTENT_TYPE),
+        "gaussian_splat": PendingFile(placeholders.ply(), "splat.ply", ply),
+        "model_glb": PendingFile(placeholders.glb({"objects": count}), "scene.glb", glb),
         "metadata": metadata,
-        "individual_glbs": [PendingFile(placeholders.glb({"object": i}), f"object_{i}.glb", placeholders.GLB_CONTENT_TYPE) for i in range(count)],
-        "individual_splats": [PendingFile(placeholders.ply(), f"object_{i}.ply", placeholders.PLY_CONTENT_TYPE) for i in range(count)],
-        "artifacts_zip": PendingFile(placeholders.zip_of({"metadata.json": json.dumps(metadata).encode()}), "artifacts.zip", placeholders.ZIP_CONTENT_TYPE),
+        "individual_glbs": [PendingFile(placeholders.glb({"object": i}), f"object_{i}.glb", glb) for i in range(count)],
+        "individual_splats": [PendingFile(placeholders.ply(), f"object_{i}.ply", ply) for i in range(count)],
+        "artifacts_zip": PendingFile(artifacts, "artifacts.zip", zip_type),
     }
     return publish(body, ctx)
 
@@ -272,7 +285,8 @@ def _person(image: Image.Image, inputs: Any) -> tuple[dict[str, Any], np.ndarray
         mask = found[0].mask
     else:
         mask = np.zeros((height, width), dtype=bool)
-        mask[height // 4 : max(height // 4 + 1, 3 * height // 4), width // 4 : max(width // 4 + 1, 3 * width // 4)] = True
+        top, left = height // 4, width // 4
+        mask[top : max(top + 1, 3 * height // 4), left : max(left + 1, 3 * width // 4)] = True
     x0, y0, x1, y1 = mask_box(mask)
     keypoints = [[x0 + (x1 - x0) * ((k % 7) + 0.5) / 7, y0 + (y1 - y0) * ((k // 7) + 0.5) / 10] for k in range(70)]
     person: dict[str, Any] = {
@@ -283,7 +297,9 @@ def _person(image: Image.Image, inputs: Any) -> tuple[dict[str, Any], np.ndarray
         "keypoints_2d": [[round(x, 3), round(y, 3)] for x, y in keypoints],
     }
     if inputs.include_3d_keypoints:
-        person["keypoints_3d"] = [[round((x - width / 2) / width, 4), round((y - height / 2) / height, 4), 2.5] for x, y in keypoints]
+        person["keypoints_3d"] = [
+            [round((x - width / 2) / width, 4), round((y - height / 2) / height, 4), 2.5] for x, y in keypoints
+        ]
     if inputs.include_mhr_params:
         person.update(shape_params=[0.0] * 10, body_pose_params=[0.0] * 63, hand_pose_params=[0.0] * 30,
                       global_rot=[0.0, 0.0, 0.0], scale_params=[1.0], expr_params=[0.0] * 10)
@@ -309,10 +325,11 @@ async def align_body(inputs: Any, ctx: AppContext) -> Any:
     image = await _image(inputs.image_url, "image_url", ctx)
     await _check_urls(inputs, ctx, "body_mesh_url", "body_mask_url", "object_mesh_url")
     focal = inputs.focal_length or float(max(image.size)) * 1.2
+    picture = await asyncio.to_thread(encode_png, image)
     body: dict[str, Any] = {
         "body_mesh_ply": PendingFile(placeholders.ply(), "body_aligned.ply", placeholders.PLY_CONTENT_TYPE),
         "model_glb": PendingFile(placeholders.glb({"aligned": True}), "aligned.glb", placeholders.GLB_CONTENT_TYPE),
-        "visualization": PendingFile(await asyncio.to_thread(encode_png, image), "visualization.png", "image/png", image.width, image.height),
+        "visualization": PendingFile(picture, "visualization.png", "image/png", image.width, image.height),
         "metadata": {"person_id": 0, "scale_factor": 1.0, "translation": [0.0, 0.0, 2.5], "focal_length": focal,
                      "cropped_vertices_count": 4, "target_points_count": 4},
     }

@@ -54,6 +54,11 @@ class FaultRule(BaseModel):
             raise ValueError(f"give exactly one of rate, first or every (got {', '.join(given) or 'none'})")
         if self.kind in REQUEST_FAULTS and self.target not in ("submit", "any"):
             raise ValueError(f"{self.kind} is decided at submit time; its target must be 'submit' or 'any'")
+        if self.endpoint_id is not None:
+            from airflow_provider_sam3.endpoints import ENDPOINTS
+
+            if self.endpoint_id not in ENDPOINTS:
+                raise ValueError(f"endpoint_id {self.endpoint_id!r} is not a registry endpoint")
         return self
 
 

@@ -15,6 +15,8 @@ from starlette.types import Receive, Scope, Send
 
 from airflow_provider_sam3.testing.emulator.config import REQUEST_FAULTS, FaultRule
 
+EDGE_FAULTS = frozenset({"rate_limit_429", "nginx_502", "nginx_503", "nginx_504", "runner_503"})
+"""Faults answered in place of the call, which then has no other effect."""
 _NGINX_TITLES = {502: "502 Bad Gateway", 503: "503 Service Temporarily Unavailable", 504: "504 Gateway Time-out"}
 
 
@@ -74,13 +76,15 @@ def fault_response(kind: str, request_id: str | None) -> Response:
     if kind.startswith("nginx_"):
         code = int(kind.rsplit("_", 1)[1])
         title = _NGINX_TITLES[code]
-        html = f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+        html = (
+            f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n"
+            "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+        )
         return HTMLResponse(html, code)
     if kind == "runner_503":
-        return JSONResponse(
-            {"detail": "Could not connect to the runner: connection refused", "error_type": "runner_connection_refused"},
-            503, headers={**rid, "X-Fal-Error-Type": "runner_connection_refused"},
-        )
+        error_type = "runner_connection_refused"
+        body = {"detail": "Could not connect to the runner: connection refused", "error_type": error_type}
+        return JSONResponse(body, 503, headers={**rid, "X-Fal-Error-Type": error_type})
     if kind == "drop_connection":
         return DroppedResponse()
     raise ValueError(f"{kind} has no response of its own")

@@ -27,7 +27,8 @@ class FetchContext(Protocol):
 
 
 def _download_error(field: str, reason: str) -> Exception:
-    return unprocessable(field, f"could not download {field} ({reason}); check that the URL is reachable", "file_download_error")
+    message = f"could not download {field} ({reason}); check that the URL is reachable"
+    return unprocessable(field, message, "file_download_error")
 
 
 async def fetch_bytes(url: str, field: str, ctx: FetchContext) -> bytes:
@@ -64,4 +65,5 @@ def decode_image(data: bytes, field: str) -> Image.Image:
         image.load()
         return ImageOps.exif_transpose(image).convert("RGB")
     except Exception as exc:
-        raise unprocessable(field, f"could not decode {field} as an image ({type(exc).__name__})", "image_load_error") from None
+        message = f"could not decode {field} as an image ({type(exc).__name__})"
+        raise unprocessable(field, message, "image_load_error") from None

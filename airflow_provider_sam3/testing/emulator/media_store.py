@@ -30,7 +30,9 @@ class MediaStore:
         self.base_url = base_url.rstrip("/")
         self._files: dict[tuple[str, str], StoredFile] = {}
 
-    def put(self, data: bytes, file_name: str, content_type: str, *, ttl_s: float | None, prefix: str = MEDIA_PREFIX) -> str:
+    def put(
+        self, data: bytes, file_name: str, content_type: str, *, ttl_s: float | None, prefix: str = MEDIA_PREFIX
+    ) -> str:
         """Store ``data`` and return its URL; ``ttl_s=None`` keeps it until ``clear``."""
         token = secrets.token_urlsafe(12)
         expires_at = None if ttl_s is None else time.monotonic() + ttl_s

@@ -58,7 +58,9 @@ def validation_failed(error: ValidationError) -> AppResult:
 
 
 INVALID_JSON = AppResult(
-    422, {"detail": [{"loc": ["body"], "msg": "JSON decode error", "type": "json_invalid"}]}, error_type="validation_error"
+    422,
+    {"detail": [{"loc": ["body"], "msg": "JSON decode error", "type": "json_invalid"}]},
+    error_type="validation_error",
 )
 NO_MASKS = AppResult(422, {"detail": "No masks generated for the given prompts"}, error_type="validation_error")
 CRASHED = AppResult(500, {"detail": "Internal Server Error"}, error_type="internal_error")

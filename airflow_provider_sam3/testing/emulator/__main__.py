@@ -1,0 +1,76 @@
+"""Run the fal emulator in the foreground.
+
+    python -m airflow_provider_sam3.testing.emulator --port 0 --api-key KEY --env-file emulator.env
+
+Once it accepts connections it writes ``FAL_QUEUE_RUN_HOST``, ``SSL_CERT_FILE`` and ``FAL_KEY`` lines to the env
+file (``set -a; . emulator.env`` points fal_client at it). SIGTERM or SIGINT stops it with exit status 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from airflow_provider_sam3.testing.emulator.config import DEFAULT_API_KEY, EmulatorConfig, FaultRule
+from airflow_provider_sam3.testing.emulator.runner import FalEmulator
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_provider_sam3.testing.emulator", description="Run the fal emulator in the foreground."
+    )
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: pick a free one)")
+    parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="the key clients must send")
+    parser.add_argument("--env-file", type=Path, help="write FAL_QUEUE_RUN_HOST, SSL_CERT_FILE and FAL_KEY here")
+    parser.add_argument("--service-time", type=float, help="seconds each request spends IN_PROGRESS")
+    parser.add_argument("--concurrency", type=int, help="requests IN_PROGRESS at once")
+    parser.add_argument("--media-ttl", type=float, help="seconds generated files stay downloadable")
+    parser.add_argument("--cert-dir", help="where to write cert.pem and key.pem (default: a temporary directory)")
+    parser.add_argument("--exhausted-key", action="append", default=[], help="a key whose account is locked (403)")
+    parser.add_argument("--seed", type=int, help="seed of the fault and jitter RNG")
+    parser.add_argument("--fault", action="append", default=[], type=FaultRule.model_validate_json,
+                        help='a fault rule as JSON, e.g. \'{"kind": "nginx_502", "target": "status", "first": 2}\'')
+    parser.add_argument("--log-level", default="INFO")
+    return parser
+
+
+def write_env_file(path: Path, env: dict[str, str]) -> None:
+    """Write ``env`` as shell-exportable lines, atomically (readers never see half a file)."""
+    text = "".join(f"{name}={shlex.quote(value)}\n" for name, value in env.items())
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    knobs = {
+        "service_time_s": args.service_time, "concurrency": args.concurrency, "media_ttl_s": args.media_ttl,
+        "seed": args.seed,
+    }
+    config = EmulatorConfig(
+        port=args.port, api_key=args.api_key, cert_dir=args.cert_dir, exhausted_keys=args.exhausted_key,
+        faults=args.fault, **{k: v for k, v in knobs.items() if v is not None},
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    emulator = FalEmulator(config).start()
+    if args.env_file:
+        write_env_file(args.env_file.resolve(), emulator.env)
+    logging.getLogger("airflow_provider_sam3.testing.emulator").info("fal emulator listening on %s", emulator.base_url)
+    while not stop.wait(0.2):
+        pass
+    emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Fixtures for tests that run a real Airflow deployment (``airflow standalone``).
+
+- ``airflow_deployment_pool`` (session): owns at most one running deployment and stops it at session end.
+- ``airflow_deployment_env`` (module): extra environment for the deployment (``AIRFLOW_CONN_*``, ``FAL_*``...).
+  Override it in a test module to get a deployment started with that env; modules asking for the same env
+  share one instance.
+- ``airflow_deployment`` (module): the running :class:`~harness.AirflowDeployment` for this module's env.
+- ``dag_writer`` (function): writes a DAG file under a unique dag_id and waits until it is registered.
+
+When a test that uses ``airflow_deployment`` fails, the standalone log tail is attached to the report.
+"""
+
+from __future__ import annotations
+
+import atexit
+import re
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from harness import AirflowDeployment, DeploymentPool  # noqa: E402
+
+_POOLS: list[DeploymentPool] = []
+
+
+def _close_all() -> None:
+    for pool in _POOLS:
+        try:
+            pool.close()
+        except Exception:  # best effort at interpreter exit
+            pass
+
+
+atexit.register(_close_all)
+
+
+def _install_sigterm_handler() -> None:
+    # A SIGTERMed pytest would otherwise die without running finalizers and leak ~12 processes.
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        def _on_sigterm(signum, frame):
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+@pytest.fixture(scope="session")
+def airflow_deployment_pool(tmp_path_factory: pytest.TempPathFactory):
+    _install_sigterm_handler()
+    # Homes live under pytest's basetemp (kept for the last few sessions) for post-mortem reading.
+    pool = DeploymentPool(base_dir=tmp_path_factory.mktemp("airflow-deployments"), keep_home=True)
+    _POOLS.append(pool)
+    try:
+        yield pool
+    finally:
+        pool.close()
+        _POOLS.remove(pool)
+
+
+@pytest.fixture(scope="module")
+def airflow_deployment_env() -> dict[str, str]:
+    """Extra env for the deployment; override in a module (module scope) to pass connections/variables."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def airflow_deployment(airflow_deployment_pool: DeploymentPool, airflow_deployment_env) -> AirflowDeployment:
+    return airflow_deployment_pool.get(airflow_deployment_env)
+
+
+@pytest.fixture
+def dag_writer(airflow_deployment: AirflowDeployment, request: pytest.FixtureRequest):
+    """``dag_writer(source, suffix="") -> dag_id``.
+
+    Every ``{dag_id}`` in ``source`` (plain text replacement, no ``str.format``) becomes a dag_id derived from
+    the test name, so it is unique per test; ``suffix`` distinguishes several DAGs of one test.
+    The file is written into the dags folder and the call returns once the DAG is parsed and unpaused.
+    """
+    def write(source: str, suffix: str = "") -> str:
+        base = re.sub(r"[^A-Za-z0-9_]+", "_", request.node.name).strip("_")[:60]
+        dag_id = f"deploy_{base}{('_' + suffix) if suffix else ''}"
+        airflow_deployment.write_dag(f"{dag_id}.py", source.replace("{dag_id}", dag_id))
+        airflow_deployment.wait_for_dag(dag_id)
+        return dag_id
+
+    return write
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and "airflow_deployment" in getattr(item, "fixturenames", ()):
+        dep = None
+        for pool in _POOLS:
+            dep = pool.current or (pool.started[-1] if pool.started else None)
+        if dep is not None:
+            report.sections.append(
+                (f"airflow deployment {dep.home}", f"pids={dep.pids()}\n{dep.log_tail(60)}")
+            )

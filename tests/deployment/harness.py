@@ -1,0 +1,877 @@
+"""Real-deployment harness: one ``airflow standalone`` in a throw-away AIRFLOW_HOME.
+
+The harness starts every Airflow component as a real process (scheduler with LocalExecutor, dag-processor,
+api-server, triggerer) on SQLite, with free loopback ports picked at runtime, and offers the helpers a
+deployment test needs: write a DAG file, wait for it to be parsed, trigger a run, sample task states
+(``deferred`` included), read XComs and task logs, clear a task, and kill / restart components.
+
+Reading the metadata DB directly with ``sqlite3`` is deliberate: it is fast (no 2-4 s CLI start-up) and does
+not depend on API authentication. Every read is a short autocommit query on a read-only connection.
+
+Process hygiene: ``airflow standalone`` starts its components in its own process group
+(``start_new_session=True``), but the task supervisor moves every task process into a group of its own, so
+teardown also scans ``/proc/*/environ`` for a per-deployment marker variable and kills whatever still carries
+it. ``stop()`` is idempotent and is always called from the fixture finalizer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent if (Path(sys.executable).parent / "airflow").exists() else REPO_ROOT / ".venv" / "bin"
+AIRFLOW_BIN = VENV_BIN / "airflow"
+
+#: Environment variable carried by every process of one deployment (inherited through fork/exec); teardown
+#: kills every process of this user whose environment carries it, whatever its process group.
+MARKER_VAR = "AIRFLOW_DEPLOYMENT_HARNESS_ID"
+
+COMPONENTS = ("scheduler", "dag-processor", "api-server", "triggerer")
+TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+TERMINAL_TI_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+
+_UNSET = object()
+
+
+class DeploymentError(AssertionError):
+    """Raised (as an assertion failure, so pytest shows it plainly) with the standalone log tail attached."""
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now (the kernel picks it; small race accepted)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _free_ports(n: int) -> list[int]:
+    ports: set[int] = set()
+    while len(ports) < n:
+        p = free_port()
+        if p not in (8080, 8793, 8794):
+            ports.add(p)
+    return sorted(ports)
+
+
+def _parse_db_time(value: str | None) -> dt.datetime | None:
+    """SQLite stores Airflow's UtcDateTime as naive UTC text such as '2026-01-01 10:00:00.123456'."""
+    if not value:
+        return None
+    parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed
+
+
+@dataclass
+class ProcInfo:
+    pid: int
+    ppid: int
+    pgid: int
+    args: str
+
+
+@dataclass
+class Transition:
+    """One distinct state observed by a sampler: seconds since the sampler started, state, try_number."""
+
+    t: float
+    state: str | None
+    try_number: int | None
+
+
+class TaskStateSampler:
+    """Background thread polling one task instance every ``interval`` s; keeps the sequence of distinct states.
+
+    ``None`` is recorded when the task instance row exists with a NULL state; a missing row is not recorded.
+    Consecutive duplicates are collapsed, so a clear that sends ``deferred -> None -> scheduled`` shows
+    exactly that, while states that last less than ``interval`` may be missed.
+    """
+
+    def __init__(self, deployment: AirflowDeployment, dag_id: str, run_id: str, task_id: str,
+                 map_index: int = -1, interval: float = 0.2) -> None:
+        self.deployment = deployment
+        self.key = (dag_id, run_id, task_id, map_index)
+        self.interval = interval
+        self.transitions: list[Transition] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._changed = threading.Condition()
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name=f"sampler-{dag_id}.{task_id}", daemon=True)
+        self._thread.start()
+
+    @property
+    def states(self) -> list[str | None]:
+        return [t.state for t in self.transitions]
+
+    def _run(self) -> None:
+        dag_id, run_id, task_id, map_index = self.key
+        conn = None
+        while not self._stop.is_set():
+            try:
+                if conn is None:
+                    conn = self.deployment._connect()
+                row = conn.execute(
+                    "SELECT state, try_number FROM task_instance "
+                    "WHERE dag_id=? AND run_id=? AND task_id=? AND map_index=?",
+                    (dag_id, run_id, task_id, map_index),
+                ).fetchone()
+            except sqlite3.Error as exc:  # locked or schema not there yet: try again next tick
+                self.errors.append(repr(exc))
+                row = _UNSET
+            if row is not None and row is not _UNSET:
+                state, try_number = row
+                if not self.transitions or self.transitions[-1].state != state:
+                    with self._changed:
+                        self.transitions.append(Transition(round(time.monotonic() - self._t0, 2), state, try_number))
+                        self._changed.notify_all()
+            self._stop.wait(self.interval)
+        if conn is not None:
+            conn.close()
+
+    def wait_for(self, states: str | None | Iterable[str | None], timeout: float = 60.0) -> str | None:
+        """Block until the *current* sampled state is one of ``states``; returns it (raises on timeout)."""
+        wanted = {states} if states is None or isinstance(states, str) else set(states)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                if self.transitions and self.transitions[-1].state in wanted:
+                    return self.transitions[-1].state
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self.deployment.error(
+                        f"task {self.key} never reached {sorted(map(str, wanted))} within {timeout}s; "
+                        f"seen {self.states}"
+                    )
+                self._changed.wait(min(left, 0.5))
+
+    def wait_until_seen(self, state: str | None, timeout: float = 60.0) -> None:
+        """Block until ``state`` appears anywhere in the recorded sequence."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while state not in self.states:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self.deployment.error(
+                        f"task {self.key} never showed {state!r} within {timeout}s; seen {self.states}"
+                    )
+                self._changed.wait(min(left, 0.5))
+
+    def stop(self) -> list[str | None]:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        return self.states
+
+
+@dataclass
+class AirflowDeployment:
+    """One ``airflow standalone`` with its own AIRFLOW_HOME, SQLite DB, dags folder and ports."""
+
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    base_dir: Path | None = None
+    parallelism: int = 4
+    startup_timeout: float = 90.0
+    keep_home: bool = False
+
+    # Filled by start()
+    home: Path = field(init=False)
+    dags_folder: Path = field(init=False)
+    log_path: Path = field(init=False)
+    db_path: Path = field(init=False)
+    api_port: int = field(init=False)
+    worker_log_port: int = field(init=False)
+    trigger_log_port: int = field(init=False)
+    env: dict[str, str] = field(init=False)
+    marker: str = field(init=False)
+    proc: subprocess.Popen | None = field(init=False, default=None)
+    startup_seconds: float | None = field(init=False, default=None)
+    stop_seconds: float | None = field(init=False, default=None)
+    sigkilled: list[int] = field(init=False, default_factory=list)
+    killed: set[str] = field(init=False, default_factory=set)
+    _extra_procs: dict[str, subprocess.Popen] = field(init=False, default_factory=dict)
+    _samplers: dict[tuple, TaskStateSampler] = field(init=False, default_factory=dict)
+    _written: dict[str, float] = field(init=False, default_factory=dict)
+    _log_handles: list[Any] = field(init=False, default_factory=list)
+
+    # ------------------------------------------------------------------ lifecycle
+    def __post_init__(self) -> None:
+        self.marker = uuid.uuid4().hex
+        self.home = Path(tempfile.mkdtemp(prefix="airflow-deploy-", dir=self.base_dir))
+        self.dags_folder = self.home / "dags"
+        self.dags_folder.mkdir()
+        self.log_path = self.home / "standalone.log"
+        self.db_path = self.home / "airflow.db"
+        self.api_port, self.worker_log_port, self.trigger_log_port = _free_ports(3)
+        self.env = self._build_env()
+
+    def _build_env(self) -> dict[str, str]:
+        # Start from the caller's environment minus anything Airflow- or fal-specific, so a developer's own
+        # AIRFLOW_HOME / AIRFLOW__* / AIRFLOW_CONN_* / FAL_KEY never leaks in: pass those through extra_env.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "FAL_"))}
+        env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+        env["VIRTUAL_ENV"] = str(VENV_BIN.parent)
+        env.pop("PYTHONHOME", None)
+        env.update(
+            {
+                MARKER_VAR: self.marker,
+                "PYTHONUNBUFFERED": "1",
+                "NO_COLOR": "1",
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db_path}",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+                # No login: the api-server injects an admin token into every request (REST without auth).
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                # New files are found on every bundle refresh; existing files are re-parsed this often.
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+                "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "1",
+                "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.api_port),
+                "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.api_port}",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.api_port}/execution/",
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.worker_log_port),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.trigger_log_port),
+                "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+                "AIRFLOW__CORE__LAZY_LOAD_PLUGINS": "True",
+            }
+        )
+        env.update({k: str(v) for k, v in self.extra_env.items()})
+        return env
+
+    def start(self) -> AirflowDeployment:
+        if self.proc is not None:
+            return self
+        t0 = time.monotonic()
+        log = open(self.log_path, "ab", buffering=0)
+        self._log_handles.append(log)
+        self.proc = subprocess.Popen(
+            [str(AIRFLOW_BIN), "standalone"],
+            cwd=self.home,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            self.wait_healthy(self.startup_timeout - (time.monotonic() - t0))
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = round(time.monotonic() - t0, 1)
+        return self
+
+    def wait_healthy(self, timeout: float = 60.0) -> dict:
+        deadline = time.monotonic() + max(timeout, 1.0)
+        last: Any = None
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise self.error(f"airflow standalone exited with code {self.proc.returncode} during start-up")
+            try:
+                last = self.health()
+                if self.is_healthy(last):
+                    return last
+            except (OSError, ValueError) as exc:
+                last = repr(exc)
+            time.sleep(0.5)
+        raise self.error(f"not healthy after {timeout:.0f}s; last health answer: {last}")
+
+    @staticmethod
+    def is_healthy(health: Mapping[str, Any]) -> bool:
+        parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+        return all((health.get(p) or {}).get("status") == "healthy" for p in parts)
+
+    def health(self) -> dict:
+        """``GET /api/v2/monitor/health`` (no auth needed)."""
+        return self.api("GET", "/api/v2/monitor/health", timeout=5)
+
+    def usable(self) -> bool:
+        """True when this instance can be shared with another test: alive, nothing killed, healthy."""
+        if self.proc is None or self.proc.poll() is not None or self.killed:
+            return False
+        try:
+            return self.is_healthy(self.health())
+        except (OSError, ValueError):
+            return False
+
+    def stop(self, grace: float = 25.0, per_component: float = 8.0, parent_grace: float = 5.0) -> list[int]:
+        """Stop everything; returns the pids that had to be SIGKILLed (empty on a clean shutdown).
+
+        1. SIGTERM each component's main process, one at a time (restarted ones first, then dag-processor,
+           triggerer, scheduler, api-server), waiting up to ``per_component`` s for each (``grace`` in all)
+           while the standalone parent still relays their output into the log.
+        2. SIGTERM the parent (it ignores SIGINT, and does not exit by itself when its children die); wait.
+        3. SIGKILL leftovers: the standalone process group plus every process carrying this deployment's
+           marker (task processes live in process groups of their own).
+
+        Idempotent; safe to call after a failed start.
+        """
+        for sampler in list(self._samplers.values()):
+            sampler._stop.set()
+        if self.proc is None:
+            return []
+        pgid = self.proc.pid
+        debug = bool(os.environ.get("DEPLOYMENT_HARNESS_DEBUG"))
+        t0 = time.monotonic()
+        killed: list[int] = []
+        try:
+            # One component at a time: stopped together on 2 cores they take 11-20 s (SQLite contention
+            # while each marks its job finished); one by one each exits in 0.1-2 s. The api-server goes
+            # last because running task supervisors and the triggerer talk to its execution API.
+            targets: list[tuple[str, int]] = []
+            current = self.pids() if self.proc.poll() is None else {}
+            for name in ("dag-processor", "triggerer", "scheduler", "api-server"):
+                if name in current:
+                    targets.append((name, current[name]))
+            for name, p in self._extra_procs.items():
+                if p.poll() is None and (name, p.pid) not in targets:
+                    targets.insert(0, (name, p.pid))
+            deadline = t0 + grace
+            for name, pid in targets:
+                t1 = time.monotonic()
+                _signal(pid, signal.SIGTERM)
+                limit = min(deadline, t1 + per_component)
+                while self._pid_alive(pid) and time.monotonic() < limit:
+                    time.sleep(0.05)
+                if debug:
+                    print(f"[stop] {name} pid {pid}: {'exited' if not self._pid_alive(pid) else 'STILL ALIVE'} "
+                          f"after {time.monotonic() - t1:.1f}s", file=sys.stderr, flush=True)
+            # Give grandchildren (serve-logs, executor workers, trigger runner) a moment to follow.
+            settle = min(deadline, time.monotonic() + 3)
+            while time.monotonic() < settle:
+                if not [p for p in self.leftover_pids(pgid) if p != self.proc.pid]:
+                    break
+                time.sleep(0.1)
+            _signal(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=parent_grace)
+        finally:
+            killed = self.leftover_pids(pgid)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+            for pid in killed:
+                _signal(pid, signal.SIGKILL)
+            for p in [self.proc, *self._extra_procs.values()]:
+                with contextlib.suppress(Exception):
+                    p.wait(timeout=10)
+            deadline = time.monotonic() + 10
+            while self.leftover_pids(pgid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            for h in self._log_handles:
+                h.close()
+            self._log_handles.clear()
+            self.stop_seconds = round(time.monotonic() - t0, 1)
+            self.sigkilled = killed
+        return killed
+
+    def leftover_pids(self, pgid: int | None = None) -> list[int]:
+        """Live (non-zombie) processes of this deployment: in its process group or carrying its marker."""
+        pgid = pgid if pgid is not None else (self.proc.pid if self.proc else None)
+        me = os.getpid()
+        found = []
+        for info in _ps():
+            if info.pid == me:
+                continue
+            if (pgid is not None and info.pgid == pgid) or _has_marker(info.pid, self.marker):
+                if not _is_zombie(info.pid):
+                    found.append(info.pid)
+        return found
+
+    def cleanup_home(self) -> None:
+        if not self.keep_home:
+            import shutil
+
+            shutil.rmtree(self.home, ignore_errors=True)
+
+    # ------------------------------------------------------------------ diagnostics
+    def log_tail(self, lines: int = 80) -> str:
+        chunks = []
+        for path in [self.log_path, *sorted(self.home.glob("component-*.log"))]:
+            try:
+                text = path.read_text(errors="replace").splitlines()
+            except FileNotFoundError:
+                continue
+            chunks.append(f"----- {path.name} (last {lines} lines) -----\n" + "\n".join(text[-lines:]))
+        return "\n".join(chunks)
+
+    def error(self, message: str, lines: int = 80) -> DeploymentError:
+        return DeploymentError(f"{message}\nAIRFLOW_HOME={self.home}\n{self.log_tail(lines)}")
+
+    # ------------------------------------------------------------------ processes
+    def processes(self) -> list[ProcInfo]:
+        """All live processes of this deployment (process group or marker)."""
+        pgid = self.proc.pid if self.proc else None
+        return [
+            p for p in _ps()
+            if p.pid != os.getpid() and ((pgid is not None and p.pgid == pgid) or _has_marker(p.pid, self.marker))
+            and not _is_zombie(p.pid)
+        ]
+
+    def pids(self) -> dict[str, int]:
+        """Main pid of each component: ``standalone`` (parent), ``scheduler``, ``dag-processor``, ``api-server``,
+        ``triggerer``. A component started by :meth:`restart_triggerer` replaces the standalone one."""
+        out: dict[str, int] = {}
+        if self.proc is None or self.proc.poll() is not None:
+            return out
+        out["standalone"] = self.proc.pid
+        for info in _ps():
+            if info.ppid != self.proc.pid:
+                continue
+            name = _component_name(info.args)
+            if name:
+                out[name] = info.pid
+        for name, p in self._extra_procs.items():
+            if p.poll() is None:
+                out[name] = p.pid
+        return out
+
+    def kill_component(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Send ``sig`` to one component's main process; marks the deployment as not shareable."""
+        pid = self.pids().get(name)
+        if pid is None:
+            raise self.error(f"no running component {name!r}; have {self.pids()}")
+        self.killed.add(name)
+        os.kill(pid, sig)
+        return pid
+
+    def start_component(self, name: str) -> int:
+        """Start ``airflow <name>`` with the deployment's env, in the standalone process group."""
+        assert self.proc is not None, "deployment not started"
+        old = self._extra_procs.get(name)
+        if old is not None and old.poll() is None:
+            raise self.error(f"{name} already restarted and running (pid {old.pid})")
+        log = open(self.home / f"component-{name}.log", "ab", buffering=0)
+        self._log_handles.append(log)
+        p = subprocess.Popen(
+            [str(AIRFLOW_BIN), name],
+            cwd=self.home,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            process_group=self.proc.pid,
+        )
+        self._extra_procs[name] = p
+        self.killed.discard(name)
+        return p.pid
+
+    def restart_triggerer(self, wait: bool = True, timeout: float = 60.0) -> int:
+        """Start a fresh ``airflow triggerer`` (the old one is expected to be dead); optionally wait until its
+        heartbeat makes the health endpoint report the triggerer healthy again."""
+        old = self.pids().get("triggerer")
+        if old is not None and self._pid_alive(old):
+            raise self.error(f"triggerer pid {old} still alive; kill it first")
+        started = dt.datetime.now(dt.timezone.utc)
+        pid = self.start_component("triggerer")
+        if wait:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                row = self.query_one(
+                    "SELECT MAX(latest_heartbeat) FROM job WHERE job_type='TriggererJob' AND state='running'"
+                )
+                hb = _parse_db_time(row[0] if row else None)
+                if hb and hb >= started:
+                    return pid
+                time.sleep(0.3)
+            raise self.error(f"restarted triggerer (pid {pid}) did not heartbeat within {timeout}s")
+        return pid
+
+    @staticmethod
+    def _pid_alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return not _is_zombie(pid)
+
+    # ------------------------------------------------------------------ CLI / REST / DB
+    def cli(self, *args: str, timeout: float = 60.0, check: bool = True) -> subprocess.CompletedProcess:
+        """Run ``airflow <args>`` with the deployment's env (2-4 s of import time per call)."""
+        res = subprocess.run(
+            [str(AIRFLOW_BIN), *args], env=self.env, cwd=self.home, capture_output=True, text=True,
+            timeout=timeout, stdin=subprocess.DEVNULL,
+        )
+        if check and res.returncode != 0:
+            raise self.error(
+                f"airflow {' '.join(args)} exited {res.returncode}\nstdout:\n{res.stdout[-3000:]}\n"
+                f"stderr:\n{res.stderr[-3000:]}", lines=30,
+            )
+        return res
+
+    def api(self, method: str, path: str, body: Any = None, timeout: float = 30.0) -> Any:
+        """JSON request to the api-server (all-admins mode: no token needed)."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.api_port}{path}", data=data, method=method,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")
+            raise self.error(f"{method} {path} -> HTTP {exc.code}: {detail}", lines=20) from None
+        return json.loads(raw) if raw else None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5, isolation_level=None,
+                               check_same_thread=False)
+        return conn
+
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        """Read-only query on the metadata DB (retries briefly when the DB is locked)."""
+        for attempt in range(20):
+            try:
+                conn = self._connect()
+                try:
+                    return conn.execute(sql, tuple(params)).fetchall()
+                finally:
+                    conn.close()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc) or attempt == 19:
+                    raise
+                time.sleep(0.1)
+        raise AssertionError("unreachable")
+
+    def query_one(self, sql: str, params: Iterable[Any] = ()) -> tuple | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    # ------------------------------------------------------------------ DAGs
+    def write_dag(self, filename: str, source: str) -> Path:
+        """Write (dedented) ``source`` into the dags folder atomically; ``wait_for_dag`` then waits for a
+        parse newer than this write."""
+        path = self.dags_folder / filename
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(textwrap.dedent(source))
+        os.replace(tmp, path)
+        self._written[str(path)] = time.time()
+        return path
+
+    def remove_dag_file(self, filename: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.dags_folder / filename).unlink()
+
+    def import_errors(self) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in self.query("SELECT filename, stacktrace FROM import_error")]
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 45.0) -> dict:
+        """Wait until ``dag_id`` is parsed, serialized, active and unpaused (and, if its file was written by
+        :meth:`write_dag`, parsed after that write). Fails fast on an import error for a written file."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            row = self.query_one(
+                "SELECT d.fileloc, d.is_paused, d.is_stale, d.last_parsed_time, "
+                "(SELECT COUNT(*) FROM serialized_dag s WHERE s.dag_id = d.dag_id) "
+                "FROM dag d WHERE d.dag_id = ?",
+                (dag_id,),
+            ) if self._table_exists("dag") else None
+            last = row
+            if row:
+                fileloc, is_paused, is_stale, parsed, n_serialized = row
+                written = self._written.get(str(fileloc))
+                fresh = written is None or (
+                    (p := _parse_db_time(parsed)) is not None and p.timestamp() >= written - 1.0
+                )
+                if not is_paused and not is_stale and n_serialized and fresh:
+                    return {"fileloc": fileloc, "last_parsed_time": parsed}
+            written_files = set(self._written)
+            for filename, stack in self.import_errors():
+                if filename in written_files or any(filename.endswith(Path(w).name) for w in written_files):
+                    raise self.error(f"import error in {filename} while waiting for {dag_id}:\n{stack}", 30)
+            time.sleep(0.3)
+        raise self.error(f"DAG {dag_id!r} not registered within {timeout}s (dag row: {last})")
+
+    def _table_exists(self, name: str) -> bool:
+        return bool(self.query("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)))
+
+    # ------------------------------------------------------------------ runs
+    def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None, run_id: str | None = None,
+                watch: Iterable[str] = ()) -> str:
+        """Trigger through ``POST /api/v2/dags/{dag_id}/dagRuns`` with ``logical_date = now`` (so the CLI's
+        date filters can target the run). ``watch`` starts state samplers for these task ids at once."""
+        now = dt.datetime.now(dt.timezone.utc)
+        body: dict[str, Any] = {"logical_date": now.isoformat(), "conf": dict(conf or {})}
+        if run_id:
+            body["dag_run_id"] = run_id
+        res = self.api("POST", f"/api/v2/dags/{urllib.parse.quote(dag_id, safe='')}/dagRuns", body)
+        run_id = res["dag_run_id"]
+        for task_id in watch:
+            self.watch_task(dag_id, run_id, task_id)
+        return run_id
+
+    def run_info(self, dag_id: str, run_id: str) -> dict | None:
+        row = self.query_one(
+            "SELECT state, logical_date, run_after, start_date, end_date FROM dag_run WHERE dag_id=? AND run_id=?",
+            (dag_id, run_id),
+        )
+        if not row:
+            return None
+        return dict(zip(("state", "logical_date", "run_after", "start_date", "end_date"), row))
+
+    def run_state(self, dag_id: str, run_id: str) -> str | None:
+        info = self.run_info(dag_id, run_id)
+        return info["state"] if info else None
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 60.0,
+                     states: Iterable[str] = TERMINAL_RUN_STATES) -> str:
+        wanted = set(states)
+        deadline = time.monotonic() + timeout
+        state = None
+        while time.monotonic() < deadline:
+            state = self.run_state(dag_id, run_id)
+            if state in wanted:
+                return state
+            time.sleep(0.3)
+        raise self.error(
+            f"run {dag_id}/{run_id} not in {sorted(wanted)} after {timeout}s (state {state}); "
+            f"task instances: {self.task_instances(dag_id, run_id)}"
+        )
+
+    def set_run_state(self, dag_id: str, run_id: str, state: str = "failed") -> Any:
+        """``PATCH /api/v2/dags/<dag>/dagRuns/<run>`` (``failed``/``success``/``queued``); marking a run
+        finished ends its unfinished task instances and cancels their triggers (a user action)."""
+        return self.api(
+            "PATCH",
+            f"/api/v2/dags/{urllib.parse.quote(dag_id, safe='')}/dagRuns/{urllib.parse.quote(run_id, safe='')}",
+            {"state": state},
+        )
+
+    # ------------------------------------------------------------------ task instances
+    def task_instances(self, dag_id: str, run_id: str) -> dict[str, tuple[str | None, int]]:
+        rows = self.query(
+            "SELECT task_id, map_index, state, try_number FROM task_instance WHERE dag_id=? AND run_id=?",
+            (dag_id, run_id),
+        )
+        return {(t if m < 0 else f"{t}[{m}]"): (s, n) for t, m, s, n in rows}
+
+    def task_state(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str | None:
+        row = self.query_one(
+            "SELECT state FROM task_instance WHERE dag_id=? AND run_id=? AND task_id=? AND map_index=?",
+            (dag_id, run_id, task_id, map_index),
+        )
+        return row[0] if row else None
+
+    def try_number(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> int | None:
+        row = self.query_one(
+            "SELECT try_number FROM task_instance WHERE dag_id=? AND run_id=? AND task_id=? AND map_index=?",
+            (dag_id, run_id, task_id, map_index),
+        )
+        return row[0] if row else None
+
+    def watch_task(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1,
+                   interval: float = 0.2) -> TaskStateSampler:
+        """Start (or return the running) background sampler for one task instance."""
+        key = (dag_id, run_id, task_id, map_index)
+        sampler = self._samplers.get(key)
+        if sampler is None:
+            sampler = self._samplers[key] = TaskStateSampler(self, dag_id, run_id, task_id, map_index, interval)
+        return sampler
+
+    def task_states_seen(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> list[str | None]:
+        """Distinct states recorded so far by the sampler of this task instance (started if needed)."""
+        return self.watch_task(dag_id, run_id, task_id, map_index).states
+
+    def wait_for_task_state(self, dag_id: str, run_id: str, task_id: str,
+                            states: str | None | Iterable[str | None], timeout: float = 60.0,
+                            map_index: int = -1) -> str | None:
+        return self.watch_task(dag_id, run_id, task_id, map_index).wait_for(states, timeout)
+
+    def trigger_rows(self) -> list[dict]:
+        """Rows of the ``trigger`` table (id, classpath, kwargs text, triggerer_id)."""
+        rows = self.query("SELECT id, classpath, kwargs, triggerer_id, created_date FROM trigger")
+        return [dict(zip(("id", "classpath", "kwargs", "triggerer_id", "created_date"), r)) for r in rows]
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value",
+             map_index: int = -1, default: Any = _UNSET) -> Any:
+        """Decoded JSON value of one XCom as stored in the DB (serde envelope kept for non-JSON types)."""
+        row = self.query_one(
+            "SELECT value FROM xcom WHERE dag_id=? AND run_id=? AND task_id=? AND key=? AND map_index=?",
+            (dag_id, run_id, task_id, key, map_index),
+        )
+        if row is None:
+            if default is not _UNSET:
+                return default
+            raise self.error(f"no XCom {key!r} for {dag_id}/{run_id}/{task_id}", lines=20)
+        value = row[0]
+        if isinstance(value, bytes):
+            value = value.decode()
+        return json.loads(value) if isinstance(value, str) else value
+
+    def task_log_paths(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1,
+                       map_index: int = -1) -> list[Path]:
+        """``logs/dag_id=<d>/run_id=<r>/task_id=<t>/[map_index=<m>/]attempt=<n>.log`` plus the triggerer's
+        ``attempt=<n>.log.trigger.<triggerer_job_id>.log`` files, in that order."""
+        base = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        if map_index >= 0:
+            base = base / f"map_index={map_index}"
+        main = base / f"attempt={try_number}.log"
+        triggers = sorted(base.glob(f"attempt={try_number}.log.trigger.*.log"))
+        return [p for p in [main, *triggers] if p.exists()]
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1) -> str:
+        """Worker log of one try followed by its triggerer log(s); each file preceded by a ``==> name <==``
+        header. Lines are structlog JSON (``event``, ``level``, ``logger``, ``timestamp``...)."""
+        parts = []
+        for path in self.task_log_paths(dag_id, run_id, task_id, try_number, map_index):
+            parts.append(f"==> {path.name} <==\n{path.read_text(errors='replace')}")
+        return "\n".join(parts)
+
+    def task_log_events(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1,
+                        map_index: int = -1) -> list[dict]:
+        """Task + trigger log lines parsed as JSON (non-JSON lines come back as ``{"event": line}``)."""
+        events = []
+        for path in self.task_log_paths(dag_id, run_id, task_id, try_number, map_index):
+            for line in path.read_text(errors="replace").splitlines():
+                if not line.strip():
+                    continue
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    ev = {"event": line}
+                if not isinstance(ev, dict):
+                    ev = {"event": line}
+                ev.setdefault("_file", path.name)
+                events.append(ev)
+        return events
+
+    def clear_task(self, dag_id: str, run_id: str, task_id: str, via: str = "cli", downstream: bool = False) -> Any:
+        """Clear one task instance of one run.
+
+        ``via="cli"``: ``airflow tasks clear <dag> -t <task> -s <logical_date> -e <logical_date> -y`` (the CLI
+        has no run-id filter; ``trigger()`` sets a unique logical_date for that reason; ``-t`` is a substring
+        match in 3.3.2, so ids contained in another task id of the run are refused). ``via="api"``:
+        ``POST /api/v2/dags/<dag>/clearTaskInstances`` with ``dag_run_id`` and ``only_failed=false``.
+        """
+        if via == "api":
+            return self.api(
+                "POST", f"/api/v2/dags/{urllib.parse.quote(dag_id, safe='')}/clearTaskInstances",
+                {"dry_run": False, "dag_run_id": run_id, "task_ids": [task_id], "only_failed": False,
+                 "include_downstream": downstream, "reset_dag_runs": True},
+            )
+        info = self.run_info(dag_id, run_id)
+        if not info or not info["logical_date"]:
+            raise self.error(f"run {dag_id}/{run_id} has no logical_date; use clear_task(..., via='api')", 20)
+        # 3.3.2: ``-t`` is documented as a regex but SerializedDAG.partial_subset() does a *substring* match
+        # (``"^wait$"`` matches nothing and the command exits 0 silently). Refuse ambiguous ids instead.
+        others = [t for t in self.task_instances(dag_id, run_id) if t != task_id and task_id in t]
+        if others:
+            raise self.error(f"'airflow tasks clear -t {task_id}' would also clear {others}; use via='api'", 0)
+        ld = _parse_db_time(info["logical_date"]).isoformat()
+        args = ["tasks", "clear", dag_id, "-t", task_id, "-s", ld, "-e", ld, "-y"]
+        if downstream:
+            args.append("-d")
+        return self.cli(*args)
+
+
+# ---------------------------------------------------------------------- process helpers
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def _ps() -> list[ProcInfo]:
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,pgid=,args="], capture_output=True, text=True).stdout
+    infos = []
+    for line in out.splitlines():
+        parts = line.split(None, 3)
+        if len(parts) < 3:
+            continue
+        infos.append(ProcInfo(int(parts[0]), int(parts[1]), int(parts[2]), parts[3] if len(parts) > 3 else ""))
+    return infos
+
+
+def _has_marker(pid: int, marker: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f"{MARKER_VAR}={marker}".encode() in f.read()
+    except OSError:
+        return False
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] in (b"Z", b"X")
+    except (OSError, ValueError):
+        return True
+
+
+def _component_name(args: str) -> str | None:
+    """Map a standalone child's command line to its component name."""
+    words = args.split()
+    for i, w in enumerate(words):
+        if w.endswith("airflow") or w == "airflow":
+            rest = words[i + 1:]
+            if rest:
+                sub = rest[0].replace("_", "-")
+                if sub in COMPONENTS:
+                    return sub
+    if "api_server" in args or "api-server" in args:
+        return "api-server"
+    return None
+
+
+class DeploymentPool:
+    """Session-wide owner of at most one running deployment, shared while the requested env is the same.
+
+    ``get(env)`` returns the running deployment when its extra env equals ``env`` and it is still usable
+    (alive, healthy, no component killed by a test); otherwise it stops it and starts a new one. Only one
+    instance runs at a time (each costs ~1 GB and most of 2 cores while starting).
+    """
+
+    def __init__(self, base_dir: Path | None = None, keep_home: bool = True, startup_timeout: float = 90.0) -> None:
+        self.base_dir = base_dir
+        self.keep_home = keep_home
+        self.startup_timeout = startup_timeout
+        self.current: AirflowDeployment | None = None
+        self.started: list[AirflowDeployment] = []
+
+    def get(self, extra_env: Mapping[str, str] | None = None, fresh: bool = False) -> AirflowDeployment:
+        env = {k: str(v) for k, v in (extra_env or {}).items()}
+        cur = self.current
+        if cur is not None and not fresh and dict(cur.extra_env) == env and cur.usable():
+            return cur
+        self.close()
+        dep = AirflowDeployment(extra_env=env, base_dir=self.base_dir, keep_home=self.keep_home,
+                                startup_timeout=self.startup_timeout)
+        self.current = dep
+        self.started.append(dep)
+        dep.start()
+        return dep
+
+    def close(self) -> None:
+        if self.current is not None:
+            dep, self.current = self.current, None
+            try:
+                dep.stop()
+            finally:
+                dep.cleanup_home()

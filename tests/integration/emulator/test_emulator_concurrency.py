@@ -1,0 +1,45 @@
+"""The account concurrency limit: extra requests wait IN_QUEUE with a true, decreasing position."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import fal_client
+from emulator_helpers import IMAGE_ENDPOINT, png_data_uri, squares_image
+
+ARGS = {"image_url": png_data_uri(squares_image(32, 24, [(8, 6, 24, 18)])), "prompt": "box"}
+TOTAL, LIMIT, SERVICE = 50, 4, 0.2
+
+
+def test_fifty_requests_through_four_slots(fal_emulator):
+    fal_emulator.configure(concurrency=LIMIT, service_time_s=SERVICE, in_progress_logs=1)
+
+    async def scenario() -> tuple[float, list]:
+        client = fal_client.AsyncClient()
+        started = time.monotonic()
+        # 48 at once, then the watched request (44 ahead of it in the queue), then the last one.
+        handles = list(await asyncio.gather(*(client.submit(IMAGE_ENDPOINT, arguments=ARGS) for _ in range(TOTAL - 2))))
+        watched = await client.submit(IMAGE_ENDPOINT, arguments=ARGS)
+        handles += [watched, await client.submit(IMAGE_ENDPOINT, arguments=ARGS)]
+
+        async def watch() -> list:
+            return [event async for event in watched.iter_events(interval=0.05)]
+
+        events, *results = await asyncio.gather(watch(), *(h.get() for h in handles))
+        assert all(r["masks"] for r in results)
+        return time.monotonic() - started, events
+
+    elapsed, events = asyncio.run(scenario())
+    assert 2.3 <= elapsed <= 4.0, elapsed
+    counters = fal_emulator.counters()
+    assert counters["max_in_progress"] == LIMIT
+    assert counters["completed"] == TOTAL and counters["submissions"]["total"] == TOTAL
+
+    positions = [e.position for e in events if isinstance(e, fal_client.Queued)]
+    assert positions[0] >= 40 and positions[-1] == 0
+    assert positions == sorted(positions, reverse=True)
+    assert len(set(positions)) >= 8
+    first_running = next(i for i, e in enumerate(events) if isinstance(e, fal_client.InProgress))
+    assert all(isinstance(e, fal_client.Queued) for e in events[:first_running])
+    assert isinstance(events[-1], fal_client.Completed)
