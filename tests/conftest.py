@@ -10,14 +10,18 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="sam3-airflow-home-")
-os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO)  # dag.test() needs the DAG file inside the dags folder
-os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
-for name in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET", "FAL_QUEUE_RUN_HOST", "AIRFLOW_CONN_FAL_DEFAULT"):
-    os.environ.pop(name, None)  # never let a developer's real key or host leak into a test
+import pytest
 
-import pytest  # noqa: E402
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Runs once, before any test module (and so before Airflow) is imported; never on DAG-file parsing."""
+    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="sam3-airflow-home-")
+    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO)  # dag.test() needs the DAG file inside the dags folder
+    os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+    for name in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET", "FAL_QUEUE_RUN_HOST", "AIRFLOW_CONN_FAL_DEFAULT"):
+        os.environ.pop(name, None)  # never let a developer's real key or host leak into a test
+
 
 pytest_plugins = ["airflow_provider_sam3.testing.pytest_plugin"]
 

@@ -8,6 +8,7 @@ fal-client does not retry itself, and polling that backs off instead of fal-clie
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -118,6 +119,8 @@ class FalHook(BaseHook):
         if self._async_client is not None:
             http = self._async_client.__dict__.get("_client")
             if http is not None and not asyncio.iscoroutine(http):
+                if inspect.isawaitable(http):  # asyncstdlib's cached_property caches an awaitable wrapper
+                    http = await http
                 await http.aclose()
             self._async_client = None
 
@@ -236,21 +239,30 @@ class FalHook(BaseHook):
         """One status check."""
         from fal_client.client import SyncRequestHandle
 
-        handle = self._handle(ref, self.get_conn()._client, SyncRequestHandle)
-        return self._status(self._retrying("status", ref, lambda: handle.status(with_logs=with_logs)))
+        client = self.get_conn()._client
+        handle = self._handle(ref, client, SyncRequestHandle)
+        timeout = _queue_timeout(self.get_settings())
+
+        def call() -> Any:
+            response = _fal_request(client, "GET", ref.status_url, timeout, params={"logs": with_logs})
+            return handle._parse_status(response.json())
+
+        return self._status(self._retrying("status", ref, call))
 
     def result(self, ref: RequestReference) -> dict[str, Any]:
         """The completed request's output JSON; raises the mapped error when the request failed."""
         client = self.get_conn()._client
-        return self._retrying("result", ref, lambda: _fal_request(client, "GET", ref.response_url)).json()
+        timeout = _queue_timeout(self.get_settings())
+        return self._retrying("result", ref, lambda: _fal_request(client, "GET", ref.response_url, timeout)).json()
 
     def cancel(self, ref: RequestReference) -> str:
         """Ask fal to cancel; returns fal's outcome (CANCELLATION_REQUESTED, ALREADY_COMPLETED, NOT_FOUND)."""
         client = self.get_conn()._client
+        timeout = _queue_timeout(self.get_settings())
 
         def call() -> str:
             try:
-                response = _fal_request(client, "PUT", ref.cancel_url)
+                response = _fal_request(client, "PUT", ref.cancel_url, timeout)
             except Exception as error:
                 outcome = self._cancel_outcome(error)
                 if outcome is None:
@@ -365,23 +377,32 @@ class FalHook(BaseHook):
         """Async ``status``."""
         from fal_client.client import AsyncRequestHandle
 
-        handle = self._handle(ref, await self._ahttp(), AsyncRequestHandle)
-        return self._status(await self._aretrying("status", ref, lambda: handle.status(with_logs=with_logs)))
+        client = await self._ahttp()
+        handle = self._handle(ref, client, AsyncRequestHandle)
+        timeout = _queue_timeout(await self.aget_settings())
+
+        async def call() -> Any:
+            response = await _afal_request(client, "GET", ref.status_url, timeout, params={"logs": with_logs})
+            return handle._parse_status(response.json())
+
+        return self._status(await self._aretrying("status", ref, call))
 
     async def aresult(self, ref: RequestReference) -> dict[str, Any]:
         """Async ``result``."""
         client = await self._ahttp()
+        timeout = _queue_timeout(await self.aget_settings())
 
-        response = await self._aretrying("result", ref, lambda: _afal_request(client, "GET", ref.response_url))
+        response = await self._aretrying("result", ref, lambda: _afal_request(client, "GET", ref.response_url, timeout))
         return response.json()
 
     async def acancel(self, ref: RequestReference) -> str:
         """Async ``cancel``."""
         client = await self._ahttp()
+        timeout = _queue_timeout(await self.aget_settings())
 
         async def call() -> str:
             try:
-                response = await _afal_request(client, "PUT", ref.cancel_url)
+                response = await _afal_request(client, "PUT", ref.cancel_url, timeout)
             except Exception as error:
                 outcome = self._cancel_outcome(error)
                 if outcome is None:
@@ -425,17 +446,24 @@ class FalHook(BaseHook):
         return False, f"Unexpected answer from {settings.queue_host}: HTTP {response.status_code}."
 
 
-def _fal_request(client: Any, method: str, url: str) -> Any:
+def _queue_timeout(settings: FalSettings) -> Any:
+    """The connection's ``request_timeout`` for one status/result/cancel call (fal-client's handles use 120 s)."""
+    import httpx
+
+    return httpx.Timeout(settings.request_timeout, connect=min(settings.request_timeout, 30.0))
+
+
+def _fal_request(client: Any, method: str, url: str, timeout: Any, **kwargs: Any) -> Any:
     """One queue call through fal-client's own retrying request (the one its request handles use)."""
-    from fal_client.client import QUEUE_POLL_TIMEOUT, _maybe_retry_request
+    from fal_client.client import _maybe_retry_request
 
-    return _maybe_retry_request(client, method, url, timeout=QUEUE_POLL_TIMEOUT)
+    return _maybe_retry_request(client, method, url, timeout=timeout, **kwargs)
 
 
-async def _afal_request(client: Any, method: str, url: str) -> Any:
-    from fal_client.client import QUEUE_POLL_TIMEOUT, _async_maybe_retry_request
+async def _afal_request(client: Any, method: str, url: str, timeout: Any, **kwargs: Any) -> Any:
+    from fal_client.client import _async_maybe_retry_request
 
-    return await _async_maybe_retry_request(client, method, url, timeout=QUEUE_POLL_TIMEOUT)
+    return await _async_maybe_retry_request(client, method, url, timeout=timeout, **kwargs)
 
 
 def _cancel_status(response: Any) -> str:

@@ -192,9 +192,12 @@ class SegmentationResult(_Document):
         """One score per mask (null where fal sent none; ask for ``include_scores=True``)."""
         return [m.score for m in self.masks]
 
-    def pixel_boxes(self) -> list[tuple[float, float, float, float] | None]:
-        """One ``(x_min, y_min, x_max, y_max)`` pixel box per mask, maxima exclusive; None where unknown."""
-        return [tuple(m.pixel_box) if m.pixel_box else None for m in self.masks]  # type: ignore[misc]
+    def pixel_boxes(self) -> list[list[float] | None]:
+        """One ``[x_min, y_min, x_max, y_max]`` pixel box per mask, maxima exclusive; None where unknown.
+
+        Lists, not tuples, so they pass through XCom as plain JSON.
+        """
+        return [list(m.pixel_box) if m.pixel_box else None for m in self.masks]
 
     def mask_arrays(
         self, fetch: Fetch | None = None, *, read: Fetch | None = None, size: tuple[int, int] | None = None

@@ -320,12 +320,12 @@ class AirflowDeployment:
         except (OSError, ValueError):
             return False
 
-    def stop(self, grace: float = 25.0, per_component: float = 8.0, parent_grace: float = 5.0) -> list[int]:
+    def stop(self, grace: float = 15.0, parent_grace: float = 5.0) -> list[int]:
         """Stop everything; returns the pids that had to be SIGKILLed (empty on a clean shutdown).
 
-        1. SIGTERM each component's main process, one at a time (restarted ones first, then dag-processor,
-           triggerer, scheduler, api-server), waiting up to ``per_component`` s for each (``grace`` in all)
-           while the standalone parent still relays their output into the log.
+        1. SIGTERM each component's main process (scheduler, dag-processor, api-server, triggerer and any
+           restarted one) and wait up to ``grace`` s for them, while the standalone parent still relays
+           their output into the log.
         2. SIGTERM the parent (it ignores SIGINT, and does not exit by itself when its children die); wait.
         3. SIGKILL leftovers: the standalone process group plus every process carrying this deployment's
            marker (task processes live in process groups of their own).
@@ -341,27 +341,29 @@ class AirflowDeployment:
         t0 = time.monotonic()
         killed: list[int] = []
         try:
-            # One component at a time: stopped together on 2 cores they take 11-20 s (SQLite contention
-            # while each marks its job finished); one by one each exits in 0.1-2 s. The api-server goes
-            # last because running task supervisors and the triggerer talk to its execution API.
+            # All components at once; the parent stays alive meanwhile so their shutdown output still
+            # reaches the log. Usually 1-2 s; the triggerer sometimes needs ~10 s: it SIGINTs its trigger
+            # runner subprocess, whose handler sets an asyncio event without waking the loop, so the runner
+            # only exits when Airflow escalates after 10 s. Bounded by ``grace``, then SIGKILL.
             targets: list[tuple[str, int]] = []
             current = self.pids() if self.proc.poll() is None else {}
-            for name in ("dag-processor", "triggerer", "scheduler", "api-server"):
-                if name in current:
-                    targets.append((name, current[name]))
-            for name, p in self._extra_procs.items():
-                if p.poll() is None and (name, p.pid) not in targets:
-                    targets.insert(0, (name, p.pid))
-            deadline = t0 + grace
-            for name, pid in targets:
-                t1 = time.monotonic()
+            targets += [(n, p) for n, p in current.items() if n != "standalone"]
+            targets += [(n, p.pid) for n, p in self._extra_procs.items()
+                        if p.poll() is None and (n, p.pid) not in targets]
+            for _, pid in targets:
                 _signal(pid, signal.SIGTERM)
-                limit = min(deadline, t1 + per_component)
-                while self._pid_alive(pid) and time.monotonic() < limit:
-                    time.sleep(0.05)
-                if debug:
-                    print(f"[stop] {name} pid {pid}: {'exited' if not self._pid_alive(pid) else 'STILL ALIVE'} "
-                          f"after {time.monotonic() - t1:.1f}s", file=sys.stderr, flush=True)
+            deadline = t0 + grace
+            pending = dict(targets)
+            while pending and time.monotonic() < deadline:
+                for name, pid in list(pending.items()):
+                    if not self._pid_alive(pid):
+                        del pending[name]
+                        if debug:
+                            print(f"[stop] {name} pid {pid} exited after {time.monotonic() - t0:.1f}s",
+                                  file=sys.stderr, flush=True)
+                time.sleep(0.05)
+            if pending and debug:
+                print(f"[stop] still alive after {grace}s: {pending}", file=sys.stderr, flush=True)
             # Give grandchildren (serve-logs, executor workers, trigger runner) a moment to follow.
             settle = min(deadline, time.monotonic() + 3)
             while time.monotonic() < settle:
@@ -798,7 +800,7 @@ def _signal(pid: int, sig: int) -> None:
 
 
 def _ps() -> list[ProcInfo]:
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,pgid=,args="], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-e", "-ww", "-o", "pid=,ppid=,pgid=,args="], capture_output=True, text=True).stdout
     infos = []
     for line in out.splitlines():
         parts = line.split(None, 3)

@@ -107,7 +107,7 @@ def test_document_for_32_masks_stays_small():
 def test_scores_and_pixel_boxes(image_output):
     document = build("fal-ai/sam-3/image", image_output, image={"width": WIDTH, "height": HEIGHT})
     assert document.scores == [0.9, 0.7]
-    assert document.pixel_boxes() == [(15.0, 7.5, 25.0, 22.5), None]
+    assert document.pixel_boxes() == [[15.0, 7.5, 25.0, 22.5], None]
 
 
 def test_to_rows_for_mask_images(image_output):
