@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from airflow_provider_sam3.exceptions import FalDeadlineExceededError, Sam3ProviderError
+from airflow_provider_sam3.exceptions import FalDeadlineExceededError, FalStartTimeoutError, Sam3ProviderError
 from airflow_provider_sam3.hooks.backoff import RETRY_ATTEMPTS, RETRY_BACKOFF, poll_backoff
 from airflow_provider_sam3.hooks.errors import translate
 from airflow_provider_sam3.hooks.settings import FalSettings, resolve_settings
@@ -177,7 +177,7 @@ class FalHook(BaseHook):
                 return call()
             except Exception as error:  # noqa: BLE001 - every failure is translated, then re-raised or retried
                 mapped = translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action=action)
-                if not mapped.retryable or attempt + 1 >= self.retry_attempts:
+                if not _worth_retrying(mapped) or attempt + 1 >= self.retry_attempts:
                     raise mapped from error
                 delay = RETRY_BACKOFF.delay(attempt)
                 self.log.warning("%s; retrying %s in %.1f s (attempt %d of %d)", mapped, action, delay,
@@ -191,7 +191,7 @@ class FalHook(BaseHook):
                 return await call()
             except Exception as error:  # noqa: BLE001 - every failure is translated, then re-raised or retried
                 mapped = translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action=action)
-                if not mapped.retryable or attempt + 1 >= self.retry_attempts:
+                if not _worth_retrying(mapped) or attempt + 1 >= self.retry_attempts:
                     raise mapped from error
                 delay = RETRY_BACKOFF.delay(attempt)
                 self.log.warning("%s; retrying %s in %.1f s (attempt %d of %d)", mapped, action, delay,
@@ -444,6 +444,12 @@ class FalHook(BaseHook):
         if response.status_code in (200, 202, 404):
             return True, f"Connected to {settings.queue_host}; the API key (from {settings.key_source}) is accepted."
         return False, f"Unexpected answer from {settings.queue_host}: HTTP {response.status_code}."
+
+
+def _worth_retrying(error: Sam3ProviderError) -> bool:
+    """Whether the same call may succeed soon. A start timeout is retryable by resubmitting, but it is the
+    request's final answer: fetching its result again returns the same 504."""
+    return error.retryable and not isinstance(error, FalStartTimeoutError)
 
 
 def _queue_timeout(settings: FalSettings) -> Any:

@@ -135,9 +135,8 @@ class FalRequestTrigger(BaseTrigger):
             outcome = await hook.acancel(ref)
         except Sam3ProviderError as error:
             outcome = f"cancel failed: {error}"
-        message = (f"{ref.endpoint_id} request {ref.request_id} was still {status.describe()} when its deadline "
-                   f"passed; cancel: {outcome}")
-        self.log.warning(message)
+        message = f"was still {status.describe()} when its deadline passed; cancel at fal: {outcome}"
+        self.log.warning("%s request %s %s", ref.endpoint_id, ref.request_id, message)
         return {"status": "timeout", "reference": self.reference, "message": message, "cancel": outcome}
 
     async def on_kill(self) -> None:

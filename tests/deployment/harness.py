@@ -125,6 +125,10 @@ class TaskStateSampler:
     def states(self) -> list[str | None]:
         return [t.state for t in self.transitions]
 
+    def elapsed(self) -> float:
+        """Seconds since the sampler started, on the same clock as ``Transition.t``."""
+        return round(time.monotonic() - self._t0, 2)
+
     def _run(self) -> None:
         dag_id, run_id, task_id, map_index = self.key
         conn = None
