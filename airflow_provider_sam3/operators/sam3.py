@@ -7,6 +7,7 @@ bytes or an ``ObjectStoragePath`` (local content is sent as a data URI, so no up
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar
 
 from airflow_provider_sam3.endpoints import ENDPOINTS, endpoint_for
@@ -19,6 +20,22 @@ def _fields_of_kind(kind: str) -> tuple[str, ...]:
         if endpoint.kind == kind:
             names.update(dict.fromkeys(endpoint.input_model.model_fields))
     return tuple(names)
+
+
+def _init_declaring(fields: tuple[str, ...], owner: str) -> Any:
+    """An ``__init__`` whose signature names the endpoint's fields, so Airflow's ``partial()``/``expand()`` accept them."""
+
+    def __init__(self: Sam3Operator, **kwargs: Any) -> None:
+        Sam3Operator.__init__(self, **kwargs)
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    __init__.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        + [inspect.Parameter(name, keyword, default=None) for name in fields]
+        + [inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)]
+    )
+    __init__.__qualname__ = f"{owner}.__init__"
+    return __init__
 
 
 class Sam3Operator(FalQueueOperator):
@@ -38,6 +55,7 @@ class Sam3Operator(FalQueueOperator):
             raise TypeError(f"{cls.__name__}: input fields {clashes} clash with operator attributes")
         extra = ("image",) if "image_url" in cls.input_fields else ()
         cls.template_fields = (*FalQueueOperator.template_fields, "version", *extra, *cls.input_fields)
+        cls.__init__ = _init_declaring(cls.input_fields, cls.__name__)
 
     def __init__(self, *, version: str = "3", image: Any = None, **kwargs: Any) -> None:
         given = {name: kwargs.pop(name) for name in list(kwargs) if name in self.input_fields}

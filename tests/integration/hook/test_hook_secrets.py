@@ -151,7 +151,7 @@ def test_the_key_appears_in_no_error_log_or_reference(fal_emulator, monkeypatch,
         if kind != "drop_connection":  # a dropped submit is replayed by fal_client: it may bill twice, so skip
             run.expect(cls, hook.submit, IMAGE_ENDPOINT, ARGS)
     fal_emulator.configure(faults=[])
-    fal_emulator.add_fault("slow_response", target="status", first=1, delay_s=2.0)
+    fal_emulator.add_fault("slow_response", target="status", first=1, delay_s=1.5)
     set_connection(monkeypatch, conn_id="fal_impatient", password=SENTINEL, host=fal_emulator.host,
                    request_timeout=1)
     assert FalHook("fal_impatient").status(done).done
@@ -164,14 +164,6 @@ def test_the_key_appears_in_no_error_log_or_reference(fal_emulator, monkeypatch,
     run.messages.append(FalHook("fal_nowhere").test_connection()[1])
     run.expect(exc.FalTransientError, FalHook("fal_nowhere").submit, IMAGE_ENDPOINT, ARGS)
 
-    import os
-    if os.environ.get("LEAK") == "hook":
-        hook.log.info("key is %s", SENTINEL)
-    if os.environ.get("LEAK") == "httpx":
-        logging.getLogger("httpx").debug("key is %s", SENTINEL)
-    if os.environ.get("LEAK") == "err":
-        run.errors.append(exc.FalTransientError("x").with_traceback(None))
-        run.errors[-1].__cause__ = ValueError(SENTINEL)
     # ---- the checks
     assert len(run.errors) >= 30
     texts = [t for error in run.errors for t in _texts_of(error)] + run.messages
