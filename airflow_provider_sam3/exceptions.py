@@ -2,7 +2,8 @@
 
 Two families: ``InputValidationError`` is raised before anything is sent to fal (no money spent), and
 ``FalRequestError`` describes what fal answered for one request. Every error is a sentence a user can act on;
-none of them ever carries the API key. ``retryable`` tells callers whether trying the same call again may succeed.
+none of them ever carries the API key. ``retryable`` tells callers whether trying again (the call, or a new
+submission of the same request) may succeed; a start timeout is retryable only by resubmitting.
 """
 
 from __future__ import annotations

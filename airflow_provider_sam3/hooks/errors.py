@@ -47,9 +47,13 @@ def translate(error: BaseException, *, endpoint_id: str | None, request_id: str 
             f"{action} timed out talking to fal's queue ({type(error).__name__}); it will be retried", **where
         )
     if isinstance(error, httpx.TransportError):
+        try:
+            host = f" at {error.request.url.host}:{error.request.url.port or 443}"
+        except RuntimeError:  # httpx raises when the exception carries no request
+            host = ""
         return exc.FalTransientError(
-            f"{action} could not reach fal's queue ({type(error).__name__}: {error}); check the network or the "
-            "connection's queue host",
+            f"{action} lost its connection to fal's queue{host} ({type(error).__name__}: {error}); it is retried, and "
+            "if it persists check the network or the connection's queue host",
             **where,
         )
     if not isinstance(error, FalClientHTTPError):

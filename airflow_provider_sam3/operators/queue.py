@@ -129,10 +129,22 @@ class FalQueueOperator(BaseOperator):
             raise InputValidationError("arguments", f"must be a mapping, not {type(body).__name__}")
         return PreparedRequest(self.endpoint_id, body)
 
+    def _check_queue_options(self) -> None:
+        """fal's queue options, checked before anything is sent."""
+        from airflow_provider_sam3.exceptions import InputValidationError
+
+        if self.start_timeout is not None and not (isinstance(self.start_timeout, (int, float)) and self.start_timeout > 1):
+            raise InputValidationError("start_timeout", f"{self.start_timeout!r} must be a number of seconds above 1")
+        if self.priority not in (None, "normal", "low"):
+            raise InputValidationError("priority", f"{self.priority!r} is not a queue priority", allowed="normal, low")
+        if self.request_timeout is not None and self.request_timeout <= 0:
+            raise InputValidationError("timeout", f"{self.request_timeout!r} must be a positive duration")
+
     # ------------------------------------------------------------------ execute
 
     def execute(self, context: Any) -> Any:
         request = self.prepare_request(context)
+        self._check_queue_options()
         if self.output_path is not None and not isinstance(self.output_path, str) and not hasattr(self.output_path, "joinpath"):
             from airflow_provider_sam3.exceptions import InputValidationError
 

@@ -379,8 +379,9 @@ class AirflowDeployment:
                 self.proc.wait(timeout=parent_grace)
         finally:
             killed = self.leftover_pids(pgid)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGKILL)
+            for group in {pgid, *(p.pid for p in self._extra_procs.values())}:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(group, signal.SIGKILL)
             for pid in killed:
                 _signal(pid, signal.SIGKILL)
             for p in [self.proc, *self._extra_procs.values()]:
@@ -388,6 +389,12 @@ class AirflowDeployment:
                     p.wait(timeout=10)
             deadline = time.monotonic() + 10
             while self.leftover_pids(pgid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            # The standalone parent never wait()s for its components, so after it dies they linger as
+            # zombies (already dead, ppid 1) until init reaps them, 0-10 s here. Wait briefly, cosmetic only.
+            groups = {pgid, *(p.pid for p in self._extra_procs.values())}
+            deadline = time.monotonic() + 3
+            while any(i.pgid in groups for i in _ps()) and time.monotonic() < deadline:
                 time.sleep(0.2)
             for h in self._log_handles:
                 h.close()
@@ -399,12 +406,13 @@ class AirflowDeployment:
     def leftover_pids(self, pgid: int | None = None) -> list[int]:
         """Live (non-zombie) processes of this deployment: in its process group or carrying its marker."""
         pgid = pgid if pgid is not None else (self.proc.pid if self.proc else None)
+        groups = {pgid, *(p.pid for p in self._extra_procs.values())} - {None}
         me = os.getpid()
         found = []
         for info in _ps():
             if info.pid == me:
                 continue
-            if (pgid is not None and info.pgid == pgid) or _has_marker(info.pid, self.marker):
+            if info.pgid in groups or _has_marker(info.pid, self.marker):
                 if not _is_zombie(info.pid):
                     found.append(info.pid)
         return found
@@ -432,12 +440,8 @@ class AirflowDeployment:
     # ------------------------------------------------------------------ processes
     def processes(self) -> list[ProcInfo]:
         """All live processes of this deployment (process group or marker)."""
-        pgid = self.proc.pid if self.proc else None
-        return [
-            p for p in _ps()
-            if p.pid != os.getpid() and ((pgid is not None and p.pgid == pgid) or _has_marker(p.pid, self.marker))
-            and not _is_zombie(p.pid)
-        ]
+        live = set(self.leftover_pids())
+        return [p for p in _ps() if p.pid in live]
 
     def pids(self) -> dict[str, int]:
         """Main pid of each component: ``standalone`` (parent), ``scheduler``, ``dag-processor``, ``api-server``,
@@ -467,7 +471,10 @@ class AirflowDeployment:
         return pid
 
     def start_component(self, name: str) -> int:
-        """Start ``airflow <name>`` with the deployment's env, in the standalone process group."""
+        """Start ``airflow <name>`` with the deployment's env, output to ``component-<name>.log``.
+
+        It runs in a session of its own (joining the standalone group from outside its session is EPERM);
+        ``stop()`` SIGTERMs it with the others and SIGKILLs its group and marker-carrying leftovers."""
         assert self.proc is not None, "deployment not started"
         old = self._extra_procs.get(name)
         if old is not None and old.poll() is None:
@@ -481,7 +488,7 @@ class AirflowDeployment:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            process_group=self.proc.pid,
+            start_new_session=True,
         )
         self._extra_procs[name] = p
         self.killed.discard(name)

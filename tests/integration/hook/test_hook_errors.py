@@ -326,11 +326,13 @@ def test_unreachable_host_is_a_transient_error_naming_the_host_problem(fal_emula
     error = _raises(exc.FalTransientError, hook.status, ref)
     assert time.monotonic() - started < 3.0
     assert error.retryable is True and error.request_id == ref.request_id
-    assert "could not reach" in str(error) and "host" in str(error) and "ConnectError" in str(error)
+    assert f"lost its connection to fal's queue at {host}" in str(error) and "ConnectError" in str(error)
+    assert "queue host" in str(error)
 
 
 def test_unreachable_host_async(fal_emulator, fal_conn, fast_retries, few_fal_attempts):
-    ref = reference_at(f"127.0.0.1:{dead_port()}")
+    host = f"127.0.0.1:{dead_port()}"
+    ref = reference_at(host)
     with pytest.raises(exc.FalTransientError) as raised:
         _arun(lambda hook: hook.astatus(ref))
-    assert "could not reach" in str(raised.value)
+    assert f"lost its connection to fal's queue at {host}" in str(raised.value)
