@@ -1,6 +1,7 @@
 """One typed operator per SAM 3 endpoint kind, all driven by the endpoint registry.
 
-Each operator takes the endpoint's input fields as keyword arguments (templated), plus ``version="3"`` or ``"3.1"``
+Each operator takes the endpoint's input fields as keyword arguments (templated; or as an ``arguments`` mapping,
+e.g. from XCom), plus ``version="3"`` or ``"3.1"``
 to pick the SAM version, and ``image`` for endpoints that take an image: a URL, a data URI, a local path,
 bytes or an ``ObjectStoragePath`` (local content is sent as a data URI, so no upload is needed).
 """
@@ -70,12 +71,10 @@ class Sam3Operator(FalQueueOperator):
 
         endpoint = endpoint_for(self.kind, str(self.version))
         self.endpoint_id = endpoint.endpoint_id
-        arguments = {name: getattr(self, name) for name in self.input_fields if getattr(self, name) is not None}
-        unsupported = sorted(set(arguments) - set(endpoint.input_model.model_fields))
-        if unsupported:
-            raise InputValidationError(
-                unsupported[0], f"is not accepted by {endpoint.endpoint_id} (SAM {endpoint.version})"
-            )
+        if not isinstance(self.arguments, dict):
+            raise InputValidationError("arguments", f"must be a mapping of field names to values, not {self.arguments!r}")
+        given = {name: getattr(self, name) for name in self.input_fields if getattr(self, name) is not None}
+        arguments = {**self.arguments, **given}  # keyword arguments win over the ``arguments`` mapping
         if self.requires_output_path and not self.output_path:
             raise InputValidationError(
                 "output_path", f"is required by {type(self).__name__}: results too large for XCom are written there"

@@ -1,0 +1,85 @@
+"""FalRequestTrigger against the emulator: rebuilt from kwargs mid-wait, deadline cancels, on_kill cancels."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import time
+
+from airflow_provider_sam3.hooks.fal import FalHook
+from airflow_provider_sam3.triggers.fal import FalRequestTrigger
+
+
+def submit(fal_emulator, service_time: float):
+    from PIL import Image
+
+    from airflow_provider_sam3.media.inputs import prepare_image
+
+    fal_emulator.configure(service_time_s=service_time)
+    image = Image.new("RGB", (40, 30), (10, 10, 10))
+    image.paste((250, 250, 250), (10, 10, 30, 20))
+    return FalHook().submit("fal-ai/sam-3/image", {"image_url": prepare_image(image).url, "prompt": "x"})
+
+
+async def first_event(trigger: FalRequestTrigger, timeout: float = 20):
+    runner = trigger.run()
+    try:
+        return await asyncio.wait_for(runner.__anext__(), timeout)
+    finally:
+        await runner.aclose()
+
+
+def rebuild(trigger: FalRequestTrigger) -> FalRequestTrigger:
+    classpath, kwargs = trigger.serialize()
+    module, _, name = classpath.rpartition(".")
+    return getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
+
+
+def test_trigger_rebuilt_from_kwargs_mid_wait_finishes_the_same_request(fal_emulator):
+    reference = submit(fal_emulator, service_time=2.0)
+    trigger = FalRequestTrigger(reference.to_dict(), deadline=time.time() + 60, poll_interval=0.2)
+
+    async def scenario():
+        waiting = asyncio.ensure_future(first_event(trigger))
+        await asyncio.sleep(0.8)  # mid-wait: the request is running
+        waiting.cancel()  # what a triggerer restart does to the running trigger
+        try:
+            await waiting
+        except asyncio.CancelledError:
+            pass
+        return await first_event(rebuild(trigger))
+
+    event = asyncio.run(scenario())
+    assert event.payload["status"] == "completed" and event.payload["error"] is None
+    assert event.payload["reference"]["request_id"] == reference.request_id
+    counters = fal_emulator.counters()
+    assert counters["submissions"]["total"] == 1
+    assert counters["cancels"]["total"] == 0  # a restart is not a user's clear: nothing is cancelled
+
+
+def test_deadline_cancels_the_remote_request(fal_emulator):
+    reference = submit(fal_emulator, service_time=30.0)
+    trigger = FalRequestTrigger(reference.to_dict(), deadline=time.time() + 1.0, poll_interval=0.2)
+    event = asyncio.run(first_event(trigger))
+    assert event.payload["status"] == "timeout"
+    assert event.payload["cancel"] == "CANCELLATION_REQUESTED"
+    assert fal_emulator.counters()["cancels"]["total"] == 1
+
+
+def test_on_kill_cancels_the_remote_request(fal_emulator):
+    reference = submit(fal_emulator, service_time=30.0)
+    asyncio.run(FalRequestTrigger(reference.to_dict()).on_kill())
+    assert fal_emulator.counters()["cancels"]["total"] == 1
+    assert fal_emulator.requests()[0]["cancelled"] is True
+
+
+def test_polling_backs_off_instead_of_fal_clients_tenth_of_a_second(fal_emulator):
+    reference = submit(fal_emulator, service_time=6.0)
+    started = time.monotonic()
+    event = asyncio.run(first_event(FalRequestTrigger(reference.to_dict(), poll_interval=0.5, max_poll_interval=2)))
+    elapsed = time.monotonic() - started
+    assert event.payload["status"] == "completed"
+    status_calls = fal_emulator.counters()["status_calls"]
+    assert status_calls <= 10, status_calls  # fal-client's 0.1 s loop would have made about 60
+    assert elapsed < 9
