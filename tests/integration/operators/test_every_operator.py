@@ -65,9 +65,12 @@ def test_every_operator_succeeds_in_both_modes_with_identical_documents(run_dag,
     by_mode = {}
     for deferrable in (True, False):
         results = run_dag(DAGS[deferrable], **inputs)
+        links = results.pop("__links__")
         failed = {task: state for task, (state, _) in results.items() if task != "__run__" and state != "success"}
         assert not failed, f"deferrable={deferrable}: {failed}"
         by_mode[deferrable] = {task: doc for task, (_, doc) in results.items() if task != "__run__"}
+        for task, document in by_mode[deferrable].items():  # the extra link names the task's own request
+            assert links[task] == f"https://{fal_emulator.host}/_emulator/requests/{document['request_id']}"
 
     assert fal_emulator.counters()["submissions"]["total"] == 2 * len(CALLS)  # one request per task and mode
     for task_id, document in by_mode[True].items():

@@ -35,6 +35,8 @@ def test_sensor_waits_for_the_submitted_request_and_returns_its_document(run_dag
     assert document["cost_usd"] == 0.005 and document["masks"][0]["score"] is not None
     counters = fal_emulator.counters()
     assert counters["submissions"]["total"] == 1 and counters["result_calls"] == 1
+    link = f"https://{fal_emulator.host}/_emulator/requests/{reference['request_id']}"
+    assert results["__links__"] == {"submit": link, "wait": link}
 
 
 def test_sensor_refuses_a_reference_that_is_not_one(run_dag, photo, fal_emulator, capfd):
