@@ -18,7 +18,7 @@ from airflow.sdk import BaseHook
 from airflow_provider_sam3.exceptions import FalDeadlineExceededError, FalStartTimeoutError, Sam3ProviderError
 from airflow_provider_sam3.hooks.backoff import RETRY_ATTEMPTS, RETRY_BACKOFF, poll_backoff
 from airflow_provider_sam3.hooks.errors import translate
-from airflow_provider_sam3.hooks.settings import FalSettings, resolve_settings
+from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID, FalSettings, resolve_settings
 from airflow_provider_sam3.models.reference import RequestReference
 from airflow_provider_sam3.models.status import QueueStatus
 
@@ -38,7 +38,7 @@ class FalHook(BaseHook):
     """
 
     conn_name_attr = "fal_conn_id"
-    default_conn_name = "fal_default"
+    default_conn_name = DEFAULT_CONN_ID
     conn_type = "fal"
     hook_name = "fal.ai"
 

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+DEFAULT_CONN_ID = "fal_default"
 DEFAULT_QUEUE_HOST = "queue.fal.run"
 DEFAULT_REQUEST_TIMEOUT = 120.0
 DEFAULT_POLL_INTERVAL = 2.0

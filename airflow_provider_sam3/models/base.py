@@ -16,7 +16,7 @@ class EndpointInput(BaseModel):
     request that did not do what they asked.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, defer_build=True)
 
     def to_request(self) -> dict:
         """The exact JSON body sent to fal: every known field, optional ones only when set."""
@@ -26,7 +26,7 @@ class EndpointInput(BaseModel):
 class EndpointOutput(BaseModel):
     """A response body from one fal endpoint; lenient, so a field fal adds later is kept, not fatal."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
 def _check_file_url(value: str) -> str:

@@ -14,7 +14,7 @@ class RequestReference(BaseModel):
     request, so a reference survives a change of default host.
     """
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     endpoint_id: str
     request_id: str

@@ -12,7 +12,7 @@ QueueState = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
 class QueueStatus(BaseModel):
     """One answer of fal's status endpoint. fal never says FAILED: a failed request is COMPLETED with ``error``."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     state: QueueState
     queue_position: int | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.endpoints import ENDPOINTS
 from airflow_provider_sam3.exceptions import (
@@ -14,8 +14,10 @@ from airflow_provider_sam3.exceptions import (
     FalValidationError,
     Sam3ProviderError,
 )
-from airflow_provider_sam3.hooks.fal import FalHook
 from airflow_provider_sam3.models.reference import RequestReference
+
+if TYPE_CHECKING:
+    from airflow_provider_sam3.hooks.fal import FalHook
 
 RAW_SCHEMA_VERSION = 1
 NOT_WORTH_RETRYING = (FalAuthenticationError, FalValidationError, FalRequestCancelledError)

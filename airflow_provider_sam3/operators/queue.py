@@ -12,15 +12,18 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
 
 from airflow_provider_sam3.exceptions import FalDeadlineExceededError, FalRequestNotFoundError, Sam3ProviderError
-from airflow_provider_sam3.hooks.fal import FalHook
+from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
 from airflow_provider_sam3.links import LINK_XCOM_KEY, FalRequestLink, request_link
 from airflow_provider_sam3.models.reference import RequestReference
 from airflow_provider_sam3.operators.completion import as_task_error, fetch_result_document, raise_for_event
+
+if TYPE_CHECKING:
+    from airflow_provider_sam3.hooks.fal import FalHook
 
 STATE_KEY = "fal_request"
 DEFAULT_TIMEOUT = timedelta(hours=1)
@@ -40,6 +43,13 @@ class PreparedRequest:
     def __post_init__(self) -> None:
         digest = hashlib.sha256(json.dumps([self.endpoint_id, self.body], sort_keys=True).encode()).hexdigest()
         object.__setattr__(self, "fingerprint", digest[:32])
+
+
+def _hook(conn_id: str) -> FalHook:
+    """The hook, imported on first use: DAG files import this module, and only execution needs the hook."""
+    from airflow_provider_sam3.hooks.fal import FalHook
+
+    return FalHook(conn_id)
 
 
 def _seconds(value: float | timedelta | None) -> float | None:
@@ -74,7 +84,7 @@ class FalQueueOperator(BaseOperator):
         *,
         endpoint_id: str | None = None,
         arguments: dict[str, Any] | None = None,
-        fal_conn_id: str = FalHook.default_conn_name,
+        fal_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         wait_for_completion: bool = True,
         timeout: float | timedelta = DEFAULT_TIMEOUT,
@@ -107,7 +117,7 @@ class FalQueueOperator(BaseOperator):
 
     @property
     def hook(self) -> FalHook:
-        return FalHook(self.fal_conn_id)
+        return _hook(self.fal_conn_id)
 
     # ------------------------------------------------------------------ what to send
 

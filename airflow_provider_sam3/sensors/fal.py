@@ -9,10 +9,11 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
 from airflow_provider_sam3.exceptions import InputValidationError, Sam3ProviderError
-from airflow_provider_sam3.hooks.fal import FalHook
+from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
 from airflow_provider_sam3.links import LINK_XCOM_KEY, FalRequestLink, request_link
 from airflow_provider_sam3.models.reference import RequestReference
 from airflow_provider_sam3.operators.completion import as_task_error, fetch_result_document, raise_for_event
+from airflow_provider_sam3.operators.queue import _hook
 
 
 class FalRequestSensor(BaseSensorOperator):
@@ -30,7 +31,7 @@ class FalRequestSensor(BaseSensorOperator):
         self,
         *,
         reference: Any,
-        fal_conn_id: str = FalHook.default_conn_name,
+        fal_conn_id: str = DEFAULT_CONN_ID,
         output_path: Any = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
@@ -59,7 +60,7 @@ class FalRequestSensor(BaseSensorOperator):
 
     def execute(self, context: Any) -> Any:
         ref = self._reference()
-        hook = FalHook(self.fal_conn_id)
+        hook = _hook(self.fal_conn_id)
         ti = context.get("ti")
         if ti is not None:
             ti.xcom_push(key=LINK_XCOM_KEY, value=request_link(hook.get_settings().queue_host, ref.request_id))
@@ -77,7 +78,7 @@ class FalRequestSensor(BaseSensorOperator):
 
     def poke(self, context: Any) -> PokeReturnValue:
         ref = self._reference()
-        hook = FalHook(self.fal_conn_id)
+        hook = _hook(self.fal_conn_id)
         try:
             status = hook.status(ref)
         except Sam3ProviderError as error:
@@ -90,5 +91,5 @@ class FalRequestSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         ref = raise_for_event(event)
-        return fetch_result_document(FalHook(self.fal_conn_id), ref, metrics=event.get("metrics"),
+        return fetch_result_document(_hook(self.fal_conn_id), ref, metrics=event.get("metrics"),
                                      output_path=self.output_path, log=self.log)

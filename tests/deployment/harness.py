@@ -300,17 +300,7 @@ class AirflowDeployment:
         if self.proc is not None:
             return self
         t0 = time.monotonic()
-        log = open(self.log_path, "ab", buffering=0)
-        self._log_handles.append(log)
-        self.proc = subprocess.Popen(
-            [str(AIRFLOW_BIN), "standalone"],
-            cwd=self.home,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.proc = self._spawn("standalone", self.log_path)
         try:
             self.wait_healthy(self.startup_timeout - (time.monotonic() - t0))
         except BaseException:
@@ -515,17 +505,7 @@ class AirflowDeployment:
         old = self._extra_procs.get(name)
         if old is not None and old.poll() is None:
             raise self.error(f"{name} already restarted and running (pid {old.pid})")
-        log = open(self.home / f"component-{name}.log", "ab", buffering=0)
-        self._log_handles.append(log)
-        p = subprocess.Popen(
-            [str(AIRFLOW_BIN), name],
-            cwd=self.home,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        p = self._spawn(name, self.home / f"component-{name}.log")
         self._extra_procs[name] = p
         self.killed.discard(name)
         return p.pid
@@ -626,6 +606,15 @@ class AirflowDeployment:
         os.replace(tmp, path)
         self._written[str(path)] = time.time()
         return path
+
+    def _spawn(self, component: str, log_path: Path) -> subprocess.Popen:
+        """Start ``airflow <component>`` in its own session, appending to ``log_path``."""
+        log = open(log_path, "ab", buffering=0)  # noqa: SIM115 - closed with the deployment
+        self._log_handles.append(log)
+        return subprocess.Popen(
+            [str(AIRFLOW_BIN), component], cwd=self.home, env=self.env, stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
 
     def remove_dag_file(self, filename: str) -> None:
         with contextlib.suppress(FileNotFoundError):

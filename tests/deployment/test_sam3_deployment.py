@@ -6,9 +6,8 @@ request when a user clears the task, and a worker killed right after submitting 
 
 from __future__ import annotations
 
-import time
-
 import pytest
+from waiting import wait_until
 
 pytestmark = [pytest.mark.deployment, pytest.mark.timeout(240)]
 
@@ -85,14 +84,6 @@ def photo(tmp_path):
     return path
 
 
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
-
-
 def test_deferrable_segmentation_goes_through_the_triggerer_and_downstream_reads_masks(
     airflow_deployment, dag_writer, fal_emulator, photo
 ):
@@ -125,15 +116,17 @@ def test_clearing_a_deferred_task_cancels_the_request_at_fal(airflow_deployment,
     run_id = dep.trigger(dag_id, conf={"image": str(photo)}, watch=["segment"])
     sampler = dep.watch_task(dag_id, run_id, "segment")
     sampler.wait_for("deferred", timeout=60)
-    wait_until(lambda: "running" in dep.task_log(dag_id, run_id, "segment"), 30, "the trigger to poll the request")
+    wait_until(lambda: "running" in dep.task_log(dag_id, run_id, "segment"), 30, 0.2,
+               what="the trigger polling the request")
     first_request = fal_emulator.requests()[0]["request_id"]
 
     dep.clear_task(dag_id, run_id, "segment", via="api")
-    wait_until(lambda: fal_emulator.counters()["cancels"]["total"] >= 1, 30, "the emulator to record a cancel")
+    wait_until(lambda: fal_emulator.counters()["cancels"]["total"] >= 1, 30, 0.2,
+               what="the emulator recording a cancel")
     cancelled = {r["request_id"] for r in fal_emulator.requests() if r.get("cancelled")}
     assert first_request in cancelled
-    wait_until(lambda: "cancelled fal request" in dep.task_log(dag_id, run_id, "segment", try_number=1), 20,
-               "the trigger's on_kill log line")
+    wait_until(lambda: "cancelled fal request" in dep.task_log(dag_id, run_id, "segment", try_number=1), 20, 0.2,
+               what="the trigger's on_kill log line")
     dep.set_run_state(dag_id, run_id, "failed")  # stop try 2 from waiting two minutes
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from waiting import wait_until  # noqa: F401 - re-exported for these tests
+
 import io
 import ssl
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import httpx
 import numpy as np
@@ -67,15 +68,6 @@ def raw_client(emulator, *, key: str | None = "default", timeout: float = 10.0) 
     return httpx.Client(base_url=emulator.base_url, verify=trust(emulator.cert_file), headers=headers, timeout=timeout)
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
 
 
 def status_of(client: httpx.Client, request_id: str, app: str = IMAGE_APP, logs: str | None = None) -> httpx.Response:

@@ -138,7 +138,9 @@ def test_reset_clears_faults_and_rate_faults_use_the_seed(fal_emulator):
         codes = [client.get(f"/{IMAGE_APP}/requests/{request_id}/status").status_code for _ in range(12)]
         fal_emulator.configure(seed=11)
         again = [client.get(f"/{IMAGE_APP}/requests/{request_id}/status").status_code for _ in range(12)]
-    assert 503 in codes and codes.count(503) < 12 and codes == again
+    faulted = [code == 503 for code in codes]  # whether a call succeeded with 202 or 200 depends on timing
+    assert any(faulted) and not all(faulted)
+    assert faulted == [code == 503 for code in again]  # the same seed injects faults at the same calls
     fal_emulator.reset()
     assert fal_emulator.config.faults == []
     assert fal_emulator.counters()["faults"] == {"total": 0, "by_kind": {}}

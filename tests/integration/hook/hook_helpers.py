@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from waiting import wait_until  # noqa: F401 - re-exported for these tests
+
 import io
 import json
 import socket
-import time
-from collections.abc import Callable
 
 from PIL import Image, ImageDraw
 
@@ -69,12 +69,3 @@ def reference_at(host: str, request_id: str = "00000000-0000-0000-0000-00000000b
                             response_url=base, cancel_url=f"{base}/cancel")
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
