@@ -49,6 +49,7 @@ class FalHook(BaseHook):
         self._settings: FalSettings | None = None
         self._sync_client: fal_client.SyncClient | None = None
         self._async_client: fal_client.AsyncClient | None = None
+        self._download_client: Any = None
 
     # ---------------------------------------------------------------- settings and clients
 
@@ -123,6 +124,9 @@ class FalHook(BaseHook):
                     http = await http
                 await http.aclose()
             self._async_client = None
+        if self._download_client is not None:
+            await self._download_client.aclose()
+            self._download_client = None
 
     # ---------------------------------------------------------------- helpers
 
@@ -299,17 +303,18 @@ class FalHook(BaseHook):
         return _downloaded(response, url)
 
     async def adownload(self, url: str) -> bytes:
-        """Async ``download``."""
+        """Async ``download``; one connection pool per hook, so a batch does not pay a TLS handshake per file."""
         import httpx
 
         from airflow_provider_sam3.media.inputs import parse_data_uri
 
         if url.startswith("data:"):
             return parse_data_uri(url, field="url")[1]
-        settings = await self.aget_settings()
+        if self._download_client is None:
+            settings = await self.aget_settings()
+            self._download_client = httpx.AsyncClient(timeout=settings.request_timeout, follow_redirects=True)
         try:
-            async with httpx.AsyncClient(timeout=settings.request_timeout, follow_redirects=True) as client:
-                response = await client.get(url)
+            response = await self._download_client.get(url)
         except httpx.HTTPError as error:
             raise translate(error, endpoint_id=None, request_id=None, action=f"download of {_short(url)}") from error
         return _downloaded(response, url)

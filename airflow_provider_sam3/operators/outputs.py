@@ -155,6 +155,18 @@ def copy_outputs(
     return copy
 
 
+def output_urls(document: ResultDocument) -> list[str]:
+    """The fal URLs ``copy_outputs`` will download for ``document`` (inline data URIs need no download), so a
+    caller can fetch them all concurrently first."""
+    entries: list[Any] = []
+    if isinstance(document, SegmentationResult):
+        entries = [mask for mask in document.masks if mask.rle is None] + [document.preview] + list(document.files)
+    elif isinstance(document, FilesResult):
+        entries = list(document.files)
+    urls = [entry.url for entry in entries if entry is not None and entry.url and not entry.url.startswith("data:")]
+    return list(dict.fromkeys(urls))
+
+
 class _Writer:
     """Writes named files into one request's folder, fetching or decoding each source once."""
 

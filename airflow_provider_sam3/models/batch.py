@@ -1,0 +1,134 @@
+"""A batch of images as plain JSON: one entry per image (what was asked, which request answers it, how it ended),
+the manifest row each image gets, and the summary the batch task returns to XCom.
+
+Entries are what the batch operator persists in the task state store, so they are kept small: short keys, no
+image bytes, no result payloads. Pure Python: no Airflow, no pydantic, cheap to import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+BATCH_SCHEMA_VERSION = 1
+MANIFEST_SCHEMA_VERSION = 1
+
+EntryState = Literal["pending", "submitted", "done", "failed", "invalid"]
+FINAL_STATES = frozenset({"done", "failed", "invalid"})
+
+
+def item_key(endpoint_id: str, source: str, arguments: dict[str, Any]) -> str:
+    """A stable identity for one image of a batch: the same source with the same arguments is the same request.
+
+    Used to find a previous try's request again, whatever the order of the inputs this time.
+    """
+    text = json.dumps([endpoint_id, source, arguments], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
+@dataclass
+class BatchEntry:
+    """One image of a batch and its fate.
+
+    ``source`` is what the user gave (path, URL or ObjectStoragePath as a string), ``arguments`` the per-image
+    fields (prompt, boxes, ...) on top of the batch's shared ones. ``submissions`` counts paid submissions.
+    """
+
+    index: int
+    source: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    conn_id: str | None = None
+    width: int | None = None
+    height: int | None = None
+    request_id: str | None = None
+    submitted_at: float | None = None
+    submissions: int = 0
+    retries: int = 0
+    urls: dict[str, str] | None = None
+    state: EntryState = "pending"
+    error: str | None = None
+    error_class: str | None = None
+    retryable: bool = False
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def image(self) -> dict[str, Any]:
+        """The input-image description the result documents carry."""
+        return {"source": self.source, "width": self.width, "height": self.height}
+
+    def to_json(self) -> dict[str, Any]:
+        data = {
+            "i": self.index, "s": self.source, "a": self.arguments or None, "c": self.conn_id, "w": self.width,
+            "h": self.height, "r": self.request_id, "t": self.submitted_at, "n": self.submissions, "rs": self.retries or None, "u": self.urls, "st": self.state,
+            "e": self.error, "ec": self.error_class, "rt": self.retryable or None,
+        }
+        return {k: v for k, v in data.items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BatchEntry:
+        return cls(
+            index=data["i"], source=data["s"], arguments=data.get("a") or {}, conn_id=data.get("c"),
+            width=data.get("w"), height=data.get("h"), request_id=data.get("r"), submitted_at=data.get("t"),
+            submissions=data.get("n", 0), retries=data.get("rs", 0), urls=data.get("u"), state=data.get("st", "pending"), error=data.get("e"),
+            error_class=data.get("ec"), retryable=bool(data.get("rt")),
+        )
+
+    def fail(self, error: str, error_class: str, *, retryable: bool = False, state: EntryState = "failed") -> None:
+        self.state, self.error, self.error_class, self.retryable = state, error, error_class, retryable
+
+
+def failure_row(entry: BatchEntry) -> dict[str, Any]:
+    """The manifest row of an image that ended without a result."""
+    return {
+        "schema_version": MANIFEST_SCHEMA_VERSION,
+        "index": entry.index,
+        "source": entry.source,
+        "arguments": entry.arguments or None,
+        "status": entry.state,
+        "request_id": entry.request_id,
+        "submissions": entry.submissions,
+        "error": entry.error,
+        "error_class": entry.error_class,
+    }
+
+
+def success_row(entry: BatchEntry, document: dict[str, Any]) -> dict[str, Any]:
+    """The manifest row of an image with a result: where its outputs are, and each mask's score and boxes.
+
+    ``document`` is the image's XCom result document (``models.results``) after its outputs were copied.
+    """
+    row: dict[str, Any] = {
+        "schema_version": MANIFEST_SCHEMA_VERSION,
+        "index": entry.index,
+        "source": entry.source,
+        "arguments": entry.arguments or None,
+        "status": "succeeded",
+        "request_id": entry.request_id,
+        "submissions": entry.submissions,
+        "error": None,
+        "error_class": None,
+        "output_location": document.get("output_location"),
+        "cost_usd": document.get("cost_usd"),
+        "image": document.get("image"),
+    }
+    if "masks" in document:
+        row["masks"] = [
+            {
+                "location": mask.get("stored_url") or mask.get("url"),
+                "rle": mask.get("rle"),
+                "score": mask.get("score"),
+                "box": mask.get("box"),
+                "pixel_box": mask.get("pixel_box"),
+            }
+            for mask in document["masks"]
+        ]
+        row["mask_count"] = len(row["masks"])
+        row["scores"] = [mask["score"] for mask in row["masks"]]
+    if document.get("kind") == "sam3.embedding":
+        row["embedding"] = {k: document.get(k) for k in ("stored_url", "byte_size", "sha256")}
+    return row

@@ -1,0 +1,579 @@
+"""Sam3BatchOperator: thousands of images through one SAM 3 image endpoint from one Airflow task.
+
+The path of a batch: render -> list the images and validate every one (nothing is sent if one is unusable,
+unless ``skip_invalid``) -> estimate the cost, refuse above ``max_cost_usd`` -> reattach to what a previous try
+left in the task state store -> submit (``submit_concurrency`` calls at a time, at most ``max_in_flight``
+waiting at fal), saving every request id before going on -> wait for all of them in one ``FalBatchTrigger``
+(or on the worker) -> fetch results, copy outputs to ``output_path``, write manifest parts -> resubmit
+retryable failures a bounded number of times -> ``manifest.jsonl`` and a summary document in XCom.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator, conf
+
+from airflow_provider_sam3.exceptions import FalRequestError, InputValidationError, Sam3ProviderError
+from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
+from airflow_provider_sam3.operators.batch_state import BatchState
+
+if TYPE_CHECKING:
+    from airflow_provider_sam3.endpoints import Endpoint
+    from airflow_provider_sam3.hooks.fal import FalHook
+    from airflow_provider_sam3.models.batch import BatchEntry
+    from airflow_provider_sam3.models.reference import RequestReference
+    from airflow_provider_sam3.operators.batch_inputs import BatchImage
+
+BATCH_KINDS = ("image", "image-rle", "embed")
+FAILURE_POLICIES = ("fail", "report")
+DEFAULT_BATCH_TIMEOUT = timedelta(hours=6)
+DEFER_GRACE_SECONDS = 120
+BATCH_SUMMARY_KIND = "sam3.batch"
+SUMMARY_FAILURES_SHOWN = 20
+INVALID_SHOWN = 5
+MANIFEST_FIELDS = {"include_scores": True, "include_boxes": True}
+"""Asked for by default (same price), so the manifest has each mask's score and box; arguments may turn them off."""
+
+
+def _seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+class Sam3BatchOperator(BaseOperator):
+    """Segment (or embed) many images with one SAM 3 image endpoint; every image ends in the manifest.
+
+    :param images: the images (templated): a list of URLs, paths or ObjectStoragePaths, or of mappings
+        ``{"image": ..., "prompt": ...}`` with per-image fields; a folder; a glob (``/data/*.jpg``,
+        ``s3://conn@bucket/photos/*.png``); or an XCom holding one of these.
+    :param kind: ``image`` (mask images), ``image-rle`` (RLE masks) or ``embed`` (embeddings).
+    :param version: ``"3"`` or ``"3.1"``.
+    :param arguments: fields shared by every image (templated), e.g. ``{"prompt": "shoe", "max_masks": 4}``;
+        an image's own fields win. Segmentation batches ask for scores and boxes unless told otherwise.
+    :param output_path: where outputs and ``manifest.jsonl`` go (required, templated): an absolute path, a
+        ``file://`` or object-store URL, or an ObjectStoragePath. Each image's outputs go under
+        ``<output_path>/<request_id>/``.
+    :param max_in_flight: most requests waiting at fal at once (default: all). Requests beyond your account's
+        concurrency only queue at fal; a bound leaves room for other work on the same account and limits what a
+        cancel has to stop.
+    :param submit_concurrency: submit calls in flight at once.
+    :param max_resubmits: how many times an image whose request failed in a retryable way is submitted again.
+    :param on_image_failure: ``"fail"`` fails the task when any image failed (after writing the manifest; a
+        retry submits only the failed images again); ``"report"`` succeeds and reports them.
+    :param max_cost_usd: refuse to start a batch whose estimated cost is above this.
+    :param skip_invalid: record unusable images as ``invalid`` in the manifest instead of refusing the batch.
+    :param timeout: how long the whole batch may take; then what is still at fal is cancelled.
+    """
+
+    template_fields: tuple[str, ...] = ("images", "arguments", "output_path", "version", "max_cost_usd")
+    template_fields_renderers = {"arguments": "json", "images": "json"}
+    ui_color = "#dfe9ff"
+
+    def __init__(
+        self,
+        *,
+        images: Any,
+        output_path: Any,
+        kind: str = "image",
+        version: str = "3",
+        arguments: dict[str, Any] | None = None,
+        fal_conn_id: str = DEFAULT_CONN_ID,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        max_in_flight: int | None = None,
+        submit_concurrency: int = 16,
+        max_resubmits: int = 2,
+        on_image_failure: str = "fail",
+        max_cost_usd: float | None = None,
+        skip_invalid: bool = False,
+        timeout: float | timedelta = DEFAULT_BATCH_TIMEOUT,
+        poll_interval: float | None = None,
+        max_poll_interval: float | None = None,
+        priority: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.images = images
+        self.output_path = output_path
+        self.kind = kind
+        self.version = version
+        self.arguments = arguments or {}
+        self.fal_conn_id = fal_conn_id
+        self.deferrable = deferrable
+        self.max_in_flight = max_in_flight
+        self.submit_concurrency = submit_concurrency
+        self.max_resubmits = max_resubmits
+        self.on_image_failure = on_image_failure
+        self.max_cost_usd = max_cost_usd
+        self.skip_invalid = skip_invalid
+        self.batch_timeout = _seconds(timeout)
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.priority = priority
+        self._inflight: list[RequestReference] = []
+
+    # ------------------------------------------------------------------ checks made before anything is sent
+
+    def _endpoint(self) -> Endpoint:
+        from airflow_provider_sam3.endpoints import endpoint_for
+
+        if self.kind not in BATCH_KINDS:
+            raise InputValidationError("kind", f"{self.kind!r} cannot be batched", allowed=", ".join(BATCH_KINDS))
+        return endpoint_for(self.kind, str(self.version))
+
+    def _check_options(self) -> None:
+        def positive_int(name: str, value: Any, *, optional: bool = False, minimum: int = 1) -> None:
+            if optional and value is None:
+                return
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise InputValidationError(name, f"{value!r} must be an integer of at least {minimum}")
+
+        positive_int("max_in_flight", self.max_in_flight, optional=True)
+        positive_int("submit_concurrency", self.submit_concurrency)
+        positive_int("max_resubmits", self.max_resubmits, minimum=0)
+        if self.on_image_failure not in FAILURE_POLICIES:
+            raise InputValidationError("on_image_failure", f"{self.on_image_failure!r} is not a policy",
+                                       allowed=", ".join(FAILURE_POLICIES))
+        if self.priority not in (None, "normal", "low"):
+            raise InputValidationError("priority", f"{self.priority!r} is not a queue priority", allowed="normal, low")
+        if self.batch_timeout <= 0:
+            raise InputValidationError("timeout", f"{self.batch_timeout!r} must be a positive duration")
+        if self.max_cost_usd is not None:
+            try:
+                self.max_cost_usd = float(self.max_cost_usd)
+            except (TypeError, ValueError):
+                raise InputValidationError("max_cost_usd", f"{self.max_cost_usd!r} must be a number of US dollars") from None
+            if self.max_cost_usd < 0:
+                raise InputValidationError("max_cost_usd", f"{self.max_cost_usd!r} must not be negative")
+        if not isinstance(self.arguments, dict):
+            raise InputValidationError("arguments", f"must be a mapping of field names to values, not {self.arguments!r}")
+        for name in ("image", "image_url"):
+            if name in self.arguments:
+                raise InputValidationError(f"arguments.{name}", "images are given through the images parameter")
+
+    def _output_base(self) -> Any:
+        from airflow_provider_sam3.operators.outputs import resolve_output_path
+
+        if self.output_path is None or self.output_path == "":
+            raise InputValidationError(
+                "output_path", "is required for a batch: every image's outputs and the manifest are written there "
+                "(e.g. '/data/sam3/{{ ds }}' or 's3://conn_id@bucket/sam3/{{ ds }}')",
+            )
+        base = resolve_output_path(self.output_path)
+        if getattr(base, "protocol", "") in ("", "file", "local"):
+            base.mkdir(parents=True, exist_ok=True)
+        return base
+
+    def _body(self, endpoint: Endpoint, image: BatchImage, where: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The request body for one image, and what is known of the image (size) for its result document."""
+        from airflow_provider_sam3.media.inputs import prepare_image
+
+        prepared = prepare_image(image.opened(), field=where)
+        defaults = MANIFEST_FIELDS if endpoint.kind != "embed" else {}
+        arguments = {**defaults, **self.arguments, **image.arguments, "image_url": prepared.url}
+        body = endpoint.validate_input(arguments).to_request()
+        return body, {"width": prepared.width, "height": prepared.height}
+
+    def _entries(self, endpoint: Endpoint, images: list[BatchImage]) -> list[tuple[str, BatchEntry, dict | None]]:
+        """Validate every image; (key, entry, body) in input order. Duplicates are segmented once."""
+        from airflow_provider_sam3.models.batch import BatchEntry, item_key
+
+        items: list[tuple[str, BatchEntry, dict | None]] = []
+        seen: dict[str, int] = {}
+        problems: list[str] = []
+        for position, image in enumerate(images):
+            key = item_key(endpoint.endpoint_id, image.source, image.arguments)
+            if key in seen:
+                self.log.warning("images[%d] (%s) repeats images[%d] with the same fields; it is segmented once",
+                                 position, image.source, seen[key])
+                continue
+            seen[key] = position
+            entry = BatchEntry(index=len(items), source=image.source, arguments=image.arguments, conn_id=image.conn_id)
+            body = None
+            try:
+                body, size = self._body(endpoint, image, f"images[{position}]")
+                entry.width, entry.height = size["width"], size["height"]
+            except InputValidationError as error:
+                problems.append(f"images[{position}] ({image.source}): {error}")
+                entry.fail(str(error), type(error).__name__, state="invalid")
+            items.append((key, entry, body))
+        if problems and not self.skip_invalid:
+            shown = "; ".join(problems[:INVALID_SHOWN])
+            more = f"; and {len(problems) - INVALID_SHOWN} more" if len(problems) > INVALID_SHOWN else ""
+            raise InputValidationError(
+                "images", f"{len(problems)} of {len(images)} images cannot be sent, so nothing was submitted: "
+                f"{shown}{more}. Fix them, or set skip_invalid=True to record them as invalid and go on",
+            )
+        return items
+
+    def _check_cost(self, endpoint: Endpoint, to_pay: int, total: int) -> None:
+        estimate = endpoint.estimate_cost(requests=to_pay)
+        price = f"${estimate:.2f}" if estimate is not None else "an unpublished price"
+        self.log.info(
+            "Batch of %d images on %s: %d requests to submit, estimated cost %s (fal bills successful requests "
+            "only; resubmissions after failures add at most %d requests)", total, endpoint.endpoint_id, to_pay,
+            price, to_pay * self.max_resubmits,
+        )
+        if self.max_cost_usd is not None and estimate is not None and estimate > self.max_cost_usd:
+            raise InputValidationError(
+                "max_cost_usd",
+                f"the batch's estimated cost {price} ({to_pay} requests at {endpoint.endpoint_id}'s price) is above "
+                f"max_cost_usd=${self.max_cost_usd:.2f}, so nothing was submitted; raise max_cost_usd or split "
+                "the batch",
+            )
+
+    # ------------------------------------------------------------------ execute
+
+    def execute(self, context: Any) -> Any:
+        from airflow_provider_sam3.operators.batch_inputs import resolve_images
+        from airflow_provider_sam3.operators.completion import as_task_error
+
+        try:
+            endpoint = self._endpoint()
+            self._check_options()
+            output_base = self._output_base()
+            items = self._entries(endpoint, resolve_images(self.images))
+            store = context.get("task_state_store")
+            state = self._reattach(store, endpoint, items)
+            to_pay = sum(1 for entry in state.entries.values() if entry.state == "pending")
+            self._check_cost(endpoint, to_pay, len(state.entries))
+        except InputValidationError as error:
+            raise as_task_error(error, retry_useless=True) from error
+        state.save(store)
+        bodies = {key: body for key, _, body in items if body is not None}
+        return self._run(context, endpoint, state, output_base, bodies, event=None)
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
+        """Resumed after the batch trigger fired: collect what finished, then submit more, wait again or finish."""
+        from airflow_provider_sam3.endpoints import get_endpoint
+
+        if not isinstance(event, dict) or event.get("status") not in ("finished", "progress", "timeout", "error"):
+            raise FalRequestError(f"the batch trigger sent an event this provider does not understand: {event!r}")
+        store = context.get("task_state_store")
+        state = BatchState.load(store)
+        if state is None:
+            raise FalRequestError("the batch's entries are missing from the task state store; the task cannot tell "
+                                  "which images were submitted. Clear the task to start the batch again")
+        return self._run(context, get_endpoint(state.endpoint_id), state, self._output_base(), {}, event=event)
+
+    def on_kill(self) -> None:
+        """The worker-side wait was killed: cancel what is still at fal (the trigger's on_kill covers deferral)."""
+        if not self._inflight:
+            return
+        from airflow_provider_sam3.hooks.fal import FalHook
+        from airflow_provider_sam3.triggers.batch import cancel_all
+
+        hook = FalHook(self.fal_conn_id)
+
+        async def cancel() -> dict[str, str]:
+            try:
+                return await cancel_all(hook, self._inflight)
+            finally:
+                await hook.aclose()
+
+        outcomes = asyncio.run(cancel())
+        self.log.info("Cancelled %d fal requests of this batch", len(outcomes))
+
+    # ------------------------------------------------------------------ never pay twice
+
+    def _reattach(self, store: Any, endpoint: Endpoint, items: list[tuple[str, BatchEntry, dict | None]]) -> BatchState:
+        """This try's batch: a previous try's requests are kept (done, or still at fal); its failures get another
+        chance; requests for images no longer in the batch are cancelled."""
+        now = time.time()
+        state = BatchState(endpoint_id=endpoint.endpoint_id, started_at=now, deadline=now + self.batch_timeout)
+        previous = BatchState.load(store)
+        if previous is not None and previous.endpoint_id != endpoint.endpoint_id:
+            self.log.warning("A previous try ran this batch on %s; cancelling its requests and starting on %s",
+                             previous.endpoint_id, endpoint.endpoint_id)
+            self._cancel_entries(previous, list(previous.entries.values()))
+            previous.forget(store)
+            previous = None
+        kept = {"done": 0, "submitted": 0, "again": 0}
+        if previous is not None:
+            state.url_templates, state.cycle = previous.url_templates, previous.cycle
+        for key, entry, _ in items:
+            old = previous.entries.get(key) if previous is not None else None
+            if old is not None and old.state in ("done", "submitted"):
+                old.index = entry.index
+                kept[old.state] += 1
+                entry = old
+            elif old is not None and old.state == "failed" and entry.state != "invalid":
+                entry.submissions = old.submissions
+                kept["again"] += 1
+            state.add(key, entry)
+        if previous is not None:
+            orphans = [e for k, e in previous.entries.items() if k not in state.entries and e.state == "submitted"]
+            self._cancel_entries(previous, orphans)
+            for number in range(previous.shard_count):
+                if number >= state.shard_count:
+                    state.dirty.add(number)  # a now-empty shard of the previous try, deleted on save
+            self.log.info(
+                "Reattached to this batch's previous try: %d images already done, %d still at fal (not submitted "
+                "again), %d failed before and are submitted again, %d requests cancelled as no longer in the batch",
+                kept["done"], kept["submitted"], kept["again"], len(orphans),
+            )
+        return state
+
+    def _cancel_entries(self, state: BatchState, entries: list[BatchEntry]) -> None:
+        refs = [self._reference(state, entry) for entry in entries if entry.state == "submitted" and entry.request_id]
+        if not refs:
+            return
+        from airflow_provider_sam3.hooks.fal import FalHook
+        from airflow_provider_sam3.triggers.batch import cancel_all
+
+        async def cancel() -> dict[str, str]:
+            hook = FalHook(self.fal_conn_id)
+            try:
+                return await cancel_all(hook, refs)
+            finally:
+                await hook.aclose()
+
+        asyncio.run(cancel())
+
+    @staticmethod
+    def _reference(state: BatchState, entry: BatchEntry) -> RequestReference:
+        from airflow_provider_sam3.triggers.batch import reference_for
+
+        explicit = {entry.request_id: entry.urls} if entry.urls else None
+        return reference_for(entry.request_id, state.endpoint_id, state.url_templates or {}, explicit)
+
+    # ------------------------------------------------------------------ one round after another
+
+    def _run(self, context: Any, endpoint: Endpoint, state: BatchState, output_base: Any,
+             bodies: dict[str, dict[str, Any]], event: dict[str, Any] | None) -> Any:
+        store = context.get("task_state_store")
+        while True:
+            waiting = asyncio.run(self._round(endpoint, state, output_base, bodies, event, store))
+            if waiting is None:
+                return self._finish(context, endpoint, state, output_base)
+            request_ids, fire_at = waiting
+            if not request_ids:
+                continue  # only resubmissions are due; they were just sent or backed off
+            progress = self._progress(state)
+            if self.deferrable:
+                from airflow_provider_sam3.triggers.batch import FalBatchTrigger
+
+                self.defer(
+                    trigger=FalBatchTrigger(
+                        endpoint_id=state.endpoint_id, url_templates=state.url_templates or {},
+                        request_ids=request_ids, fal_conn_id=self.fal_conn_id, deadline=state.deadline,
+                        poll_interval=self.poll_interval, max_poll_interval=self.max_poll_interval, fire_at=fire_at,
+                        progress=progress, explicit_urls=self._explicit_urls(state, request_ids),
+                    ),
+                    method_name="execute_complete",
+                    timeout=timedelta(seconds=max(state.deadline - time.time(), 0) + DEFER_GRACE_SECONDS),
+                )
+            event = asyncio.run(self._wait_on_worker(state, request_ids, fire_at, progress))
+
+    async def _round(self, endpoint: Endpoint, state: BatchState, output_base: Any,
+                     bodies: dict[str, dict[str, Any]], event: dict[str, Any] | None,
+                     store: Any) -> tuple[list[str], int | None] | None:
+        """Absorb an event, resubmit and submit; return what to wait for (request ids in submission order and
+        when to fire early), or None when every image is final."""
+        from airflow_provider_sam3.hooks.fal import FalHook
+
+        hook = FalHook(self.fal_conn_id)
+        try:
+            if event is not None:
+                await self._absorb(hook, endpoint, state, output_base, event, store)
+            self._requeue(state)
+            if time.time() >= state.deadline:
+                self._expire(state)
+            await self._submit_due(hook, endpoint, state, bodies, store)
+        finally:
+            await hook.aclose()
+        waiting = sorted((e for e in state.entries.values() if e.state == "submitted"),
+                         key=lambda e: (e.submitted_at or 0, e.index))
+        pending = sum(1 for e in state.entries.values() if e.state == "pending")
+        if not waiting and not pending:
+            return None
+        if not waiting:
+            await asyncio.sleep(min(2.0 ** min(max(e.retries for e in state.entries.values()), 5), 30.0))
+            return [], None
+        fire_at = None
+        if pending and self.max_in_flight:
+            fire_at = max(1, len(waiting) - self.max_in_flight // 2)
+        return [e.request_id for e in waiting if e.request_id], fire_at
+
+    async def _absorb(self, hook: FalHook, endpoint: Endpoint, state: BatchState, output_base: Any,
+                      event: dict[str, Any], store: Any) -> None:
+        """Fetch and store what finished, record failures and cancellations, and save before going on."""
+        from airflow_provider_sam3.operators.batch_results import ResultCollector, write_part
+        from airflow_provider_sam3.operators.completion import as_task_error
+
+        by_request = state.by_request_id()
+        finished = {}
+        for request_id, outcome in (event.get("finished") or {}).items():
+            key = by_request.get(request_id)
+            if key is not None and state.entries[key].state == "submitted":
+                entry = state.entries[key]
+                finished[request_id] = (entry, self._reference(state, entry), outcome)
+        rows = await ResultCollector(hook, endpoint, output_base, self.log).collect(finished)
+        write_part(output_base, state.cycle, rows)
+        state.cycle += 1
+        for request_id in finished:
+            state.touch(by_request[request_id])
+        for request_id, outcome in (event.get("cancelled") or {}).items():
+            key = by_request.get(request_id)
+            if key is not None and state.entries[key].state == "submitted":
+                state.entries[key].fail(f"the batch's timeout passed before fal finished it; cancel at fal: {outcome}",
+                                        "FalDeadlineExceededError")
+                state.touch(key)
+        state.save(store)
+        failed = sum(1 for entry, _, _ in finished.values() if entry.state == "failed")
+        if finished:
+            self.log.info("Collected %d finished requests: %d results stored, %d failed", len(finished),
+                          len(finished) - failed, failed)
+        if event["status"] == "error":
+            error = FalRequestError(f"waiting for the batch failed: {event.get('message')}")
+            retry_useless = event.get("error_class") in ("FalAuthenticationError", "FalBalanceExhaustedError")
+            raise as_task_error(error, retry_useless=retry_useless)
+
+    def _requeue(self, state: BatchState) -> None:
+        """Failures that a new submission may fix go back in line, a bounded number of times per image."""
+        for key, entry in state.entries.items():
+            if entry.state == "failed" and entry.retryable and entry.retries < self.max_resubmits:
+                self.log.warning("images[%d] (%s) failed (%s); submitting it again (%d of %d)", entry.index,
+                                 entry.source, entry.error, entry.retries + 1, self.max_resubmits)
+                entry.retries += 1
+                entry.state = "pending"
+                state.touch(key)
+
+    def _expire(self, state: BatchState) -> None:
+        for key, entry in state.entries.items():
+            if entry.state == "pending":
+                entry.fail("the batch's timeout passed before this image was submitted", "FalDeadlineExceededError")
+                state.touch(key)
+
+    async def _submit_due(self, hook: FalHook, endpoint: Endpoint, state: BatchState,
+                          bodies: dict[str, dict[str, Any]], store: Any) -> None:
+        """Submit pending images in input order, ``submit_concurrency`` at a time, saving ids after each round."""
+        from airflow_provider_sam3.operators.completion import as_task_error
+
+        pending = [key for key, entry in sorted(state.entries.items(), key=lambda kv: kv[1].index)
+                   if entry.state == "pending"]
+        if self.max_in_flight:
+            in_flight = sum(1 for entry in state.entries.values() if entry.state == "submitted")
+            pending = pending[: max(0, self.max_in_flight - in_flight)]
+        submitted = 0
+        for start in range(0, len(pending), self.submit_concurrency):
+            chunk = pending[start:start + self.submit_concurrency]
+            outcomes = await asyncio.gather(*(self._submit(hook, endpoint, state, key, bodies) for key in chunk))
+            for key in chunk:
+                state.touch(key)
+            state.save(store)
+            submitted += sum(1 for outcome in outcomes if outcome is None)
+            fatal = next((outcome for outcome in outcomes if outcome is not None and not outcome.retryable
+                          and type(outcome).__name__ in ("FalAuthenticationError", "FalBalanceExhaustedError")), None)
+            if fatal is not None:
+                raise as_task_error(fatal, retry_useless=True)
+        if submitted:
+            self.log.info("Submitted %d requests to %s (%d waiting at fal)", submitted, endpoint.endpoint_id,
+                          sum(1 for entry in state.entries.values() if entry.state == "submitted"))
+
+    async def _submit(self, hook: FalHook, endpoint: Endpoint, state: BatchState, key: str,
+                      bodies: dict[str, dict[str, Any]]) -> Sam3ProviderError | None:
+        from airflow_provider_sam3.operators.batch_inputs import BatchImage
+        from airflow_provider_sam3.operators.batch_results import worth_resubmitting
+        from airflow_provider_sam3.triggers.batch import url_templates_of
+
+        entry = state.entries[key]
+        try:
+            body = bodies.pop(key, None)
+            if body is None:
+                image = BatchImage(entry.source, entry.conn_id, entry.arguments)
+                body, _ = await asyncio.to_thread(self._body, endpoint, image, f"images[{entry.index}]")
+            ref = await hook.asubmit(endpoint.endpoint_id, body, priority=self.priority)
+        except Sam3ProviderError as error:
+            entry.fail(f"submit failed: {error}", type(error).__name__, retryable=worth_resubmitting(error))
+            return error
+        templates = url_templates_of(ref)
+        if state.url_templates is None:
+            state.url_templates = templates
+        entry.urls = None if templates == state.url_templates else {
+            "status_url": ref.status_url, "response_url": ref.response_url, "cancel_url": ref.cancel_url}
+        entry.request_id, entry.submitted_at = ref.request_id, ref.submitted_at
+        entry.submissions += 1
+        entry.state, entry.error, entry.error_class, entry.retryable = "submitted", None, None, False
+        return None
+
+    @staticmethod
+    def _explicit_urls(state: BatchState, request_ids: list[str]) -> dict[str, dict[str, str]]:
+        wanted = set(request_ids)
+        return {e.request_id: e.urls for e in state.entries.values() if e.urls and e.request_id in wanted}
+
+    @staticmethod
+    def _progress(state: BatchState) -> dict[str, int]:
+        counts = state.counts()
+        return {"total": len(state.entries), "done": counts["done"], "failed": counts["failed"] + counts["invalid"]}
+
+    async def _wait_on_worker(self, state: BatchState, request_ids: list[str], fire_at: int | None,
+                              progress: dict[str, int]) -> dict[str, Any]:
+        """The non-deferrable wait: the trigger's poller, run here."""
+        from airflow_provider_sam3.hooks.fal import FalHook
+        from airflow_provider_sam3.triggers.batch import FalBatchTrigger
+
+        trigger = FalBatchTrigger(
+            endpoint_id=state.endpoint_id, url_templates=state.url_templates or {}, request_ids=request_ids,
+            fal_conn_id=self.fal_conn_id, deadline=state.deadline, poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval, fire_at=fire_at, progress=progress,
+            explicit_urls=self._explicit_urls(state, request_ids),
+        )
+        hook = FalHook(self.fal_conn_id)
+        self._inflight = [self._reference(state, e) for e in state.entries.values() if e.state == "submitted"]
+        try:
+            poller = trigger.poller(hook)
+            poller.log = self.log
+            return await poller.run()
+        finally:
+            self._inflight = []
+            await hook.aclose()
+
+    # ------------------------------------------------------------------ the end
+
+    def _finish(self, context: Any, endpoint: Endpoint, state: BatchState, output_base: Any) -> dict[str, Any]:
+        from airflow_provider_sam3.operators.batch_results import write_manifest
+
+        entries = list(state.entries.values())
+        failing = self.on_image_failure == "fail" and any(e.state != "done" for e in entries)
+        manifest = write_manifest(output_base, entries, keep_parts=failing)
+        counts = state.counts()
+        price = endpoint.estimate_cost(requests=1)
+        submissions = sum(e.submissions for e in entries)
+        summary = {
+            "schema_version": 1,
+            "kind": BATCH_SUMMARY_KIND,
+            "endpoint_id": endpoint.endpoint_id,
+            "images": len(entries),
+            "succeeded": counts["done"],
+            "failed": counts["failed"],
+            "invalid": counts["invalid"],
+            "submissions": submissions,
+            "resubmissions": sum(e.retries for e in entries),
+            "cost_usd": round(price * counts["done"], 6) if price is not None else None,
+            "wall_seconds": round(time.time() - state.started_at, 3),
+            "output_path": str(output_base),
+            "manifest": str(manifest),
+            "failures": [
+                {"index": e.index, "source": e.source, "status": e.state, "error": e.error}
+                for e in sorted(entries, key=lambda e: e.index) if e.state != "done"
+            ][:SUMMARY_FAILURES_SHOWN],
+        }
+        self.log.info(
+            "Batch finished: %d of %d images succeeded, %d failed, %d invalid; %d submissions (%d resubmissions); "
+            "fal charges about %s; manifest: %s", counts["done"], len(entries), counts["failed"], counts["invalid"],
+            submissions, summary["resubmissions"],
+            f"${summary['cost_usd']:.4f}" if summary["cost_usd"] is not None else "an unpublished price", manifest,
+        )
+        if failing:
+            state.save(context.get("task_state_store"))
+            first = summary["failures"][0]
+            raise FalRequestError(
+                f"{len(entries) - counts['done']} of {len(entries)} images have no result (first: images"
+                f"[{first['index']}] {first['source']}: {first['error']}). Every image is listed in {manifest}; a "
+                "retry submits only those images again; set on_image_failure='report' to succeed with failures"
+            )
+        state.forget(context.get("task_state_store"))
+        return summary

@@ -1,0 +1,172 @@
+"""What a batch is made of: the rendered ``images`` parameter turned into an ordered list of images to segment.
+
+Accepted: a list (from the DAG or an XCom) whose items are URLs, paths, ``ObjectStoragePath`` objects or mappings
+``{"image": <source>, <per-image fields>...}``; a folder (every image file in it); a glob (``/data/*.jpg``,
+``s3://conn@bucket/photos/**/*.png``); or one image. Listing happens once, on the first try: the batch's
+entries are persisted, so files that arrive later do not change a batch that is already running.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_sam3.exceptions import InputValidationError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".avif")
+GLOB_CHARACTERS = "*?["
+_ACCEPTED = (
+    "a list of image URLs, paths or ObjectStoragePaths (or mappings {'image': ..., 'prompt': ...}), a folder, "
+    "a glob such as '/data/photos/*.jpg' or 's3://conn_id@bucket/photos/*.png', or an XCom holding one of these"
+)
+
+
+@dataclass(frozen=True)
+class BatchImage:
+    """One image of a batch: its source (as a string, plus the storage connection for object-store paths)
+    and the fields given for this image alone."""
+
+    source: str
+    conn_id: str | None = None
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+    def opened(self) -> Any:
+        """What ``prepare_image`` reads: the string itself, or an ObjectStoragePath for object storage."""
+        if "://" in self.source and self.source.split("://", 1)[0].lower() not in ("http", "https", "file"):
+            from airflow.sdk import ObjectStoragePath
+
+            return ObjectStoragePath(self.source, conn_id=self.conn_id)
+        return self.source
+
+
+def resolve_images(images: Any, *, field_name: str = "images") -> list[BatchImage]:
+    """The batch's images in a stable order; raise ``InputValidationError`` naming the item when one is unusable."""
+    images = _parsed(images, field_name)
+    if images is None or (isinstance(images, (list, tuple, str)) and not images):
+        raise InputValidationError(field_name, "is empty: a batch needs at least one image.", allowed=_ACCEPTED)
+    if isinstance(images, (list, tuple)):
+        resolved: list[BatchImage] = []
+        for position, item in enumerate(images):
+            resolved.extend(_item(item, f"{field_name}[{position}]"))
+        if not resolved:
+            raise InputValidationError(field_name, "names no image files.", allowed=_ACCEPTED)
+        return resolved
+    found = _item(images, field_name)
+    if not found:
+        raise InputValidationError(field_name, f"{_describe(images)} matches no image files "
+                                   f"(looked for {', '.join(IMAGE_SUFFIXES)}).", allowed=_ACCEPTED)
+    return found
+
+
+def _parsed(images: Any, field_name: str) -> Any:
+    """A list rendered by a Jinja template arrives as its text; read it back."""
+    if isinstance(images, str) and images.strip()[:1] == "[":
+        text = images.strip()
+        for parse in (json.loads, ast.literal_eval):
+            try:
+                return parse(text)
+            except (ValueError, SyntaxError):
+                continue
+        raise InputValidationError(field_name, f"looks like a list but cannot be read: {text[:80]!r}.",
+                                   allowed=_ACCEPTED)
+    return images
+
+
+def _item(item: Any, where: str) -> list[BatchImage]:
+    if isinstance(item, dict):
+        arguments = dict(item)
+        given = [key for key in ("image", "image_url") if key in arguments]
+        if len(given) != 1:
+            raise InputValidationError(
+                where, "must name its image once, under 'image' (or 'image_url'), next to its own fields such as "
+                f"'prompt'; got keys {sorted(arguments)}.",
+            )
+        source = arguments.pop(given[0])
+        return [BatchImage(image.source, image.conn_id, arguments) for image in _sources(source, where, expand=False)]
+    return _sources(item, where, expand=True)
+
+
+def _sources(source: Any, where: str, *, expand: bool) -> list[BatchImage]:
+    if isinstance(source, os.PathLike) and not hasattr(source, "protocol"):
+        source = os.fspath(source)
+    if isinstance(source, str):
+        text = source.strip()
+        if not text:
+            raise InputValidationError(where, "is an empty string; give an image URL or path.", allowed=_ACCEPTED)
+        scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+        if scheme in ("http", "https") or text[:5].lower() == "data:":
+            return [BatchImage(text)]
+        if not scheme and not os.path.isabs(os.path.expanduser(text)):
+            raise InputValidationError(
+                where, f"{text!r} is a relative path; workers differ in working directory, so give an absolute path "
+                "or a URL.", allowed=_ACCEPTED,
+            )
+        if expand and (any(ch in text for ch in GLOB_CHARACTERS) or _is_local_dir(text)):
+            return _listed(_storage_path(text), where)
+        path = _storage_path(text)
+        return [BatchImage(_source_text(path), getattr(path, "conn_id", None))]
+    if hasattr(source, "protocol") and callable(getattr(source, "read_bytes", None)):
+        if expand and (any(ch in str(source) for ch in GLOB_CHARACTERS) or _is_dir(source)):
+            return _listed(source, where)
+        return [BatchImage(_source_text(source), getattr(source, "conn_id", None))]
+    raise InputValidationError(
+        where, f"got {type(source).__name__}; bytes and PIL images cannot be batched (they cannot be persisted "
+        "for a retry); save them to storage and pass the paths.", allowed=_ACCEPTED,
+    )
+
+
+def _storage_path(text: str) -> Any:
+    from airflow.sdk import ObjectStoragePath
+
+    if "://" not in text:
+        text = "file://" + os.path.abspath(os.path.expanduser(text))
+    return ObjectStoragePath(text)
+
+
+def _source_text(path: Any) -> str:
+    """A local file as its plain path (what users recognise in a manifest); object storage as its URL."""
+    text = str(path)
+    return text[len("file://"):] if text.startswith("file://") else text
+
+
+def _is_local_dir(text: str) -> bool:
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    elif "://" in text:
+        return False
+    return os.path.isdir(os.path.expanduser(text))
+
+
+def _is_dir(path: Any) -> bool:
+    try:
+        return bool(path.is_dir())
+    except Exception:  # noqa: BLE001 - an unreachable store is reported when the file is read
+        return False
+
+
+def _listed(path: Any, where: str) -> list[BatchImage]:
+    """Image files in a folder (not recursive) or matching a glob, sorted by name."""
+    text = str(path)
+    try:
+        if any(ch in text for ch in GLOB_CHARACTERS):
+            parts = text.split("/")
+            first = next(i for i, part in enumerate(parts) if any(ch in part for ch in GLOB_CHARACTERS))
+            base = type(path)("/".join(parts[:first]) or "/", conn_id=getattr(path, "conn_id", None))
+            matches = list(base.glob("/".join(parts[first:])))
+        else:
+            matches = list(path.iterdir())
+    except Exception as error:  # noqa: BLE001 - fsspec raises many kinds
+        raise InputValidationError(where, f"could not list {_describe(path)}: {type(error).__name__}: {error}.",
+                                   allowed=_ACCEPTED) from error
+    files = sorted(
+        (match for match in matches if str(match).lower().endswith(IMAGE_SUFFIXES) and not _is_dir(match)), key=str
+    )
+    return [BatchImage(_source_text(match), getattr(match, "conn_id", None)) for match in files]
+
+
+def _describe(value: Any) -> str:
+    text = str(value)
+    return repr(text if len(text) <= 120 else text[:117] + "...")

@@ -1,0 +1,306 @@
+"""FalBatchTrigger: one trigger waits for a whole batch of fal requests.
+
+The trigger never submits (a rebuilt trigger must not pay twice): the batch operator submits and persists every
+request id, then hands the ids to this trigger. It polls them the way fal's queue works: requests leave the
+queue in order, so each round polls in submission order and stops at the first slice that is entirely still
+queued (a full sweep every few rounds catches out-of-order finishes). It fires when every request has finished,
+when enough have finished for the operator to do something useful with them (``fire_at``), or at the deadline
+(after cancelling what is left at fal).
+
+Events (JSON): ``{"status": "finished"|"progress"|"timeout"|"error", "finished": {request_id: [error,
+error_type, inference_seconds]}, "cancelled": {request_id: outcome}, "message": str}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_sam3.exceptions import FalAuthenticationError, FalRequestNotFoundError, Sam3ProviderError
+from airflow_provider_sam3.hooks.backoff import poll_backoff
+from airflow_provider_sam3.hooks.fal import FalHook
+from airflow_provider_sam3.models.reference import RequestReference
+
+POLL_CONCURRENCY = 16
+"""Status calls in flight at once; also the size of the slices a round polls."""
+FULL_SWEEP_EVERY = 8
+"""Every this many rounds, poll every waiting request, not only the head of the queue."""
+PROGRESS_EVERY_SECONDS = 15.0
+CANCEL_CONCURRENCY = 32
+MAX_FAILED_ROUNDS = 20
+"""Rounds in a row in which every status call failed before the trigger gives up (fal unreachable)."""
+
+
+def reference_for(request_id: str, endpoint_id: str, url_templates: dict[str, str],
+                  explicit_urls: dict[str, dict[str, str]] | None = None) -> RequestReference:
+    """A request's reference from the batch's URL templates (``.../requests/{request_id}/status``), or from its
+    own URLs when fal gave it URLs of another shape (kept in ``explicit_urls``)."""
+    urls = (explicit_urls or {}).get(request_id) or {
+        name: template.replace("{request_id}", request_id) for name, template in url_templates.items()
+    }
+    return RequestReference(endpoint_id=endpoint_id, request_id=request_id, **urls)
+
+
+def url_templates_of(reference: RequestReference) -> dict[str, str]:
+    """The URL templates a reference follows (its request id replaced by ``{request_id}``)."""
+    return {
+        name: getattr(reference, name).replace(reference.request_id, "{request_id}")
+        for name in ("status_url", "response_url", "cancel_url")
+    }
+
+
+class ProgressLine:
+    """Counts for the progress line in the task log: done / failed / waiting, and an ETA from the recent rate."""
+
+    def __init__(self, total: int, done_before: int, failed_before: int, endpoint_id: str) -> None:
+        self.total, self.done_before, self.failed_before = total, done_before, failed_before
+        self.endpoint_id = endpoint_id
+        self.started = time.monotonic()
+        self.last_logged = self.started
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last_logged >= PROGRESS_EVERY_SECONDS
+
+    def describe(self, finished: int, failed: int, running: int, waiting: int) -> str:
+        self.last_logged = time.monotonic()
+        elapsed = self.last_logged - self.started
+        done = self.done_before + finished - failed
+        eta = f"{waiting * elapsed / finished:.0f} s" if finished and waiting else "unknown" if waiting else "0 s"
+        return (
+            f"batch on {self.endpoint_id}: {done} done, {self.failed_before + failed} failed, {waiting} waiting "
+            f"at fal ({running} running, {waiting - running} queued) of {self.total} images; ETA {eta}"
+        )
+
+
+class BatchPoller:
+    """Polls a batch's requests until all finished, ``fire_at`` finished, or the deadline (async, no blocking)."""
+
+    def __init__(
+        self,
+        hook: FalHook,
+        endpoint_id: str,
+        url_templates: dict[str, str],
+        request_ids: list[str],
+        *,
+        explicit_urls: dict[str, dict[str, str]] | None = None,
+        deadline: float | None,
+        poll_interval: float | None,
+        max_poll_interval: float | None,
+        fire_at: int | None,
+        progress: ProgressLine,
+        log: Any,
+    ) -> None:
+        self.hook = hook
+        self.endpoint_id = endpoint_id
+        self.url_templates = url_templates
+        self.waiting: list[str] = list(request_ids)
+        self.explicit_urls = explicit_urls
+        self.deadline = deadline
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.fire_at = fire_at if fire_at and fire_at > 0 else None
+        self.progress = progress
+        self.log = log
+        self.finished: dict[str, list[Any]] = {}
+        self.failed = 0
+        self.running = 0
+        self.status_calls = 0
+
+    def _ref(self, request_id: str) -> RequestReference:
+        return reference_for(request_id, self.endpoint_id, self.url_templates, self.explicit_urls)
+
+    async def _status(self, request_id: str) -> Any:
+        self.status_calls += 1
+        try:
+            return await self.hook.astatus(self._ref(request_id))
+        except Sam3ProviderError as error:
+            return error
+
+    async def run(self) -> dict[str, Any]:
+        settings = await self.hook.aget_settings()
+        backoff = poll_backoff(self.poll_interval or settings.poll_interval,
+                               self.max_poll_interval or settings.max_poll_interval)
+        idle_rounds, failed_rounds, round_number = 0, 0, 0
+        while self.waiting:
+            before = len(self.finished)
+            answered, fatal = await self._round(full=round_number % FULL_SWEEP_EVERY == 0)
+            round_number += 1
+            if fatal is not None:
+                return self._event("error", message=str(fatal), error_class=type(fatal).__name__)
+            failed_rounds = 0 if answered else failed_rounds + 1
+            if failed_rounds >= MAX_FAILED_ROUNDS:
+                return self._event("error", message=f"fal did not answer {failed_rounds} rounds of status calls in "
+                                                    "a row; the requests are still recorded and a retry reattaches")
+            if self.progress.due():
+                self.log.info(self.progress.describe(len(self.finished), self.failed, self.running, len(self.waiting)))
+            if not self.waiting:
+                break
+            if self.fire_at is not None and len(self.finished) >= self.fire_at:
+                return self._event("progress")
+            idle_rounds = 0 if len(self.finished) > before else idle_rounds + 1
+            pause = backoff.delay(idle_rounds)
+            if self.deadline is not None:
+                left = self.deadline - time.time()
+                if left <= 0:
+                    return await self._cancel_rest()
+                pause = min(pause, left)
+            await asyncio.sleep(pause)
+        self.log.info(self.progress.describe(len(self.finished), self.failed, 0, 0))
+        return self._event("finished")
+
+    async def _round(self, *, full: bool) -> tuple[int, Sam3ProviderError | None]:
+        """Poll the head of the queue (or everything); return how many calls were answered, and a fatal error."""
+        answered, running, still_waiting = 0, 0, []
+        stop_at = None
+        for start in range(0, len(self.waiting), POLL_CONCURRENCY):
+            if stop_at is not None:
+                still_waiting.extend(self.waiting[start:])
+                break
+            chunk = self.waiting[start:start + POLL_CONCURRENCY]
+            answers = await asyncio.gather(*(self._status(rid) for rid in chunk))
+            all_queued = True
+            for rid, answer in zip(chunk, answers):
+                if isinstance(answer, FalAuthenticationError):
+                    return answered, answer
+                if isinstance(answer, FalRequestNotFoundError):
+                    answered += 1
+                    self._finish(rid, f"fal no longer knows request {rid} (expired or vanished)",
+                                 "FalRequestNotFoundError", None)
+                    continue
+                if isinstance(answer, Sam3ProviderError):
+                    still_waiting.append(rid)
+                    all_queued = False
+                    continue
+                answered += 1
+                if answer.done:
+                    self._finish(rid, answer.error, answer.error_type, (answer.metrics or {}).get("inference_time"))
+                    all_queued = False
+                else:
+                    still_waiting.append(rid)
+                    if answer.state == "IN_PROGRESS":
+                        running += 1
+                        all_queued = False
+            if all_queued and not full:
+                stop_at = start
+        self.waiting = still_waiting
+        self.running = running
+        return answered, None
+
+    def _finish(self, request_id: str, error: str | None, error_type: str | None, inference: Any) -> None:
+        self.finished[request_id] = [error, error_type, inference]
+        if error:
+            self.failed += 1
+
+    async def _cancel_rest(self) -> dict[str, Any]:
+        outcomes = await cancel_all(self.hook, [self._ref(rid) for rid in self.waiting])
+        message = (f"the batch's deadline passed with {len(self.waiting)} requests still waiting at fal; "
+                   "they were cancelled")
+        self.log.warning(message)
+        return self._event("timeout", message=message, cancelled=outcomes)
+
+    def _event(self, status: str, **extra: Any) -> dict[str, Any]:
+        return {"status": status, "finished": self.finished, "status_calls": self.status_calls, **extra}
+
+
+async def cancel_all(hook: FalHook, references: list[RequestReference]) -> dict[str, str]:
+    """Cancel requests at fal, a bounded number at a time; request id -> outcome (or the error text)."""
+    gate = asyncio.Semaphore(CANCEL_CONCURRENCY)
+
+    async def cancel(ref: RequestReference) -> tuple[str, str]:
+        async with gate:
+            try:
+                return ref.request_id, await hook.acancel(ref)
+            except Sam3ProviderError as error:
+                return ref.request_id, f"cancel failed: {error}"
+
+    return dict(await asyncio.gather(*(cancel(ref) for ref in references)))
+
+
+class FalBatchTrigger(BaseTrigger):
+    """Waits in the triggerer for many fal requests of one endpoint (see the module docstring for events).
+
+    :param request_ids: the requests to wait for, in submission order (fal's queue order).
+    :param url_templates: ``status_url``/``response_url``/``cancel_url`` with ``{request_id}`` in place of the id.
+    :param deadline: absolute epoch seconds; requests still waiting then are cancelled.
+    :param fire_at: fire early once this many requests have finished (the operator then copies their outputs
+        and submits more); ``None`` waits for all.
+    :param progress: ``{"total", "done", "failed"}`` of the whole batch, for the progress line.
+    """
+
+    def __init__(
+        self,
+        endpoint_id: str,
+        url_templates: dict[str, str],
+        request_ids: list[str],
+        fal_conn_id: str = FalHook.default_conn_name,
+        deadline: float | None = None,
+        poll_interval: float | None = None,
+        max_poll_interval: float | None = None,
+        fire_at: int | None = None,
+        progress: dict[str, int] | None = None,
+        explicit_urls: dict[str, dict[str, str]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.explicit_urls = dict(explicit_urls or {})
+        self.endpoint_id = endpoint_id
+        self.url_templates = dict(url_templates)
+        self.request_ids = list(request_ids)
+        self.fal_conn_id = fal_conn_id
+        self.deadline = deadline
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.fire_at = fire_at
+        self.progress = dict(progress or {})
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "endpoint_id": self.endpoint_id,
+                "url_templates": self.url_templates,
+                "request_ids": self.request_ids,
+                "fal_conn_id": self.fal_conn_id,
+                "deadline": self.deadline,
+                "poll_interval": self.poll_interval,
+                "max_poll_interval": self.max_poll_interval,
+                "fire_at": self.fire_at,
+                "progress": self.progress,
+                "explicit_urls": self.explicit_urls,
+            },
+        )
+
+    def poller(self, hook: FalHook) -> BatchPoller:
+        progress = ProgressLine(
+            self.progress.get("total", len(self.request_ids)), self.progress.get("done", 0),
+            self.progress.get("failed", 0), self.endpoint_id,
+        )
+        return BatchPoller(
+            hook, self.endpoint_id, self.url_templates, self.request_ids, explicit_urls=self.explicit_urls,
+            deadline=self.deadline,
+            poll_interval=self.poll_interval, max_poll_interval=self.max_poll_interval, fire_at=self.fire_at,
+            progress=progress, log=self.log,
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = FalHook(self.fal_conn_id)
+        try:
+            event = await self.poller(hook).run()
+        finally:
+            await asyncio.shield(hook.aclose())
+        yield TriggerEvent(event)
+
+    async def on_kill(self) -> None:
+        """The task was cleared or marked: nobody will read these results, so cancel what is still at fal."""
+        hook = FalHook(self.fal_conn_id)
+        try:
+            refs = [reference_for(rid, self.endpoint_id, self.url_templates, self.explicit_urls)
+                    for rid in self.request_ids]
+            outcomes = await cancel_all(hook, refs)
+            cancelled = sum(1 for outcome in outcomes.values() if not outcome.startswith("cancel failed"))
+            self.log.info("Task was cleared or marked; sent %d cancels to fal for this batch's requests", cancelled)
+        finally:
+            await hook.aclose()
