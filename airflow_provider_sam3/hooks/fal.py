@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -107,6 +108,8 @@ class FalHook(BaseHook):
     async def aget_conn(self) -> fal_client.AsyncClient:
         """fal-client's asynchronous client, for triggers."""
         if self._async_client is None:
+            if not _ASYNC_READY.is_set():
+                await asyncio.to_thread(_load_async_dependencies)
             import fal_client
 
             settings = await self.aget_settings()
@@ -449,6 +452,21 @@ class FalHook(BaseHook):
         if response.status_code in (200, 202, 404):
             return True, f"Connected to {settings.queue_host}; the API key (from {settings.key_source}) is accepted."
         return False, f"Unexpected answer from {settings.queue_host}: HTTP {response.status_code}."
+
+
+_ASYNC_READY = threading.Event()
+
+
+def _load_async_dependencies() -> None:
+    """Import fal-client and httpx and build the pydantic validators the async path uses, in a thread: done on
+    the triggerer's event loop, this first-time work blocks every other trigger for a few hundred ms."""
+    import fal_client.client  # noqa: F401
+    import httpx  # noqa: F401
+
+    QueueStatus(state="IN_QUEUE")
+    RequestReference(endpoint_id="-", request_id="-", status_url="-", response_url="-", cancel_url="-")
+    translate(RuntimeError("warm-up"), endpoint_id=None, request_id=None, action="warm-up")
+    _ASYNC_READY.set()
 
 
 def _worth_retrying(error: Sam3ProviderError) -> bool:

@@ -35,6 +35,10 @@ DEFER_GRACE_SECONDS = 120
 BATCH_SUMMARY_KIND = "sam3.batch"
 SUMMARY_FAILURES_SHOWN = 20
 INVALID_SHOWN = 5
+COLLECT_EVERY_MIN = 100
+COLLECT_ROUNDS = 5
+"""By default the trigger hands back finished requests about this many times per batch (at least
+``COLLECT_EVERY_MIN`` at a time), so outputs are copied while fal still works on the rest."""
 MANIFEST_FIELDS = {"include_scores": True, "include_boxes": True}
 """Asked for by default (same price), so the manifest has each mask's score and box; arguments may turn them off."""
 
@@ -66,6 +70,9 @@ class Sam3BatchOperator(BaseOperator):
     :param max_cost_usd: refuse to start a batch whose estimated cost is above this.
     :param skip_invalid: record unusable images as ``invalid`` in the manifest instead of refusing the batch.
     :param timeout: how long the whole batch may take; then what is still at fal is cancelled.
+    :param collect_every: copy outputs whenever this many requests have finished, while fal works on the rest
+        (default: about five times per batch, at least 100 at a time; 0: only once all have finished).
+    :param poll_interval, max_poll_interval: the batch's status rounds (default: 1 s, backing off to 5 s).
     """
 
     template_fields: tuple[str, ...] = ("images", "arguments", "output_path", "version", "max_cost_usd")
@@ -83,12 +90,13 @@ class Sam3BatchOperator(BaseOperator):
         fal_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         max_in_flight: int | None = None,
-        submit_concurrency: int = 16,
+        submit_concurrency: int = 8,
         max_resubmits: int = 2,
         on_image_failure: str = "fail",
         max_cost_usd: float | None = None,
         skip_invalid: bool = False,
         timeout: float | timedelta = DEFAULT_BATCH_TIMEOUT,
+        collect_every: int | None = None,
         poll_interval: float | None = None,
         max_poll_interval: float | None = None,
         priority: str | None = None,
@@ -109,6 +117,7 @@ class Sam3BatchOperator(BaseOperator):
         self.max_cost_usd = max_cost_usd
         self.skip_invalid = skip_invalid
         self.batch_timeout = _seconds(timeout)
+        self.collect_every = collect_every
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.priority = priority
@@ -133,6 +142,7 @@ class Sam3BatchOperator(BaseOperator):
         positive_int("max_in_flight", self.max_in_flight, optional=True)
         positive_int("submit_concurrency", self.submit_concurrency)
         positive_int("max_resubmits", self.max_resubmits, minimum=0)
+        positive_int("collect_every", self.collect_every, optional=True, minimum=0)
         if self.on_image_failure not in FAILURE_POLICIES:
             raise InputValidationError("on_image_failure", f"{self.on_image_failure!r} is not a policy",
                                        allowed=", ".join(FAILURE_POLICIES))
@@ -392,10 +402,19 @@ class Sam3BatchOperator(BaseOperator):
         if not waiting:
             await asyncio.sleep(min(2.0 ** min(max(e.retries for e in state.entries.values()), 5), 30.0))
             return [], None
-        fire_at = None
+        return [e.request_id for e in waiting if e.request_id], self._fire_at(len(waiting), pending)
+
+    def _fire_at(self, waiting: int, pending: int) -> int | None:
+        """How many finished requests make the trigger fire early: to submit more (``max_in_flight``), or to
+        copy outputs while fal works on the rest, so the end of the batch does not wait for all the copying."""
+        candidates = []
         if pending and self.max_in_flight:
-            fire_at = max(1, len(waiting) - self.max_in_flight // 2)
-        return [e.request_id for e in waiting if e.request_id], fire_at
+            candidates.append(max(1, waiting - self.max_in_flight // 2))
+        if self.collect_every != 0:
+            every = self.collect_every or max(COLLECT_EVERY_MIN, waiting // COLLECT_ROUNDS)
+            if every < waiting:
+                candidates.append(every)
+        return min(candidates, default=None)
 
     async def _absorb(self, hook: FalHook, endpoint: Endpoint, state: BatchState, output_base: Any,
                       event: dict[str, Any], store: Any) -> None:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 MANIFEST_FILE = "manifest.jsonl"
 PARTS_FOLDER = "_manifest"
-FETCH_CONCURRENCY = 16
+FETCH_CONCURRENCY = 8
 
 
 def completed_error(error: str, error_type: str | None, *, endpoint_id: str, request_id: str) -> exc.Sam3ProviderError:

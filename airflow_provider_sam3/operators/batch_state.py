@@ -14,7 +14,7 @@ from typing import Any
 from airflow_provider_sam3.models.batch import BATCH_SCHEMA_VERSION, BatchEntry
 
 STATE_KEY = "fal_batch"
-SHARD_SIZE = 200
+SHARD_SIZE = 100
 
 
 def shard_key(number: int) -> str:
@@ -33,6 +33,7 @@ class BatchState:
     cycle: int = 0
     shard_of: dict[str, int] = field(default_factory=dict)
     dirty: set[int] = field(default_factory=set)
+    saved_header: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ building
 
@@ -67,7 +68,7 @@ class BatchState:
     # ------------------------------------------------------------------ the task state store
 
     def save(self, store: Any) -> None:
-        """Write the header and every changed shard (all of them when nothing is marked)."""
+        """Write every changed shard, and the header when it changed."""
         if store is None:
             return
         shards: dict[int, dict[str, Any]] = {number: {} for number in self.dirty}
@@ -79,7 +80,10 @@ class BatchState:
                 store.set(shard_key(number), value)
             else:
                 store.delete(shard_key(number))
-        store.set(STATE_KEY, self._header())
+        header = self._header()
+        if header != self.saved_header:
+            store.set(STATE_KEY, header)
+            self.saved_header = header
         self.dirty.clear()
 
     def _header(self) -> dict[str, Any]:
@@ -96,7 +100,7 @@ class BatchState:
             return None
         state = cls(
             endpoint_id=header["endpoint_id"], started_at=header["started_at"], deadline=header["deadline"],
-            url_templates=header.get("url_templates"), cycle=header.get("cycle", 0),
+            url_templates=header.get("url_templates"), cycle=header.get("cycle", 0), saved_header=header,
         )
         for number in range(header.get("shards", 0)):
             for key, data in (store.get(shard_key(number)) or {}).items():
@@ -111,3 +115,4 @@ class BatchState:
         for number in range(self.shard_count):
             store.delete(shard_key(number))
         store.delete(STATE_KEY)
+        self.saved_header = None
