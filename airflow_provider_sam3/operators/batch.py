@@ -39,8 +39,10 @@ COLLECT_EVERY_MIN = 100
 COLLECT_ROUNDS = 5
 """By default the trigger hands back finished requests about this many times per batch (at least
 ``COLLECT_EVERY_MIN`` at a time), so outputs are copied while fal still works on the rest."""
-MANIFEST_FIELDS = {"include_scores": True, "include_boxes": True}
-"""Asked for by default (same price), so the manifest has each mask's score and box; arguments may turn them off."""
+BATCH_DEFAULTS = {"include_scores": True, "include_boxes": True, "sync_mode": True}
+"""Asked for by default (same price): scores and boxes for the manifest, and outputs inline in the result
+(``sync_mode``), so storing an image's outputs takes one call to fal instead of one per file, and no URL can
+expire before it is copied. ``arguments`` may turn any of them off."""
 
 
 def _seconds(value: float | timedelta) -> float:
@@ -56,7 +58,8 @@ class Sam3BatchOperator(BaseOperator):
     :param kind: ``image`` (mask images), ``image-rle`` (RLE masks) or ``embed`` (embeddings).
     :param version: ``"3"`` or ``"3.1"``.
     :param arguments: fields shared by every image (templated), e.g. ``{"prompt": "shoe", "max_masks": 4}``;
-        an image's own fields win. Segmentation batches ask for scores and boxes unless told otherwise.
+        an image's own fields win. Segmentation batches ask for scores, boxes and inline outputs unless told
+        otherwise (see ``BATCH_DEFAULTS``).
     :param output_path: where outputs and ``manifest.jsonl`` go (required, templated): an absolute path, a
         ``file://`` or object-store URL, or an ObjectStoragePath. Each image's outputs go under
         ``<output_path>/<request_id>/``.
@@ -181,7 +184,7 @@ class Sam3BatchOperator(BaseOperator):
         from airflow_provider_sam3.media.inputs import prepare_image
 
         prepared = prepare_image(image.opened(), field=where)
-        defaults = MANIFEST_FIELDS if endpoint.kind != "embed" else {}
+        defaults = BATCH_DEFAULTS if endpoint.kind != "embed" else {}
         arguments = {**defaults, **self.arguments, **image.arguments, "image_url": prepared.url}
         body = endpoint.validate_input(arguments).to_request()
         return body, {"width": prepared.width, "height": prepared.height}
