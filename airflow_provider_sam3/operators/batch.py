@@ -11,8 +11,10 @@ retryable failures a bounded number of times -> ``manifest.jsonl`` and a summary
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from datetime import timedelta
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
@@ -32,9 +34,13 @@ BATCH_KINDS = ("image", "image-rle", "embed")
 FAILURE_POLICIES = ("fail", "report")
 DEFAULT_BATCH_TIMEOUT = timedelta(hours=6)
 DEFER_GRACE_SECONDS = 120
+CANCEL_WAIT_SECONDS = 25
 BATCH_SUMMARY_KIND = "sam3.batch"
 SUMMARY_FAILURES_SHOWN = 20
 INVALID_SHOWN = 5
+WORKER_WAIT_SECONDS = 5.0
+"""When fal's remaining work is estimated below this, the worker waits for it itself: a deferral round trip
+(about 4 s measured on Airflow 3.3.2 here) would cost more than it saves."""
 COLLECT_EVERY_MIN = 100
 COLLECT_ROUNDS = 5
 """By default the trigger hands back finished requests about this many times per batch (at least
@@ -124,7 +130,7 @@ class Sam3BatchOperator(BaseOperator):
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.priority = priority
-        self._inflight: list[RequestReference] = []
+        self._live_state: BatchState | None = None
 
     # ------------------------------------------------------------------ checks made before anything is sent
 
@@ -272,22 +278,11 @@ class Sam3BatchOperator(BaseOperator):
         return self._run(context, get_endpoint(state.endpoint_id), state, self._output_base(), {}, event=event)
 
     def on_kill(self) -> None:
-        """The worker-side wait was killed: cancel what is still at fal (the trigger's on_kill covers deferral)."""
-        if not self._inflight:
-            return
-        from airflow_provider_sam3.hooks.fal import FalHook
-        from airflow_provider_sam3.triggers.batch import cancel_all
-
-        hook = FalHook(self.fal_conn_id)
-
-        async def cancel() -> dict[str, str]:
-            try:
-                return await cancel_all(hook, self._inflight)
-            finally:
-                await hook.aclose()
-
-        outcomes = asyncio.run(cancel())
-        self.log.info("Cancelled %d fal requests of this batch", len(outcomes))
+        """The task was killed while on the worker: cancel what is still at fal (the trigger's on_kill covers a
+        deferred batch)."""
+        state = self._live_state
+        if state is not None:
+            self._cancel_entries(state, [e for e in state.entries.values() if e.state == "submitted"])
 
     # ------------------------------------------------------------------ never pay twice
 
@@ -330,6 +325,8 @@ class Sam3BatchOperator(BaseOperator):
         return state
 
     def _cancel_entries(self, state: BatchState, entries: list[BatchEntry]) -> None:
+        """Cancel these entries' requests at fal. Runs its own event loop in a thread, so it also works from
+        ``on_kill`` while the task's loop is running."""
         refs = [self._reference(state, entry) for entry in entries if entry.state == "submitted" and entry.request_id]
         if not refs:
             return
@@ -343,7 +340,11 @@ class Sam3BatchOperator(BaseOperator):
             finally:
                 await hook.aclose()
 
-        asyncio.run(cancel())
+        outcomes: dict[str, str] = {}
+        worker = threading.Thread(target=lambda: outcomes.update(asyncio.run(cancel())), daemon=True)
+        worker.start()
+        worker.join(CANCEL_WAIT_SECONDS)
+        self.log.info("Sent %d cancels to fal for requests of this batch", len(outcomes))
 
     @staticmethod
     def _reference(state: BatchState, entry: BatchEntry) -> RequestReference:
@@ -352,91 +353,177 @@ class Sam3BatchOperator(BaseOperator):
         explicit = {entry.request_id: entry.urls} if entry.urls else None
         return reference_for(entry.request_id, state.endpoint_id, state.url_templates or {}, explicit)
 
-    # ------------------------------------------------------------------ one round after another
+    # ------------------------------------------------------------------ one stay on the worker after another
 
     def _run(self, context: Any, endpoint: Endpoint, state: BatchState, output_base: Any,
              bodies: dict[str, dict[str, Any]], event: dict[str, Any] | None) -> Any:
         store = context.get("task_state_store")
-        while True:
-            waiting = asyncio.run(self._round(endpoint, state, output_base, bodies, event, store))
-            if waiting is None:
-                return self._finish(context, endpoint, state, output_base)
-            request_ids, fire_at = waiting
-            if not request_ids:
-                continue  # only resubmissions are due; they were just sent or backed off
-            progress = self._progress(state)
-            if self.deferrable:
-                from airflow_provider_sam3.triggers.batch import FalBatchTrigger
+        waiting = asyncio.run(self._work(endpoint, state, output_base, bodies, event, store))
+        if waiting is None:
+            return self._finish(context, endpoint, state, output_base)
+        request_ids, fire_at = waiting
+        from airflow_provider_sam3.triggers.batch import FalBatchTrigger
 
-                self.defer(
-                    trigger=FalBatchTrigger(
-                        endpoint_id=state.endpoint_id, url_templates=state.url_templates or {},
-                        request_ids=request_ids, fal_conn_id=self.fal_conn_id, deadline=state.deadline,
-                        poll_interval=self.poll_interval, max_poll_interval=self.max_poll_interval, fire_at=fire_at,
-                        progress=progress, explicit_urls=self._explicit_urls(state, request_ids),
-                    ),
-                    method_name="execute_complete",
-                    timeout=timedelta(seconds=max(state.deadline - time.time(), 0) + DEFER_GRACE_SECONDS),
-                )
-            event = asyncio.run(self._wait_on_worker(state, request_ids, fire_at, progress))
+        self.defer(
+            trigger=FalBatchTrigger(
+                endpoint_id=state.endpoint_id, url_templates=state.url_templates or {}, request_ids=request_ids,
+                fal_conn_id=self.fal_conn_id, deadline=state.deadline, poll_interval=self.poll_interval,
+                max_poll_interval=self.max_poll_interval, fire_at=fire_at, progress=self._progress(state),
+                explicit_urls=self._explicit_urls(state, request_ids),
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=max(state.deadline - time.time(), 0) + DEFER_GRACE_SECONDS),
+        )
 
-    async def _round(self, endpoint: Endpoint, state: BatchState, output_base: Any,
-                     bodies: dict[str, dict[str, Any]], event: dict[str, Any] | None,
-                     store: Any) -> tuple[list[str], int | None] | None:
-        """Absorb an event, resubmit and submit; return what to wait for (request ids in submission order and
-        when to fire early), or None when every image is final."""
+    async def _work(self, endpoint: Endpoint, state: BatchState, output_base: Any,
+                    bodies: dict[str, dict[str, Any]], event: dict[str, Any] | None,
+                    store: Any) -> tuple[list[str], int | None] | None:
+        """One stay on the worker: store what the trigger reports, submit what is due while storing what
+        finishes meanwhile, and stay for the end when little is left. Returns None when every image is final,
+        else the request ids to defer on (in submission order) and when the trigger should fire early."""
         from airflow_provider_sam3.hooks.fal import FalHook
+        from airflow_provider_sam3.operators.batch_results import ResultCollector
 
         hook = FalHook(self.fal_conn_id)
+        collector = ResultCollector(hook, endpoint, output_base, self.log)
+        poller = self._poller(hook, state)
+        rate = (event or {}).get("rate")
+        self._live_state = state
         try:
             if event is not None:
-                await self._absorb(hook, endpoint, state, output_base, event, store)
-            self._requeue(state)
-            if time.time() >= state.deadline:
-                self._expire(state)
-            await self._submit_due(hook, endpoint, state, bodies, store)
+                await self._absorb(event, state, collector, store)
+            round_number = 0
+            while True:
+                self._requeue(state)
+                if time.time() >= state.deadline:
+                    await self._expire(hook, state, store)
+                if any(entry.state == "pending" for entry in state.entries.values()):
+                    await self._submit_while_storing(hook, endpoint, state, bodies, store, poller, collector)
+                waiting = [e for e in state.entries.values() if e.state == "submitted"]
+                pending = sum(1 for e in state.entries.values() if e.state == "pending")
+                if not waiting and not pending:
+                    return None
+                if not waiting:  # only images whose submission failed for now
+                    await asyncio.sleep(min(2.0 ** max(e.retries for e in state.entries.values()), 30.0))
+                    continue
+                rate = poller.rate() or rate
+                if self.deferrable and not self._stay_for_the_end(len(waiting), pending, rate):
+                    waiting.sort(key=lambda e: (e.submitted_at or 0, e.index))
+                    return [e.request_id for e in waiting], self._fire_at(len(waiting), pending, rate)
+                await asyncio.sleep(poller.interval(round_number))
+                await self._poll_and_store(poller, collector, state, store, round_number)
+                round_number += 1
         finally:
+            self._live_state = None
             await hook.aclose()
-        waiting = sorted((e for e in state.entries.values() if e.state == "submitted"),
-                         key=lambda e: (e.submitted_at or 0, e.index))
-        pending = sum(1 for e in state.entries.values() if e.state == "pending")
-        if not waiting and not pending:
-            return None
-        if not waiting:
-            await asyncio.sleep(min(2.0 ** min(max(e.retries for e in state.entries.values()), 5), 30.0))
-            return [], None
-        return [e.request_id for e in waiting if e.request_id], self._fire_at(len(waiting), pending)
 
-    def _fire_at(self, waiting: int, pending: int) -> int | None:
-        """How many finished requests make the trigger fire early: to submit more (``max_in_flight``), or to
-        copy outputs while fal works on the rest, so the end of the batch does not wait for all the copying."""
+    @staticmethod
+    def _stay_for_the_end(waiting: int, pending: int, rate: float | None) -> bool:
+        """Whether fal's remaining work is short enough that deferring would cost more than it saves."""
+        return not pending and rate is not None and waiting / rate <= WORKER_WAIT_SECONDS
+
+    def _fire_at(self, waiting: int, pending: int, rate: float | None) -> int | None:
+        """How many finished requests make the trigger fire early: to submit more (``max_in_flight``), to come
+        back for the last few seconds of the batch, or to store outputs while fal works on the rest."""
         candidates = []
         if pending and self.max_in_flight:
-            candidates.append(max(1, waiting - self.max_in_flight // 2))
+            candidates.append(waiting - self.max_in_flight // 2)
+        if rate:
+            candidates.append(waiting - int(rate * WORKER_WAIT_SECONDS))
         if self.collect_every != 0:
-            every = self.collect_every or max(COLLECT_EVERY_MIN, waiting // COLLECT_ROUNDS)
-            if every < waiting:
-                candidates.append(every)
-        return min(candidates, default=None)
+            candidates.append(self.collect_every or max(COLLECT_EVERY_MIN, waiting // COLLECT_ROUNDS))
+        useful = [count for count in candidates if 0 < count < waiting]
+        return min(useful, default=None)
 
-    async def _absorb(self, hook: FalHook, endpoint: Endpoint, state: BatchState, output_base: Any,
-                      event: dict[str, Any], store: Any) -> None:
-        """Fetch and store what finished, record failures and cancellations, and save before going on."""
-        from airflow_provider_sam3.operators.batch_results import ResultCollector, write_part
+    def _poller(self, hook: FalHook, state: BatchState) -> Any:
+        """A poller for the requests at fal now; submissions add to it as they go."""
+        from airflow_provider_sam3.triggers.batch import BatchPoller, ProgressLine
+
+        waiting = sorted((e for e in state.entries.values() if e.state == "submitted"),
+                         key=lambda e: (e.submitted_at or 0, e.index))
+        progress = self._progress(state)
+        return BatchPoller(
+            hook, state.endpoint_id, state.url_templates or {}, [e.request_id for e in waiting],
+            explicit_urls={e.request_id: e.urls for e in waiting if e.urls}, deadline=None,
+            poll_interval=self.poll_interval, max_poll_interval=self.max_poll_interval, fire_at=None,
+            progress=ProgressLine(progress["total"], progress["done"], progress["failed"], state.endpoint_id),
+            log=self.log,
+        )
+
+    async def _submit_while_storing(self, hook: FalHook, endpoint: Endpoint, state: BatchState,
+                                    bodies: dict[str, dict[str, Any]], store: Any, poller: Any,
+                                    collector: Any) -> None:
+        """Submit what is due; meanwhile store the results of requests that finish (fal starts on the first
+        submission, so a long submission would otherwise leave finished results waiting)."""
+        submitted = asyncio.Event()
+
+        def on_submitted(entries: list[BatchEntry]) -> None:
+            poller.url_templates = state.url_templates or {}
+            poller.explicit_urls.update({e.request_id: e.urls for e in entries if e.urls})
+            poller.add([e.request_id for e in entries])
+
+        async def store_meanwhile() -> None:
+            round_number = 0
+            while not submitted.is_set():
+                try:
+                    await asyncio.wait_for(submitted.wait(), timeout=poller.interval(round_number))
+                except asyncio.TimeoutError:
+                    await self._poll_and_store(poller, collector, state, store, round_number)
+                    round_number += 1
+
+        storing = asyncio.create_task(store_meanwhile())
+        try:
+            await self._submit_due(hook, endpoint, state, bodies, store, on_submitted)
+        finally:
+            submitted.set()
+            await storing
+
+    async def _poll_and_store(self, poller: Any, collector: Any, state: BatchState, store: Any,
+                              round_number: int) -> None:
+        """One status round on the worker, then store whatever finished."""
         from airflow_provider_sam3.operators.completion import as_task_error
 
+        if not poller.waiting:
+            return
+        _, fatal = await poller.poll_once(round_number)
+        if fatal is not None:
+            raise as_task_error(fatal, retry_useless=True)
+        if poller.progress.due():
+            self.log.info(poller.progress.describe(poller.finished_count, poller.failed, poller.running,
+                                                   len(poller.waiting)))
+        finished = poller.take_finished()
+        if finished:
+            await self._store_finished(finished, state, collector, store)
+
+    async def _store_finished(self, finished: dict[str, list[Any]], state: BatchState, collector: Any,
+                              store: Any) -> None:
+        """Fetch and store finished requests' outputs, write their manifest rows, then save their entries."""
+        from airflow_provider_sam3.operators.batch_results import write_part
+
         by_request = state.by_request_id()
-        finished = {}
-        for request_id, outcome in (event.get("finished") or {}).items():
+        items = {}
+        for request_id, outcome in finished.items():
             key = by_request.get(request_id)
             if key is not None and state.entries[key].state == "submitted":
                 entry = state.entries[key]
-                finished[request_id] = (entry, self._reference(state, entry), outcome)
-        rows = await ResultCollector(hook, endpoint, output_base, self.log).collect(finished)
-        write_part(output_base, state.cycle, rows)
+                items[request_id] = (entry, self._reference(state, entry), outcome)
+        if not items:
+            return
+        rows = await collector.collect(items)
+        await asyncio.to_thread(write_part, collector.output_path, state.cycle, rows)
         state.cycle += 1
-        for request_id in finished:
+        for request_id in items:
             state.touch(by_request[request_id])
+        state.save(store)
+        failed = sum(1 for entry, _, _ in items.values() if entry.state == "failed")
+        self.log.info("Stored %d finished requests: %d results, %d failed", len(items), len(items) - failed, failed)
+
+    async def _absorb(self, event: dict[str, Any], state: BatchState, collector: Any, store: Any) -> None:
+        """What the trigger reports: store what finished, record cancellations, and end on a fatal error."""
+        from airflow_provider_sam3.operators.completion import as_task_error
+
+        await self._store_finished(event.get("finished") or {}, state, collector, store)
+        by_request = state.by_request_id()
         for request_id, outcome in (event.get("cancelled") or {}).items():
             key = by_request.get(request_id)
             if key is not None and state.entries[key].state == "submitted":
@@ -444,10 +531,6 @@ class Sam3BatchOperator(BaseOperator):
                                         "FalDeadlineExceededError")
                 state.touch(key)
         state.save(store)
-        failed = sum(1 for entry, _, _ in finished.values() if entry.state == "failed")
-        if finished:
-            self.log.info("Collected %d finished requests: %d results stored, %d failed", len(finished),
-                          len(finished) - failed, failed)
         if event["status"] == "error":
             error = FalRequestError(f"waiting for the batch failed: {event.get('message')}")
             retry_useless = event.get("error_class") in ("FalAuthenticationError", "FalBalanceExhaustedError")
@@ -463,14 +546,26 @@ class Sam3BatchOperator(BaseOperator):
                 entry.state = "pending"
                 state.touch(key)
 
-    def _expire(self, state: BatchState) -> None:
+    async def _expire(self, hook: FalHook, state: BatchState, store: Any) -> None:
+        """The batch's timeout passed: cancel what is at fal, and give up on what was not submitted."""
+        from airflow_provider_sam3.triggers.batch import cancel_all
+
+        waiting = [e for e in state.entries.values() if e.state == "submitted"]
+        outcomes = await cancel_all(hook, [self._reference(state, e) for e in waiting]) if waiting else {}
         for key, entry in state.entries.items():
-            if entry.state == "pending":
+            if entry.state == "submitted":
+                entry.fail("the batch's timeout passed before fal finished it; cancel at fal: "
+                           f"{outcomes.get(entry.request_id)}", "FalDeadlineExceededError")
+            elif entry.state == "pending":
                 entry.fail("the batch's timeout passed before this image was submitted", "FalDeadlineExceededError")
-                state.touch(key)
+            else:
+                continue
+            state.touch(key)
+        state.save(store)
 
     async def _submit_due(self, hook: FalHook, endpoint: Endpoint, state: BatchState,
-                          bodies: dict[str, dict[str, Any]], store: Any) -> None:
+                          bodies: dict[str, dict[str, Any]], store: Any,
+                          on_submitted: Callable[[list[BatchEntry]], None]) -> None:
         """Submit pending images in input order, ``submit_concurrency`` at a time, saving ids after each round."""
         from airflow_provider_sam3.operators.completion import as_task_error
 
@@ -486,7 +581,9 @@ class Sam3BatchOperator(BaseOperator):
             for key in chunk:
                 state.touch(key)
             state.save(store)
-            submitted += sum(1 for outcome in outcomes if outcome is None)
+            accepted = [state.entries[key] for key, outcome in zip(chunk, outcomes) if outcome is None]
+            on_submitted(accepted)
+            submitted += len(accepted)
             fatal = next((outcome for outcome in outcomes if outcome is not None and not outcome.retryable
                           and type(outcome).__name__ in ("FalAuthenticationError", "FalBalanceExhaustedError")), None)
             if fatal is not None:
@@ -530,28 +627,6 @@ class Sam3BatchOperator(BaseOperator):
     def _progress(state: BatchState) -> dict[str, int]:
         counts = state.counts()
         return {"total": len(state.entries), "done": counts["done"], "failed": counts["failed"] + counts["invalid"]}
-
-    async def _wait_on_worker(self, state: BatchState, request_ids: list[str], fire_at: int | None,
-                              progress: dict[str, int]) -> dict[str, Any]:
-        """The non-deferrable wait: the trigger's poller, run here."""
-        from airflow_provider_sam3.hooks.fal import FalHook
-        from airflow_provider_sam3.triggers.batch import FalBatchTrigger
-
-        trigger = FalBatchTrigger(
-            endpoint_id=state.endpoint_id, url_templates=state.url_templates or {}, request_ids=request_ids,
-            fal_conn_id=self.fal_conn_id, deadline=state.deadline, poll_interval=self.poll_interval,
-            max_poll_interval=self.max_poll_interval, fire_at=fire_at, progress=progress,
-            explicit_urls=self._explicit_urls(state, request_ids),
-        )
-        hook = FalHook(self.fal_conn_id)
-        self._inflight = [self._reference(state, e) for e in state.entries.values() if e.state == "submitted"]
-        try:
-            poller = trigger.poller(hook)
-            poller.log = self.log
-            return await poller.run()
-        finally:
-            self._inflight = []
-            await hook.aclose()
 
     # ------------------------------------------------------------------ the end
 

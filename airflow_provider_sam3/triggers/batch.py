@@ -8,7 +8,7 @@ when enough have finished for the operator to do something useful with them (``f
 (after cancelling what is left at fal).
 
 Events (JSON): ``{"status": "finished"|"progress"|"timeout"|"error", "finished": {request_id: [error,
-error_type, inference_seconds]}, "cancelled": {request_id: outcome}, "message": str}``.
+error_type, inference_seconds]}, "cancelled": {request_id: outcome}, "rate": finished per second, "message": str}``.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class BatchPoller:
         self.endpoint_id = endpoint_id
         self.url_templates = url_templates
         self.waiting: list[str] = list(request_ids)
-        self.explicit_urls = explicit_urls
+        self.explicit_urls = dict(explicit_urls or {})
         self.deadline = deadline
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
@@ -112,7 +112,29 @@ class BatchPoller:
         self.failed = 0
         self.running = 0
         self.status_calls = 0
+        self.finished_count = 0
+        self.first_poll: float | None = None
         self._head_all_queued = False
+
+    def interval(self, round_number: int) -> float:
+        """The pause between rounds polled from the worker (the trigger backs off on its own)."""
+        return self.poll_interval or BATCH_POLL_INTERVAL
+
+    def add(self, request_ids: list[str]) -> None:
+        """More requests to wait for (the worker adds them as it submits)."""
+        self.waiting.extend(request_ids)
+
+    def take_finished(self) -> dict[str, list[Any]]:
+        """The requests that finished since the last call, by id: ``[error, error_type, inference_seconds]``."""
+        finished, self.finished = self.finished, {}
+        return finished
+
+    def rate(self) -> float | None:
+        """Requests finished per second since polling began, once there is something to go by."""
+        if self.first_poll is None or self.finished_count < 2:
+            return None
+        elapsed = time.monotonic() - self.first_poll
+        return self.finished_count / elapsed if elapsed > 0 else None
 
     def _ref(self, request_id: str) -> RequestReference:
         return reference_for(request_id, self.endpoint_id, self.url_templates, self.explicit_urls)
@@ -132,7 +154,7 @@ class BatchPoller:
         idle_rounds, failed_rounds, round_number = 0, 0, 0
         while self.waiting:
             before = len(self.finished)
-            answered, fatal = await self._round(round_number)
+            answered, fatal = await self.poll_once(round_number)
             round_number += 1
             if fatal is not None:
                 return self._event("error", message=str(fatal), error_class=type(fatal).__name__)
@@ -171,12 +193,17 @@ class BatchPoller:
             start = head + (round_number * POLL_CONCURRENCY) % rest
             yield start, min(start + POLL_CONCURRENCY, size)
 
-    async def _round(self, round_number: int) -> tuple[int, Sam3ProviderError | None]:
-        """Poll the head of the queue and one slice beyond; return how many calls were answered, and a fatal error."""
+    async def poll_once(self, round_number: int) -> tuple[int, Sam3ProviderError | None]:
+        """One round: poll the head of the queue and one slice beyond (stopping early once ``fire_at`` requests
+        have finished); return how many calls were answered, and an error that ends the wait."""
+        if self.first_poll is None:
+            self.first_poll = time.monotonic()
         answered, running = 0, 0
         done_ids: set[str] = set()
         self._head_all_queued = False
         for start, end in self._slices(round_number):
+            if self.fire_at is not None and len(self.finished) >= self.fire_at:
+                break
             chunk = self.waiting[start:end]
             answers = await asyncio.gather(*(self._status(rid) for rid in chunk))
             all_queued = True
@@ -208,6 +235,7 @@ class BatchPoller:
 
     def _finish(self, request_id: str, error: str | None, error_type: str | None, inference: Any) -> None:
         self.finished[request_id] = [error, error_type, inference]
+        self.finished_count += 1
         if error:
             self.failed += 1
 
@@ -219,7 +247,8 @@ class BatchPoller:
         return self._event("timeout", message=message, cancelled=outcomes)
 
     def _event(self, status: str, **extra: Any) -> dict[str, Any]:
-        return {"status": status, "finished": self.finished, "status_calls": self.status_calls, **extra}
+        return {"status": status, "finished": self.finished, "status_calls": self.status_calls, "rate": self.rate(),
+                **extra}
 
 
 async def cancel_all(hook: FalHook, references: list[RequestReference]) -> dict[str, str]:
