@@ -69,9 +69,13 @@ class RequestRecord:
     def result_expired(self) -> bool:
         return self.state == COMPLETED and self.result_body() is None
 
+    def __post_init__(self) -> None:
+        self.argument_summary = _summarize(self.arguments)
+
     def summary(self) -> dict[str, Any]:
         return {
             "request_id": self.request_id,
+            "arguments": self.argument_summary,
             "endpoint_id": self.endpoint.endpoint_id,
             "state": self.state,
             "priority": self.priority,
@@ -86,6 +90,18 @@ class RequestRecord:
             "result_status": self.result_status,
             "result_expired": self.result_expired,
         }
+
+
+def _summarize(arguments: Any) -> Any:
+    """The request's arguments as sent, with long strings (image data URIs) cut to their length, so tests can
+    check what was asked without the emulator keeping whole images."""
+    if isinstance(arguments, dict):
+        return {key: _summarize(value) for key, value in arguments.items()}
+    if isinstance(arguments, list):
+        return [_summarize(value) for value in arguments]
+    if isinstance(arguments, str) and len(arguments) > 120:
+        return f"{arguments[:40]}...<{len(arguments)} characters>"
+    return arguments
 
 
 @dataclass

@@ -1,0 +1,157 @@
+"""Batch rules under dag.test() against the emulator: the cost ceiling, unusable images, per-image fields from an
+XCom, and retryable failures resubmitted a bounded number of times while the rest are reported."""
+
+from __future__ import annotations
+
+import json
+
+from airflow.sdk import dag, task
+
+from airflow_provider_sam3.operators.batch import Sam3BatchOperator
+
+PARAMS = {"images": "", "out": "", "max_cost": 1000.0, "skip_invalid": False}
+
+
+@dag(dag_id="sam3_batch_cost_ceiling", schedule=None, params=PARAMS)
+def batch_cost_ceiling():
+    Sam3BatchOperator(task_id="segment", images="{{ params.images }}", output_path="{{ params.out }}",
+                      arguments={"prompt": "box"}, max_cost_usd="{{ params.max_cost }}", retries=2)
+
+
+@dag(dag_id="sam3_batch_invalid", schedule=None, params=PARAMS)
+def batch_invalid():
+    Sam3BatchOperator(task_id="segment", images="{{ params.images }}", output_path="{{ params.out }}",
+                      arguments={"prompt": "box"}, skip_invalid=True, on_image_failure="report")
+
+
+@dag(dag_id="sam3_batch_per_image_fields", schedule=None, params=PARAMS)
+def batch_per_image_fields():
+    @task
+    def plan(folder: str) -> list[dict]:
+        import os
+
+        names = sorted(os.listdir(folder))
+        return [{"image": os.path.join(folder, name), "prompt": f"thing {i}", "max_masks": 1 + i % 3}
+                for i, name in enumerate(names)]
+
+    Sam3BatchOperator(task_id="segment", images=plan("{{ params.images }}"), output_path="{{ params.out }}",
+                      kind="image-rle", deferrable=True)
+
+
+@dag(dag_id="sam3_batch_failures", schedule=None, params=PARAMS)
+def batch_failures():
+    Sam3BatchOperator(task_id="segment", images="{{ params.images }}", output_path="{{ params.out }}",
+                      arguments={"prompt": "box"}, deferrable=True, max_resubmits=2, on_image_failure="report",
+                      poll_interval=0.2)
+
+
+@dag(dag_id="sam3_batch_failures_fail", schedule=None, params=PARAMS)
+def batch_failures_fail():
+    Sam3BatchOperator(task_id="segment", images="{{ params.images }}", output_path="{{ params.out }}",
+                      arguments={"prompt": "box"}, deferrable=False, on_image_failure="fail", poll_interval=0.2)
+
+
+cost_dag = batch_cost_ceiling()
+invalid_dag = batch_invalid()
+fields_dag = batch_per_image_fields()
+failures_dag = batch_failures()
+failures_fail_dag = batch_failures_fail()
+
+
+def manifest_rows(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def test_cost_above_ceiling_submits_nothing(photos, tmp_path, run_batch_dag, fal_emulator, capfd):
+    paths = photos(30)
+    state, results = run_batch_dag(cost_dag, images=str(paths[0].parent), out=str(tmp_path / "out"), max_cost=0.1)
+    assert state == "failed" and results["segment"][0] == "failed"
+    assert fal_emulator.counters()["submissions"]["total"] == 0
+    log = capfd.readouterr().out
+    assert "max_cost_usd" in log and "$0.15" in log and "nothing was submitted" in log
+    assert "$0.15" in log and "30 requests" in log
+
+
+def test_cost_within_ceiling_runs(photos, tmp_path, run_batch_dag, fal_emulator):
+    paths = photos(4)
+    state, results = run_batch_dag(cost_dag, images=str(paths[0].parent), out=str(tmp_path / "out"), max_cost=0.02)
+    assert state == "success", results
+    assert results["segment"][1]["succeeded"] == 4 and results["segment"][1]["cost_usd"] == 0.02
+
+
+def test_invalid_images_are_reported_not_sent(photos, tmp_path, run_batch_dag, fal_emulator):
+    paths = photos(5)
+    (paths[0].parent / "notes.png").write_text("this is not an image")
+    (paths[0].parent / "empty.jpg").write_bytes(b"")
+    out = tmp_path / "out"
+    state, results = run_batch_dag(invalid_dag, images=str(paths[0].parent), out=str(out))
+    assert state == "success", results
+    summary = results["segment"][1]
+    assert (summary["images"], summary["succeeded"], summary["invalid"]) == (7, 5, 2)
+    assert fal_emulator.counters()["submissions"]["total"] == 5
+    rows = {row["source"].rsplit("/", 1)[1]: row for row in manifest_rows(out)}
+    assert rows["notes.png"]["status"] == "invalid" and "looks like text" in rows["notes.png"]["error"]
+    assert rows["empty.jpg"]["status"] == "invalid" and "empty" in rows["empty.jpg"]["error"]
+    assert rows["notes.png"]["request_id"] is None
+
+
+def test_invalid_images_refuse_the_batch_by_default(photos, tmp_path, run_batch_dag, fal_emulator, capfd):
+    paths = photos(3)
+    (paths[0].parent / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    state, _ = run_batch_dag(cost_dag, images=str(paths[0].parent), out=str(tmp_path / "out"))
+    assert state == "failed"
+    assert fal_emulator.counters()["submissions"]["total"] == 0
+    log = capfd.readouterr().out
+    assert "1 of 4 images cannot be sent, so nothing was submitted" in log and "broken.png" in log
+    assert "skip_invalid=True" in log
+
+
+def test_per_image_fields_from_an_xcom(photos, tmp_path, run_batch_dag, fal_emulator):
+    paths = photos(6)
+    out = tmp_path / "out"
+    state, results = run_batch_dag(fields_dag, images=str(paths[0].parent), out=str(out))
+    assert state == "success", results
+    rows = manifest_rows(out)
+    assert [row["arguments"]["prompt"] for row in rows] == [f"thing {i}" for i in range(6)]
+    sent = {r["request_id"]: r for r in fal_emulator.requests()}
+    for row in rows:
+        body = sent[row["request_id"]]["arguments"]
+        assert body["prompt"] == row["arguments"]["prompt"] and body["max_masks"] == row["arguments"]["max_masks"]
+        assert row["masks"] and all(mask["rle"] for mask in row["masks"])  # RLE rows carry their masks
+
+
+def test_retryable_failures_resubmitted_and_counted(photos, tmp_path, run_batch_dag, fal_emulator):
+    """Vanished requests are resubmitted (bounded), app errors are reported, and nothing is paid silently."""
+    paths = photos(40)
+    fal_emulator.configure(concurrency=4, service_time_s=0.05)
+    fal_emulator.add_fault("vanish", target="status", every=9)
+    fal_emulator.add_fault("app_500", target="submit", first=2)
+    fal_emulator.add_fault("nginx_503", target="status", every=7)
+    out = tmp_path / "out"
+    state, results = run_batch_dag(failures_dag, images=str(paths[0].parent), out=str(out))
+    assert state == "success", results
+    summary = results["segment"][1]
+    rows = manifest_rows(out)
+    assert len(rows) == 40 and [row["source"] for row in rows] == [str(p) for p in paths]
+    failed = [row for row in rows if row["status"] != "succeeded"]
+    assert len(failed) == summary["failed"] >= 2
+    assert all(row["error_class"] in ("FalAppError", "FalRequestNotFoundError") for row in failed)
+    assert summary["resubmissions"] >= 1
+    counters = fal_emulator.counters()
+    assert counters["submissions"]["total"] == summary["submissions"] == 40 + summary["resubmissions"]
+    for row in rows:
+        if row["status"] == "succeeded":
+            assert all((out / row["request_id"] / mask["location"].rsplit("/", 1)[1]).exists() for mask in row["masks"])
+
+
+def test_failure_policy_fail_keeps_what_succeeded(photos, tmp_path, run_batch_dag, fal_emulator, capfd):
+    paths = photos(8)
+    fal_emulator.configure(concurrency=4, service_time_s=0.05)
+    fal_emulator.add_fault("app_500", target="submit", first=1)
+    out = tmp_path / "out"
+    state, _ = run_batch_dag(failures_fail_dag, images=str(paths[0].parent), out=str(out))
+    assert state == "failed"
+    rows = manifest_rows(out)
+    assert [row["status"] for row in rows].count("succeeded") == 7
+    log = capfd.readouterr().out
+    assert "1 of 8 images have no result" in log and "a retry submits only those images again" in log
