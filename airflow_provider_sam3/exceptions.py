@@ -131,6 +131,14 @@ class FalTransientError(FalRequestError):
     retryable = True
 
 
+class FalSubmitOutcomeUnknownError(FalTransientError):
+    """A submit's answer was lost after its body may have reached fal (read error, timeout, dropped response).
+
+    fal may have created (and will bill) the request, whose id is then unknown. The hook does not resubmit it, so
+    that one submit never pays twice; submitting again is the caller's choice (an Airflow task retry does it).
+    """
+
+
 class FalAppError(FalRequestError):
     """500 or a COMPLETED status carrying ``error``: the model app itself failed. fal does not bill it."""
 

@@ -2,7 +2,8 @@
 
 Built on fal-client's ``SyncClient``/``AsyncClient`` and request handles. What this layer adds: credentials from an
 Airflow connection, plain-JSON request references, errors that say what to do, retries of the transient faults
-fal-client does not retry itself, and polling that backs off instead of fal-client's 0.1 s loop.
+fal-client does not retry itself, a submit that is never resent once fal may have created its request (fal-client
+resends it on any transport error), and polling that backs off instead of fal-client's 0.1 s loop.
 """
 
 from __future__ import annotations
@@ -36,8 +37,11 @@ class FalHook(BaseHook):
 
     :param fal_conn_id: the Airflow connection holding the API key (password) and optional queue host. Without
         such a connection the hook uses ``FAL_KEY`` (then ``FAL_KEY_ID``/``FAL_KEY_SECRET``), as fal-client does.
-    :param retry_attempts: attempts for status, result and cancel calls that fail transiently (submit is never
-        retried by the hook: a lost answer to a submit may still have created a paid request).
+    :param retry_attempts: attempts for status, result and cancel calls that fail transiently. Submit is never
+        retried in a way that can pay twice: it is resent (up to fal-client's ``MAX_ATTEMPTS``, with its backoff)
+        only when fal certainly created nothing (no connection made; 408, 429, or an nginx 502/503/504 from fal's
+        edge). A submit whose answer is lost after the body may have reached fal raises
+        ``FalSubmitOutcomeUnknownError`` and is not resent.
     """
 
     conn_name_attr = "fal_conn_id"
@@ -136,11 +140,6 @@ class FalHook(BaseHook):
     # ---------------------------------------------------------------- helpers
 
     @staticmethod
-    def _submit_options(webhook_url, priority, start_timeout, hint) -> dict[str, Any]:
-        options = {"webhook_url": webhook_url, "priority": priority, "start_timeout": start_timeout, "hint": hint}
-        return {k: v for k, v in options.items() if v is not None}
-
-    @staticmethod
     def _body(arguments: Mapping[str, Any] | Any) -> dict[str, Any]:
         return arguments.to_request() if hasattr(arguments, "to_request") else dict(arguments)
 
@@ -154,6 +153,35 @@ class FalHook(BaseHook):
             cancel_url=handle.cancel_url,
             submitted_at=time.time(),
         )
+
+    def _submitted(self, endpoint_id: str, response: Any) -> RequestReference:
+        """The reference in fal's answer to a submit, as fal-client reads it (the answer's URLs are used verbatim)."""
+        from fal_client.client import _BaseRequestHandle, handle_response_headers
+
+        try:
+            handle_response_headers(response.headers)
+            data = response.json()
+            handle = _BaseRequestHandle(request_id=data["request_id"], response_url=data["response_url"],
+                                        status_url=data["status_url"], cancel_url=data["cancel_url"])
+        except Exception as error:  # noqa: BLE001 - fal accepted the POST but its answer is unreadable
+            raise _outcome_unknown(endpoint_id, error, f"its answer (HTTP {response.status_code}) could not be read"
+                                   ) from error
+        return self._reference(endpoint_id, handle)
+
+    def _submit_retry_delay(self, endpoint_id: str, error: Exception, attempt: int, *, max_delay: float) -> float:
+        """The pause before resending a submit that failed with ``error``; raises when it must not be resent."""
+        import fal_client.client as fal_module
+
+        fault = _submit_fault(error)
+        if fault == "lost":
+            raise _outcome_unknown(endpoint_id, error, "its answer was lost") from error
+        if fault != "not_created" or attempt >= fal_module.MAX_ATTEMPTS:
+            raise translate(error, endpoint_id=endpoint_id, request_id=None, action="submit") from error
+        delay = fal_module._get_retry_delay(attempt, fal_module.BASE_DELAY, max_delay, "exponential", True)
+        self.log.warning("Submit of %s was refused or never reached fal's queue (%s), so fal created nothing; "
+                         "sending it again in %.1f s (attempt %d of %d)", endpoint_id, _describe(error), delay,
+                         attempt + 1, fal_module.MAX_ATTEMPTS)
+        return delay
 
     @staticmethod
     def _handle(ref: RequestReference, http_client: Any, handle_cls: type) -> Any:
@@ -232,17 +260,34 @@ class FalHook(BaseHook):
         start_timeout: float | None = None,
         hint: str | None = None,
     ) -> RequestReference:
-        """Queue one request and return its reference. Never retried here: see the class docstring."""
+        """Queue one request and return its reference.
+
+        The POST is fal-client's own (URL, headers, authenticated client, error parsing) but sent here, one attempt
+        at a time: it is resent only when fal certainly created nothing (see ``_submit_fault``). When the answer is
+        lost after the body may have reached fal, this raises ``FalSubmitOutcomeUnknownError`` instead of sending
+        it again, so a submit never pays twice.
+        """
+        from fal_client.client import _request
+
         client = self.get_conn()
         try:
-            handle = client.submit(
-                endpoint_id, self._body(arguments), **self._submit_options(webhook_url, priority, start_timeout, hint)
-            )
-        except Exception as error:  # noqa: BLE001
+            url, headers = _submit_call(endpoint_id, webhook_url, priority, start_timeout, hint)
+            body = self._body(arguments)
+        except Exception as error:  # noqa: BLE001 - a bad priority or start_timeout, refused by fal-client
             raise translate(error, endpoint_id=endpoint_id, request_id=None, action="submit") from error
-        ref = self._reference(endpoint_id, handle)
-        self.log.info("Submitted %s request %s", endpoint_id, ref.request_id)
-        return ref
+        http = client._client
+        attempt = 1
+        while True:
+            try:
+                response = _request(http, "POST", url, json=body, timeout=client.default_timeout, headers=headers)
+            except Exception as error:  # noqa: BLE001 - classified, then retried or translated
+                delay = self._submit_retry_delay(endpoint_id, error, attempt, max_delay=_fal_max_delay())
+                time.sleep(delay)
+                attempt += 1
+                continue
+            ref = self._submitted(endpoint_id, response)
+            self.log.info("Submitted %s request %s", endpoint_id, ref.request_id)
+            return ref
 
     def status(self, ref: RequestReference, *, with_logs: bool = False) -> QueueStatus:
         """One status check."""
@@ -371,15 +416,27 @@ class FalHook(BaseHook):
         start_timeout: float | None = None,
         hint: str | None = None,
     ) -> RequestReference:
-        """Async ``submit``."""
+        """Async ``submit``: the same single-attempt POST, resent only when fal certainly created nothing."""
+        from fal_client.client import _async_request
+
         client = await self.aget_conn()
         try:
-            handle = await client.submit(
-                endpoint_id, self._body(arguments), **self._submit_options(webhook_url, priority, start_timeout, hint)
-            )
-        except Exception as error:  # noqa: BLE001
+            url, headers = _submit_call(endpoint_id, webhook_url, priority, start_timeout, hint)
+            body = self._body(arguments)
+        except Exception as error:  # noqa: BLE001 - a bad priority or start_timeout, refused by fal-client
             raise translate(error, endpoint_id=endpoint_id, request_id=None, action="submit") from error
-        return self._reference(endpoint_id, handle)
+        http = await client._client
+        attempt = 1
+        while True:
+            try:
+                response = await _async_request(http, "POST", url, json=body, timeout=client.default_timeout,
+                                                headers=headers)
+            except Exception as error:  # noqa: BLE001 - classified, then retried or translated
+                delay = self._submit_retry_delay(endpoint_id, error, attempt, max_delay=ASYNC_SUBMIT_MAX_DELAY)
+                await asyncio.sleep(delay)
+                attempt += 1
+                continue
+            return self._submitted(endpoint_id, response)
 
     async def _ahttp(self) -> Any:
         return await (await self.aget_conn())._client
@@ -496,6 +553,86 @@ async def _afal_request(client: Any, method: str, url: str, timeout: Any, **kwar
     from fal_client.client import _async_maybe_retry_request
 
     return await _async_maybe_retry_request(client, method, url, timeout=timeout, **kwargs)
+
+
+ASYNC_SUBMIT_MAX_DELAY = 10.0
+"""fal-client's async retry loop caps its delay at 10 s (its sync loop at ``MAX_DELAY``, 30 s); submit does the same."""
+SUBMIT_NOT_ACCEPTED_CODES = (408, 429)
+"""Answers refusing a submit outright. fal-client also retries 409, whose meaning for a submit is undocumented."""
+
+
+def _fal_max_delay() -> float:
+    import fal_client.client as fal_module
+
+    return fal_module.MAX_DELAY
+
+
+def _submit_call(endpoint_id: str, webhook_url: str | None, priority: str | None, start_timeout: float | None,
+                 hint: str | None) -> tuple[str, dict[str, str]]:
+    """The submit's URL and headers, built as fal-client's ``submit`` builds them (and validated by its helpers)."""
+    from urllib.parse import urlencode
+
+    import fal_client.client as fal_module
+
+    url = fal_module.QUEUE_URL_FORMAT + endpoint_id
+    if webhook_url is not None:
+        url += "?" + urlencode({"fal_webhook": webhook_url})
+    headers: dict[str, str] = {}
+    if hint is not None:
+        fal_module.add_hint_header(hint, headers)
+    if priority is not None:
+        fal_module.add_priority_header(priority, headers)
+    if start_timeout is not None:
+        fal_module.add_timeout_header(start_timeout, headers)
+    fal_module.add_fal_app_context_headers(headers)
+    return url, headers
+
+
+def _submit_fault(error: BaseException) -> str:
+    """What a failed submit POST means for the request it carried.
+
+    ``not_created``: fal certainly created nothing, so sending it again cannot pay twice: the connection was never
+    made (nothing was sent), or fal's edge refused the POST (408, 429, or an nginx 502/503/504 answered without an
+    ``x-fal-request-id``: fal-client's ``_is_ingress_error``, the queue never saw it). ``lost``: the body may have
+    reached fal but the answer did not come back (read/write errors after connecting, timeouts while waiting for the
+    answer, a dropped or garbled response), so fal may have created the request. ``refused``: any other answer or
+    local failure, which is not resent.
+    """
+    import httpx
+    from fal_client.client import FalClientHTTPError, _is_ingress_error
+
+    if isinstance(error, FalClientHTTPError):
+        response = error.response
+        if error.status_code in SUBMIT_NOT_ACCEPTED_CODES or (response is not None and _is_ingress_error(response)):
+            return "not_created"
+        return "refused"
+    if isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return "not_created"
+    if isinstance(error, (httpx.ProxyError, httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
+        return "refused"  # stopped before the request could be sent, by something a resend would not fix
+    if isinstance(error, (httpx.TransportError, httpx.DecodingError)):
+        return "lost"
+    return "refused"
+
+
+def _describe(error: BaseException) -> str:
+    from fal_client.client import FalClientHTTPError
+
+    if isinstance(error, FalClientHTTPError):
+        return f"HTTP {error.status_code}"
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _outcome_unknown(endpoint_id: str, error: BaseException, what: str) -> Sam3ProviderError:
+    from airflow_provider_sam3.exceptions import FalSubmitOutcomeUnknownError
+
+    return FalSubmitOutcomeUnknownError(
+        f"submit sent the request but {what} ({_describe(error)}): fal may have created the request, and will bill "
+        "it, though its id is unknown. It was not resubmitted automatically, to avoid paying twice. Look for it in "
+        "fal's dashboard (its request history) before running it again; a retry of the task submits a new request",
+        endpoint_id=endpoint_id,
+    )
 
 
 def _cancel_status(response: Any) -> str:

@@ -49,9 +49,32 @@ def raise_for_event(event: dict[str, Any] | None) -> RequestReference:
         raise FalDeadlineExceededError(event.get("message") or "deadline passed",
                                        endpoint_id=reference.endpoint_id, request_id=reference.request_id)
     if event["status"] == "error":
-        error = FalRequestError(event.get("message") or "failed while waiting", retryable=event.get("retryable"))
+        error = _rebuilt_error(event, reference)
         raise as_task_error(error, retry_useless=event.get("error_class") in NOT_WORTH_RETRYING_NAMES)
     return reference
+
+
+def _rebuilt_error(event: dict[str, Any], reference: RequestReference) -> FalRequestError:
+    """The trigger's error as the class the worker path raises (the event carries its name and message only).
+
+    The message already names the endpoint and request, so it is used as is (no second "fal: " prefix).
+    """
+    from airflow_provider_sam3 import exceptions
+
+    message = event.get("message") or "failed while waiting"
+    cls = getattr(exceptions, str(event.get("error_class") or ""), None)
+    if not (isinstance(cls, type) and issubclass(cls, FalRequestError)):
+        return FalRequestError(message, endpoint_id=reference.endpoint_id, request_id=reference.request_id,
+                               retryable=event.get("retryable"))
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.endpoint_id, error.request_id = reference.endpoint_id, reference.request_id
+    error.status_code, error.error_type = None, None
+    if issubclass(cls, FalValidationError):
+        error.details = []
+    if event.get("retryable") is not None:
+        error.retryable = bool(event["retryable"])
+    return error
 
 
 def fetch_result_document(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -26,6 +28,12 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.fal import FalHook
 
 STATE_KEY = "fal_request"
+RESULT_GONE = "result_gone"
+"""Set in the saved record when fetching its result found it gone: the next try submits anew."""
+ENDPOINT_ID_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)+$")
+"""``owner/app`` or ``owner/app/path``: what fal-client turns into a queue URL."""
+SAM3_APP_IDS = ("fal-ai/sam-3", "fal-ai/sam-3-1")
+"""fal apps every endpoint of which is in the registry: an unknown id under them is a typo, not a new endpoint."""
 DEFAULT_TIMEOUT = timedelta(hours=1)
 DEFER_GRACE_SECONDS = 120
 """Airflow's own defer timeout fires this long after the trigger's deadline, so the trigger cancels first."""
@@ -53,7 +61,38 @@ def _hook(conn_id: str) -> FalHook:
 
 
 def _seconds(value: float | timedelta | None) -> float | None:
-    return value.total_seconds() if isinstance(value, timedelta) else (float(value) if value is not None else None)
+    """A duration in seconds; anything else fails the DAG file with the parameter named."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    from airflow_provider_sam3.exceptions import InputValidationError
+
+    raise InputValidationError("timeout", f"{value!r} is not a duration", allowed="a number of seconds or a timedelta")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _local_target_problem(path: Any) -> str | None:
+    """Why a local ``output_path`` could not be written (checked without creating anything), or ``None``."""
+    target = os.path.abspath(path.path if hasattr(path, "path") else str(path))
+    if os.path.exists(target) and not os.path.isdir(target):
+        return f"{target!r} is a file, not a directory"
+    probe = target
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        return f"{probe!r} is a file, so {target!r} cannot be created under it"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe!r} is not writable by this worker"
+    return None
 
 
 class FalQueueOperator(BaseOperator):
@@ -128,7 +167,16 @@ class FalQueueOperator(BaseOperator):
 
         if not self.endpoint_id or not isinstance(self.endpoint_id, str):
             raise InputValidationError("endpoint_id", "is required, e.g. 'fal-ai/sam-3/image'")
+        if not ENDPOINT_ID_SHAPE.match(self.endpoint_id):
+            raise InputValidationError(
+                "endpoint_id", f"{self.endpoint_id!r} is not a fal endpoint id",
+                allowed="'owner/app' or 'owner/app/path' (letters, digits, '.', '_', '-'), e.g. 'fal-ai/sam-3/image'",
+            )
         endpoint = ENDPOINTS.get(self.endpoint_id)
+        if endpoint is None and "/".join(self.endpoint_id.split("/")[:2]) in SAM3_APP_IDS:
+            from airflow_provider_sam3.endpoints import get_endpoint
+
+            get_endpoint(self.endpoint_id)  # raises, naming the closest SAM 3 endpoint and every known one
         if endpoint is not None:
             return PreparedRequest(self.endpoint_id, endpoint.validate_input(self.arguments).to_request())
         try:
@@ -143,22 +191,90 @@ class FalQueueOperator(BaseOperator):
         """fal's queue options, checked before anything is sent."""
         from airflow_provider_sam3.exceptions import InputValidationError
 
-        if self.start_timeout is not None and not (isinstance(self.start_timeout, (int, float)) and self.start_timeout > 1):
-            raise InputValidationError("start_timeout", f"{self.start_timeout!r} must be a number of seconds above 1")
+        from airflow_provider_sam3.hooks.settings import MIN_POLL_INTERVAL
+
+        if self.start_timeout is not None and not (_is_number(self.start_timeout) and self.start_timeout > 1):
+            raise InputValidationError("start_timeout", f"{self.start_timeout!r} is not a start deadline",
+                                       allowed="a number of seconds above 1, or None")
         if self.priority not in (None, "normal", "low"):
             raise InputValidationError("priority", f"{self.priority!r} is not a queue priority", allowed="normal, low")
         if self.request_timeout is not None and self.request_timeout <= 0:
-            raise InputValidationError("timeout", f"{self.request_timeout!r} must be a positive duration")
+            raise InputValidationError("timeout", f"{self.request_timeout!r} must be a positive duration",
+                                       allowed="a number of seconds above 0 or a timedelta")
+        for name in ("poll_interval", "max_poll_interval"):
+            value = getattr(self, name)
+            if value is not None and not (_is_number(value) and value >= MIN_POLL_INTERVAL):
+                raise InputValidationError(name, f"{value!r} would poll fal too fast or is not a number",
+                                           allowed=f"a number of seconds of at least {MIN_POLL_INTERVAL}, or None")
+        if (self.poll_interval is not None and self.max_poll_interval is not None
+                and self.max_poll_interval < self.poll_interval):
+            raise InputValidationError("max_poll_interval", f"{self.max_poll_interval!r} is below poll_interval "
+                                       f"{self.poll_interval!r}", allowed=f"at least {self.poll_interval!r}")
+        if self.webhook_url is not None:
+            from urllib.parse import urlsplit
+
+            text = self.webhook_url if isinstance(self.webhook_url, str) else ""
+            parts = urlsplit(text) if text.isprintable() and " " not in text else None
+            if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+                raise InputValidationError("webhook_url", f"{self.webhook_url!r} is not a URL fal can call",
+                                           allowed="an http(s) URL with a host, or None")
+
+    def _check_output_path(self) -> None:
+        """A bad ``output_path`` is refused before submitting: copying happens after fal has been paid."""
+        from airflow_provider_sam3.exceptions import InputValidationError
+        from airflow_provider_sam3.operators.outputs import _PATH_KINDS, LOCAL_PROTOCOLS, resolve_output_path
+
+        if self.output_path is None:
+            return
+        try:
+            path = resolve_output_path(self.output_path)
+        except InputValidationError:
+            raise
+        except (ValueError, TypeError, ImportError) as error:
+            raise InputValidationError("output_path", f"{self.output_path!r} cannot be used ({error})",
+                                       allowed=_PATH_KINDS) from None
+        if getattr(path, "protocol", "") in LOCAL_PROTOCOLS:
+            problem = _local_target_problem(path)
+            if problem:
+                raise InputValidationError("output_path", f"{problem}; outputs could not be copied there",
+                                           allowed=_PATH_KINDS)
 
     # ------------------------------------------------------------------ execute
 
-    def execute(self, context: Any) -> Any:
+    def validate(self, context: Any) -> PreparedRequest:
+        """Everything checked before anything is sent: the request body, the queue options and ``output_path``."""
         request = self.prepare_request(context)
         self._check_queue_options()
-        if self.output_path is not None and not isinstance(self.output_path, str) and not hasattr(self.output_path, "joinpath"):
-            from airflow_provider_sam3.exceptions import InputValidationError
+        self._check_output_path()
+        return request
 
-            raise InputValidationError("output_path", "must be a path string or an ObjectStoragePath")
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Render as Airflow does, but a template that fails names its field (Airflow's error does not)."""
+        from airflow_provider_sam3.exceptions import InputValidationError
+
+        if not jinja_env:
+            jinja_env = self.get_template_env()
+        seen: set[int] = set()
+        for name in self.template_fields:
+            try:
+                self._do_render_template_fields(self, (name,), context, jinja_env, seen)
+            except Exception as error:
+                template = getattr(self, name, None)
+                shown = repr(template) if isinstance(template, str) and len(template) <= 120 else "its template"
+                failure = InputValidationError(
+                    name, f"{shown} failed to render ({type(error).__name__}: {error}); nothing was sent to fal",
+                    allowed="a Jinja template that renders with this run's context (params, ti, ds, ...)",
+                )
+                failure.__cause__ = error
+                raise as_task_error(failure, retry_useless=True) from failure
+
+    def execute(self, context: Any) -> Any:
+        from airflow_provider_sam3.exceptions import InputValidationError
+
+        try:
+            request = self.validate(context)
+        except InputValidationError as error:  # a retry would render and validate the same values
+            raise as_task_error(error, retry_useless=True) from error
         hook = self.hook
         reference = self._reattach_or_submit(context, hook, request)
         if not self.wait_for_completion:
@@ -203,7 +319,10 @@ class FalQueueOperator(BaseOperator):
     def _reattach_or_submit(self, context: Any, hook: FalHook, request: PreparedRequest) -> RequestReference:
         store = context.get("task_state_store")
         record = store.get(STATE_KEY) if store is not None else None
-        if record:
+        if record and record.get(RESULT_GONE):
+            self.log.warning("The result of request %s from a previous try is gone at fal (expired); submitting anew",
+                             record["reference"].get("request_id"))
+        elif record:
             reference = RequestReference.from_dict(record["reference"])
             if self._can_reattach(hook, reference, record.get("fingerprint"), request):
                 self._publish_link(context, hook, reference)
@@ -214,6 +333,12 @@ class FalQueueOperator(BaseOperator):
                 start_timeout=self.start_timeout, hint=self.hint,
             )
         except Sam3ProviderError as error:
+            from airflow_provider_sam3.exceptions import FalSubmitOutcomeUnknownError
+
+            if isinstance(error, FalSubmitOutcomeUnknownError):
+                self.log.warning("fal may have created a %s request (answer lost), whose id is unknown: it was not "
+                                 "resubmitted, and a retry of this task cannot reattach to it but submits a new one",
+                                 request.endpoint_id)
             raise as_task_error(error) from error
         if store is not None:
             store.set(STATE_KEY, {"reference": reference.to_dict(), "fingerprint": request.fingerprint})
@@ -280,6 +405,17 @@ class FalQueueOperator(BaseOperator):
             if self.forward_logs:
                 seen["logs"] = forward_new_logs(self.log, status, seen["logs"], reference.request_id)
 
+        if self.poll_interval is not None or self.max_poll_interval is not None:
+            # hook.wait polls at the connection's intervals; the operator's own ones win, as in the trigger.
+            import dataclasses
+
+            settings = hook.get_settings()
+            hook._settings = dataclasses.replace(
+                settings,
+                poll_interval=self.poll_interval or settings.poll_interval,
+                max_poll_interval=max(self.max_poll_interval or settings.max_poll_interval,
+                                      self.poll_interval or settings.poll_interval),
+            )
         self._inflight = reference
         try:
             status = hook.wait(reference, deadline=deadline, on_status=on_status, with_logs=self.forward_logs)
@@ -294,7 +430,16 @@ class FalQueueOperator(BaseOperator):
 
     def _finish(self, context: Any, hook: FalHook, reference: RequestReference, *, image: dict[str, Any] | None,
                 metrics: dict[str, Any] | None) -> Any:
-        document = fetch_result_document(hook, reference, image=image, metrics=metrics,
-                                         output_path=self.output_path, log=self.log)
+        try:
+            document = fetch_result_document(hook, reference, image=image, metrics=metrics,
+                                             output_path=self.output_path, log=self.log)
+        except FalRequestNotFoundError:
+            # The result expired (or the request vanished) after fal finished it: reattaching would fetch the
+            # same missing result forever, so the next try is told to submit anew.
+            store = context.get("task_state_store")
+            record = store.get(STATE_KEY) if store is not None else None
+            if record:
+                store.set(STATE_KEY, {**record, RESULT_GONE: True})
+            raise
         self._forget(context)
         return document

@@ -19,7 +19,7 @@ def _fields_of_kind(kind: str) -> tuple[str, ...]:
     names: dict[str, None] = {}
     for endpoint in ENDPOINTS.values():
         if endpoint.kind == kind:
-            names.update(dict.fromkeys(endpoint.input_model.model_fields))
+            names.update(dict.fromkeys(endpoint.input_fields))  # the registry's names: no model import at parse
     return tuple(names)
 
 
@@ -69,7 +69,14 @@ class Sam3Operator(FalQueueOperator):
     def prepare_request(self, context: Any) -> PreparedRequest:
         from airflow_provider_sam3.exceptions import InputValidationError
 
-        endpoint = endpoint_for(self.kind, str(self.version))
+        offered = [e.version for e in ENDPOINTS.values() if e.kind == self.kind]
+        version = str(self.version).strip() if isinstance(self.version, (str, int, float)) else None
+        if version not in offered:
+            raise InputValidationError(
+                "version", f"{self.version!r}: {type(self).__name__} ({self.kind!r}) has no such SAM version",
+                allowed=", ".join(repr(v) for v in offered),
+            )
+        endpoint = endpoint_for(self.kind, version)
         self.endpoint_id = endpoint.endpoint_id
         if not isinstance(self.arguments, dict):
             raise InputValidationError("arguments", f"must be a mapping of field names to values, not {self.arguments!r}")

@@ -1,0 +1,16 @@
+"""Evidence suites reuse the operator tests' fixtures: ``photo`` (a PNG the emulator segments) and ``run_dag``."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location(
+    "sam3_operator_test_fixtures", Path(__file__).resolve().parents[1] / "operators" / "conftest.py"
+)
+_fixtures = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_fixtures)
+
+photo = _fixtures.photo
+run_dag = _fixtures.run_dag
+square_photo = _fixtures.square_photo
