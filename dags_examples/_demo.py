@@ -3,7 +3,7 @@
     python dags_examples/_demo.py [--real] [--images N] [--out DIR]
 
 Starts the bundled fal emulator exactly as a user would (its CLI and env file), migrates a private Airflow DB,
-runs ``sam3_product_photos`` with ``dag.test()``, prints a summary and where to look, and stops what it started.
+runs ``sam3_product_photos`` (one ``Sam3BatchOperator`` task for all images) with ``dag.test()``, prints a summary and where to look, and stops what it started.
 ``--real`` skips the emulator and sends the same DAG to fal.ai with ``FAL_KEY`` (costs $0.005 per image).
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -66,7 +67,7 @@ def start_emulator(workdir: Path) -> tuple[subprocess.Popen, dict[str, str]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--real", action="store_true", help="use fal.ai with FAL_KEY instead of the emulator")
-    parser.add_argument("--images", type=int, default=6, help="how many sample images to generate (default 6)")
+    parser.add_argument("--images", type=int, default=12, help="how many sample images to generate (default 12)")
     parser.add_argument("--out", type=Path, default=REPO / "out" / "demo", help="output folder (default out/demo)")
     args = parser.parse_args()
     out = args.out.resolve()
@@ -74,6 +75,8 @@ def main() -> int:
         raise SystemExit("--real needs FAL_KEY set to your fal.ai key")
 
     started = time.time()
+    for owned in ("inputs", "output"):  # a fresh demo each time: the example only segments images it has not seen
+        shutil.rmtree(out / owned, ignore_errors=True)
     inputs = make_sample_images(out / "inputs", args.images)
     emulator = None
     if not args.real:
@@ -92,8 +95,8 @@ def main() -> int:
         import sam3_product_photos  # noqa: PLC0415 - needs AIRFLOW_HOME set first
 
         dag = sam3_product_photos.sam3_product_photos()
-        run = dag.test(run_conf={"input_folder": str(out / "inputs"), "output_path": f"file://{out / 'output'}",
-                                 "prompt": "product"})
+        run = dag.test(run_conf={"input_folder": str(out / "inputs"), "output_path": str(out / "output"),
+                                 "prompt": "product", "max_cost_usd": 5.0})
         states = {}
         for ti in run.get_task_instances():
             states.setdefault(ti.state, []).append(f"{ti.task_id}[{ti.map_index}]" if ti.map_index >= 0 else ti.task_id)
@@ -109,7 +112,8 @@ def main() -> int:
     print()
     print("SAM 3 demo", "against fal.ai" if args.real else "against the local fal emulator (offline, nothing billed)")
     print(f"  images:        {len(inputs)} (generated in {out / 'inputs'})")
-    print(f"  masks:         {summary.get('masks', 0)} in {summary.get('rows', 0)} metadata rows")
+    print(f"  masks:         {summary.get('masks', 0)} (one metadata row each)")
+    print(f"  failed images: {len(summary.get('failed', []))}{' ' + json.dumps(summary['failed']) if summary.get('failed') else ''}")
     print(f"  failed tasks:  {failures}{' ' + json.dumps({k: v for k, v in states.items() if k != 'success'}) if failures else ''}")
     print(f"  wall time:     {time.time() - started:.1f} s")
     print(f"  fal would charge: ${summary.get('cost_usd', 0):.3f}")
@@ -120,7 +124,8 @@ def main() -> int:
     print(f"  overlays:      {out / 'output' / 'overlays'}")
     print(f"  cutouts:       {out / 'output' / 'cutouts'}")
     print(f"  masks:         {out / 'output' / 'masks'}")
-    print(f"  metadata:      {out / 'output' / 'metadata.jsonl'}")
+    print(f"  metadata:      {out / 'output' / 'metadata.csv'} (and metadata.jsonl)")
+    print(f"  manifest:      {out / 'output' / 'masks' / 'manifest.jsonl'} (every image, its request and outcome)")
     return 0 if run.state == "success" and failures == 0 else 1
 
 

@@ -1,9 +1,14 @@
-"""Product photos in a folder -> SAM 3 masks -> transparent cutouts, overlays and a metadata table.
+"""Scheduled product-photo pipeline: new images in a folder -> SAM 3 masks -> transparent cutouts, overlays and a
+metadata table (one row per mask).
 
-Runs as is against fal.ai (a ``fal`` connection or ``FAL_KEY``) or against the bundled emulator. One deferrable
-task per image (dynamic task mapping) suits small folders; thousands of images want the batch operator.
-Parameters: ``input_folder`` (a local folder or ObjectStoragePath URL), ``output_path`` (where everything is
-written), ``prompt``.
+Each run takes the images that arrived since the last run (a processed-images index lives next to the outputs),
+segments all of them with one ``Sam3BatchOperator`` task (one trigger waits for the whole batch; each image's masks
+are copied to ``<output_path>/masks/<request_id>/``; ``manifest.jsonl`` lists every image, failed ones included),
+then renders an overlay per image, a transparent cutout per mask, and ``metadata.jsonl`` / ``metadata.csv``.
+
+Runs as is against fal.ai (a ``fal`` connection, or ``FAL_KEY``) or against the bundled emulator
+(``python -m airflow_provider_sam3.testing.emulator --env-file fal.env`` then ``set -a; . ./fal.env``).
+Parameters: ``input_folder`` (a local folder or object-store URL), ``output_path``, ``prompt``, ``max_cost_usd``.
 """
 
 from __future__ import annotations
@@ -11,81 +16,110 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import dag, task
 
-from airflow_provider_sam3.operators.sam3 import SegmentImageOperator
+from airflow_provider_sam3.operators.batch import Sam3BatchOperator
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".avif")
+INDEX_FILE = "processed.jsonl"
+METADATA_COLUMNS = ("image", "label", "request_id", "mask_index", "score", "x_min", "y_min", "x_max", "y_max", "area",
+                    "mask", "cutout")
+
+
+def _storage(path: str):
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(path if "://" in path else f"file://{path}")
 
 
 @dag(
-    schedule="@daily",
+    schedule="@hourly",
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    params={"input_folder": "/tmp/sam3-photos", "output_path": "file:///tmp/sam3-output", "prompt": "product"},
+    params={"input_folder": "/tmp/sam3-photos", "output_path": "/tmp/sam3-output", "prompt": "product",
+            "max_cost_usd": 5.0},
     tags=["sam3", "example"],
 )
 def sam3_product_photos():
     @task
-    def list_images(input_folder: str) -> list[str]:
-        """Every image file in the folder, sorted, as paths the operator accepts."""
-        from airflow.sdk import ObjectStoragePath
-
-        folder = ObjectStoragePath(input_folder if "://" in input_folder else f"file://{input_folder}")
-        found = sorted(str(p.path) if p.protocol == "file" else str(p) for p in folder.iterdir()
-                       if p.name.lower().endswith(IMAGE_SUFFIXES))
-        if not found:
-            raise ValueError(f"input_folder {input_folder!r} holds no image ({', '.join(IMAGE_SUFFIXES)})")
-        return found
-
-    images = list_images("{{ params.input_folder }}")
-
-    masks = SegmentImageOperator.partial(
-        task_id="segment",
-        prompt="{{ params.prompt }}",
-        apply_mask=False,
-        return_multiple_masks=True,
-        max_masks=4,
-        include_scores=True,
-        include_boxes=True,
-        output_path="{{ params.output_path }}/masks",
-        deferrable=True,
-        poll_interval=0.5,
-        retries=2,
-    ).expand(image=images)
-
-    @task
-    def render(documents: list[dict], output_path: str, prompt: str) -> dict:
-        """Overlays and cutouts per image, and one metadata row per mask (JSON Lines), next to the masks."""
+    def new_images(input_folder: str, output_path: str) -> list[str]:
+        """Images in the folder that no earlier run processed, sorted; skips the run when there are none."""
         import json
 
-        from airflow.sdk import ObjectStoragePath
+        from airflow.sdk.exceptions import AirflowSkipException
 
+        from airflow_provider_sam3.operators.batch_inputs import resolve_images
+
+        index = _storage(output_path) / INDEX_FILE
+        done = {json.loads(line)["source"] for line in index.read_text().splitlines()} if index.exists() else set()
+        fresh = [image.source for image in resolve_images(input_folder) if image.source not in done]
+        if not fresh:
+            raise AirflowSkipException(f"no new images in {input_folder}")
+        return fresh
+
+    images = new_images("{{ params.input_folder }}", "{{ params.output_path }}")
+
+    segment = Sam3BatchOperator(
+        task_id="segment",
+        images=images,
+        kind="image",
+        arguments={"prompt": "{{ params.prompt }}", "apply_mask": False, "return_multiple_masks": True,
+                   "max_masks": 4},
+        output_path="{{ params.output_path }}/masks",
+        max_cost_usd="{{ params.max_cost_usd }}",
+        on_image_failure="report",
+        deferrable=True,
+        retries=2,
+    )
+
+    @task
+    def render(summary: dict, output_path: str, prompt: str) -> dict:
+        """An overlay per image, a cutout per mask and one metadata row per mask, from the batch's manifest."""
+        import csv
+        import io
+        import json
+
+        from airflow_provider_sam3.media.masks import mask_from_image, mask_stats
         from airflow_provider_sam3.media.render import cutout, encode_png, overlay
-        from airflow_provider_sam3.models.results import SegmentationResult
 
-        root = ObjectStoragePath(output_path)
-        rows, summary = [], {"images": 0, "masks": 0, "cost_usd": 0.0}
-        for position in range(len(documents)):  # indexing, not iterating: no probe past the last XCom
-            result = SegmentationResult.from_xcom(documents[position])
-            source = result.image.source
-            photo = ObjectStoragePath(f"file://{source}" if source.startswith("/") else source).read_bytes()
-            arrays = result.mask_arrays(read=lambda url: ObjectStoragePath(url).read_bytes())
-            stem = source.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-            (root / "overlays").mkdir(parents=True, exist_ok=True)
-            (root / "cutouts").mkdir(parents=True, exist_ok=True)
+        root = _storage(output_path)
+        for folder in ("overlays", "cutouts"):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+        manifest = _storage(summary["manifest"])
+        rows, processed, failures = [], [], []
+        for line in manifest.read_text().splitlines():
+            image = json.loads(line)
+            if image["status"] != "succeeded":
+                failures.append({"image": image["source"], "error": image["error"]})
+                continue
+            photo = _storage(image["source"]).read_bytes()
+            stem = image["source"].rsplit("/", 1)[-1].rsplit(".", 1)[0]
+            arrays = []
+            for number, mask in enumerate(image["masks"]):
+                array = mask_from_image(_storage(mask["location"]).read_bytes())
+                arrays.append(array)
+                cut = root / "cutouts" / f"{stem}_{number}.png"
+                cut.write_bytes(encode_png(cutout(photo, array)))
+                box = mask["pixel_box"] or [None] * 4
+                rows.append({
+                    "image": image["source"], "label": prompt, "request_id": image["request_id"],
+                    "mask_index": number, "score": mask["score"], "x_min": box[0], "y_min": box[1],
+                    "x_max": box[2], "y_max": box[3], "area": mask_stats(array).area, "mask": mask["location"],
+                    "cutout": str(cut),
+                })
             (root / "overlays" / f"{stem}.png").write_bytes(encode_png(overlay(photo, arrays)))
-            for index, mask in enumerate(arrays):
-                (root / "cutouts" / f"{stem}_{index}.png").write_bytes(encode_png(cutout(photo, mask)))
-            rows += result.to_rows(label=prompt, with_area=True, read=lambda url: ObjectStoragePath(url).read_bytes())
-            summary["images"] += 1
-            summary["masks"] += len(arrays)
-            summary["cost_usd"] += result.cost_usd or 0.0
+            processed.append({"source": image["source"], "request_id": image["request_id"]})
         (root / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-        summary["cost_usd"] = round(summary["cost_usd"], 4)
-        summary["rows"] = len(rows)
-        return summary
+        table = io.StringIO()
+        writer = csv.DictWriter(table, fieldnames=METADATA_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        (root / "metadata.csv").write_text(table.getvalue())
+        index = root / INDEX_FILE
+        earlier = index.read_text() if index.exists() else ""
+        index.write_text(earlier + "".join(json.dumps(entry) + "\n" for entry in processed))
+        return {"images": summary["images"], "succeeded": len(processed), "failed": failures, "masks": len(rows),
+                "cost_usd": summary["cost_usd"], "manifest": summary["manifest"]}
 
-    render(masks.output, "{{ params.output_path }}", "{{ params.prompt }}")
+    render(segment.output, "{{ params.output_path }}", "{{ params.prompt }}")
 
 
 sam3_product_photos()

@@ -9,6 +9,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[3]
 
 
+def run_example(dag, inputs, out):
+    return dag.test(run_conf={"input_folder": str(inputs), "output_path": str(out), "prompt": "product",
+                              "max_cost_usd": 1.0})
+
+
 def test_product_photo_example_writes_masks_cutouts_overlays_and_metadata(airflow_db, fal_emulator, tmp_path):
     sys.path.insert(0, str(REPO / "dags_examples"))
     try:
@@ -18,12 +23,11 @@ def test_product_photo_example_writes_masks_cutouts_overlays_and_metadata(airflo
         sys.path.pop(0)
     images = _demo.make_sample_images(tmp_path / "inputs", 3)
     out = tmp_path / "out"
-    run = sam3_product_photos.sam3_product_photos().test(
-        run_conf={"input_folder": str(tmp_path / "inputs"), "output_path": f"file://{out}", "prompt": "product"}
-    )
-    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
-    assert set(states.values()) == {"success"}, states
-    assert sum(1 for task, _ in states if task == "segment") == len(images)
+    dag = sam3_product_photos.sam3_product_photos()
+    run = run_example(dag, tmp_path / "inputs", out)
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states == {"new_images": "success", "segment": "success", "render": "success"}, states
+    assert fal_emulator.counters()["submissions"]["total"] == len(images)  # one batch task, one request per image
 
     from PIL import Image
 
@@ -37,4 +41,18 @@ def test_product_photo_example_writes_masks_cutouts_overlays_and_metadata(airflo
     rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
     assert len(rows) >= len(images)
     assert all(row["area"] > 0 and row["x_max"] > row["x_min"] and row["label"] == "product" for row in rows)
-    assert fal_emulator.counters()["submissions"]["total"] == len(images)
+    assert all(Path(row["mask"].removeprefix("file://")).is_file() for row in rows)
+    csv_lines = (out / "metadata.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("image,label,request_id") and len(csv_lines) == len(rows) + 1
+    manifest = [json.loads(line) for line in (out / "masks" / "manifest.jsonl").read_text().splitlines()]
+    assert [row["status"] for row in manifest] == ["succeeded"] * len(images)
+
+    # The next scheduled run finds nothing new and skips; a new photo is the only one sent.
+    run = run_example(dag, tmp_path / "inputs", out)
+    assert {ti.task_id: ti.state for ti in run.get_task_instances()}["new_images"] == "skipped"
+    extra = _demo.make_sample_images(tmp_path / "more", 4)[-1]
+    extra.rename(tmp_path / "inputs" / "zz_new.jpg")
+    run = run_example(dag, tmp_path / "inputs", out)
+    assert {ti.task_id: ti.state for ti in run.get_task_instances()}["render"] == "success"
+    assert fal_emulator.counters()["submissions"]["total"] == len(images) + 1
+    assert (out / "overlays" / "zz_new.png").is_file()
