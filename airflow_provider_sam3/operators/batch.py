@@ -219,7 +219,7 @@ class Sam3BatchOperator(BaseOperator):
                 entry.fail(str(error), type(error).__name__, state="invalid")
             items.append((key, entry, body))
         if problems and not self.skip_invalid:
-            shown = "; ".join(problems[:INVALID_SHOWN])
+            shown = "; ".join(problem.rstrip(".") for problem in problems[:INVALID_SHOWN])
             more = f"; and {len(problems) - INVALID_SHOWN} more" if len(problems) > INVALID_SHOWN else ""
             raise InputValidationError(
                 "images", f"{len(problems)} of {len(images)} images cannot be sent, so nothing was submitted: "

@@ -10,7 +10,7 @@ task runs, against the emulator (so a request that slipped through would be coun
   ``dag.test()``: the task fails on its first try (a retry would fail the same way, so none is made), the task log
   names the field, and nothing was submitted.
 
-``BATCH_CASES`` is where the batch operator's cases go once it exists (see its comment).
+``BATCH_CASES``: the batch operator's malformed inputs, run the same way.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from airflow.sdk import dag
 
 from airflow_provider_sam3.exceptions import FalAuthenticationError, InputValidationError
 from airflow_provider_sam3.operators import sam3 as ops
+from airflow_provider_sam3.operators.batch import Sam3BatchOperator
 from airflow_provider_sam3.operators.queue import FalQueueOperator
 
 IMAGE_FORMATS = "jpg, jpeg, png, webp, gif, avif"
@@ -256,10 +257,39 @@ CASES: list[Case] = [
 ]
 """Every single-request case. ``test_every_case_is_distinct`` keeps the table honest."""
 
+BATCH = Sam3BatchOperator
+OUT = File("out_dir")
 BATCH_CASES: list[Case] = [
-    # LEAD: append the batch operator's malformed inputs here once airflow_provider_sam3/operators/batch.py exists,
-    # e.g. Case("batch_empty_images", BatchSegmentImagesOperator, {"images": [], "prompt": "x"}, "images", (...)).
-    # They run through the same test as CASES (render_template_fields() + execute(), no submission allowed).
+    Case("batch_empty_list", BATCH, {"images": [], "output_path": OUT}, "images", ("is empty", "at least one image")),
+    Case("batch_folder_without_images", BATCH, {"images": File("directory"), "output_path": OUT}, "images",
+         ("matches no image files", ".png")),
+    Case("batch_relative_path", BATCH, {"images": ["photos/a.png"], "output_path": OUT}, "images[0]",
+         ("relative path", "absolute path or a URL")),
+    Case("batch_bytes_item", BATCH, {"images": [b"\x89PNG"], "output_path": OUT}, "images[0]",
+         ("bytes and PIL images cannot be batched", "save them to storage")),
+    Case("batch_item_without_image", BATCH, {"images": [{"prompt": "shoe"}], "output_path": OUT}, "images[0]",
+         ("must name its image once", "'image'")),
+    Case("batch_one_unreadable_image", BATCH, {"images": [IMG, File("text_png")], "output_path": OUT}, "images",
+         ("1 of 2 images cannot be sent, so nothing was submitted", "notes.png", "skip_invalid=True")),
+    Case("batch_per_image_field_out_of_range", BATCH,
+         {"images": [{"image": IMG, "max_masks": 99}], "output_path": OUT}, "images", ("max_masks", "32")),
+    Case("batch_shared_field_typo", BATCH, {"images": [IMG], "arguments": {"promt": "shoe"}, "output_path": OUT},
+         "images", ("promt", "did you mean 'prompt'")),
+    Case("batch_image_in_arguments", BATCH, {"images": [IMG], "arguments": {"image_url": "https://x/y.png"},
+                                             "output_path": OUT}, "arguments.image_url", ("images parameter",)),
+    Case("batch_video_kind", BATCH, {"images": [IMG], "kind": "video", "output_path": OUT}, "kind",
+         ("cannot be batched", "image, image-rle, embed")),
+    Case("batch_no_output_path", BATCH, {"images": [IMG], "output_path": None}, "output_path",
+         ("is required for a batch", "s3://")),
+    Case("batch_zero_in_flight", BATCH, {"images": [IMG], "output_path": OUT, "max_in_flight": 0}, "max_in_flight",
+         ("at least 1",)),
+    Case("batch_unknown_failure_policy", BATCH, {"images": [IMG], "output_path": OUT, "on_image_failure": "ignore"},
+         "on_image_failure", ("'ignore' is not a policy", "fail, report")),
+    Case("batch_cost_not_a_number", BATCH, {"images": [IMG], "output_path": OUT, "max_cost_usd": "lots"},
+         "max_cost_usd", ("must be a number of US dollars",)),
+    Case("batch_above_cost_ceiling", BATCH, {"images": [IMG, "https://example.com/a.png"], "output_path": OUT,
+                                             "max_cost_usd": 0.001, "kind": "image-rle"}, "max_cost_usd",
+         ("estimated cost", "above max_cost_usd=$0.00", "nothing was submitted")),
 ]
 """Batch-operator cases, run by ``test_bad_input_fails_before_submission`` like the others."""
 
