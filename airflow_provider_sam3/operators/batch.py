@@ -41,6 +41,9 @@ INVALID_SHOWN = 5
 WORKER_WAIT_SECONDS = 5.0
 """When fal's remaining work is estimated below this, the worker waits for it itself: a deferral round trip
 (about 4 s measured on Airflow 3.3.2 here) would cost more than it saves."""
+SUBMISSION_LEAD = 100
+"""While submitting, results are stored only when at least this many requests wait at fal: submitting first keeps
+fal's queue from running dry, storing fills the time the queue is long anyway."""
 COLLECT_EVERY_MIN = 100
 COLLECT_ROUNDS = 5
 """By default the trigger hands back finished requests about this many times per batch (at least
@@ -468,8 +471,9 @@ class Sam3BatchOperator(BaseOperator):
                 try:
                     await asyncio.wait_for(submitted.wait(), timeout=poller.interval(round_number))
                 except asyncio.TimeoutError:
-                    await self._poll_and_store(poller, collector, state, store, round_number)
-                    round_number += 1
+                    if len(poller.waiting) >= SUBMISSION_LEAD:  # fal has plenty queued: time to store results
+                        await self._poll_and_store(poller, collector, state, store, round_number)
+                        round_number += 1
 
         storing = asyncio.create_task(store_meanwhile())
         try:
