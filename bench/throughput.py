@@ -40,7 +40,8 @@ from airflow_provider_sam3.operators.batch import Sam3BatchOperator
 @dag(dag_id="bench_batch", schedule=None, catchup=False, params={"images": "", "out": ""})
 def bench_batch():
     Sam3BatchOperator(task_id="segment", images="{{ params.images }}", output_path="{{ params.out }}",
-                      arguments={"prompt": "box"}, deferrable=True, on_image_failure="report", retries=2)
+                      arguments={"prompt": "box"}, deferrable=True, on_image_failure="report", retries=2,
+                      retry_delay=1)
 
 bench_batch()
 '''
@@ -52,7 +53,7 @@ from airflow_provider_sam3.operators.sam3 import SegmentImageOperator
 @dag(dag_id="bench_mapped", schedule=None, catchup=False)
 def bench_mapped():
     SegmentImageOperator.partial(task_id="segment", prompt="box", include_scores=True, include_boxes=True,
-                                 output_path=__OUT__, deferrable=True, retries=2,
+                                 output_path=__OUT__, deferrable=True, retries=2, retry_delay=1,
                                  max_active_tis_per_dag=None).expand(image=__PATHS__)
 
 bench_mapped()

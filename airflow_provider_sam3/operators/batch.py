@@ -336,8 +336,14 @@ class Sam3BatchOperator(BaseOperator):
         from airflow_provider_sam3.hooks.fal import FalHook
         from airflow_provider_sam3.triggers.batch import cancel_all
 
+        hook = FalHook(self.fal_conn_id)
+        try:
+            hook.get_settings()  # here: the thread below must not talk to the task supervisor
+        except Exception as error:  # noqa: BLE001 - on_kill must not raise; say why nothing was cancelled
+            self.log.warning("Could not cancel this batch's %d requests at fal: %s", len(refs), error)
+            return
+
         async def cancel() -> dict[str, str]:
-            hook = FalHook(self.fal_conn_id)
             try:
                 return await cancel_all(hook, refs)
             finally:
