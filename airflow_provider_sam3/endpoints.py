@@ -2,41 +2,83 @@
 
 This is the one place an endpoint is described. Operators, the emulator, cost estimates, docs and tests read it;
 adding a SAM version is a few entries here.
+
+DAG files import this module (through the operators), so it is cheap: an entry names its pydantic models by
+``"module:Class"`` and imports them on first use (validation, parsing), and carries the input model's field names
+(``input_fields``), which is all the operators need when a DAG file is parsed. The field names are checked against
+the model when it is first imported, and by the unit tests for every entry.
 """
 
 from __future__ import annotations
 
-import difflib
+import functools
+import importlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import ValidationError
-
-from airflow_provider_sam3 import models as m
 from airflow_provider_sam3.exceptions import InputValidationError
-from airflow_provider_sam3.models.base import EndpointInput, EndpointOutput
+
+if TYPE_CHECKING:
+    from airflow_provider_sam3.models.base import EndpointInput, EndpointOutput
 
 BillingUnit = Literal["request", "16 frames"]
 Kind = Literal[
     "image", "image-rle", "embed", "video", "video-rle", "video-rle-objects", "3d-objects", "3d-body", "3d-align"
 ]
 FRAMES_PER_VIDEO_UNIT = 16
+MODELS_PACKAGE = "airflow_provider_sam3.models"
+
+
+class RegistryError(RuntimeError):
+    """The registry disagrees with the models (a field added to a model but not to its entry): a provider bug."""
+
+
+@functools.lru_cache(maxsize=None)
+def resolve_model(ref: str) -> type[Any]:
+    """The model class a registry reference names: ``"image:SegmentImageInput"`` -> ``models.image.SegmentImageInput``."""
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(f"{MODELS_PACKAGE}.{module}"), name)
+
+
+@functools.lru_cache(maxsize=None)
+def _input_model(ref: str, fields: tuple[str, ...], endpoint_id: str) -> type[Any]:
+    model = resolve_model(ref)
+    if tuple(model.model_fields) != fields:
+        raise RegistryError(
+            f"{endpoint_id}: the registry lists input fields {fields}, but {model.__name__} has "
+            f"{tuple(model.model_fields)}; update _FIELDS in airflow_provider_sam3/endpoints.py"
+        )
+    return model
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One fal endpoint of the SAM 3 family."""
+    """One fal endpoint of the SAM 3 family.
+
+    ``input_ref`` and ``output_ref`` name the models (``"module:Class"`` under ``airflow_provider_sam3.models``);
+    ``input_model`` and ``output_model`` import them on first use. ``input_fields`` are the input model's field
+    names, in the model's order.
+    """
 
     endpoint_id: str
     kind: Kind
     version: str
     title: str
-    input_model: type[EndpointInput]
-    output_model: type[EndpointOutput]
+    input_ref: str
+    output_ref: str
     price_usd: float | None
     billing_unit: BillingUnit | None
+    input_fields: tuple[str, ...]
+
+    @property
+    def input_model(self) -> type[EndpointInput]:
+        return _input_model(self.input_ref, self.input_fields, self.endpoint_id)
+
+    @property
+    def output_model(self) -> type[EndpointOutput]:
+        return resolve_model(self.output_ref)
 
     @property
     def app_id(self) -> str:
@@ -45,16 +87,19 @@ class Endpoint:
 
     @property
     def takes_image(self) -> bool:
-        return "image_url" in self.input_model.model_fields
+        return "image_url" in self.input_fields
 
     def validate_input(self, arguments: Mapping[str, Any]) -> EndpointInput:
         """Build the request model, or raise ``InputValidationError`` naming each bad field. Nothing is sent."""
+        from pydantic import ValidationError
+
         if not isinstance(arguments, Mapping):
             raise InputValidationError("arguments", f"must be a mapping of field names to values, not {type(arguments).__name__}")
+        model = self.input_model
         try:
-            return self.input_model.model_validate(dict(arguments))
+            return model.model_validate(dict(arguments))
         except ValidationError as error:
-            details = [_with_suggestion(e, self.input_model) for e in error.errors(include_url=False)]
+            details = [_with_suggestion(e, model) for e in error.errors(include_url=False)]
             raise InputValidationError.from_errors(self.endpoint_id, details) from None
 
     def parse_output(self, data: Mapping[str, Any]) -> EndpointOutput:
@@ -75,6 +120,8 @@ class Endpoint:
 def _with_suggestion(error: dict[str, Any], model: type[EndpointInput]) -> dict[str, Any]:
     if error.get("type") != "extra_forbidden" or not error.get("loc"):
         return error
+    import difflib
+
     name = str(error["loc"][-1])
     owner = _model_at(model, error["loc"][:-1])
     known = sorted(owner.model_fields) if owner else []
@@ -85,6 +132,8 @@ def _with_suggestion(error: dict[str, Any], model: type[EndpointInput]) -> dict[
 
 def _model_at(model: type[EndpointInput], loc: tuple[Any, ...]) -> type[EndpointInput] | None:
     """The nested model a pydantic error location points into (for prompts inside lists)."""
+    from airflow_provider_sam3.models.base import EndpointInput
+
     current: Any = model
     for part in loc:
         if isinstance(part, int):
@@ -100,39 +149,78 @@ def _model_at(model: type[EndpointInput], loc: tuple[Any, ...]) -> type[Endpoint
     return current
 
 
+# Input field names per input model, in the model's order (checked against the model on first use and by tests).
+_FIELDS = {
+    "image:SegmentImageInput": (
+        "image_url", "prompt", "point_prompts", "box_prompts", "apply_mask", "sync_mode", "output_format",
+        "return_multiple_masks", "max_masks", "include_scores", "include_boxes",
+    ),
+    "image:EmbedImageInput": ("image_url",),
+    "video:SegmentVideoInput": (
+        "video_url", "prompt", "point_prompts", "box_prompts", "apply_mask", "detection_threshold",
+        "video_output_type",
+    ),
+    "video:SegmentVideoInputV31": (
+        "video_url", "prompt", "point_prompts", "box_prompts", "apply_mask", "detection_threshold",
+        "video_output_type", "max_num_objects",
+    ),
+    "video:SegmentVideoRleInput": (
+        "video_url", "mask_url", "frame_index", "prompt", "point_prompts", "box_prompts", "apply_mask",
+        "boundingbox_zip", "detection_threshold",
+    ),
+    "video:SegmentVideoObjectsInput": ("video_url", "prompt", "detection_threshold"),
+    "three_d:Reconstruct3DObjectsInput": (
+        "image_url", "mask_urls", "prompt", "point_prompts", "box_prompts", "detection_threshold", "seed",
+        "pointmap_url", "export_textured_glb",
+    ),
+    "three_d:Reconstruct3DBodyInput": (
+        "image_url", "mask_url", "export_meshes", "include_3d_keypoints", "include_mhr_params",
+    ),
+    "three_d:Align3DInput": ("image_url", "body_mesh_url", "body_mask_url", "object_mesh_url", "focal_length"),
+}
+
+
+def _endpoint(endpoint_id: str, kind: Kind, version: str, title: str, inp: str, out: str,
+              price: float | None, unit: BillingUnit | None) -> Endpoint:
+    return Endpoint(endpoint_id, kind, version, title, inp, out, price, unit, _FIELDS[inp])
+
+
 def _entries() -> list[Endpoint]:
     image_request, video_unit = "request", "16 frames"
     common = [
-        ("image", "image", "SAM 3 image segmentation", m.SegmentImageInput, m.SegmentImageOutput, 0.005, image_request),
-        ("image-rle", "image-rle", "SAM 3 RLE", m.SegmentImageInput, m.SegmentImageRleOutput, 0.005, image_request),
-        ("video-rle", "video-rle", "SAM 3 video RLE", m.SegmentVideoRleInput, m.SegmentVideoRleOutput, 0.005, video_unit),
+        ("image", "image", "SAM 3 image segmentation", "image:SegmentImageInput", "image:SegmentImageOutput",
+         0.005, image_request),
+        ("image-rle", "image-rle", "SAM 3 RLE", "image:SegmentImageInput", "image:SegmentImageRleOutput",
+         0.005, image_request),
+        ("video-rle", "video-rle", "SAM 3 video RLE", "video:SegmentVideoRleInput", "video:SegmentVideoRleOutput",
+         0.005, video_unit),
     ]
     entries = [
-        Endpoint(f"fal-ai/sam-3/{path}", kind, "3", title, inp, out, price, unit)
+        _endpoint(f"fal-ai/sam-3/{path}", kind, "3", title, inp, out, price, unit)
         for path, kind, title, inp, out, price, unit in common
     ]
     entries += [
-        Endpoint("fal-ai/sam-3/image/embed", "embed", "3", "SAM 3 Vision (embeddings)",
-                 m.EmbedImageInput, m.EmbedImageOutput, 0.005, image_request),
-        Endpoint("fal-ai/sam-3/video", "video", "3", "SAM 3 video", m.SegmentVideoInput, m.SegmentVideoOutput,
-                 0.005, video_unit),
-        Endpoint("fal-ai/sam-3/video-rle-objects", "video-rle-objects", "3", "SAM 3 video RLE per object",
-                 m.SegmentVideoObjectsInput, m.SegmentVideoObjectsOutput, None, None),
-        Endpoint("fal-ai/sam-3/3d-objects", "3d-objects", "3", "SAM 3 3D Objects",
-                 m.Reconstruct3DObjectsInput, m.Reconstruct3DObjectsOutput, 0.065, image_request),
-        Endpoint("fal-ai/sam-3/3d-body", "3d-body", "3", "SAM 3 3D Body",
-                 m.Reconstruct3DBodyInput, m.Reconstruct3DBodyOutput, None, None),
-        Endpoint("fal-ai/sam-3/3d-align", "3d-align", "3", "SAM 3 3D align",
-                 m.Align3DInput, m.Align3DOutput, None, None),
+        _endpoint("fal-ai/sam-3/image/embed", "embed", "3", "SAM 3 Vision (embeddings)",
+                  "image:EmbedImageInput", "image:EmbedImageOutput", 0.005, image_request),
+        _endpoint("fal-ai/sam-3/video", "video", "3", "SAM 3 video", "video:SegmentVideoInput",
+                  "video:SegmentVideoOutput", 0.005, video_unit),
+        _endpoint("fal-ai/sam-3/video-rle-objects", "video-rle-objects", "3", "SAM 3 video RLE per object",
+                  "video:SegmentVideoObjectsInput", "video:SegmentVideoObjectsOutput", None, None),
+        _endpoint("fal-ai/sam-3/3d-objects", "3d-objects", "3", "SAM 3 3D Objects",
+                  "three_d:Reconstruct3DObjectsInput", "three_d:Reconstruct3DObjectsOutput", 0.065, image_request),
+        _endpoint("fal-ai/sam-3/3d-body", "3d-body", "3", "SAM 3 3D Body",
+                  "three_d:Reconstruct3DBodyInput", "three_d:Reconstruct3DBodyOutput", None, None),
+        _endpoint("fal-ai/sam-3/3d-align", "3d-align", "3", "SAM 3 3D align",
+                  "three_d:Align3DInput", "three_d:Align3DOutput", None, None),
     ]
     # SAM 3.1: same shapes as SAM 3 (video adds max_num_objects); fal has not published prices.
     entries += [
-        Endpoint(f"fal-ai/sam-3-1/{path}", kind, "3.1", title.replace("SAM 3", "SAM 3.1"), inp, out, None, None)
+        _endpoint(f"fal-ai/sam-3-1/{path}", kind, "3.1", title.replace("SAM 3", "SAM 3.1"), inp, out, None, None)
         for path, kind, title, inp, out, _price, _unit in common
     ]
     entries.append(
-        Endpoint("fal-ai/sam-3-1/video", "video", "3.1", "SAM 3.1 video", m.SegmentVideoInputV31,
-                 m.SegmentVideoOutput, None, None)
+        _endpoint("fal-ai/sam-3-1/video", "video", "3.1", "SAM 3.1 video", "video:SegmentVideoInputV31",
+                  "video:SegmentVideoOutput", None, None)
     )
     return entries
 
@@ -146,6 +234,8 @@ def get_endpoint(endpoint_id: str) -> Endpoint:
     try:
         return ENDPOINTS[endpoint_id]
     except (KeyError, TypeError):
+        import difflib
+
         close = difflib.get_close_matches(str(endpoint_id), list(ENDPOINTS), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise InputValidationError(

@@ -24,7 +24,30 @@ def _check_size(width: int, height: int) -> int:
     return int(width) * int(height)
 
 
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _parse_canonical(rle: str) -> np.ndarray | None:
+    """Fast path for the form fal and ``rle_encode`` write: ASCII digits separated by single spaces.
+
+    Returns ``None`` for anything else, and whenever it cannot be sure it read every token exactly (a value at or
+    past int64's limit, which numpy's text parser would clamp); ``_parse`` then decides, as it always did.
+    """
+    if not rle.isascii():
+        return None
+    raw = rle.encode("ascii")
+    if not raw.translate(None, b" ").isdigit() or b"  " in raw or raw.startswith(b" ") or raw.endswith(b" "):
+        return None
+    values = np.fromstring(raw, dtype=np.int64, sep=" ")  # text mode: C parsing, ~3x faster than int() per token
+    if values.size != raw.count(b" ") + 1 or values.max() >= _INT64_MAX:
+        return None
+    return values
+
+
 def _parse(rle: str, field: str) -> np.ndarray:
+    values = _parse_canonical(rle)
+    if values is not None:
+        return values
     tokens = rle.split()
     try:
         return np.array(tokens, dtype=np.int64)
@@ -82,10 +105,17 @@ def rle_decode(rle: str, width: int, height: int, *, field: str = "rle") -> np.n
             f"{ends[i - 1]}; runs must ascend without overlapping.",
             allowed=_FORMAT,
         )
-    edges = np.zeros(total + 1, dtype=np.int8)
-    edges[starts] = 1
-    edges[ends] -= 1
-    return np.cumsum(edges[:total], dtype=np.int8).astype(bool).reshape(int(height), int(width))
+    # The flat mask alternates gaps and runs: gap, run 0, gap, run 1, ..., run n-1, tail. np.repeat writes each
+    # stretch in one pass (a cumulative sum over every pixel made decoding about 10x slower; bench/codec.py).
+    stretches = np.empty(2 * starts.size + 1, dtype=np.int64)
+    stretches[0] = starts[0] if starts.size else total
+    stretches[1::2] = lengths
+    stretches[2:-1:2] = starts[1:] - ends[:-1]
+    if starts.size:
+        stretches[-1] = total - ends[-1]
+    values = np.zeros(stretches.size, dtype=bool)
+    values[1::2] = True
+    return np.repeat(values, stretches).reshape(int(height), int(width))
 
 
 def rle_encode(mask: np.ndarray, *, field: str = "mask") -> str:
@@ -93,8 +123,14 @@ def rle_encode(mask: np.ndarray, *, field: str = "mask") -> str:
     array = np.asarray(mask)
     if array.ndim != 2:
         raise InputValidationError(field, f"must be a 2-D (height, width) array, got shape {array.shape}.")
-    flat = np.concatenate(([False], array.astype(bool).ravel(order="C"), [False]))
-    changes = np.flatnonzero(flat[1:] != flat[:-1])
+    flat = array.astype(bool, copy=False).ravel(order="C")  # no copy of a C-ordered bool mask
+    if flat.size == 0:
+        return ""
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1  # pixels whose value differs from the previous one
+    if flat[0]:
+        changes = np.concatenate(([0], changes))
+    if flat[-1]:
+        changes = np.concatenate((changes, [flat.size]))
     starts, ends = changes[0::2], changes[1::2]
     pairs = np.column_stack((starts + 1, ends - starts)).ravel()
     return " ".join(map(str, pairs.tolist()))
