@@ -41,6 +41,8 @@ INVALID_SHOWN = 5
 WORKER_WAIT_SECONDS = 5.0
 """When fal's remaining work is estimated below this, the worker waits for it itself: a deferral round trip
 (about 4 s measured on Airflow 3.3.2 here) would cost more than it saves."""
+END_POLL_INTERVAL = 0.5
+"""Status rounds while the worker stays for the last few seconds: the batch's end is what the user waits for."""
 SUBMISSION_LEAD = 100
 """While submitting, results are stored only when at least this many requests wait at fal: submitting first keeps
 fal's queue from running dry, storing fills the time the queue is long anyway."""
@@ -419,7 +421,7 @@ class Sam3BatchOperator(BaseOperator):
                 if self.deferrable and not self._stay_for_the_end(len(waiting), pending, rate):
                     waiting.sort(key=lambda e: (e.submitted_at or 0, e.index))
                     return [e.request_id for e in waiting], self._fire_at(len(waiting), pending, rate)
-                await asyncio.sleep(poller.interval(round_number))
+                await asyncio.sleep(min(poller.interval(round_number), END_POLL_INTERVAL))
                 await self._poll_and_store(poller, collector, state, store, round_number)
                 round_number += 1
         finally:
