@@ -22,6 +22,7 @@ from airflow.sdk import BaseOperator, conf
 from airflow_provider_sam3.exceptions import FalRequestError, InputValidationError, Sam3ProviderError
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
 from airflow_provider_sam3.operators.batch_state import BatchState
+from airflow_provider_sam3.operators.queue import _seconds, check_pacing
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.endpoints import Endpoint
@@ -54,10 +55,6 @@ BATCH_DEFAULTS = {"include_scores": True, "include_boxes": True, "sync_mode": Tr
 """Asked for by default (same price): scores and boxes for the manifest, and outputs inline in the result
 (``sync_mode``), so storing an image's outputs takes one call to fal instead of one per file, and no URL can
 expire before it is copied. ``arguments`` may turn any of them off."""
-
-
-def _seconds(value: float | timedelta) -> float:
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 class Sam3BatchOperator(BaseOperator):
@@ -160,9 +157,8 @@ class Sam3BatchOperator(BaseOperator):
         if self.on_image_failure not in FAILURE_POLICIES:
             raise InputValidationError("on_image_failure", f"{self.on_image_failure!r} is not a policy",
                                        allowed=", ".join(FAILURE_POLICIES))
-        if self.priority not in (None, "normal", "low"):
-            raise InputValidationError("priority", f"{self.priority!r} is not a queue priority", allowed="normal, low")
-        if self.batch_timeout <= 0:
+        check_pacing(self.priority, self.poll_interval, self.max_poll_interval)
+        if self.batch_timeout is None or self.batch_timeout <= 0:
             raise InputValidationError("timeout", f"{self.batch_timeout!r} must be a positive duration")
         if self.max_cost_usd is not None:
             try:

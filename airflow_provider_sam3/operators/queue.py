@@ -77,6 +77,22 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def check_pacing(priority: Any, poll_interval: Any, max_poll_interval: Any) -> None:
+    """The queue priority and polling intervals an operator was given, checked before anything is sent."""
+    from airflow_provider_sam3.exceptions import InputValidationError
+    from airflow_provider_sam3.hooks.settings import MIN_POLL_INTERVAL
+
+    if priority not in (None, "normal", "low"):
+        raise InputValidationError("priority", f"{priority!r} is not a queue priority", allowed="normal, low")
+    for name, value in (("poll_interval", poll_interval), ("max_poll_interval", max_poll_interval)):
+        if value is not None and not (_is_number(value) and value >= MIN_POLL_INTERVAL):
+            raise InputValidationError(name, f"{value!r} would poll fal too fast or is not a number",
+                                       allowed=f"a number of seconds of at least {MIN_POLL_INTERVAL}, or None")
+    if poll_interval is not None and max_poll_interval is not None and max_poll_interval < poll_interval:
+        raise InputValidationError("max_poll_interval", f"{max_poll_interval!r} is below poll_interval "
+                                   f"{poll_interval!r}", allowed=f"at least {poll_interval!r}")
+
+
 def _local_target_problem(path: Any) -> str | None:
     """Why a local ``output_path`` could not be written (checked without creating anything), or ``None``."""
     target = os.path.abspath(path.path if hasattr(path, "path") else str(path))
@@ -191,25 +207,13 @@ class FalQueueOperator(BaseOperator):
         """fal's queue options, checked before anything is sent."""
         from airflow_provider_sam3.exceptions import InputValidationError
 
-        from airflow_provider_sam3.hooks.settings import MIN_POLL_INTERVAL
-
         if self.start_timeout is not None and not (_is_number(self.start_timeout) and self.start_timeout > 1):
             raise InputValidationError("start_timeout", f"{self.start_timeout!r} is not a start deadline",
                                        allowed="a number of seconds above 1, or None")
-        if self.priority not in (None, "normal", "low"):
-            raise InputValidationError("priority", f"{self.priority!r} is not a queue priority", allowed="normal, low")
+        check_pacing(self.priority, self.poll_interval, self.max_poll_interval)
         if self.request_timeout is not None and self.request_timeout <= 0:
             raise InputValidationError("timeout", f"{self.request_timeout!r} must be a positive duration",
                                        allowed="a number of seconds above 0 or a timedelta")
-        for name in ("poll_interval", "max_poll_interval"):
-            value = getattr(self, name)
-            if value is not None and not (_is_number(value) and value >= MIN_POLL_INTERVAL):
-                raise InputValidationError(name, f"{value!r} would poll fal too fast or is not a number",
-                                           allowed=f"a number of seconds of at least {MIN_POLL_INTERVAL}, or None")
-        if (self.poll_interval is not None and self.max_poll_interval is not None
-                and self.max_poll_interval < self.poll_interval):
-            raise InputValidationError("max_poll_interval", f"{self.max_poll_interval!r} is below poll_interval "
-                                       f"{self.poll_interval!r}", allowed=f"at least {self.poll_interval!r}")
         if self.webhook_url is not None:
             from urllib.parse import urlsplit
 

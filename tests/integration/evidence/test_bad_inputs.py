@@ -285,6 +285,8 @@ BATCH_CASES: list[Case] = [
          ("at least 1",)),
     Case("batch_unknown_failure_policy", BATCH, {"images": [IMG], "output_path": OUT, "on_image_failure": "ignore"},
          "on_image_failure", ("'ignore' is not a policy", "fail, report")),
+    Case("batch_polls_too_fast", BATCH, {"images": [IMG], "output_path": OUT, "poll_interval": 0.01},
+         "poll_interval", ("would poll fal too fast", "at least 0.2")),
     Case("batch_cost_not_a_number", BATCH, {"images": [IMG], "output_path": OUT, "max_cost_usd": "lots"},
          "max_cost_usd", ("must be a number of US dollars",)),
     Case("batch_above_cost_ceiling", BATCH, {"images": [IMG, "https://example.com/a.png"], "output_path": OUT,
