@@ -201,6 +201,9 @@ def main() -> None:
                 "__OUT__", repr(str(workdir / "out-mapped")))
             results["mapped"] = run_dag(deployment, "bench_mapped.py", source, "bench_mapped", timeout=3600)
             results["mapped"]["submissions"] = emulator.counters()["submissions"]["total"]
+            results["mapped"]["task_states"] = dict(deployment.query(
+                "SELECT state || ' (try ' || try_number || ')', COUNT(*) FROM task_instance "
+                "WHERE dag_id = 'bench_mapped' AND run_id = ? GROUP BY 1", (results["mapped"]["run_id"],)))
         if "subscribe" in which:
             emulator.reset()
             results["subscribe"] = subscribe_pool(emulator, paths, args.concurrency)
@@ -242,10 +245,13 @@ def render(results: dict, args: argparse.Namespace, ideal: float) -> str:
         own_cells = f"{own:.1f} | {own / ideal:.2f}" if own else "- | -"
         lines.append(f"| {names[key]} | {result['state']} | {result['seconds']:.1f} | "
                      f"{result['seconds'] / ideal:.2f} | {own_cells} | {result.get('submissions')} |")
+    lines.append("")
     if "batch" in results and "mapped" in results:
-        lines.append("")
         lines.append(f"Batch vs one task per image: {results['mapped']['seconds'] / results['batch']['seconds']:.1f}x "
-                     "faster.")
+                     "faster.  ")
+    if "mapped" in results:
+        census = ", ".join(f"{count} {state}" for state, count in sorted(results["mapped"]["task_states"].items()))
+        lines.append(f"Mapped task instances at the end: {census}.  ")
     if "batch" in results:
         lines.append(f"Event-loop block warnings in the triggerer during the batch: "
                      f"{results['batch'].get('block_warnings')}.")

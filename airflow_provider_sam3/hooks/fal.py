@@ -39,7 +39,7 @@ class FalHook(BaseHook):
         such a connection the hook uses ``FAL_KEY`` (then ``FAL_KEY_ID``/``FAL_KEY_SECRET``), as fal-client does.
     :param retry_attempts: attempts for status, result and cancel calls that fail transiently. Submit is never
         retried in a way that can pay twice: it is resent (up to fal-client's ``MAX_ATTEMPTS``, with its backoff)
-        only when fal certainly created nothing (no connection made; 408, 429, or an nginx 502/503/504 from fal's
+        only when fal certainly created nothing (no connection made; 408, 429, or an nginx 502/503 from fal's
         edge). A submit whose answer is lost after the body may have reached fal raises
         ``FalSubmitOutcomeUnknownError`` and is not resent.
     """
@@ -174,7 +174,8 @@ class FalHook(BaseHook):
 
         fault = _submit_fault(error)
         if fault == "lost":
-            raise _outcome_unknown(endpoint_id, error, "its answer was lost") from error
+            what = "fal's edge gave up waiting for the queue's answer" if _http_status(error) else "its answer was lost"
+            raise _outcome_unknown(endpoint_id, error, what) from error
         if fault != "not_created" or attempt >= fal_module.MAX_ATTEMPTS:
             raise translate(error, endpoint_id=endpoint_id, request_id=None, action="submit") from error
         delay = fal_module._get_retry_delay(attempt, fal_module.BASE_DELAY, max_delay, "exponential", True)
@@ -592,19 +593,21 @@ def _submit_fault(error: BaseException) -> str:
     """What a failed submit POST means for the request it carried.
 
     ``not_created``: fal certainly created nothing, so sending it again cannot pay twice: the connection was never
-    made (nothing was sent), or fal's edge refused the POST (408, 429, or an nginx 502/503/504 answered without an
+    made (nothing was sent), or fal's edge refused the POST (408, 429, or an nginx 502/503 answered without an
     ``x-fal-request-id``: fal-client's ``_is_ingress_error``, the queue never saw it). ``lost``: the body may have
     reached fal but the answer did not come back (read/write errors after connecting, timeouts while waiting for the
-    answer, a dropped or garbled response), so fal may have created the request. ``refused``: any other answer or
-    local failure, which is not resent.
+    answer, a dropped or garbled response, or an nginx 504: the edge forwarded the POST and gave up waiting for the
+    queue), so fal may have created the request. ``refused``: any other answer or local failure, not resent.
     """
     import httpx
     from fal_client.client import FalClientHTTPError, _is_ingress_error
 
     if isinstance(error, FalClientHTTPError):
         response = error.response
-        if error.status_code in SUBMIT_NOT_ACCEPTED_CODES or (response is not None and _is_ingress_error(response)):
+        if error.status_code in SUBMIT_NOT_ACCEPTED_CODES:
             return "not_created"
+        if response is not None and _is_ingress_error(response):
+            return "lost" if error.status_code == 504 else "not_created"
         return "refused"
     if isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
         return "not_created"
@@ -613,6 +616,10 @@ def _submit_fault(error: BaseException) -> str:
     if isinstance(error, (httpx.TransportError, httpx.DecodingError)):
         return "lost"
     return "refused"
+
+
+def _http_status(error: BaseException) -> int | None:
+    return getattr(error, "status_code", None)
 
 
 def _describe(error: BaseException) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 
 ACCEPTED_URL_SCHEMES = ("https://", "http://", "data:")
 
@@ -29,16 +29,15 @@ class EndpointOutput(BaseModel):
     model_config = ConfigDict(extra="allow", defer_build=True)
 
 
-def _check_file_url(value: str) -> str:
+def _check_file_url(value: str, info: ValidationInfo) -> str:
     if not value or not value.strip():
         raise ValueError("must not be empty; give an http(s) URL or a data: URI")
     lowered = value.lstrip().lower()
     if not lowered.startswith(ACCEPTED_URL_SCHEMES):
         shown = value if len(value) <= 60 else value[:57] + "..."
-        raise ValueError(
-            f"{shown!r} is not a URL fal can fetch; give an http(s) URL or a data: URI "
-            "(operators also accept local paths, bytes and ObjectStoragePath and convert them)"
-        )
+        converted = (" (the operators' image also accepts a local path, bytes or an ObjectStoragePath and converts "
+                     "it)" if info.field_name == "image_url" else "")
+        raise ValueError(f"{shown!r} is not a URL fal can fetch; give an http(s) URL or a data: URI{converted}")
     if lowered.startswith(("http://", "https://")) and "://" in value and not value.split("://", 1)[1].split("/")[0]:
         raise ValueError(f"{value!r} has no host")
     return value

@@ -13,13 +13,19 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from datetime import timedelta
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
+from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_sam3.exceptions import FalRequestError, InputValidationError, Sam3ProviderError
+from airflow_provider_sam3.exceptions import (
+    FalRequestError,
+    FalSubmitOutcomeUnknownError,
+    InputValidationError,
+    Sam3ProviderError,
+)
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
 from airflow_provider_sam3.operators.batch_state import BatchState
 from airflow_provider_sam3.operators.queue import _seconds, check_pacing
@@ -38,6 +44,8 @@ DEFER_GRACE_SECONDS = 120
 CANCEL_WAIT_SECONDS = 25
 BATCH_SUMMARY_KIND = "sam3.batch"
 SUMMARY_FAILURES_SHOWN = 20
+ACCOUNT_ERRORS = ("FalAuthenticationError", "FalBalanceExhaustedError")
+"""Errors that stop the whole batch: no other image could be submitted or fetched with this key."""
 INVALID_SHOWN = 5
 WORKER_WAIT_SECONDS = 5.0
 """When fal's remaining work is estimated below this, the worker waits for it itself: a deferral round trip
@@ -365,7 +373,11 @@ class Sam3BatchOperator(BaseOperator):
     def _run(self, context: Any, endpoint: Endpoint, state: BatchState, output_base: Any,
              bodies: dict[str, dict[str, Any]], event: dict[str, Any] | None) -> Any:
         store = context.get("task_state_store")
-        waiting = asyncio.run(self._work(endpoint, state, output_base, bodies, event, store))
+        try:
+            waiting = asyncio.run(self._work(endpoint, state, output_base, bodies, event, store))
+        except AirflowFailException as error:  # the account cannot go on (bad key, exhausted balance)
+            self._write_stopped_manifest(state, output_base, str(error))
+            raise
         if waiting is None:
             return self._finish(context, endpoint, state, output_base)
         request_ids, fire_at = waiting
@@ -381,6 +393,15 @@ class Sam3BatchOperator(BaseOperator):
             method_name="execute_complete",
             timeout=timedelta(seconds=max(state.deadline - time.time(), 0) + DEFER_GRACE_SECONDS),
         )
+
+    def _write_stopped_manifest(self, state: BatchState, output_base: Any, reason: str) -> None:
+        """The batch stops before its end: list every image anyway. The state is kept, so clearing the task once
+        the account is fixed resumes the batch without paying again for what was submitted."""
+        from airflow_provider_sam3.operators.batch_results import write_manifest
+
+        manifest = write_manifest(output_base, list(state.entries.values()), keep_parts=True, stopped=reason)
+        self.log.error("The batch stopped: %s. Every image is listed in %s; clear the task once the account is "
+                       "fixed to go on without paying again for what was already submitted", reason, manifest)
 
     async def _work(self, endpoint: Endpoint, state: BatchState, output_base: Any,
                     bodies: dict[str, dict[str, Any]], event: dict[str, Any] | None,
@@ -541,7 +562,7 @@ class Sam3BatchOperator(BaseOperator):
         state.save(store)
         if event["status"] == "error":
             error = FalRequestError(f"waiting for the batch failed: {event.get('message')}")
-            retry_useless = event.get("error_class") in ("FalAuthenticationError", "FalBalanceExhaustedError")
+            retry_useless = event.get("error_class") in ACCOUNT_ERRORS
             raise as_task_error(error, retry_useless=retry_useless)
 
     def _requeue(self, state: BatchState) -> None:
@@ -583,22 +604,24 @@ class Sam3BatchOperator(BaseOperator):
             in_flight = sum(1 for entry in state.entries.values() if entry.state == "submitted")
             pending = pending[: max(0, self.max_in_flight - in_flight)]
         submitted = 0
-        for start in range(0, len(pending), self.submit_concurrency):
-            chunk = pending[start:start + self.submit_concurrency]
-            outcomes = await asyncio.gather(*(self._submit(hook, endpoint, state, key, bodies) for key in chunk))
-            for key in chunk:
-                state.touch(key)
-            state.save(store)
-            accepted = [state.entries[key] for key, outcome in zip(chunk, outcomes) if outcome is None]
-            on_submitted(accepted)
-            submitted += len(accepted)
-            fatal = next((outcome for outcome in outcomes if outcome is not None and not outcome.retryable
-                          and type(outcome).__name__ in ("FalAuthenticationError", "FalBalanceExhaustedError")), None)
-            if fatal is not None:
-                raise as_task_error(fatal, retry_useless=True)
-        if submitted:
-            self.log.info("Submitted %d requests to %s (%d waiting at fal)", submitted, endpoint.endpoint_id,
-                          sum(1 for entry in state.entries.values() if entry.state == "submitted"))
+        try:
+            for start in range(0, len(pending), self.submit_concurrency):
+                chunk = pending[start:start + self.submit_concurrency]
+                outcomes = await asyncio.gather(*(self._submit(hook, endpoint, state, key, bodies) for key in chunk))
+                for key in chunk:
+                    state.touch(key)
+                state.save(store)
+                accepted = [state.entries[key] for key, outcome in zip(chunk, outcomes) if outcome is None]
+                on_submitted(accepted)
+                submitted += len(accepted)
+                fatal = next((outcome for outcome in outcomes if outcome is not None and not outcome.retryable
+                              and type(outcome).__name__ in ACCOUNT_ERRORS), None)
+                if fatal is not None:
+                    raise as_task_error(fatal, retry_useless=True)
+        finally:  # every accepted submission is in the log, even when the account stops the batch
+            if submitted:
+                self.log.info("Submitted %d requests to %s (%d waiting at fal)", submitted, endpoint.endpoint_id,
+                              sum(1 for entry in state.entries.values() if entry.state == "submitted"))
 
     async def _submit(self, hook: FalHook, endpoint: Endpoint, state: BatchState, key: str,
                       bodies: dict[str, dict[str, Any]]) -> Sam3ProviderError | None:
@@ -614,6 +637,10 @@ class Sam3BatchOperator(BaseOperator):
                 body, _ = await asyncio.to_thread(self._body, endpoint, image, f"images[{entry.index}]")
             ref = await hook.asubmit(endpoint.endpoint_id, body, priority=self.priority)
         except Sam3ProviderError as error:
+            if isinstance(error, FalSubmitOutcomeUnknownError):
+                entry.submissions += 1  # fal may have created (and bills) it: counted, never hidden
+                self.log.warning("fal may have created images[%d]'s request (answer lost), whose id is unknown; "
+                                 "counted as a submission", entry.index)
             entry.fail(f"submit failed: {error}", type(error).__name__, retryable=worth_resubmitting(error))
             return error
         templates = url_templates_of(ref)

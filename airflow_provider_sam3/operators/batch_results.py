@@ -44,8 +44,9 @@ def completed_error(error: str, error_type: str | None, *, endpoint_id: str, req
 
 
 def worth_resubmitting(error: exc.Sam3ProviderError) -> bool:
-    """Whether a new submission of the same image may succeed: transient faults, and requests fal lost."""
-    return bool(error.retryable) or isinstance(error, exc.FalRequestNotFoundError)
+    """Whether a new submission of the same image may succeed: transient faults, requests fal lost, and requests
+    cancelled (by a clear or kill of this task: the new try still wants the image; fal does not bill a cancel)."""
+    return bool(error.retryable) or isinstance(error, (exc.FalRequestNotFoundError, exc.FalRequestCancelledError))
 
 
 class ResultCollector:
@@ -121,11 +122,13 @@ def write_part(output_path: Any, cycle: int, rows: list[dict[str, Any]]) -> None
     (folder / f"part-{cycle:05d}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
-def write_manifest(output_path: Any, entries: list[BatchEntry], *, keep_parts: bool = False) -> Any:
+def write_manifest(output_path: Any, entries: list[BatchEntry], *, keep_parts: bool = False,
+                   stopped: str | None = None) -> Any:
     """``manifest.jsonl``: one row per image in input order, results from the part files, failures from entries.
 
     Returns the manifest's path. The part files are removed, unless ``keep_parts`` (the task is about to fail
-    and a retry will need the rows of the images that already succeeded).
+    and a retry will need the rows of the images that already succeeded). ``stopped``: why the batch stopped
+    early; images not yet final get a row saying where they were left.
     """
     folder = output_path / PARTS_FOLDER
     parts = sorted(folder.iterdir(), key=str) if folder.exists() else []
@@ -138,7 +141,7 @@ def write_manifest(output_path: Any, entries: list[BatchEntry], *, keep_parts: b
     rows = []
     for entry in sorted(entries, key=lambda e: e.index):
         if entry.state != "done":
-            rows.append(failure_row(entry))
+            rows.append(failure_row(entry) if entry.final or stopped is None else _stopped_row(entry, stopped))
         elif entry.request_id in succeeded:
             rows.append({**succeeded[entry.request_id], "index": entry.index})
         else:
@@ -153,6 +156,13 @@ def write_manifest(output_path: Any, entries: list[BatchEntry], *, keep_parts: b
         except (OSError, AttributeError, NotImplementedError):
             pass
     return manifest
+
+
+def _stopped_row(entry: BatchEntry, reason: str) -> dict[str, Any]:
+    """An image the batch left behind when it stopped early: not submitted, or still at fal (paid, kept)."""
+    where = (f"still at fal as request {entry.request_id}: clearing the task fetches it without paying again"
+             if entry.state == "submitted" else "not submitted")
+    return {**failure_row(entry), "error": f"{where}; the batch stopped: {reason}", "error_class": "BatchStopped"}
 
 
 def _lost_row(entry: BatchEntry) -> dict[str, Any]:

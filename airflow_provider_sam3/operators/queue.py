@@ -169,6 +169,7 @@ class FalQueueOperator(BaseOperator):
         self.hint = hint
         self.forward_logs = forward_logs
         self._inflight: RequestReference | None = None
+        self._reattached_done: Any = None  # the status of a previous try's request found already completed
 
     @property
     def hook(self) -> FalHook:
@@ -284,6 +285,9 @@ class FalQueueOperator(BaseOperator):
         if not self.wait_for_completion:
             self._forget(context)
             return reference.to_dict()
+        done, self._reattached_done = self._reattached_done, None
+        if done is not None:  # fetched here: deferring on a finished request would only add a round trip
+            return self._finish(context, hook, reference, image=request.image, metrics=done.metrics)
 
         deadline = (reference.submitted_at or time.time()) + (self.request_timeout or DEFAULT_TIMEOUT.total_seconds())
         if self.deferrable:
@@ -374,6 +378,7 @@ class FalQueueOperator(BaseOperator):
         if status.error is None:
             self.log.info("Request %s from a previous try already completed; fetching its result instead of "
                           "paying again", rid)
+            self._reattached_done = status
             return True
         self.log.warning("Request %s from a previous try failed (%s); submitting anew", rid, status.error)
         return False

@@ -91,7 +91,7 @@ def test_300_images_with_faults_and_a_triggerer_restart(airflow_deployment, dag_
     dep = airflow_deployment
     paths = write_photos(tmp_path / "in", 300, seed=3)
     out = tmp_path / "out"
-    fal_emulator.configure(concurrency=4, service_time_s=0.25)
+    fal_emulator.configure(concurrency=4, service_time_s=0.5)
     fal_emulator.add_fault("rate_limit_429", target="submit", every=13)
     fal_emulator.add_fault("nginx_503", target="status", every=11)
     fal_emulator.add_fault("nginx_502", target="result", every=17)
@@ -103,7 +103,10 @@ def test_300_images_with_faults_and_a_triggerer_restart(airflow_deployment, dag_
     wait_until(lambda: len(dep.task_log_paths(dag_id, run_id, "segment")) >= 2, 60, 0.2,
                what="the batch trigger running in the triggerer")
 
+    counters = fal_emulator.counters()
+    waiting_at_kill = counters["submissions"]["total"] - counters["completed"]
     dep.kill_component("triggerer", signal.SIGKILL)
+    assert waiting_at_kill >= 200, counters  # the new triggerer has most of the batch to finish
     dep.restart_triggerer()
     assert dep.wait_for_run(dag_id, run_id, timeout=300) == "success", dep.task_instances(dag_id, run_id)
 
@@ -133,3 +136,33 @@ def test_worker_killed_while_submitting_pays_each_image_once(airflow_deployment,
     assert_every_image_once(out, paths, summary, fal_emulator)
     log2 = dep.task_log(dag_id, run_id, "segment", try_number=2)
     assert "Reattached to this batch's previous try" in log2 and "not submitted again" in log2
+
+
+def test_clearing_a_deferred_batch_cancels_its_requests_and_reruns(airflow_deployment, dag_writer, fal_emulator,
+                                                                   tmp_path):
+    dep = airflow_deployment
+    paths = write_photos(tmp_path / "in", 40, seed=9)
+    out = tmp_path / "out"
+    fal_emulator.configure(concurrency=2, service_time_s=60.0)  # nothing finishes before the clear
+    dag_id = dag_writer(dag_source(kill_after=0))
+    run_id = dep.trigger(dag_id, conf={"images": str(paths[0].parent), "out": str(out)}, watch=["segment"])
+    dep.watch_task(dag_id, run_id, "segment").wait_for("deferred", timeout=120)
+    wait_until(lambda: len(dep.task_log_paths(dag_id, run_id, "segment")) >= 2, 60, 0.2,
+               what="the batch trigger running in the triggerer")
+    first_requests = {r["request_id"] for r in fal_emulator.requests()}
+    assert len(first_requests) == 40
+
+    dep.clear_task(dag_id, run_id, "segment", via="api")
+    wait_until(lambda: fal_emulator.counters()["cancels"]["total"] >= 40, 40, 0.2,
+               what="the trigger's on_kill cancelling the batch's 40 requests")
+    assert {r["request_id"] for r in fal_emulator.requests() if r.get("cancelled")} == first_requests
+    wait_until(lambda: "sent 40 cancels to fal" in dep.task_log(dag_id, run_id, "segment", try_number=1), 30, 0.2,
+               what="the trigger's on_kill log line")
+
+    # The cleared task runs again: it finds its requests cancelled and submits each image once more.
+    fal_emulator.configure(concurrency=8, service_time_s=0.1)
+    assert dep.wait_for_run(dag_id, run_id, timeout=180) == "success", dep.task_instances(dag_id, run_id)
+    summary = dep.xcom(dag_id, run_id, "segment")
+    assert (summary["images"], summary["succeeded"], summary["resubmissions"]) == (40, 40, 40)
+    rows = assert_every_image_once(out, paths, summary, fal_emulator)
+    assert not {row["request_id"] for row in rows} & first_requests  # no result comes from a cancelled request

@@ -104,6 +104,11 @@ FAULTS: list[Fault] = [
     Fault("slow_submit", (f("slow_response", "submit", first=1, delay_s=SLOW_S),), settle_s=SLOW_S + 0.5,
           modes=(True,), lost=1, lost_created=0, tries=2,
           says=("FalSubmitOutcomeUnknownError: ", "ReadTimeout", "not resubmitted automatically")),
+    # nginx's 504 on submit: the edge forwarded the POST and gave up waiting, so the queue may have created the
+    # request. Not resent; the try says so and the retry submits. The emulator's edge fault created nothing.
+    Fault("nginx_504_on_submit", (f("nginx_504", "submit", first=1),), modes=(True,), lost=1, lost_created=0,
+          tries=2, says=("FalSubmitOutcomeUnknownError: ", "fal's edge gave up waiting for the queue's answer",
+                         "not resubmitted automatically")),
     # The request vanishes (404): the try fails saying so; the retry finds it gone and submits anew.
     Fault("vanish_on_status", (f("vanish", "status", first=1),), submissions=2, tries=2,
           says=("FalRequestNotFoundError: ", "fal does not know this request during status", "gone at fal",

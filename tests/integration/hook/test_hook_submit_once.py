@@ -85,13 +85,22 @@ def test_429_on_submit_is_resent_and_creates_one_request(fal_emulator, fal_conn)
     assert hook.wait(ref).error is None and hook.result(ref)["masks"]
 
 
-@pytest.mark.parametrize("kind", ["nginx_502", "nginx_503", "nginx_504"])
+@pytest.mark.parametrize("kind", ["nginx_502", "nginx_503"])
 def test_gateway_error_on_submit_is_resent_and_creates_one_request(fal_emulator, fal_conn, kind):
     fal_emulator.add_fault(kind, target="submit", first=2)
     ref = FalHook().submit(IMAGE_ENDPOINT, ARGS)
     assert _faults(fal_emulator) == {kind: 2}
     assert _created(fal_emulator) == 1
     assert [r["request_id"] for r in fal_emulator.requests()] == [ref.request_id]
+
+
+def test_gateway_timeout_on_submit_is_not_resent(fal_emulator, fal_conn):
+    """nginx's 504 comes after it forwarded the POST: the queue may have created the request, so no resend."""
+    fal_emulator.add_fault("nginx_504", target="submit", first=1)
+    error = _raises(exc.FalSubmitOutcomeUnknownError, FalHook().submit, IMAGE_ENDPOINT, ARGS)
+    assert "fal's edge gave up waiting for the queue's answer (HTTP 504)" in str(error)
+    assert "not resubmitted automatically" in str(error)
+    assert _faults(fal_emulator) == {"nginx_504": 1}  # one POST, not resent
 
 
 def test_resends_are_logged_with_their_reason(fal_emulator, fal_conn, capfd):

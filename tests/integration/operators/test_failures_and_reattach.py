@@ -62,13 +62,20 @@ def retry_reattaches():
                          retries=2, retry_delay=0)
 
 
+@dag(dag_id="sam3_retry_finds_it_done", schedule=None, params=PARAMS)
+def retry_finds_it_done():
+    SegmentImageOperator(task_id="seg", image="{{ params.image }}", prompt="x", deferrable=True, poll_interval=0.2,
+                         retries=1, retry_delay=0)
+
+
 @dag(dag_id="sam3_bad_input", schedule=None, params=PARAMS)
 def bad_input():
     SegmentImageOperator(task_id="seg", image="{{ params.image }}", prompt="x", max_masks=33, deferrable=True)
 
 
 DAGS = {d.dag_id: d for d in (no_masks(), remote_validation(), app_error(), bad_key(), timeout_cancels(),
-                              timeout_cancels_sync(), retry_reattaches(), bad_input())}
+                              timeout_cancels_sync(), retry_reattaches(), retry_finds_it_done(),
+                              bad_input())}
 
 
 def test_no_masks_fails_once_with_the_reason_and_is_not_retried(run_dag, tmp_path, fal_emulator, capfd):
@@ -138,6 +145,23 @@ def test_retry_after_a_failure_mid_wait_reattaches_without_a_second_submission(r
     text = task_log_text(capfd)
     assert "Reattaching to request" in text or "already completed; fetching its result" in text
     assert results["seg"][1]["request_id"] == fal_emulator.requests()[0]["request_id"]
+
+
+def test_retry_of_a_finished_request_fetches_it_without_deferring_again(run_dag, photo, fal_emulator, capfd,
+                                                                       monkeypatch):
+    """A deferral costs a round trip through the triggerer (and, in Airflow 3.3.2, exposes the task to the
+    scheduler's stale defer-exit race): a retry that finds its request finished fetches it on the worker."""
+    from airflow_provider_sam3.hooks import fal as fal_hook_module
+    from airflow_provider_sam3.hooks.backoff import Backoff
+
+    monkeypatch.setattr(fal_hook_module, "RETRY_BACKOFF", Backoff(first=0.01, cap=0.02))
+    fal_emulator.add_fault("runner_503", target="result", first=6)  # outlasts the hook's attempts: try 1 fails
+    results = run_dag(DAGS["sam3_retry_finds_it_done"], image=str(photo))
+    assert results["seg"][0] == "success"
+    text = task_log_text(capfd)
+    assert "already completed; fetching its result" in text
+    assert text.count("Pausing task as DEFERRED") == 1, "the retry deferred again on a finished request"
+    assert fal_emulator.counters()["submissions"]["total"] == 1
 
 
 def test_bad_input_fails_before_any_submission(run_dag, photo, fal_emulator, capfd):

@@ -40,7 +40,6 @@ def test_nothing_sent_is_safe_to_resend(error):
     (408, '{"detail": "request timeout"}', {}),
     (502, NGINX, {}),
     (503, NGINX, {}),
-    (504, NGINX, {}),
 ])
 def test_refusals_by_fals_edge_are_safe_to_resend(code, text, headers):
     assert _submit_fault(fal_error(code, text, **headers)) == "not_created"
@@ -70,6 +69,12 @@ def test_other_answers_are_not_resent(code, text, headers):
     httpx.DecodingError("garbled body", request=REQUEST),
 ], ids=type)
 def test_lost_answers_are_never_resent(error):
+    assert _submit_fault(error) == "lost"
+
+
+def test_an_edge_timeout_is_a_lost_answer():
+    """nginx's 504 means it forwarded the POST and gave up waiting: the queue may have created the request."""
+    error = fal_error(504, NGINX.replace("503 Service Temporarily Unavailable", "504 Gateway Time-out"))
     assert _submit_fault(error) == "lost"
 
 
