@@ -145,15 +145,6 @@ def params(rows: list[BatchFault]) -> list[Any]:
             for row in rows for deferrable in row.modes]
 
 
-@pytest.fixture
-def fast_retries(monkeypatch):
-    """The hook's own retry backoff (1 s, 2 s, 4 s...) shortened so the table runs in minutes, not the logic."""
-    from airflow_provider_sam3.hooks import fal as fal_hook_module
-    from airflow_provider_sam3.hooks.backoff import Backoff
-
-    monkeypatch.setattr(fal_hook_module, "RETRY_BACKOFF", Backoff(first=0.05, cap=0.2))
-
-
 def lock_account_after(emulator, requests: int, stop: threading.Event) -> threading.Thread:
     """Lock the emulator's account (403, exhausted balance) once it has created ``requests`` requests."""
 

@@ -154,15 +154,6 @@ def params(rows: list[Fault]) -> list[Any]:
     return out
 
 
-@pytest.fixture
-def fast_retries(monkeypatch):
-    """The hook's own retry backoff (1 s, 2 s, 4 s...) shortened so the table runs in minutes, not the logic."""
-    from airflow_provider_sam3.hooks import fal as fal_hook_module
-    from airflow_provider_sam3.hooks.backoff import Backoff
-
-    monkeypatch.setattr(fal_hook_module, "RETRY_BACKOFF", Backoff(first=0.05, cap=0.2))
-
-
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize(("row", "deferrable"), params(FAULTS))
 def test_fault(row, deferrable, run_dag, photo, fal_emulator, fast_retries, capfd, monkeypatch):
