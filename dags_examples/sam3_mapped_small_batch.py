@@ -31,8 +31,6 @@ from airflow.sdk import dag, task
 
 from airflow_provider_sam3.operators.sam3 import SegmentImageOperator
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".avif")
-
 
 @dag(
     schedule=None,
@@ -49,17 +47,12 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".avif")
 def sam3_mapped_small_batch():
     @task
     def list_images(params: dict | None = None) -> list[str]:
-        """The explicit ``images`` list if given, else every image file in ``input_folder``, sorted."""
-        images = list(params["images"] or [])
-        if not images:
-            from airflow.sdk import ObjectStoragePath
+        """The explicit ``images`` list if given, else every image file in ``input_folder``, sorted (resolved as the
+        batch operator resolves its ``images``: folders and globs, local or on object storage)."""
+        from airflow_provider_sam3.operators.batch_inputs import resolve_images
 
-            folder = params["input_folder"]
-            root = ObjectStoragePath(folder if "://" in folder else f"file://{folder}")
-            images = sorted(str(p.path) if p.protocol == "file" else str(p) for p in root.iterdir()
-                            if p.name.lower().endswith(IMAGE_SUFFIXES))
-            if not images:
-                raise ValueError(f"input_folder {folder!r} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+        field, given = ("images", params["images"]) if params["images"] else ("input_folder", params["input_folder"])
+        images = [image.source for image in resolve_images(given, field_name=field)]
         if len(images) > int(params["max_images"]):
             raise ValueError(f"{len(images)} images is more than max_images={params['max_images']}: one task per "
                              "image suits small batches; split the input or raise max_images knowingly")

@@ -43,7 +43,6 @@ from airflow.sdk import dag, task
 
 from airflow_provider_sam3.operators.sam3 import SegmentImageOperator
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".avif")
 TABLE = "sam3_masks"
 COLUMNS = ("request_id", "mask_index", "image", "label", "score", "x_min", "y_min", "x_max", "y_max", "area",
            "mask_url")
@@ -81,18 +80,12 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 def sam3_sql_enrichment():
     @task
     def list_images(params: dict | None = None) -> list[str]:
-        """The explicit ``images`` list if given, else every image file in ``input_folder``, sorted."""
-        images = list(params["images"] or [])
-        if not images:
-            from airflow.sdk import ObjectStoragePath
+        """The explicit ``images`` list if given, else every image file in ``input_folder``, sorted (resolved as the
+        batch operator resolves its ``images``: folders and globs, local or on object storage)."""
+        from airflow_provider_sam3.operators.batch_inputs import resolve_images
 
-            folder = params["input_folder"]
-            root = ObjectStoragePath(folder if "://" in folder else f"file://{folder}")
-            images = sorted(str(p.path) if p.protocol == "file" else str(p) for p in root.iterdir()
-                            if p.name.lower().endswith(IMAGE_SUFFIXES))
-            if not images:
-                raise ValueError(f"input_folder {folder!r} holds no image ({', '.join(IMAGE_SUFFIXES)})")
-        return images
+        field, given = ("images", params["images"]) if params["images"] else ("input_folder", params["input_folder"])
+        return [image.source for image in resolve_images(given, field_name=field)]
 
     masks = SegmentImageOperator.partial(
         task_id="segment",

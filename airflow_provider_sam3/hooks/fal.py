@@ -174,7 +174,8 @@ class FalHook(BaseHook):
 
         fault = _submit_fault(error)
         if fault == "lost":
-            what = "fal's edge gave up waiting for the queue's answer" if _http_status(error) else "its answer was lost"
+            edge_timeout = getattr(error, "status_code", None) == 504
+            what = "fal's edge gave up waiting for the queue's answer" if edge_timeout else "its answer was lost"
             raise _outcome_unknown(endpoint_id, error, what) from error
         if fault != "not_created" or attempt >= fal_module.MAX_ATTEMPTS:
             raise translate(error, endpoint_id=endpoint_id, request_id=None, action="submit") from error
@@ -616,10 +617,6 @@ def _submit_fault(error: BaseException) -> str:
     if isinstance(error, (httpx.TransportError, httpx.DecodingError)):
         return "lost"
     return "refused"
-
-
-def _http_status(error: BaseException) -> int | None:
-    return getattr(error, "status_code", None)
 
 
 def _describe(error: BaseException) -> str:

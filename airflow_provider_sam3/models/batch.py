@@ -64,8 +64,9 @@ class BatchEntry:
     def to_json(self) -> dict[str, Any]:
         data = {
             "i": self.index, "s": self.source, "a": self.arguments or None, "c": self.conn_id, "w": self.width,
-            "h": self.height, "r": self.request_id, "t": self.submitted_at, "n": self.submissions, "rs": self.retries or None, "u": self.urls, "st": self.state,
-            "e": self.error, "ec": self.error_class, "rt": self.retryable or None,
+            "h": self.height, "r": self.request_id, "t": self.submitted_at, "n": self.submissions,
+            "rs": self.retries or None, "u": self.urls, "st": self.state, "e": self.error, "ec": self.error_class,
+            "rt": self.retryable or None,
         }
         return {k: v for k, v in data.items() if v is not None}
 
@@ -74,8 +75,9 @@ class BatchEntry:
         return cls(
             index=data["i"], source=data["s"], arguments=data.get("a") or {}, conn_id=data.get("c"),
             width=data.get("w"), height=data.get("h"), request_id=data.get("r"), submitted_at=data.get("t"),
-            submissions=data.get("n", 0), retries=data.get("rs", 0), urls=data.get("u"), state=data.get("st", "pending"), error=data.get("e"),
-            error_class=data.get("ec"), retryable=bool(data.get("rt")),
+            submissions=data.get("n", 0), retries=data.get("rs", 0), urls=data.get("u"),
+            state=data.get("st", "pending"), error=data.get("e"), error_class=data.get("ec"),
+            retryable=bool(data.get("rt")),
         )
 
     def fail(self, error: str, error_class: str, *, retryable: bool = False, state: EntryState = "failed") -> None:

@@ -18,7 +18,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
-from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_sam3.exceptions import (
     FalRequestError,
@@ -172,11 +171,13 @@ class Sam3BatchOperator(BaseOperator):
             try:
                 self.max_cost_usd = float(self.max_cost_usd)
             except (TypeError, ValueError):
-                raise InputValidationError("max_cost_usd", f"{self.max_cost_usd!r} must be a number of US dollars") from None
+                raise InputValidationError("max_cost_usd",
+                                           f"{self.max_cost_usd!r} must be a number of US dollars") from None
             if self.max_cost_usd < 0:
                 raise InputValidationError("max_cost_usd", f"{self.max_cost_usd!r} must not be negative")
         if not isinstance(self.arguments, dict):
-            raise InputValidationError("arguments", f"must be a mapping of field names to values, not {self.arguments!r}")
+            raise InputValidationError("arguments",
+                                       f"must be a mapping of field names to values, not {self.arguments!r}")
         for name in ("image", "image_url"):
             if name in self.arguments:
                 raise InputValidationError(f"arguments.{name}", "images are given through the images parameter")
@@ -375,7 +376,7 @@ class Sam3BatchOperator(BaseOperator):
         store = context.get("task_state_store")
         try:
             waiting = asyncio.run(self._work(endpoint, state, output_base, bodies, event, store))
-        except AirflowFailException as error:  # the account cannot go on (bad key, exhausted balance)
+        except Exception as error:
             self._write_stopped_manifest(state, output_base, str(error))
             raise
         if waiting is None:
@@ -395,13 +396,17 @@ class Sam3BatchOperator(BaseOperator):
         )
 
     def _write_stopped_manifest(self, state: BatchState, output_base: Any, reason: str) -> None:
-        """The batch stops before its end: list every image anyway. The state is kept, so clearing the task once
-        the account is fixed resumes the batch without paying again for what was submitted."""
+        """The try fails before the batch's end: list every image anyway. The state is kept, so a retry (or a
+        clear, once the cause is fixed) goes on without paying again for what was submitted."""
         from airflow_provider_sam3.operators.batch_results import write_manifest
 
-        manifest = write_manifest(output_base, list(state.entries.values()), keep_parts=True, stopped=reason)
-        self.log.error("The batch stopped: %s. Every image is listed in %s; clear the task once the account is "
-                       "fixed to go on without paying again for what was already submitted", reason, manifest)
+        try:
+            manifest = write_manifest(output_base, list(state.entries.values()), keep_parts=True, stopped=reason)
+        except Exception as failure:  # noqa: BLE001 - the error that stopped the batch is the one to raise
+            self.log.warning("Could not write the manifest of the stopped batch: %s", failure)
+            return
+        self.log.error("The batch stopped: %s. Every image is listed in %s; a retry, or a clear once the cause is "
+                       "fixed, goes on without paying again for what was already submitted", reason, manifest)
 
     async def _work(self, endpoint: Endpoint, state: BatchState, output_base: Any,
                     bodies: dict[str, dict[str, Any]], event: dict[str, Any] | None,

@@ -160,8 +160,11 @@ def write_manifest(output_path: Any, entries: list[BatchEntry], *, keep_parts: b
 
 def _stopped_row(entry: BatchEntry, reason: str) -> dict[str, Any]:
     """An image the batch left behind when it stopped early: not submitted, or still at fal (paid, kept)."""
-    where = (f"still at fal as request {entry.request_id}: clearing the task fetches it without paying again"
-             if entry.state == "submitted" else "not submitted")
+    if entry.state == "submitted":
+        where = (f"still at fal as request {entry.request_id}: a retry or clear of the task fetches it without "
+                 "paying again")
+    else:
+        where = "not submitted"
     return {**failure_row(entry), "error": f"{where}; the batch stopped: {reason}", "error_class": "BatchStopped"}
 
 

@@ -26,6 +26,7 @@ from airflow_provider_sam3.operators.completion import as_task_error, fetch_resu
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.fal import FalHook
+    from airflow_provider_sam3.models.status import QueueStatus
 
 STATE_KEY = "fal_request"
 RESULT_GONE = "result_gone"
@@ -169,7 +170,6 @@ class FalQueueOperator(BaseOperator):
         self.hint = hint
         self.forward_logs = forward_logs
         self._inflight: RequestReference | None = None
-        self._reattached_done: Any = None  # the status of a previous try's request found already completed
 
     @property
     def hook(self) -> FalHook:
@@ -281,13 +281,12 @@ class FalQueueOperator(BaseOperator):
         except InputValidationError as error:  # a retry would render and validate the same values
             raise as_task_error(error, retry_useless=True) from error
         hook = self.hook
-        reference = self._reattach_or_submit(context, hook, request)
+        reference, finished = self._reattach_or_submit(context, hook, request)
         if not self.wait_for_completion:
             self._forget(context)
             return reference.to_dict()
-        done, self._reattached_done = self._reattached_done, None
-        if done is not None:  # fetched here: deferring on a finished request would only add a round trip
-            return self._finish(context, hook, reference, image=request.image, metrics=done.metrics)
+        if finished is not None:  # fetched here: deferring on a finished request would only add a round trip
+            return self._finish(context, hook, reference, image=request.image, metrics=finished.metrics)
 
         deadline = (reference.submitted_at or time.time()) + (self.request_timeout or DEFAULT_TIMEOUT.total_seconds())
         if self.deferrable:
@@ -324,7 +323,9 @@ class FalQueueOperator(BaseOperator):
 
     # ------------------------------------------------------------------ never pay twice
 
-    def _reattach_or_submit(self, context: Any, hook: FalHook, request: PreparedRequest) -> RequestReference:
+    def _reattach_or_submit(self, context: Any, hook: FalHook,
+                            request: PreparedRequest) -> tuple[RequestReference, QueueStatus | None]:
+        """The request to wait for: a previous try's (with its status when it already completed), or a new one."""
         store = context.get("task_state_store")
         record = store.get(STATE_KEY) if store is not None else None
         if record and record.get(RESULT_GONE):
@@ -332,9 +333,10 @@ class FalQueueOperator(BaseOperator):
                              record["reference"].get("request_id"))
         elif record:
             reference = RequestReference.from_dict(record["reference"])
-            if self._can_reattach(hook, reference, record.get("fingerprint"), request):
+            status = self._can_reattach(hook, reference, record.get("fingerprint"), request)
+            if status is not None:
                 self._publish_link(context, hook, reference)
-                return reference
+                return reference, (status if status.done else None)
         try:
             reference = hook.submit(
                 request.endpoint_id, request.body, webhook_url=self.webhook_url, priority=self.priority,
@@ -354,34 +356,34 @@ class FalQueueOperator(BaseOperator):
             self.log.warning("No task state store in this context: a retry cannot reattach to request %s",
                              reference.request_id)
         self._publish_link(context, hook, reference)
-        return reference
+        return reference, None
 
     def _can_reattach(self, hook: FalHook, reference: RequestReference, fingerprint: str | None,
-                      request: PreparedRequest) -> bool:
+                      request: PreparedRequest) -> QueueStatus | None:
+        """The previous try's request status if this try can use it; None when a new request is needed."""
         rid = reference.request_id
         if fingerprint != request.fingerprint:
             self.log.warning("The request changed since a previous try submitted %s; cancelling that one and "
                              "submitting the new request", rid)
             self._cancel_quietly(hook, reference)
-            return False
+            return None
         try:
             status = hook.status(reference)
         except FalRequestNotFoundError:
             self.log.warning("A previous try's request %s is gone at fal (expired or vanished); submitting anew", rid)
-            return False
+            return None
         except Sam3ProviderError as error:
             raise as_task_error(error) from error
         if not status.done:
             self.log.info("Reattaching to request %s from a previous try (%s); not submitting again", rid,
                           status.describe())
-            return True
+            return status
         if status.error is None:
             self.log.info("Request %s from a previous try already completed; fetching its result instead of "
                           "paying again", rid)
-            self._reattached_done = status
-            return True
+            return status
         self.log.warning("Request %s from a previous try failed (%s); submitting anew", rid, status.error)
-        return False
+        return None
 
     def _cancel_quietly(self, hook: FalHook, reference: RequestReference) -> None:
         try:

@@ -31,10 +31,10 @@ class DiesAfterSubmitOnFirstTry(SegmentImageOperator):
     """Kills its own worker process (SIGKILL, no cleanup) right after the request was submitted, on try 1."""
 
     def _reattach_or_submit(self, context, hook, request):
-        reference = super()._reattach_or_submit(context, hook, request)
+        outcome = super()._reattach_or_submit(context, hook, request)
         if KILL_AFTER_SUBMIT and context["ti"].try_number == 1:
             os.kill(os.getpid(), signal.SIGKILL)
-        return reference
+        return outcome
 
 
 @dag(dag_id="{dag_id}", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"), catchup=False)

@@ -214,8 +214,8 @@ def test_a_gone_result_makes_the_next_try_submit_anew_instead_of_refetching():
         operator._finish({"task_state_store": store}, hook, reference(), image=None, metrics=None)
     assert store[STATE_KEY][RESULT_GONE] is True
 
-    again = operator._reattach_or_submit({"task_state_store": store}, hook, request)  # the retry
-    assert again.request_id == "req-2" and hook.submitted == ["fal-ai/sam-3/image"]
+    again, finished = operator._reattach_or_submit({"task_state_store": store}, hook, request)  # the retry
+    assert again.request_id == "req-2" and finished is None and hook.submitted == ["fal-ai/sam-3/image"]
     assert store[STATE_KEY]["reference"]["request_id"] == "req-2" and RESULT_GONE not in store[STATE_KEY]
 
 
