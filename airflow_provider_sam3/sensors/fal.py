@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
 from airflow_provider_sam3.exceptions import InputValidationError, Sam3ProviderError
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
@@ -22,6 +23,10 @@ class FalRequestSensor(BaseSensorOperator):
     :param reference: the request reference (a dict, typically ``XComArg`` of a submitting task). Templated.
     :param deferrable: wait in the triggerer; otherwise ``poke`` (``mode="poke"`` or ``"reschedule"``).
     :param output_path: copy outputs here before fal's URLs expire.
+    :param cancel_on_stop: cancel the request at fal when this sensor times out or is cleared or marked. Off by
+        default: the request belongs to the task that submitted it, and a cleared sensor waits for it again.
+
+    A timeout raises ``AirflowSensorTimeout`` in every mode, so ``soft_fail`` and ``never_fail`` apply as usual.
     """
 
     template_fields = ("reference", "output_path")
@@ -34,6 +39,7 @@ class FalRequestSensor(BaseSensorOperator):
         fal_conn_id: str = DEFAULT_CONN_ID,
         output_path: Any = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        cancel_on_stop: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -41,6 +47,7 @@ class FalRequestSensor(BaseSensorOperator):
         self.fal_conn_id = fal_conn_id
         self.output_path = output_path
         self.deferrable = deferrable
+        self.cancel_on_stop = cancel_on_stop
 
     def _reference(self) -> RequestReference:
         value = self.reference
@@ -65,13 +72,18 @@ class FalRequestSensor(BaseSensorOperator):
         if ti is not None:
             ti.xcom_push(key=LINK_XCOM_KEY, value=request_link(hook.get_settings().queue_host, ref.request_id))
         if not self.deferrable:
-            return super().execute(context)
+            try:
+                return super().execute(context)
+            except (AirflowSensorTimeout, AirflowSkipException):  # a timeout, or one that soft_fail turned into a skip
+                self._cancel_if_owned(ref, "stopped without a result")
+                raise
         from airflow_provider_sam3.triggers.fal import FalRequestTrigger
 
         deadline = time.time() + self.timeout
         self.defer(
             trigger=FalRequestTrigger(reference=ref.to_dict(), fal_conn_id=self.fal_conn_id, deadline=deadline,
-                                      poll_interval=self.poke_interval, max_poll_interval=max(self.poke_interval, 30)),
+                                      poll_interval=self.poke_interval, max_poll_interval=max(self.poke_interval, 30),
+                                      cancel_on_stop=self.cancel_on_stop),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout + 120),
         )
@@ -90,6 +102,27 @@ class FalRequestSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=True, xcom_value=document)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
+        if isinstance(event, dict) and event.get("status") == "timeout":
+            raise AirflowSensorTimeout(f"fal request {event['reference'].get('request_id')} {event.get('message')}")
         ref = raise_for_event(event)
         return fetch_result_document(_hook(self.fal_conn_id), ref, metrics=event.get("metrics"),
                                      output_path=self.output_path, log=self.log)
+
+    def on_kill(self) -> None:
+        """Poke mode, cleared or marked by a user: cancel only a request this sensor was told it owns."""
+        try:
+            ref = self._reference()
+        except InputValidationError:
+            return
+        self._cancel_if_owned(ref, "was stopped")
+
+    def _cancel_if_owned(self, ref: RequestReference, why: str) -> None:
+        if not self.cancel_on_stop:
+            self.log.info("Sensor %s; fal request %s is left running for the task that submitted it", why,
+                          ref.request_id)
+            return
+        try:
+            outcome = _hook(self.fal_conn_id).cancel(ref)
+            self.log.info("Sensor %s; cancelled fal request %s: %s", why, ref.request_id, outcome)
+        except Sam3ProviderError as error:
+            self.log.warning("Sensor %s; cancelling fal request %s failed: %s", why, ref.request_id, error)

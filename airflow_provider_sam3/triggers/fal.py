@@ -2,7 +2,8 @@
 
 Async only; kwargs are JSON primitives; the deadline is an absolute epoch time (a relative one would restart
 after a triggerer restart); polling backs off; fal's logs reach the task log in bounded form; a deadline that
-passes cancels the remote request, and so does clearing or marking the task (``on_kill``).
+passes cancels the remote request, and so does clearing or marking the task (``on_kill``), unless the waiting
+task does not own the request (``cancel_on_stop=False``, the sensor's default).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class FalRequestTrigger(BaseTrigger):
     Events (JSON): ``{"status": "completed", "reference", "error", "error_type", "metrics"}``,
     ``{"status": "timeout", "reference", "message", "cancel"}`` or ``{"status": "error", ...}`` (see ``error_event``).
     ``echo`` is returned untouched in every event, so the resumed task gets back what it needs without a lookup.
+    ``cancel_on_stop`` cancels the request at fal when the deadline passes or the task is cleared or marked; a task
+    waiting for a request it did not submit turns it off, so the request stays for whoever owns it.
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class FalRequestTrigger(BaseTrigger):
         max_poll_interval: float | None = None,
         forward_logs: bool = True,
         echo: dict[str, Any] | None = None,
+        cancel_on_stop: bool = True,
     ) -> None:
         super().__init__()
         self.reference = dict(reference)
@@ -75,6 +79,7 @@ class FalRequestTrigger(BaseTrigger):
         self.max_poll_interval = max_poll_interval
         self.forward_logs = forward_logs
         self.echo = echo or {}
+        self.cancel_on_stop = cancel_on_stop
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -87,6 +92,7 @@ class FalRequestTrigger(BaseTrigger):
                 "max_poll_interval": self.max_poll_interval,
                 "forward_logs": self.forward_logs,
                 "echo": self.echo,
+                "cancel_on_stop": self.cancel_on_stop,
             },
         )
 
@@ -131,10 +137,13 @@ class FalRequestTrigger(BaseTrigger):
             attempt += 1
 
     async def _cancel_at_deadline(self, hook: FalHook, ref: RequestReference, status: QueueStatus) -> dict[str, Any]:
-        try:
-            outcome = await hook.acancel(ref)
-        except Sam3ProviderError as error:
-            outcome = f"cancel failed: {error}"
+        if not self.cancel_on_stop:
+            outcome = "not cancelled: left running for the task that submitted it"
+        else:
+            try:
+                outcome = await hook.acancel(ref)
+            except Sam3ProviderError as error:
+                outcome = f"cancel failed: {error}"
         message = f"was still {status.describe()} when its deadline passed; cancel at fal: {outcome}"
         self.log.warning("%s request %s %s", ref.endpoint_id, ref.request_id, message)
         return {"status": "timeout", "reference": self.reference, "message": message, "cancel": outcome}
@@ -142,6 +151,10 @@ class FalRequestTrigger(BaseTrigger):
     async def on_kill(self) -> None:
         """The task was cleared or marked by a user: nobody will read this request's result, so cancel it."""
         ref = RequestReference.from_dict(self.reference)
+        if not self.cancel_on_stop:
+            self.log.info("Task was cleared or marked; fal request %s is left running for the task that submitted it",
+                          ref.request_id)
+            return
         hook = FalHook(self.fal_conn_id)
         try:
             outcome = await hook.acancel(ref)

@@ -52,3 +52,41 @@ def bad_reference():
 
 
 BAD_REFERENCE_DAG = bad_reference()
+
+
+def make_timeout_dag(mode: str, cancel_on_stop: bool, soft_fail: bool = False):
+    dag_id = f"sam3_sensor_timeout_{mode}_{'cancels' if cancel_on_stop else 'leaves'}{'_soft' if soft_fail else ''}"
+
+    @dag(dag_id=dag_id, schedule=None, params={"image": ""})
+    def sensor_timeout():
+        submit = SegmentImageOperator(task_id="submit", image="{{ params.image }}", prompt="square",
+                                      wait_for_completion=False)
+        FalRequestSensor(task_id="wait", reference=submit.output, poke_interval=0.3, timeout=1.5, retries=2,
+                         deferrable=mode == "deferrable", cancel_on_stop=cancel_on_stop, soft_fail=soft_fail)
+
+    return sensor_timeout()
+
+
+TIMEOUT_CASES = [("poke", False, False), ("poke", True, False), ("deferrable", False, False),
+                 ("deferrable", True, False), ("deferrable", False, True), ("poke", True, True)]
+TIMEOUT_DAGS = {case: make_timeout_dag(*case) for case in TIMEOUT_CASES}
+
+
+@pytest.mark.parametrize("mode, cancel_on_stop, soft_fail", TIMEOUT_CASES)
+def test_a_sensor_timeout_leaves_the_request_to_its_owner_unless_told_to_cancel(
+    run_dag, photo, fal_emulator, capfd, mode, cancel_on_stop, soft_fail
+):
+    fal_emulator.configure(service_time_s=60.0)
+    results = run_dag(TIMEOUT_DAGS[(mode, cancel_on_stop, soft_fail)], image=str(photo))
+    # A sensor timeout is final in every mode: no retry, skipped under soft_fail, as Airflow's own sensors do.
+    assert results["wait"][0] == ("skipped" if soft_fail else "failed"), results
+    out, err = capfd.readouterr()
+    assert "Sensor has timed out" in out + err or "deadline passed" in out + err
+    request = fal_emulator.requests()[0]
+    assert fal_emulator.counters()["submissions"]["total"] == 1
+    assert request["cancelled"] is cancel_on_stop
+    assert fal_emulator.counters()["cancels"]["total"] == int(cancel_on_stop)
+    if cancel_on_stop:
+        assert request["request_id"] in out + err and "CANCELLATION_REQUESTED" in out + err
+    else:
+        assert request["request_id"] in out + err and "left running for the task that submitted it" in out + err

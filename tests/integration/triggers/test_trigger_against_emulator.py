@@ -1,4 +1,5 @@
-"""FalRequestTrigger against the emulator: rebuilt from kwargs mid-wait, deadline cancels, on_kill cancels."""
+"""FalRequestTrigger against the emulator: rebuilt from kwargs mid-wait, deadline and on_kill cancel (unless the
+waiting task does not own the request), polling backs off."""
 
 from __future__ import annotations
 
@@ -72,6 +73,18 @@ def test_on_kill_cancels_the_remote_request(fal_emulator):
     asyncio.run(FalRequestTrigger(reference.to_dict()).on_kill())
     assert fal_emulator.counters()["cancels"]["total"] == 1
     assert fal_emulator.requests()[0]["cancelled"] is True
+
+
+def test_a_trigger_that_does_not_own_its_request_never_cancels_it(fal_emulator):
+    reference = submit(fal_emulator, service_time=30.0)
+    trigger = FalRequestTrigger(reference.to_dict(), deadline=time.time() + 1.0, poll_interval=0.2,
+                                cancel_on_stop=False)
+    event = asyncio.run(first_event(trigger))
+    assert event.payload["status"] == "timeout"
+    assert event.payload["cancel"].startswith("not cancelled")
+    asyncio.run(trigger.on_kill())
+    assert fal_emulator.counters()["cancels"]["total"] == 0
+    assert fal_emulator.requests()[0]["cancelled"] is False
 
 
 def test_polling_backs_off_instead_of_fal_clients_tenth_of_a_second(fal_emulator):
