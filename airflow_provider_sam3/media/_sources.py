@@ -7,13 +7,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from airflow_provider_sam3.exceptions import InvalidImageError
 
 SOURCE_KINDS = (
     "a PIL image, bytes, a local file path, or an object with read_bytes() such as airflow.sdk.ObjectStoragePath"
 )
+
+_EXIF_ORIENTATION = 0x0112
 
 
 def short(text: str, limit: int = 200) -> str:
@@ -87,3 +89,14 @@ def load_image(source: Any, *, field: str) -> Image.Image:
         return source
     data, description = read_source(source, field=field)
     return decode(data, description, field=field)
+
+
+def upright(image: Image.Image) -> Image.Image | None:
+    """The image turned as its EXIF orientation says (as it is sent to fal), or None when it needs no turning."""
+    try:
+        orientation = image.getexif().get(_EXIF_ORIENTATION)
+    except Exception:
+        return None
+    if orientation not in range(2, 9):
+        return None
+    return ImageOps.exif_transpose(image)

@@ -10,23 +10,22 @@ import numpy as np
 import numpy.typing as npt
 
 from airflow_provider_sam3.exceptions import InputValidationError
-from airflow_provider_sam3.media._b64 import STRICT_BASE64, strict_b64decode
+from airflow_provider_sam3.media._b64 import TOLERANT_BASE64, tolerant_b64decode
 
 _FIELD = "embedding_b64"
 
 
 def embedding_bytes(embedding_b64: str) -> bytes:
-    """The raw bytes of a strict (standard alphabet, padded, no whitespace) base64 embedding."""
+    """The raw bytes of a base64 embedding; line breaks, missing padding and URL-safe characters are tolerated,
+    since the text comes from fal after the request was paid for."""
     if not isinstance(embedding_b64, (str, bytes)):
         raise InputValidationError(_FIELD, f"must be a base64 string, got {type(embedding_b64).__name__}.")
     if not embedding_b64:
         raise InputValidationError(_FIELD, "is empty; expected the base64 text fal returned.")
     try:
-        return strict_b64decode(embedding_b64)
+        return tolerant_b64decode(embedding_b64)
     except ValueError as exc:
-        raise InputValidationError(
-            _FIELD, f"is not valid base64 ({exc}).", allowed=STRICT_BASE64
-        ) from None
+        raise InputValidationError(_FIELD, f"is not valid base64 ({exc}).", allowed=TOLERANT_BASE64) from None
 
 
 def _shape(shape: int | Sequence[int]) -> tuple[int, ...]:

@@ -17,11 +17,11 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from urllib.request import url2pathname
 
-from PIL import Image, ImageOps, UnidentifiedImageError, features
+from PIL import Image, UnidentifiedImageError, features
 
 from airflow_provider_sam3.exceptions import InputValidationError, InvalidImageError
 from airflow_provider_sam3.media._b64 import STRICT_BASE64, strict_b64decode
-from airflow_provider_sam3.media._sources import read_path, read_source, short
+from airflow_provider_sam3.media._sources import read_path, read_source, short, upright
 
 ACCEPTED_IMAGE_FORMATS = ("jpg", "jpeg", "png", "webp", "gif", "avif")
 """Image formats fal accepts, as users name them."""
@@ -40,7 +40,6 @@ _KEEP_ON_REENCODE = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
 _PNG_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
 _MIME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$")
-_ORIENTATION = 0x0112
 _DATA_URI = "data:<media type>;base64,<payload>"
 
 
@@ -142,16 +141,6 @@ def _too_large(description: str, width: int, height: int, max_pixels: int, field
         )
 
 
-def _upright(image: Image.Image) -> Image.Image | None:
-    try:
-        orientation = image.getexif().get(_ORIENTATION)
-    except Exception:
-        return None
-    if orientation in (None, 1) or orientation not in range(2, 9):
-        return None
-    return ImageOps.exif_transpose(image)
-
-
 def _encode(image: Image.Image, fmt: str, icc: bytes | None) -> bytes:
     target = _KEEP_ON_REENCODE.get(fmt, "PNG")
     options: dict[str, Any] = {"icc_profile": icc} if icc else {}
@@ -201,11 +190,11 @@ def _from_bytes(data: bytes, description: str, field: str, max_pixels: int) -> P
         image.load()
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImageError(field, f"{description} is truncated or corrupt ({exc}).", allowed=_ALLOWED) from None
-    upright = _upright(image)
-    if upright is not None:
-        data = _encode(upright, fmt, image.info.get("icc_profile"))
+    turned = upright(image)
+    if turned is not None:
+        data = _encode(turned, fmt, image.info.get("icc_profile"))
         fmt = _FORMATS[_KEEP_ON_REENCODE.get(fmt, "PNG")]
-        image = upright
+        image = turned
     return PreparedImage(to_data_uri(data, _MIMES[fmt]), image.width, image.height, fmt, len(data), description)
 
 
@@ -214,8 +203,8 @@ def _from_pil(image: Image.Image, field: str, max_pixels: int) -> PreparedImage:
     _too_large(description, image.width, image.height, max_pixels, field)
     try:
         image.load()
-        upright = _upright(image)
-        data = _encode(image if upright is None else upright, "png", image.info.get("icc_profile"))
+        turned = upright(image)
+        data = _encode(image if turned is None else turned, "png", image.info.get("icc_profile"))
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImageError(field, f"{description} is truncated or corrupt ({exc}).") from None
     return _from_bytes(data, description, field, max_pixels)

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from airflow_provider_sam3.exceptions import InputValidationError
-from airflow_provider_sam3.media._sources import load_image
+from airflow_provider_sam3.media._sources import load_image, upright
 from airflow_provider_sam3.media.boxes import mask_box
 
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -58,6 +58,12 @@ def _colors(colors: Sequence[Sequence[int]] | None) -> list[tuple[int, int, int]
     return out
 
 
+def _photo(image: ImageSource) -> Image.Image:
+    """The source photo upright, as ``prepare_image`` sent it to fal, so fal's masks line up with it."""
+    loaded = load_image(image, field="image")
+    return upright(loaded) or loaded
+
+
 def _edge(mask: np.ndarray) -> np.ndarray:
     padded = np.pad(mask, 1)
     inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
@@ -75,7 +81,7 @@ def overlay(
     """RGB copy of ``image`` with each mask tinted in its own colour (and outlined in it when ``outline``)."""
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.number)) or not 0 <= alpha <= 1:
         raise InputValidationError("alpha", f"must be a number from 0 to 1, got {alpha!r}.")
-    base = load_image(image, field="image").convert("RGB")
+    base = _photo(image).convert("RGB")
     if isinstance(masks, np.ndarray) and masks.ndim == 2:
         masks = [masks]
     arrays = [_mask(m, base.size, f"masks[{i}]") for i, m in enumerate(masks)]
@@ -91,7 +97,7 @@ def overlay(
 
 def cutout(image: ImageSource, mask: np.ndarray, *, crop: bool = True) -> Image.Image:
     """RGBA copy of ``image`` whose alpha is the mask (255 inside, 0 outside), cropped to the mask box if ``crop``."""
-    rgba = load_image(image, field="image").convert("RGBA")
+    rgba = _photo(image).convert("RGBA")
     array = _mask(mask, rgba.size, "mask")
     rgba.putalpha(Image.fromarray(array.astype(np.uint8) * 255, "L"))
     box = mask_box(array) if crop else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, ValidationInfo, field_validator, model_validator
 
 from airflow_provider_sam3.models.base import EndpointInput, EndpointOutput, FileUrl
 from airflow_provider_sam3.models.files import File
@@ -52,17 +52,18 @@ class SegmentVideoRleInput(EndpointInput):
     boundingbox_zip: bool = False
     detection_threshold: Threshold = 0.5
 
-    @model_validator(mode="after")
-    def _frame_index_needs_mask(self) -> SegmentVideoRleInput:
-        if self.frame_index is not None and self.mask_url is None:
-            raise ValueError("frame_index names the frame of mask_url; give mask_url too, or drop frame_index")
-        return self
+    @field_validator("frame_index")
+    @classmethod
+    def _frame_index_needs_mask(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("mask_url") is None:
+            raise ValueError("names the frame of mask_url; give mask_url too, or drop frame_index")
+        return value
 
 
 class SegmentVideoRleOutput(EndpointOutput):
     """Output of ``/video-rle``: fal declares a union; in practice the RLE branch, sometimes the video one."""
 
-    rle: list[str] | str | None = None
+    rle: list[str | None] | str | None = None
     boxes: list[NormalizedBox | None] | None = None
     scores: list[float | None] | None = None
     video: File | None = None
@@ -76,10 +77,10 @@ class SegmentVideoRleOutput(EndpointOutput):
 
     @property
     def frame_rles(self) -> list[str]:
-        """One RLE string per frame (an empty string is an empty mask)."""
+        """One RLE string per frame; a frame without a mask (``""`` or ``null``) is an empty string."""
         if self.rle is None:
             return []
-        return [self.rle] if isinstance(self.rle, str) else list(self.rle)
+        return [self.rle] if isinstance(self.rle, str) else [frame or "" for frame in self.rle]
 
 
 class SegmentVideoObjectsInput(EndpointInput):

@@ -40,7 +40,18 @@ def test_wrong_byte_count_names_the_counts():
     assert "12 bytes" in message and "16 bytes" in message and "<f4" in message
 
 
-@pytest.mark.parametrize("garbage", ["not base64!!", "QUJD=", "QU JD", "QUJD\n", "", "é"])
+@pytest.mark.parametrize("written, payload", [("QUJD", b"ABC"), ("QU JD", b"ABC"), ("QUJD\n", b"ABC"),
+                                              ("QUJD\nQUJD", b"ABCABC"), ("QUI", b"AB"), ("QUI=", b"AB")])
+def test_base64_as_servers_write_it_is_accepted(written, payload):
+    assert embedding_bytes(written) == payload
+
+
+def test_url_safe_alphabet_is_accepted():
+    payload = bytes([0xFB, 0xFF, 0xBF])
+    assert embedding_bytes(base64.urlsafe_b64encode(payload).decode()) == payload
+
+
+@pytest.mark.parametrize("garbage", ["not base64!!", "QUJDR", "QU@JD", "", "é"])
 def test_garbage_rejected(garbage):
     with pytest.raises(InputValidationError) as info:
         embedding_bytes(garbage)

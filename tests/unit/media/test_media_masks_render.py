@@ -168,3 +168,28 @@ def test_mask_to_png_and_encode_png():
     assert Image.open(io.BytesIO(encode_png(_photo()))).size == (W, H)
     with pytest.raises(InputValidationError):
         encode_png(b"bytes")  # type: ignore[arg-type]
+
+
+def test_overlay_and_cutout_turn_an_exif_rotated_photo_upright_as_it_was_sent_to_fal():
+    from airflow_provider_sam3.media.inputs import prepare_image
+
+    stored = np.zeros((20, 40, 3), dtype=np.uint8)  # stored 40 wide, 20 high; its left quarter is red
+    stored[:, :10] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated 90 degrees clockwise: 20 wide, 40 high, the red part on top
+    buffer = io.BytesIO()
+    Image.fromarray(stored, "RGB").save(buffer, format="JPEG", exif=exif.tobytes(), quality=95)
+    photo = buffer.getvalue()
+    sent = prepare_image(photo)
+    assert (sent.width, sent.height) == (20, 40)
+    top = np.zeros((40, 20), dtype=bool)  # a mask fal would return for the red part of what it was sent
+    top[:10] = True
+
+    tinted = np.asarray(overlay(photo, top, alpha=1.0, colors=[(0, 0, 255)], outline=False))
+    assert tinted.shape == (40, 20, 3)
+    assert tinted[:10].reshape(-1, 3).tolist() == [[0, 0, 255]] * 200
+    assert (tinted[12:, :, 0] < 60).all()  # below the mask the photo shows through, and it is not red
+    piece = cutout(photo, top)
+    assert piece.size == (20, 10)
+    red, green, blue, alpha = (np.asarray(piece)[..., i] for i in range(4))
+    assert (alpha == 255).all() and (red > 200).all() and (green < 60).all()

@@ -112,14 +112,17 @@ def test_video_rle_defaults_and_frame_index_needs_mask():
     rle = get_endpoint("fal-ai/sam-3/video-rle")
     body = rle.validate_input({"video_url": VID}).to_request()
     assert body["apply_mask"] is False and body["boundingbox_zip"] is False
-    with pytest.raises(InputValidationError, match="mask_url"):
+    with pytest.raises(InputValidationError, match="mask_url") as refused:
         rle.validate_input({"video_url": VID, "frame_index": 3})
+    assert refused.value.field == "frame_index"
 
 
 def test_video_rle_output_union_branches():
     out_model = get_endpoint("fal-ai/sam-3/video-rle").output_model
     rle_branch = out_model.model_validate({"rle": ["1 2", ""], "boxes": [[0.5, 0.5, 0.1, 0.1], None], "scores": [None, None]})
     assert rle_branch.frame_rles == ["1 2", ""]
+    no_mask_frames = out_model.model_validate({"rle": [None, "1 2"], "boxes": [None, None]})  # a paid result still parses
+    assert no_mask_frames.frame_rles == ["", "1 2"]
     video_branch = out_model.model_validate({"video": {"url": "https://x/v.mp4"}})
     assert video_branch.frame_rles == [] and video_branch.video.url == "https://x/v.mp4"
     with pytest.raises(ValueError, match="neither"):
