@@ -9,7 +9,6 @@ from airflow_provider_sam3.endpoints import ENDPOINTS
 from airflow_provider_sam3.exceptions import (
     FalAuthenticationError,
     FalDeadlineExceededError,
-    FalRequestCancelledError,
     FalRequestError,
     FalValidationError,
     Sam3ProviderError,
@@ -20,11 +19,11 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.fal import FalHook
 
 RAW_SCHEMA_VERSION = 1
-NOT_WORTH_RETRYING = (FalAuthenticationError, FalValidationError, FalRequestCancelledError)
+NOT_WORTH_RETRYING = (FalAuthenticationError, FalValidationError)
 NOT_WORTH_RETRYING_NAMES = frozenset(
-    ["FalAuthenticationError", "FalBalanceExhaustedError", "FalValidationError", "FalNoMasksError",
-     "FalRequestCancelledError"]
+    ["FalAuthenticationError", "FalBalanceExhaustedError", "FalValidationError", "FalNoMasksError"]
 )
+"""A cancelled request is worth a retry: a clear racing its own cancel, or a cancel from elsewhere, then submits anew."""
 
 
 def as_task_error(error: Exception, *, retry_useless: bool | None = None) -> Exception:

@@ -20,11 +20,12 @@ FaultKind = Literal[
     "slow_response",
     "vanish",
     "expire_early",
+    "cancel_elsewhere",
 ]
 FaultTarget = Literal["submit", "status", "result", "cancel", "any"]
 
 FAULT_KINDS: tuple[str, ...] = FaultKind.__args__  # type: ignore[attr-defined]
-REQUEST_FAULTS = frozenset({"app_500", "expire_early"})
+REQUEST_FAULTS = frozenset({"app_500", "expire_early", "cancel_elsewhere"})
 """Faults decided when a request is submitted (the submit itself succeeds); they may only target ``submit``/``any``."""
 
 DEFAULT_API_KEY = "emulator-key"

@@ -1,7 +1,8 @@
 """Fault injection: which call gets which fault (seeded RNG or schedule), and the responses fal's edge would send.
 
-HTTP faults answer the call itself. ``app_500`` and ``expire_early`` are request faults: decided when a request is
-submitted (the submit succeeds), they make it crash or lose its result right at completion.
+HTTP faults answer the call itself. ``app_500``, ``expire_early`` and ``cancel_elsewhere`` are request faults:
+decided when a request is submitted (the submit succeeds), they make it crash, lose its result right at completion,
+or be cancelled halfway through its run by someone else (fal's dashboard, another process holding the reference).
 """
 
 from __future__ import annotations

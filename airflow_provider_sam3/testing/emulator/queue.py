@@ -240,6 +240,8 @@ class RequestQueue:
         service = config.service_time_s + jitter
         work = asyncio.ensure_future(self._crash(record) if record.fault == "app_500" else self._run_app(record))
         work.add_done_callback(lambda task: task.cancelled() or task.exception())
+        if record.fault == "cancel_elsewhere":
+            asyncio.get_running_loop().call_later(service / 2, self.cancel, record)
         steps = config.in_progress_logs
         try:
             for step in range(steps):

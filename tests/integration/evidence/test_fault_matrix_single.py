@@ -119,6 +119,12 @@ FAULTS: list[Fault] = [
     Fault("result_expires_before_fetch", (f("expire_early", "submit", first=1),), submissions=2, tries=2,
           says=("FalRequestNotFoundError: ", "during result: it vanished or its result expired",
                 "is gone at fal (expired); submitting anew")),
+    # Someone else cancels the request at fal mid-run (the dashboard, or a clear whose trigger cancelled it while
+    # the next try had already reattached): fal answers 499. Worth a retry, which sees it failed and submits anew.
+    Fault("cancelled_elsewhere_mid_run", (f("cancel_elsewhere", "submit", first=1),), submissions=2, tries=2,
+          knobs={"service_time_s": 1.0},
+          says=("FalRequestCancelledError: ", "the request was cancelled before it produced a result",
+                "from a previous try failed", "submitting anew")),
     # Errors a retry cannot fix fail once, without retries, even with retries=1.
     Fault("app_rejects_input_422", image=UNREACHABLE_IMAGE, state="failed", tries=1,
           says=("FalValidationError: ", "fal rejected the input: image_url:", "not retried")),
