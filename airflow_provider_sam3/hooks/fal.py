@@ -93,20 +93,12 @@ class FalHook(BaseHook):
 
             mask_secret(settings.key)
 
-    @staticmethod
-    def _use_queue_host(settings: FalSettings) -> None:
-        """fal-client builds submit URLs from a module global; point it at this connection's queue host."""
-        import fal_client.client as fal_module
-
-        fal_module.QUEUE_URL_FORMAT = f"https://{settings.queue_host}/"
-
     def get_conn(self) -> fal_client.SyncClient:
         """fal-client's synchronous client, authenticated with this connection's key."""
         if self._sync_client is None:
             import fal_client
 
             settings = self.get_settings()
-            self._use_queue_host(settings)
             key = settings.require_key(self.fal_conn_id)
             self._sync_client = fal_client.SyncClient(key=key, default_timeout=settings.request_timeout)
         return self._sync_client
@@ -119,7 +111,6 @@ class FalHook(BaseHook):
             import fal_client
 
             settings = await self.aget_settings()
-            self._use_queue_host(settings)
             key = settings.require_key(self.fal_conn_id)
             self._async_client = fal_client.AsyncClient(key=key, default_timeout=settings.request_timeout)
         return self._async_client
@@ -272,8 +263,10 @@ class FalHook(BaseHook):
         from fal_client.client import _request
 
         client = self.get_conn()
+        settings = self.get_settings()
         try:
-            url, headers = _submit_call(endpoint_id, webhook_url, priority, start_timeout, hint)
+            url, headers = _submit_call(settings.queue_host, endpoint_id, webhook_url, priority, start_timeout,
+                                        hint)
             body = self._body(arguments)
         except Exception as error:  # noqa: BLE001 - a bad priority or start_timeout, refused by fal-client
             raise translate(error, endpoint_id=endpoint_id, request_id=None, action="submit") from error
@@ -422,8 +415,10 @@ class FalHook(BaseHook):
         from fal_client.client import _async_request
 
         client = await self.aget_conn()
+        settings = await self.aget_settings()
         try:
-            url, headers = _submit_call(endpoint_id, webhook_url, priority, start_timeout, hint)
+            url, headers = _submit_call(settings.queue_host, endpoint_id, webhook_url, priority, start_timeout,
+                                        hint)
             body = self._body(arguments)
         except Exception as error:  # noqa: BLE001 - a bad priority or start_timeout, refused by fal-client
             raise translate(error, endpoint_id=endpoint_id, request_id=None, action="submit") from error
@@ -569,14 +564,16 @@ def _fal_max_delay() -> float:
     return fal_module.MAX_DELAY
 
 
-def _submit_call(endpoint_id: str, webhook_url: str | None, priority: str | None, start_timeout: float | None,
-                 hint: str | None) -> tuple[str, dict[str, str]]:
-    """The submit's URL and headers, built as fal-client's ``submit`` builds them (and validated by its helpers)."""
+def _submit_call(queue_host: str, endpoint_id: str, webhook_url: str | None, priority: str | None,
+                 start_timeout: float | None, hint: str | None) -> tuple[str, dict[str, str]]:
+    """The submit's URL and headers, built as fal-client's ``submit`` builds them (and validated by its helpers), on
+    this connection's queue host: fal-client's own ``QUEUE_URL_FORMAT`` is a process-wide global, shared by every
+    connection and by user code, so it is neither read nor changed here."""
     from urllib.parse import urlencode
 
     import fal_client.client as fal_module
 
-    url = fal_module.QUEUE_URL_FORMAT + endpoint_id
+    url = f"https://{queue_host}/{endpoint_id}"
     if webhook_url is not None:
         url += "?" + urlencode({"fal_webhook": webhook_url})
     headers: dict[str, str] = {}

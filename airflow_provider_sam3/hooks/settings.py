@@ -10,6 +10,7 @@ Precedence (documented in the README):
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,9 @@ DEFAULT_REQUEST_TIMEOUT = 120.0
 DEFAULT_POLL_INTERVAL = 2.0
 DEFAULT_MAX_POLL_INTERVAL = 30.0
 MIN_POLL_INTERVAL = 0.2
+_KEY_CHARACTERS = re.compile(r"[\x21-\x7e]+")
+"""A key is printable ASCII without spaces: anything else cannot go in an HTTP header, and httpx's error for it
+would quote the whole header, key included."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,21 @@ def key_from_environment() -> tuple[str | None, str]:
     return None, "nowhere"
 
 
+def _checked_key(key: str | None, source: str) -> str | None:
+    """The key without the spaces and line breaks a paste adds around it; refused (never quoted) if still unusable."""
+    if key is None:
+        return None
+    key = key.strip()
+    if key and not _KEY_CHARACTERS.fullmatch(key):
+        from airflow_provider_sam3.exceptions import FalAuthenticationError
+
+        raise FalAuthenticationError(
+            f"the fal API key from {source} contains spaces, line breaks or other characters a key never has; "
+            "paste the key again (KEY_ID:KEY_SECRET, printable characters only)"
+        )
+    return key or None
+
+
 def _number(extra: dict[str, Any], name: str, default: float, conn_id: str) -> float:
     value = extra.get(name)
     if value in (None, ""):
@@ -72,6 +91,7 @@ def resolve_settings(conn_id: str, connection: Any | None, extra: dict[str, Any]
     source = f"Airflow connection {conn_id!r}" if key else ""
     if not key:
         key, source = key_from_environment()
+    key = _checked_key(key, source)
     host = (getattr(connection, "host", None) or os.environ.get("FAL_QUEUE_RUN_HOST") or DEFAULT_QUEUE_HOST).strip()
     host = host.removeprefix("https://").rstrip("/")
     port = getattr(connection, "port", None)

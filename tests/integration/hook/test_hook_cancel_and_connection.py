@@ -151,3 +151,36 @@ def test_missing_key_fails_before_any_call(fal_emulator, monkeypatch):
         FalHook().submit(IMAGE_ENDPOINT, ARGS)
     assert "no fal API key" in str(raised.value)
     assert fal_emulator.counters()["submissions"]["total"] == 0
+
+
+def test_two_connections_submit_to_their_own_hosts(fal_emulator, monkeypatch, tmp_path):
+    """fal-client's submit URL is a process-wide global; a hook must not send one connection's key elsewhere."""
+    from pathlib import Path
+
+    from airflow_provider_sam3.testing import EmulatorConfig, FalEmulator
+
+    config = EmulatorConfig(service_time_s=0.05, api_key="second-key", cert_dir=str(tmp_path / "second"))
+    with FalEmulator(config) as second:
+        both = tmp_path / "both.pem"
+        both.write_text(Path(fal_emulator.env["SSL_CERT_FILE"]).read_text()
+                        + Path(second.env["SSL_CERT_FILE"]).read_text())
+        monkeypatch.setenv("SSL_CERT_FILE", str(both))
+        set_connection(monkeypatch, conn_id="fal_first", password=fal_emulator.api_key, host=fal_emulator.host)
+        set_connection(monkeypatch, conn_id="fal_second", password=second.api_key, host=second.host)
+        first, other = FalHook("fal_first"), FalHook("fal_second")
+        first.get_conn(), other.get_conn()  # both clients exist before either submits
+
+        async def async_submits():
+            afirst, aother = FalHook("fal_first"), FalHook("fal_second")
+            try:
+                await afirst.aget_conn(), await aother.aget_conn()
+                return await afirst.asubmit(IMAGE_ENDPOINT, ARGS), await aother.asubmit(IMAGE_ENDPOINT, ARGS)
+            finally:
+                await afirst.aclose(), await aother.aclose()
+
+        references = [first.submit(IMAGE_ENDPOINT, ARGS), other.submit(IMAGE_ENDPOINT, ARGS),
+                      *asyncio.run(async_submits())]
+        hosts = [ref.status_url.split("/")[2] for ref in references]
+        assert hosts == [fal_emulator.host, second.host] * 2
+        assert fal_emulator.counters()["submissions"]["total"] == 2
+        assert second.counters()["submissions"]["total"] == 2

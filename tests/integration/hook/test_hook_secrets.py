@@ -164,6 +164,17 @@ def test_the_key_appears_in_no_error_log_or_reference(fal_emulator, monkeypatch,
     run.messages.append(FalHook("fal_nowhere").test_connection()[1])
     run.expect(exc.FalTransientError, FalHook("fal_nowhere").submit, IMAGE_ENDPOINT, ARGS)
 
+    # a pasted key: the line break around it is dropped; one inside it cannot go in a header, and is refused
+    set_connection(monkeypatch, conn_id="fal_pasted", password=f" {SENTINEL}\n", host=fal_emulator.host)
+    references.append(FalHook("fal_pasted").submit(IMAGE_ENDPOINT, ARGS))
+    broken = SENTINEL.replace(":", ":\n")
+    set_connection(monkeypatch, conn_id="fal_broken", password=broken, host=fal_emulator.host)
+    run.expect(exc.FalAuthenticationError, FalHook("fal_broken").submit, IMAGE_ENDPOINT, ARGS)
+    run.aexpect(exc.FalAuthenticationError, lambda h: FalHook("fal_broken").asubmit(IMAGE_ENDPOINT, ARGS))
+    connected, answer = FalHook("fal_broken").test_connection()
+    assert not connected and "line breaks" in answer
+    run.messages.append(answer)
+
     # ---- the checks
     assert len(run.errors) >= 30
     texts = [t for error in run.errors for t in _texts_of(error)] + run.messages

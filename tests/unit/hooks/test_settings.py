@@ -71,3 +71,22 @@ def test_key_is_not_in_the_settings_repr(monkeypatch):
 def test_connection_test_reports_missing_key_in_words():
     ok, message = FalHook("fal_missing").test_connection()
     assert ok is False and "no fal API key found" in message
+
+
+@pytest.mark.parametrize("pasted", ["  key-id:secret\n", "\tkey-id:secret\r\n"])
+def test_spaces_and_line_breaks_around_a_pasted_key_are_dropped(monkeypatch, pasted):
+    set_connection(monkeypatch, password=pasted)
+    assert FalHook().get_settings().key == "key-id:secret"
+    monkeypatch.delenv("AIRFLOW_CONN_FAL_DEFAULT")
+    monkeypatch.setenv("FAL_KEY", pasted)
+    assert FalHook().get_settings().key == "key-id:secret"
+
+
+@pytest.mark.parametrize("broken", ["key-id:sec ret", "key-id:\nsecret", "key-id:sécret", "key\x00id:secret"])
+def test_a_key_no_header_can_carry_is_refused_without_quoting_it(monkeypatch, broken):
+    set_connection(monkeypatch, password=broken)
+    with pytest.raises(FalAuthenticationError) as refused:
+        FalHook().get_settings()
+    message = str(refused.value)
+    assert "connection 'fal_default'" in message and "paste the key again" in message
+    assert "key-id" not in message and "key\x00id" not in message  # no part of the key

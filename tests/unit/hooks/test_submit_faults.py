@@ -94,16 +94,17 @@ def test_the_lost_answer_error_says_what_happened_and_what_to_do():
     assert error.request_id is None and error.retryable is True
 
 
-def test_submit_url_and_headers_are_fal_clients(monkeypatch):
+def test_submit_url_and_headers_are_fal_clients_on_the_connections_host(monkeypatch):
     import fal_client.client as fal_module
 
-    monkeypatch.setattr(fal_module, "QUEUE_URL_FORMAT", "https://queue.example:8443/")
-    url, headers = _submit_call("fal-ai/sam-3/image", "https://hooks.example/x?a=1", "low", 30, "gpu")
+    monkeypatch.setattr(fal_module, "QUEUE_URL_FORMAT", "https://another-connections-host/")  # never read
+    host = "queue.example:8443"
+    url, headers = _submit_call(host, "fal-ai/sam-3/image", "https://hooks.example/x?a=1", "low", 30, "gpu")
     assert url == "https://queue.example:8443/fal-ai/sam-3/image?fal_webhook=https%3A%2F%2Fhooks.example%2Fx%3Fa%3D1"
     assert headers == {"X-Fal-Runner-Hint": "gpu", "X-Fal-Queue-Priority": "low", "X-Fal-Request-Timeout": "30.0"}
-    bare = _submit_call("fal-ai/sam-3/image", None, None, None, None)
+    bare = _submit_call(host, "fal-ai/sam-3/image", None, None, None, None)
     assert bare == ("https://queue.example:8443/fal-ai/sam-3/image", {})
     with pytest.raises(ValueError, match="Priority"):
-        _submit_call("fal-ai/sam-3/image", None, "urgent", None, None)
+        _submit_call(host, "fal-ai/sam-3/image", None, "urgent", None, None)
     with pytest.raises(ValueError, match="Timeout"):
-        _submit_call("fal-ai/sam-3/image", None, None, 0.5, None)
+        _submit_call(host, "fal-ai/sam-3/image", None, None, 0.5, None)
