@@ -207,7 +207,7 @@ class FalHook(BaseHook):
                 return call()
             except Exception as error:  # noqa: BLE001 - every failure is translated, then re-raised or retried
                 mapped = translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action=action)
-                if not _worth_retrying(mapped) or attempt + 1 >= self.retry_attempts:
+                if not _worth_retrying(mapped, error) or attempt + 1 >= self.retry_attempts:
                     raise mapped from error
                 delay = RETRY_BACKOFF.delay(attempt)
                 self.log.warning("%s; retrying %s in %.1f s (attempt %d of %d)", mapped, action, delay,
@@ -221,7 +221,7 @@ class FalHook(BaseHook):
                 return await call()
             except Exception as error:  # noqa: BLE001 - every failure is translated, then re-raised or retried
                 mapped = translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action=action)
-                if not _worth_retrying(mapped) or attempt + 1 >= self.retry_attempts:
+                if not _worth_retrying(mapped, error) or attempt + 1 >= self.retry_attempts:
                     raise mapped from error
                 delay = RETRY_BACKOFF.delay(attempt)
                 self.log.warning("%s; retrying %s in %.1f s (attempt %d of %d)", mapped, action, delay,
@@ -526,10 +526,16 @@ def _load_async_dependencies() -> None:
     _ASYNC_READY.set()
 
 
-def _worth_retrying(error: Sam3ProviderError) -> bool:
-    """Whether the same call may succeed soon. A start timeout is retryable by resubmitting, but it is the
-    request's final answer: fetching its result again returns the same 504."""
-    return error.retryable and not isinstance(error, FalStartTimeoutError)
+def _worth_retrying(mapped: Sam3ProviderError, error: BaseException) -> bool:
+    """Whether the hook should make the same call again: it may succeed soon, and fal-client has not already made it
+    ``MAX_ATTEMPTS`` times (429, fal's edge 502/503/504, timeouts and transport errors), which retrying again would
+    multiply into minutes of calls. A start timeout is retryable by resubmitting, but it is the request's final
+    answer: fetching its result again returns the same 504."""
+    from fal_client.client import _should_retry
+
+    if isinstance(error, Exception) and _should_retry(error):
+        return False
+    return mapped.retryable and not isinstance(mapped, FalStartTimeoutError)
 
 
 def _queue_timeout(settings: FalSettings) -> Any:

@@ -23,6 +23,9 @@ from airflow_provider_sam3.models.status import QueueStatus
 
 MAX_LOG_LINES_PER_POLL = 20
 MAX_LOG_MESSAGE_CHARS = 300
+MAX_FAILED_POLLS_IN_A_ROW = 5
+"""A status poll that fails transiently (after fal-client's own retries) is tried again at the next poll; this many
+in a row end the wait with the error, and the task's retry reattaches to the same request."""
 
 
 def forward_new_logs(log: Any, status: QueueStatus, already_seen: int, request_id: str) -> int:
@@ -108,12 +111,20 @@ class FalRequestTrigger(BaseTrigger):
     async def _wait(self, hook: FalHook, ref: RequestReference) -> dict[str, Any]:
         settings = await hook.aget_settings()
         backoff = poll_backoff(self.poll_interval or settings.poll_interval, self.max_poll_interval or settings.max_poll_interval)
-        logs_seen, attempt, last_state = 0, 0, None
+        logs_seen, attempt, last_state, failed_polls = 0, 0, None, 0
         while True:
             try:
                 status = await hook.astatus(ref, with_logs=self.forward_logs)
             except Sam3ProviderError as error:
-                return error_event(self.reference, error)
+                failed_polls += 1
+                if not error.retryable or failed_polls >= MAX_FAILED_POLLS_IN_A_ROW:
+                    return error_event(self.reference, error)
+                self.log.warning("%s; polling again (%d of %d polls in a row failed)", error, failed_polls,
+                                 MAX_FAILED_POLLS_IN_A_ROW)
+                await asyncio.sleep(backoff.delay(attempt))
+                attempt += 1
+                continue
+            failed_polls = 0
             if status.state != last_state:
                 self.log.info("fal %s request %s: %s", ref.endpoint_id, ref.request_id, status.describe())
                 last_state = status.state

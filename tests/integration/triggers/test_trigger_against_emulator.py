@@ -87,6 +87,30 @@ def test_a_trigger_that_does_not_own_its_request_never_cancels_it(fal_emulator):
     assert fal_emulator.requests()[0]["cancelled"] is False
 
 
+def test_a_poll_failing_after_fal_clients_retries_is_polled_again_not_fatal(fal_emulator, monkeypatch):
+    import fal_client.client
+
+    monkeypatch.setattr(fal_client.client, "MAX_ATTEMPTS", 2)
+    reference = submit(fal_emulator, service_time=0.5)
+    fal_emulator.add_fault("nginx_502", target="status", first=3)  # poll 1 fails twice; poll 2 fails once, then works
+    event = asyncio.run(first_event(FalRequestTrigger(reference.to_dict(), poll_interval=0.2)))
+    assert event.payload["status"] == "completed" and event.payload["error"] is None
+    assert fal_emulator.counters()["faults"]["by_kind"] == {"nginx_502": 3}
+
+
+def test_a_status_outage_ends_the_wait_after_five_failed_polls(fal_emulator, monkeypatch):
+    import fal_client.client
+
+    monkeypatch.setattr(fal_client.client, "MAX_ATTEMPTS", 1)
+    reference = submit(fal_emulator, service_time=30.0)
+    fal_emulator.add_fault("nginx_502", target="status", rate=1.0)
+    event = asyncio.run(first_event(FalRequestTrigger(reference.to_dict(), poll_interval=0.2, max_poll_interval=0.2)))
+    assert event.payload["status"] == "error" and event.payload["retryable"] is True
+    assert event.payload["error_class"] == "FalTransientError"
+    assert fal_emulator.counters()["status_calls"] == 5  # one call per poll: nothing multiplies fal-client's attempts
+    assert fal_emulator.counters()["cancels"]["total"] == 0  # the task's retry reattaches to the same request
+
+
 def test_polling_backs_off_instead_of_fal_clients_tenth_of_a_second(fal_emulator):
     reference = submit(fal_emulator, service_time=6.0)
     started = time.monotonic()
