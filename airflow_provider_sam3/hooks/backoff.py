@@ -28,5 +28,9 @@ RETRY_ATTEMPTS = 5
 
 
 def poll_backoff(first: float, cap: float) -> Backoff:
-    """Status polling: start at ``first`` and slow down by half each time, up to ``cap`` (never fal's 0.1 s)."""
+    """Status polling: start at ``first`` and slow down by half each time, up to ``cap``; never from below
+    ``MIN_POLL_INTERVAL`` (fal-client's own 0.1 s would poll a long queue hundreds of times per request)."""
+    from airflow_provider_sam3.hooks.settings import MIN_POLL_INTERVAL
+
+    first = max(first, MIN_POLL_INTERVAL)
     return Backoff(first=first, factor=1.5, cap=max(cap, first), jitter=0.1)

@@ -66,6 +66,11 @@ class FalRequestSensor(BaseSensorOperator):
             ) from None
 
     def execute(self, context: Any) -> Any:
+        from airflow_provider_sam3.hooks.settings import MIN_POLL_INTERVAL
+
+        if self.poke_interval < MIN_POLL_INTERVAL:
+            raise InputValidationError("poke_interval", f"{self.poke_interval!r} s would poll fal too fast",
+                                       allowed=f"at least {MIN_POLL_INTERVAL} s")
         ref = self._reference()
         hook = _hook(self.fal_conn_id)
         ti = context.get("ti")

@@ -54,6 +54,24 @@ def bad_reference():
 BAD_REFERENCE_DAG = bad_reference()
 
 
+@dag(dag_id="sam3_sensor_polling_too_fast", schedule=None, params={"image": ""})
+def polling_too_fast():
+    submit = SegmentImageOperator(task_id="submit", image="{{ params.image }}", prompt="square",
+                                  wait_for_completion=False)
+    FalRequestSensor(task_id="wait", reference=submit.output, poke_interval=0.05, timeout=5, deferrable=True)
+
+
+POLLING_TOO_FAST_DAG = polling_too_fast()
+
+
+def test_a_sensor_polling_faster_than_the_floor_is_refused_before_polling(run_dag, photo, fal_emulator, capfd):
+    results = run_dag(POLLING_TOO_FAST_DAG, image=str(photo))
+    assert results["wait"][0] == "failed"
+    out, err = capfd.readouterr()
+    assert "poke_interval: 0.05 s would poll fal too fast (allowed: at least 0.2 s)" in out + err
+    assert fal_emulator.counters()["status_calls"] == 0
+
+
 def make_timeout_dag(mode: str, cancel_on_stop: bool, soft_fail: bool = False):
     dag_id = f"sam3_sensor_timeout_{mode}_{'cancels' if cancel_on_stop else 'leaves'}{'_soft' if soft_fail else ''}"
 
