@@ -33,6 +33,7 @@ _EXPORTS = {
     "parse_data_uri": "inputs",
     "prepare_image": "inputs",
     "to_data_uri": "inputs",
+    "image_size_at_url": "probe",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
         to_data_uri,
     )
     from airflow_provider_sam3.media.masks import MaskStats, mask_from_image, mask_stats
+    from airflow_provider_sam3.media.probe import image_size_at_url
     from airflow_provider_sam3.media.render import PALETTE, cutout, encode_png, mask_to_png, overlay
     from airflow_provider_sam3.media.rle import rle_decode, rle_decode_many, rle_encode
 

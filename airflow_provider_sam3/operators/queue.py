@@ -282,9 +282,9 @@ class FalQueueOperator(BaseOperator):
             raise as_task_error(error, retry_useless=True) from error
         hook = self.hook
         reference, finished = self._reattach_or_submit(context, hook, request)
-        if not self.wait_for_completion:
+        if not self.wait_for_completion:  # the image's size rides along, for the sensor's pixel boxes and RLE
             self._forget(context)
-            return reference.to_dict()
+            return {**reference.to_dict(), **({"image": request.image} if request.image else {})}
         if finished is not None:  # fetched here: deferring on a finished request would only add a round trip
             return self._finish(context, hook, reference, image=request.image, metrics=finished.metrics)
 

@@ -96,12 +96,27 @@ class Sam3Operator(FalQueueOperator):
             prepared = prepare_image(source, field=field)
             arguments["image_url"] = prepared.url
             image = {"source": prepared.source, "width": prepared.width, "height": prepared.height}
+            if prepared.width is None and "rle" in endpoint.output_model.model_fields:
+                image.update(self._size_for_rle(prepared))
         body = endpoint.validate_input(arguments).to_request()
         if body.get("sync_mode") and not self.output_path:
             raise InputValidationError(
                 "sync_mode", "returns masks inline as data URIs, too large for XCom; set output_path to keep them"
             )
         return PreparedRequest(endpoint.endpoint_id, body, image)
+
+    def _size_for_rle(self, prepared: Any) -> dict[str, int]:
+        """fal's RLE masks carry no size: read a URL image's size from its header so the result can be decoded."""
+        from airflow_provider_sam3.media.probe import image_size_at_url
+
+        try:
+            width, height = image_size_at_url(prepared.url)
+        except ValueError as error:
+            self.log.warning("Could not read the size of %s (%s); the result's RLE masks will need the size given "
+                             "to mask_arrays(size=...)", prepared.source, error)
+            return {}
+        self.log.info("Read the size of %s from its header: %dx%d", prepared.source, width, height)
+        return {"width": width, "height": height}
 
 
 class SegmentImageOperator(Sam3Operator):

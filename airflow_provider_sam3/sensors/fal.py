@@ -49,7 +49,7 @@ class FalRequestSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self.cancel_on_stop = cancel_on_stop
 
-    def _reference(self) -> RequestReference:
+    def _reference_dict(self) -> Any:
         value = self.reference
         if isinstance(value, str):
             import json
@@ -58,6 +58,16 @@ class FalRequestSensor(BaseSensorOperator):
                 value = json.loads(value)
             except ValueError:
                 raise InputValidationError("reference", "is a string that is not a JSON request reference") from None
+        return value
+
+    def _image(self) -> dict[str, Any] | None:
+        """The image's size the submitting task passed along with its reference, if any."""
+        value = self._reference_dict()
+        image = value.get("image") if isinstance(value, dict) else None
+        return image if isinstance(image, dict) else None
+
+    def _reference(self) -> RequestReference:
+        value = self._reference_dict()
         try:
             return RequestReference.from_dict(value)
         except Exception as error:  # noqa: BLE001 - pydantic or type errors alike
@@ -103,14 +113,15 @@ class FalRequestSensor(BaseSensorOperator):
         self.log.info("fal %s request %s: %s", ref.endpoint_id, ref.request_id, status.describe())
         if not status.done:
             return PokeReturnValue(is_done=False)
-        document = fetch_result_document(hook, ref, metrics=status.metrics, output_path=self.output_path, log=self.log)
+        document = fetch_result_document(hook, ref, image=self._image(), metrics=status.metrics,
+                                         output_path=self.output_path, log=self.log)
         return PokeReturnValue(is_done=True, xcom_value=document)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         if isinstance(event, dict) and event.get("status") == "timeout":
             raise AirflowSensorTimeout(f"fal request {event['reference'].get('request_id')} {event.get('message')}")
         ref = raise_for_event(event)
-        return fetch_result_document(_hook(self.fal_conn_id), ref, metrics=event.get("metrics"),
+        return fetch_result_document(_hook(self.fal_conn_id), ref, image=self._image(), metrics=event.get("metrics"),
                                      output_path=self.output_path, log=self.log)
 
     def on_kill(self) -> None:

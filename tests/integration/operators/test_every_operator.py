@@ -103,3 +103,27 @@ def version_switch():
 
 
 SAM31_DAG = version_switch()
+
+
+@dag(dag_id="sam3_rle_of_a_url_image", schedule=None, params={"image": ""})
+def rle_of_a_url_image():
+    ops.SegmentImageRleOperator(task_id="rle", image=IMAGE, prompt="square", deferrable=True, poll_interval=0.2)
+
+
+RLE_OF_A_URL_IMAGE = rle_of_a_url_image()
+
+
+def test_rle_of_an_image_given_by_url_carries_the_size_read_from_its_header(run_dag, photo, fal_emulator, capfd):
+    """fal's RLE output has no size and URL images are not downloaded: the header gives it, so masks decode."""
+    from airflow_provider_sam3.models.results import SegmentationResult
+
+    url = fal_emulator.host_file(photo.read_bytes(), "photo.png", "image/png")
+    results = run_dag(RLE_OF_A_URL_IMAGE, image=url)
+    assert results["rle"][0] == "success", results
+    document = results["rle"][1]
+    assert document["image"]["width"] == 96 and document["image"]["height"] == 64
+    assert document["rle_size"] == [96, 64]
+    mask = SegmentationResult.from_xcom(document).mask_arrays()[0]
+    assert mask.shape == (64, 96) and mask[16:48, 30:62].all() and mask.sum() == 32 * 32
+    out, err = capfd.readouterr()
+    assert "Read the size of" in out + err and "96x64" in out + err

@@ -30,8 +30,10 @@ def test_sensor_waits_for_the_submitted_request_and_returns_its_document(run_dag
     assert results["submit"][0] == "success" and results["wait"][0] == "success", results
     reference = results["submit"][1]
     assert set(reference) >= {"endpoint_id", "request_id", "status_url", "response_url", "cancel_url"}
+    assert reference["image"]["width"] == 96 and reference["image"]["height"] == 64
     document = results["wait"][1]
     assert document["request_id"] == reference["request_id"]
+    assert document["image"] == reference["image"]  # so pixel boxes and RLE sizes do not depend on fal's files
     assert document["cost_usd"] == 0.005 and document["masks"][0]["score"] is not None
     counters = fal_emulator.counters()
     assert counters["submissions"]["total"] == 1 and counters["result_calls"] == 1

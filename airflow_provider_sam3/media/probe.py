@@ -1,0 +1,36 @@
+"""The size of an image at an http(s) URL, read from the start of the file (fal's RLE output carries no size)."""
+
+from __future__ import annotations
+
+from PIL import ImageFile
+
+PROBE_MAX_BYTES = 1 << 20
+"""Headers sit in the first few KB (JPEG: after its EXIF block, rarely beyond 64 KB); stop reading after this much."""
+
+
+def image_size_at_url(url: str, *, timeout: float = 10.0, max_bytes: int = PROBE_MAX_BYTES) -> tuple[int, int]:
+    """``(width, height)`` of the image at ``url``, read from its first bytes without downloading the rest.
+
+    The size is as stored: an EXIF orientation that swaps width and height is not applied (fal's masks follow
+    the file as fal decodes it). Raises ``ValueError`` saying why when the size cannot be read.
+    """
+    import httpx
+
+    parser = ImageFile.Parser()
+    read = 0
+    try:
+        with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as response:
+            if response.status_code != 200:
+                raise ValueError(f"the server answered HTTP {response.status_code}")
+            for chunk in response.iter_bytes():
+                parser.feed(chunk)
+                read += len(chunk)
+                if parser.image is not None:
+                    return parser.image.size
+                if read >= max_bytes:
+                    break
+    except httpx.HTTPError as error:
+        raise ValueError(f"{type(error).__name__}: {error}") from None
+    except OSError as error:  # Pillow: not an image it can parse
+        raise ValueError(f"its content is not an image ({error})") from None
+    raise ValueError(f"no image header in its first {read:,} bytes")
