@@ -78,6 +78,25 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def prepare_image_argument(endpoint: Any, source: Any, field: str, log: Any) -> tuple[str, dict[str, Any]]:
+    """An image as fal takes it (sniffed, upright, local content as a data URI) and what the XCom document says of
+    it. fal's RLE output carries no size, so a URL image's size is read from its header for RLE endpoints."""
+    from airflow_provider_sam3.media.inputs import prepare_image
+
+    prepared = prepare_image(source, field=field)
+    image = {"source": prepared.source, "width": prepared.width, "height": prepared.height}
+    if prepared.width is None and "rle" in endpoint.output_model.model_fields:
+        from airflow_provider_sam3.media.probe import image_size_at_url
+
+        try:
+            image["width"], image["height"] = image_size_at_url(prepared.url)
+            log.info("Read the size of %s from its header: %dx%d", prepared.source, image["width"], image["height"])
+        except ValueError as error:
+            log.warning("Could not read the size of %s (%s); the result's RLE masks will need the size given to "
+                        "mask_arrays(size=...)", prepared.source, error)
+    return prepared.url, image
+
+
 def check_pacing(priority: Any, poll_interval: Any, max_poll_interval: Any) -> None:
     """The queue priority and polling intervals an operator was given, checked before anything is sent."""
     from airflow_provider_sam3.exceptions import InputValidationError
@@ -195,7 +214,16 @@ class FalQueueOperator(BaseOperator):
 
             get_endpoint(self.endpoint_id)  # raises, naming the closest SAM 3 endpoint and every known one
         if endpoint is not None:
-            return PreparedRequest(self.endpoint_id, endpoint.validate_input(self.arguments).to_request())
+            arguments, image = dict(self.arguments) if isinstance(self.arguments, dict) else self.arguments, None
+            if isinstance(arguments, dict) and arguments.get("image_url") is not None:
+                arguments["image_url"], image = prepare_image_argument(endpoint, arguments["image_url"], "image_url",
+                                                                       self.log)
+            return PreparedRequest(self.endpoint_id, endpoint.validate_input(arguments).to_request(), image)
+        if self.output_path is not None:
+            raise InputValidationError(
+                "output_path", f"works for the SAM 3 endpoints this provider knows; it cannot tell which parts of "
+                f"{self.endpoint_id}'s output are files. Copy them in a downstream task, or leave output_path unset",
+            )
         try:
             body = json.loads(json.dumps(self.arguments))
         except (TypeError, ValueError) as error:

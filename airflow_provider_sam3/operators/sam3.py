@@ -12,7 +12,7 @@ import inspect
 from typing import Any, ClassVar
 
 from airflow_provider_sam3.endpoints import ENDPOINTS, endpoint_for
-from airflow_provider_sam3.operators.queue import FalQueueOperator, PreparedRequest
+from airflow_provider_sam3.operators.queue import FalQueueOperator, PreparedRequest, prepare_image_argument
 
 def _fields_of_kind(kind: str) -> tuple[str, ...]:
     """Every input field any version of this kind accepts (the version switch may add some)."""
@@ -91,32 +91,13 @@ class Sam3Operator(FalQueueOperator):
         source, field = (self.image, "image") if self.image is not None else (arguments.get("image_url"), "image_url")
         image = None
         if source is not None and "image_url" in endpoint.input_model.model_fields:
-            from airflow_provider_sam3.media.inputs import prepare_image
-
-            prepared = prepare_image(source, field=field)
-            arguments["image_url"] = prepared.url
-            image = {"source": prepared.source, "width": prepared.width, "height": prepared.height}
-            if prepared.width is None and "rle" in endpoint.output_model.model_fields:
-                image.update(self._size_for_rle(prepared))
+            arguments["image_url"], image = prepare_image_argument(endpoint, source, field, self.log)
         body = endpoint.validate_input(arguments).to_request()
         if body.get("sync_mode") and not self.output_path:
             raise InputValidationError(
                 "sync_mode", "returns masks inline as data URIs, too large for XCom; set output_path to keep them"
             )
         return PreparedRequest(endpoint.endpoint_id, body, image)
-
-    def _size_for_rle(self, prepared: Any) -> dict[str, int]:
-        """fal's RLE masks carry no size: read a URL image's size from its header so the result can be decoded."""
-        from airflow_provider_sam3.media.probe import image_size_at_url
-
-        try:
-            width, height = image_size_at_url(prepared.url)
-        except ValueError as error:
-            self.log.warning("Could not read the size of %s (%s); the result's RLE masks will need the size given "
-                             "to mask_arrays(size=...)", prepared.source, error)
-            return {}
-        self.log.info("Read the size of %s from its header: %dx%d", prepared.source, width, height)
-        return {"width": width, "height": height}
 
 
 class SegmentImageOperator(Sam3Operator):

@@ -96,6 +96,27 @@ def test_other_fal_endpoints_still_pass_untyped():
     assert request.body == {"prompt": "x"}
 
 
+def test_the_generic_operator_checks_a_sam3_image_by_its_content_like_the_typed_ones(tmp_path):
+    not_a_picture = "data:image/png;base64,aGVsbG8sIHRoZXNlIGFyZSBub3Rlcw=="  # "hello, these are notes"
+    error = refused(FalQueueOperator(task_id="t", endpoint_id="fal-ai/sam-3/image",
+                                     arguments={"image_url": not_a_picture, "prompt": "x"}))
+    assert error.field == "image_url" and "looks like text" in str(error)
+    from PIL import Image
+
+    Image.new("RGB", (12, 8), (1, 2, 3)).save(tmp_path / "photo.png")
+    request = FalQueueOperator(task_id="t", endpoint_id="fal-ai/sam-3/image",
+                               arguments={"image_url": str(tmp_path / "photo.png"), "prompt": "x"}).validate({})
+    assert request.body["image_url"].startswith("data:image/png;base64,")
+    assert request.image == {"source": str(tmp_path / "photo.png"), "width": 12, "height": 8}
+
+
+def test_output_path_for_an_endpoint_the_provider_does_not_know_is_refused(tmp_path):
+    """It would be ignored: nothing says which parts of an unknown endpoint's output are files."""
+    error = refused(FalQueueOperator(task_id="t", endpoint_id="fal-ai/flux/dev", arguments={"prompt": "x"},
+                                     output_path=f"file://{tmp_path}"))
+    assert error.field == "output_path" and "fal-ai/flux/dev" in str(error)
+
+
 @pytest.mark.parametrize(("options", "field", "says"), [
     ({"poll_interval": 0.01}, "poll_interval", "at least 0.2"),
     ({"poll_interval": -1}, "poll_interval", "at least 0.2"),
