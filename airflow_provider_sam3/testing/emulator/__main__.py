@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--env-file", type=Path, help="write FAL_QUEUE_RUN_HOST, SSL_CERT_FILE and FAL_KEY here")
     parser.add_argument("--service-time", type=float, help="seconds each request spends IN_PROGRESS")
     parser.add_argument("--concurrency", type=int, help="requests IN_PROGRESS at once")
+    parser.add_argument("--service-jitter", type=float, help="up to this many seconds added to each service time")
+    parser.add_argument("--in-progress-logs", type=int, help="log lines each request writes while IN_PROGRESS")
+    parser.add_argument("--result-retention", type=float, help="seconds a result stays fetchable after completion")
     parser.add_argument("--media-ttl", type=float, help="seconds generated files stay downloadable")
     parser.add_argument("--cert-dir", help="where to write cert.pem and key.pem (default: a temporary directory)")
     parser.add_argument("--exhausted-key", action="append", default=[], help="a key whose account is locked (403)")
@@ -53,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     knobs = {
         "service_time_s": args.service_time, "concurrency": args.concurrency, "media_ttl_s": args.media_ttl,
-        "seed": args.seed,
+        "seed": args.seed, "service_jitter_s": args.service_jitter, "in_progress_logs": args.in_progress_logs,
+        "result_retention_s": args.result_retention,
     }
     config = EmulatorConfig(
         port=args.port, api_key=args.api_key, cert_dir=args.cert_dir, exhausted_keys=args.exhausted_key,

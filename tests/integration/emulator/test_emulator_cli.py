@@ -41,7 +41,8 @@ def test_cli_serves_a_separate_stock_fal_client_and_stops_on_sigterm(tmp_path):
     env_file = tmp_path / "emulator.env"
     server = subprocess.Popen(
         [sys.executable, "-m", "airflow_provider_sam3.testing.emulator", "--port", "0", "--api-key", "cli-key",
-         "--env-file", str(env_file), "--service-time", "0.1", "--cert-dir", str(tmp_path / "certs")],
+         "--env-file", str(env_file), "--service-time", "0.4", "--in-progress-logs", "2", "--cert-dir",
+         str(tmp_path / "certs")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -65,7 +66,8 @@ def test_cli_serves_a_separate_stock_fal_client_and_stops_on_sigterm(tmp_path):
         assert done.returncode == 0, done.stderr
         output = json.loads(done.stdout)
         masks = output["result"]["masks"]
-        assert masks and output["logs"]
+        assert masks and {entry["message"].split(": ", 1)[1] for entry in output["logs"]} == {"step 1 of 2",
+                                                                                             "step 2 of 2"}
         with httpx.Client(verify=trust(emulator_env["SSL_CERT_FILE"])) as http:
             for mask in masks:
                 response = http.get(mask["url"])
