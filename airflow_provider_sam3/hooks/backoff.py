@@ -25,6 +25,9 @@ class Backoff:
 RETRY_BACKOFF = Backoff(first=1.0, factor=2.0, cap=30.0, jitter=0.5)
 """Hook-level retries of transient faults that fal-client itself does not retry."""
 RETRY_ATTEMPTS = 5
+MAX_FAILED_POLLS_IN_A_ROW = 5
+"""A status poll that fails transiently (after fal-client's own retries) is tried again at the next poll; this many
+in a row end the wait with the error, and the task's retry reattaches to the same request."""
 
 
 def poll_backoff(first: float, cap: float) -> Backoff:

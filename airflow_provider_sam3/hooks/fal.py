@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 
 from airflow_provider_sam3.exceptions import FalDeadlineExceededError, FalStartTimeoutError, Sam3ProviderError
-from airflow_provider_sam3.hooks.backoff import RETRY_ATTEMPTS, RETRY_BACKOFF, poll_backoff
+from airflow_provider_sam3.hooks.backoff import MAX_FAILED_POLLS_IN_A_ROW, RETRY_ATTEMPTS, RETRY_BACKOFF, poll_backoff
 from airflow_provider_sam3.hooks.errors import translate
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID, FalSettings, resolve_settings
 from airflow_provider_sam3.models.reference import RequestReference
@@ -380,9 +380,20 @@ class FalHook(BaseHook):
         """
         settings = self.get_settings()
         backoff = poll_backoff(settings.poll_interval, settings.max_poll_interval)
-        attempt = 0
+        attempt, failed_polls = 0, 0
         while True:
-            status = self.status(ref, with_logs=with_logs)
+            try:
+                status = self.status(ref, with_logs=with_logs)
+            except Sam3ProviderError as error:
+                failed_polls += 1
+                if not error.retryable or failed_polls >= MAX_FAILED_POLLS_IN_A_ROW:
+                    raise
+                self.log.warning("%s; polling again (%d of %d polls in a row failed)", error, failed_polls,
+                                 MAX_FAILED_POLLS_IN_A_ROW)
+                time.sleep(backoff.delay(attempt))
+                attempt += 1
+                continue
+            failed_polls = 0
             if on_status is not None:
                 on_status(status)
             if status.done:

@@ -16,16 +16,13 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_sam3.exceptions import Sam3ProviderError
-from airflow_provider_sam3.hooks.backoff import poll_backoff
+from airflow_provider_sam3.hooks.backoff import MAX_FAILED_POLLS_IN_A_ROW, poll_backoff
 from airflow_provider_sam3.hooks.fal import FalHook
 from airflow_provider_sam3.models.reference import RequestReference
 from airflow_provider_sam3.models.status import QueueStatus
 
 MAX_LOG_LINES_PER_POLL = 20
 MAX_LOG_MESSAGE_CHARS = 300
-MAX_FAILED_POLLS_IN_A_ROW = 5
-"""A status poll that fails transiently (after fal-client's own retries) is tried again at the next poll; this many
-in a row end the wait with the error, and the task's retry reattaches to the same request."""
 
 
 def forward_new_logs(log: Any, status: QueueStatus, already_seen: int, request_id: str) -> int:

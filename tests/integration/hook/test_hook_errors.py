@@ -237,6 +237,17 @@ def test_gateway_outage_gives_up_with_a_transient_error(fal_emulator, fal_conn, 
     assert fal_emulator.counters()["status_calls"] == 2  # fal_client's attempts only
 
 
+def test_wait_polls_again_after_a_poll_that_failed_after_fal_clients_retries(fal_emulator, fal_conn, fast_retries,
+                                                                             few_fal_attempts, capfd):
+    hook = FalHook()
+    ref = hook.submit(IMAGE_ENDPOINT, ARGS)
+    fal_emulator.add_fault("nginx_502", target="status", first=3)  # poll 1 fails twice; poll 2 fails once, then works
+    assert hook.wait(ref).done
+    assert _faults(fal_emulator) == {"nginx_502": 3}
+    out, err = capfd.readouterr()
+    assert "polling again (1 of 5 polls in a row failed)" in out + err
+
+
 # ---------------------------------------------------------------- runner errors: the hook's own retries
 
 
