@@ -134,8 +134,14 @@ def test_retryable_failures_resubmitted_and_counted(photos, tmp_path, run_batch_
     rows = manifest_rows(out)
     assert len(rows) == 40 and [row["source"] for row in rows] == [str(p) for p in paths]
     failed = [row for row in rows if row["status"] != "succeeded"]
-    assert len(failed) == summary["failed"] >= 2
+    assert len(failed) == summary["failed"] >= 1
     assert all(row["error_class"] in ("FalAppError", "FalRequestNotFoundError") for row in failed)
+    # Each crashed request is reported as the app's error. One whose status vanished first (which of the two faults
+    # reaches it first depends on timing) is gone from fal and was resubmitted like any vanished request.
+    crashed = {r["request_id"] for r in fal_emulator.requests() if r["fault"] == "app_500"}
+    kept = [row for row in rows if row["request_id"] in crashed]
+    assert len(kept) == len(crashed) >= 1
+    assert all(row["status"] != "succeeded" and row["error_class"] == "FalAppError" for row in kept)
     assert summary["resubmissions"] >= 1
     counters = fal_emulator.counters()
     assert counters["submissions"]["total"] == summary["submissions"] == 40 + summary["resubmissions"]

@@ -76,7 +76,11 @@ FAULTS: list[Fault] = [
     Fault("runner_503_on_submit", (f("runner_503", "submit", first=1),), tries=2, modes=(True,),
           says=("FalTransientError: fal-ai/sam-3/image: fal's runner failed during submit",)),
     Fault("runner_503_on_status_brief", (f("runner_503", "status", first=2),)),
-    Fault("runner_503_on_status_outlasting_the_hook", (f("runner_503", "status", first=6),), tries=2,
+    # A poll failing after the hook's 5 attempts is polled again; 5 such polls in a row fail the try, and the retry
+    # reattaches. A shorter outage (first=6) is survived within the try.
+    Fault("runner_503_on_status_surviving_a_failed_poll", (f("runner_503", "status", first=6),),
+          says=("fal's runner failed during status", "polling again (1 of 5 polls in a row failed)")),
+    Fault("runner_503_on_status_outlasting_five_polls", (f("runner_503", "status", first=25),), tries=2,
           says=("FalTransientError: ", "fal's runner failed during status", "from a previous try")),
     Fault("runner_503_on_result_outlasting_the_hook", (f("runner_503", "result", first=6),), tries=2,
           says=("FalTransientError: ", "fal's runner failed during result", "already completed; fetching its result")),

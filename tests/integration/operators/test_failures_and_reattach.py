@@ -137,7 +137,8 @@ def test_retry_after_a_failure_mid_wait_reattaches_without_a_second_submission(r
 
     monkeypatch.setattr(fal_hook_module, "RETRY_BACKOFF", Backoff(first=0.01, cap=0.02))
     fal_emulator.configure(service_time_s=1.0)
-    fal_emulator.add_fault("runner_503", target="status", first=6)  # outlasts the hook's 5 attempts: try 1 fails
+    # 5 polls in a row of the hook's 5 attempts each: try 1 fails mid-wait
+    fal_emulator.add_fault("runner_503", target="status", first=25)
     results = run_dag(DAGS["sam3_retry_reattaches"], image=str(photo))
     assert results["seg"][0] == "success"
     counters = fal_emulator.counters()
