@@ -29,8 +29,8 @@ def image_size_at_url(url: str, *, timeout: float = 10.0, max_bytes: int = PROBE
                     return parser.image.size
                 if read >= max_bytes:
                     break
-    except httpx.HTTPError as error:
-        raise ValueError(f"{type(error).__name__}: {error}") from None
+    except httpx.HTTPError as error:  # the URL may be presigned: its query never reaches a log line
+        raise ValueError(f"{type(error).__name__}: {str(error).replace(url, '<the image URL>')}") from None
     except OSError as error:  # Pillow: not an image it can parse
         raise ValueError(f"its content is not an image ({error})") from None
     raise ValueError(f"no image header in its first {read:,} bytes")

@@ -36,3 +36,10 @@ def test_what_is_not_an_image_says_why(fal_emulator):
     text = fal_emulator.host_file(b"hello, these are notes\n" * 10, "notes.png", "image/png")
     with pytest.raises(ValueError, match="not an image|no image header"):
         image_size_at_url(text)
+
+
+def test_a_failure_does_not_repeat_a_presigned_url():
+    url = "https://127.0.0.1:1/photo.png?X-Amz-Signature=s3cr3t"  # nothing listens on port 1
+    with pytest.raises(ValueError) as failed:
+        image_size_at_url(url, timeout=2)
+    assert "ConnectError" in str(failed.value) and "s3cr3t" not in str(failed.value)
