@@ -197,13 +197,21 @@ def write_manifest(folder: Any, entries: list[BatchEntry], *, keep_parts: bool =
     manifest = folder / MANIFEST_FILE
     _replace(manifest, "".join(json.dumps(row) + "\n" for row in rows))
     if not keep_parts:
-        for part in parts:
-            part.unlink()
-        try:
-            parts_folder.rmdir()
-        except (OSError, AttributeError, NotImplementedError):
-            pass
+        remove_parts(folder)
     return manifest
+
+
+def remove_parts(folder: Any) -> None:
+    """Delete the part files once the manifest holds their rows and no retry will need them."""
+    parts_folder = folder / PARTS_FOLDER
+    if not parts_folder.exists():
+        return
+    for part in list(parts_folder.iterdir()):
+        part.unlink()
+    try:
+        parts_folder.rmdir()
+    except (OSError, AttributeError, NotImplementedError):
+        pass
 
 
 def _replace(path: Any, text: str) -> None:

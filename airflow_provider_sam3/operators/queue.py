@@ -366,7 +366,7 @@ class FalQueueOperator(BaseOperator):
         self.log.warning("Request %s was cancelled at fal before it finished (the cancel of an earlier try that "
                          "was cleared, or a cancel at fal); submitting the image anew (%d of %d in this try)",
                          error.request_id, count + 1, MAX_CANCEL_RESUBMITS)
-        store.set(STATE_KEY, {**record, RESULT_GONE: True, CANCEL_RESUBMITS: [try_number, count + 1]})
+        store.set(STATE_KEY, {**record, RESULT_GONE: "cancelled", CANCEL_RESUBMITS: [try_number, count + 1]})
         return self.execute(context)
 
     def on_kill(self) -> None:
@@ -384,7 +384,9 @@ class FalQueueOperator(BaseOperator):
         """The request to wait for: a previous try's (with its status when it already completed), or a new one."""
         store = context.get("task_state_store")
         record = store.get(STATE_KEY) if store is not None else None
-        if record and record.get(RESULT_GONE):
+        if record and record.get(RESULT_GONE) == "cancelled":
+            pass  # _submit_anew_after_cancel said why
+        elif record and record.get(RESULT_GONE):
             self.log.warning("The result of request %s from a previous try is gone at fal (expired); submitting anew",
                              record["reference"].get("request_id"))
         elif record:

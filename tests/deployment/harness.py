@@ -514,6 +514,9 @@ class AirflowDeployment:
         """Start a fresh ``airflow triggerer`` (the old one is expected to be dead); optionally wait until its
         heartbeat makes the health endpoint report the triggerer healthy again."""
         old = self.pids().get("triggerer")
+        gone_by = time.monotonic() + 10.0  # a SIGKILLed process needs a moment to be torn down and reaped
+        while old is not None and self._pid_alive(old) and time.monotonic() < gone_by:
+            time.sleep(0.05)
         if old is not None and self._pid_alive(old):
             raise self.error(f"triggerer pid {old} still alive; kill it first")
         started = dt.datetime.now(dt.timezone.utc)

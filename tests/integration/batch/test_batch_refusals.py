@@ -1,0 +1,50 @@
+"""Batch parameters that would disable a check or fail after paying are refused first, naming the field."""
+
+from __future__ import annotations
+
+import pytest
+from airflow.sdk import dag
+
+from airflow_provider_sam3.operators.batch import Sam3BatchOperator
+
+PARAMS = {"images": "", "out": ""}
+
+
+def make_dag(case: str, **options):
+    @dag(dag_id=f"sam3_batch_refusal_{case}", schedule=None, params=PARAMS)
+    def refusal():
+        Sam3BatchOperator(task_id="segment", images="{{ params.images }}",
+                          output_path=options.pop("output_path", "{{ params.out }}"),
+                          arguments={"prompt": "box"}, retries=2, **options)
+
+    return refusal()
+
+
+CASES = {
+    # max_cost_usd is templated, so it arrives as text ("{{ params.max_cost }}"); a float NaN or infinity in a
+    # template field is refused by Airflow itself (rendered fields are stored as strict JSON).
+    "cost_nan_text": ({"max_cost_usd": "nan"}, "max_cost_usd"),
+    "cost_inf_text": ({"max_cost_usd": "inf"}, "max_cost_usd"),
+    "cost_true": ({"max_cost_usd": True}, "max_cost_usd"),
+    "timeout_nan": ({"timeout": float("nan")}, "timeout"),
+    "timeout_inf": ({"timeout": float("inf")}, "timeout"),
+    "output_under_a_file": ({}, "output_path"),
+    "output_in_sys": ({"output_path": "/sys/kernel/sam3-batch"}, "output_path"),
+}
+DAGS = {case: make_dag(case, **dict(options)) for case, (options, _) in CASES.items()}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_refused_before_anything_is_sent(case, photos, tmp_path, run_batch_dag, fal_emulator, capfd):
+    paths = photos(3)
+    out = tmp_path / "out"
+    if case == "output_under_a_file":
+        (tmp_path / "a-file").write_text("not a folder")
+        out = tmp_path / "a-file" / "sam3"
+    state, results = run_batch_dag(DAGS[case], images=str(paths[0].parent), out=str(out))
+    assert state == "failed" and results["segment"][0] == "failed"
+    assert fal_emulator.counters()["submissions"]["total"] == 0
+    log = capfd.readouterr().out
+    field = CASES[case][1]
+    assert f"{field}: " in log, log[-3000:]
+    assert "not retried" in log  # a retry would be refused the same way
