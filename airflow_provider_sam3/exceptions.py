@@ -155,3 +155,22 @@ class FalRequestCancelledError(FalRequestError):
 
 class FalDeadlineExceededError(FalRequestError):
     """The provider's own deadline for a request passed; the remote request was cancelled."""
+
+
+class FalUntrustedUrlError(FalRequestError):
+    """A URL the key would follow names another host or scheme than the connection's queue host (from a request
+    reference, a template, XCom or fal's own answer), or a request id is not one fal issues. Nothing was sent to it.
+
+    Final: the same reference would be refused again, so a retry cannot help.
+    """
+
+    retryable = False
+
+
+class FalOutputRefusedError(FalRequestError):
+    """An output file was not fetched: its URL is not https or a data URI, resolves to a private, loopback or
+    link-local address that is neither the queue host nor an allowed media host, redirects to one, or is larger
+    than the connection's size cap. Final: fetching it again would be refused again.
+    """
+
+    retryable = False

@@ -21,6 +21,16 @@ from airflow_provider_sam3.exceptions import FalDeadlineExceededError, FalStartT
 from airflow_provider_sam3.hooks.backoff import MAX_FAILED_POLLS_IN_A_ROW, RETRY_ATTEMPTS, RETRY_BACKOFF, poll_backoff
 from airflow_provider_sam3.hooks.errors import translate
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID, FalSettings, resolve_settings
+from airflow_provider_sam3.hooks.submit import (  # noqa: F401 - re-exported for callers and tests
+    ASYNC_SUBMIT_MAX_DELAY,
+    SUBMIT_NOT_ACCEPTED_CODES,
+    _describe,
+    _fal_max_delay,
+    _outcome_unknown,
+    _submit_call,
+    _submit_fault,
+)
+from airflow_provider_sam3.hooks.trust import check_reference
 from airflow_provider_sam3.models.reference import RequestReference
 from airflow_provider_sam3.models.status import QueueStatus
 
@@ -145,7 +155,7 @@ class FalHook(BaseHook):
             submitted_at=time.time(),
         )
 
-    def _submitted(self, endpoint_id: str, response: Any) -> RequestReference:
+    def _submitted(self, endpoint_id: str, response: Any, settings: FalSettings) -> RequestReference:
         """The reference in fal's answer to a submit, as fal-client reads it (the answer's URLs are used verbatim)."""
         from fal_client.client import _BaseRequestHandle, handle_response_headers
 
@@ -157,7 +167,10 @@ class FalHook(BaseHook):
         except Exception as error:  # noqa: BLE001 - fal accepted the POST but its answer is unreadable
             raise _outcome_unknown(endpoint_id, error, f"its answer (HTTP {response.status_code}) could not be read"
                                    ) from error
-        return self._reference(endpoint_id, handle)
+        reference = self._reference(endpoint_id, handle)
+        check_reference(reference, settings.queue_host, where="fal's answer to the submit (the request was created "
+                        "at fal and may be billed; cancel it in fal's dashboard)")
+        return reference
 
     def _submit_retry_delay(self, endpoint_id: str, error: Exception, attempt: int, *, max_delay: float) -> float:
         """The pause before resending a submit that failed with ``error``; raises when it must not be resent."""
@@ -186,6 +199,13 @@ class FalHook(BaseHook):
             cancel_url=ref.cancel_url,
             client=http_client,
         )
+
+    def _trusted(self, ref: RequestReference, name: str) -> None:
+        """Refuse, before the key is sent, a reference whose request id or URL is not this connection's queue's."""
+        check_reference(ref, self.get_settings().queue_host, names=(name,))
+
+    async def _atrusted(self, ref: RequestReference, name: str) -> None:
+        check_reference(ref, (await self.aget_settings()).queue_host, names=(name,))
 
     @staticmethod
     def _status(raw: Any) -> QueueStatus:
@@ -280,7 +300,7 @@ class FalHook(BaseHook):
                 time.sleep(delay)
                 attempt += 1
                 continue
-            ref = self._submitted(endpoint_id, response)
+            ref = self._submitted(endpoint_id, response, settings)
             self.log.info("Submitted %s request %s", endpoint_id, ref.request_id)
             return ref
 
@@ -288,6 +308,7 @@ class FalHook(BaseHook):
         """One status check."""
         from fal_client.client import SyncRequestHandle
 
+        self._trusted(ref, "status_url")
         client = self.get_conn()._client
         handle = self._handle(ref, client, SyncRequestHandle)
         timeout = _queue_timeout(self.get_settings())
@@ -300,12 +321,14 @@ class FalHook(BaseHook):
 
     def result(self, ref: RequestReference) -> dict[str, Any]:
         """The completed request's output JSON; raises the mapped error when the request failed."""
+        self._trusted(ref, "response_url")
         client = self.get_conn()._client
         timeout = _queue_timeout(self.get_settings())
         return self._retrying("result", ref, lambda: _fal_request(client, "GET", ref.response_url, timeout)).json()
 
     def cancel(self, ref: RequestReference) -> str:
         """Ask fal to cancel; returns fal's outcome (CANCELLATION_REQUESTED, ALREADY_COMPLETED, NOT_FOUND)."""
+        self._trusted(ref, "cancel_url")
         client = self.get_conn()._client
         timeout = _queue_timeout(self.get_settings())
 
@@ -333,37 +356,35 @@ class FalHook(BaseHook):
     def download(self, url: str) -> bytes:
         """Fetch an output file fal produced (a media URL or a data URI), before fal's URL expires.
 
-        fal's media URLs are public: the API key is never sent with them.
+        fal's media URLs are public: the API key is never sent with them. Only https URLs on public addresses (or
+        the queue host, or the connection's ``media_hosts``) are fetched, within ``max_output_bytes``; see
+        ``hooks/downloads.py``.
         """
-        import httpx
+        data = bytearray()
+        self.download_to(url, data.extend)
+        return bytes(data)
 
-        from airflow_provider_sam3.media.inputs import parse_data_uri
+    def download_to(self, url: str, sink: Callable[[bytes], Any]) -> str | None:
+        """Stream an output file into ``sink`` (called with each chunk); returns its content type if known."""
+        from airflow_provider_sam3.hooks import downloads
 
-        if url.startswith("data:"):
-            return parse_data_uri(url, field="url")[1]
-        try:
-            response = httpx.get(url, timeout=self.get_settings().request_timeout, follow_redirects=True)
-        except httpx.HTTPError as error:
-            raise translate(error, endpoint_id=None, request_id=None, action=f"download of {_short(url)}") from error
-        return _downloaded(response, url)
+        settings = self.get_settings()
+        if url[:5].lower() == "data:":
+            sink(downloads.data_uri_bytes(url, settings))
+            return None
+        with downloads.sync_client(settings) as client:
+            return downloads.fetch(client, url, settings, sink)
 
     async def adownload(self, url: str) -> bytes:
         """Async ``download``; one connection pool per hook, so a batch does not pay a TLS handshake per file."""
-        import httpx
+        from airflow_provider_sam3.hooks import downloads
 
-        from airflow_provider_sam3.media.inputs import parse_data_uri
-
-        if url.startswith("data:"):
-            return parse_data_uri(url, field="url")[1]
+        settings = await self.aget_settings()
+        if url[:5].lower() == "data:":
+            return downloads.data_uri_bytes(url, settings)
         if self._download_client is None:
-            settings = await self.aget_settings()
-            self._download_client = httpx.AsyncClient(timeout=settings.request_timeout, follow_redirects=True,
-                                                      limits=httpx.Limits(max_connections=DOWNLOAD_CONNECTIONS))
-        try:
-            response = await self._download_client.get(url)
-        except httpx.HTTPError as error:
-            raise translate(error, endpoint_id=None, request_id=None, action=f"download of {_short(url)}") from error
-        return _downloaded(response, url)
+            self._download_client = downloads.async_client(settings, DOWNLOAD_CONNECTIONS)
+        return await downloads.afetch(self._download_client, url, settings)
 
     def wait(
         self,
@@ -444,7 +465,7 @@ class FalHook(BaseHook):
                 await asyncio.sleep(delay)
                 attempt += 1
                 continue
-            return self._submitted(endpoint_id, response)
+            return self._submitted(endpoint_id, response, settings)
 
     async def _ahttp(self) -> Any:
         return await (await self.aget_conn())._client
@@ -453,6 +474,7 @@ class FalHook(BaseHook):
         """Async ``status``."""
         from fal_client.client import AsyncRequestHandle
 
+        await self._atrusted(ref, "status_url")
         client = await self._ahttp()
         handle = self._handle(ref, client, AsyncRequestHandle)
         timeout = _queue_timeout(await self.aget_settings())
@@ -465,6 +487,7 @@ class FalHook(BaseHook):
 
     async def aresult(self, ref: RequestReference) -> dict[str, Any]:
         """Async ``result``."""
+        await self._atrusted(ref, "response_url")
         client = await self._ahttp()
         timeout = _queue_timeout(await self.aget_settings())
 
@@ -473,6 +496,7 @@ class FalHook(BaseHook):
 
     async def acancel(self, ref: RequestReference) -> str:
         """Async ``cancel``."""
+        await self._atrusted(ref, "cancel_url")
         client = await self._ahttp()
         timeout = _queue_timeout(await self.aget_settings())
 
@@ -569,110 +593,8 @@ async def _afal_request(client: Any, method: str, url: str, timeout: Any, **kwar
     return await _async_maybe_retry_request(client, method, url, timeout=timeout, **kwargs)
 
 
-ASYNC_SUBMIT_MAX_DELAY = 10.0
-"""fal-client's async retry loop caps its delay at 10 s (its sync loop at ``MAX_DELAY``, 30 s); submit does the same."""
-SUBMIT_NOT_ACCEPTED_CODES = (408, 429)
-"""Answers refusing a submit outright. fal-client also retries 409, whose meaning for a submit is undocumented."""
-
-
-def _fal_max_delay() -> float:
-    import fal_client.client as fal_module
-
-    return fal_module.MAX_DELAY
-
-
-def _submit_call(queue_host: str, endpoint_id: str, webhook_url: str | None, priority: str | None,
-                 start_timeout: float | None, hint: str | None) -> tuple[str, dict[str, str]]:
-    """The submit's URL and headers, built as fal-client's ``submit`` builds them (and validated by its helpers), on
-    this connection's queue host: fal-client's own ``QUEUE_URL_FORMAT`` is a process-wide global, shared by every
-    connection and by user code, so it is neither read nor changed here."""
-    from urllib.parse import urlencode
-
-    import fal_client.client as fal_module
-
-    url = f"https://{queue_host}/{endpoint_id}"
-    if webhook_url is not None:
-        url += "?" + urlencode({"fal_webhook": webhook_url})
-    headers: dict[str, str] = {}
-    if hint is not None:
-        fal_module.add_hint_header(hint, headers)
-    if priority is not None:
-        fal_module.add_priority_header(priority, headers)
-    if start_timeout is not None:
-        fal_module.add_timeout_header(start_timeout, headers)
-    fal_module.add_fal_app_context_headers(headers)
-    return url, headers
-
-
-def _submit_fault(error: BaseException) -> str:
-    """What a failed submit POST means for the request it carried.
-
-    ``not_created``: fal certainly created nothing, so sending it again cannot pay twice: the connection was never
-    made (nothing was sent), or fal's edge refused the POST (408, 429, or an nginx 502/503 answered without an
-    ``x-fal-request-id``: fal-client's ``_is_ingress_error``, the queue never saw it). ``lost``: the body may have
-    reached fal but the answer did not come back (read/write errors after connecting, timeouts while waiting for the
-    answer, a dropped or garbled response, or an nginx 504: the edge forwarded the POST and gave up waiting for the
-    queue), so fal may have created the request. ``refused``: any other answer or local failure, not resent.
-    """
-    import httpx
-    from fal_client.client import FalClientHTTPError, _is_ingress_error
-
-    if isinstance(error, FalClientHTTPError):
-        response = error.response
-        if error.status_code in SUBMIT_NOT_ACCEPTED_CODES:
-            return "not_created"
-        if response is not None and _is_ingress_error(response):
-            return "lost" if error.status_code == 504 else "not_created"
-        return "refused"
-    if isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
-        return "not_created"
-    if isinstance(error, (httpx.ProxyError, httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
-        return "refused"  # stopped before the request could be sent, by something a resend would not fix
-    if isinstance(error, (httpx.TransportError, httpx.DecodingError)):
-        return "lost"
-    return "refused"
-
-
-def _describe(error: BaseException) -> str:
-    from fal_client.client import FalClientHTTPError
-
-    if isinstance(error, FalClientHTTPError):
-        return f"HTTP {error.status_code}"
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _outcome_unknown(endpoint_id: str, error: BaseException, what: str) -> Sam3ProviderError:
-    from airflow_provider_sam3.exceptions import FalSubmitOutcomeUnknownError
-
-    return FalSubmitOutcomeUnknownError(
-        f"submit sent the request but {what} ({_describe(error)}): fal may have created the request, and will bill "
-        "it, though its id is unknown. It was not resubmitted automatically, to avoid paying twice. Look for it in "
-        "fal's dashboard (its request history) before running it again; a retry of the task submits a new request",
-        endpoint_id=endpoint_id,
-    )
-
-
 def _cancel_status(response: Any) -> str:
     try:
         return str(response.json().get("status", "CANCELLATION_REQUESTED"))
     except ValueError:
         return "CANCELLATION_REQUESTED"
-
-
-def _short(url: str) -> str:
-    return url if len(url) <= 100 else url[:97] + "..."
-
-
-def _downloaded(response: Any, url: str) -> bytes:
-    from airflow_provider_sam3.exceptions import FalResultUnavailableError, FalTransientError
-
-    if response.status_code in (403, 404, 410):
-        raise FalResultUnavailableError(
-            f"output file {_short(url)} is gone (HTTP {response.status_code}): fal's media URLs expire; "
-            "set output_path so outputs are copied as soon as the request completes"
-        )
-    if response.status_code >= 400:
-        raise FalTransientError(f"download of {_short(url)} failed with HTTP {response.status_code}",
-                                retryable=response.status_code >= 500)
-    return response.content
