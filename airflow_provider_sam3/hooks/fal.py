@@ -182,7 +182,7 @@ class FalHook(BaseHook):
             what = "fal's edge gave up waiting for the queue's answer" if edge_timeout else "its answer was lost"
             raise _outcome_unknown(endpoint_id, error, what) from error
         if fault != "not_created" or attempt >= fal_module.MAX_ATTEMPTS:
-            raise translate(error, endpoint_id=endpoint_id, request_id=None, action="submit") from error
+            _raise(translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
         delay = fal_module._get_retry_delay(attempt, fal_module.BASE_DELAY, max_delay, "exponential", True)
         self.log.warning("Submit of %s was refused or never reached fal's queue (%s), so fal created nothing; "
                          "sending it again in %.1f s (attempt %d of %d)", endpoint_id, _describe(error), delay,
@@ -228,7 +228,7 @@ class FalHook(BaseHook):
             except Exception as error:  # noqa: BLE001 - every failure is translated, then re-raised or retried
                 mapped = translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action=action)
                 if not _worth_retrying(mapped, error) or attempt + 1 >= self.retry_attempts:
-                    raise mapped from error
+                    _raise(mapped, error)
                 delay = RETRY_BACKOFF.delay(attempt)
                 self.log.warning("%s; retrying %s in %.1f s (attempt %d of %d)", mapped, action, delay,
                                  attempt + 2, self.retry_attempts)
@@ -242,7 +242,7 @@ class FalHook(BaseHook):
             except Exception as error:  # noqa: BLE001 - every failure is translated, then re-raised or retried
                 mapped = translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action=action)
                 if not _worth_retrying(mapped, error) or attempt + 1 >= self.retry_attempts:
-                    raise mapped from error
+                    _raise(mapped, error)
                 delay = RETRY_BACKOFF.delay(attempt)
                 self.log.warning("%s; retrying %s in %.1f s (attempt %d of %d)", mapped, action, delay,
                                  attempt + 2, self.retry_attempts)
@@ -289,7 +289,7 @@ class FalHook(BaseHook):
                                         hint)
             body = self._body(arguments)
         except Exception as error:  # noqa: BLE001 - a bad priority or start_timeout, refused by fal-client
-            raise translate(error, endpoint_id=endpoint_id, request_id=None, action="submit") from error
+            _raise(translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
         http = client._client
         attempt = 1
         while True:
@@ -351,7 +351,7 @@ class FalHook(BaseHook):
         try:
             return self.get_conn().upload(data, content_type, file_name)
         except Exception as error:  # noqa: BLE001
-            raise translate(error, endpoint_id=None, request_id=None, action="upload") from error
+            _raise(translate(error, endpoint_id=None, request_id=None, action="upload"), error)
 
     def download(self, url: str) -> bytes:
         """Fetch an output file fal produced (a media URL or a data URI), before fal's URL expires.
@@ -453,7 +453,7 @@ class FalHook(BaseHook):
                                         hint)
             body = self._body(arguments)
         except Exception as error:  # noqa: BLE001 - a bad priority or start_timeout, refused by fal-client
-            raise translate(error, endpoint_id=endpoint_id, request_id=None, action="submit") from error
+            _raise(translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
         http = await client._client
         attempt = 1
         while True:
@@ -519,7 +519,7 @@ class FalHook(BaseHook):
         try:
             return await (await self.aget_conn()).upload(data, content_type, file_name)
         except Exception as error:  # noqa: BLE001
-            raise translate(error, endpoint_id=None, request_id=None, action="upload") from error
+            _raise(translate(error, endpoint_id=None, request_id=None, action="upload"), error)
 
     # ---------------------------------------------------------------- connection test (UI "Test" button)
 
@@ -559,6 +559,14 @@ def _load_async_dependencies() -> None:
     RequestReference(endpoint_id="-", request_id="-", status_url="-", response_url="-", cancel_url="-")
     translate(RuntimeError("warm-up"), endpoint_id=None, request_id=None, action="warm-up")
     _ASYNC_READY.set()
+
+
+def _raise(mapped: BaseException, error: BaseException) -> None:
+    """``raise mapped from error``, except when ``mapped`` is ``error`` itself (already a provider error): an
+    exception must never be its own cause (that drops the real one and sends chain walkers round forever)."""
+    if mapped is error:
+        raise error
+    raise mapped from error
 
 
 def _worth_retrying(mapped: Sam3ProviderError, error: BaseException) -> bool:
