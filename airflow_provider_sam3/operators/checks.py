@@ -45,7 +45,7 @@ def preflight_output_path(field: str, output_path: Any) -> Any:
     problem = _local_problem(target)
     if problem:
         raise InputValidationError(field, f"{problem}; nothing was sent to fal, so nothing was paid",
-                                   allowed="a directory this worker can create and write, or an object-store URL")
+                                   allowed=f"{_PATH_KINDS}, that this worker can create and write")
     return path
 
 
