@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow_provider_sam3.exceptions import FalOutputRefusedError, FalResultUnavailableError, FalTransientError
-from airflow_provider_sam3.hooks.trust import HOST_SHAPE, URL_CHARACTERS, same_host, split_host
+from airflow_provider_sam3.hooks.trust import HOST_SHAPE, URL_CHARACTERS, redact, same_host, split_host
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.settings import FalSettings
@@ -36,8 +36,8 @@ BUDGET_HELP = "raise the fal connection's extra max_output_bytes if such outputs
 
 
 def short(url: str) -> str:
-    """A URL shortened for messages, without its query string (media URLs may be presigned)."""
-    text = url.split("?", 1)[0]
+    """A URL shortened for messages, without its query string (media URLs may be presigned) or credentials."""
+    text = redact(url.split("?", 1)[0])
     return text if len(text) <= 100 else text[:97] + "..."
 
 

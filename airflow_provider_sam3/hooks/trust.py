@@ -157,6 +157,14 @@ def check_request_id(request_id: object, field: str = "request_id") -> str:
     return request_id  # type: ignore[return-value]
 
 
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:/*)[^/?#]*@")
+
+
+def redact(url: str) -> str:
+    """``url`` with any credentials (``user:password@``) replaced by ``***@``."""
+    return _USERINFO.sub(r"\1***@", url)
+
+
 def _shown(value: object) -> str:
-    text = repr(value)
+    text = repr(redact(value) if isinstance(value, str) else value)
     return text if len(text) <= 120 else text[:117] + "..."
