@@ -296,11 +296,12 @@ class FalQueueOperator(BaseOperator):
     def execute(self, context: Any) -> Any:
         from airflow_provider_sam3.exceptions import InputValidationError
 
+        hook = self.hook
         try:
             request = self.validate(context)
+            hook.get_settings()  # the connection's host and extras, checked before anything is sent
         except InputValidationError as error:  # a retry would render and validate the same values
             raise as_task_error(error, retry_useless=True) from error
-        hook = self.hook
         reference, finished = self._reattach_or_submit(context, hook, request)
         if not self.wait_for_completion:  # the image's size rides along, for the sensor's pixel boxes and RLE
             self._forget(context)
