@@ -122,7 +122,10 @@ def check_pacing(priority: Any, poll_interval: Any, max_poll_interval: Any) -> N
         raise InputValidationError("priority", f"{priority!r} is not a queue priority", allowed="normal, low")
     for name, value in (("poll_interval", poll_interval), ("max_poll_interval", max_poll_interval)):
         if value is not None and not (_is_number(value) and value >= MIN_POLL_INTERVAL):
-            raise InputValidationError(name, f"{value!r} would poll fal too fast or is not a number",
+            why = ("is a boolean, not a number" if isinstance(value, bool) else "is not a finite number"
+                   if _is_number(value, finite=False) and not _is_number(value) else
+                   "would poll fal too fast or is not a number")
+            raise InputValidationError(name, f"{value!r} {why}",
                                        allowed=f"a number of seconds of at least {MIN_POLL_INTERVAL}, or None")
     if poll_interval is not None and max_poll_interval is not None and max_poll_interval < poll_interval:
         raise InputValidationError("max_poll_interval", f"{max_poll_interval!r} is below poll_interval "
@@ -296,9 +299,9 @@ class FalQueueOperator(BaseOperator):
     def execute(self, context: Any) -> Any:
         from airflow_provider_sam3.exceptions import InputValidationError
 
-        hook = self.hook
         try:
             request = self.validate(context)
+            hook = self.hook
             hook.get_settings()  # the connection's host and extras, checked before anything is sent
         except InputValidationError as error:  # a retry would render and validate the same values
             raise as_task_error(error, retry_useless=True) from error
