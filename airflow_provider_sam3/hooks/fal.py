@@ -200,6 +200,16 @@ class FalHook(BaseHook):
             client=http_client,
         )
 
+    @staticmethod
+    def _check_upload(settings: FalSettings) -> None:
+        """An upload sends the key to fal's storage hosts: only with fal's own queue (or the emulator's)."""
+        from airflow_provider_sam3.hooks.trust import upload_problem, untrusted
+
+        problem = upload_problem(settings.queue_host)
+        if problem:
+            raise untrusted(f"upload refused: {problem}; the fal key was not sent. Send local files as data URIs "
+                            "(the operators do), or host them yourself", endpoint_id=None, request_id=None)
+
     def _trusted(self, ref: RequestReference, name: str) -> None:
         """Refuse, before the key is sent, a reference whose request id or URL is not this connection's queue's."""
         check_reference(ref, self.get_settings().queue_host, names=(name,))
@@ -348,6 +358,7 @@ class FalHook(BaseHook):
 
     def upload(self, data: bytes, content_type: str, file_name: str | None = None) -> str:
         """Upload bytes to fal's storage and return their URL (for inputs too large for a data URI)."""
+        self._check_upload(self.get_settings())
         try:
             return self.get_conn().upload(data, content_type, file_name)
         except Exception as error:  # noqa: BLE001
@@ -516,6 +527,7 @@ class FalHook(BaseHook):
 
     async def aupload(self, data: bytes, content_type: str, file_name: str | None = None) -> str:
         """Async ``upload``."""
+        self._check_upload(await self.aget_settings())
         try:
             return await (await self.aget_conn()).upload(data, content_type, file_name)
         except Exception as error:  # noqa: BLE001

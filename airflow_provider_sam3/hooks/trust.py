@@ -118,6 +118,27 @@ def url_problem(url: object, queue_host: str) -> str | None:
     return None
 
 
+FAL_STORAGE_URLS = ("https://rest.fal.ai", "https://v3.fal.media")
+"""fal's own storage endpoints (fal-client's ``REST_URL`` and ``CDN_URL``), trusted only with fal's own queue."""
+FAL_QUEUE_HOST = "queue.fal.run"
+
+
+def upload_problem(queue_host: str) -> str | None:
+    """Why an upload (which sends the key to fal-client's ``REST_URL``/``CDN_URL``) may not run with ``queue_host``:
+    those hosts must be fal's own with fal's own queue, or the queue host itself (the emulator)."""
+    import fal_client.client as fal_module
+
+    for name in ("REST_URL", "CDN_URL"):
+        url = str(getattr(fal_module, name)).rstrip("/")
+        if url_problem(url + "/", queue_host) is None:
+            continue
+        if queue_host == FAL_QUEUE_HOST and url in FAL_STORAGE_URLS:
+            continue
+        return (f"uploads go to fal_client's {name} {url}, which is neither the connection's queue host "
+                f"{queue_host!r} nor fal's own storage used with fal's own queue")
+    return None
+
+
 def check_reference(ref: RequestReference, queue_host: str, *, names: tuple[str, ...] | None = None,
                     where: str = "the request reference") -> None:
     """Refuse (``FalUntrustedUrlError``) a reference whose request id or URLs the key must not follow."""

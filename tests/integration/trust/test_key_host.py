@@ -246,3 +246,32 @@ def test_batch_references_built_from_templates_are_checked(fal_emulator, connect
     assert evil.accepted == 0
     counters = fal_emulator.counters()
     assert (counters["status_calls"], counters["cancels"]["total"]) == (0, 0)
+
+
+def test_uploads_send_the_key_only_to_fal_storage_with_fal_queue_or_to_the_queue_host(fal_emulator, connect,
+                                                                                    hostile, monkeypatch):
+    """fal-client uploads to its module-wide REST_URL/CDN_URL with the key: allowed when those are the queue host
+    (the emulator) or fal's own storage with fal's own queue; anything else is refused unsent."""
+    import fal_client.client
+
+    evil = hostile()
+    monkeypatch.setattr(fal_client.client, "REST_URL", evil.base_url)
+    monkeypatch.setattr(fal_client.client, "CDN_URL", evil.base_url)
+    with pytest.raises(exc.FalUntrustedUrlError) as raised:
+        FalHook().upload(b"\x89PNG", "image/png", "a.png")
+    assert "upload refused" in str(raised.value) and evil.accepted == 0
+
+    async def aupload():
+        hook = FalHook()
+        try:
+            return await hook.aupload(b"\x89PNG", "image/png", "a.png")
+        finally:
+            await hook.aclose()
+
+    with pytest.raises(exc.FalUntrustedUrlError):
+        asyncio.run(aupload())
+    assert evil.accepted == 0
+
+    monkeypatch.setattr(fal_client.client, "REST_URL", fal_emulator.base_url)
+    monkeypatch.setattr(fal_client.client, "CDN_URL", fal_emulator.base_url)
+    assert FalHook().upload(b"\x89PNG", "image/png", "a.png").startswith(fal_emulator.base_url)
