@@ -2,7 +2,9 @@
 
 - ``finite_number`` / ``whole_number``: numbers that refuse NaN, +-inf and booleans, naming the field;
 - ``preflight_output_path``: an ``output_path`` resolved and, when local, proved writable before paying;
-- ``check_prompt_geometry``: points and boxes checked against the image's size when it is known locally.
+- ``check_prompt_geometry``: points and boxes checked against the image's size when it is known locally;
+- ``check_pacing`` and ``_seconds``: queue priority, polling intervals and durations (moved from ``queue.py``, which
+  re-exports them).
 
 Cheap to import: no Airflow, httpx, PIL or numpy at module level.
 """
@@ -12,12 +14,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from airflow_provider_sam3.exceptions import InputValidationError
 from airflow_provider_sam3.models.numbers import finite_number, whole_number
 
-__all__ = ["check_prompt_geometry", "finite_number", "preflight_output_path", "whole_number"]
+__all__ = ["check_pacing", "check_prompt_geometry", "finite_number", "preflight_output_path", "whole_number"]
 
 PROBE_PREFIX = ".sam3-write-probe-"
 
@@ -111,3 +114,49 @@ def check_prompt_geometry(body: Mapping[str, Any], image: Mapping[str, Any] | No
             if isinstance(value, int) and value > limit:
                 raise InputValidationError(f"box_prompts[{index}].{name}", f"{value} is outside the image: {size}",
                                            allowed=f"0 to {limit}")
+
+
+def _seconds(value: float | timedelta | None) -> float | None:
+    """A duration in seconds; anything else (a string, a boolean, NaN, infinity) fails the DAG file with the
+    parameter named: a NaN or infinite deadline would be paid for, then could never be waited for."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if _is_number(value):
+        return float(value)
+    from airflow_provider_sam3.exceptions import InputValidationError
+
+    what = "is not a finite duration" if _is_number(value, finite=False) else "is not a duration"
+    raise InputValidationError("timeout", f"{value!r} {what}", allowed="a number of seconds or a timedelta")
+
+
+def _is_number(value: Any, *, finite: bool = True) -> bool:
+    """An int or float, not a boolean, and (``finite``) neither NaN nor infinite."""
+    import math
+
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return not finite or math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def check_pacing(priority: Any, poll_interval: Any, max_poll_interval: Any) -> None:
+    """The queue priority and polling intervals an operator was given, checked before anything is sent."""
+    from airflow_provider_sam3.exceptions import InputValidationError
+    from airflow_provider_sam3.hooks.settings import MIN_POLL_INTERVAL
+
+    if priority not in (None, "normal", "low"):
+        raise InputValidationError("priority", f"{priority!r} is not a queue priority", allowed="normal, low")
+    for name, value in (("poll_interval", poll_interval), ("max_poll_interval", max_poll_interval)):
+        if value is not None and not (_is_number(value) and value >= MIN_POLL_INTERVAL):
+            why = ("is a boolean, not a number" if isinstance(value, bool) else "is not a finite number"
+                   if _is_number(value, finite=False) and not _is_number(value) else
+                   "would poll fal too fast or is not a number")
+            raise InputValidationError(name, f"{value!r} {why}",
+                                       allowed=f"a number of seconds of at least {MIN_POLL_INTERVAL}, or None")
+    if poll_interval is not None and max_poll_interval is not None and max_poll_interval < poll_interval:
+        raise InputValidationError("max_poll_interval", f"{max_poll_interval!r} is below poll_interval "
+                                   f"{poll_interval!r}", allowed=f"at least {poll_interval!r}")

@@ -7,11 +7,9 @@ try left in the task state store, or submit and save its reference there at once
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import time
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -21,12 +19,14 @@ from airflow_provider_sam3.exceptions import FalDeadlineExceededError, FalReques
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
 from airflow_provider_sam3.links import LINK_XCOM_KEY, FalRequestLink, request_link
 from airflow_provider_sam3.models.reference import RequestReference
+from airflow_provider_sam3.operators.checks import _is_number, _seconds, check_pacing  # noqa: F401 - re-exported
 from airflow_provider_sam3.operators.completion import (
     as_task_error,
     fetch_result_document,
     raise_for_event,
     raise_task_error,
 )
+from airflow_provider_sam3.operators.prepared import PreparedRequest, prepare_image_argument  # noqa: F401
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.fal import FalHook
@@ -46,90 +46,11 @@ DEFER_GRACE_SECONDS = 120
 """Airflow's own defer timeout fires this long after the trigger's deadline, so the trigger cancels first."""
 
 
-@dataclass(frozen=True)
-class PreparedRequest:
-    """A validated request body, ready to submit; ``image`` describes the input image for the XCom document."""
-
-    endpoint_id: str
-    body: dict[str, Any]
-    image: dict[str, Any] | None = None
-    fingerprint: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        digest = hashlib.sha256(json.dumps([self.endpoint_id, self.body], sort_keys=True).encode()).hexdigest()
-        object.__setattr__(self, "fingerprint", digest[:32])
-
-
 def _hook(conn_id: str) -> FalHook:
     """The hook, imported on first use: DAG files import this module, and only execution needs the hook."""
     from airflow_provider_sam3.hooks.fal import FalHook
 
     return FalHook(conn_id)
-
-
-def _seconds(value: float | timedelta | None) -> float | None:
-    """A duration in seconds; anything else (a string, a boolean, NaN, infinity) fails the DAG file with the
-    parameter named: a NaN or infinite deadline would be paid for, then could never be waited for."""
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if _is_number(value):
-        return float(value)
-    from airflow_provider_sam3.exceptions import InputValidationError
-
-    what = "is not a finite duration" if _is_number(value, finite=False) else "is not a duration"
-    raise InputValidationError("timeout", f"{value!r} {what}", allowed="a number of seconds or a timedelta")
-
-
-def _is_number(value: Any, *, finite: bool = True) -> bool:
-    """An int or float, not a boolean, and (``finite``) neither NaN nor infinite."""
-    import math
-
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return False
-    try:
-        return not finite or math.isfinite(value)
-    except OverflowError:  # an int too large for a float
-        return False
-
-
-def prepare_image_argument(endpoint: Any, source: Any, field: str, log: Any) -> tuple[str, dict[str, Any]]:
-    """An image as fal takes it (sniffed, upright, local content as a data URI) and what the XCom document says of
-    it. fal's RLE output carries no size, so a URL image's size is read from its header for RLE endpoints."""
-    from airflow_provider_sam3.media.inputs import prepare_image
-
-    prepared = prepare_image(source, field=field)
-    image = {"source": prepared.source, "width": prepared.width, "height": prepared.height}
-    if prepared.width is None and "rle" in endpoint.output_model.model_fields:
-        from airflow_provider_sam3.media.probe import image_size_at_url
-
-        try:
-            image["width"], image["height"] = image_size_at_url(prepared.url)
-            log.info("Read the size of %s from its header: %dx%d", prepared.source, image["width"], image["height"])
-        except ValueError as error:
-            log.warning("Could not read the size of %s (%s); the result's RLE masks will need the size given to "
-                        "mask_arrays(size=...)", prepared.source, error)
-    return prepared.url, image
-
-
-def check_pacing(priority: Any, poll_interval: Any, max_poll_interval: Any) -> None:
-    """The queue priority and polling intervals an operator was given, checked before anything is sent."""
-    from airflow_provider_sam3.exceptions import InputValidationError
-    from airflow_provider_sam3.hooks.settings import MIN_POLL_INTERVAL
-
-    if priority not in (None, "normal", "low"):
-        raise InputValidationError("priority", f"{priority!r} is not a queue priority", allowed="normal, low")
-    for name, value in (("poll_interval", poll_interval), ("max_poll_interval", max_poll_interval)):
-        if value is not None and not (_is_number(value) and value >= MIN_POLL_INTERVAL):
-            why = ("is a boolean, not a number" if isinstance(value, bool) else "is not a finite number"
-                   if _is_number(value, finite=False) and not _is_number(value) else
-                   "would poll fal too fast or is not a number")
-            raise InputValidationError(name, f"{value!r} {why}",
-                                       allowed=f"a number of seconds of at least {MIN_POLL_INTERVAL}, or None")
-    if poll_interval is not None and max_poll_interval is not None and max_poll_interval < poll_interval:
-        raise InputValidationError("max_poll_interval", f"{max_poll_interval!r} is below poll_interval "
-                                   f"{poll_interval!r}", allowed=f"at least {poll_interval!r}")
 
 
 class FalQueueOperator(BaseOperator):
