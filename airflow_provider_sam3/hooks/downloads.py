@@ -30,6 +30,8 @@ from airflow_provider_sam3.hooks.trust import HOST_SHAPE, URL_CHARACTERS, redact
 if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.settings import FalSettings
 
+DOWNLOAD_CONNECTIONS = 8
+"""Connections one hook keeps for output files: more only adds pool bookkeeping (measured on loopback)."""
 MAX_REDIRECTS = 5
 CHUNK_BYTES = 1024 * 1024
 BUDGET_HELP = "raise the fal connection's extra max_output_bytes if such outputs are expected"
@@ -309,3 +311,38 @@ async def afetch(client: Any, url: str, settings: FalSettings) -> bytes:
         except httpx.HTTPError as error:
             raise _transport_error(error, url) from error
     raise refused(url, f"it redirected more than {MAX_REDIRECTS} times")
+
+
+class OutputDownloads:
+    """``FalHook``'s output fetching (a mixin; ``FalHook`` provides the settings and the async client slot)."""
+
+    _download_client: Any = None
+
+    def download(self, url: str) -> bytes:
+        """Fetch an output file fal produced (a media URL or a data URI), before fal's URL expires.
+
+        fal's media URLs are public: the API key is never sent with them. Only https URLs on public addresses (or
+        the queue host, or the connection's ``media_hosts``) are fetched, within ``max_output_bytes``; see
+        this module.
+        """
+        data = bytearray()
+        self.download_to(url, data.extend)
+        return bytes(data)
+
+    def download_to(self, url: str, sink: Callable[[bytes], Any]) -> str | None:
+        """Stream an output file into ``sink`` (called with each chunk); returns its content type if known."""
+        settings = self.get_settings()  # type: ignore[attr-defined]
+        if url[:5].lower() == "data:":
+            sink(data_uri_bytes(url, settings))
+            return None
+        with sync_client(settings) as client:
+            return fetch(client, url, settings, sink)
+
+    async def adownload(self, url: str) -> bytes:
+        """Async ``download``; one connection pool per hook, so a batch does not pay a TLS handshake per file."""
+        settings = await self.aget_settings()  # type: ignore[attr-defined]
+        if url[:5].lower() == "data:":
+            return data_uri_bytes(url, settings)
+        if self._download_client is None:
+            self._download_client = async_client(settings, DOWNLOAD_CONNECTIONS)
+        return await afetch(self._download_client, url, settings)

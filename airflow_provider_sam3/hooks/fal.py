@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 
 from airflow_provider_sam3.exceptions import FalDeadlineExceededError, FalStartTimeoutError, Sam3ProviderError
+from airflow_provider_sam3.hooks.async_calls import AsyncQueueCalls
+from airflow_provider_sam3.hooks.downloads import DOWNLOAD_CONNECTIONS, OutputDownloads  # noqa: F401
 from airflow_provider_sam3.hooks.backoff import MAX_FAILED_POLLS_IN_A_ROW, RETRY_ATTEMPTS, RETRY_BACKOFF, poll_backoff
+from airflow_provider_sam3.hooks.calls import (  # noqa: F401 - re-exported
+    _cancel_status,
+    _fal_request,
+    _queue_timeout,
+    _raise,
+)
 from airflow_provider_sam3.hooks.errors import translate
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID, FalSettings, resolve_settings
 from airflow_provider_sam3.hooks.submit import (  # noqa: F401 - re-exported for callers and tests
@@ -37,12 +45,10 @@ from airflow_provider_sam3.models.status import QueueStatus
 if TYPE_CHECKING:
     import fal_client
 
-DOWNLOAD_CONNECTIONS = 8
-"""Connections one hook keeps for output files: more only adds pool bookkeeping (measured on loopback)."""
 CANCEL_OUTCOMES = {400: "ALREADY_COMPLETED", 404: "NOT_FOUND"}
 
 
-class FalHook(BaseHook):
+class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
     """Talks to fal's queue for one ``fal`` connection.
 
     :param fal_conn_id: the Airflow connection holding the API key (password) and optional queue host. Without
@@ -364,39 +370,6 @@ class FalHook(BaseHook):
         except Exception as error:  # noqa: BLE001
             _raise(translate(error, endpoint_id=None, request_id=None, action="upload"), error)
 
-    def download(self, url: str) -> bytes:
-        """Fetch an output file fal produced (a media URL or a data URI), before fal's URL expires.
-
-        fal's media URLs are public: the API key is never sent with them. Only https URLs on public addresses (or
-        the queue host, or the connection's ``media_hosts``) are fetched, within ``max_output_bytes``; see
-        ``hooks/downloads.py``.
-        """
-        data = bytearray()
-        self.download_to(url, data.extend)
-        return bytes(data)
-
-    def download_to(self, url: str, sink: Callable[[bytes], Any]) -> str | None:
-        """Stream an output file into ``sink`` (called with each chunk); returns its content type if known."""
-        from airflow_provider_sam3.hooks import downloads
-
-        settings = self.get_settings()
-        if url[:5].lower() == "data:":
-            sink(downloads.data_uri_bytes(url, settings))
-            return None
-        with downloads.sync_client(settings) as client:
-            return downloads.fetch(client, url, settings, sink)
-
-    async def adownload(self, url: str) -> bytes:
-        """Async ``download``; one connection pool per hook, so a batch does not pay a TLS handshake per file."""
-        from airflow_provider_sam3.hooks import downloads
-
-        settings = await self.aget_settings()
-        if url[:5].lower() == "data:":
-            return downloads.data_uri_bytes(url, settings)
-        if self._download_client is None:
-            self._download_client = downloads.async_client(settings, DOWNLOAD_CONNECTIONS)
-        return await downloads.afetch(self._download_client, url, settings)
-
     def wait(
         self,
         ref: RequestReference,
@@ -442,97 +415,6 @@ class FalHook(BaseHook):
             time.sleep(pause)
             attempt += 1
 
-    # ---------------------------------------------------------------- asynchronous twins (triggerer)
-
-    async def asubmit(
-        self,
-        endpoint_id: str,
-        arguments: Mapping[str, Any] | Any,
-        *,
-        webhook_url: str | None = None,
-        priority: str | None = None,
-        start_timeout: float | None = None,
-        hint: str | None = None,
-    ) -> RequestReference:
-        """Async ``submit``: the same single-attempt POST, resent only when fal certainly created nothing."""
-        from fal_client.client import _async_request
-
-        client = await self.aget_conn()
-        settings = await self.aget_settings()
-        try:
-            url, headers = _submit_call(settings.queue_host, endpoint_id, webhook_url, priority, start_timeout,
-                                        hint)
-            body = self._body(arguments)
-        except Exception as error:  # noqa: BLE001 - a bad priority or start_timeout, refused by fal-client
-            _raise(translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
-        http = await client._client
-        attempt = 1
-        while True:
-            try:
-                response = await _async_request(http, "POST", url, json=body, timeout=client.default_timeout,
-                                                headers=headers)
-            except Exception as error:  # noqa: BLE001 - classified, then retried or translated
-                delay = self._submit_retry_delay(endpoint_id, error, attempt, max_delay=ASYNC_SUBMIT_MAX_DELAY)
-                await asyncio.sleep(delay)
-                attempt += 1
-                continue
-            return self._submitted(endpoint_id, response, settings)
-
-    async def _ahttp(self) -> Any:
-        return await (await self.aget_conn())._client
-
-    async def astatus(self, ref: RequestReference, *, with_logs: bool = False) -> QueueStatus:
-        """Async ``status``."""
-        from fal_client.client import AsyncRequestHandle
-
-        await self._atrusted(ref, "status_url")
-        client = await self._ahttp()
-        handle = self._handle(ref, client, AsyncRequestHandle)
-        timeout = _queue_timeout(await self.aget_settings())
-
-        async def call() -> Any:
-            response = await _afal_request(client, "GET", ref.status_url, timeout, params={"logs": with_logs})
-            return handle._parse_status(response.json())
-
-        return self._status(await self._aretrying("status", ref, call))
-
-    async def aresult(self, ref: RequestReference) -> dict[str, Any]:
-        """Async ``result``."""
-        await self._atrusted(ref, "response_url")
-        client = await self._ahttp()
-        timeout = _queue_timeout(await self.aget_settings())
-
-        response = await self._aretrying("result", ref, lambda: _afal_request(client, "GET", ref.response_url, timeout))
-        return response.json()
-
-    async def acancel(self, ref: RequestReference) -> str:
-        """Async ``cancel``."""
-        await self._atrusted(ref, "cancel_url")
-        client = await self._ahttp()
-        timeout = _queue_timeout(await self.aget_settings())
-
-        async def call() -> str:
-            try:
-                response = await _afal_request(client, "PUT", ref.cancel_url, timeout)
-            except Exception as error:
-                outcome = self._cancel_outcome(error)
-                if outcome is None:
-                    raise
-                return outcome
-            return _cancel_status(response)
-
-        outcome = await self._aretrying("cancel", ref, call)
-        self.log.info("Cancel of %s request %s: %s", ref.endpoint_id, ref.request_id, outcome)
-        return outcome
-
-    async def aupload(self, data: bytes, content_type: str, file_name: str | None = None) -> str:
-        """Async ``upload``."""
-        self._check_upload(await self.aget_settings())
-        try:
-            return await (await self.aget_conn()).upload(data, content_type, file_name)
-        except Exception as error:  # noqa: BLE001
-            _raise(translate(error, endpoint_id=None, request_id=None, action="upload"), error)
-
     # ---------------------------------------------------------------- connection test (UI "Test" button)
 
     def test_connection(self) -> tuple[bool, str]:
@@ -573,14 +455,6 @@ def _load_async_dependencies() -> None:
     _ASYNC_READY.set()
 
 
-def _raise(mapped: BaseException, error: BaseException) -> None:
-    """``raise mapped from error``, except when ``mapped`` is ``error`` itself (already a provider error): an
-    exception must never be its own cause (that drops the real one and sends chain walkers round forever)."""
-    if mapped is error:
-        raise error
-    raise mapped from error
-
-
 def _worth_retrying(mapped: Sam3ProviderError, error: BaseException) -> bool:
     """Whether the hook should make the same call again: it may succeed soon, and fal-client has not already made it
     ``MAX_ATTEMPTS`` times (429, fal's edge 502/503/504, timeouts and transport errors), which retrying again would
@@ -591,30 +465,3 @@ def _worth_retrying(mapped: Sam3ProviderError, error: BaseException) -> bool:
     if isinstance(error, Exception) and _should_retry(error):
         return False
     return mapped.retryable and not isinstance(mapped, FalStartTimeoutError)
-
-
-def _queue_timeout(settings: FalSettings) -> Any:
-    """The connection's ``request_timeout`` for one status/result/cancel call (fal-client's handles use 120 s)."""
-    import httpx
-
-    return httpx.Timeout(settings.request_timeout, connect=min(settings.request_timeout, 30.0))
-
-
-def _fal_request(client: Any, method: str, url: str, timeout: Any, **kwargs: Any) -> Any:
-    """One queue call through fal-client's own retrying request (the one its request handles use)."""
-    from fal_client.client import _maybe_retry_request
-
-    return _maybe_retry_request(client, method, url, timeout=timeout, **kwargs)
-
-
-async def _afal_request(client: Any, method: str, url: str, timeout: Any, **kwargs: Any) -> Any:
-    from fal_client.client import _async_maybe_retry_request
-
-    return await _async_maybe_retry_request(client, method, url, timeout=timeout, **kwargs)
-
-
-def _cancel_status(response: Any) -> str:
-    try:
-        return str(response.json().get("status", "CANCELLATION_REQUESTED"))
-    except ValueError:
-        return "CANCELLATION_REQUESTED"
