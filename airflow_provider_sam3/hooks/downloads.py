@@ -135,6 +135,21 @@ async def check_async(url: str, settings: FalSettings) -> None:
         raise refused(url, problem)
 
 
+def probe_check(settings: FalSettings) -> Callable[[str], None]:
+    """A check for the image-size probe (``media.probe``): http(s) only, and no private or loopback address
+    unless it is the queue host or a ``media_hosts`` entry. Raises ``ValueError`` (the probe is optional: the
+    operator logs why and goes on without the size)."""
+
+    def check(url: str) -> None:
+        target = url if not url[:7].lower() == "http://" else "https://" + url[7:]
+        try:
+            check_sync(target, settings)
+        except (FalOutputRefusedError, FalTransientError) as error:
+            raise ValueError(str(error.detail).replace("output file", "image", 1)) from None
+
+    return check
+
+
 # ------------------------------------------------------------------ the HTTP clients
 
 

@@ -25,9 +25,11 @@ class PreparedRequest:
         object.__setattr__(self, "fingerprint", digest[:32])
 
 
-def prepare_image_argument(endpoint: Any, source: Any, field: str, log: Any) -> tuple[str, dict[str, Any]]:
+def prepare_image_argument(endpoint: Any, source: Any, field: str, log: Any,
+                           conn_id: str | None = None) -> tuple[str, dict[str, Any]]:
     """An image as fal takes it (sniffed, upright, local content as a data URI) and what the XCom document says of
-    it. fal's RLE output carries no size, so a URL image's size is read from its header for RLE endpoints."""
+    it. fal's RLE output carries no size, so a URL image's size is read from its header for RLE endpoints; that
+    probe never reaches a private or loopback address other than the connection's queue host or media hosts."""
     from airflow_provider_sam3.media.inputs import prepare_image
 
     prepared = prepare_image(source, field=field)
@@ -36,9 +38,22 @@ def prepare_image_argument(endpoint: Any, source: Any, field: str, log: Any) -> 
         from airflow_provider_sam3.media.probe import image_size_at_url
 
         try:
-            image["width"], image["height"] = image_size_at_url(prepared.url)
+            image["width"], image["height"] = image_size_at_url(prepared.url, check=_probe_check(conn_id))
             log.info("Read the size of %s from its header: %dx%d", prepared.source, image["width"], image["height"])
         except ValueError as error:
             log.warning("Could not read the size of %s (%s); the result's RLE masks will need the size given to "
                         "mask_arrays(size=...)", prepared.source, error)
     return prepared.url, image
+
+
+def _probe_check(conn_id: str | None) -> Any:
+    """The address check of the connection ``conn_id`` (the default one when None), resolved on first use."""
+    from airflow_provider_sam3.hooks.fal import FalHook
+
+    def check(url: str) -> None:
+        from airflow_provider_sam3.hooks.downloads import probe_check
+
+        hook = FalHook(conn_id) if conn_id else FalHook()
+        probe_check(hook.get_settings())(url)
+
+    return check

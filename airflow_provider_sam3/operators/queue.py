@@ -139,7 +139,7 @@ class FalQueueOperator(BaseOperator):
             arguments, image = dict(self.arguments) if isinstance(self.arguments, dict) else self.arguments, None
             if isinstance(arguments, dict) and arguments.get("image_url") is not None:
                 arguments["image_url"], image = prepare_image_argument(endpoint, arguments["image_url"], "image_url",
-                                                                       self.log)
+                                                                       self.log, self.fal_conn_id)
             body = endpoint.validate_input(arguments).to_request()
             from airflow_provider_sam3.operators.checks import check_prompt_geometry
 

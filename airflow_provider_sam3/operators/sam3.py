@@ -91,7 +91,8 @@ class Sam3Operator(FalQueueOperator):
         source, field = (self.image, "image") if self.image is not None else (arguments.get("image_url"), "image_url")
         image = None
         if source is not None and "image_url" in endpoint.input_model.model_fields:
-            arguments["image_url"], image = prepare_image_argument(endpoint, source, field, self.log)
+            arguments["image_url"], image = prepare_image_argument(endpoint, source, field, self.log,
+                                                                        self.fal_conn_id)
         body = endpoint.validate_input(arguments).to_request()
         from airflow_provider_sam3.operators.checks import check_prompt_geometry
 

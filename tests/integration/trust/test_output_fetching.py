@@ -264,3 +264,32 @@ def test_file_extensions_come_from_a_fixed_allow_list(content_type, file_name, s
     names = sorted(os.listdir(tmp_path / "req-1"))
     assert stored in names
     assert not any(name.endswith((".html", ".sh", ".py")) for name in names)
+
+
+@pytest.mark.parametrize("where", ["loopback_elsewhere", "metadata", "redirect_to_loopback"])
+def test_the_image_size_probe_never_reaches_the_workers_network(where, connect, hostile, fal_emulator, caplog):
+    """An RLE request on an image URL reads the image's size from its header; a templated URL naming a private
+    address (or redirecting to one) is not probed: the size is simply unknown, and the request goes on."""
+    import io
+    import logging
+
+    from PIL import Image
+
+    from airflow_provider_sam3.endpoints import ENDPOINTS
+    from airflow_provider_sam3.operators.prepared import prepare_image_argument
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30)).save(buffer, format="PNG")
+    inner = hostile(serve(buffer.getvalue()))
+    outer = hostile(redirect(f"{inner.base_url}/x.png"))
+    url = {"loopback_elsewhere": f"{inner.base_url}/x.png", "metadata": "http://169.254.169.254/latest/x.png",
+           "redirect_to_loopback": f"{outer.base_url}/x.png"}[where]
+    if where == "redirect_to_loopback":
+        connect(media_hosts=[outer.host])
+    log = logging.getLogger("probe-test")
+    sent, image = prepare_image_argument(ENDPOINTS["fal-ai/sam-3/image-rle"], url, "image", log)
+    assert sent == url and image["width"] is None
+    assert inner.accepted == 0
+    # the same probe on the queue host (the emulator) reads the size
+    hosted = fal_emulator.host_file(buffer.getvalue(), "x.png", "image/png")
+    assert prepare_image_argument(ENDPOINTS["fal-ai/sam-3/image-rle"], hosted, "image", log)[1]["width"] == 40
