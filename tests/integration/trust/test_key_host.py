@@ -58,8 +58,10 @@ def attacks(queue: str, evil: str) -> dict[str, str]:
     }
 
 
-def assert_refused(error: BaseException, evil, *, request_id: str | None = RID) -> None:
+def assert_refused(error: BaseException, evil, *, request_id: str | None = RID, key: str | None = None) -> None:
     assert isinstance(error, exc.FalUntrustedUrlError), f"{type(error).__name__}: {error}"
+    if key is not None:
+        assert key not in str(error) and key not in repr(error.args)
     assert error.retryable is False
     assert "the fal key was not sent" in str(error) or "nothing was sent" in str(error)
     if request_id is not None:
@@ -98,7 +100,7 @@ def test_a_reference_elsewhere_never_receives_the_key(name, call, fal_emulator, 
             asyncio.run(go())
         else:
             getattr(hook, call)(ref)
-    assert_refused(raised.value, evil)
+    assert_refused(raised.value, evil, key=fal_emulator.api_key)
     counters = fal_emulator.counters()
     assert (counters["status_calls"], counters["result_calls"], counters["cancels"]["total"]) == (0, 0, 0)
 
@@ -148,7 +150,7 @@ def test_a_submit_answer_naming_another_host_is_refused(where, mode, connect, ho
                     await hook.aclose()
 
             asyncio.run(go())
-    assert_refused(raised.value, evil)
+    assert_refused(raised.value, evil, key=fal_emulator.api_key)
     assert "may be billed" in str(raised.value) and where in str(raised.value)
     assert [seen.method for seen in queue.requests] == ["POST"]  # the submit only, to the configured host
 
