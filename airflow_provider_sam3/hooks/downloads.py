@@ -7,7 +7,9 @@ A result's URLs come from fal's answer, which the provider does not control. A U
   ``media_hosts`` lists, or a host whose every address is public: loopback, private, link-local, shared, multicast
   and reserved addresses are refused (``http://2130706433/``, ``localhost``, ``169.254.169.254``, ``[::1]`` ...).
   The check is made again when the connection is opened, against the address actually connected to, so a name
-  that resolves differently the second time (DNS rebinding) is refused too;
+  that resolves differently the second time (DNS rebinding) is refused too. Behind an https proxy
+  (``HTTPS_PROXY``) the proxy connects: a name that resolves locally is still checked, one that does not is left
+  to the proxy;
 - each redirect is followed by hand and checked the same way (at most ``MAX_REDIRECTS``);
 - the body is at most the connection's ``max_output_bytes`` (default 512 MiB): ``Content-Length`` is checked
   first, then the bytes are counted while they stream (decoded, so a compressed bomb is caught as well).
@@ -111,6 +113,8 @@ def check_sync(url: str, settings: FalSettings) -> None:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as error:
+        if _proxied():
+            return  # behind an https proxy only the proxy may resolve public names; it connects, not this worker
         raise FalTransientError(f"output file {short(url)} could not be fetched: host {host!r} does not resolve "
                                 f"({error})", retryable=True) from None
     problem = resolution_problem(host, port, infos)
@@ -128,6 +132,8 @@ async def check_async(url: str, settings: FalSettings) -> None:
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as error:
+        if _proxied():
+            return
         raise FalTransientError(f"output file {short(url)} could not be fetched: host {host!r} does not resolve "
                                 f"({error})", retryable=True) from None
     problem = resolution_problem(host, port, infos)

@@ -13,6 +13,7 @@ from airflow_provider_sam3.exceptions import (
     FalRequestError,
     FalUntrustedUrlError,
     FalValidationError,
+    InputValidationError,
     Sam3ProviderError,
 )
 from airflow_provider_sam3.models.reference import RequestReference
@@ -21,10 +22,11 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.fal import FalHook
 
 RAW_SCHEMA_VERSION = 1
-NOT_WORTH_RETRYING = (FalAuthenticationError, FalValidationError, FalUntrustedUrlError, FalOutputRefusedError)
+NOT_WORTH_RETRYING = (FalAuthenticationError, FalValidationError, FalUntrustedUrlError, FalOutputRefusedError,
+                      InputValidationError)
 NOT_WORTH_RETRYING_NAMES = frozenset(
     ["FalAuthenticationError", "FalBalanceExhaustedError", "FalValidationError", "FalNoMasksError",
-     "FalUntrustedUrlError", "FalOutputRefusedError"]
+     "FalUntrustedUrlError", "FalOutputRefusedError", "InputValidationError", "InvalidImageError"]
 )
 """A cancelled request is worth a retry: a clear racing its own cancel, or a cancel from elsewhere, then submits anew."""
 

@@ -293,3 +293,14 @@ def test_the_image_size_probe_never_reaches_the_workers_network(where, connect, 
     # the same probe on the queue host (the emulator) reads the size
     hosted = fal_emulator.host_file(buffer.getvalue(), "x.png", "image/png")
     assert prepare_image_argument(ENDPOINTS["fal-ai/sam-3/image-rle"], hosted, "image", log)[1]["width"] == 40
+
+
+def test_behind_a_proxy_private_addresses_are_still_refused(connect, hostile, monkeypatch):
+    """With HTTPS_PROXY set the proxy connects, but a URL whose host resolves to a private address is still
+    refused before anything is sent to the proxy."""
+    proxy = hostile(tls=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://{proxy.host}")
+    media = hostile(serve())
+    for url in (f"{media.base_url}/mask.png", "https://169.254.169.254/x", f"https://localhost:{media.port}/x"):
+        refused(FalHook().download, url)
+    assert proxy.accepted == 0 and media.accepted == 0
