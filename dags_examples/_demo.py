@@ -124,9 +124,13 @@ def main() -> int:
     print(f"  overlays:      {out / 'output' / 'overlays'}")
     print(f"  cutouts:       {out / 'output' / 'cutouts'}")
     print(f"  masks:         {out / 'output' / 'masks'}")
-    print(f"  metadata:      {out / 'output' / 'metadata.csv'} (and metadata.jsonl)")
-    print(f"  manifest:      {out / 'output' / 'masks' / 'manifest.jsonl'} (every image, its request and outcome)")
+    print(f"  metadata:      {_local(summary.get('metadata', '?'))} (and metadata.jsonl beside it)")
+    print(f"  manifest:      {_local(summary.get('manifest', '?'))} (every image, its request and outcome)")
     return 0 if run.state == "success" and failures == 0 else 1
+
+
+def _local(location: str) -> str:
+    return location.removeprefix("file://")
 
 
 def _emulator_counters(fal_env: dict[str, str]) -> dict:

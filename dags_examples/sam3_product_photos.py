@@ -2,9 +2,11 @@
 metadata table (one row per mask).
 
 Each run takes the images that arrived since the last run (a processed-images index lives next to the outputs),
-segments all of them with one ``Sam3BatchOperator`` task (one trigger waits for the whole batch; each image's masks
-are copied to ``<output_path>/masks/<request_id>/``; ``manifest.jsonl`` lists every image, failed ones included),
-then renders an overlay per image, a transparent cutout per mask, and ``metadata.jsonl`` / ``metadata.csv``.
+segments all of them with one ``Sam3BatchOperator`` task (one trigger waits for the whole batch; the task writes in
+its own folder ``<output_path>/masks/<dag_id>/<run_id>/segment/``: each image's masks under ``<request_id>/`` and
+``manifest.jsonl``, which lists every image, failed ones included; the summary in XCom names it), then renders an
+overlay per image and a transparent cutout per mask (under ``<output_path>/overlays`` and ``/cutouts``), and the
+run's ``metadata.jsonl`` / ``metadata.csv`` next to its manifest, so no run overwrites another's.
 
 Runs as is against fal.ai (a ``fal`` connection, or ``FAL_KEY``) or against the bundled emulator
 (``python -m airflow_provider_sam3.testing.emulator --env-file fal.env`` then ``set -a; . ./fal.env``).
@@ -107,17 +109,19 @@ def sam3_product_photos():
                 })
             (root / "overlays" / f"{stem}.png").write_bytes(encode_png(overlay(photo, arrays)))
             processed.append({"source": image["source"], "request_id": image["request_id"]})
-        (root / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+        run_folder = _storage(summary["output_path"])  # this run's batch folder, beside its manifest
+        (run_folder / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
         table = io.StringIO()
         writer = csv.DictWriter(table, fieldnames=METADATA_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-        (root / "metadata.csv").write_text(table.getvalue())
+        (run_folder / "metadata.csv").write_text(table.getvalue())
         index = root / INDEX_FILE
         earlier = index.read_text() if index.exists() else ""
         index.write_text(earlier + "".join(json.dumps(entry) + "\n" for entry in processed))
         return {"images": summary["images"], "succeeded": len(processed), "failed": failures, "masks": len(rows),
-                "cost_usd": summary["cost_usd"], "manifest": summary["manifest"]}
+                "cost_usd": summary["cost_usd"], "manifest": summary["manifest"],
+                "metadata": str(run_folder / "metadata.csv")}
 
     render(segment.output, "{{ params.output_path }}", "{{ params.prompt }}")
 

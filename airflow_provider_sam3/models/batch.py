@@ -12,11 +12,15 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-BATCH_SCHEMA_VERSION = 1
+BATCH_SCHEMA_VERSION = 2
 MANIFEST_SCHEMA_VERSION = 1
 
-EntryState = Literal["pending", "submitted", "done", "failed", "invalid"]
-FINAL_STATES = frozenset({"done", "failed", "invalid"})
+EntryState = Literal["pending", "submitted", "completed", "done", "failed", "invalid", "repeat"]
+"""``pending``: to submit. ``submitted``: at fal, waiting. ``completed``: fal finished it without error (billed) but
+its result is not stored yet: it is fetched again, never submitted again. ``done``: result stored. ``failed``: no
+result (``retryable`` says whether a new submission may help). ``invalid``: refused locally, never sent.
+``repeat``: the same image with the same fields as an earlier row (``repeat_of``); it shares that row's request."""
+FINAL_STATES = frozenset({"done", "failed", "invalid", "repeat"})
 
 
 def item_key(endpoint_id: str, source: str, arguments: dict[str, Any]) -> str:
@@ -33,7 +37,9 @@ class BatchEntry:
     """One image of a batch and its fate.
 
     ``source`` is what the user gave (path, URL or ObjectStoragePath as a string), ``arguments`` the per-image
-    fields (prompt, boxes, ...) on top of the batch's shared ones. ``submissions`` counts paid submissions.
+    fields (prompt, boxes, ...) on top of the batch's shared ones. ``submissions`` counts every submission that may
+    have created a request (all tries); ``retries`` the resubmissions among them; ``billed`` the requests fal
+    completed without error (what it bills); ``fetch_failures`` failed attempts to fetch or store a completed result.
     """
 
     index: int
@@ -51,6 +57,9 @@ class BatchEntry:
     error: str | None = None
     error_class: str | None = None
     retryable: bool = False
+    billed: int = 0
+    fetch_failures: int = 0
+    repeat_of: int | None = None
 
     @property
     def final(self) -> bool:
@@ -66,7 +75,8 @@ class BatchEntry:
             "i": self.index, "s": self.source, "a": self.arguments or None, "c": self.conn_id, "w": self.width,
             "h": self.height, "r": self.request_id, "t": self.submitted_at, "n": self.submissions,
             "rs": self.retries or None, "u": self.urls, "st": self.state, "e": self.error, "ec": self.error_class,
-            "rt": self.retryable or None,
+            "rt": self.retryable or None, "b": self.billed or None, "ff": self.fetch_failures or None,
+            "ro": self.repeat_of,
         }
         return {k: v for k, v in data.items() if v is not None}
 
@@ -77,11 +87,17 @@ class BatchEntry:
             width=data.get("w"), height=data.get("h"), request_id=data.get("r"), submitted_at=data.get("t"),
             submissions=data.get("n", 0), retries=data.get("rs", 0), urls=data.get("u"),
             state=data.get("st", "pending"), error=data.get("e"), error_class=data.get("ec"),
-            retryable=bool(data.get("rt")),
+            retryable=bool(data.get("rt")), billed=data.get("b", 0), fetch_failures=data.get("ff", 0),
+            repeat_of=data.get("ro"),
         )
 
     def fail(self, error: str, error_class: str, *, retryable: bool = False, state: EntryState = "failed") -> None:
         self.state, self.error, self.error_class, self.retryable = state, error, error_class, retryable
+
+    def completed_unstored(self, error: str, error_class: str) -> None:
+        """fal completed the request, but its result could not be fetched or stored: fetch it again later."""
+        self.state, self.error, self.error_class, self.retryable = "completed", error, error_class, False
+        self.fetch_failures += 1
 
 
 def failure_row(entry: BatchEntry) -> dict[str, Any]:
@@ -97,6 +113,12 @@ def failure_row(entry: BatchEntry) -> dict[str, Any]:
         "error": entry.error,
         "error_class": entry.error_class,
     }
+
+
+def repeat_row(entry: BatchEntry, first: dict[str, Any]) -> dict[str, Any]:
+    """The row of an image that repeats an earlier row (same image, same fields): that row's request and result."""
+    return {**first, "index": entry.index, "source": entry.source, "arguments": entry.arguments or None,
+            "submissions": 0, "repeat_of": entry.repeat_of}
 
 
 def success_row(entry: BatchEntry, document: dict[str, Any]) -> dict[str, Any]:

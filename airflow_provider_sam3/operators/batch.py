@@ -1,16 +1,20 @@
 """Sam3BatchOperator: thousands of images through one SAM 3 image endpoint from one Airflow task.
 
-The path of a batch: render -> list the images and validate every one (nothing is sent if one is unusable,
-unless ``skip_invalid``) -> estimate the cost, refuse above ``max_cost_usd`` -> reattach to what a previous try
-left in the task state store -> submit (``submit_concurrency`` calls at a time, at most ``max_in_flight``
-waiting at fal), saving every request id before going on -> wait for all of them in one ``FalBatchTrigger``
-(or on the worker) -> fetch results, copy outputs to ``output_path``, write manifest parts -> resubmit
-retryable failures a bounded number of times -> ``manifest.jsonl`` and a summary document in XCom.
+The path of a batch: render -> on the run's first try, list the images and validate every one (nothing is sent
+if one is unusable, unless ``skip_invalid``); later tries and clears of the run use that list from the task state
+store -> estimate the cost, refuse above ``max_cost_usd`` -> submit (``submit_concurrency`` calls at a time, at
+most ``max_in_flight`` waiting at fal), each request id durable as soon as its submit returns -> wait for all of
+them in one ``FalBatchTrigger`` (or on the worker) -> fetch results, copy outputs to this task's folder under
+``output_path``, write manifest parts -> fetch again what fal completed but could not be stored; resubmit only
+requests fal failed in a retryable way or lost, a bounded number of times -> ``manifest.jsonl`` and a summary
+document in XCom.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -19,14 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
 
-from airflow_provider_sam3.exceptions import (
-    FalRequestError,
-    FalSubmitOutcomeUnknownError,
-    InputValidationError,
-    Sam3ProviderError,
-)
+from airflow_provider_sam3.exceptions import FalRequestError, InputValidationError
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
 from airflow_provider_sam3.operators.batch_state import BatchState
+from airflow_provider_sam3.operators.batch_submit import ACCOUNT_ERRORS
 from airflow_provider_sam3.operators.queue import _seconds, check_pacing
 
 if TYPE_CHECKING:
@@ -43,8 +43,8 @@ DEFER_GRACE_SECONDS = 120
 CANCEL_WAIT_SECONDS = 25
 BATCH_SUMMARY_KIND = "sam3.batch"
 SUMMARY_FAILURES_SHOWN = 20
-ACCOUNT_ERRORS = ("FalAuthenticationError", "FalBalanceExhaustedError")
-"""Errors that stop the whole batch: no other image could be submitted or fetched with this key."""
+FETCH_ATTEMPTS = 5
+"""Attempts per try to fetch and store a result fal completed before the try fails (its retry fetches it again)."""
 INVALID_SHOWN = 5
 WORKER_WAIT_SECONDS = 5.0
 """When fal's remaining work is estimated below this, the worker waits for it itself: a deferral round trip
@@ -75,9 +75,10 @@ class Sam3BatchOperator(BaseOperator):
     :param arguments: fields shared by every image (templated), e.g. ``{"prompt": "shoe", "max_masks": 4}``;
         an image's own fields win. Segmentation batches ask for scores, boxes and inline outputs unless told
         otherwise (see ``BATCH_DEFAULTS``).
-    :param output_path: where outputs and ``manifest.jsonl`` go (required, templated): an absolute path, a
-        ``file://`` or object-store URL, or an ObjectStoragePath. Each image's outputs go under
-        ``<output_path>/<request_id>/``.
+    :param output_path: where outputs and the manifest go (required, templated): an absolute path, a ``file://``
+        or object-store URL, or an ObjectStoragePath. Each task writes only in its own folder,
+        ``<output_path>/<dag_id>/<run_id>/<task_id>[/<map_index>]/`` (``manifest.jsonl``, and each image's
+        outputs under ``<request_id>/``), so batches can share an output_path; the summary names the manifest.
     :param max_in_flight: most requests waiting at fal at once (default: all). Requests beyond your account's
         concurrency only queue at fal; a bound leaves room for other work on the same account and limits what a
         cancel has to stop.
@@ -140,6 +141,7 @@ class Sam3BatchOperator(BaseOperator):
         self.max_poll_interval = max_poll_interval
         self.priority = priority
         self._live_state: BatchState | None = None
+        self._try_number = 1
 
     # ------------------------------------------------------------------ checks made before anything is sent
 
@@ -165,16 +167,19 @@ class Sam3BatchOperator(BaseOperator):
             raise InputValidationError("on_image_failure", f"{self.on_image_failure!r} is not a policy",
                                        allowed=", ".join(FAILURE_POLICIES))
         check_pacing(self.priority, self.poll_interval, self.max_poll_interval)
-        if self.batch_timeout is None or self.batch_timeout <= 0:
-            raise InputValidationError("timeout", f"{self.batch_timeout!r} must be a positive duration")
+        if self.batch_timeout is None or not math.isfinite(self.batch_timeout) or self.batch_timeout <= 0:
+            raise InputValidationError("timeout", f"{self.batch_timeout!r} must be a finite positive duration")
         if self.max_cost_usd is not None:
             try:
+                if isinstance(self.max_cost_usd, bool):
+                    raise TypeError
                 self.max_cost_usd = float(self.max_cost_usd)
             except (TypeError, ValueError):
                 raise InputValidationError("max_cost_usd",
                                            f"{self.max_cost_usd!r} must be a number of US dollars") from None
-            if self.max_cost_usd < 0:
-                raise InputValidationError("max_cost_usd", f"{self.max_cost_usd!r} must not be negative")
+            if not math.isfinite(self.max_cost_usd) or self.max_cost_usd < 0:
+                raise InputValidationError("max_cost_usd",
+                                           f"{self.max_cost_usd!r} must be a finite, non-negative number of US dollars")
         if not isinstance(self.arguments, dict):
             raise InputValidationError("arguments",
                                        f"must be a mapping of field names to values, not {self.arguments!r}")
@@ -182,7 +187,9 @@ class Sam3BatchOperator(BaseOperator):
             if name in self.arguments:
                 raise InputValidationError(f"arguments.{name}", "images are given through the images parameter")
 
-    def _output_base(self) -> Any:
+    def _folder(self, context: Any) -> Any:
+        """This task's own folder under ``output_path`` (created and checked writable before anything is paid)."""
+        from airflow_provider_sam3.operators.batch_results import batch_folder
         from airflow_provider_sam3.operators.outputs import resolve_output_path
 
         if self.output_path is None or self.output_path == "":
@@ -190,10 +197,21 @@ class Sam3BatchOperator(BaseOperator):
                 "output_path", "is required for a batch: every image's outputs and the manifest are written there "
                 "(e.g. '/data/sam3/{{ ds }}' or 's3://conn_id@bucket/sam3/{{ ds }}')",
             )
-        base = resolve_output_path(self.output_path)
-        if getattr(base, "protocol", "") in ("", "file", "local"):
-            base.mkdir(parents=True, exist_ok=True)
-        return base
+        ti = context["ti"]
+        folder = batch_folder(resolve_output_path(self.output_path), ti.dag_id, ti.run_id, ti.task_id,
+                              getattr(ti, "map_index", -1))
+        if getattr(folder, "protocol", "") in ("", "file", "local"):
+            probe = folder / f".write-check-{os.getpid()}"
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                probe.write_text("")
+                probe.unlink()
+            except OSError as error:
+                raise InputValidationError(
+                    "output_path", f"{self.output_path!r} cannot hold this batch's outputs: creating or writing "
+                    f"{folder} failed ({type(error).__name__}: {error.strerror or error}); give a writable folder",
+                ) from None
+        return folder
 
     def _body(self, endpoint: Endpoint, image: BatchImage, where: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """The request body for one image, and what is known of the image (size) for its result document."""
@@ -205,29 +223,33 @@ class Sam3BatchOperator(BaseOperator):
         body = endpoint.validate_input(arguments).to_request()
         return body, {"width": prepared.width, "height": prepared.height}
 
-    def _entries(self, endpoint: Endpoint, images: list[BatchImage]) -> list[tuple[str, BatchEntry, dict | None]]:
-        """Validate every image; (key, entry, body) in input order. Duplicates are segmented once."""
+    def _new_state(self, endpoint: Endpoint, images: list[BatchImage]) -> tuple[BatchState, dict[str, dict]]:
+        """The run's batch: one entry per input row, every image validated; a row repeating an earlier one (same
+        image, same fields) shares its request. Returns the state and the bodies built while validating."""
         from airflow_provider_sam3.models.batch import BatchEntry, item_key
 
-        items: list[tuple[str, BatchEntry, dict | None]] = []
-        seen: dict[str, int] = {}
+        now = time.time()
+        state = BatchState(endpoint_id=endpoint.endpoint_id, started_at=now, deadline=now + self.batch_timeout)
+        bodies: dict[str, dict[str, Any]] = {}
+        first_of: dict[str, int] = {}
         problems: list[str] = []
         for position, image in enumerate(images):
+            entry = BatchEntry(index=position, source=image.source, arguments=image.arguments, conn_id=image.conn_id)
             key = item_key(endpoint.endpoint_id, image.source, image.arguments)
-            if key in seen:
-                self.log.warning("images[%d] (%s) repeats images[%d] with the same fields; it is segmented once",
-                                 position, image.source, seen[key])
-                continue
-            seen[key] = position
-            entry = BatchEntry(index=len(items), source=image.source, arguments=image.arguments, conn_id=image.conn_id)
-            body = None
-            try:
-                body, size = self._body(endpoint, image, f"images[{position}]")
-                entry.width, entry.height = size["width"], size["height"]
-            except InputValidationError as error:
-                problems.append(f"images[{position}] ({image.source}): {error}")
-                entry.fail(str(error), type(error).__name__, state="invalid")
-            items.append((key, entry, body))
+            if key in first_of:
+                entry.state, entry.repeat_of = "repeat", first_of[key]
+                self.log.warning("images[%d] (%s) repeats images[%d] with the same fields: one request answers both "
+                                 "rows", position, image.source, first_of[key])
+            else:
+                first_of[key] = position
+                try:
+                    body, size = self._body(endpoint, image, f"images[{position}]")
+                    entry.width, entry.height = size["width"], size["height"]
+                    bodies[str(position)] = body
+                except InputValidationError as error:
+                    problems.append(f"images[{position}] ({image.source}): {error}")
+                    entry.fail(str(error), type(error).__name__, state="invalid")
+            state.add(entry)
         if problems and not self.skip_invalid:
             shown = "; ".join(problem.rstrip(".") for problem in problems[:INVALID_SHOWN])
             more = f"; and {len(problems) - INVALID_SHOWN} more" if len(problems) > INVALID_SHOWN else ""
@@ -235,9 +257,9 @@ class Sam3BatchOperator(BaseOperator):
                 "images", f"{len(problems)} of {len(images)} images cannot be sent, so nothing was submitted: "
                 f"{shown}{more}. Fix them, or set skip_invalid=True to record them as invalid and go on",
             )
-        return items
+        return state, bodies
 
-    def _check_cost(self, endpoint: Endpoint, to_pay: int, total: int) -> None:
+    def _check_cost(self, endpoint: Endpoint, to_pay: int, total: int) -> float | None:
         estimate = endpoint.estimate_cost(requests=to_pay)
         price = f"${estimate:.2f}" if estimate is not None else "an unpublished price"
         self.log.info(
@@ -252,6 +274,7 @@ class Sam3BatchOperator(BaseOperator):
                 f"max_cost_usd=${self.max_cost_usd:.2f}, so nothing was submitted; raise max_cost_usd or split "
                 "the batch",
             )
+        return estimate
 
     # ------------------------------------------------------------------ execute
 
@@ -259,20 +282,25 @@ class Sam3BatchOperator(BaseOperator):
         from airflow_provider_sam3.operators.batch_inputs import resolve_images
         from airflow_provider_sam3.operators.completion import as_task_error
 
+        self._try_number = max(1, int(getattr(context.get("ti"), "try_number", 1) or 1))
+        store = context.get("task_state_store")
         try:
             endpoint = self._endpoint()
             self._check_options()
-            output_base = self._output_base()
-            items = self._entries(endpoint, resolve_images(self.images))
-            store = context.get("task_state_store")
-            state = self._reattach(store, endpoint, items)
-            to_pay = sum(1 for entry in state.entries.values() if entry.state == "pending")
-            self._check_cost(endpoint, to_pay, len(state.entries))
+            folder = self._folder(context)
+            state = self._resumed(store, endpoint)
+            bodies: dict[str, dict[str, Any]] = {}
+            if state is None:
+                state, bodies = self._new_state(endpoint, resolve_images(self.images))
+            self._requeue(state)
+            estimate = self._check_cost(endpoint, len(state.in_state("pending")), len(state.entries))
         except InputValidationError as error:
             raise as_task_error(error, retry_useless=True) from error
+        if state.estimate_usd is None:
+            state.estimate_usd = estimate
+        state.deadline = time.time() + self.batch_timeout  # each try gets the whole timeout
         state.save(store)
-        bodies = {key: body for key, _, body in items if body is not None}
-        return self._run(context, endpoint, state, output_base, bodies, event=None)
+        return self._run(context, endpoint, state, folder, bodies, event=None)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         """Resumed after the batch trigger fired: collect what finished, then submit more, wait again or finish."""
@@ -280,59 +308,55 @@ class Sam3BatchOperator(BaseOperator):
 
         if not isinstance(event, dict) or event.get("status") not in ("finished", "progress", "timeout", "error"):
             raise FalRequestError(f"the batch trigger sent an event this provider does not understand: {event!r}")
+        self._try_number = max(1, int(getattr(context.get("ti"), "try_number", 1) or 1))
         store = context.get("task_state_store")
         state = BatchState.load(store)
         if state is None:
             raise FalRequestError("the batch's entries are missing from the task state store; the task cannot tell "
                                   "which images were submitted. Clear the task to start the batch again")
-        return self._run(context, get_endpoint(state.endpoint_id), state, self._output_base(), {}, event=event)
+        return self._run(context, get_endpoint(state.endpoint_id), state, self._folder(context), {}, event=event)
 
     def on_kill(self) -> None:
         """The task was killed while on the worker: cancel what is still at fal (the trigger's on_kill covers a
         deferred batch)."""
         state = self._live_state
         if state is not None:
-            self._cancel_entries(state, [e for e in state.entries.values() if e.state == "submitted"])
+            self._cancel_entries(state, state.in_state("submitted"))
 
     # ------------------------------------------------------------------ never pay twice
 
-    def _reattach(self, store: Any, endpoint: Endpoint, items: list[tuple[str, BatchEntry, dict | None]]) -> BatchState:
-        """This try's batch: a previous try's requests are kept (done, or still at fal); its failures get another
-        chance; requests for images no longer in the batch are cancelled."""
-        now = time.time()
-        state = BatchState(endpoint_id=endpoint.endpoint_id, started_at=now, deadline=now + self.batch_timeout)
+    def _resumed(self, store: Any, endpoint: Endpoint) -> BatchState | None:
+        """The batch a previous try (or a cleared run) of this task left: its image list is used as it is (the
+        folder or glob is not listed again) and nothing it submitted is submitted again."""
         previous = BatchState.load(store)
-        if previous is not None and previous.endpoint_id != endpoint.endpoint_id:
+        if previous is None:
+            return None
+        if previous.endpoint_id != endpoint.endpoint_id:
             self.log.warning("A previous try ran this batch on %s; cancelling its requests and starting on %s",
                              previous.endpoint_id, endpoint.endpoint_id)
-            self._cancel_entries(previous, list(previous.entries.values()))
+            self._cancel_entries(previous, previous.in_state("submitted"))
             previous.forget(store)
-            previous = None
-        kept = {"done": 0, "submitted": 0, "again": 0}
-        if previous is not None:
-            state.url_templates, state.cycle = previous.url_templates, previous.cycle
-        for key, entry, _ in items:
-            old = previous.entries.get(key) if previous is not None else None
-            if old is not None and old.state in ("done", "submitted"):
-                old.index = entry.index
-                kept[old.state] += 1
-                entry = old
-            elif old is not None and old.state == "failed" and entry.state != "invalid":
-                entry.submissions = old.submissions
-                kept["again"] += 1
-            state.add(key, entry)
-        if previous is not None:
-            orphans = [e for k, e in previous.entries.items() if k not in state.entries and e.state == "submitted"]
-            self._cancel_entries(previous, orphans)
-            for number in range(previous.shard_count):
-                if number >= state.shard_count:
-                    state.dirty.add(number)  # a now-empty shard of the previous try, deleted on save
-            self.log.info(
-                "Reattached to this batch's previous try: %d images already done, %d still at fal (not submitted "
-                "again), %d failed before and are submitted again, %d requests cancelled as no longer in the batch",
-                kept["done"], kept["submitted"], kept["again"], len(orphans),
-            )
-        return state
+            return None
+        counts = previous.counts()
+        self.log.info(
+            "Resuming this run's batch with the image list of its first try (%d rows; the images parameter is not "
+            "listed again): %d images already done, %d still at fal (not submitted again), %d completed at fal and "
+            "fetched again (not submitted again), %d failed, %d not submitted yet", len(previous.entries),
+            counts["done"], counts["submitted"], counts["completed"], counts["failed"], counts["pending"],
+        )
+        return previous
+
+    def _requeue(self, state: BatchState) -> None:
+        """Failures that a new submission may fix go back in line: at most ``max_resubmits`` times per image in
+        each try. Final failures (rejected input, app errors) are never submitted again."""
+        budget = self.max_resubmits * self._try_number
+        for key, entry in state.entries.items():
+            if entry.state == "failed" and entry.retryable and entry.retries < budget:
+                self.log.warning("images[%d] (%s) failed (%s); submitting it again (%d of %d)", entry.index,
+                                 entry.source, entry.error, entry.retries + 1, budget)
+                entry.retries += 1
+                entry.state = "pending"
+                state.touch(key)
 
     def _cancel_entries(self, state: BatchState, entries: list[BatchEntry]) -> None:
         """Cancel these entries' requests at fal. Runs its own event loop in a thread, so it also works from
@@ -371,16 +395,17 @@ class Sam3BatchOperator(BaseOperator):
 
     # ------------------------------------------------------------------ one stay on the worker after another
 
-    def _run(self, context: Any, endpoint: Endpoint, state: BatchState, output_base: Any,
+    def _run(self, context: Any, endpoint: Endpoint, state: BatchState, folder: Any,
              bodies: dict[str, dict[str, Any]], event: dict[str, Any] | None) -> Any:
         store = context.get("task_state_store")
         try:
-            waiting = asyncio.run(self._work(endpoint, state, output_base, bodies, event, store))
+            waiting = asyncio.run(self._work(endpoint, state, folder, bodies, event, store))
         except Exception as error:
-            self._write_stopped_manifest(state, output_base, str(error))
+            state.save(store)
+            self._write_stopped_manifest(state, folder, str(error))
             raise
         if waiting is None:
-            return self._finish(context, endpoint, state, output_base)
+            return self._finish(context, endpoint, state, folder)
         request_ids, fire_at = waiting
         from airflow_provider_sam3.triggers.batch import FalBatchTrigger
 
@@ -395,52 +420,61 @@ class Sam3BatchOperator(BaseOperator):
             timeout=timedelta(seconds=max(state.deadline - time.time(), 0) + DEFER_GRACE_SECONDS),
         )
 
-    def _write_stopped_manifest(self, state: BatchState, output_base: Any, reason: str) -> None:
+    def _write_stopped_manifest(self, state: BatchState, folder: Any, reason: str) -> None:
         """The try fails before the batch's end: list every image anyway. The state is kept, so a retry (or a
         clear, once the cause is fixed) goes on without paying again for what was submitted."""
         from airflow_provider_sam3.operators.batch_results import write_manifest
 
         try:
-            manifest = write_manifest(output_base, list(state.entries.values()), keep_parts=True, stopped=reason)
+            manifest = write_manifest(folder, list(state.entries.values()), keep_parts=True, stopped=reason)
         except Exception as failure:  # noqa: BLE001 - the error that stopped the batch is the one to raise
             self.log.warning("Could not write the manifest of the stopped batch: %s", failure)
             return
         self.log.error("The batch stopped: %s. Every image is listed in %s; a retry, or a clear once the cause is "
                        "fixed, goes on without paying again for what was already submitted", reason, manifest)
 
-    async def _work(self, endpoint: Endpoint, state: BatchState, output_base: Any,
+    async def _work(self, endpoint: Endpoint, state: BatchState, folder: Any,
                     bodies: dict[str, dict[str, Any]], event: dict[str, Any] | None,
                     store: Any) -> tuple[list[str], int | None] | None:
         """One stay on the worker: store what the trigger reports, submit what is due while storing what
-        finishes meanwhile, and stay for the end when little is left. Returns None when every image is final,
-        else the request ids to defer on (in submission order) and when the trigger should fire early."""
+        finishes meanwhile, fetch again what fal completed but could not be stored, and stay for the end when
+        little is left. Returns None when every image is final, else the request ids to defer on (in submission
+        order) and when the trigger should fire early."""
         from airflow_provider_sam3.hooks.fal import FalHook
         from airflow_provider_sam3.operators.batch_results import ResultCollector
 
         hook = FalHook(self.fal_conn_id)
-        collector = ResultCollector(hook, endpoint, output_base, self.log)
+        collector = ResultCollector(hook, endpoint, folder, self.log)
         poller = self._poller(hook, state)
         rate = (event or {}).get("rate")
         self._live_state = state
         try:
             if event is not None:
                 await self._absorb(event, state, collector, store)
-            round_number = 0
+            round_number, idle = 0, 0
             while True:
                 self._requeue(state)
                 if time.time() >= state.deadline:
                     await self._expire(hook, state, store)
-                if any(entry.state == "pending" for entry in state.entries.values()):
+                if state.in_state("pending"):
                     await self._submit_while_storing(hook, endpoint, state, bodies, store, poller, collector)
-                waiting = [e for e in state.entries.values() if e.state == "submitted"]
-                pending = sum(1 for e in state.entries.values() if e.state == "pending")
-                if not waiting and not pending:
+                unstored = state.in_state("completed")
+                if unstored:
+                    self._give_up_fetching_if_due(unstored)
+                    await self._store_finished({e.request_id: [None, None, None] for e in unstored}, state,
+                                               collector, store)
+                waiting = state.in_state("submitted")
+                pending, unstored = len(state.in_state("pending")), len(state.in_state("completed"))
+                if not waiting and not pending and not unstored:
+                    state.save(store)
                     return None
-                if not waiting:  # only images whose submission failed for now
-                    await asyncio.sleep(min(2.0 ** max(e.retries for e in state.entries.values()), 30.0))
+                if not waiting:  # only images whose submission failed for now, or results to fetch again
+                    idle += 1
+                    await asyncio.sleep(min(2.0 ** idle / 4, 30.0))
                     continue
                 rate = poller.rate() or rate
-                if self.deferrable and not self._stay_for_the_end(len(waiting), pending, rate):
+                if self.deferrable and not unstored and not self._stay_for_the_end(len(waiting), pending, rate):
+                    state.save(store)
                     waiting.sort(key=lambda e: (e.submitted_at or 0, e.index))
                     return [e.request_id for e in waiting], self._fire_at(len(waiting), pending, rate)
                 await asyncio.sleep(min(poller.interval(round_number), END_POLL_INTERVAL))
@@ -449,6 +483,18 @@ class Sam3BatchOperator(BaseOperator):
         finally:
             self._live_state = None
             await hook.aclose()
+
+    def _give_up_fetching_if_due(self, unstored: list[BatchEntry]) -> None:
+        """A result fal completed that could not be fetched or stored ``FETCH_ATTEMPTS`` times in this try ends
+        the try (the retry fetches it again, never submits it again)."""
+        stuck = [e for e in unstored if e.fetch_failures >= FETCH_ATTEMPTS * self._try_number]
+        if stuck:
+            first = stuck[0]
+            raise FalRequestError(
+                f"{len(stuck)} results that fal completed could not be fetched or stored after {FETCH_ATTEMPTS} "
+                f"attempts (first: images[{first.index}] {first.source}: {first.error}). They are paid and kept: a "
+                "retry, or a clear once the cause is fixed, fetches them without submitting them again"
+            )
 
     @staticmethod
     def _stay_for_the_end(waiting: int, pending: int, rate: float | None) -> bool:
@@ -472,8 +518,7 @@ class Sam3BatchOperator(BaseOperator):
         """A poller for the requests at fal now; submissions add to it as they go."""
         from airflow_provider_sam3.triggers.batch import BatchPoller, ProgressLine
 
-        waiting = sorted((e for e in state.entries.values() if e.state == "submitted"),
-                         key=lambda e: (e.submitted_at or 0, e.index))
+        waiting = sorted(state.in_state("submitted"), key=lambda e: (e.submitted_at or 0, e.index))
         progress = self._progress(state)
         return BatchPoller(
             hook, state.endpoint_id, state.url_templates or {}, [e.request_id for e in waiting],
@@ -512,6 +557,31 @@ class Sam3BatchOperator(BaseOperator):
             submitted.set()
             await storing
 
+    async def _submit_due(self, hook: FalHook, endpoint: Endpoint, state: BatchState,
+                          bodies: dict[str, dict[str, Any]], store: Any,
+                          on_submitted: Callable[[list[BatchEntry]], None]) -> None:
+        """Submit pending images in input order (at most ``max_in_flight`` waiting at fal); each request id is in
+        the task state store as soon as its submit call returns."""
+        from airflow_provider_sam3.operators.batch_inputs import BatchImage
+        from airflow_provider_sam3.operators.batch_submit import Submitter
+
+        due = [str(entry.index) for entry in state.in_state("pending")]
+        if self.max_in_flight:
+            due = due[: max(0, self.max_in_flight - len(state.in_state("submitted")))]
+
+        def body_for(entry: BatchEntry) -> dict[str, Any]:
+            body = bodies.pop(str(entry.index), None)
+            if body is None:
+                image = BatchImage(entry.source, entry.conn_id, entry.arguments)
+                body, size = self._body(endpoint, image, f"images[{entry.index}]")
+                entry.width, entry.height = size["width"], size["height"]
+            return body
+
+        submitter = Submitter(hook, endpoint, state, store, concurrency=self.submit_concurrency,
+                              priority=self.priority, body_for=body_for, log=self.log)
+        await submitter.submit(due, on_submitted)
+        state.save(store)
+
     async def _poll_and_store(self, poller: Any, collector: Any, state: BatchState, store: Any,
                               round_number: int) -> None:
         """One status round on the worker, then store whatever finished."""
@@ -538,7 +608,7 @@ class Sam3BatchOperator(BaseOperator):
         items = {}
         for request_id, outcome in finished.items():
             key = by_request.get(request_id)
-            if key is not None and state.entries[key].state == "submitted":
+            if key is not None and state.entries[key].state in ("submitted", "completed"):
                 entry = state.entries[key]
                 items[request_id] = (entry, self._reference(state, entry), outcome)
         if not items:
@@ -550,7 +620,9 @@ class Sam3BatchOperator(BaseOperator):
             state.touch(by_request[request_id])
         state.save(store)
         failed = sum(1 for entry, _, _ in items.values() if entry.state == "failed")
-        self.log.info("Stored %d finished requests: %d results, %d failed", len(items), len(items) - failed, failed)
+        unstored = sum(1 for entry, _, _ in items.values() if entry.state == "completed")
+        self.log.info("Stored %d finished requests: %d results, %d failed, %d to fetch again", len(items),
+                      len(rows), failed, unstored)
 
     async def _absorb(self, event: dict[str, Any], state: BatchState, collector: Any, store: Any) -> None:
         """What the trigger reports: store what finished, record cancellations, and end on a fatal error."""
@@ -570,21 +642,12 @@ class Sam3BatchOperator(BaseOperator):
             retry_useless = event.get("error_class") in ACCOUNT_ERRORS
             raise as_task_error(error, retry_useless=retry_useless)
 
-    def _requeue(self, state: BatchState) -> None:
-        """Failures that a new submission may fix go back in line, a bounded number of times per image."""
-        for key, entry in state.entries.items():
-            if entry.state == "failed" and entry.retryable and entry.retries < self.max_resubmits:
-                self.log.warning("images[%d] (%s) failed (%s); submitting it again (%d of %d)", entry.index,
-                                 entry.source, entry.error, entry.retries + 1, self.max_resubmits)
-                entry.retries += 1
-                entry.state = "pending"
-                state.touch(key)
-
     async def _expire(self, hook: FalHook, state: BatchState, store: Any) -> None:
-        """The batch's timeout passed: cancel what is at fal, and give up on what was not submitted."""
+        """The batch's timeout passed: cancel what is at fal, and give up on what was not submitted. Results fal
+        completed are still fetched (they are paid)."""
         from airflow_provider_sam3.triggers.batch import cancel_all
 
-        waiting = [e for e in state.entries.values() if e.state == "submitted"]
+        waiting = state.in_state("submitted")
         outcomes = await cancel_all(hook, [self._reference(state, e) for e in waiting]) if waiting else {}
         for key, entry in state.entries.items():
             if entry.state == "submitted":
@@ -596,67 +659,6 @@ class Sam3BatchOperator(BaseOperator):
                 continue
             state.touch(key)
         state.save(store)
-
-    async def _submit_due(self, hook: FalHook, endpoint: Endpoint, state: BatchState,
-                          bodies: dict[str, dict[str, Any]], store: Any,
-                          on_submitted: Callable[[list[BatchEntry]], None]) -> None:
-        """Submit pending images in input order, ``submit_concurrency`` at a time, saving ids after each round."""
-        from airflow_provider_sam3.operators.completion import as_task_error
-
-        pending = [key for key, entry in sorted(state.entries.items(), key=lambda kv: kv[1].index)
-                   if entry.state == "pending"]
-        if self.max_in_flight:
-            in_flight = sum(1 for entry in state.entries.values() if entry.state == "submitted")
-            pending = pending[: max(0, self.max_in_flight - in_flight)]
-        submitted = 0
-        try:
-            for start in range(0, len(pending), self.submit_concurrency):
-                chunk = pending[start:start + self.submit_concurrency]
-                outcomes = await asyncio.gather(*(self._submit(hook, endpoint, state, key, bodies) for key in chunk))
-                for key in chunk:
-                    state.touch(key)
-                state.save(store)
-                accepted = [state.entries[key] for key, outcome in zip(chunk, outcomes) if outcome is None]
-                on_submitted(accepted)
-                submitted += len(accepted)
-                fatal = next((outcome for outcome in outcomes if outcome is not None and not outcome.retryable
-                              and type(outcome).__name__ in ACCOUNT_ERRORS), None)
-                if fatal is not None:
-                    raise as_task_error(fatal, retry_useless=True)
-        finally:  # every accepted submission is in the log, even when the account stops the batch
-            if submitted:
-                self.log.info("Submitted %d requests to %s (%d waiting at fal)", submitted, endpoint.endpoint_id,
-                              sum(1 for entry in state.entries.values() if entry.state == "submitted"))
-
-    async def _submit(self, hook: FalHook, endpoint: Endpoint, state: BatchState, key: str,
-                      bodies: dict[str, dict[str, Any]]) -> Sam3ProviderError | None:
-        from airflow_provider_sam3.operators.batch_inputs import BatchImage
-        from airflow_provider_sam3.operators.batch_results import worth_resubmitting
-        from airflow_provider_sam3.triggers.batch import url_templates_of
-
-        entry = state.entries[key]
-        try:
-            body = bodies.pop(key, None)
-            if body is None:
-                image = BatchImage(entry.source, entry.conn_id, entry.arguments)
-                body, _ = await asyncio.to_thread(self._body, endpoint, image, f"images[{entry.index}]")
-            ref = await hook.asubmit(endpoint.endpoint_id, body, priority=self.priority)
-        except Sam3ProviderError as error:
-            if isinstance(error, FalSubmitOutcomeUnknownError):
-                entry.submissions += 1  # fal may have created (and bills) it: counted, never hidden
-                self.log.warning("fal may have created images[%d]'s request (answer lost), whose id is unknown; "
-                                 "counted as a submission", entry.index)
-            entry.fail(f"submit failed: {error}", type(error).__name__, retryable=worth_resubmitting(error))
-            return error
-        templates = url_templates_of(ref)
-        if state.url_templates is None:
-            state.url_templates = templates
-        entry.urls = None if templates == state.url_templates else {
-            "status_url": ref.status_url, "response_url": ref.response_url, "cancel_url": ref.cancel_url}
-        entry.request_id, entry.submitted_at = ref.request_id, ref.submitted_at
-        entry.submissions += 1
-        entry.state, entry.error, entry.error_class, entry.retryable = "submitted", None, None, False
-        return None
 
     @staticmethod
     def _explicit_urls(state: BatchState, request_ids: list[str]) -> dict[str, dict[str, str]]:
@@ -670,47 +672,60 @@ class Sam3BatchOperator(BaseOperator):
 
     # ------------------------------------------------------------------ the end
 
-    def _finish(self, context: Any, endpoint: Endpoint, state: BatchState, output_base: Any) -> dict[str, Any]:
+    def _finish(self, context: Any, endpoint: Endpoint, state: BatchState, folder: Any) -> dict[str, Any]:
         from airflow_provider_sam3.operators.batch_results import write_manifest
+        from airflow_provider_sam3.operators.completion import as_task_error
 
-        entries = list(state.entries.values())
-        failing = self.on_image_failure == "fail" and any(e.state != "done" for e in entries)
-        manifest = write_manifest(output_base, entries, keep_parts=failing)
+        entries = state.ordered()
+        missing = [e for e in entries if state.outcome_of(e).state != "done"]
+        failing = self.on_image_failure == "fail" and bool(missing)
+        manifest = write_manifest(folder, entries, keep_parts=failing)
         counts = state.counts()
         price = endpoint.estimate_cost(requests=1)
         submissions = sum(e.submissions for e in entries)
+        billed = sum(e.billed for e in entries)
+        cost = round(price * billed, 6) if price is not None else None
         summary = {
             "schema_version": 1,
             "kind": BATCH_SUMMARY_KIND,
             "endpoint_id": endpoint.endpoint_id,
             "images": len(entries),
+            "repeats": sum(1 for e in entries if e.state == "repeat"),
             "succeeded": counts["done"],
             "failed": counts["failed"],
             "invalid": counts["invalid"],
             "submissions": submissions,
             "resubmissions": sum(e.retries for e in entries),
-            "cost_usd": round(price * counts["done"], 6) if price is not None else None,
+            "billed_requests": billed,
+            "cost_usd": cost,
+            "cost_estimate_usd": state.estimate_usd,
             "wall_seconds": round(time.time() - state.started_at, 3),
-            "output_path": str(output_base),
+            "output_path": str(folder),
             "manifest": str(manifest),
             "failures": [
-                {"index": e.index, "source": e.source, "status": e.state, "error": e.error}
-                for e in sorted(entries, key=lambda e: e.index) if e.state != "done"
+                {"index": e.index, "source": e.source, "status": state.outcome_of(e).state,
+                 "error": state.outcome_of(e).error} for e in missing
             ][:SUMMARY_FAILURES_SHOWN],
         }
         self.log.info(
             "Batch finished: %d of %d images succeeded, %d failed, %d invalid; %d submissions (%d resubmissions); "
-            "fal charges about %s; manifest: %s", counts["done"], len(entries), counts["failed"], counts["invalid"],
-            submissions, summary["resubmissions"],
-            f"${summary['cost_usd']:.4f}" if summary["cost_usd"] is not None else "an unpublished price", manifest,
+            "fal bills %d completed requests: %s (estimated %s); manifest: %s", counts["done"], len(entries),
+            counts["failed"], counts["invalid"], submissions, summary["resubmissions"], billed,
+            f"${cost:.4f}" if cost is not None else "an unpublished price",
+            f"${state.estimate_usd:.4f}" if state.estimate_usd is not None else "unknown", manifest,
         )
         if failing:
             state.save(context.get("task_state_store"))
             first = summary["failures"][0]
-            raise FalRequestError(
-                f"{len(entries) - counts['done']} of {len(entries)} images have no result (first: images"
-                f"[{first['index']}] {first['source']}: {first['error']}). Every image is listed in {manifest}; a "
-                "retry submits only those images again; set on_image_failure='report' to succeed with failures"
+            final = all(not state.outcome_of(e).retryable for e in missing)
+            then = ("only final failures remain (rejected input, app errors, invalid images): a retry would not "
+                    "change them, so the task fails without retrying" if final else
+                    "a retry submits only those images again")
+            error = FalRequestError(
+                f"{len(missing)} of {len(entries)} images have no result (first: images[{first['index']}] "
+                f"{first['source']}: {first['error']}). Every image is listed in {manifest}; {then}; set "
+                "on_image_failure='report' to succeed with failures"
             )
+            raise as_task_error(error, retry_useless=final)
         state.forget(context.get("task_state_store"))
         return summary

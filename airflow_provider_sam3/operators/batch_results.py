@@ -1,20 +1,24 @@
 """What the batch operator does with requests that finished: fetch each result, copy its outputs to the user's
 storage (downloads run concurrently on one connection pool), and write manifest rows.
 
-Rows of images with a result are written as numbered part files under ``<output_path>/_manifest/`` after each
-round, so a crash between rounds loses nothing; the final ``manifest.jsonl`` joins them with the failure rows, in
-input order.
+Everything one batch task writes lives in its own folder, ``<output_path>/<dag_id>/<run_id>/<task_id>/`` (plus
+``<map_index>/`` for a mapped task), so any number of batches, mapped or scheduled, can share an ``output_path``.
+Rows of images with a result are written as numbered part files under ``<folder>/_manifest/`` after each round, so
+a crash between rounds loses nothing; the final ``<folder>/manifest.jsonl`` joins them with the other rows, one per
+input row, in input order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3 import exceptions as exc
-from airflow_provider_sam3.models.batch import BatchEntry, failure_row, success_row
+from airflow_provider_sam3.models.batch import BatchEntry, failure_row, repeat_row, success_row
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.endpoints import Endpoint
@@ -24,6 +28,21 @@ if TYPE_CHECKING:
 MANIFEST_FILE = "manifest.jsonl"
 PARTS_FOLDER = "_manifest"
 FETCH_CONCURRENCY = 8
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._=-]")
+
+
+def batch_folder(output_base: Any, dag_id: str, run_id: str, task_id: str, map_index: int | None) -> Any:
+    """Where one batch task writes: ``<output_base>/<dag_id>/<run_id>/<task_id>[/<map_index>]``.
+
+    Characters outside ``A-Z a-z 0-9 . _ = -`` become ``_`` (``scheduled__2026-11-30T00:00:00+00:00`` ->
+    ``scheduled__2026-11-30T00_00_00_00_00``), so every store and shell takes the path as it is.
+    """
+    def safe(part: str) -> str:
+        text = _UNSAFE_IN_NAME.sub("_", str(part))
+        return "_" + text if text in ("", ".", "..") else text
+
+    folder = output_base / safe(dag_id) / safe(run_id) / safe(task_id)
+    return folder / str(map_index) if map_index is not None and map_index >= 0 else folder
 
 
 def completed_error(error: str, error_type: str | None, *, endpoint_id: str, request_id: str) -> exc.Sam3ProviderError:
@@ -72,21 +91,46 @@ class ResultCollector:
             self._failed(entry, completed_error(str(error), error_type, endpoint_id=ref.endpoint_id,
                                                 request_id=ref.request_id))
             return None
+        if entry.state == "submitted":
+            entry.billed += 1  # fal completed it without error: it bills this request, whatever happens next
         async with self.gate:
             try:
                 output = await self.hook.aresult(ref)
-                document = await self._document(entry, ref, output, inference)
-            except exc.Sam3ProviderError as failure:
+            except exc.FalRequestNotFoundError as failure:
+                self._failed(entry, exc.FalRequestNotFoundError(
+                    f"fal completed request {ref.request_id} but no longer has its result ({failure}); the image "
+                    "is submitted again", endpoint_id=ref.endpoint_id, request_id=ref.request_id))
+                return None
+            except (exc.FalValidationError, exc.FalAppError) as failure:
                 self._failed(entry, failure)
                 return None
-            except (OSError, ValueError) as failure:  # storage refused a write, or an unreadable body
+            except exc.Sam3ProviderError as failure:
+                self._unstored(entry, ref, f"fetching its result failed: {failure}", failure)
+                return None
+            try:
+                document = await self._document(entry, ref, output, inference)
+            except exc.Sam3ProviderError as failure:  # an output file could not be downloaded
+                self._unstored(entry, ref, f"downloading its outputs failed: {failure}", failure)
+                return None
+            except OSError as failure:  # storage refused a write
+                self._unstored(entry, ref, f"storing its outputs under {self.output_path} failed: "
+                               f"{type(failure).__name__}: {failure}", failure)
+                return None
+            except ValueError as failure:  # fal's answer does not match the endpoint's output schema
                 self._failed(entry, exc.FalRequestError(
-                    f"the result could not be stored under {self.output_path}: {type(failure).__name__}: {failure}",
+                    f"fal's result for request {ref.request_id} could not be read ({failure}); it was paid, so it "
+                    "is not submitted again; its request id is in the manifest",
                     endpoint_id=ref.endpoint_id, request_id=ref.request_id, retryable=False,
                 ))
                 return None
         entry.state, entry.error, entry.error_class, entry.retryable = "done", None, None, False
         return success_row(entry, document)
+
+    def _unstored(self, entry: BatchEntry, ref: RequestReference, what: str, failure: Exception) -> None:
+        entry.completed_unstored(f"completed at fal as request {ref.request_id}, not stored yet: {what}",
+                                 type(failure).__name__)
+        self.log.warning("images[%d] (%s): %s; it is fetched again, not submitted again", entry.index, entry.source,
+                         entry.error)
 
     async def _document(self, entry: BatchEntry, ref: RequestReference, output: dict[str, Any],
                         inference: Any) -> dict[str, Any]:
@@ -112,57 +156,78 @@ class ResultCollector:
         entry.fail(str(error), type(error).__name__, retryable=worth_resubmitting(error))
 
 
-def write_part(output_path: Any, cycle: int, rows: list[dict[str, Any]]) -> None:
+def write_part(folder: Any, cycle: int, rows: list[dict[str, Any]]) -> None:
     """This round's rows, written before the entries are marked done (a crash in between rewrites the part)."""
     if not rows:
         return
-    folder = output_path / PARTS_FOLDER
-    if getattr(folder, "protocol", "") in ("", "file", "local"):
-        folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"part-{cycle:05d}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    parts = folder / PARTS_FOLDER
+    if getattr(parts, "protocol", "") in ("", "file", "local"):
+        parts.mkdir(parents=True, exist_ok=True)
+    (parts / f"part-{cycle:05d}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
-def write_manifest(output_path: Any, entries: list[BatchEntry], *, keep_parts: bool = False,
+def write_manifest(folder: Any, entries: list[BatchEntry], *, keep_parts: bool = False,
                    stopped: str | None = None) -> Any:
-    """``manifest.jsonl``: one row per image in input order, results from the part files, failures from entries.
+    """``<folder>/manifest.jsonl``: one row per input row in input order; results from the part files, the rest
+    from the entries; a repeat carries the row it repeats.
 
     Returns the manifest's path. The part files are removed, unless ``keep_parts`` (the task is about to fail
     and a retry will need the rows of the images that already succeeded). ``stopped``: why the batch stopped
     early; images not yet final get a row saying where they were left.
     """
-    folder = output_path / PARTS_FOLDER
-    parts = sorted(folder.iterdir(), key=str) if folder.exists() else []
+    parts_folder = folder / PARTS_FOLDER
+    parts = sorted(parts_folder.iterdir(), key=str) if parts_folder.exists() else []
     succeeded: dict[str, dict[str, Any]] = {}
     for part in parts:
         for line in part.read_text().splitlines():
             if line.strip():
                 row = json.loads(line)
                 succeeded[row["request_id"]] = row
-    rows = []
-    for entry in sorted(entries, key=lambda e: e.index):
-        if entry.state != "done":
+    ordered = sorted(entries, key=lambda e: e.index)
+    rows: list[dict[str, Any]] = []
+    for entry in ordered:
+        if entry.state == "repeat":
+            rows.append(repeat_row(entry, rows[entry.repeat_of]))  # an earlier row: its request answers both
+        elif entry.state != "done":
             rows.append(failure_row(entry) if entry.final or stopped is None else _stopped_row(entry, stopped))
         elif entry.request_id in succeeded:
             rows.append({**succeeded[entry.request_id], "index": entry.index})
         else:
             rows.append(_lost_row(entry))
-    manifest = output_path / MANIFEST_FILE
-    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    manifest = folder / MANIFEST_FILE
+    _replace(manifest, "".join(json.dumps(row) + "\n" for row in rows))
     if not keep_parts:
         for part in parts:
             part.unlink()
         try:
-            folder.rmdir()
+            parts_folder.rmdir()
         except (OSError, AttributeError, NotImplementedError):
             pass
     return manifest
 
 
+def _replace(path: Any, text: str) -> None:
+    """Write a whole file so that a reader sees the old one or the new one, never half of it (local files: a
+    temporary file renamed over it; object stores write whole objects anyway)."""
+    if getattr(path, "protocol", "") not in ("", "file", "local"):
+        path.write_text(text)
+        return
+    target = str(path)[len("file://"):] if str(path).startswith("file://") else getattr(path, "path", str(path))
+    temporary = f"{target}.tmp-{os.getpid()}"
+    with open(temporary, "w") as handle:
+        handle.write(text)
+    os.replace(temporary, target)
+
+
 def _stopped_row(entry: BatchEntry, reason: str) -> dict[str, Any]:
-    """An image the batch left behind when it stopped early: not submitted, or still at fal (paid, kept)."""
+    """An image the batch left behind when it stopped early: not submitted, still at fal, or completed at fal and
+    not stored yet (both paid and kept: a retry or clear fetches them without paying again)."""
     if entry.state == "submitted":
         where = (f"still at fal as request {entry.request_id}: a retry or clear of the task fetches it without "
                  "paying again")
+    elif entry.state == "completed":
+        where = (f"completed at fal as request {entry.request_id}, result not stored yet ({entry.error}): a retry "
+                 "or clear of the task fetches it without paying again")
     else:
         where = "not submitted"
     return {**failure_row(entry), "error": f"{where}; the batch stopped: {reason}", "error_class": "BatchStopped"}
@@ -170,6 +235,6 @@ def _stopped_row(entry: BatchEntry, reason: str) -> dict[str, Any]:
 
 def _lost_row(entry: BatchEntry) -> dict[str, Any]:
     """An image marked done whose row is missing (its part file was deleted by hand): say so, do not hide it."""
-    entry.fail("its result was stored, but its manifest row was lost; see <output_path>/<request_id>/result.json",
+    entry.fail("its result was stored, but its manifest row was lost; see its request's folder for result.json",
                "ManifestRowMissing")
     return failure_row(entry)

@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
 
-from airflow_provider_sam3.exceptions import FalDeadlineExceededError, FalRequestNotFoundError, Sam3ProviderError
+from airflow_provider_sam3.exceptions import (
+    FalDeadlineExceededError,
+    FalRequestCancelledError,
+    FalRequestNotFoundError,
+    Sam3ProviderError,
+)
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
 from airflow_provider_sam3.links import LINK_XCOM_KEY, FalRequestLink, request_link
 from airflow_provider_sam3.models.reference import RequestReference
@@ -34,6 +39,9 @@ if TYPE_CHECKING:
 
 STATE_KEY = "fal_request"
 RESULT_GONE = "result_gone"
+CANCEL_RESUBMITS = "cancel_resubmits"
+MAX_CANCEL_RESUBMITS = 3
+"""Times one try submits anew after finding its request cancelled (a clear racing its own trigger's cancel)."""
 """Set in the saved record when fetching its result found it gone: the next try submits anew."""
 ENDPOINT_ID_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)+$")
 """``owner/app`` or ``owner/app/path``: what fal-client turns into a queue URL."""
@@ -254,9 +262,29 @@ class FalQueueOperator(BaseOperator):
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         """Resumed after the trigger fired: check the event, fetch the result, publish it."""
-        reference = raise_for_event(event)
-        echo = event.get("echo") or {}
-        return self._finish(context, self.hook, reference, image=echo.get("image"), metrics=event.get("metrics"))
+        try:
+            reference = raise_for_event(event)
+            echo = event.get("echo") or {}
+            return self._finish(context, self.hook, reference, image=echo.get("image"), metrics=event.get("metrics"))
+        except FalRequestCancelledError as error:
+            return self._submit_anew_after_cancel(context, error)
+
+    def _submit_anew_after_cancel(self, context: Any, error: FalRequestCancelledError) -> Any:
+        """The request was cancelled before it finished: by the cancel of an earlier try that a clear stopped
+        (which can land after this try reattached to it), or by someone at fal. The task still wants the result,
+        and fal does not bill a cancelled request, so the image is submitted anew (a few times per try at most)."""
+        store = context.get("task_state_store")
+        record = store.get(STATE_KEY) if store is not None else None
+        try_number = getattr(context.get("ti"), "try_number", None)
+        done_in_try, count = (record or {}).get(CANCEL_RESUBMITS) or [None, 0]
+        count = count if done_in_try == try_number else 0
+        if not record or count >= MAX_CANCEL_RESUBMITS:
+            raise error
+        self.log.warning("Request %s was cancelled at fal before it finished (the cancel of an earlier try that "
+                         "was cleared, or a cancel at fal); submitting the image anew (%d of %d in this try)",
+                         error.request_id, count + 1, MAX_CANCEL_RESUBMITS)
+        store.set(STATE_KEY, {**record, RESULT_GONE: True, CANCEL_RESUBMITS: [try_number, count + 1]})
+        return self.execute(context)
 
     def on_kill(self) -> None:
         """The synchronous path was killed (the trigger's ``on_kill`` covers the deferred one): cancel at fal."""
@@ -296,7 +324,8 @@ class FalQueueOperator(BaseOperator):
                                  request.endpoint_id)
             raise_task_error(error)
         if store is not None:
-            store.set(STATE_KEY, {"reference": reference.to_dict(), "fingerprint": request.fingerprint})
+            store.set(STATE_KEY, {"reference": reference.to_dict(), "fingerprint": request.fingerprint,
+                                  CANCEL_RESUBMITS: (record or {}).get(CANCEL_RESUBMITS)})
         else:
             self.log.warning("No task state store in this context: a retry cannot reattach to request %s",
                              reference.request_id)
@@ -378,6 +407,9 @@ class FalQueueOperator(BaseOperator):
         except FalDeadlineExceededError:
             self._cancel_quietly(hook, reference)
             raise
+        except FalRequestCancelledError as error:
+            self._inflight = None
+            return self._submit_anew_after_cancel(context, error)
         except Sam3ProviderError as error:
             raise_task_error(error)
         finally:

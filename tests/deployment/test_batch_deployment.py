@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from manifests import manifest_rows
 from photos import write_photos
 from waiting import wait_until
 
@@ -24,7 +25,8 @@ from airflow_provider_sam3.operators.batch import Sam3BatchOperator
 
 
 class DiesWhileSubmitting(Sam3BatchOperator):
-    """On try 1, SIGKILLs its own worker once KILL_AFTER requests were submitted and saved (0: never)."""
+    """On try 1, SIGKILLs its own worker once KILL_AFTER requests were submitted and saved (0: never), whatever
+    other submit calls are still in flight."""
 
     async def _submit_due(self, hook, endpoint, state, bodies, store, on_submitted):
         def watched(entries):
@@ -47,7 +49,7 @@ def the_dag():
         images="{{ dag_run.conf['images'] }}",
         output_path="{{ dag_run.conf['out'] }}",
         arguments={"prompt": "box"},
-        deferrable=True,
+        deferrable=DEFERRABLE,
         on_image_failure="report",
         poll_interval=0.5,
         retries=2,  # one for the kill, one spare for Airflow 3.3.2's resume race (see test_sam3_deployment)
@@ -59,8 +61,8 @@ the_dag()
 '''
 
 
-def dag_source(kill_after: int) -> str:
-    return BATCH_DAG.replace("KILL_AFTER", str(kill_after))
+def dag_source(kill_after: int, deferrable: bool = True) -> str:
+    return BATCH_DAG.replace("KILL_AFTER", str(kill_after)).replace("DEFERRABLE", str(deferrable))
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,7 @@ def airflow_deployment_env(fal_emulator_server) -> dict[str, str]:
 
 
 def manifest(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    return manifest_rows(out)
 
 
 def assert_every_image_once(out: Path, paths: list[Path], summary: dict, fal_emulator) -> list[dict]:
@@ -166,3 +168,122 @@ def test_clearing_a_deferred_batch_cancels_its_requests_and_reruns(airflow_deplo
     assert (summary["images"], summary["succeeded"], summary["resubmissions"]) == (40, 40, 40)
     rows = assert_every_image_once(out, paths, summary, fal_emulator)
     assert not {row["request_id"] for row in rows} & first_requests  # no result comes from a cancelled request
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "worker"])
+def test_worker_killed_while_one_submit_is_slow_pays_each_image_once(deferrable, airflow_deployment, dag_writer,
+                                                                    fal_emulator, tmp_path):
+    """The first submit answers slowly; the other slots go on, and the worker dies once 30 requests are saved,
+    while that call is still open. Each answered submit was saved as it returned, so the rerun submits only the
+    image whose answer never came (fal created nothing for it: the connection died before it read the body)."""
+    dep = airflow_deployment
+    paths = write_photos(tmp_path / "in", 60, seed=21)
+    out = tmp_path / "out"
+    fal_emulator.configure(concurrency=8, service_time_s=0.2)
+    fal_emulator.add_fault("slow_response", target="submit", first=1, delay_s=6.0)
+    dag_id = dag_writer(dag_source(kill_after=30, deferrable=deferrable), suffix="d" if deferrable else "w")
+    run_id = dep.trigger(dag_id, conf={"images": str(paths[0].parent), "out": str(out)}, watch=["segment"])
+    assert dep.wait_for_run(dag_id, run_id, timeout=240) == "success", dep.task_instances(dag_id, run_id)
+
+    assert dep.try_number(dag_id, run_id, "segment") >= 2  # try 1 died with SIGKILL mid-submission
+    counters = fal_emulator.counters()
+    assert counters["faults"]["by_kind"].get("slow_response") == 1, counters
+    summary = dep.xcom(dag_id, run_id, "segment")
+    assert (summary["images"], summary["succeeded"], summary["resubmissions"]) == (60, 60, 0)
+    assert_every_image_once(out, paths, summary, fal_emulator)
+    assert counters["completed"] == 60 == counters["submissions"]["total"], counters
+    log2 = dep.task_log(dag_id, run_id, "segment", try_number=2)
+    assert "with the image list of its first try (60 rows" in log2 and "not submitted again" in log2
+
+
+MAPPED_DAG = '''
+import pendulum
+from airflow.sdk import dag, task
+
+from airflow_provider_sam3.operators.batch import Sam3BatchOperator
+
+
+@dag(dag_id="{dag_id}", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"), catchup=False)
+def the_dag():
+    @task
+    def lists(**context):
+        return context["dag_run"].conf["lists"]
+
+    Sam3BatchOperator.partial(
+        task_id="segment",
+        output_path="{{ dag_run.conf['out'] }}",
+        arguments={"prompt": "box"},
+        deferrable=True,
+        poll_interval=0.5,
+        retries=2,
+        retry_delay=1,
+    ).expand(images=lists())
+
+
+the_dag()
+'''
+
+
+def test_mapped_batches_share_one_output_path(airflow_deployment, dag_writer, fal_emulator, tmp_path):
+    dep = airflow_deployment
+    paths = write_photos(tmp_path / "in", 36, seed=31)
+    lists = [[str(p) for p in paths[i::3]] for i in range(3)]
+    out = tmp_path / "out"
+    fal_emulator.configure(concurrency=6, service_time_s=0.2)
+    dag_id = dag_writer(MAPPED_DAG)
+    run_id = dep.trigger(dag_id, conf={"lists": lists, "out": str(out)})
+    assert dep.wait_for_run(dag_id, run_id, timeout=240) == "success", dep.task_instances(dag_id, run_id)
+
+    manifests = sorted(out.rglob("manifest.jsonl"))
+    assert len(manifests) == 3, manifests
+    for map_index, images in enumerate(lists):
+        summary = dep.xcom(dag_id, run_id, "segment", map_index=map_index)
+        manifest = Path(summary["manifest"].removeprefix("file://"))
+        assert manifest in manifests and manifest.parent.name == str(map_index)
+        rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+        assert [row["source"] for row in rows] == images  # each task's own, complete manifest
+        assert all(row["status"] == "succeeded" for row in rows), rows
+        for row in rows:
+            assert all(Path(m["location"].removeprefix("file://")).is_file() for m in row["masks"])
+            assert Path(row["masks"][0]["location"].removeprefix("file://")).parent.parent == manifest.parent
+    assert not list(out.rglob("_manifest")), "a finished task leaves no part files behind"
+    assert fal_emulator.counters()["submissions"]["total"] == 36
+
+
+def product_photos_source() -> str:
+    source = (Path(__file__).resolve().parents[2] / "dags_examples" / "sam3_product_photos.py").read_text()
+    assert 'schedule="@hourly",' in source
+    return source.replace('schedule="@hourly",', 'dag_id="{dag_id}", schedule=None,')  # as shipped, own dag_id
+
+
+def test_two_runs_of_the_product_photo_example_keep_both_manifests(airflow_deployment, dag_writer, fal_emulator,
+                                                                   tmp_path):
+    import shutil
+
+    dep = airflow_deployment
+    inputs = tmp_path / "inputs"
+    paths = write_photos(inputs, 5, seed=41)
+    out = tmp_path / "out"
+    fal_emulator.configure(concurrency=4, service_time_s=0.2)
+    dag_id = dag_writer(product_photos_source())
+    conf = {"input_folder": str(inputs), "output_path": str(out), "prompt": "product", "max_cost_usd": 1.0}
+    first_run = dep.trigger(dag_id, conf=conf)
+    assert dep.wait_for_run(dag_id, first_run, timeout=240) == "success", dep.task_instances(dag_id, first_run)
+    extra = write_photos(tmp_path / "more", 2, seed=42)
+    for number, path in enumerate(extra):
+        shutil.copy(path, inputs / f"zz_new_{number}.png")
+    second_run = dep.trigger(dag_id, conf=conf)
+    assert dep.wait_for_run(dag_id, second_run, timeout=240) == "success", dep.task_instances(dag_id, second_run)
+
+    first = dep.xcom(dag_id, first_run, "render")
+    second = dep.xcom(dag_id, second_run, "render")
+    assert first["manifest"] != second["manifest"]
+    for summary, expected in ((first, [str(p) for p in paths]),
+                              (second, [str(inputs / f"zz_new_{n}.png") for n in range(2)])):
+        manifest = Path(summary["manifest"].removeprefix("file://"))
+        rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+        assert [row["source"] for row in rows] == expected
+        assert all(row["status"] == "succeeded" for row in rows)
+        assert Path(summary["metadata"]).is_file()
+    assert len(list(out.rglob("manifest.jsonl"))) == 2
+    assert fal_emulator.counters()["submissions"]["total"] == 7

@@ -143,3 +143,31 @@ def test_worker_killed_right_after_submit_does_not_submit_twice(airflow_deployme
     assert document["request_id"] == fal_emulator.requests()[0]["request_id"]
     log2 = dep.task_log(dag_id, run_id, "segment", try_number=2)
     assert "not submitting again" in log2 or "instead of paying again" in log2
+
+
+def test_ten_clears_of_a_deferred_task_each_rerun_succeeds(airflow_deployment, dag_writer, fal_emulator, photo):
+    """Each clear cancels the running request (the trigger's on_kill) while the rerun starts: the rerun may
+    reattach to the request being cancelled. It must submit anew and say so, never fail on the cancel."""
+    dep = airflow_deployment
+    fal_emulator.configure(service_time_s=60.0)  # nothing finishes while the clears go on
+    dag_id = dag_writer(dag_source(kill_after_submit=False))
+    run_id = dep.trigger(dag_id, conf={"image": str(photo)}, watch=["segment"])
+    clears = 10
+    for number in range(clears):
+        wait_until(lambda: dep.task_state(dag_id, run_id, "segment") == "deferred"
+                   and len(fal_emulator.requests()) >= number + 1, 90, 0.2,
+                   what=f"the task deferred on its request (before clear {number + 1})")
+        if number == clears - 1:
+            fal_emulator.configure(service_time_s=0.5)  # the last rerun's request finishes
+        dep.clear_task(dag_id, run_id, "segment", via="api")
+    assert dep.wait_for_run(dag_id, run_id, timeout=180) == "success", dep.task_instances(dag_id, run_id)
+
+    requests = fal_emulator.requests()
+    assert len(requests) == clears + 1  # one request per try: none reused after its cancel, none paid twice
+    assert sum(1 for r in requests if r.get("cancelled")) == clears
+    document = dep.xcom(dag_id, run_id, "segment")
+    assert document["request_id"] == requests[-1]["request_id"] and not requests[-1].get("cancelled")
+    tries = dep.try_number(dag_id, run_id, "segment")
+    logs = [dep.task_log(dag_id, run_id, "segment", try_number=n) for n in range(1, tries + 1)]
+    assert not any("FalRequestCancelledError" in log for log in logs), "a rerun failed on its cancelled request"
+    assert any("submitting anew" in log or "submitting the image anew" in log for log in logs[1:])

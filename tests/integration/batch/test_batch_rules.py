@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from airflow.sdk import dag, task
+from manifests import manifest_rows, output_file
 
 from airflow_provider_sam3.operators.batch import Sam3BatchOperator
 
@@ -56,10 +57,6 @@ invalid_dag = batch_invalid()
 fields_dag = batch_per_image_fields()
 failures_dag = batch_failures()
 failures_fail_dag = batch_failures_fail()
-
-
-def manifest_rows(out) -> list[dict]:
-    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
 
 
 def test_cost_above_ceiling_submits_nothing(photos, tmp_path, run_batch_dag, fal_emulator, capfd):
@@ -147,7 +144,7 @@ def test_retryable_failures_resubmitted_and_counted(photos, tmp_path, run_batch_
     assert counters["submissions"]["total"] == summary["submissions"] == 40 + summary["resubmissions"]
     for row in rows:
         if row["status"] == "succeeded":
-            assert all((out / row["request_id"] / mask["location"].rsplit("/", 1)[1]).exists() for mask in row["masks"])
+            assert all(output_file(row, mask).exists() for mask in row["masks"])
 
 
 def test_failure_policy_fail_keeps_what_succeeded(photos, tmp_path, run_batch_dag, fal_emulator, capfd):
@@ -160,4 +157,77 @@ def test_failure_policy_fail_keeps_what_succeeded(photos, tmp_path, run_batch_da
     rows = manifest_rows(out)
     assert [row["status"] for row in rows].count("succeeded") == 7
     log = capfd.readouterr().out
-    assert "1 of 8 images have no result" in log and "a retry submits only those images again" in log
+    assert "1 of 8 images have no result" in log
+    # An app crash is final: a retry would not change it, so the task fails without retrying (and pays nothing).
+    assert "only final failures remain" in log and "not retried" in log
+    assert fal_emulator.counters()["submissions"]["total"] == 8
+
+
+class ChangesItsFolderThenFails(Sam3BatchOperator):
+    """Try 1: after submitting, a file leaves the folder and a new one arrives, then the try fails (retryably)."""
+
+    def _submit_due(self, hook, endpoint, state, bodies, store, on_submitted):
+        result = super()._submit_due(hook, endpoint, state, bodies, store, on_submitted)
+        if self._try_number == 1:
+            async def then_change():
+                await result
+                import os
+                import shutil
+
+                folder = os.path.dirname(state.entries["0"].source)
+                shutil.copy(state.entries["1"].source, os.path.join(folder, "zz_arrived_later.png"))
+                os.remove(state.entries["0"].source)
+                raise RuntimeError("try 1 stops here (injected by the test)")
+
+            return then_change()
+        return result
+
+
+@dag(dag_id="sam3_batch_list_once", schedule=None, params=PARAMS)
+def batch_list_once():
+    ChangesItsFolderThenFails(task_id="segment", images="{{ params.images }}", output_path="{{ params.out }}",
+                              arguments={"prompt": "box"}, on_image_failure="fail", poll_interval=0.2,
+                              retries=1, retry_delay=0)
+
+
+list_once_dag = batch_list_once()
+
+
+def test_a_retry_keeps_the_image_list_of_the_first_try(photos, tmp_path, run_batch_dag, fal_emulator, capfd):
+    paths = photos(4)
+    out = tmp_path / "out"
+    state, results = run_batch_dag(list_once_dag, images=str(paths[0].parent), out=str(out))
+    assert state == "success", results
+    log = capfd.readouterr().out
+    assert "try 1 stops here" in log and "with the image list of its first try (4 rows" in log
+    rows = manifest_rows(out)
+    # The try-1 list: the removed file stays (its request was already at fal), the new file is not in this run.
+    assert [row["source"] for row in rows] == [str(p) for p in paths]
+    assert all(row["status"] == "succeeded" for row in rows)
+    assert (paths[0].parent / "zz_arrived_later.png").exists() and not paths[0].exists()
+    assert fal_emulator.counters()["submissions"]["total"] == 4 == results["segment"][1]["submissions"]
+
+
+@dag(dag_id="sam3_batch_repeats", schedule=None, params=PARAMS)
+def batch_repeats():
+    Sam3BatchOperator(task_id="segment", images="{{ params.images }}", output_path="{{ params.out }}",
+                      arguments={"prompt": "box"}, poll_interval=0.2)
+
+
+repeats_dag = batch_repeats()
+
+
+def test_a_repeated_image_keeps_its_row_and_shares_the_request(photos, tmp_path, run_batch_dag, fal_emulator):
+    paths = [str(p) for p in photos(3)]
+    images = [paths[0], paths[1], paths[0], paths[2], paths[1]]
+    out = tmp_path / "out"
+    state, results = run_batch_dag(repeats_dag, images=json.dumps(images), out=str(out))
+    assert state == "success", results
+    rows = manifest_rows(out)
+    assert [row["source"] for row in rows] == images and [row["index"] for row in rows] == list(range(5))
+    assert [row.get("repeat_of") for row in rows] == [None, None, 0, None, 1]
+    assert rows[2]["request_id"] == rows[0]["request_id"] and rows[4]["request_id"] == rows[1]["request_id"]
+    assert rows[2]["masks"] == rows[0]["masks"] and rows[2]["status"] == "succeeded"
+    assert fal_emulator.counters()["submissions"]["total"] == 3
+    summary = results["segment"][1]
+    assert (summary["images"], summary["repeats"], summary["succeeded"], summary["submissions"]) == (5, 2, 5, 3)

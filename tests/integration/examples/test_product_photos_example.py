@@ -38,13 +38,17 @@ def test_product_photo_example_writes_masks_cutouts_overlays_and_metadata(airflo
         assert Image.open(overlay).tobytes() != Image.open(image).convert("RGB").tobytes()  # the mask is drawn
     cutout = Image.open(next((out / "cutouts").iterdir()))
     assert cutout.mode == "RGBA" and cutout.getextrema()[3] == (0, 255)
-    rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+    summary = next(ti for ti in run.get_task_instances() if ti.task_id == "render").xcom_pull(task_ids="render")
+    first_manifest = Path(summary["manifest"].removeprefix("file://"))
+    run_folder = first_manifest.parent
+    assert run_folder.name == "segment" and run_folder.parent.parent.name == "sam3_product_photos"
+    rows = [json.loads(line) for line in (run_folder / "metadata.jsonl").read_text().splitlines()]
     assert len(rows) >= len(images)
     assert all(row["area"] > 0 and row["x_max"] > row["x_min"] and row["label"] == "product" for row in rows)
     assert all(Path(row["mask"].removeprefix("file://")).is_file() for row in rows)
-    csv_lines = (out / "metadata.csv").read_text().splitlines()
+    csv_lines = (run_folder / "metadata.csv").read_text().splitlines()
     assert csv_lines[0].startswith("image,label,request_id") and len(csv_lines) == len(rows) + 1
-    manifest = [json.loads(line) for line in (out / "masks" / "manifest.jsonl").read_text().splitlines()]
+    manifest = [json.loads(line) for line in first_manifest.read_text().splitlines()]
     assert [row["status"] for row in manifest] == ["succeeded"] * len(images)
 
     # The next scheduled run finds nothing new and skips; a new photo is the only one sent.
@@ -56,3 +60,11 @@ def test_product_photo_example_writes_masks_cutouts_overlays_and_metadata(airflo
     assert {ti.task_id: ti.state for ti in run.get_task_instances()}["render"] == "success"
     assert fal_emulator.counters()["submissions"]["total"] == len(images) + 1
     assert (out / "overlays" / "zz_new.png").is_file()
+    # Each run wrote its own manifest and metadata: the first run's are still there, whole.
+    manifests = sorted((out / "masks").rglob("manifest.jsonl"))
+    assert len(manifests) == 2 and first_manifest in manifests
+    assert len(first_manifest.read_text().splitlines()) == len(images)
+    (second,) = [m for m in manifests if m != first_manifest]
+    assert [json.loads(line)["source"] for line in second.read_text().splitlines()] == [
+        str(tmp_path / "inputs" / "zz_new.jpg")]
+    assert len((run_folder / "metadata.jsonl").read_text().splitlines()) == len(rows)

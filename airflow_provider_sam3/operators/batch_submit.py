@@ -1,0 +1,103 @@
+"""Submitting a batch's images to fal: ``submit_concurrency`` calls in flight (a sliding window, so one slow call
+holds back nobody), each request made durable in the task state store the moment its submit call returns.
+
+What stays unknowable is only the call in flight when the worker dies: fal may have created that request, and fal
+has no idempotency key to find it again. The window is one submit call per slot, at most ``submit_concurrency``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_sam3.exceptions import FalSubmitOutcomeUnknownError, InputValidationError, Sam3ProviderError
+
+if TYPE_CHECKING:
+    from airflow_provider_sam3.endpoints import Endpoint
+    from airflow_provider_sam3.hooks.fal import FalHook
+    from airflow_provider_sam3.models.batch import BatchEntry
+    from airflow_provider_sam3.operators.batch_state import BatchState
+
+ACCOUNT_ERRORS = ("FalAuthenticationError", "FalBalanceExhaustedError")
+"""Errors that stop the whole batch: no other image could be submitted or fetched with this key."""
+
+
+class Submitter:
+    """Submits pending entries in input order and records each outcome in the entry and the state store.
+
+    :param body_for: ``(entry) -> request body``, built when the image's turn comes (bodies are not held).
+    """
+
+    def __init__(self, hook: FalHook, endpoint: Endpoint, state: BatchState, store: Any, *, concurrency: int,
+                 priority: str | None, body_for: Callable[[BatchEntry], Any], log: Any) -> None:
+        self.hook = hook
+        self.endpoint = endpoint
+        self.state = state
+        self.store = store
+        self.concurrency = concurrency
+        self.priority = priority
+        self.body_for = body_for
+        self.log = log
+
+    async def submit(self, keys: list[str], on_submitted: Callable[[list[BatchEntry]], None]) -> None:
+        """Submit these entries; ``on_submitted`` hears of each accepted one after it is durable. An account
+        error stops the submissions and is raised once the calls in flight have returned."""
+        from airflow_provider_sam3.operators.completion import as_task_error
+
+        due = iter(keys)
+        stop: list[Sam3ProviderError] = []
+        accepted = 0
+
+        async def slot() -> None:
+            nonlocal accepted
+            for key in due:  # one shared iterator: each slot takes the next image when its call returns
+                if stop:
+                    return
+                entry = self.state.entries[key]
+                before = entry.submissions
+                outcome = await self._submit_one(entry)
+                if entry.submissions != before:
+                    self.state.record_submission(self.store, key)
+                if outcome is None:
+                    accepted += 1
+                    on_submitted([entry])
+                elif type(outcome).__name__ in ACCOUNT_ERRORS and not outcome.retryable:
+                    stop.append(outcome)
+
+        try:
+            await asyncio.gather(*(slot() for _ in range(min(self.concurrency, len(keys)))))
+        finally:  # every accepted submission is in the log, even when the account stops the batch
+            if accepted:
+                self.log.info("Submitted %d requests to %s (%d waiting at fal)", accepted, self.endpoint.endpoint_id,
+                              len(self.state.in_state("submitted")))
+        if stop:
+            raise as_task_error(stop[0], retry_useless=True)
+
+    async def _submit_one(self, entry: BatchEntry) -> Sam3ProviderError | None:
+        from airflow_provider_sam3.operators.batch_results import worth_resubmitting
+        from airflow_provider_sam3.triggers.batch import url_templates_of
+
+        try:
+            body = await asyncio.to_thread(self.body_for, entry)
+        except InputValidationError as error:  # e.g. the file changed since the batch was listed
+            entry.fail(str(error), type(error).__name__, state="invalid")
+            return error
+        try:
+            ref = await self.hook.asubmit(self.endpoint.endpoint_id, body, priority=self.priority)
+        except Sam3ProviderError as error:
+            if isinstance(error, FalSubmitOutcomeUnknownError):
+                entry.submissions += 1  # fal may have created (and bills) it: counted, never hidden
+                self.log.warning("fal may have created images[%d]'s request (answer lost), whose id is unknown; "
+                                 "counted as a submission", entry.index)
+            entry.fail(f"submit failed: {error}", type(error).__name__, retryable=worth_resubmitting(error))
+            return error
+        templates = url_templates_of(ref)
+        if self.state.url_templates is None:
+            self.state.url_templates = templates
+        entry.urls = None if templates == self.state.url_templates else {
+            "status_url": ref.status_url, "response_url": ref.response_url, "cancel_url": ref.cancel_url}
+        entry.request_id, entry.submitted_at = ref.request_id, ref.submitted_at
+        entry.submissions += 1
+        entry.state, entry.error, entry.error_class, entry.retryable = "submitted", None, None, False
+        return None

@@ -1,0 +1,108 @@
+"""The batch's task-state-store layout: per-submission journal rows, shard rewrites, replay after a crash."""
+
+from __future__ import annotations
+
+import json
+
+from airflow_provider_sam3.models.batch import BatchEntry
+from airflow_provider_sam3.operators.batch_state import JOURNAL_SLOTS, SHARD_SIZE, BatchState
+
+
+class DictStore:
+    """The task state store's interface (get / set / delete of JSON values), counting writes and their bytes."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, object] = {}
+        self.writes: list[tuple[str, int]] = []
+
+    def get(self, key, default=None):
+        return json.loads(json.dumps(self.values[key])) if key in self.values else default
+
+    def set(self, key, value):
+        assert value is not None
+        self.values[key] = json.loads(json.dumps(value))
+        self.writes.append((key, len(json.dumps(value))))
+
+    def delete(self, key):
+        self.values.pop(key, None)
+
+
+def batch(images: int) -> BatchState:
+    state = BatchState(endpoint_id="fal-ai/sam-3/image", started_at=1.0, deadline=2.0)
+    for index in range(images):
+        state.add(BatchEntry(index=index, source=f"/photos/{index:05d}.png"))
+    return state
+
+
+def submit(state: BatchState, store: DictStore, index: int) -> None:
+    entry = state.entries[str(index)]
+    entry.request_id, entry.state, entry.submissions = f"req-{index}", "submitted", entry.submissions + 1
+    state.record_submission(store, str(index))
+
+
+def test_every_submission_survives_a_crash_right_after_it():
+    store = DictStore()
+    state = batch(250)
+    state.save(store)
+    for index in range(JOURNAL_SLOTS + 5):  # one shard flush, then 5 journal-only rows
+        submit(state, store, index)
+    # The process dies here: no save() after the last five submissions.
+    loaded = BatchState.load(store)
+    assert [e.request_id for e in loaded.ordered()[:JOURNAL_SLOTS + 5]] == [f"req-{i}" for i in range(JOURNAL_SLOTS + 5)]
+    assert all(e.state == "submitted" and e.submissions == 1 for e in loaded.ordered()[:JOURNAL_SLOTS + 5])
+    assert all(e.state == "pending" for e in loaded.ordered()[JOURNAL_SLOTS + 5:])
+
+
+def test_a_stale_journal_row_never_rolls_an_entry_back():
+    store = DictStore()
+    state = batch(10)
+    state.save(store)
+    submit(state, store, 3)
+    entry = state.entries["3"]
+    entry.state, entry.retries = "done", 0
+    state.touch("3")
+    state.save(store)  # the shard now says done; the journal slot still holds the submission
+    loaded = BatchState.load(store)
+    assert loaded.entries["3"].state == "done"
+
+
+def test_a_replayed_row_is_written_to_its_shard_before_slots_are_reused():
+    store = DictStore()
+    state = batch(JOURNAL_SLOTS * 2)
+    state.save(store)
+    submit(state, store, 7)
+    loaded = BatchState.load(store)  # replays row 7, and writes it to its shard at once
+    for index in range(JOURNAL_SLOTS, JOURNAL_SLOTS * 2 - 1):  # this process overwrites every slot but one...
+        submit(loaded, store, index)
+    for slot in range(JOURNAL_SLOTS):  # ...and then all of them are gone
+        store.delete(f"fal_batch.j.{slot}")
+    assert BatchState.load(store).entries["7"].request_id == "req-7"
+
+
+def test_write_amplification_per_submission_is_small():
+    images = SHARD_SIZE * 10
+    store = DictStore()
+    state = batch(images)
+    state.save(store)
+    one_shard = max(size for key, size in store.writes if key.startswith("fal_batch.") and ".j." not in key)
+    store.writes.clear()
+    for index in range(images):
+        submit(state, store, index)
+    state.save(store)
+    journal = [size for key, size in store.writes if ".j." in key]
+    assert len(journal) == images and max(journal) < 400  # one small journal row per submission
+    per_submission = sum(size for _, size in store.writes) / images
+    assert per_submission < one_shard / 5, (per_submission, one_shard)  # vs a shard rewrite per submission
+
+
+def test_loading_a_schema_1_batch_renumbers_rows_by_position():
+    store = DictStore()
+    store.set("fal_batch", {"version": 1, "endpoint_id": "fal-ai/sam-3/image", "started_at": 1.0, "deadline": 2.0,
+                            "url_templates": None, "cycle": 0, "shards": 1, "images": 2})
+    store.set("fal_batch.0", {"a1b2": BatchEntry(index=1, source="/b.png").to_json(),
+                              "c3d4": BatchEntry(index=0, source="/a.png", request_id="r0",
+                                                 state="submitted", submissions=1).to_json()})
+    loaded = BatchState.load(store)
+    assert [(k, e.source) for k, e in loaded.entries.items()] == [("0", "/a.png"), ("1", "/b.png")]
+    assert loaded.entries["0"].request_id == "r0"
+    assert BatchState.load(store).entries["0"].request_id == "r0"  # rewritten in the new layout
