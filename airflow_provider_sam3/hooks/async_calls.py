@@ -48,7 +48,7 @@ class AsyncQueueCalls:
         while True:
             try:
                 response = await _async_request(http, "POST", url, json=body, timeout=client.default_timeout,
-                                                headers=headers)
+                                                headers=headers, follow_redirects=False)
             except Exception as error:  # noqa: BLE001 - classified, then retried or translated
                 delay = self._submit_retry_delay(endpoint_id, error, attempt, max_delay=ASYNC_SUBMIT_MAX_DELAY)
                 await asyncio.sleep(delay)

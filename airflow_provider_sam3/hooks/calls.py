@@ -25,16 +25,17 @@ def _queue_timeout(settings: FalSettings) -> Any:
 
 
 def _fal_request(client: Any, method: str, url: str, timeout: Any, **kwargs: Any) -> Any:
-    """One queue call through fal-client's own retrying request (the one its request handles use)."""
+    """One queue call through fal-client's own retrying request (the one its request handles use). Redirects are
+    not followed (fal's sync client would): a queue call goes to the URL that was checked, and nowhere else."""
     from fal_client.client import _maybe_retry_request
 
-    return _maybe_retry_request(client, method, url, timeout=timeout, **kwargs)
+    return _maybe_retry_request(client, method, url, timeout=timeout, follow_redirects=False, **kwargs)
 
 
 async def _afal_request(client: Any, method: str, url: str, timeout: Any, **kwargs: Any) -> Any:
     from fal_client.client import _async_maybe_retry_request
 
-    return await _async_maybe_retry_request(client, method, url, timeout=timeout, **kwargs)
+    return await _async_maybe_retry_request(client, method, url, timeout=timeout, follow_redirects=False, **kwargs)
 
 
 def _cancel_status(response: Any) -> str:

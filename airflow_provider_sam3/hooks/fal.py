@@ -310,7 +310,8 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
         attempt = 1
         while True:
             try:
-                response = _request(http, "POST", url, json=body, timeout=client.default_timeout, headers=headers)
+                response = _request(http, "POST", url, json=body, timeout=client.default_timeout, headers=headers,
+                                    follow_redirects=False)
             except Exception as error:  # noqa: BLE001 - classified, then retried or translated
                 delay = self._submit_retry_delay(endpoint_id, error, attempt, max_delay=_fal_max_delay())
                 time.sleep(delay)

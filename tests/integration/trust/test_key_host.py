@@ -277,3 +277,27 @@ def test_uploads_send_the_key_only_to_fal_storage_with_fal_queue_or_to_the_queue
     monkeypatch.setattr(fal_client.client, "REST_URL", fal_emulator.base_url)
     monkeypatch.setattr(fal_client.client, "CDN_URL", fal_emulator.base_url)
     assert FalHook().upload(b"\x89PNG", "image/png", "a.png").startswith(fal_emulator.base_url)
+
+
+@pytest.mark.parametrize("call", ["status", "result", "cancel", "astatus", "submit"])
+def test_the_queue_host_cannot_redirect_a_call_elsewhere(call, fal_emulator, connect, hostile):
+    """fal-client's sync client follows redirects; the hook's queue calls do not: a 3xx from the queue host (or
+    a proxy in front of it) sends nothing to the host it names, with or without the key."""
+    evil = hostile()
+    queue = hostile(lambda method, path, server: (307, {"Location": f"{evil.base_url}{path}"}, b""))
+    connect(host=queue.host)
+    hook = FalHook(retry_attempts=1)
+    with pytest.raises(exc.Sam3ProviderError):
+        if call == "submit":
+            hook.submit(ENDPOINT, {"image_url": "https://media.example.com/a.png", "prompt": "x"})
+        elif call == "astatus":
+            async def go():
+                try:
+                    return await hook.astatus(reference(queue.base_url))
+                finally:
+                    await hook.aclose()
+
+            asyncio.run(go())
+        else:
+            getattr(hook, call)(reference(queue.base_url))
+    assert evil.accepted == 0 and len(queue.requests) >= 1
