@@ -304,7 +304,7 @@ def fetch(client: Any, url: str, settings: FalSettings, sink: Callable[[bytes], 
                         raise refused(url, f"it sent more than the {cap:,}-byte cap per output; {BUDGET_HELP}")
                     sink(chunk)
                 return response.headers.get("content-type")
-        except httpx.HTTPError as error:
+        except (httpx.HTTPError, OSError) as error:  # OSError: a name that stopped resolving at connect
             raise _transport_error(error, url) from error
     raise refused(url, f"it redirected more than {MAX_REDIRECTS} times")
 
@@ -329,7 +329,7 @@ async def afetch(client: Any, url: str, settings: FalSettings) -> bytes:
                         raise refused(url, f"it sent more than the {cap:,}-byte cap per output; {BUDGET_HELP}")
                     data += chunk
                 return bytes(data)
-        except httpx.HTTPError as error:
+        except (httpx.HTTPError, OSError) as error:  # OSError: a name that stopped resolving at connect
             raise _transport_error(error, url) from error
     raise refused(url, f"it redirected more than {MAX_REDIRECTS} times")
 
