@@ -304,3 +304,11 @@ def test_behind_a_proxy_private_addresses_are_still_refused(connect, hostile, mo
     for url in (f"{media.base_url}/mask.png", "https://169.254.169.254/x", f"https://localhost:{media.port}/x"):
         refused(FalHook().download, url)
     assert proxy.accepted == 0 and media.accepted == 0
+
+
+def test_media_hosts_may_be_a_comma_separated_string(connect, hostile):
+    """The connection form's field is a string: ``"cdn.example.com, 127.0.0.1:PORT"`` lists two hosts."""
+    media = hostile(serve())
+    connect(media_hosts=f"cdn.example.com, {media.host}")
+    assert FalHook().get_settings().media_hosts == ("cdn.example.com", media.host)
+    assert FalHook().download(f"{media.base_url}/mask.png") == PNG
