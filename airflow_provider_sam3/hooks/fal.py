@@ -174,8 +174,8 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
             raise _outcome_unknown(endpoint_id, error, f"its answer (HTTP {response.status_code}) could not be read"
                                    ) from error
         reference = self._reference(endpoint_id, handle)
-        check_reference(reference, settings.queue_host, where="fal's answer to the submit (the request was created "
-                        "at fal and may be billed; cancel it in fal's dashboard)")
+        check_reference(reference, settings.queue_host, where="fal's answer to the submit",
+                        note=" (fal created the request and may bill it: cancel it in fal's dashboard)")
         return reference
 
     def _submit_retry_delay(self, endpoint_id: str, error: Exception, attempt: int, *, max_delay: float) -> float:

@@ -140,18 +140,22 @@ def upload_problem(queue_host: str) -> str | None:
 
 
 def check_reference(ref: RequestReference, queue_host: str, *, names: tuple[str, ...] | None = None,
-                    where: str = "the request reference") -> None:
-    """Refuse (``FalUntrustedUrlError``) a reference whose request id or URLs the key must not follow."""
+                    where: str = "the request reference", note: str = "") -> None:
+    """Refuse (``FalUntrustedUrlError``) a reference whose request id or URLs the key must not follow.
+
+    ``where`` names the reference's origin in the message; ``note`` is appended (e.g. that fal may bill it).
+    """
     problem = request_id_problem(ref.request_id)
     if problem:
-        raise untrusted(f"{where} has an unusable request id: {problem}; nothing was sent", endpoint_id=ref.endpoint_id,
-                        request_id=None)
+        raise untrusted(f"{where} has an unusable request id: {problem}; nothing was sent{note}",
+                        endpoint_id=ref.endpoint_id, request_id=None)
     for name in names or ("status_url", "response_url", "cancel_url"):
         problem = url_problem(getattr(ref, name), queue_host)
         if problem:
-            raise untrusted(f"{where}'s {name} {problem}; the fal key was not sent. {TRUST_HELP}, or check where "
-                            "the reference came from (a template, XCom or dag_run.conf)",
-                            endpoint_id=ref.endpoint_id, request_id=ref.request_id)
+            origin = "" if note else (", or check where the reference came from (a template, XCom or "
+                                      "dag_run.conf)")
+            raise untrusted(f"{where} has an untrusted {name}: {problem}; the fal key was not sent{note}. "
+                            f"{TRUST_HELP}{origin}", endpoint_id=ref.endpoint_id, request_id=ref.request_id)
 
 
 def request_id_problem(request_id: object) -> str | None:

@@ -151,7 +151,7 @@ def test_a_submit_answer_naming_another_host_is_refused(where, mode, connect, ho
 
             asyncio.run(go())
     assert_refused(raised.value, evil, key=fal_emulator.api_key)
-    assert "may be billed" in str(raised.value) and where in str(raised.value)
+    assert "may bill it" in str(raised.value) and where in str(raised.value)
     assert [seen.method for seen in queue.requests] == ["POST"]  # the submit only, to the configured host
 
 
