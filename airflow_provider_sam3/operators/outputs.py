@@ -64,6 +64,8 @@ _EXTENSIONS = {
 _SUFFIXES = frozenset(_EXTENSIONS.values()) | {".jpeg", ".ply", ".obj", ".npz", ".bin", ".csv"}
 """The only extensions a copied file may get: from the content type, else fal's file name or URL if listed here,
 else ``.bin``. A result cannot choose ``.html``, ``.sh`` or ``.py`` for a file written to the user's storage."""
+MAX_OUTPUT_FILES = 1_000
+"""Files copied for one request at most (each within the connection's ``max_output_bytes``)."""
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}$")
 _PATH_KINDS = "an absolute path, a file:// or object-store URL (s3://conn_id@bucket/prefix), or an ObjectStoragePath"
 
@@ -135,6 +137,7 @@ def copy_outputs(
             )
         return document
     folder = request_folder(base_path, document.request_id, endpoint_id=getattr(document, "endpoint_id", None))
+    _file_entries(document)  # a result naming thousands of files is refused before anything is written
     if getattr(folder, "protocol", "") in LOCAL_PROTOCOLS:
         folder.mkdir(parents=True, exist_ok=True)
     copy = document.model_copy(deep=True)
@@ -189,15 +192,30 @@ def _path_text(path: Any) -> str:
     return str(path.path) if hasattr(path, "path") else str(path)
 
 
-def output_urls(document: ResultDocument) -> list[str]:
-    """The fal URLs ``copy_outputs`` will download for ``document`` (inline data URIs need no download), so a
-    caller can fetch them all concurrently first."""
+def _file_entries(document: ResultDocument) -> list[Any]:
+    """The file-bearing entries of ``document``, refused when a result names more than ``MAX_OUTPUT_FILES``."""
     entries: list[Any] = []
     if isinstance(document, SegmentationResult):
         entries = [mask for mask in document.masks if mask.rle is None] + [document.preview] + list(document.files)
     elif isinstance(document, FilesResult):
         entries = list(document.files)
-    urls = [entry.url for entry in entries if entry is not None and entry.url and not entry.url.startswith("data:")]
+    entries = [entry for entry in entries if entry is not None]
+    if len(entries) > MAX_OUTPUT_FILES:
+        from airflow_provider_sam3.exceptions import FalOutputRefusedError
+
+        raise FalOutputRefusedError(
+            f"the result names {len(entries):,} output files, more than the {MAX_OUTPUT_FILES:,} the provider copies "
+            "for one request (a SAM 3 result has a few dozen at most); nothing was written",
+            endpoint_id=getattr(document, "endpoint_id", None), request_id=getattr(document, "request_id", None),
+        )
+    return entries
+
+
+def output_urls(document: ResultDocument) -> list[str]:
+    """The fal URLs ``copy_outputs`` will download for ``document`` (inline data URIs need no download), so a
+    caller can fetch them all concurrently first."""
+    entries = _file_entries(document)
+    urls = [entry.url for entry in entries if entry.url and not entry.url.startswith("data:")]
     return list(dict.fromkeys(urls))
 
 

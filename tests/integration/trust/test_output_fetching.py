@@ -312,3 +312,24 @@ def test_media_hosts_may_be_a_comma_separated_string(connect, hostile):
     connect(media_hosts=f"cdn.example.com, {media.host}")
     assert FalHook().get_settings().media_hosts == ("cdn.example.com", media.host)
     assert FalHook().download(f"{media.base_url}/mask.png") == PNG
+
+
+def test_a_result_naming_thousands_of_files_is_refused_before_any_download(tmp_path):
+    """Each file is capped; the number of files is too, so a result cannot multiply the cap (single and batch)."""
+    from airflow_provider_sam3.endpoints import ENDPOINTS
+    from airflow_provider_sam3.models.reference import RequestReference
+    from airflow_provider_sam3.models.results import build_result
+    from airflow_provider_sam3.operators.outputs import MAX_OUTPUT_FILES, copy_outputs, output_urls
+
+    output = {"masks": [{"url": f"https://media.example.com/m{i}.png", "content_type": "image/png"}
+                        for i in range(MAX_OUTPUT_FILES + 1)]}
+    ref = RequestReference(endpoint_id="fal-ai/sam-3/image", request_id="req-1", status_url="-", response_url="-",
+                           cancel_url="-")
+    document = build_result(ENDPOINTS[ref.endpoint_id], output, reference=ref, image=None, completed_at=1.0,
+                            inference_seconds=None)
+    fetched: list[str] = []
+    with pytest.raises(exc.FalOutputRefusedError, match="1,001 output files"):
+        output_urls(document)
+    with pytest.raises(exc.FalOutputRefusedError):
+        copy_outputs(document, str(tmp_path), download=lambda url: fetched.append(url) or b"x", output_json=output)
+    assert fetched == [] and os.listdir(tmp_path) == []
