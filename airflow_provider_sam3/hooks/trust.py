@@ -7,6 +7,10 @@ one naming another host, port or scheme, or carrying credentials of its own, is 
 key is not sent. Request ids arrive from fal's answers, XCom and templates: they are checked against the shape of
 fal's ids, so that none can climb out of ``output_path`` or smuggle a path into a URL template.
 
+Two hosts besides the queue host can see the key, both fal's own and only with fal's own queue host: fal-client's
+failover from ``queue.fal.run`` to ``queue.falrun.com`` when the first is unreachable, and uploads to fal's storage
+(``upload_problem``).
+
 No network I/O and no heavy imports: pure string checks.
 """
 
