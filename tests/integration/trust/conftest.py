@@ -49,3 +49,14 @@ def connect(fal_emulator, monkeypatch):
 
     define()
     return define
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """``photos(n)``: n small generated photos in ``tmp_path/in``."""
+    from photos import write_photos
+
+    def make(count: int, *, seed: int = 7, name: str = "in"):
+        return write_photos(tmp_path / name, count, seed=seed)
+
+    return make
