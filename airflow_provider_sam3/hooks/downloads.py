@@ -47,8 +47,9 @@ def short(url: str) -> str:
 
 def refused(url: str, why: str) -> FalOutputRefusedError:
     return FalOutputRefusedError(
-        f"output file {short(url)} was not fetched: {why}. Outputs are fetched only over https from fal's media "
-        "hosts, the connection's queue host or its extra media_hosts"
+        f"output file {short(url)} was not fetched: {why}. Outputs are fetched only over https from public "
+        "addresses, the connection's queue host and the hosts in its extra media_hosts (add a host there if it is "
+        "yours); the result was not stored"
     )
 
 
