@@ -78,7 +78,7 @@ def _checked_key(key: str | None, source: str) -> str | None:
 
 
 def _number(extra: dict[str, Any], name: str, default: float, conn_id: str, *, minimum: float,
-            maximum: float | None = None) -> float:
+            maximum: float | None = None, strict_minimum: bool = False) -> float:
     """A numeric extra: a finite number of at least ``minimum`` (NaN, inf, booleans and negatives refused)."""
     from airflow_provider_sam3.models.numbers import finite_number
 
@@ -86,7 +86,7 @@ def _number(extra: dict[str, Any], name: str, default: float, conn_id: str, *, m
     if value in (None, ""):
         return default
     number = finite_number(f"connection {conn_id!r} extra {name}", value, minimum=minimum, maximum=maximum,
-                           strict_minimum=minimum == 0)
+                           strict_minimum=strict_minimum)
     return number if number is not None else default
 
 
@@ -130,6 +130,7 @@ def resolve_settings(conn_id: str, connection: Any | None, extra: dict[str, Any]
     if port and not host.rsplit("]", 1)[-1].count(":"):
         port = whole_number(f"connection {conn_id!r} port", port, minimum=1, maximum=65535)
         host = f"{host}:{port}"
+    # poll intervals below the floor (0 included) are raised to it, as before; negative, NaN and infinite are refused
     poll_interval = max(_number(extra, "poll_interval", DEFAULT_POLL_INTERVAL, conn_id, minimum=0), MIN_POLL_INTERVAL)
     max_poll_interval = max(_number(extra, "max_poll_interval", DEFAULT_MAX_POLL_INTERVAL, conn_id, minimum=0),
                             MIN_POLL_INTERVAL)
@@ -141,7 +142,7 @@ def resolve_settings(conn_id: str, connection: Any | None, extra: dict[str, Any]
         key_source=source,
         queue_host=host,
         request_timeout=_number(extra, "request_timeout", DEFAULT_REQUEST_TIMEOUT, conn_id, minimum=0,
-                                maximum=MAX_REQUEST_TIMEOUT),
+                                maximum=MAX_REQUEST_TIMEOUT, strict_minimum=True),
         poll_interval=poll_interval,
         max_poll_interval=max(max_poll_interval, poll_interval),
         media_hosts=_media_hosts(extra, conn_id),

@@ -214,3 +214,13 @@ def test_whole_number():
         whole_number("n", 0, minimum=1)
     with pytest.raises(exc.InputValidationError, match="above 5"):
         whole_number("n", 6, maximum=5)
+
+
+def test_a_zero_poll_interval_is_still_raised_to_the_floor(connect):
+    """Extras that worked before keep working: 0 (or 0.01) polls at the 0.2 s floor; only NaN, infinity,
+    booleans and negatives are refused."""
+    from airflow_provider_sam3.hooks.fal import FalHook
+
+    connect(poll_interval=0, max_poll_interval="0.01", request_timeout="30")
+    settings = FalHook().get_settings()
+    assert (settings.poll_interval, settings.max_poll_interval, settings.request_timeout) == (0.2, 0.2, 30.0)
