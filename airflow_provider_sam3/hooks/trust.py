@@ -113,8 +113,9 @@ def url_problem(url: object, queue_host: str) -> str | None:
         import httpx
 
         parsed = httpx.URL(url)
-        if (parsed.scheme, parsed.host, parsed.port or 443) != ("https", *split_host(queue_host)):
-            return f"{_shown(url)} is read by the HTTP client as host {parsed.host!r}, not {queue_host!r}"
+        host = parsed.raw_host.decode("ascii").strip("[]").lower()  # as sent (punycode), not decoded
+        if (parsed.scheme, host, parsed.port or 443) != ("https", *split_host(queue_host)):
+            return f"{_shown(url)} is read by the HTTP client as host {host!r}, not {queue_host!r}"
     except ImportError:  # pragma: no cover - httpx comes with fal-client
         pass
     except Exception:  # noqa: BLE001 - httpx.InvalidURL and friends

@@ -74,6 +74,8 @@ def test_unit_url_problem_accepts_only_the_queue_host():
     good = ["https://queue.fal.run/fal-ai/sam-3/requests/x/status", "https://QUEUE.fal.run/a",
             "https://queue.fal.run:443/a", "HTTPS://queue.fal.run/a?logs=1"]
     assert [url_problem(url, queue) for url in good] == [None] * len(good)
+    assert url_problem("https://xn--queue-fl-9ng.run/a", "xn--queue-fl-9ng.run") is None  # a punycode queue host
+    assert url_problem("https://[::1]:8443/a", "[::1]:8443") is None  # an IPv6 queue host
     bad = ["http://queue.fal.run/a", "https://queue.fal.run.evil.com/a", "https://evil.com/queue.fal.run",
            "https://queue.fal.run:8443/a", "https://queue.fal.run./a", "https://u:p@queue.fal.run/a",
            "https://queue.fal.run@evil.com/a", "https://xn--queue-fal-run.evil/a", "https://queue.fal.run\t/a",
