@@ -65,6 +65,17 @@ def get_provider_info() -> dict:
                         "description": "Upper bound of the backed-off interval between status checks.",
                         "schema": {"type": ["number", "null"], "minimum": 0.2, "default": 30},
                     },
+                    "max_output_bytes": {
+                        "label": "Largest output file (bytes)",
+                        "description": "Output files larger than this are refused, not fetched (default 512 MiB).",
+                        "schema": {"type": ["integer", "null"], "minimum": 1, "default": 536870912},
+                    },
+                    "media_hosts": {
+                        "label": "Extra media hosts",
+                        "description": "Comma-separated host[:port] list outputs may also be fetched from when they "
+                                       "resolve to a private address (the queue host always may).",
+                        "schema": {"type": ["string", "null"]},
+                    },
                 },
             }
         ],

@@ -78,6 +78,7 @@ class FalRequestError(Sam3ProviderError):
         error_type: str | None = None,
         retryable: bool | None = None,
     ) -> None:
+        self.detail = message
         self.endpoint_id = endpoint_id
         self.request_id = request_id
         self.status_code = status_code
@@ -89,6 +90,19 @@ class FalRequestError(Sam3ProviderError):
             where += f" request {request_id}"
         code = f" (HTTP {status_code}{', ' + error_type if error_type else ''})" if status_code else ""
         super().__init__(f"{where}: {message}{code}")
+
+
+    def for_request(self, endpoint_id: str | None, request_id: str | None) -> FalRequestError:
+        """The same error naming ``endpoint_id`` and ``request_id`` (when it named no request yet), chained to it."""
+        if self.request_id is not None or request_id is None:
+            return self
+        named = type(self).__new__(type(self))
+        named.__dict__.update(self.__dict__)
+        FalRequestError.__init__(named, getattr(self, "detail", str(self)), endpoint_id=endpoint_id,
+                                 request_id=request_id, status_code=self.status_code, error_type=self.error_type,
+                                 retryable=self.retryable)
+        named.__cause__ = self
+        return named
 
 
 class FalAuthenticationError(FalRequestError):
@@ -155,3 +169,22 @@ class FalRequestCancelledError(FalRequestError):
 
 class FalDeadlineExceededError(FalRequestError):
     """The provider's own deadline for a request passed; the remote request was cancelled."""
+
+
+class FalUntrustedUrlError(FalRequestError):
+    """A URL the key would follow names another host or scheme than the connection's queue host (from a request
+    reference, a template, XCom or fal's own answer), or a request id is not one fal issues. Nothing was sent to it.
+
+    Final: the same reference would be refused again, so a retry cannot help.
+    """
+
+    retryable = False
+
+
+class FalOutputRefusedError(FalRequestError):
+    """An output file was not fetched: its URL is not https or a data URI, resolves to a private, loopback or
+    link-local address that is neither the queue host nor an allowed media host, redirects to one, or is larger
+    than the connection's size cap. Final: fetching it again would be refused again.
+    """
+
+    retryable = False

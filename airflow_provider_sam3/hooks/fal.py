@@ -18,21 +18,37 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 
 from airflow_provider_sam3.exceptions import FalDeadlineExceededError, FalStartTimeoutError, Sam3ProviderError
+from airflow_provider_sam3.hooks.async_calls import AsyncQueueCalls
+from airflow_provider_sam3.hooks.downloads import DOWNLOAD_CONNECTIONS, OutputDownloads  # noqa: F401
 from airflow_provider_sam3.hooks.backoff import MAX_FAILED_POLLS_IN_A_ROW, RETRY_ATTEMPTS, RETRY_BACKOFF, poll_backoff
+from airflow_provider_sam3.hooks.calls import (  # noqa: F401 - re-exported
+    _cancel_status,
+    _fal_request,
+    _queue_timeout,
+    _raise,
+)
 from airflow_provider_sam3.hooks.errors import translate
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID, FalSettings, resolve_settings
+from airflow_provider_sam3.hooks.submit import (  # noqa: F401 - re-exported for callers and tests
+    ASYNC_SUBMIT_MAX_DELAY,
+    SUBMIT_NOT_ACCEPTED_CODES,
+    _describe,
+    _fal_max_delay,
+    _outcome_unknown,
+    _submit_call,
+    _submit_fault,
+)
+from airflow_provider_sam3.hooks.trust import check_reference
 from airflow_provider_sam3.models.reference import RequestReference
 from airflow_provider_sam3.models.status import QueueStatus
 
 if TYPE_CHECKING:
     import fal_client
 
-DOWNLOAD_CONNECTIONS = 8
-"""Connections one hook keeps for output files: more only adds pool bookkeeping (measured on loopback)."""
 CANCEL_OUTCOMES = {400: "ALREADY_COMPLETED", 404: "NOT_FOUND"}
 
 
-class FalHook(BaseHook):
+class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
     """Talks to fal's queue for one ``fal`` connection.
 
     :param fal_conn_id: the Airflow connection holding the API key (password) and optional queue host. Without
@@ -145,7 +161,7 @@ class FalHook(BaseHook):
             submitted_at=time.time(),
         )
 
-    def _submitted(self, endpoint_id: str, response: Any) -> RequestReference:
+    def _submitted(self, endpoint_id: str, response: Any, settings: FalSettings) -> RequestReference:
         """The reference in fal's answer to a submit, as fal-client reads it (the answer's URLs are used verbatim)."""
         from fal_client.client import _BaseRequestHandle, handle_response_headers
 
@@ -157,7 +173,10 @@ class FalHook(BaseHook):
         except Exception as error:  # noqa: BLE001 - fal accepted the POST but its answer is unreadable
             raise _outcome_unknown(endpoint_id, error, f"its answer (HTTP {response.status_code}) could not be read"
                                    ) from error
-        return self._reference(endpoint_id, handle)
+        reference = self._reference(endpoint_id, handle)
+        check_reference(reference, settings.queue_host, where="fal's answer to the submit",
+                        note=" (fal created the request and may bill it: cancel it in fal's dashboard)")
+        return reference
 
     def _submit_retry_delay(self, endpoint_id: str, error: Exception, attempt: int, *, max_delay: float) -> float:
         """The pause before resending a submit that failed with ``error``; raises when it must not be resent."""
@@ -169,7 +188,7 @@ class FalHook(BaseHook):
             what = "fal's edge gave up waiting for the queue's answer" if edge_timeout else "its answer was lost"
             raise _outcome_unknown(endpoint_id, error, what) from error
         if fault != "not_created" or attempt >= fal_module.MAX_ATTEMPTS:
-            raise translate(error, endpoint_id=endpoint_id, request_id=None, action="submit") from error
+            _raise(translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
         delay = fal_module._get_retry_delay(attempt, fal_module.BASE_DELAY, max_delay, "exponential", True)
         self.log.warning("Submit of %s was refused or never reached fal's queue (%s), so fal created nothing; "
                          "sending it again in %.1f s (attempt %d of %d)", endpoint_id, _describe(error), delay,
@@ -186,6 +205,23 @@ class FalHook(BaseHook):
             cancel_url=ref.cancel_url,
             client=http_client,
         )
+
+    @staticmethod
+    def _check_upload(settings: FalSettings) -> None:
+        """An upload sends the key to fal's storage hosts: only with fal's own queue (or the emulator's)."""
+        from airflow_provider_sam3.hooks.trust import upload_problem, untrusted
+
+        problem = upload_problem(settings.queue_host)
+        if problem:
+            raise untrusted(f"upload refused: {problem}; the fal key was not sent. Send local files as data URIs "
+                            "(the operators do), or host them yourself", endpoint_id=None, request_id=None)
+
+    def _trusted(self, ref: RequestReference, name: str) -> None:
+        """Refuse, before the key is sent, a reference whose request id or URL is not this connection's queue's."""
+        check_reference(ref, self.get_settings().queue_host, names=(name,))
+
+    async def _atrusted(self, ref: RequestReference, name: str) -> None:
+        check_reference(ref, (await self.aget_settings()).queue_host, names=(name,))
 
     @staticmethod
     def _status(raw: Any) -> QueueStatus:
@@ -208,7 +244,7 @@ class FalHook(BaseHook):
             except Exception as error:  # noqa: BLE001 - every failure is translated, then re-raised or retried
                 mapped = translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action=action)
                 if not _worth_retrying(mapped, error) or attempt + 1 >= self.retry_attempts:
-                    raise mapped from error
+                    _raise(mapped, error)
                 delay = RETRY_BACKOFF.delay(attempt)
                 self.log.warning("%s; retrying %s in %.1f s (attempt %d of %d)", mapped, action, delay,
                                  attempt + 2, self.retry_attempts)
@@ -222,7 +258,7 @@ class FalHook(BaseHook):
             except Exception as error:  # noqa: BLE001 - every failure is translated, then re-raised or retried
                 mapped = translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action=action)
                 if not _worth_retrying(mapped, error) or attempt + 1 >= self.retry_attempts:
-                    raise mapped from error
+                    _raise(mapped, error)
                 delay = RETRY_BACKOFF.delay(attempt)
                 self.log.warning("%s; retrying %s in %.1f s (attempt %d of %d)", mapped, action, delay,
                                  attempt + 2, self.retry_attempts)
@@ -269,18 +305,19 @@ class FalHook(BaseHook):
                                         hint)
             body = self._body(arguments)
         except Exception as error:  # noqa: BLE001 - a bad priority or start_timeout, refused by fal-client
-            raise translate(error, endpoint_id=endpoint_id, request_id=None, action="submit") from error
+            _raise(translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
         http = client._client
         attempt = 1
         while True:
             try:
-                response = _request(http, "POST", url, json=body, timeout=client.default_timeout, headers=headers)
+                response = _request(http, "POST", url, json=body, timeout=client.default_timeout, headers=headers,
+                                    follow_redirects=False)
             except Exception as error:  # noqa: BLE001 - classified, then retried or translated
                 delay = self._submit_retry_delay(endpoint_id, error, attempt, max_delay=_fal_max_delay())
                 time.sleep(delay)
                 attempt += 1
                 continue
-            ref = self._submitted(endpoint_id, response)
+            ref = self._submitted(endpoint_id, response, settings)
             self.log.info("Submitted %s request %s", endpoint_id, ref.request_id)
             return ref
 
@@ -288,6 +325,7 @@ class FalHook(BaseHook):
         """One status check."""
         from fal_client.client import SyncRequestHandle
 
+        self._trusted(ref, "status_url")
         client = self.get_conn()._client
         handle = self._handle(ref, client, SyncRequestHandle)
         timeout = _queue_timeout(self.get_settings())
@@ -300,12 +338,14 @@ class FalHook(BaseHook):
 
     def result(self, ref: RequestReference) -> dict[str, Any]:
         """The completed request's output JSON; raises the mapped error when the request failed."""
+        self._trusted(ref, "response_url")
         client = self.get_conn()._client
         timeout = _queue_timeout(self.get_settings())
         return self._retrying("result", ref, lambda: _fal_request(client, "GET", ref.response_url, timeout)).json()
 
     def cancel(self, ref: RequestReference) -> str:
         """Ask fal to cancel; returns fal's outcome (CANCELLATION_REQUESTED, ALREADY_COMPLETED, NOT_FOUND)."""
+        self._trusted(ref, "cancel_url")
         client = self.get_conn()._client
         timeout = _queue_timeout(self.get_settings())
 
@@ -325,45 +365,11 @@ class FalHook(BaseHook):
 
     def upload(self, data: bytes, content_type: str, file_name: str | None = None) -> str:
         """Upload bytes to fal's storage and return their URL (for inputs too large for a data URI)."""
+        self._check_upload(self.get_settings())
         try:
             return self.get_conn().upload(data, content_type, file_name)
         except Exception as error:  # noqa: BLE001
-            raise translate(error, endpoint_id=None, request_id=None, action="upload") from error
-
-    def download(self, url: str) -> bytes:
-        """Fetch an output file fal produced (a media URL or a data URI), before fal's URL expires.
-
-        fal's media URLs are public: the API key is never sent with them.
-        """
-        import httpx
-
-        from airflow_provider_sam3.media.inputs import parse_data_uri
-
-        if url.startswith("data:"):
-            return parse_data_uri(url, field="url")[1]
-        try:
-            response = httpx.get(url, timeout=self.get_settings().request_timeout, follow_redirects=True)
-        except httpx.HTTPError as error:
-            raise translate(error, endpoint_id=None, request_id=None, action=f"download of {_short(url)}") from error
-        return _downloaded(response, url)
-
-    async def adownload(self, url: str) -> bytes:
-        """Async ``download``; one connection pool per hook, so a batch does not pay a TLS handshake per file."""
-        import httpx
-
-        from airflow_provider_sam3.media.inputs import parse_data_uri
-
-        if url.startswith("data:"):
-            return parse_data_uri(url, field="url")[1]
-        if self._download_client is None:
-            settings = await self.aget_settings()
-            self._download_client = httpx.AsyncClient(timeout=settings.request_timeout, follow_redirects=True,
-                                                      limits=httpx.Limits(max_connections=DOWNLOAD_CONNECTIONS))
-        try:
-            response = await self._download_client.get(url)
-        except httpx.HTTPError as error:
-            raise translate(error, endpoint_id=None, request_id=None, action=f"download of {_short(url)}") from error
-        return _downloaded(response, url)
+            _raise(translate(error, endpoint_id=None, request_id=None, action="upload"), error)
 
     def wait(
         self,
@@ -409,93 +415,6 @@ class FalHook(BaseHook):
                 pause = min(pause, left)
             time.sleep(pause)
             attempt += 1
-
-    # ---------------------------------------------------------------- asynchronous twins (triggerer)
-
-    async def asubmit(
-        self,
-        endpoint_id: str,
-        arguments: Mapping[str, Any] | Any,
-        *,
-        webhook_url: str | None = None,
-        priority: str | None = None,
-        start_timeout: float | None = None,
-        hint: str | None = None,
-    ) -> RequestReference:
-        """Async ``submit``: the same single-attempt POST, resent only when fal certainly created nothing."""
-        from fal_client.client import _async_request
-
-        client = await self.aget_conn()
-        settings = await self.aget_settings()
-        try:
-            url, headers = _submit_call(settings.queue_host, endpoint_id, webhook_url, priority, start_timeout,
-                                        hint)
-            body = self._body(arguments)
-        except Exception as error:  # noqa: BLE001 - a bad priority or start_timeout, refused by fal-client
-            raise translate(error, endpoint_id=endpoint_id, request_id=None, action="submit") from error
-        http = await client._client
-        attempt = 1
-        while True:
-            try:
-                response = await _async_request(http, "POST", url, json=body, timeout=client.default_timeout,
-                                                headers=headers)
-            except Exception as error:  # noqa: BLE001 - classified, then retried or translated
-                delay = self._submit_retry_delay(endpoint_id, error, attempt, max_delay=ASYNC_SUBMIT_MAX_DELAY)
-                await asyncio.sleep(delay)
-                attempt += 1
-                continue
-            return self._submitted(endpoint_id, response)
-
-    async def _ahttp(self) -> Any:
-        return await (await self.aget_conn())._client
-
-    async def astatus(self, ref: RequestReference, *, with_logs: bool = False) -> QueueStatus:
-        """Async ``status``."""
-        from fal_client.client import AsyncRequestHandle
-
-        client = await self._ahttp()
-        handle = self._handle(ref, client, AsyncRequestHandle)
-        timeout = _queue_timeout(await self.aget_settings())
-
-        async def call() -> Any:
-            response = await _afal_request(client, "GET", ref.status_url, timeout, params={"logs": with_logs})
-            return handle._parse_status(response.json())
-
-        return self._status(await self._aretrying("status", ref, call))
-
-    async def aresult(self, ref: RequestReference) -> dict[str, Any]:
-        """Async ``result``."""
-        client = await self._ahttp()
-        timeout = _queue_timeout(await self.aget_settings())
-
-        response = await self._aretrying("result", ref, lambda: _afal_request(client, "GET", ref.response_url, timeout))
-        return response.json()
-
-    async def acancel(self, ref: RequestReference) -> str:
-        """Async ``cancel``."""
-        client = await self._ahttp()
-        timeout = _queue_timeout(await self.aget_settings())
-
-        async def call() -> str:
-            try:
-                response = await _afal_request(client, "PUT", ref.cancel_url, timeout)
-            except Exception as error:
-                outcome = self._cancel_outcome(error)
-                if outcome is None:
-                    raise
-                return outcome
-            return _cancel_status(response)
-
-        outcome = await self._aretrying("cancel", ref, call)
-        self.log.info("Cancel of %s request %s: %s", ref.endpoint_id, ref.request_id, outcome)
-        return outcome
-
-    async def aupload(self, data: bytes, content_type: str, file_name: str | None = None) -> str:
-        """Async ``upload``."""
-        try:
-            return await (await self.aget_conn()).upload(data, content_type, file_name)
-        except Exception as error:  # noqa: BLE001
-            raise translate(error, endpoint_id=None, request_id=None, action="upload") from error
 
     # ---------------------------------------------------------------- connection test (UI "Test" button)
 
@@ -547,132 +466,3 @@ def _worth_retrying(mapped: Sam3ProviderError, error: BaseException) -> bool:
     if isinstance(error, Exception) and _should_retry(error):
         return False
     return mapped.retryable and not isinstance(mapped, FalStartTimeoutError)
-
-
-def _queue_timeout(settings: FalSettings) -> Any:
-    """The connection's ``request_timeout`` for one status/result/cancel call (fal-client's handles use 120 s)."""
-    import httpx
-
-    return httpx.Timeout(settings.request_timeout, connect=min(settings.request_timeout, 30.0))
-
-
-def _fal_request(client: Any, method: str, url: str, timeout: Any, **kwargs: Any) -> Any:
-    """One queue call through fal-client's own retrying request (the one its request handles use)."""
-    from fal_client.client import _maybe_retry_request
-
-    return _maybe_retry_request(client, method, url, timeout=timeout, **kwargs)
-
-
-async def _afal_request(client: Any, method: str, url: str, timeout: Any, **kwargs: Any) -> Any:
-    from fal_client.client import _async_maybe_retry_request
-
-    return await _async_maybe_retry_request(client, method, url, timeout=timeout, **kwargs)
-
-
-ASYNC_SUBMIT_MAX_DELAY = 10.0
-"""fal-client's async retry loop caps its delay at 10 s (its sync loop at ``MAX_DELAY``, 30 s); submit does the same."""
-SUBMIT_NOT_ACCEPTED_CODES = (408, 429)
-"""Answers refusing a submit outright. fal-client also retries 409, whose meaning for a submit is undocumented."""
-
-
-def _fal_max_delay() -> float:
-    import fal_client.client as fal_module
-
-    return fal_module.MAX_DELAY
-
-
-def _submit_call(queue_host: str, endpoint_id: str, webhook_url: str | None, priority: str | None,
-                 start_timeout: float | None, hint: str | None) -> tuple[str, dict[str, str]]:
-    """The submit's URL and headers, built as fal-client's ``submit`` builds them (and validated by its helpers), on
-    this connection's queue host: fal-client's own ``QUEUE_URL_FORMAT`` is a process-wide global, shared by every
-    connection and by user code, so it is neither read nor changed here."""
-    from urllib.parse import urlencode
-
-    import fal_client.client as fal_module
-
-    url = f"https://{queue_host}/{endpoint_id}"
-    if webhook_url is not None:
-        url += "?" + urlencode({"fal_webhook": webhook_url})
-    headers: dict[str, str] = {}
-    if hint is not None:
-        fal_module.add_hint_header(hint, headers)
-    if priority is not None:
-        fal_module.add_priority_header(priority, headers)
-    if start_timeout is not None:
-        fal_module.add_timeout_header(start_timeout, headers)
-    fal_module.add_fal_app_context_headers(headers)
-    return url, headers
-
-
-def _submit_fault(error: BaseException) -> str:
-    """What a failed submit POST means for the request it carried.
-
-    ``not_created``: fal certainly created nothing, so sending it again cannot pay twice: the connection was never
-    made (nothing was sent), or fal's edge refused the POST (408, 429, or an nginx 502/503 answered without an
-    ``x-fal-request-id``: fal-client's ``_is_ingress_error``, the queue never saw it). ``lost``: the body may have
-    reached fal but the answer did not come back (read/write errors after connecting, timeouts while waiting for the
-    answer, a dropped or garbled response, or an nginx 504: the edge forwarded the POST and gave up waiting for the
-    queue), so fal may have created the request. ``refused``: any other answer or local failure, not resent.
-    """
-    import httpx
-    from fal_client.client import FalClientHTTPError, _is_ingress_error
-
-    if isinstance(error, FalClientHTTPError):
-        response = error.response
-        if error.status_code in SUBMIT_NOT_ACCEPTED_CODES:
-            return "not_created"
-        if response is not None and _is_ingress_error(response):
-            return "lost" if error.status_code == 504 else "not_created"
-        return "refused"
-    if isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
-        return "not_created"
-    if isinstance(error, (httpx.ProxyError, httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
-        return "refused"  # stopped before the request could be sent, by something a resend would not fix
-    if isinstance(error, (httpx.TransportError, httpx.DecodingError)):
-        return "lost"
-    return "refused"
-
-
-def _describe(error: BaseException) -> str:
-    from fal_client.client import FalClientHTTPError
-
-    if isinstance(error, FalClientHTTPError):
-        return f"HTTP {error.status_code}"
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _outcome_unknown(endpoint_id: str, error: BaseException, what: str) -> Sam3ProviderError:
-    from airflow_provider_sam3.exceptions import FalSubmitOutcomeUnknownError
-
-    return FalSubmitOutcomeUnknownError(
-        f"submit sent the request but {what} ({_describe(error)}): fal may have created the request, and will bill "
-        "it, though its id is unknown. It was not resubmitted automatically, to avoid paying twice. Look for it in "
-        "fal's dashboard (its request history) before running it again; a retry of the task submits a new request",
-        endpoint_id=endpoint_id,
-    )
-
-
-def _cancel_status(response: Any) -> str:
-    try:
-        return str(response.json().get("status", "CANCELLATION_REQUESTED"))
-    except ValueError:
-        return "CANCELLATION_REQUESTED"
-
-
-def _short(url: str) -> str:
-    return url if len(url) <= 100 else url[:97] + "..."
-
-
-def _downloaded(response: Any, url: str) -> bytes:
-    from airflow_provider_sam3.exceptions import FalResultUnavailableError, FalTransientError
-
-    if response.status_code in (403, 404, 410):
-        raise FalResultUnavailableError(
-            f"output file {_short(url)} is gone (HTTP {response.status_code}): fal's media URLs expire; "
-            "set output_path so outputs are copied as soon as the request completes"
-        )
-    if response.status_code >= 400:
-        raise FalTransientError(f"download of {_short(url)} failed with HTTP {response.status_code}",
-                                retryable=response.status_code >= 500)
-    return response.content

@@ -2,7 +2,8 @@
 
 Precedence (documented in the README):
 1. the Airflow connection ``fal_conn_id`` (default ``fal_default``): password = API key, host = queue host,
-   extra ``request_timeout``, ``poll_interval``, ``max_poll_interval``;
+   extra ``request_timeout``, ``poll_interval``, ``max_poll_interval``, ``media_hosts`` (hosts outputs may also
+   be fetched from when they resolve to private addresses), ``max_output_bytes`` (per-output size cap);
 2. if that connection does not exist, or has no password: ``FAL_KEY``, then ``FAL_KEY_ID`` + ``FAL_KEY_SECRET``
    (fal-client's own order), and ``FAL_QUEUE_RUN_HOST`` for the host.
 """
@@ -20,6 +21,9 @@ DEFAULT_REQUEST_TIMEOUT = 120.0
 DEFAULT_POLL_INTERVAL = 2.0
 DEFAULT_MAX_POLL_INTERVAL = 30.0
 MIN_POLL_INTERVAL = 0.2
+DEFAULT_MAX_OUTPUT_BYTES = 512 * 1024 * 1024
+"""The largest output file fetched (512 MiB); larger ones are refused (connection extra ``max_output_bytes``)."""
+MAX_REQUEST_TIMEOUT = 24 * 3600.0
 _KEY_CHARACTERS = re.compile(r"[\x21-\x7e]+")
 """A key is printable ASCII without spaces: anything else cannot go in an HTTP header, and httpx's error for it
 would quote the whole header, key included."""
@@ -35,6 +39,8 @@ class FalSettings:
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     poll_interval: float = DEFAULT_POLL_INTERVAL
     max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL
+    media_hosts: tuple[str, ...] = ()
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
 
     def require_key(self, conn_id: str) -> str:
         if not self.key:
@@ -71,17 +77,35 @@ def _checked_key(key: str | None, source: str) -> str | None:
     return key or None
 
 
-def _number(extra: dict[str, Any], name: str, default: float, conn_id: str) -> float:
+def _number(extra: dict[str, Any], name: str, default: float, conn_id: str, *, minimum: float,
+            maximum: float | None = None, strict_minimum: bool = False) -> float:
+    """A numeric extra: a finite number of at least ``minimum`` (NaN, inf, booleans and negatives refused)."""
+    from airflow_provider_sam3.models.numbers import finite_number
+
     value = extra.get(name)
     if value in (None, ""):
         return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
+    number = finite_number(f"connection {conn_id!r} extra {name}", value, minimum=minimum, maximum=maximum,
+                           strict_minimum=strict_minimum)
+    return number if number is not None else default
+
+
+def _media_hosts(extra: dict[str, Any], conn_id: str) -> tuple[str, ...]:
+    """Extra ``media_hosts``: a list (or comma-separated string) of ``host[:port]`` outputs may come from even
+    when they resolve to a private or loopback address."""
+    from airflow_provider_sam3.hooks.trust import check_queue_host
+
+    value = extra.get("media_hosts")
+    if value in (None, "", []):
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
         from airflow_provider_sam3.exceptions import InputValidationError
 
-        raise InputValidationError(f"connection {conn_id!r} extra {name}", f"{value!r} is not a number") from None
-    return max(number, MIN_POLL_INTERVAL) if "poll" in name else number
+        raise InputValidationError(f"connection {conn_id!r} extra media_hosts", f"{value!r} is not a list of hosts",
+                                   allowed="a list of host names (optionally host:port)")
+    field = f"connection {conn_id!r} extra media_hosts"
+    return tuple(check_queue_host(str(item), field) for item in items if str(item).strip())
 
 
 def resolve_settings(conn_id: str, connection: Any | None, extra: dict[str, Any] | None) -> FalSettings:
@@ -92,16 +116,35 @@ def resolve_settings(conn_id: str, connection: Any | None, extra: dict[str, Any]
     if not key:
         key, source = key_from_environment()
     key = _checked_key(key, source)
-    host = (getattr(connection, "host", None) or os.environ.get("FAL_QUEUE_RUN_HOST") or DEFAULT_QUEUE_HOST).strip()
-    host = host.removeprefix("https://").rstrip("/")
+    from airflow_provider_sam3.hooks.trust import check_queue_host
+    from airflow_provider_sam3.models.numbers import whole_number
+
+    if getattr(connection, "host", None):
+        host, host_source = connection.host, f"connection {conn_id!r} host"
+    elif os.environ.get("FAL_QUEUE_RUN_HOST"):
+        host, host_source = os.environ["FAL_QUEUE_RUN_HOST"], "environment variable FAL_QUEUE_RUN_HOST"
+    else:
+        host, host_source = DEFAULT_QUEUE_HOST, "default queue host"
+    host = check_queue_host(str(host), host_source)
     port = getattr(connection, "port", None)
-    if port and ":" not in host:
+    if port and not host.rsplit("]", 1)[-1].count(":"):
+        port = whole_number(f"connection {conn_id!r} port", port, minimum=1, maximum=65535)
         host = f"{host}:{port}"
+    # poll intervals below the floor (0 included) are raised to it, as before; negative, NaN and infinite are refused
+    poll_interval = max(_number(extra, "poll_interval", DEFAULT_POLL_INTERVAL, conn_id, minimum=0), MIN_POLL_INTERVAL)
+    max_poll_interval = max(_number(extra, "max_poll_interval", DEFAULT_MAX_POLL_INTERVAL, conn_id, minimum=0),
+                            MIN_POLL_INTERVAL)
+    max_output = extra.get("max_output_bytes")
+    max_output_bytes = (DEFAULT_MAX_OUTPUT_BYTES if max_output in (None, "") else
+                        whole_number(f"connection {conn_id!r} extra max_output_bytes", max_output, minimum=1))
     return FalSettings(
         key=key,
         key_source=source,
         queue_host=host,
-        request_timeout=_number(extra, "request_timeout", DEFAULT_REQUEST_TIMEOUT, conn_id),
-        poll_interval=_number(extra, "poll_interval", DEFAULT_POLL_INTERVAL, conn_id),
-        max_poll_interval=_number(extra, "max_poll_interval", DEFAULT_MAX_POLL_INTERVAL, conn_id),
+        request_timeout=_number(extra, "request_timeout", DEFAULT_REQUEST_TIMEOUT, conn_id, minimum=0,
+                                maximum=MAX_REQUEST_TIMEOUT, strict_minimum=True),
+        poll_interval=poll_interval,
+        max_poll_interval=max(max_poll_interval, poll_interval),
+        media_hosts=_media_hosts(extra, conn_id),
+        max_output_bytes=max_output_bytes,
     )

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import typing
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator
 
 ACCEPTED_URL_SCHEMES = ("https://", "http://", "data:")
+
+
+def _admits_bool(annotation: Any) -> bool:
+    """Whether a field's annotation accepts a boolean (``bool``, ``bool | None``, ...)."""
+    if annotation is bool:
+        return True
+    return any(_admits_bool(arg) for arg in typing.get_args(annotation) if not isinstance(arg, (int, str)))
 
 
 class EndpointInput(BaseModel):
@@ -16,7 +24,20 @@ class EndpointInput(BaseModel):
     request that did not do what they asked.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_default=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, defer_build=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """``True`` is 1 to Python: ``max_masks=True`` would be sent as 1. A boolean is refused where no boolean is
+        expected (NaN and infinity are refused by ``allow_inf_nan=False``). A field with its own before-validator
+        (``label``) explains booleans itself."""
+        if isinstance(value, bool) and info.field_name is not None:
+            field = cls.model_fields.get(info.field_name)
+            own = any(type(item).__name__ == "BeforeValidator" for item in field.metadata) if field else False
+            if field is not None and not own and not _admits_bool(field.annotation):
+                raise ValueError(f"{value!r} is a boolean, which this field does not take; give a number")
+        return value
 
     def to_request(self) -> dict:
         """The exact JSON body sent to fal: every known field, optional ones only when set."""

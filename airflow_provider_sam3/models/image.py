@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from airflow_provider_sam3.models.base import EndpointInput, EndpointOutput, FileUrl
 from airflow_provider_sam3.models.files import File, ImageFile
-from airflow_provider_sam3.models.prompts import BoxPrompt, PointPrompt
+from airflow_provider_sam3.models.prompts import BoxPrompt, PointPrompt, TextPrompt
 
 OutputFormat = Literal["jpeg", "png", "webp"]
 NormalizedBox = list[float]
@@ -40,7 +40,7 @@ class SegmentImageInput(ExplicitPromptMixin):
     server_default_prompt: ClassVar[str] = "wheel"
 
     image_url: FileUrl
-    prompt: str
+    prompt: TextPrompt
     point_prompts: list[PointPrompt] = Field(default_factory=list)
     box_prompts: list[BoxPrompt] = Field(default_factory=list)
     apply_mask: bool = True

@@ -18,8 +18,17 @@ def _coerce_label(value: Any) -> Any:
     return value
 
 
+MAX_PIXEL_COORDINATE = 100_000
+"""No image fal takes is this wide or tall: a coordinate beyond it is a mistake, refused before paying (when the
+image is local its real size is checked too)."""
+MAX_PROMPT_LENGTH = 1_000
+"""Characters in a text prompt. SAM 3 prompts are short noun phrases; a longer text is a mistake (or a template
+that rendered a whole document) and is refused before it is sent and paid."""
+
 Label = Annotated[Literal[0, 1], BeforeValidator(_coerce_label)]
-PixelCoordinate = NonNegativeInt
+PixelCoordinate = Annotated[int, Field(ge=0, le=MAX_PIXEL_COORDINATE)]
+TextPrompt = Annotated[str, Field(max_length=MAX_PROMPT_LENGTH)]
+"""A text prompt, at most ``MAX_PROMPT_LENGTH`` characters."""
 
 
 class PointPromptBase(EndpointInput):

@@ -9,7 +9,7 @@ from pydantic import Field
 from airflow_provider_sam3.models.base import EndpointInput, EndpointOutput, FileUrl
 from airflow_provider_sam3.models.files import File
 from airflow_provider_sam3.models.image import ExplicitPromptMixin
-from airflow_provider_sam3.models.prompts import BoxPromptBase, PointPromptBase
+from airflow_provider_sam3.models.prompts import BoxPromptBase, PointPromptBase, TextPrompt
 
 
 class Reconstruct3DObjectsInput(ExplicitPromptMixin):
@@ -19,7 +19,7 @@ class Reconstruct3DObjectsInput(ExplicitPromptMixin):
 
     image_url: FileUrl
     mask_urls: list[FileUrl] | None = None
-    prompt: str
+    prompt: TextPrompt
     point_prompts: list[PointPromptBase] = Field(default_factory=list)
     box_prompts: list[BoxPromptBase] = Field(default_factory=list)
     detection_threshold: float | None = Field(default=None, ge=0.1, le=1.0)

@@ -9,7 +9,14 @@ from pydantic import Field, NonNegativeInt, PositiveInt, ValidationInfo, field_v
 from airflow_provider_sam3.models.base import EndpointInput, EndpointOutput, FileUrl
 from airflow_provider_sam3.models.files import File
 from airflow_provider_sam3.models.image import NormalizedBox
-from airflow_provider_sam3.models.prompts import BoxPrompt, BoxPromptBase, PointPrompt, PointPromptBase, Threshold
+from airflow_provider_sam3.models.prompts import (
+    BoxPrompt,
+    BoxPromptBase,
+    PointPrompt,
+    PointPromptBase,
+    TextPrompt,
+    Threshold,
+)
 
 VideoOutputType = Literal["X264 (.mp4)", "VP9 (.webm)"]
 
@@ -18,7 +25,7 @@ class SegmentVideoInput(EndpointInput):
     """Input of ``fal-ai/sam-3/video``: track prompted objects through a video (commas separate concepts)."""
 
     video_url: FileUrl
-    prompt: str = ""
+    prompt: TextPrompt = ""
     point_prompts: list[PointPromptBase] = Field(default_factory=list)
     box_prompts: list[BoxPromptBase] = Field(default_factory=list)
     apply_mask: bool = True
@@ -45,7 +52,7 @@ class SegmentVideoRleInput(EndpointInput):
     video_url: FileUrl
     mask_url: FileUrl | None = None
     frame_index: NonNegativeInt | None = None
-    prompt: str = ""
+    prompt: TextPrompt = ""
     point_prompts: list[PointPrompt] = Field(default_factory=list)
     box_prompts: list[BoxPrompt] = Field(default_factory=list)
     apply_mask: bool = False
@@ -87,7 +94,7 @@ class SegmentVideoObjectsInput(EndpointInput):
     """Input of ``fal-ai/sam-3/video-rle-objects``: one concept, every instance tracked separately."""
 
     video_url: FileUrl
-    prompt: str = ""
+    prompt: TextPrompt = ""
     detection_threshold: Threshold = 0.5
 
 

@@ -9,8 +9,11 @@ from airflow_provider_sam3.endpoints import ENDPOINTS
 from airflow_provider_sam3.exceptions import (
     FalAuthenticationError,
     FalDeadlineExceededError,
+    FalOutputRefusedError,
     FalRequestError,
+    FalUntrustedUrlError,
     FalValidationError,
+    InputValidationError,
     Sam3ProviderError,
 )
 from airflow_provider_sam3.models.reference import RequestReference
@@ -19,15 +22,23 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.fal import FalHook
 
 RAW_SCHEMA_VERSION = 1
-NOT_WORTH_RETRYING = (FalAuthenticationError, FalValidationError)
+NOT_WORTH_RETRYING = (FalAuthenticationError, FalValidationError, FalUntrustedUrlError, FalOutputRefusedError,
+                      InputValidationError)
 NOT_WORTH_RETRYING_NAMES = frozenset(
-    ["FalAuthenticationError", "FalBalanceExhaustedError", "FalValidationError", "FalNoMasksError"]
+    ["FalAuthenticationError", "FalBalanceExhaustedError", "FalValidationError", "FalNoMasksError",
+     "FalUntrustedUrlError", "FalOutputRefusedError", "InputValidationError", "InvalidImageError"]
 )
 """A cancelled request is worth a retry: a clear racing its own cancel, or a cancel from elsewhere, then submits anew."""
 
 
 def as_task_error(error: Exception, *, retry_useless: bool | None = None) -> Exception:
-    """Errors a retry cannot fix (bad key, exhausted balance, rejected input) fail the task without retries."""
+    """Errors a retry cannot fix (bad key, exhausted balance, rejected input, a refused URL) fail the task without
+    retries: an ``AirflowFailException`` whose ``__cause__`` is ``error``. Other errors are returned as they are.
+
+    Raise the result with ``raise_task_error(error)`` (or plainly ``raise as_task_error(error)``), never
+    ``raise as_task_error(error) from error``: when the error itself is returned, ``from error`` would make it its
+    own cause, dropping its real cause (the httpx error under it) and sending chain walkers round in a loop.
+    """
     if retry_useless is None:
         retry_useless = isinstance(error, NOT_WORTH_RETRYING)
     if not retry_useless:
@@ -37,6 +48,25 @@ def as_task_error(error: Exception, *, retry_useless: bool | None = None) -> Exc
     failure = AirflowFailException(f"{error} (not retried: a retry would fail the same way, and may cost money)")
     failure.__cause__ = error
     return failure
+
+
+def raise_task_error(error: Exception, *, retry_useless: bool | None = None) -> None:
+    """Raise ``as_task_error(error)`` keeping ``error``'s own cause chain intact."""
+    task_error = as_task_error(error, retry_useless=retry_useless)
+    if task_error is error:
+        raise error
+    raise task_error from error
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The innermost cause of ``error`` (``__cause__``, else ``__context__``), safe on cyclic chains."""
+    seen = {id(error)}
+    while True:
+        following = error.__cause__ or error.__context__
+        if following is None or id(following) in seen:
+            return error
+        seen.add(id(following))
+        error = following
 
 
 def raise_for_event(event: dict[str, Any] | None) -> RequestReference:
@@ -89,7 +119,7 @@ def fetch_result_document(
     try:
         output = hook.result(reference)
     except Sam3ProviderError as error:
-        raise as_task_error(error) from error
+        raise_task_error(error)
     completed_at = time.time()
     endpoint = ENDPOINTS.get(reference.endpoint_id)
     if endpoint is None:
@@ -121,7 +151,11 @@ def fetch_result_document(
     if output_path is not None:
         from airflow_provider_sam3.operators.outputs import copy_outputs
 
-        result = copy_outputs(result, output_path, download=hook.download, output_json=output)
+        try:
+            result = copy_outputs(result, output_path, download=hook.download, output_json=output,
+                                  stream=getattr(hook, "download_to", None))
+        except FalRequestError as error:
+            raise_task_error(error.for_request(reference.endpoint_id, reference.request_id))
     document = result.model_dump(mode="json")
     if log is not None:
         cost = document.get("cost_usd")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import mimetypes
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -62,6 +61,12 @@ _EXTENSIONS = {
     "application/x-npy": ".npy",
     "text/plain": ".txt",
 }
+_SUFFIXES = frozenset(_EXTENSIONS.values()) | {".jpeg", ".ply", ".obj", ".npz", ".bin", ".csv"}
+"""The only extensions a copied file may get: from the content type, else fal's file name or URL if listed here,
+else ``.bin``. A result cannot choose ``.html``, ``.sh`` or ``.py`` for a file written to the user's storage."""
+MAX_OUTPUT_FILES = 1_000
+"""Files copied for one request at most (each within the connection's ``max_output_bytes``)."""
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}$")
 _PATH_KINDS = "an absolute path, a file:// or object-store URL (s3://conn_id@bucket/prefix), or an ObjectStoragePath"
 
 
@@ -109,12 +114,19 @@ def copy_outputs(
     *,
     download: Callable[[str], bytes],
     output_json: Mapping[str, Any] | None = None,
+    stream: Callable[[str, Callable[[bytes], Any]], Any] | None = None,
 ) -> ResultDocument:
     """Copy every output of ``document`` under ``output_path/<request_id>/`` and return the updated copy.
 
     ``download(url) -> bytes`` fetches fal's URLs (``FalHook.download``); inline data URIs (sync_mode) are decoded
     here, read from ``output_json`` (fal's result body), which the document does not keep. ``output_json`` is also
     required for embeddings. With ``output_path=None`` nothing is copied (embeddings: an error).
+    ``stream(url, write)`` (``FalHook.download_to``), when given, is used instead of ``download`` so that a file
+    goes to storage chunk by chunk rather than through memory.
+
+    Everything is written under ``output_path/<request_id>/`` and nowhere else: the request id must be one fal
+    issues (no ``/``, ``..``, absolute paths...), and the folder is checked to be inside ``output_path`` after
+    normalisation.
     """
     base_path = resolve_output_path(output_path)
     if base_path is None:
@@ -124,12 +136,13 @@ def copy_outputs(
                 "is needed to keep an embedding: its bytes are never put in XCom; give output_path to the operator.",
             )
         return document
-    folder = base_path / document.request_id
+    folder = request_folder(base_path, document.request_id, endpoint_id=getattr(document, "endpoint_id", None))
+    _file_entries(document)  # a result naming thousands of files is refused before anything is written
     if getattr(folder, "protocol", "") in LOCAL_PROTOCOLS:
         folder.mkdir(parents=True, exist_ok=True)
     copy = document.model_copy(deep=True)
     copy.output_location = str(folder)
-    writer = _Writer(folder, download, output_json)
+    writer = _Writer(folder, download, output_json, stream)
     if isinstance(copy, SegmentationResult):
         for mask in copy.masks:
             if mask.rle is None:
@@ -155,29 +168,89 @@ def copy_outputs(
     return copy
 
 
-def output_urls(document: ResultDocument) -> list[str]:
-    """The fal URLs ``copy_outputs`` will download for ``document`` (inline data URIs need no download), so a
-    caller can fetch them all concurrently first."""
+def request_folder(base_path: Any, request_id: Any, *, endpoint_id: str | None = None) -> Any:
+    """``base_path / request_id``, refused (``FalUntrustedUrlError``, nothing written) unless the id is a fal request
+    id and the folder stays inside ``base_path`` once normalised."""
+    from airflow_provider_sam3.exceptions import FalUntrustedUrlError
+    from airflow_provider_sam3.hooks.trust import request_id_problem
+
+    problem = request_id_problem(request_id)
+    if problem is None:
+        folder = base_path / request_id
+        base = os.path.normpath(_path_text(base_path))
+        inside = os.path.normpath(_path_text(folder))
+        if os.path.dirname(inside) == base and os.path.basename(inside) == request_id:
+            return folder
+        problem = f"{request_id!r} does not stay inside output_path"
+    raise FalUntrustedUrlError(
+        f"the result's request id cannot name a folder under output_path: {problem}. Nothing was written; check "
+        "where the request reference came from", endpoint_id=endpoint_id,
+    )
+
+
+def _path_text(path: Any) -> str:
+    return str(path.path) if hasattr(path, "path") else str(path)
+
+
+def _file_entries(document: ResultDocument) -> list[Any]:
+    """The file-bearing entries of ``document``, refused when a result names more than ``MAX_OUTPUT_FILES``."""
     entries: list[Any] = []
     if isinstance(document, SegmentationResult):
         entries = [mask for mask in document.masks if mask.rle is None] + [document.preview] + list(document.files)
     elif isinstance(document, FilesResult):
         entries = list(document.files)
-    urls = [entry.url for entry in entries if entry is not None and entry.url and not entry.url.startswith("data:")]
+    entries = [entry for entry in entries if entry is not None]
+    if len(entries) > MAX_OUTPUT_FILES:
+        from airflow_provider_sam3.exceptions import FalOutputRefusedError
+
+        raise FalOutputRefusedError(
+            f"the result names {len(entries):,} output files, more than the {MAX_OUTPUT_FILES:,} the provider copies "
+            "for one request (a SAM 3 result has a few dozen at most); nothing was written",
+            endpoint_id=getattr(document, "endpoint_id", None), request_id=getattr(document, "request_id", None),
+        )
+    return entries
+
+
+def output_urls(document: ResultDocument) -> list[str]:
+    """The fal URLs ``copy_outputs`` will download for ``document`` (inline data URIs need no download), so a
+    caller can fetch them all concurrently first."""
+    entries = _file_entries(document)
+    urls = [entry.url for entry in entries if entry.url and not entry.url.startswith("data:")]
     return list(dict.fromkeys(urls))
 
 
 class _Writer:
     """Writes named files into one request's folder, fetching or decoding each source once."""
 
-    def __init__(self, folder: Any, download: Callable[[str], bytes], output_json: Mapping[str, Any] | None) -> None:
+    def __init__(self, folder: Any, download: Callable[[str], bytes], output_json: Mapping[str, Any] | None,
+                 stream: Callable[[str, Callable[[bytes], Any]], Any] | None = None) -> None:
         self.folder = folder
         self.download = download
         self.output_json = output_json
+        self.stream = stream
+
+    def target(self, name: str) -> Any:
+        if not _SAFE_NAME.match(name) or ".." in name:
+            raise ResultDocumentError("file name", f"{name!r} is not a plain file name; nothing was written.")
+        return self.folder / name
 
     def write(self, name: str, data: bytes) -> str:
-        target = self.folder / name
+        target = self.target(name)
         target.write_bytes(data)
+        return str(target)
+
+    def stream_to(self, name: str, source: str) -> str:
+        """Fetch ``source`` straight into the file (chunk by chunk); a partial file is removed on failure."""
+        target = self.target(name)
+        try:
+            with target.open("wb") as handle:
+                self.stream(source, handle.write)
+        except BaseException:
+            try:
+                target.unlink()
+            except (OSError, NotImplementedError, AttributeError):
+                pass
+            raise
         return str(target)
 
     def copy_entry(self, entry: FileEntry, stem: str) -> None:
@@ -197,6 +270,8 @@ class _Writer:
                 "was returned inline (sync_mode data URI), which the document does not keep; pass output_json "
                 "(fal's result body) to copy_outputs.",
             )
+        if self.stream is not None and source[:5].lower() != "data:":
+            return self.stream_to(name, source)
         return self.write(name, self._fetch(source, field))
 
     def _fetch(self, source: str, field: str) -> bytes:
@@ -242,11 +317,10 @@ def _extension(content_type: str | None, file_name: str | None, url: str | None)
     if mime in _EXTENSIONS:
         return _EXTENSIONS[mime]
     for candidate in (file_name, (url or "").split("?", 1)[0] if not (url or "").startswith("data:") else None):
-        suffix = os.path.splitext(candidate or "")[1]
-        if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", suffix):
-            return suffix.lower()
-    guessed = mimetypes.guess_extension(mime) if mime else None
-    return guessed or ".bin"
+        suffix = os.path.splitext(candidate or "")[1].lower()
+        if suffix in _SUFFIXES:
+            return suffix
+    return ".bin"
 
 
 def _embedding_bytes(document: EmbeddingResult, output_json: Mapping[str, Any] | None) -> bytes:

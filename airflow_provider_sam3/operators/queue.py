@@ -7,12 +7,9 @@ try left in the task state store, or submit and save its reference there at once
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 import time
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +24,14 @@ from airflow_provider_sam3.exceptions import (
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
 from airflow_provider_sam3.links import LINK_XCOM_KEY, FalRequestLink, request_link
 from airflow_provider_sam3.models.reference import RequestReference
-from airflow_provider_sam3.operators.completion import as_task_error, fetch_result_document, raise_for_event
+from airflow_provider_sam3.operators.checks import _is_number, _seconds, check_pacing  # noqa: F401 - re-exported
+from airflow_provider_sam3.operators.completion import (
+    as_task_error,
+    fetch_result_document,
+    raise_for_event,
+    raise_task_error,
+)
+from airflow_provider_sam3.operators.prepared import PreparedRequest, prepare_image_argument  # noqa: F401
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.fal import FalHook
@@ -44,22 +48,10 @@ ENDPOINT_ID_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z
 SAM3_APP_IDS = ("fal-ai/sam-3", "fal-ai/sam-3-1")
 """fal apps every endpoint of which is in the registry: an unknown id under them is a typo, not a new endpoint."""
 DEFAULT_TIMEOUT = timedelta(hours=1)
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600.0
+"""fal keeps a result for an hour after it completes; a week bounds any sensible wait (and ``defer()``'s)."""
 DEFER_GRACE_SECONDS = 120
 """Airflow's own defer timeout fires this long after the trigger's deadline, so the trigger cancels first."""
-
-
-@dataclass(frozen=True)
-class PreparedRequest:
-    """A validated request body, ready to submit; ``image`` describes the input image for the XCom document."""
-
-    endpoint_id: str
-    body: dict[str, Any]
-    image: dict[str, Any] | None = None
-    fingerprint: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        digest = hashlib.sha256(json.dumps([self.endpoint_id, self.body], sort_keys=True).encode()).hexdigest()
-        object.__setattr__(self, "fingerprint", digest[:32])
 
 
 def _hook(conn_id: str) -> FalHook:
@@ -67,76 +59,6 @@ def _hook(conn_id: str) -> FalHook:
     from airflow_provider_sam3.hooks.fal import FalHook
 
     return FalHook(conn_id)
-
-
-def _seconds(value: float | timedelta | None) -> float | None:
-    """A duration in seconds; anything else fails the DAG file with the parameter named."""
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    from airflow_provider_sam3.exceptions import InputValidationError
-
-    raise InputValidationError("timeout", f"{value!r} is not a duration", allowed="a number of seconds or a timedelta")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def prepare_image_argument(endpoint: Any, source: Any, field: str, log: Any) -> tuple[str, dict[str, Any]]:
-    """An image as fal takes it (sniffed, upright, local content as a data URI) and what the XCom document says of
-    it. fal's RLE output carries no size, so a URL image's size is read from its header for RLE endpoints."""
-    from airflow_provider_sam3.media.inputs import prepare_image
-
-    prepared = prepare_image(source, field=field)
-    image = {"source": prepared.source, "width": prepared.width, "height": prepared.height}
-    if prepared.width is None and "rle" in endpoint.output_model.model_fields:
-        from airflow_provider_sam3.media.probe import image_size_at_url
-
-        try:
-            image["width"], image["height"] = image_size_at_url(prepared.url)
-            log.info("Read the size of %s from its header: %dx%d", prepared.source, image["width"], image["height"])
-        except ValueError as error:
-            log.warning("Could not read the size of %s (%s); the result's RLE masks will need the size given to "
-                        "mask_arrays(size=...)", prepared.source, error)
-    return prepared.url, image
-
-
-def check_pacing(priority: Any, poll_interval: Any, max_poll_interval: Any) -> None:
-    """The queue priority and polling intervals an operator was given, checked before anything is sent."""
-    from airflow_provider_sam3.exceptions import InputValidationError
-    from airflow_provider_sam3.hooks.settings import MIN_POLL_INTERVAL
-
-    if priority not in (None, "normal", "low"):
-        raise InputValidationError("priority", f"{priority!r} is not a queue priority", allowed="normal, low")
-    for name, value in (("poll_interval", poll_interval), ("max_poll_interval", max_poll_interval)):
-        if value is not None and not (_is_number(value) and value >= MIN_POLL_INTERVAL):
-            raise InputValidationError(name, f"{value!r} would poll fal too fast or is not a number",
-                                       allowed=f"a number of seconds of at least {MIN_POLL_INTERVAL}, or None")
-    if poll_interval is not None and max_poll_interval is not None and max_poll_interval < poll_interval:
-        raise InputValidationError("max_poll_interval", f"{max_poll_interval!r} is below poll_interval "
-                                   f"{poll_interval!r}", allowed=f"at least {poll_interval!r}")
-
-
-def _local_target_problem(path: Any) -> str | None:
-    """Why a local ``output_path`` could not be written (checked without creating anything), or ``None``."""
-    target = os.path.abspath(path.path if hasattr(path, "path") else str(path))
-    if os.path.exists(target) and not os.path.isdir(target):
-        return f"{target!r} is a file, not a directory"
-    probe = target
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    if not os.path.isdir(probe):
-        return f"{probe!r} is a file, so {target!r} cannot be created under it"
-    if not os.access(probe, os.W_OK | os.X_OK):
-        return f"{probe!r} is not writable by this worker"
-    return None
 
 
 class FalQueueOperator(BaseOperator):
@@ -225,8 +147,12 @@ class FalQueueOperator(BaseOperator):
             arguments, image = dict(self.arguments) if isinstance(self.arguments, dict) else self.arguments, None
             if isinstance(arguments, dict) and arguments.get("image_url") is not None:
                 arguments["image_url"], image = prepare_image_argument(endpoint, arguments["image_url"], "image_url",
-                                                                       self.log)
-            return PreparedRequest(self.endpoint_id, endpoint.validate_input(arguments).to_request(), image)
+                                                                       self.log, self.fal_conn_id)
+            body = endpoint.validate_input(arguments).to_request()
+            from airflow_provider_sam3.operators.checks import check_prompt_geometry
+
+            check_prompt_geometry(body, image)
+            return PreparedRequest(self.endpoint_id, body, image)
         if self.output_path is not None:
             raise InputValidationError(
                 "output_path", f"works for the SAM 3 endpoints this provider knows; it cannot tell which parts of "
@@ -244,12 +170,14 @@ class FalQueueOperator(BaseOperator):
         """fal's queue options, checked before anything is sent."""
         from airflow_provider_sam3.exceptions import InputValidationError
 
-        if self.start_timeout is not None and not (_is_number(self.start_timeout) and self.start_timeout > 1):
+        if self.start_timeout is not None and not (_is_number(self.start_timeout)
+                                                   and 1 < self.start_timeout <= MAX_TIMEOUT_SECONDS):
             raise InputValidationError("start_timeout", f"{self.start_timeout!r} is not a start deadline",
-                                       allowed="a number of seconds above 1, or None")
+                                       allowed="a number of seconds above 1 (at most a week), or None")
         check_pacing(self.priority, self.poll_interval, self.max_poll_interval)
-        if self.request_timeout is not None and self.request_timeout <= 0:
-            raise InputValidationError("timeout", f"{self.request_timeout!r} must be a positive duration",
+        if self.request_timeout is not None and not 0 < self.request_timeout <= MAX_TIMEOUT_SECONDS:
+            raise InputValidationError("timeout", f"{self.request_timeout!r} must be a positive duration of at most "
+                                       f"{MAX_TIMEOUT_SECONDS / 86400:g} days",
                                        allowed="a number of seconds above 0 or a timedelta")
         if self.webhook_url is not None:
             from urllib.parse import urlsplit
@@ -261,24 +189,12 @@ class FalQueueOperator(BaseOperator):
                                            allowed="an http(s) URL with a host, or None")
 
     def _check_output_path(self) -> None:
-        """A bad ``output_path`` is refused before submitting: copying happens after fal has been paid."""
-        from airflow_provider_sam3.exceptions import InputValidationError
-        from airflow_provider_sam3.operators.outputs import _PATH_KINDS, LOCAL_PROTOCOLS, resolve_output_path
+        """A bad ``output_path`` is refused before submitting: copying happens after fal has been paid. A local
+        one is created if missing and proved writable."""
+        from airflow_provider_sam3.operators.checks import preflight_output_path
 
-        if self.output_path is None:
-            return
-        try:
-            path = resolve_output_path(self.output_path)
-        except InputValidationError:
-            raise
-        except (ValueError, TypeError, ImportError) as error:
-            raise InputValidationError("output_path", f"{self.output_path!r} cannot be used ({error})",
-                                       allowed=_PATH_KINDS) from None
-        if getattr(path, "protocol", "") in LOCAL_PROTOCOLS:
-            problem = _local_target_problem(path)
-            if problem:
-                raise InputValidationError("output_path", f"{problem}; outputs could not be copied there",
-                                           allowed=_PATH_KINDS)
+        if self.output_path is not None:
+            preflight_output_path("output_path", self.output_path)
 
     # ------------------------------------------------------------------ execute
 
@@ -314,9 +230,10 @@ class FalQueueOperator(BaseOperator):
 
         try:
             request = self.validate(context)
+            hook = self.hook
+            hook.get_settings()  # the connection's host and extras, checked before anything is sent
         except InputValidationError as error:  # a retry would render and validate the same values
             raise as_task_error(error, retry_useless=True) from error
-        hook = self.hook
         reference, finished = self._reattach_or_submit(context, hook, request)
         if not self.wait_for_completion:  # the image's size rides along, for the sensor's pixel boxes and RLE
             self._forget(context)
@@ -407,7 +324,7 @@ class FalQueueOperator(BaseOperator):
                 self.log.warning("fal may have created a %s request (answer lost), whose id is unknown: it was not "
                                  "resubmitted, and a retry of this task cannot reattach to it but submits a new one",
                                  request.endpoint_id)
-            raise as_task_error(error) from error
+            raise_task_error(error)
         if store is not None:
             store.set(STATE_KEY, {"reference": reference.to_dict(), "fingerprint": request.fingerprint,
                                   CANCEL_RESUBMITS: (record or {}).get(CANCEL_RESUBMITS)})
@@ -432,7 +349,7 @@ class FalQueueOperator(BaseOperator):
             self.log.warning("A previous try's request %s is gone at fal (expired or vanished); submitting anew", rid)
             return None
         except Sam3ProviderError as error:
-            raise as_task_error(error) from error
+            raise_task_error(error)
         if not status.done:
             self.log.info("Reattaching to request %s from a previous try (%s); not submitting again", rid,
                           status.describe())
@@ -496,7 +413,7 @@ class FalQueueOperator(BaseOperator):
             self._inflight = None
             return self._submit_anew_after_cancel(context, error)
         except Sam3ProviderError as error:
-            raise as_task_error(error) from error
+            raise_task_error(error)
         finally:
             self._inflight = None
         return self._finish(context, hook, reference, image=image, metrics=status.metrics)

@@ -13,7 +13,11 @@ from airflow_provider_sam3.exceptions import InputValidationError, Sam3ProviderE
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
 from airflow_provider_sam3.links import LINK_XCOM_KEY, FalRequestLink, request_link
 from airflow_provider_sam3.models.reference import RequestReference
-from airflow_provider_sam3.operators.completion import as_task_error, fetch_result_document, raise_for_event
+from airflow_provider_sam3.operators.completion import (
+    fetch_result_document,
+    raise_for_event,
+    raise_task_error,
+)
 from airflow_provider_sam3.operators.queue import _hook
 
 
@@ -67,22 +71,53 @@ class FalRequestSensor(BaseSensorOperator):
         return image if isinstance(image, dict) else None
 
     def _reference(self) -> RequestReference:
+        """The reference, refused when it is not one, or when its request id is not a fal request id."""
+        from airflow_provider_sam3.hooks.trust import request_id_problem
+
         value = self._reference_dict()
         try:
-            return RequestReference.from_dict(value)
+            reference = RequestReference.from_dict(value)
         except Exception as error:  # noqa: BLE001 - pydantic or type errors alike
             raise InputValidationError(
                 "reference", f"must be a request reference with endpoint_id, request_id and the queue URLs ({error})"
             ) from None
+        problem = request_id_problem(reference.request_id)
+        if problem:
+            raise InputValidationError("reference.request_id", problem, allowed="a fal request id such as a UUID")
+        return reference
 
-    def execute(self, context: Any) -> Any:
+    def _check_parameters(self, ref: RequestReference, queue_host: str) -> None:
+        """Everything checked before the first call with the key: the timings, the output path, and that the
+        reference's URLs are on the connection's queue host (a reference from XCom, a template or ``dag_run.conf``
+        must not be able to send the key elsewhere)."""
         from airflow_provider_sam3.hooks.settings import MIN_POLL_INTERVAL
+        from airflow_provider_sam3.hooks.trust import url_problem
+        from airflow_provider_sam3.operators.checks import finite_number, preflight_output_path
 
+        finite_number("poke_interval", self.poke_interval)
         if self.poke_interval < MIN_POLL_INTERVAL:
             raise InputValidationError("poke_interval", f"{self.poke_interval!r} s would poll fal too fast",
                                        allowed=f"at least {MIN_POLL_INTERVAL} s")
-        ref = self._reference()
+        finite_number("timeout", self.timeout, minimum=0, strict_minimum=True)
+        for name in ("status_url", "response_url", "cancel_url"):
+            problem = url_problem(getattr(ref, name), queue_host)
+            if problem:
+                raise InputValidationError(
+                    f"reference.{name}", f"{problem}; the fal key is sent only to the connection's queue host, so "
+                    "nothing was sent. Pass the reference the submitting task returned, with the same connection",
+                )
+        if self.output_path is not None:
+            preflight_output_path("output_path", self.output_path)
+
+    def execute(self, context: Any) -> Any:
+        from airflow_provider_sam3.operators.completion import raise_task_error
+
         hook = _hook(self.fal_conn_id)
+        try:
+            ref = self._reference()
+            self._check_parameters(ref, hook.get_settings().queue_host)
+        except InputValidationError as error:  # a retry would render and check the same values
+            raise_task_error(error, retry_useless=True)
         ti = context.get("ti")
         if ti is not None:
             ti.xcom_push(key=LINK_XCOM_KEY, value=request_link(hook.get_settings().queue_host, ref.request_id))
@@ -109,7 +144,7 @@ class FalRequestSensor(BaseSensorOperator):
         try:
             status = hook.status(ref)
         except Sam3ProviderError as error:
-            raise as_task_error(error) from error
+            raise_task_error(error)
         self.log.info("fal %s request %s: %s", ref.endpoint_id, ref.request_id, status.describe())
         if not status.done:
             return PokeReturnValue(is_done=False)

@@ -331,6 +331,7 @@ def test_slow_result_beyond_request_timeout_async(fal_emulator, fal_conn):
 def test_unreachable_host_is_a_transient_error_naming_the_host_problem(fal_emulator, fal_conn, fast_retries,
                                                                        few_fal_attempts):
     host = f"127.0.0.1:{dead_port()}"
+    fal_conn(host=host)  # the connection's own queue host is down (a reference elsewhere is refused unsent)
     hook = FalHook(retry_attempts=2)
     ref = reference_at(host)
     started = time.monotonic()
@@ -343,6 +344,7 @@ def test_unreachable_host_is_a_transient_error_naming_the_host_problem(fal_emula
 
 def test_unreachable_host_async(fal_emulator, fal_conn, fast_retries, few_fal_attempts):
     host = f"127.0.0.1:{dead_port()}"
+    fal_conn(host=host)
     ref = reference_at(host)
     with pytest.raises(exc.FalTransientError) as raised:
         _arun(lambda hook: hook.astatus(ref))

@@ -158,9 +158,10 @@ def test_the_key_appears_in_no_error_log_or_reference(fal_emulator, monkeypatch,
 
     # nothing listening
     dead = f"127.0.0.1:{dead_port()}"
-    run.expect(exc.FalTransientError, hook.status, reference_at(dead))
-    run.aexpect(exc.FalTransientError, lambda h: h.aresult(reference_at(dead)))
+    run.expect(exc.FalUntrustedUrlError, hook.status, reference_at(dead))  # not the queue host: refused unsent
+    run.aexpect(exc.FalUntrustedUrlError, lambda h: h.aresult(reference_at(dead)))
     set_connection(monkeypatch, conn_id="fal_nowhere", password=SENTINEL, host=dead)
+    run.expect(exc.FalTransientError, FalHook("fal_nowhere", retry_attempts=2).status, reference_at(dead))
     run.messages.append(FalHook("fal_nowhere").test_connection()[1])
     run.expect(exc.FalTransientError, FalHook("fal_nowhere").submit, IMAGE_ENDPOINT, ARGS)
 

@@ -76,7 +76,8 @@ def test_a_writable_output_path_passes(tmp_path):
     operator = FalQueueOperator(task_id="t", endpoint_id="fal-ai/sam-3/image", arguments=ARGS,
                                 output_path=f"file://{tmp_path}/new/dir")
     assert operator.validate({}).endpoint_id == "fal-ai/sam-3/image"
-    assert not (tmp_path / "new").exists()  # checked, not created
+    # created and proved writable before paying; the probe file is gone again
+    assert (tmp_path / "new" / "dir").is_dir() and list((tmp_path / "new" / "dir").iterdir()) == []
 
 
 @pytest.mark.parametrize(("endpoint_id", "says"), [

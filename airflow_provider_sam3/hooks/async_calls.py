@@ -1,0 +1,112 @@
+"""The hook's asynchronous twins of submit, status, result, cancel and upload, for the triggerer.
+
+A mixin of ``FalHook`` (split from ``hooks/fal.py``): the same trust checks, retries and error mapping as the
+synchronous calls, through the methods ``FalHook`` defines (``aget_conn``, ``aget_settings``, ``_aretrying``...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_sam3.hooks.calls import _afal_request, _cancel_status, _queue_timeout, _raise
+from airflow_provider_sam3.hooks.errors import translate
+from airflow_provider_sam3.hooks.submit import ASYNC_SUBMIT_MAX_DELAY, _submit_call
+
+if TYPE_CHECKING:
+    from airflow_provider_sam3.models.reference import RequestReference
+    from airflow_provider_sam3.models.status import QueueStatus
+
+
+class AsyncQueueCalls:
+    """``asubmit``, ``astatus``, ``aresult``, ``acancel``, ``aupload`` (``FalHook`` provides what they call)."""
+
+    async def asubmit(
+        self,
+        endpoint_id: str,
+        arguments: Mapping[str, Any] | Any,
+        *,
+        webhook_url: str | None = None,
+        priority: str | None = None,
+        start_timeout: float | None = None,
+        hint: str | None = None,
+    ) -> RequestReference:
+        """Async ``submit``: the same single-attempt POST, resent only when fal certainly created nothing."""
+        from fal_client.client import _async_request
+
+        client = await self.aget_conn()
+        settings = await self.aget_settings()
+        try:
+            url, headers = _submit_call(settings.queue_host, endpoint_id, webhook_url, priority, start_timeout,
+                                        hint)
+            body = self._body(arguments)
+        except Exception as error:  # noqa: BLE001 - a bad priority or start_timeout, refused by fal-client
+            _raise(translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
+        http = await client._client
+        attempt = 1
+        while True:
+            try:
+                response = await _async_request(http, "POST", url, json=body, timeout=client.default_timeout,
+                                                headers=headers, follow_redirects=False)
+            except Exception as error:  # noqa: BLE001 - classified, then retried or translated
+                delay = self._submit_retry_delay(endpoint_id, error, attempt, max_delay=ASYNC_SUBMIT_MAX_DELAY)
+                await asyncio.sleep(delay)
+                attempt += 1
+                continue
+            return self._submitted(endpoint_id, response, settings)
+
+    async def _ahttp(self) -> Any:
+        return await (await self.aget_conn())._client
+
+    async def astatus(self, ref: RequestReference, *, with_logs: bool = False) -> QueueStatus:
+        """Async ``status``."""
+        from fal_client.client import AsyncRequestHandle
+
+        await self._atrusted(ref, "status_url")
+        client = await self._ahttp()
+        handle = self._handle(ref, client, AsyncRequestHandle)
+        timeout = _queue_timeout(await self.aget_settings())
+
+        async def call() -> Any:
+            response = await _afal_request(client, "GET", ref.status_url, timeout, params={"logs": with_logs})
+            return handle._parse_status(response.json())
+
+        return self._status(await self._aretrying("status", ref, call))
+
+    async def aresult(self, ref: RequestReference) -> dict[str, Any]:
+        """Async ``result``."""
+        await self._atrusted(ref, "response_url")
+        client = await self._ahttp()
+        timeout = _queue_timeout(await self.aget_settings())
+
+        response = await self._aretrying("result", ref, lambda: _afal_request(client, "GET", ref.response_url, timeout))
+        return response.json()
+
+    async def acancel(self, ref: RequestReference) -> str:
+        """Async ``cancel``."""
+        await self._atrusted(ref, "cancel_url")
+        client = await self._ahttp()
+        timeout = _queue_timeout(await self.aget_settings())
+
+        async def call() -> str:
+            try:
+                response = await _afal_request(client, "PUT", ref.cancel_url, timeout)
+            except Exception as error:
+                outcome = self._cancel_outcome(error)
+                if outcome is None:
+                    raise
+                return outcome
+            return _cancel_status(response)
+
+        outcome = await self._aretrying("cancel", ref, call)
+        self.log.info("Cancel of %s request %s: %s", ref.endpoint_id, ref.request_id, outcome)
+        return outcome
+
+    async def aupload(self, data: bytes, content_type: str, file_name: str | None = None) -> str:
+        """Async ``upload``."""
+        self._check_upload(await self.aget_settings())
+        try:
+            return await (await self.aget_conn()).upload(data, content_type, file_name)
+        except Exception as error:  # noqa: BLE001
+            _raise(translate(error, endpoint_id=None, request_id=None, action="upload"), error)

@@ -1,0 +1,45 @@
+"""Small helpers every queue call of the hook uses, sync and async: one call through fal-client's own retrying
+request, its timeout, the outcome of a cancel, and raising a mapped error without making it its own cause."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_sam3.hooks.settings import FalSettings
+
+
+def _raise(mapped: BaseException, error: BaseException) -> None:
+    """``raise mapped from error``, except when ``mapped`` is ``error`` itself (already a provider error): an
+    exception must never be its own cause (that drops the real one and sends chain walkers round forever)."""
+    if mapped is error:
+        raise error
+    raise mapped from error
+
+
+def _queue_timeout(settings: FalSettings) -> Any:
+    """The connection's ``request_timeout`` for one status/result/cancel call (fal-client's handles use 120 s)."""
+    import httpx
+
+    return httpx.Timeout(settings.request_timeout, connect=min(settings.request_timeout, 30.0))
+
+
+def _fal_request(client: Any, method: str, url: str, timeout: Any, **kwargs: Any) -> Any:
+    """One queue call through fal-client's own retrying request (the one its request handles use). Redirects are
+    not followed (fal's sync client would): a queue call goes to the URL that was checked, and nowhere else."""
+    from fal_client.client import _maybe_retry_request
+
+    return _maybe_retry_request(client, method, url, timeout=timeout, follow_redirects=False, **kwargs)
+
+
+async def _afal_request(client: Any, method: str, url: str, timeout: Any, **kwargs: Any) -> Any:
+    from fal_client.client import _async_maybe_retry_request
+
+    return await _async_maybe_retry_request(client, method, url, timeout=timeout, follow_redirects=False, **kwargs)
+
+
+def _cancel_status(response: Any) -> str:
+    try:
+        return str(response.json().get("status", "CANCELLATION_REQUESTED"))
+    except ValueError:
+        return "CANCELLATION_REQUESTED"

@@ -1,0 +1,91 @@
+"""Submitting without paying twice: the submit's URL and headers, and what a failed submit POST means.
+
+Split from ``hooks/fal.py``: pure classification, no state. ``FalHook.submit``/``asubmit`` use it.
+"""
+
+from __future__ import annotations
+
+from airflow_provider_sam3.exceptions import Sam3ProviderError
+
+ASYNC_SUBMIT_MAX_DELAY = 10.0
+"""fal-client's async retry loop caps its delay at 10 s (its sync loop at ``MAX_DELAY``, 30 s); submit does the same."""
+SUBMIT_NOT_ACCEPTED_CODES = (408, 429)
+"""Answers refusing a submit outright. fal-client also retries 409, whose meaning for a submit is undocumented."""
+
+
+def _fal_max_delay() -> float:
+    import fal_client.client as fal_module
+
+    return fal_module.MAX_DELAY
+
+
+def _submit_call(queue_host: str, endpoint_id: str, webhook_url: str | None, priority: str | None,
+                 start_timeout: float | None, hint: str | None) -> tuple[str, dict[str, str]]:
+    """The submit's URL and headers, built as fal-client's ``submit`` builds them (and validated by its helpers), on
+    this connection's queue host: fal-client's own ``QUEUE_URL_FORMAT`` is a process-wide global, shared by every
+    connection and by user code, so it is neither read nor changed here."""
+    from urllib.parse import urlencode
+
+    import fal_client.client as fal_module
+
+    url = f"https://{queue_host}/{endpoint_id}"
+    if webhook_url is not None:
+        url += "?" + urlencode({"fal_webhook": webhook_url})
+    headers: dict[str, str] = {}
+    if hint is not None:
+        fal_module.add_hint_header(hint, headers)
+    if priority is not None:
+        fal_module.add_priority_header(priority, headers)
+    if start_timeout is not None:
+        fal_module.add_timeout_header(start_timeout, headers)
+    fal_module.add_fal_app_context_headers(headers)
+    return url, headers
+
+
+def _submit_fault(error: BaseException) -> str:
+    """What a failed submit POST means for the request it carried.
+
+    ``not_created``: fal certainly created nothing, so sending it again cannot pay twice: the connection was never
+    made (nothing was sent), or fal's edge refused the POST (408, 429, or an nginx 502/503 answered without an
+    ``x-fal-request-id``: fal-client's ``_is_ingress_error``, the queue never saw it). ``lost``: the body may have
+    reached fal but the answer did not come back (read/write errors after connecting, timeouts while waiting for the
+    answer, a dropped or garbled response, or an nginx 504: the edge forwarded the POST and gave up waiting for the
+    queue), so fal may have created the request. ``refused``: any other answer or local failure, not resent.
+    """
+    import httpx
+    from fal_client.client import FalClientHTTPError, _is_ingress_error
+
+    if isinstance(error, FalClientHTTPError):
+        response = error.response
+        if error.status_code in SUBMIT_NOT_ACCEPTED_CODES:
+            return "not_created"
+        if response is not None and _is_ingress_error(response):
+            return "lost" if error.status_code == 504 else "not_created"
+        return "refused"
+    if isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return "not_created"
+    if isinstance(error, (httpx.ProxyError, httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
+        return "refused"  # stopped before the request could be sent, by something a resend would not fix
+    if isinstance(error, (httpx.TransportError, httpx.DecodingError)):
+        return "lost"
+    return "refused"
+
+
+def _describe(error: BaseException) -> str:
+    from fal_client.client import FalClientHTTPError
+
+    if isinstance(error, FalClientHTTPError):
+        return f"HTTP {error.status_code}"
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _outcome_unknown(endpoint_id: str, error: BaseException, what: str) -> Sam3ProviderError:
+    from airflow_provider_sam3.exceptions import FalSubmitOutcomeUnknownError
+
+    return FalSubmitOutcomeUnknownError(
+        f"submit sent the request but {what} ({_describe(error)}): fal may have created the request, and will bill "
+        "it, though its id is unknown. It was not resubmitted automatically, to avoid paying twice. Look for it in "
+        "fal's dashboard (its request history) before running it again; a retry of the task submits a new request",
+        endpoint_id=endpoint_id,
+    )
