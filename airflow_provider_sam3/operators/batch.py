@@ -25,6 +25,7 @@ from airflow.sdk import BaseOperator, conf
 from airflow_provider_sam3.exceptions import FalRequestError, InputValidationError
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
 from airflow_provider_sam3.operators.batch_state import BatchState
+from airflow_provider_sam3.operators.checks import finite_number
 from airflow_provider_sam3.operators.batch_work import BatchWork
 from airflow_provider_sam3.operators.queue import _seconds, check_pacing
 
@@ -153,17 +154,7 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
         check_pacing(self.priority, self.poll_interval, self.max_poll_interval)
         if self.batch_timeout is None or not math.isfinite(self.batch_timeout) or self.batch_timeout <= 0:
             raise InputValidationError("timeout", f"{self.batch_timeout!r} must be a finite positive duration")
-        if self.max_cost_usd is not None:
-            try:
-                if isinstance(self.max_cost_usd, bool):
-                    raise TypeError
-                self.max_cost_usd = float(self.max_cost_usd)
-            except (TypeError, ValueError):
-                raise InputValidationError("max_cost_usd",
-                                           f"{self.max_cost_usd!r} must be a number of US dollars") from None
-            if not math.isfinite(self.max_cost_usd) or self.max_cost_usd < 0:
-                raise InputValidationError("max_cost_usd",
-                                           f"{self.max_cost_usd!r} must be a finite, non-negative number of US dollars")
+        self.max_cost_usd = finite_number("max_cost_usd", self.max_cost_usd, minimum=0, allow_none=True)
         if not isinstance(self.arguments, dict):
             raise InputValidationError("arguments",
                                        f"must be a mapping of field names to values, not {self.arguments!r}")
@@ -181,8 +172,9 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
                 "output_path", "is required for a batch: every image's outputs and the manifest are written there "
                 "(e.g. '/data/sam3/{{ ds }}' or 's3://conn_id@bucket/sam3/{{ ds }}')",
             )
-        ti = context["ti"]
-        folder = batch_folder(resolve_output_path(self.output_path), ti.dag_id, ti.run_id, ti.task_id,
+        ti = context.get("ti")  # absent only when execute() is called by hand, outside a task run
+        folder = batch_folder(resolve_output_path(self.output_path), getattr(ti, "dag_id", self.dag_id),
+                              getattr(ti, "run_id", "no_run"), getattr(ti, "task_id", self.task_id),
                               getattr(ti, "map_index", -1))
         if getattr(folder, "protocol", "") in ("", "file", "local"):
             probe = folder / f".write-check-{os.getpid()}"
@@ -200,12 +192,15 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
     def _body(self, endpoint: Endpoint, image: BatchImage, where: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """The request body for one image, and what is known of the image (size) for its result document."""
         from airflow_provider_sam3.media.inputs import prepare_image
+        from airflow_provider_sam3.operators.checks import check_prompt_geometry
 
         prepared = prepare_image(image.opened(), field=where)
         defaults = BATCH_DEFAULTS if endpoint.kind != "embed" else {}
         arguments = {**defaults, **self.arguments, **image.arguments, "image_url": prepared.url}
         body = endpoint.validate_input(arguments).to_request()
-        return body, {"width": prepared.width, "height": prepared.height}
+        size = {"width": prepared.width, "height": prepared.height}
+        check_prompt_geometry(body, size)  # a point or box outside the image would be paid for nothing
+        return body, size
 
     def _new_state(self, endpoint: Endpoint, images: list[BatchImage]) -> tuple[BatchState, dict[str, dict]]:
         """The run's batch: one entry per input row, every image validated; a row repeating an earlier one (same

@@ -101,7 +101,7 @@ class ResultCollector:
                     f"fal completed request {ref.request_id} but no longer has its result ({failure}); the image "
                     "is submitted again", endpoint_id=ref.endpoint_id, request_id=ref.request_id))
                 return None
-            except (exc.FalValidationError, exc.FalAppError) as failure:
+            except (exc.FalValidationError, exc.FalAppError, exc.FalUntrustedUrlError) as failure:
                 self._failed(entry, failure)
                 return None
             except exc.Sam3ProviderError as failure:
@@ -109,6 +109,9 @@ class ResultCollector:
                 return None
             try:
                 document = await self._document(entry, ref, output, inference)
+            except (exc.FalOutputRefusedError, exc.FalUntrustedUrlError, exc.InputValidationError) as failure:
+                self._failed(entry, failure)  # refused by the trust boundary: fetching again would be refused again
+                return None
             except exc.Sam3ProviderError as failure:  # an output file could not be downloaded
                 self._unstored(entry, ref, f"downloading its outputs failed: {failure}", failure)
                 return None

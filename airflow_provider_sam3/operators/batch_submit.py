@@ -11,7 +11,12 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_sam3.exceptions import FalSubmitOutcomeUnknownError, InputValidationError, Sam3ProviderError
+from airflow_provider_sam3.exceptions import (
+    FalSubmitOutcomeUnknownError,
+    FalUntrustedUrlError,
+    InputValidationError,
+    Sam3ProviderError,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.endpoints import Endpoint
@@ -19,8 +24,9 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.models.batch import BatchEntry
     from airflow_provider_sam3.operators.batch_state import BatchState
 
-ACCOUNT_ERRORS = ("FalAuthenticationError", "FalBalanceExhaustedError")
-"""Errors that stop the whole batch: no other image could be submitted or fetched with this key."""
+ACCOUNT_ERRORS = ("FalAuthenticationError", "FalBalanceExhaustedError", "FalUntrustedUrlError")
+"""Errors that stop the whole batch: no other image could be submitted or fetched with this key (or through this
+queue host: one that answers with another host's URLs answers every submit that way)."""
 
 
 class Submitter:
@@ -90,6 +96,10 @@ class Submitter:
                 entry.submissions += 1  # fal may have created (and bills) it: counted, never hidden
                 self.log.warning("fal may have created images[%d]'s request (answer lost), whose id is unknown; "
                                  "counted as a submission", entry.index)
+            elif isinstance(error, FalUntrustedUrlError):
+                entry.submissions += 1  # the queue accepted it; its answer was refused, not the request
+                self.log.warning("images[%d]'s request was created, but the queue's answer was refused (%s); "
+                                 "counted as a submission", entry.index, error)
             entry.fail(f"submit failed: {error}", type(error).__name__, retryable=worth_resubmitting(error))
             return error
         templates = url_templates_of(ref)

@@ -416,7 +416,10 @@ class FalQueueOperator(BaseOperator):
             raise_task_error(error)
         finally:
             self._inflight = None
-        return self._finish(context, hook, reference, image=image, metrics=status.metrics)
+        try:
+            return self._finish(context, hook, reference, image=image, metrics=status.metrics)
+        except FalRequestCancelledError as error:  # cancelled between its last status and the result call
+            return self._submit_anew_after_cancel(context, error)
 
     def _finish(self, context: Any, hook: FalHook, reference: RequestReference, *, image: dict[str, Any] | None,
                 metrics: dict[str, Any] | None) -> Any:

@@ -26,8 +26,7 @@ CASES = {
     "cost_nan_text": ({"max_cost_usd": "nan"}, "max_cost_usd"),
     "cost_inf_text": ({"max_cost_usd": "inf"}, "max_cost_usd"),
     "cost_true": ({"max_cost_usd": True}, "max_cost_usd"),
-    "timeout_nan": ({"timeout": float("nan")}, "timeout"),
-    "timeout_inf": ({"timeout": float("inf")}, "timeout"),
+    "timeout_negative": ({"timeout": -5}, "timeout"),
     "output_under_a_file": ({}, "output_path"),
     "output_in_sys": ({"output_path": "/sys/kernel/sam3-batch"}, "output_path"),
 }
@@ -48,3 +47,12 @@ def test_refused_before_anything_is_sent(case, photos, tmp_path, run_batch_dag, 
     field = CASES[case][1]
     assert f"{field}: " in log, log[-3000:]
     assert "not retried" in log  # a retry would be refused the same way
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), True])
+def test_an_unusable_timeout_fails_the_dag_file(timeout):
+    """``timeout`` is not templated: the DAG file itself fails to import, naming the parameter."""
+    from airflow_provider_sam3.exceptions import InputValidationError
+
+    with pytest.raises(InputValidationError, match="^timeout: "):
+        Sam3BatchOperator(task_id="segment", images=["/tmp/a.png"], output_path="/tmp/out", timeout=timeout)

@@ -177,7 +177,7 @@ def test_media_expires_after_media_ttl(fal_emulator, client):
 
 
 def test_cancel_outcomes_and_counts(fal_emulator, client):
-    fal_emulator.configure(service_time_s=5.0, concurrency=1)
+    fal_emulator.configure(service_time_s=120.0, concurrency=1)
     running, queued = _submit(client)["request_id"], _submit(client)["request_id"]
     assert state_of(client, running) == "IN_PROGRESS" and state_of(client, queued) == "IN_QUEUE"
 
@@ -187,10 +187,9 @@ def test_cancel_outcomes_and_counts(fal_emulator, client):
     assert status["status"] == "COMPLETED" and status["error"]
     assert client.get(f"/{IMAGE_APP}/requests/{queued}").status_code == 499
 
-    started = time.monotonic()
     fal_client.cancel(IMAGE_ENDPOINT, running)
-    wait_until(lambda: state_of(client, running) == "COMPLETED", timeout=2)
-    assert time.monotonic() - started < 1.0
+    # It runs for 120 s unless the cancel interrupts it: completing at all is the event (the timeout: a hang guard).
+    wait_until(lambda: state_of(client, running) == "COMPLETED", timeout=30)
     cancelled = client.get(f"/{IMAGE_APP}/requests/{running}")
     assert (cancelled.status_code, cancelled.json()) == (499, {"detail": "Request cancelled"})
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -31,10 +30,8 @@ def test_ten_thousand_queued_requests_are_cheap():
     async def scenario() -> None:
         config = EmulatorConfig(concurrency=2, service_time_s=60, in_progress_logs=0)
         queue = _queue(config, [])
-        started = time.perf_counter()
         records = [_record(i) for i in range(10_000)]
-        positions = [queue.submit(r) for r in records]
-        assert time.perf_counter() - started < 2.0
+        positions = [queue.submit(r) for r in records]  # its cost is a benchmark (bench/waiting_cost.py), not a test
         assert positions[:3] == [0, 0, 0] and positions[-1] == 9_997
         assert queue.in_progress == 2 and queue.queue_length == 9_998
         assert len(asyncio.all_tasks()) == 1 + 2  # this coroutine and the two running requests, none per queued one

@@ -7,7 +7,6 @@ fal_client retries 429, nginx 502/503/504 and transport errors itself; the hook 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 
 import pytest
@@ -136,13 +135,11 @@ def test_start_deadline_is_a_start_timeout_and_the_result_is_not_polled_again(fa
     late = hook.submit(IMAGE_ENDPOINT, ARGS, start_timeout=1.5)  # fal_client refuses <= 1 s
     status = hook.wait(late)
     assert status.done and status.error and status.error_type == "request_timeout"
-    started = time.monotonic()
     error = _raises(exc.FalStartTimeoutError, hook.result, late)
     assert error.status_code == 504 and error.request_id == late.request_id
     assert error.retryable is True  # resubmitting may succeed ...
     # ... but fetching this request's result again cannot: one call, no backoff.
     assert fal_emulator.counters()["result_calls"] == 1
-    assert time.monotonic() - started < 1.0
     assert hook.cancel(blocker) == "CANCELLATION_REQUESTED"
 
 
@@ -308,11 +305,9 @@ def test_slow_status_beyond_request_timeout_is_retried_and_succeeds(fal_emulator
     hook = FalHook()
     ref = hook.submit(IMAGE_ENDPOINT, ARGS)
     fal_emulator.add_fault("slow_response", target="status", first=1, delay_s=3.0)
-    started = time.monotonic()
     status = hook.status(ref)
-    elapsed = time.monotonic() - started
     assert status.state in ("IN_QUEUE", "IN_PROGRESS", "COMPLETED")
-    assert 0.9 <= elapsed < 2.5, f"took {elapsed:.2f} s: the 1 s request_timeout was not applied"
+    # Two calls: without the 1 s request_timeout the first would simply have answered after 3 s.
     assert fal_emulator.counters()["status_calls"] == 2
     assert _faults(fal_emulator) == {"slow_response": 1}
 
@@ -322,10 +317,8 @@ def test_slow_result_beyond_request_timeout_async(fal_emulator, fal_conn):
     ref = FalHook().submit(IMAGE_ENDPOINT, ARGS)
     FalHook().wait(ref)
     fal_emulator.add_fault("slow_response", target="result", first=1, delay_s=3.0)
-    started = time.monotonic()
     assert _arun(lambda hook: hook.aresult(ref))["masks"]
-    assert time.monotonic() - started < 2.5
-    assert fal_emulator.counters()["result_calls"] == 2
+    assert fal_emulator.counters()["result_calls"] == 2  # the slow one timed out after 1 s and was asked again
 
 
 def test_unreachable_host_is_a_transient_error_naming_the_host_problem(fal_emulator, fal_conn, fast_retries,
@@ -334,9 +327,7 @@ def test_unreachable_host_is_a_transient_error_naming_the_host_problem(fal_emula
     fal_conn(host=host)  # the connection's own queue host is down (a reference elsewhere is refused unsent)
     hook = FalHook(retry_attempts=2)
     ref = reference_at(host)
-    started = time.monotonic()
     error = _raises(exc.FalTransientError, hook.status, ref)
-    assert time.monotonic() - started < 3.0
     assert error.retryable is True and error.request_id == ref.request_id
     assert f"lost its connection to fal's queue at {host}" in str(error) and "ConnectError" in str(error)
     assert "queue host" in str(error)

@@ -152,9 +152,7 @@ def test_a_submit_whose_answer_timed_out_is_not_resent(fal_emulator, fal_conn):
     """The body was sent, then the answer did not come within request_timeout: fal may have the request."""
     fal_conn(request_timeout=1)
     fal_emulator.add_fault("slow_response", target="submit", first=1, delay_s=2.0)
-    started = time.monotonic()
     error = _raises(exc.FalSubmitOutcomeUnknownError, FalHook().submit, IMAGE_ENDPOINT, ARGS)
-    assert time.monotonic() - started < 1.9  # one timed-out attempt, no second one
     _assert_says_what_to_do(error)
     assert "ReadTimeout" in str(error)
     time.sleep(1.5)  # past the emulator's delay: a resent POST would have created a request by now

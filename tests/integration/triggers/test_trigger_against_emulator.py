@@ -113,10 +113,7 @@ def test_a_status_outage_ends_the_wait_after_five_failed_polls(fal_emulator, mon
 
 def test_polling_backs_off_instead_of_fal_clients_tenth_of_a_second(fal_emulator):
     reference = submit(fal_emulator, service_time=6.0)
-    started = time.monotonic()
     event = asyncio.run(first_event(FalRequestTrigger(reference.to_dict(), poll_interval=0.5, max_poll_interval=2)))
-    elapsed = time.monotonic() - started
     assert event.payload["status"] == "completed"
     status_calls = fal_emulator.counters()["status_calls"]
     assert status_calls <= 10, status_calls  # fal-client's 0.1 s loop would have made about 60
-    assert elapsed < 9

@@ -14,6 +14,7 @@ import uuid
 import pytest
 from airflow.sdk import dag
 from hostile import json_answer, submit_answer
+from manifests import find_manifest, read_manifest
 
 from airflow_provider_sam3.operators.batch import Sam3BatchOperator
 
@@ -83,14 +84,18 @@ def test_batch_submit_answers_naming_another_host_never_get_the_key(hostile, con
     connect(host=queue.host)
     paths = photos(3)
     out = tmp_path / "out"
-    state, summary = run_batch(images=str(paths[0].parent), out=str(out))
+    state, _ = run_batch(images=str(paths[0].parent), out=str(out))
     assert evil.accepted == 0
     assert all(seen.method == "POST" for seen in queue.requests)  # submits only: nothing polled or fetched
     assert outside(tmp_path, out) == []
-    assert state == "success" and summary["succeeded"] == 0  # on_image_failure="report": each image says why
-    rows = manifest_rows(summary)
-    assert all(row["error_class"] == "FalUntrustedUrlError" and "untrusted status_url" in row["error"]
-               for row in rows), rows
+    # A queue that answers with another host's URLs answers every submit that way: the batch stops at once (the
+    # submits already in flight return), fails without a retry, and lists every image.
+    assert state == "failed"
+    rows = read_manifest(find_manifest(out))
+    assert len(rows) == 3 and any(row["error_class"] == "FalUntrustedUrlError" for row in rows)
+    assert all(row["error_class"] in ("FalUntrustedUrlError", "BatchStopped") for row in rows), rows
+    assert all("untrusted status_url" in row["error"] for row in rows if row["error_class"] == "FalUntrustedUrlError")
+    assert all(row["submissions"] == 1 for row in rows if row["error_class"] == "FalUntrustedUrlError")  # fal has it
 
 
 def test_batch_request_ids_cannot_climb_out_of_output_path(hostile, connect, photos, tmp_path, run_batch):
@@ -99,12 +104,13 @@ def test_batch_request_ids_cannot_climb_out_of_output_path(hostile, connect, pho
     connect(host=queue.host)
     paths = photos(3)
     out = tmp_path / "a" / "out"
-    state, summary = run_batch(images=str(paths[0].parent), out=str(out))
+    state, _ = run_batch(images=str(paths[0].parent), out=str(out))
     assert outside(tmp_path, out) == []
     assert not os.path.exists("/tmp/sam3-escaped") and not (tmp_path / "escaped").exists()
     assert all(seen.method == "POST" for seen in queue.requests)
-    assert state == "success"
-    assert all("unusable request id" in row["error"] for row in manifest_rows(summary))
+    assert state == "failed"  # the queue's answers are refused: the batch stops, listing every image
+    rows = read_manifest(find_manifest(out))
+    assert len(rows) == 3 and any("unusable request id" in row["error"] for row in rows), rows
 
 
 @pytest.mark.parametrize("mask_url", ["https://169.254.169.254/latest/meta-data/iam/x.png", "file:///etc/passwd",
@@ -117,9 +123,14 @@ def test_batch_outputs_on_private_or_unsafe_urls_are_not_fetched(mask_url, hosti
     connect(host=queue.host)
     paths = photos(2)
     out = tmp_path / "out"
-    run_batch(images=str(paths[0].parent), out=str(out))
+    state, summary = run_batch(images=str(paths[0].parent), out=str(out))
     log = "".join(capfd.readouterr())
-    assert "was not fetched" in log and "lost its connection" not in log
+    assert "lost its connection" not in log
+    # Refused for good (fetching it again would be refused again): the image fails, its request id kept.
+    assert state == "success" and summary["failed"] == 2
+    rows = manifest_rows(summary)
+    assert all(row["error_class"] == "FalOutputRefusedError" and "was not fetched" in row["error"] for row in rows)
+    assert all(row["request_id"] for row in rows)
     assert outside(tmp_path, out) == []
     for path, dirs, files in os.walk(out):
         assert not any(name.startswith("mask_") for name in files), (path, files)
