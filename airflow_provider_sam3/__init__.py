@@ -30,11 +30,20 @@ def get_provider_info() -> dict:
         "operators": [
             {
                 "integration-name": "fal SAM 3",
-                "python-modules": ["airflow_provider_sam3.operators.queue", "airflow_provider_sam3.operators.sam3"],
+                "python-modules": [
+                    "airflow_provider_sam3.operators.batch",
+                    "airflow_provider_sam3.operators.queue",
+                    "airflow_provider_sam3.operators.sam3",
+                ],
             }
         ],
         "sensors": [{"integration-name": "fal SAM 3", "python-modules": ["airflow_provider_sam3.sensors.fal"]}],
-        "triggers": [{"integration-name": "fal SAM 3", "python-modules": ["airflow_provider_sam3.triggers.fal"]}],
+        "triggers": [
+            {
+                "integration-name": "fal SAM 3",
+                "python-modules": ["airflow_provider_sam3.triggers.batch", "airflow_provider_sam3.triggers.fal"],
+            }
+        ],
         "extra-links": ["airflow_provider_sam3.links.FalRequestLink"],
         "connection-types": [
             {
@@ -73,7 +82,7 @@ def get_provider_info() -> dict:
                     "media_hosts": {
                         "label": "Extra media hosts",
                         "description": "Comma-separated host[:port] list outputs may also be fetched from when they "
-                                       "resolve to a private address (the queue host always may).",
+                        "resolve to a private address (the queue host always may).",
                         "schema": {"type": ["string", "null"]},
                     },
                 },

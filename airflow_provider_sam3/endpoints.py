@@ -37,7 +37,7 @@ class RegistryError(RuntimeError):
 
 @functools.lru_cache(maxsize=None)
 def resolve_model(ref: str) -> type[Any]:
-    """The model class a registry reference names: ``"image:SegmentImageInput"`` -> ``models.image.SegmentImageInput``."""
+    """The model class a reference names (``"image:SegmentImageInput"`` -> ``models.image.SegmentImageInput``)."""
     module, _, name = ref.partition(":")
     return getattr(importlib.import_module(f"{MODELS_PACKAGE}.{module}"), name)
 
@@ -94,7 +94,9 @@ class Endpoint:
         from pydantic import ValidationError
 
         if not isinstance(arguments, Mapping):
-            raise InputValidationError("arguments", f"must be a mapping of field names to values, not {type(arguments).__name__}")
+            raise InputValidationError(
+                "arguments", f"must be a mapping of field names to values, not {type(arguments).__name__}"
+            )
         model = self.input_model
         try:
             return model.model_validate(dict(arguments))
@@ -152,66 +154,181 @@ def _model_at(model: type[EndpointInput], loc: tuple[Any, ...]) -> type[Endpoint
 # Input field names per input model, in the model's order (checked against the model on first use and by tests).
 _FIELDS = {
     "image:SegmentImageInput": (
-        "image_url", "prompt", "point_prompts", "box_prompts", "apply_mask", "sync_mode", "output_format",
-        "return_multiple_masks", "max_masks", "include_scores", "include_boxes",
+        "image_url",
+        "prompt",
+        "point_prompts",
+        "box_prompts",
+        "apply_mask",
+        "sync_mode",
+        "output_format",
+        "return_multiple_masks",
+        "max_masks",
+        "include_scores",
+        "include_boxes",
     ),
     "image:EmbedImageInput": ("image_url",),
     "video:SegmentVideoInput": (
-        "video_url", "prompt", "point_prompts", "box_prompts", "apply_mask", "detection_threshold",
+        "video_url",
+        "prompt",
+        "point_prompts",
+        "box_prompts",
+        "apply_mask",
+        "detection_threshold",
         "video_output_type",
     ),
     "video:SegmentVideoInputV31": (
-        "video_url", "prompt", "point_prompts", "box_prompts", "apply_mask", "detection_threshold",
-        "video_output_type", "max_num_objects",
+        "video_url",
+        "prompt",
+        "point_prompts",
+        "box_prompts",
+        "apply_mask",
+        "detection_threshold",
+        "video_output_type",
+        "max_num_objects",
     ),
     "video:SegmentVideoRleInput": (
-        "video_url", "mask_url", "frame_index", "prompt", "point_prompts", "box_prompts", "apply_mask",
-        "boundingbox_zip", "detection_threshold",
+        "video_url",
+        "mask_url",
+        "frame_index",
+        "prompt",
+        "point_prompts",
+        "box_prompts",
+        "apply_mask",
+        "boundingbox_zip",
+        "detection_threshold",
     ),
     "video:SegmentVideoObjectsInput": ("video_url", "prompt", "detection_threshold"),
     "three_d:Reconstruct3DObjectsInput": (
-        "image_url", "mask_urls", "prompt", "point_prompts", "box_prompts", "detection_threshold", "seed",
-        "pointmap_url", "export_textured_glb",
+        "image_url",
+        "mask_urls",
+        "prompt",
+        "point_prompts",
+        "box_prompts",
+        "detection_threshold",
+        "seed",
+        "pointmap_url",
+        "export_textured_glb",
     ),
     "three_d:Reconstruct3DBodyInput": (
-        "image_url", "mask_url", "export_meshes", "include_3d_keypoints", "include_mhr_params",
+        "image_url",
+        "mask_url",
+        "export_meshes",
+        "include_3d_keypoints",
+        "include_mhr_params",
     ),
     "three_d:Align3DInput": ("image_url", "body_mesh_url", "body_mask_url", "object_mesh_url", "focal_length"),
 }
 
 
-def _endpoint(endpoint_id: str, kind: Kind, version: str, title: str, inp: str, out: str,
-              price: float | None, unit: BillingUnit | None) -> Endpoint:
+def _endpoint(
+    endpoint_id: str,
+    kind: Kind,
+    version: str,
+    title: str,
+    inp: str,
+    out: str,
+    price: float | None,
+    unit: BillingUnit | None,
+) -> Endpoint:
     return Endpoint(endpoint_id, kind, version, title, inp, out, price, unit, _FIELDS[inp])
 
 
 def _entries() -> list[Endpoint]:
     image_request, video_unit = "request", "16 frames"
     common = [
-        ("image", "image", "SAM 3 image segmentation", "image:SegmentImageInput", "image:SegmentImageOutput",
-         0.005, image_request),
-        ("image-rle", "image-rle", "SAM 3 RLE", "image:SegmentImageInput", "image:SegmentImageRleOutput",
-         0.005, image_request),
-        ("video-rle", "video-rle", "SAM 3 video RLE", "video:SegmentVideoRleInput", "video:SegmentVideoRleOutput",
-         0.005, video_unit),
+        (
+            "image",
+            "image",
+            "SAM 3 image segmentation",
+            "image:SegmentImageInput",
+            "image:SegmentImageOutput",
+            0.005,
+            image_request,
+        ),
+        (
+            "image-rle",
+            "image-rle",
+            "SAM 3 RLE",
+            "image:SegmentImageInput",
+            "image:SegmentImageRleOutput",
+            0.005,
+            image_request,
+        ),
+        (
+            "video-rle",
+            "video-rle",
+            "SAM 3 video RLE",
+            "video:SegmentVideoRleInput",
+            "video:SegmentVideoRleOutput",
+            0.005,
+            video_unit,
+        ),
     ]
     entries = [
         _endpoint(f"fal-ai/sam-3/{path}", kind, "3", title, inp, out, price, unit)
         for path, kind, title, inp, out, price, unit in common
     ]
     entries += [
-        _endpoint("fal-ai/sam-3/image/embed", "embed", "3", "SAM 3 Vision (embeddings)",
-                  "image:EmbedImageInput", "image:EmbedImageOutput", 0.005, image_request),
-        _endpoint("fal-ai/sam-3/video", "video", "3", "SAM 3 video", "video:SegmentVideoInput",
-                  "video:SegmentVideoOutput", 0.005, video_unit),
-        _endpoint("fal-ai/sam-3/video-rle-objects", "video-rle-objects", "3", "SAM 3 video RLE per object",
-                  "video:SegmentVideoObjectsInput", "video:SegmentVideoObjectsOutput", None, None),
-        _endpoint("fal-ai/sam-3/3d-objects", "3d-objects", "3", "SAM 3 3D Objects",
-                  "three_d:Reconstruct3DObjectsInput", "three_d:Reconstruct3DObjectsOutput", 0.065, image_request),
-        _endpoint("fal-ai/sam-3/3d-body", "3d-body", "3", "SAM 3 3D Body",
-                  "three_d:Reconstruct3DBodyInput", "three_d:Reconstruct3DBodyOutput", None, None),
-        _endpoint("fal-ai/sam-3/3d-align", "3d-align", "3", "SAM 3 3D align",
-                  "three_d:Align3DInput", "three_d:Align3DOutput", None, None),
+        _endpoint(
+            "fal-ai/sam-3/image/embed",
+            "embed",
+            "3",
+            "SAM 3 Vision (embeddings)",
+            "image:EmbedImageInput",
+            "image:EmbedImageOutput",
+            0.005,
+            image_request,
+        ),
+        _endpoint(
+            "fal-ai/sam-3/video",
+            "video",
+            "3",
+            "SAM 3 video",
+            "video:SegmentVideoInput",
+            "video:SegmentVideoOutput",
+            0.005,
+            video_unit,
+        ),
+        _endpoint(
+            "fal-ai/sam-3/video-rle-objects",
+            "video-rle-objects",
+            "3",
+            "SAM 3 video RLE per object",
+            "video:SegmentVideoObjectsInput",
+            "video:SegmentVideoObjectsOutput",
+            None,
+            None,
+        ),
+        _endpoint(
+            "fal-ai/sam-3/3d-objects",
+            "3d-objects",
+            "3",
+            "SAM 3 3D Objects",
+            "three_d:Reconstruct3DObjectsInput",
+            "three_d:Reconstruct3DObjectsOutput",
+            0.065,
+            image_request,
+        ),
+        _endpoint(
+            "fal-ai/sam-3/3d-body",
+            "3d-body",
+            "3",
+            "SAM 3 3D Body",
+            "three_d:Reconstruct3DBodyInput",
+            "three_d:Reconstruct3DBodyOutput",
+            None,
+            None,
+        ),
+        _endpoint(
+            "fal-ai/sam-3/3d-align",
+            "3d-align",
+            "3",
+            "SAM 3 3D align",
+            "three_d:Align3DInput",
+            "three_d:Align3DOutput",
+            None,
+            None,
+        ),
     ]
     # SAM 3.1: same shapes as SAM 3 (video adds max_num_objects); fal has not published prices.
     entries += [
@@ -219,8 +336,16 @@ def _entries() -> list[Endpoint]:
         for path, kind, title, inp, out, _price, _unit in common
     ]
     entries.append(
-        _endpoint("fal-ai/sam-3-1/video", "video", "3.1", "SAM 3.1 video", "video:SegmentVideoInputV31",
-                  "video:SegmentVideoOutput", None, None)
+        _endpoint(
+            "fal-ai/sam-3-1/video",
+            "video",
+            "3.1",
+            "SAM 3.1 video",
+            "video:SegmentVideoInputV31",
+            "video:SegmentVideoOutput",
+            None,
+            None,
+        )
     )
     return entries
 

@@ -91,16 +91,21 @@ class FalRequestError(Sam3ProviderError):
         code = f" (HTTP {status_code}{', ' + error_type if error_type else ''})" if status_code else ""
         super().__init__(f"{where}: {message}{code}")
 
-
     def for_request(self, endpoint_id: str | None, request_id: str | None) -> FalRequestError:
         """The same error naming ``endpoint_id`` and ``request_id`` (when it named no request yet), chained to it."""
         if self.request_id is not None or request_id is None:
             return self
         named = type(self).__new__(type(self))
         named.__dict__.update(self.__dict__)
-        FalRequestError.__init__(named, getattr(self, "detail", str(self)), endpoint_id=endpoint_id,
-                                 request_id=request_id, status_code=self.status_code, error_type=self.error_type,
-                                 retryable=self.retryable)
+        FalRequestError.__init__(
+            named,
+            getattr(self, "detail", str(self)),
+            endpoint_id=endpoint_id,
+            request_id=request_id,
+            status_code=self.status_code,
+            error_type=self.error_type,
+            retryable=self.retryable,
+        )
         named.__cause__ = self
         return named
 

@@ -81,7 +81,7 @@ def python_runs_decode(rle: str, width: int, height: int) -> bytearray:
     values = list(map(int, rle.split()))
     for i in range(0, len(values), 2):
         start, length = values[i] - 1, values[i + 1]
-        flat[start:start + length] = b"\x01" * length
+        flat[start : start + length] = b"\x01" * length
     return flat
 
 
@@ -229,14 +229,23 @@ def report(results: list[dict[str, Any]], rounds: int) -> str:
         ("RLE decode, **ours**", "`rle_decode(text, w, h)`: fal RLE text → `bool` (h, w), C order", "ours_decode"),
         ("RLE decode, naive Python", "per-pixel loop: fal RLE text → flat `bytearray`", "naive_decode"),
         ("RLE decode, Python per run", "slice assignment per run: fal RLE text → flat `bytearray`", "runs_decode"),
-        ("RLE decode, pycocotools (C)", "`mask.decode(rle)`: COCO compressed counts (column-major) → `uint8` "
-         "(h, w), Fortran order", "coco_decode"),
+        (
+            "RLE decode, pycocotools (C)",
+            "`mask.decode(rle)`: COCO compressed counts (column-major) → `uint8` (h, w), Fortran order",
+            "coco_decode",
+        ),
         ("RLE encode, **ours**", "`rle_encode(mask)`: `bool` (h, w) → fal RLE text", "ours_encode"),
-        ("RLE encode, naive Python", "per-pixel loop over a flat Python list (built untimed) → fal RLE text",
-         "naive_encode"),
+        (
+            "RLE encode, naive Python",
+            "per-pixel loop over a flat Python list (built untimed) → fal RLE text",
+            "naive_encode",
+        ),
         ("RLE encode, pycocotools (C)", "`mask.encode(fortran_uint8)` → COCO compressed counts", "coco_encode"),
-        ("mask PNG decode, **ours**", "`mask_from_image(png_bytes)`: fal's mode-L mask PNG → `bool` (h, w)",
-         "png_decode"),
+        (
+            "mask PNG decode, **ours**",
+            "`mask_from_image(png_bytes)`: fal's mode-L mask PNG → `bool` (h, w)",
+            "png_decode",
+        ),
         ("mask PNG encode", "`mask_to_png(mask)` (how the emulator writes fal's mask PNGs)", "png_encode"),
     ]
     for label, what, key in rows:

@@ -85,7 +85,9 @@ def dag_imports(checkout: Path) -> list[str]:
 
 def child_code(dag: bool, imports: list[str], extra: bool = True) -> str:
     return CHILD.format(
-        heavy=HEAVY, dag=dag, imports="\n".join("    " + line for line in imports),
+        heavy=HEAVY,
+        dag=dag,
+        imports="\n".join("    " + line for line in imports),
         extra=EXTRA_IMPORT if extra else "pass",
     )
 
@@ -108,14 +110,18 @@ def environment(condition: str, pycache: Path, checkout: Path) -> dict[str, str]
 def run_child(code: str, env: dict[str, str], *flags: str) -> tuple[float, dict, str]:
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, *flags, "-c", code], env=env, cwd=env["SAM3_BENCH_CHECKOUT"], capture_output=True,
-        text=True, timeout=300,
+        [sys.executable, *flags, "-c", code],
+        env=env,
+        cwd=env["SAM3_BENCH_CHECKOUT"],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"child failed:\n{done.stderr[-3000:]}")
     line = next(x for x in done.stdout.splitlines() if x.startswith("BENCH"))
-    return wall, json.loads(line[len("BENCH"):]), done.stderr
+    return wall, json.loads(line[len("BENCH") :]), done.stderr
 
 
 def importtime_breakdown(code: str, env: dict[str, str], runs: int) -> list[tuple[str, float]]:
@@ -127,13 +133,13 @@ def importtime_breakdown(code: str, env: dict[str, str], runs: int) -> list[tupl
         for line in stderr.splitlines():
             if not line.startswith("import time:"):
                 continue
-            self_us, _cumulative, name = line[len("import time:"):].split("|")
+            self_us, _cumulative, name = line[len("import time:") :].split("|")
             if self_us.strip().isdigit():
                 rows.append((int(self_us), name))
         # Lines are printed when an import finishes: everything after the top-level "airflow.sdk" line (one
         # leading space) was first imported by the DAG-file imports.
         start = max(i for i, (_, name) in enumerate(rows) if name == " airflow.sdk")
-        for self_us, name in rows[start + 1:]:
+        for self_us, name in rows[start + 1 :]:
             samples.setdefault(name.strip(), []).append(self_us / 1000)
     medians = {name: statistics.median(values + [0.0] * (runs - len(values))) for name, values in samples.items()}
     return sorted(medians.items(), key=lambda item: -item[1])
@@ -188,8 +194,9 @@ def measure(condition: str, reps: int, warmup: int, imports: list[str], pycache:
     }
 
 
-def report(results: list[dict], breakdown: list[tuple[str, float]], imports: list[str], reps: int,
-           checkout: Path) -> str:
+def report(
+    results: list[dict], breakdown: list[tuple[str, float]], imports: list[str], reps: int, checkout: Path
+) -> str:
     condition = results[0]["condition"]
     batch = any(BATCH_MODULE in line for line in imports)
     out = [
@@ -227,7 +234,8 @@ def report(results: list[dict], breakdown: list[tuple[str, float]], imports: lis
     out += [
         "",
         "Added time is measured inside each DAG-file process around the provider imports: CPU time "
-        "(`time.process_time()`, what the imports cost; less sensitive than wall time to other work on a shared machine) and wall "
+        "(`time.process_time()`, what the imports cost; less sensitive than wall time to other work on a shared "
+        "machine) and wall "
         "time (`time.perf_counter()`; on an idle machine the two agree, on a busy one wall time adds the waits "
         "for a core). Cross-check by whole-process wall clock, median DAG-file process − median baseline process: "
         + "; ".join(
@@ -277,7 +285,9 @@ def main() -> None:
     parser.add_argument("--conditions", default="cached,source", help="cached, source or both (comma-separated)")
     parser.add_argument("--out", type=Path, help="update this document's import-cost section (docs/benchmarks.md)")
     parser.add_argument(
-        "--checkout", type=Path, default=REPO,
+        "--checkout",
+        type=Path,
+        default=REPO,
         help="measure the airflow_provider_sam3 package of this directory (default: this repository), e.g. a "
         "`git worktree` of an older commit, to compare before and after a change",
     )
@@ -293,8 +303,11 @@ def main() -> None:
             if condition == "source" and any((checkout / "airflow_provider_sam3").rglob("__pycache__/*.pyc")):
                 print("note: the checkout has __pycache__ files, so 'source' is partly cached", file=sys.stderr)
             result = measure(condition, args.reps, args.warmup, imports, pycache, checkout)
-            print(f"{condition}: added {ms(result['added_cpu'])} ms CPU, {ms(result['added'])} ms wall "
-                  f"(medians of {args.reps})", file=sys.stderr)
+            print(
+                f"{condition}: added {ms(result['added_cpu'])} ms CPU, {ms(result['added'])} ms wall "
+                f"(medians of {args.reps})",
+                file=sys.stderr,
+            )
             results.append(result)
         first = results[0]
         breakdown = importtime_breakdown(child_code(True, imports, extra=False), first["env"], args.importtime_runs)

@@ -33,7 +33,7 @@ from _doc import command_line, machine, today, update_section  # noqa: E402
 
 BLOCK_WARNING = re.compile(r"blocked|event loop|took too long", re.IGNORECASE)
 
-BATCH_DAG = '''
+BATCH_DAG = """
 from airflow.sdk import dag
 from airflow_provider_sam3.operators.batch import Sam3BatchOperator
 
@@ -44,9 +44,9 @@ def bench_batch():
                       retry_delay=1)
 
 bench_batch()
-'''
+"""
 
-MAPPED_DAG = '''
+MAPPED_DAG = """
 from airflow.sdk import dag
 from airflow_provider_sam3.operators.sam3 import SegmentImageOperator
 
@@ -57,7 +57,7 @@ def bench_mapped():
                                  max_active_tis_per_dag=None).expand(image=__PATHS__)
 
 bench_mapped()
-'''
+"""
 
 
 def write_photos(folder: Path, count: int) -> list[Path]:
@@ -69,8 +69,9 @@ def write_photos(folder: Path, count: int) -> list[Path]:
     for number in range(count):
         image = Image.new("RGB", (64, 48), (15, 20, 30))
         x0, y0 = rng.randrange(2, 30), rng.randrange(2, 20)
-        ImageDraw.Draw(image).rectangle([x0, y0, x0 + rng.randrange(8, 30), y0 + rng.randrange(8, 24)],
-                                        fill=(230, 200, 60))
+        ImageDraw.Draw(image).rectangle(
+            [x0, y0, x0 + rng.randrange(8, 30), y0 + rng.randrange(8, 24)], fill=(230, 200, 60)
+        )
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
         path = folder / f"photo_{number:05d}.png"
@@ -85,10 +86,23 @@ class Emulator:
     def __init__(self, workdir: Path, service_time: float, concurrency: int) -> None:
         env_file = workdir / "emulator.env"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "airflow_provider_sam3.testing.emulator", "--env-file", str(env_file),
-             "--service-time", str(service_time), "--concurrency", str(concurrency), "--log-level", "WARNING",
-             "--cert-dir", str(workdir / "certs")],
-            stdout=subprocess.DEVNULL, stderr=open(workdir / "emulator.log", "wb"),  # noqa: SIM115
+            [
+                sys.executable,
+                "-m",
+                "airflow_provider_sam3.testing.emulator",
+                "--env-file",
+                str(env_file),
+                "--service-time",
+                str(service_time),
+                "--concurrency",
+                str(concurrency),
+                "--log-level",
+                "WARNING",
+                "--cert-dir",
+                str(workdir / "certs"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(workdir / "emulator.log", "wb"),  # noqa: SIM115
         )
         deadline = time.monotonic() + 30
         while not env_file.exists() or "FAL_KEY" not in env_file.read_text():
@@ -114,8 +128,9 @@ class Emulator:
         self.proc.wait(10)
 
 
-def run_dag(deployment: AirflowDeployment, filename: str, source: str, dag_id: str, timeout: float,
-            conf: dict | None = None) -> dict:
+def run_dag(
+    deployment: AirflowDeployment, filename: str, source: str, dag_id: str, timeout: float, conf: dict | None = None
+) -> dict:
     if filename not in {p.name for p in deployment.dags_folder.iterdir()}:
         deployment.write_dag(filename, source)
         deployment.wait_for_dag(dag_id, timeout=120)
@@ -133,8 +148,11 @@ def triggerer_block_warnings(deployment: AirflowDeployment) -> list[str]:
             text = path.read_text(errors="replace")
         except OSError:
             continue
-        lines += [line for line in text.splitlines() if "trigger" in line.lower() and BLOCK_WARNING.search(line)
-                  and "warning" in line.lower()]
+        lines += [
+            line
+            for line in text.splitlines()
+            if "trigger" in line.lower() and BLOCK_WARNING.search(line) and "warning" in line.lower()
+        ]
     return lines
 
 
@@ -156,8 +174,10 @@ def subscribe_pool(emulator: Emulator, paths: list[Path], concurrency: int) -> d
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         results = list(pool.map(one, paths))
-    return {"state": "success" if all(r.get("masks") for r in results) else "failed",
-            "seconds": time.monotonic() - started}
+    return {
+        "state": "success" if all(r.get("masks") for r in results) else "failed",
+        "seconds": time.monotonic() - started,
+    }
 
 
 def main() -> None:
@@ -178,32 +198,58 @@ def main() -> None:
     deployment = None
     try:
         if "batch" in which or "mapped" in which:
-            deployment = AirflowDeployment(extra_env={**emulator.env, "AIRFLOW__CORE__PARALLELISM": "8",
-                                                      "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "64"},
-                                           parallelism=8, base_dir=workdir).start()
+            deployment = AirflowDeployment(
+                extra_env={
+                    **emulator.env,
+                    "AIRFLOW__CORE__PARALLELISM": "8",
+                    "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "64",
+                },
+                parallelism=8,
+                base_dir=workdir,
+            ).start()
         if "batch" in which:
             # A warm-up run of 16 images first: worker processes exist and the DAG is parsed, as in production.
             warm = write_photos(workdir / "warm-up", 16)
-            run_dag(deployment, "bench_batch.py", BATCH_DAG, "bench_batch", timeout=600,
-                    conf={"images": str(warm[0].parent), "out": str(workdir / "out-warm-up")})
+            run_dag(
+                deployment,
+                "bench_batch.py",
+                BATCH_DAG,
+                "bench_batch",
+                timeout=600,
+                conf={"images": str(warm[0].parent), "out": str(workdir / "out-warm-up")},
+            )
             emulator.reset()
-            results["batch"] = run_dag(deployment, "bench_batch.py", BATCH_DAG, "bench_batch", timeout=1800,
-                                       conf={"images": str(workdir / "images"), "out": str(workdir / "out-batch")})
+            results["batch"] = run_dag(
+                deployment,
+                "bench_batch.py",
+                BATCH_DAG,
+                "bench_batch",
+                timeout=1800,
+                conf={"images": str(workdir / "images"), "out": str(workdir / "out-batch")},
+            )
             results["batch"]["submissions"] = emulator.counters()["submissions"]["total"]
             summary = deployment.xcom("bench_batch", results["batch"]["run_id"], "segment")
-            results["batch"]["summary"] = {k: summary.get(k) for k in ("images", "succeeded", "failed", "wall_seconds")} \
-                if isinstance(summary, dict) else summary
+            results["batch"]["summary"] = (
+                {k: summary.get(k) for k in ("images", "succeeded", "failed", "wall_seconds")}
+                if isinstance(summary, dict)
+                else summary
+            )
             results["batch"]["task_seconds"] = summary.get("wall_seconds") if isinstance(summary, dict) else None
             results["batch"]["block_warnings"] = len(triggerer_block_warnings(deployment))
         if "mapped" in which:
             emulator.reset()
             source = MAPPED_DAG.replace("__PATHS__", repr([str(p) for p in paths])).replace(
-                "__OUT__", repr(str(workdir / "out-mapped")))
+                "__OUT__", repr(str(workdir / "out-mapped"))
+            )
             results["mapped"] = run_dag(deployment, "bench_mapped.py", source, "bench_mapped", timeout=3600)
             results["mapped"]["submissions"] = emulator.counters()["submissions"]["total"]
-            results["mapped"]["task_states"] = dict(deployment.query(
-                "SELECT state || ' (try ' || try_number || ')', COUNT(*) FROM task_instance "
-                "WHERE dag_id = 'bench_mapped' AND run_id = ? GROUP BY 1", (results["mapped"]["run_id"],)))
+            results["mapped"]["task_states"] = dict(
+                deployment.query(
+                    "SELECT state || ' (try ' || try_number || ')', COUNT(*) FROM task_instance "
+                    "WHERE dag_id = 'bench_mapped' AND run_id = ? GROUP BY 1",
+                    (results["mapped"]["run_id"],),
+                )
+            )
         if "subscribe" in which:
             emulator.reset()
             results["subscribe"] = subscribe_pool(emulator, paths, args.concurrency)
@@ -243,18 +289,22 @@ def render(results: dict, args: argparse.Namespace, ideal: float) -> str:
     for key, result in results.items():
         own = result.get("task_seconds")
         own_cells = f"{own:.1f} | {own / ideal:.2f}" if own else "- | -"
-        lines.append(f"| {names[key]} | {result['state']} | {result['seconds']:.1f} | "
-                     f"{result['seconds'] / ideal:.2f} | {own_cells} | {result.get('submissions')} |")
+        lines.append(
+            f"| {names[key]} | {result['state']} | {result['seconds']:.1f} | "
+            f"{result['seconds'] / ideal:.2f} | {own_cells} | {result.get('submissions')} |"
+        )
     lines.append("")
     if "batch" in results and "mapped" in results:
-        lines.append(f"Batch vs one task per image: {results['mapped']['seconds'] / results['batch']['seconds']:.1f}x "
-                     "faster.  ")
+        lines.append(
+            f"Batch vs one task per image: {results['mapped']['seconds'] / results['batch']['seconds']:.1f}x faster.  "
+        )
     if "mapped" in results:
         census = ", ".join(f"{count} {state}" for state, count in sorted(results["mapped"]["task_states"].items()))
         lines.append(f"Mapped task instances at the end: {census}.  ")
     if "batch" in results:
-        lines.append(f"Event-loop block warnings in the triggerer during the batch: "
-                     f"{results['batch'].get('block_warnings')}.")
+        lines.append(
+            f"Event-loop block warnings in the triggerer during the batch: {results['batch'].get('block_warnings')}."
+        )
     return "\n".join(lines)
 
 

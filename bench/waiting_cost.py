@@ -199,17 +199,33 @@ async def _child_main(spec: dict) -> dict:
     statuses = sorted({payload.get("status") for payload in events})
     errors = [repr(task.exception()) for task in tasks if task.done() and not task.cancelled() and task.exception()]
     return {
-        "path": spec["path"], "mode": spec["mode"], "n": n_requests, "triggers": n_triggers,
-        "rss_before_kb": rss_before, "rss_end_kb": rss_end, "rss_peak_kb": rss_peak,
-        "rss_ready_kb": ready and ready["rss"], "ready_seconds": ready and ready["seconds"],
-        "cpu_ready": ready and ready["cpu"], "polled_distinct": probe[1], "probe_calls": probe[0],
-        "built_seconds": built_seconds, "wall": wall, "cpu": cpu, "emulator_cpu": emulator_cpu,
+        "path": spec["path"],
+        "mode": spec["mode"],
+        "n": n_requests,
+        "triggers": n_triggers,
+        "rss_before_kb": rss_before,
+        "rss_end_kb": rss_end,
+        "rss_peak_kb": rss_peak,
+        "rss_ready_kb": ready and ready["rss"],
+        "ready_seconds": ready and ready["seconds"],
+        "cpu_ready": ready and ready["cpu"],
+        "polled_distinct": probe[1],
+        "probe_calls": probe[0],
+        "built_seconds": built_seconds,
+        "wall": wall,
+        "cpu": cpu,
+        "emulator_cpu": emulator_cpu,
         "status_calls": counters_after["status_calls"] - counters_before["status_calls"],
         "result_calls": counters_after["result_calls"] - counters_before["result_calls"],
         "cancels": counters_after["cancels"]["total"] - counters_before["cancels"]["total"],
-        "events": len(events), "event_statuses": statuses, "completed": completed,
-        "last_event_seconds": last_event_at, "aborted": aborted, "samples": samples,
-        "trigger_errors": len(errors), "first_errors": errors[:3],
+        "events": len(events),
+        "event_statuses": statuses,
+        "completed": completed,
+        "last_event_seconds": last_event_at,
+        "aborted": aborted,
+        "samples": samples,
+        "trigger_errors": len(errors),
+        "first_errors": errors[:3],
         "error_events": [payload.get("message") for payload in events if payload.get("status") == "error"][:3],
         "error_event_count": sum(1 for payload in events if payload.get("status") == "error"),
     }
@@ -236,8 +252,13 @@ def _emulator(workdir: Path, service_time: float, concurrency: int):  # noqa: AN
 def _admin(emulator, method: str, path: str, **kwargs) -> dict:  # noqa: ANN001
     import httpx
 
-    response = httpx.request(method, f"https://{emulator.env['FAL_QUEUE_RUN_HOST']}{path}",
-                             verify=emulator.env["SSL_CERT_FILE"], timeout=60, **kwargs)
+    response = httpx.request(
+        method,
+        f"https://{emulator.env['FAL_QUEUE_RUN_HOST']}{path}",
+        verify=emulator.env["SSL_CERT_FILE"],
+        timeout=60,
+        **kwargs,
+    )
     response.raise_for_status()
     return response.json()
 
@@ -293,9 +314,15 @@ def batch_kwargs(refs: list[dict], fire_at: int | None, deadline: float) -> dict
         if url_templates_of(RequestReference.from_dict(ref)) != templates:
             explicit[ref["request_id"]] = {k: ref[k] for k in ("status_url", "response_url", "cancel_url")}
     trigger = FalBatchTrigger(
-        endpoint_id=ENDPOINT, url_templates=templates, request_ids=[ref["request_id"] for ref in refs],
-        deadline=deadline, poll_interval=None, max_poll_interval=None, fire_at=fire_at,
-        progress={"total": len(refs), "done": 0, "failed": 0}, explicit_urls=explicit,
+        endpoint_id=ENDPOINT,
+        url_templates=templates,
+        request_ids=[ref["request_id"] for ref in refs],
+        deadline=deadline,
+        poll_interval=None,
+        max_poll_interval=None,
+        fire_at=fire_at,
+        progress={"total": len(refs), "done": 0, "failed": 0},
+        explicit_urls=explicit,
     )
     return trigger.serialize()[1]
 
@@ -305,21 +332,36 @@ def single_kwargs(ref: dict, number: int, request_timeout: float) -> dict:
     from airflow_provider_sam3.triggers.fal import FalRequestTrigger
 
     trigger = FalRequestTrigger(
-        reference=ref, deadline=(ref.get("submitted_at") or time.time()) + request_timeout, poll_interval=None,
-        max_poll_interval=None, forward_logs=True,
+        reference=ref,
+        deadline=(ref.get("submitted_at") or time.time()) + request_timeout,
+        poll_interval=None,
+        max_poll_interval=None,
+        forward_logs=True,
         echo={"image": {"source": f"/data/images/photo_{number:05d}.png", "width": 64, "height": 48}},
     )
     return trigger.serialize()[1]
 
 
 def classpath(path: str) -> str:
-    return ("airflow_provider_sam3.triggers.batch.FalBatchTrigger" if path == "batch"
-            else "airflow_provider_sam3.triggers.fal.FalRequestTrigger")
+    return (
+        "airflow_provider_sam3.triggers.batch.FalBatchTrigger"
+        if path == "batch"
+        else "airflow_provider_sam3.triggers.fal.FalRequestTrigger"
+    )
 
 
-def run_child(workdir: Path, emulator, path: str, mode: str, refs: list[dict], window: float,  # noqa: ANN001
-              max_rss_gb: float, fire_at: int | None, release: dict | None = None,
-              max_window: float | None = None) -> dict:
+def run_child(
+    workdir: Path,
+    emulator,
+    path: str,
+    mode: str,
+    refs: list[dict],
+    window: float,  # noqa: ANN001
+    max_rss_gb: float,
+    fire_at: int | None,
+    release: dict | None = None,
+    max_window: float | None = None,
+) -> dict:
     from airflow_provider_sam3.operators.batch import DEFAULT_BATCH_TIMEOUT
     from airflow_provider_sam3.operators.queue import DEFAULT_TIMEOUT
 
@@ -338,24 +380,42 @@ def run_child(workdir: Path, emulator, path: str, mode: str, refs: list[dict], w
     files["ids"].write_text(json.dumps([ref["request_id"] for ref in refs]))
     files["result"].unlink(missing_ok=True)
     spec = {
-        "path": path, "mode": mode, "n": n, "window": window, "classpath": classpath(path),
-        "kwargs": str(files["kwargs"]), "ids": str(files["ids"]), "result": str(files["result"]),
-        "warm_up_kwargs": warm, "warm_up_reference": refs[0], "emulator_pid": emulator.proc.pid,
-        "max_rss_gb": max_rss_gb, "release": release, "max_window": max_window,
+        "path": path,
+        "mode": mode,
+        "n": n,
+        "window": window,
+        "classpath": classpath(path),
+        "kwargs": str(files["kwargs"]),
+        "ids": str(files["ids"]),
+        "result": str(files["result"]),
+        "warm_up_kwargs": warm,
+        "warm_up_reference": refs[0],
+        "emulator_pid": emulator.proc.pid,
+        "max_rss_gb": max_rss_gb,
+        "release": release,
+        "max_window": max_window,
     }
     files["spec"].write_text(json.dumps(spec))
     print(f"{tag}: running ({window:.0f} s window)", file=sys.stderr, flush=True)
     with open(workdir / f"{tag}.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, __file__, "--child", str(files["spec"])],
-                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **emulator.env})
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--child", str(files["spec"])],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **emulator.env},
+        )
         try:
             proc.wait(max_window + 600)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
     if not files["result"].exists():
-        return {"path": path, "mode": mode, "n": n, "failed": f"the child exited {proc.returncode} without a "
-                f"result; see {workdir / (tag + '.log')}"}
+        return {
+            "path": path,
+            "mode": mode,
+            "n": n,
+            "failed": f"the child exited {proc.returncode} without a result; see {workdir / (tag + '.log')}",
+        }
     result = json.loads(files["result"].read_text())
     print(f"{tag}: " + json.dumps({k: v for k, v in result.items() if k != "samples"}), file=sys.stderr, flush=True)
     return result
@@ -365,16 +425,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000", help="numbers of waiting requests (phase 1)")
     parser.add_argument("--window", type=float, default=60.0, help="seconds each path waits in phase 1")
-    parser.add_argument("--max-window", type=float, default=480.0,
-                        help="a phase 1 window is extended up to this many seconds until every trigger has polled "
-                             "once (then runs half a window more)")
+    parser.add_argument(
+        "--max-window",
+        type=float,
+        default=480.0,
+        help="a phase 1 window is extended up to this many seconds until every trigger has polled "
+        "once (then runs half a window more)",
+    )
     parser.add_argument("--paths", default="batch,single", help="batch, single or both")
     parser.add_argument("--complete-size", type=int, default=1000, help="requests in phase 2 (0: skip it)")
     parser.add_argument("--complete-service-time", type=float, default=0.2)
     parser.add_argument("--complete-concurrency", type=int, default=16)
     parser.add_argument("--submit-concurrency", type=int, default=32)
-    parser.add_argument("--max-rss-gb", type=float, default=12.0,
-                        help="stop a path early when its process grows past this (the machine's safety)")
+    parser.add_argument(
+        "--max-rss-gb",
+        type=float,
+        default=12.0,
+        help="stop a path early when its process grows past this (the machine's safety)",
+    )
     parser.add_argument("--out", type=Path, help="update the waiting-cost section of this markdown file")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -406,8 +474,19 @@ def main() -> None:
                 # here, since nothing finishes during the window.
                 fire_at = max(COLLECT_EVERY_MIN, n // COLLECT_ROUNDS) if path == "batch" else None
                 fire_at = fire_at if fire_at and fire_at < n else None
-                waiting.append(run_child(workdir, emulator, path, "wait", refs[:n], args.window, args.max_rss_gb,
-                                         fire_at, max_window=args.max_window))
+                waiting.append(
+                    run_child(
+                        workdir,
+                        emulator,
+                        path,
+                        "wait",
+                        refs[:n],
+                        args.window,
+                        args.max_rss_gb,
+                        fire_at,
+                        max_window=args.max_window,
+                    )
+                )
     finally:
         emulator.stop()
 
@@ -421,11 +500,13 @@ def main() -> None:
                 _admin(emulator, "POST", "/_emulator/config", json={"service_time_s": 3600.0, "concurrency": 1})
                 plug = submit(1, 1)[0]  # takes the only slot: everything submitted after it stays queued
                 refs = submit(args.complete_size, args.submit_concurrency)
-                release = {"config": {"service_time_s": args.complete_service_time,
-                                      "concurrency": args.complete_concurrency},
-                           "plug_cancel_url": plug["cancel_url"]}
-                complete.append(run_child(workdir, emulator, path, "complete", refs, 900.0, args.max_rss_gb,
-                                          None, release))
+                release = {
+                    "config": {"service_time_s": args.complete_service_time, "concurrency": args.complete_concurrency},
+                    "plug_cancel_url": plug["cancel_url"],
+                }
+                complete.append(
+                    run_child(workdir, emulator, path, "complete", refs, 900.0, args.max_rss_gb, None, release)
+                )
         finally:
             emulator.stop()
 
@@ -470,7 +551,8 @@ def render(results: dict, args: argparse.Namespace, sizes: list[int]) -> str:
         "system time during the window; calls are the emulator's `/_emulator/counters` difference over the window.",
         "",
         "| path | waiting requests | window | RSS growth | KB per request | peak KB per request | every trigger "
-        "polled after | CPU s in window | CPU ms per s of waiting, per request | status calls in window | status calls per s, per "
+        "polled after | CPU s in window | CPU ms per s of waiting, per request | status calls in window | "
+        "status calls per s, per "
         "request | emulator CPU s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -486,57 +568,77 @@ def render(results: dict, args: argparse.Namespace, sizes: list[int]) -> str:
         growth = result["rss_end_kb"] - result["rss_before_kb"]
         peak = result["rss_peak_kb"] - result["rss_before_kb"]
         wall = result["wall"]
-        polled = (f"{result['ready_seconds']:.1f} s" if result["ready_seconds"] is not None
-                  else f"never ({result['polled_distinct']:,} of {n:,} requests polled)")
+        polled = (
+            f"{result['ready_seconds']:.1f} s"
+            if result["ready_seconds"] is not None
+            else f"never ({result['polled_distinct']:,} of {n:,} requests polled)"
+        )
         lines.append(
-            f"| {label} | {n:,} | {wall:.0f} s | {_num(growth / 1024)} MB | {_num(growth / n, 2)} | {_num(peak / n, 2)} | {polled} "
+            f"| {label} | {n:,} | {wall:.0f} s | {_num(growth / 1024)} MB | {_num(growth / n, 2)} "
+            f"| {_num(peak / n, 2)} | {polled} "
             f"| {_num(result['cpu'], 2)} | {_num(result['cpu'] * 1000 / wall / n, 4)} | {result['status_calls']:,} "
             f"| {result['status_calls'] / wall / n:.5f} | {_num(result['emulator_cpu'])} |"
         )
         if result.get("aborted"):
-            notes.append(f"- {label}, {n:,} requests: {result['aborted']} after {wall:.0f} s; its figures cover "
-                         "that shorter window.")
+            notes.append(
+                f"- {label}, {n:,} requests: {result['aborted']} after {wall:.0f} s; its figures cover "
+                "that shorter window."
+            )
         if result["ready_seconds"] is None:
-            notes.append(f"- {label}, {n:,} requests: in one asyncio loop on this machine, starting them did not finish"
-                         f" within {wall:.0f} s: only {result['polled_distinct']:,} of {n:,} requests had been polled "
-                         "once, so its row is NOT a steady state (memory and calls would still grow; the CPU was "
-                         "spent mostly on starting triggers and their connections). Measured as far as it got, "
-                         "not extrapolated.")
+            notes.append(
+                f"- {label}, {n:,} requests: in one asyncio loop on this machine, starting them did not finish"
+                f" within {wall:.0f} s: only {result['polled_distinct']:,} of {n:,} requests had been polled "
+                "once, so its row is NOT a steady state (memory and calls would still grow; the CPU was "
+                "spent mostly on starting triggers and their connections). Measured as far as it got, "
+                "not extrapolated."
+            )
         if result.get("trigger_errors") or result.get("error_events"):
-            notes.append(f"- {label}, {n:,} requests: {result['trigger_errors']} trigger(s) raised and "
-                         f"{result['error_event_count']} fired an error event during the window (first: "
-                         f"{(result['first_errors'] + result['error_events'])[:1]}).")
+            notes.append(
+                f"- {label}, {n:,} requests: {result['trigger_errors']} trigger(s) raised and "
+                f"{result['error_event_count']} fired an error event during the window (first: "
+                f"{(result['first_errors'] + result['error_events'])[:1]})."
+            )
         if result["ready_seconds"] is not None and result["triggers"] > 1 and wall - result["ready_seconds"] > 5:
             steady_cpu = (result["cpu"] - result["cpu_ready"]) / (wall - result["ready_seconds"])
-            notes.append(f"- {label}, {n:,} requests: after every trigger had polled once "
-                         f"({result['ready_seconds']:.1f} s into the window), CPU was {steady_cpu:.2f} s per s "
-                         f"({steady_cpu * 1000 / n:.4f} ms per s per request).")
+            notes.append(
+                f"- {label}, {n:,} requests: after every trigger had polled once "
+                f"({result['ready_seconds']:.1f} s into the window), CPU was {steady_cpu:.2f} s per s "
+                f"({steady_cpu * 1000 / n:.4f} ms per s per request)."
+            )
     lines.append("")
-    lines.append(f"With Airflow's own bookkeeping, which this script does not measure (about "
-                 f"{AIRFLOW_BOOKKEEPING_KB} KB of triggerer memory per trigger, measured for a real triggerer in the "
-                 "reference notes, `airflow-3.3-notes.md`, \"Costs measured here\"): it comes once for the batch "
-                 "path and once per request for the per-request path. Also documented there and not measured "
-                 "here: `[triggerer] capacity` defaults to 1,000 triggers per triggerer, so 10,000 per-request "
-                 "triggers need ten triggerers (or a raised capacity); this script runs them all in one loop:")
+    lines.append(
+        f"With Airflow's own bookkeeping, which this script does not measure (about "
+        f"{AIRFLOW_BOOKKEEPING_KB} KB of triggerer memory per trigger, measured for a real triggerer in the "
+        'reference notes, `airflow-3.3-notes.md`, "Costs measured here"): it comes once for the batch '
+        "path and once per request for the per-request path. Also documented there and not measured "
+        "here: `[triggerer] capacity` defaults to 1,000 triggers per triggerer, so 10,000 per-request "
+        "triggers need ten triggerers (or a raised capacity); this script runs them all in one loop:"
+    )
     lines.append("")
-    lines.append("| path | waiting requests | triggers | measured KB per request | + documented Airflow bookkeeping "
-                 "| KB per request in a triggerer (estimate) |")
+    lines.append(
+        "| path | waiting requests | triggers | measured KB per request | + documented Airflow bookkeeping "
+        "| KB per request in a triggerer (estimate) |"
+    )
     lines.append("|---|---|---|---|---|---|")
     verdicts = []
     for (path, n), result in by_key.items():
         growth = result["rss_end_kb"] - result["rss_before_kb"]
         measured = growth / n
         bookkeeping = AIRFLOW_BOOKKEEPING_KB * result["triggers"] / n
-        lines.append(f"| {PATHS[path]} | {n:,} | {result['triggers']:,} | {_num(measured, 2)} | "
-                     f"{_num(bookkeeping, 2)} | {_num(measured + bookkeeping, 2)} |")
+        lines.append(
+            f"| {PATHS[path]} | {n:,} | {result['triggers']:,} | {_num(measured, 2)} | "
+            f"{_num(bookkeeping, 2)} | {_num(measured + bookkeeping, 2)} |"
+        )
         if path == "batch":
             verdicts.append((n, measured, measured + bookkeeping))
     lines.append("")
     for n, measured, total in verdicts:
         met = "met" if total <= TARGET_KB else "NOT met"
-        lines.append(f"Target (at most {TARGET_KB:g} KB of triggerer memory per waiting request in the batch path), "
-                     f"{n:,} requests: **{met}**: {measured:.2f} KB measured, {total:.2f} KB with Airflow's "
-                     "documented per-trigger bookkeeping.")
+        lines.append(
+            f"Target (at most {TARGET_KB:g} KB of triggerer memory per waiting request in the batch path), "
+            f"{n:,} requests: **{met}**: {measured:.2f} KB measured, {total:.2f} KB with Airflow's "
+            "documented per-trigger bookkeeping."
+        )
     for n in sizes:
         batch, single = by_key.get(("batch", n)), by_key.get(("single", n))
         if batch and single:
@@ -547,8 +649,14 @@ def render(results: dict, args: argparse.Namespace, sizes: list[int]) -> str:
             lines.append(
                 f"At {n:,} requests the per-request path used {sm / bm:.0f}x the memory (measured, before "
                 f"bookkeeping), {cpu_ratio:.0f}x the CPU per second and {calls_ratio:.0f}x the status calls per "
-                "second of the batch path" + ("" if single["ready_seconds"] is not None else
-                                               " (its triggers had not all polled once: not a steady state)") + ".")
+                "second of the batch path"
+                + (
+                    ""
+                    if single["ready_seconds"] is not None
+                    else " (its triggers had not all polled once: not a steady state)"
+                )
+                + "."
+            )
     if notes:
         lines.append("")
         lines += notes
@@ -559,7 +667,7 @@ def render(results: dict, args: argparse.Namespace, sizes: list[int]) -> str:
             "",
             f"Phase 2 (to completion): {args.complete_size:,} requests, emulator service time "
             f"{args.complete_service_time:g} s, concurrency {args.complete_concurrency} (ideal {ideal:.1f} s). The "
-            "requests are submitted behind a long \"plug\" request, so they all wait in the queue, and released "
+            'requests are submitted behind a long "plug" request, so they all wait in the queue, and released '
             "when the triggers start. The batch trigger is built with `fire_at=None` (it waits for every request; "
             "by default the operator also fires early to store outputs and re-defers, which this does not "
             "measure). Status calls are the emulator's count during the run; submit and result fetch are one call "
@@ -578,7 +686,8 @@ def render(results: dict, args: argparse.Namespace, sizes: list[int]) -> str:
             per = result["status_calls"] / result["completed"] if result["completed"] else float("nan")
             lines.append(
                 f"| {label} | {result['n']:,} | {result['completed']:,} | {last:.1f} s | {last / ideal:.2f} | "
-                f"{result['status_calls']:,} | {per:.2f} | {_num(result['cpu'], 2)} | {_num(result['emulator_cpu'])} |")
+                f"{result['status_calls']:,} | {per:.2f} | {_num(result['cpu'], 2)} | {_num(result['emulator_cpu'])} |"
+            )
             if result.get("aborted"):
                 lines.append(f"\n- {label}: {result['aborted']}.")
     return "\n".join(lines)

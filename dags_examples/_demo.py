@@ -3,7 +3,8 @@
     python dags_examples/_demo.py [--real] [--images N] [--out DIR]
 
 Starts the bundled fal emulator exactly as a user would (its CLI and env file), migrates a private Airflow DB,
-runs ``sam3_product_photos`` (one ``Sam3BatchOperator`` task for all images) with ``dag.test()``, prints a summary and where to look, and stops what it started.
+runs ``sam3_product_photos`` (one ``Sam3BatchOperator`` task for all images) with ``dag.test()``, prints a summary
+and where to look, and stops what it started.
 ``--real`` skips the emulator and sends the same DAG to fal.ai with ``FAL_KEY`` (costs $0.005 per image).
 """
 
@@ -51,9 +52,26 @@ def start_emulator(workdir: Path) -> tuple[subprocess.Popen, dict[str, str]]:
     env_file.unlink(missing_ok=True)
     log = open(workdir / "fal-emulator.log", "w")  # noqa: SIM115 - lives as long as the emulator
     process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_sam3.testing.emulator", "--port", "0", "--api-key", "demo-key",
-         "--env-file", str(env_file), "--service-time", "0.3", "--concurrency", "4", "--cert-dir", str(workdir)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "airflow_provider_sam3.testing.emulator",
+            "--port",
+            "0",
+            "--api-key",
+            "demo-key",
+            "--env-file",
+            str(env_file),
+            "--service-time",
+            "0.3",
+            "--concurrency",
+            "4",
+            "--cert-dir",
+            str(workdir),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     deadline = time.time() + 30
     while not env_file.exists():
@@ -83,20 +101,32 @@ def main() -> int:
         emulator, fal_env = start_emulator(out)
         os.environ.update(fal_env)
     try:
-        os.environ.update({
-            "AIRFLOW_HOME": str(out / "airflow-home"),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags_examples"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-        })
-        subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.environ.update(
+            {
+                "AIRFLOW_HOME": str(out / "airflow-home"),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags_examples"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+            }
+        )
+        subprocess.run(
+            [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         sys.path.insert(0, str(REPO / "dags_examples"))
         import sam3_product_photos  # noqa: PLC0415 - needs AIRFLOW_HOME set first
 
         dag = sam3_product_photos.sam3_product_photos()
-        run = dag.test(run_conf={"input_folder": str(out / "inputs"), "output_path": str(out / "output"),
-                                 "prompt": "product", "max_cost_usd": 5.0})
+        run = dag.test(
+            run_conf={
+                "input_folder": str(out / "inputs"),
+                "output_path": str(out / "output"),
+                "prompt": "product",
+                "max_cost_usd": 5.0,
+            }
+        )
         states = {}
         for ti in run.get_task_instances():
             states.setdefault(ti.state, []).append(f"{ti.task_id}[{ti.map_index}]" if ti.map_index >= 0 else ti.task_id)
@@ -113,13 +143,17 @@ def main() -> int:
     print("SAM 3 demo", "against fal.ai" if args.real else "against the local fal emulator (offline, nothing billed)")
     print(f"  images:        {len(inputs)} (generated in {out / 'inputs'})")
     print(f"  masks:         {summary.get('masks', 0)} (one metadata row each)")
-    print(f"  failed images: {len(summary.get('failed', []))}{' ' + json.dumps(summary['failed']) if summary.get('failed') else ''}")
-    print(f"  failed tasks:  {failures}{' ' + json.dumps({k: v for k, v in states.items() if k != 'success'}) if failures else ''}")
+    failed_images = summary.get("failed") or []
+    failed_tasks = {k: v for k, v in states.items() if k != "success"}
+    print(f"  failed images: {len(failed_images)}{' ' + json.dumps(failed_images) if failed_images else ''}")
+    print(f"  failed tasks:  {failures}{' ' + json.dumps(failed_tasks) if failures else ''}")
     print(f"  wall time:     {time.time() - started:.1f} s")
     print(f"  fal would charge: ${summary.get('cost_usd', 0):.3f}")
     if emulator is not None:
-        print(f"  emulator:      {counters.get('submissions', {}).get('total')} submissions, "
-              f"{counters.get('status_calls')} status calls")
+        print(
+            f"  emulator:      {counters.get('submissions', {}).get('total')} submissions, "
+            f"{counters.get('status_calls')} status calls"
+        )
     print("Where to look:")
     print(f"  overlays:      {out / 'output' / 'overlays'}")
     print(f"  cutouts:       {out / 'output' / 'cutouts'}")
@@ -137,8 +171,9 @@ def _emulator_counters(fal_env: dict[str, str]) -> dict:
     import httpx
 
     try:
-        return httpx.get(f"https://{fal_env['FAL_QUEUE_RUN_HOST']}/_emulator/counters", verify=fal_env["SSL_CERT_FILE"],
-                         timeout=5).json()
+        return httpx.get(
+            f"https://{fal_env['FAL_QUEUE_RUN_HOST']}/_emulator/counters", verify=fal_env["SSL_CERT_FILE"], timeout=5
+        ).json()
     except httpx.HTTPError:
         return {}
 

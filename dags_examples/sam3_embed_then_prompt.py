@@ -89,8 +89,9 @@ def sam3_embed_then_prompt():
     embedding >> segments
 
     @task
-    def catalog(embedding_document: dict, prompts: list[str], documents: list[dict],
-                params: dict | None = None) -> dict:
+    def catalog(
+        embedding_document: dict, prompts: list[str], documents: list[dict], params: dict | None = None
+    ) -> dict:
         """One record for the image: where its embedding is (verified) and what each prompt found."""
         import json
 
@@ -103,8 +104,12 @@ def sam3_embed_then_prompt():
         embedded.load_bytes(stored)  # raises unless the stored bytes match the document's size and sha256
         record = {
             "image": params["image"],
-            "embedding": {"url": embedded.stored_url, "byte_size": embedded.byte_size, "sha256": embedded.sha256,
-                          "request_id": embedded.request_id},
+            "embedding": {
+                "url": embedded.stored_url,
+                "byte_size": embedded.byte_size,
+                "sha256": embedded.sha256,
+                "request_id": embedded.request_id,
+            },
             "prompts": {},
             "cost_usd": embedded.cost_usd or 0.0,
         }
@@ -121,7 +126,8 @@ def sam3_embed_then_prompt():
         record["cost_usd"] = round(record["cost_usd"], 4)
         root = params["output_path"]
         (ObjectStoragePath(root if "://" in root else f"file://{root}") / "catalog.json").write_text(
-            json.dumps(record, indent=2))
+            json.dumps(record, indent=2)
+        )
         return record
 
     catalog(embedding.output, prompts, segments.output)

@@ -54,8 +54,10 @@ def sam3_mapped_small_batch():
         field, given = ("images", params["images"]) if params["images"] else ("input_folder", params["input_folder"])
         images = [image.source for image in resolve_images(given, field_name=field)]
         if len(images) > int(params["max_images"]):
-            raise ValueError(f"{len(images)} images is more than max_images={params['max_images']}: one task per "
-                             "image suits small batches; split the input or raise max_images knowingly")
+            raise ValueError(
+                f"{len(images)} images is more than max_images={params['max_images']}: one task per "
+                "image suits small batches; split the input or raise max_images knowingly"
+            )
         return images
 
     images = list_images()
@@ -83,14 +85,16 @@ def sam3_mapped_small_batch():
         for position in range(len(documents)):  # indexing, not iterating: no probe past the last XCom
             result = SegmentationResult.from_xcom(documents[position])
             scores = [s for s in result.scores if s is not None]
-            per_image.append({
-                "image": result.image.source if result.image else None,
-                "request_id": result.request_id,
-                "masks": len(result.masks),
-                "best_score": max(scores) if scores else None,
-                "pixel_boxes": result.pixel_boxes(),
-                "cost_usd": result.cost_usd,
-            })
+            per_image.append(
+                {
+                    "image": result.image.source if result.image else None,
+                    "request_id": result.request_id,
+                    "masks": len(result.masks),
+                    "best_score": max(scores) if scores else None,
+                    "pixel_boxes": result.pixel_boxes(),
+                    "cost_usd": result.cost_usd,
+                }
+            )
         summary = {
             "images": len(per_image),
             "masks": sum(line["masks"] for line in per_image),

@@ -21,8 +21,20 @@ from airflow.sdk import dag, task
 from airflow_provider_sam3.operators.batch import Sam3BatchOperator
 
 INDEX_FILE = "processed.jsonl"
-METADATA_COLUMNS = ("image", "label", "request_id", "mask_index", "score", "x_min", "y_min", "x_max", "y_max", "area",
-                    "mask", "cutout")
+METADATA_COLUMNS = (
+    "image",
+    "label",
+    "request_id",
+    "mask_index",
+    "score",
+    "x_min",
+    "y_min",
+    "x_max",
+    "y_max",
+    "area",
+    "mask",
+    "cutout",
+)
 
 
 def _storage(path: str):
@@ -36,8 +48,12 @@ def _storage(path: str):
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    params={"input_folder": "/tmp/sam3-photos", "output_path": "/tmp/sam3-output", "prompt": "product",
-            "max_cost_usd": 5.0},
+    params={
+        "input_folder": "/tmp/sam3-photos",
+        "output_path": "/tmp/sam3-output",
+        "prompt": "product",
+        "max_cost_usd": 5.0,
+    },
     tags=["sam3", "example"],
 )
 def sam3_product_photos():
@@ -63,8 +79,7 @@ def sam3_product_photos():
         task_id="segment",
         images=images,
         kind="image",
-        arguments={"prompt": "{{ params.prompt }}", "apply_mask": False, "return_multiple_masks": True,
-                   "max_masks": 4},
+        arguments={"prompt": "{{ params.prompt }}", "apply_mask": False, "return_multiple_masks": True, "max_masks": 4},
         output_path="{{ params.output_path }}/masks",
         max_cost_usd="{{ params.max_cost_usd }}",
         on_image_failure="report",
@@ -101,12 +116,22 @@ def sam3_product_photos():
                 cut = root / "cutouts" / f"{stem}_{number}.png"
                 cut.write_bytes(encode_png(cutout(photo, array)))
                 box = mask["pixel_box"] or [None] * 4
-                rows.append({
-                    "image": image["source"], "label": prompt, "request_id": image["request_id"],
-                    "mask_index": number, "score": mask["score"], "x_min": box[0], "y_min": box[1],
-                    "x_max": box[2], "y_max": box[3], "area": mask_stats(array).area, "mask": mask["location"],
-                    "cutout": str(cut),
-                })
+                rows.append(
+                    {
+                        "image": image["source"],
+                        "label": prompt,
+                        "request_id": image["request_id"],
+                        "mask_index": number,
+                        "score": mask["score"],
+                        "x_min": box[0],
+                        "y_min": box[1],
+                        "x_max": box[2],
+                        "y_max": box[3],
+                        "area": mask_stats(array).area,
+                        "mask": mask["location"],
+                        "cutout": str(cut),
+                    }
+                )
             (root / "overlays" / f"{stem}.png").write_bytes(encode_png(overlay(photo, arrays)))
             processed.append({"source": image["source"], "request_id": image["request_id"]})
         run_folder = _storage(summary["output_path"])  # this run's batch folder, beside its manifest
@@ -119,9 +144,15 @@ def sam3_product_photos():
         index = root / INDEX_FILE
         earlier = index.read_text() if index.exists() else ""
         index.write_text(earlier + "".join(json.dumps(entry) + "\n" for entry in processed))
-        return {"images": summary["images"], "succeeded": len(processed), "failed": failures, "masks": len(rows),
-                "cost_usd": summary["cost_usd"], "manifest": summary["manifest"],
-                "metadata": str(run_folder / "metadata.csv")}
+        return {
+            "images": summary["images"],
+            "succeeded": len(processed),
+            "failed": failures,
+            "masks": len(rows),
+            "cost_usd": summary["cost_usd"],
+            "manifest": summary["manifest"],
+            "metadata": str(run_folder / "metadata.csv"),
+        }
 
     render(segment.output, "{{ params.output_path }}", "{{ params.prompt }}")
 

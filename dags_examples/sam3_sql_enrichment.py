@@ -44,8 +44,19 @@ from airflow.sdk import dag, task
 from airflow_provider_sam3.operators.sam3 import SegmentImageOperator
 
 TABLE = "sam3_masks"
-COLUMNS = ("request_id", "mask_index", "image", "label", "score", "x_min", "y_min", "x_max", "y_max", "area",
-           "mask_url")
+COLUMNS = (
+    "request_id",
+    "mask_index",
+    "image",
+    "label",
+    "score",
+    "x_min",
+    "y_min",
+    "x_max",
+    "y_max",
+    "area",
+    "mask_url",
+)
 CREATE_TABLE = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
     request_id  VARCHAR(64)  NOT NULL,
@@ -117,14 +128,25 @@ def sam3_sql_enrichment():
         rows = []
         for position in range(len(documents)):  # indexing, not iterating: no probe past the last XCom
             result = SegmentationResult.from_xcom(documents[position])
-            rows += result.to_rows(label=params["prompt"], with_area=True,
-                                   read=lambda url: ObjectStoragePath(url).read_bytes())
+            rows += result.to_rows(
+                label=params["prompt"], with_area=True, read=lambda url: ObjectStoragePath(url).read_bytes()
+            )
         hook = BaseHook.get_connection(params["sql_conn_id"]).get_hook()
-        hook.insert_rows(TABLE, [tuple(row[c] for c in COLUMNS) for row in rows], target_fields=list(COLUMNS),
-                         replace=True, replace_index=["request_id", "mask_index"], executemany=True)
+        hook.insert_rows(
+            TABLE,
+            [tuple(row[c] for c in COLUMNS) for row in rows],
+            target_fields=list(COLUMNS),
+            replace=True,
+            replace_index=["request_id", "mask_index"],
+            executemany=True,
+        )
         print(f"loaded {len(rows)} mask rows from {len(documents)} images into {TABLE}")
-        return {"table": TABLE, "images": len(documents), "rows": len(rows),
-                "request_ids": sorted({row["request_id"] for row in rows})}
+        return {
+            "table": TABLE,
+            "images": len(documents),
+            "rows": len(rows),
+            "request_ids": sorted({row["request_id"] for row in rows}),
+        }
 
     loaded = load_rows(masks.output)
     create_table >> loaded

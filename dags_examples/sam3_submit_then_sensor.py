@@ -84,16 +84,22 @@ def sam3_submit_then_sensor():
         result = SegmentationResult.from_xcom(document)
         if result.request_id != reference["request_id"]:
             raise ValueError(f"the sensor returned request {result.request_id}, submit sent {reference['request_id']}")
-        rows = result.to_rows(label=params["prompt"], with_area=True,
-                              read=lambda url: ObjectStoragePath(url).read_bytes())
+        rows = result.to_rows(
+            label=params["prompt"], with_area=True, read=lambda url: ObjectStoragePath(url).read_bytes()
+        )
         for row in rows:
             row["image"] = params["image"]  # the sensor's document does not know the input image
         return {
             "request_id": result.request_id,
             "wait_seconds": result.timings.wait_seconds,
             "cost_usd": result.cost_usd,
-            "masks": [{key: row[key] for key in ("mask_index", "score", "x_min", "y_min", "x_max", "y_max", "area",
-                                                 "mask_url")} for row in rows],
+            "masks": [
+                {
+                    key: row[key]
+                    for key in ("mask_index", "score", "x_min", "y_min", "x_max", "y_max", "area", "mask_url")
+                }
+                for row in rows
+            ],
             "image": params["image"],
         }
 

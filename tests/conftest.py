@@ -1,4 +1,4 @@
-"""Test session setup: a private AIRFLOW_HOME (set before Airflow is imported), a migrated DB on demand, the emulator."""
+"""Test session setup: a private AIRFLOW_HOME (set before Airflow is imported), a migrated DB, the emulator."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_configure(config: pytest.Config) -> None:

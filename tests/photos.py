@@ -19,8 +19,10 @@ def write_photos(folder, count: int, *, seed: int = 7) -> list:
         draw = ImageDraw.Draw(image)
         for _ in range(rng.choice([1, 2])):
             x0, y0 = rng.randrange(2, width // 2), rng.randrange(2, height // 2)
-            draw.rectangle([x0, y0, x0 + rng.randrange(8, width // 2), y0 + rng.randrange(8, height // 2)],
-                           fill=(rng.randrange(180, 255), rng.randrange(150, 255), 60))
+            draw.rectangle(
+                [x0, y0, x0 + rng.randrange(8, width // 2), y0 + rng.randrange(8, height // 2)],
+                fill=(rng.randrange(180, 255), rng.randrange(150, 255), 60),
+            )
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
         path = folder / f"photo_{number:04d}.png"

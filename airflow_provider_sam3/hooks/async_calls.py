@@ -38,8 +38,7 @@ class AsyncQueueCalls:
         client = await self.aget_conn()
         settings = await self.aget_settings()
         try:
-            url, headers = _submit_call(settings.queue_host, endpoint_id, webhook_url, priority, start_timeout,
-                                        hint)
+            url, headers = _submit_call(settings.queue_host, endpoint_id, webhook_url, priority, start_timeout, hint)
             body = self._body(arguments)
         except Exception as error:  # noqa: BLE001 - a bad priority or start_timeout, refused by fal-client
             _raise(translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
@@ -47,8 +46,15 @@ class AsyncQueueCalls:
         attempt = 1
         while True:
             try:
-                response = await _async_request(http, "POST", url, json=body, timeout=client.default_timeout,
-                                                headers=headers, follow_redirects=False)
+                response = await _async_request(
+                    http,
+                    "POST",
+                    url,
+                    json=body,
+                    timeout=client.default_timeout,
+                    headers=headers,
+                    follow_redirects=False,
+                )
             except Exception as error:  # noqa: BLE001 - classified, then retried or translated
                 delay = self._submit_retry_delay(endpoint_id, error, attempt, max_delay=ASYNC_SUBMIT_MAX_DELAY)
                 await asyncio.sleep(delay)

@@ -116,8 +116,9 @@ def check_sync(url: str, settings: FalSettings) -> None:
     except (socket.gaierror, UnicodeError) as error:
         if _proxied():
             return  # behind an https proxy only the proxy may resolve public names; it connects, not this worker
-        raise FalTransientError(f"output file {short(url)} could not be fetched: host {host!r} does not resolve "
-                                f"({error})", retryable=True) from None
+        raise FalTransientError(
+            f"output file {short(url)} could not be fetched: host {host!r} does not resolve ({error})", retryable=True
+        ) from None
     problem = resolution_problem(host, port, infos)
     if problem:
         raise refused(url, problem)
@@ -135,8 +136,9 @@ async def check_async(url: str, settings: FalSettings) -> None:
     except (socket.gaierror, UnicodeError) as error:
         if _proxied():
             return
-        raise FalTransientError(f"output file {short(url)} could not be fetched: host {host!r} does not resolve "
-                                f"({error})", retryable=True) from None
+        raise FalTransientError(
+            f"output file {short(url)} could not be fetched: host {host!r} does not resolve ({error})", retryable=True
+        ) from None
     problem = resolution_problem(host, port, infos)
     if problem:
         raise refused(url, problem)
@@ -174,13 +176,28 @@ class _SyncGuard:
     def __init__(self, inner: Any, settings: FalSettings) -> None:
         self.inner, self.settings = inner, settings
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options: Any = None) -> Any:
-        return self.inner.connect_tcp(_pinned(host, port, self.settings,
-                                              socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-                                              if not trusted_host(host, port, self.settings) else None),
-                                      port, timeout=timeout, local_address=local_address,
-                                      socket_options=socket_options)
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> Any:
+        return self.inner.connect_tcp(
+            _pinned(
+                host,
+                port,
+                self.settings,
+                socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                if not trusted_host(host, port, self.settings)
+                else None,
+            ),
+            port,
+            timeout=timeout,
+            local_address=local_address,
+            socket_options=socket_options,
+        )
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -190,15 +207,26 @@ class _AsyncGuard:
     def __init__(self, inner: Any, settings: FalSettings) -> None:
         self.inner, self.settings = inner, settings
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                          socket_options: Any = None) -> Any:
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> Any:
         import asyncio
 
         infos = None
         if not trusted_host(host, port, self.settings):
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        return await self.inner.connect_tcp(_pinned(host, port, self.settings, infos), port, timeout=timeout,
-                                            local_address=local_address, socket_options=socket_options)
+        return await self.inner.connect_tcp(
+            _pinned(host, port, self.settings, infos),
+            port,
+            timeout=timeout,
+            local_address=local_address,
+            socket_options=socket_options,
+        )
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -234,8 +262,9 @@ def sync_client(settings: FalSettings) -> Any:
 def async_client(settings: FalSettings, max_connections: int) -> Any:
     import httpx
 
-    client = httpx.AsyncClient(timeout=settings.request_timeout, follow_redirects=False,
-                               limits=httpx.Limits(max_connections=max_connections))
+    client = httpx.AsyncClient(
+        timeout=settings.request_timeout, follow_redirects=False, limits=httpx.Limits(max_connections=max_connections)
+    )
     return _guard(client, settings, _AsyncGuard)
 
 
@@ -280,8 +309,11 @@ def _next_url(response: Any, url: str) -> str:
 
 
 def _transport_error(error: Exception, url: str) -> FalTransientError:
-    return FalTransientError(f"download of {short(url)} failed: {type(error).__name__}: {error}; it is retried, "
-                             "and if it persists check the worker's network", retryable=True)
+    return FalTransientError(
+        f"download of {short(url)} failed: {type(error).__name__}: {error}; it is retried, "
+        "and if it persists check the worker's network",
+        retryable=True,
+    )
 
 
 def fetch(client: Any, url: str, settings: FalSettings, sink: Callable[[bytes], None]) -> str | None:

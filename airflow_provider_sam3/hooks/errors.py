@@ -34,7 +34,9 @@ def _body_detail(error: Any) -> Any:
     return getattr(error, "message", str(error))
 
 
-def translate(error: BaseException, *, endpoint_id: str | None, request_id: str | None, action: str) -> exc.Sam3ProviderError:
+def translate(
+    error: BaseException, *, endpoint_id: str | None, request_id: str | None, action: str
+) -> exc.Sam3ProviderError:
     """Map one exception from fal-client or httpx to a provider error naming the endpoint and request."""
     import httpx
     from fal_client.client import FalClientHTTPError

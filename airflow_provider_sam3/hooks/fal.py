@@ -168,14 +168,23 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
         try:
             handle_response_headers(response.headers)
             data = response.json()
-            handle = _BaseRequestHandle(request_id=data["request_id"], response_url=data["response_url"],
-                                        status_url=data["status_url"], cancel_url=data["cancel_url"])
+            handle = _BaseRequestHandle(
+                request_id=data["request_id"],
+                response_url=data["response_url"],
+                status_url=data["status_url"],
+                cancel_url=data["cancel_url"],
+            )
         except Exception as error:  # noqa: BLE001 - fal accepted the POST but its answer is unreadable
-            raise _outcome_unknown(endpoint_id, error, f"its answer (HTTP {response.status_code}) could not be read"
-                                   ) from error
+            raise _outcome_unknown(
+                endpoint_id, error, f"its answer (HTTP {response.status_code}) could not be read"
+            ) from error
         reference = self._reference(endpoint_id, handle)
-        check_reference(reference, settings.queue_host, where="fal's answer to the submit",
-                        note=" (fal created the request and may bill it: cancel it in fal's dashboard)")
+        check_reference(
+            reference,
+            settings.queue_host,
+            where="fal's answer to the submit",
+            note=" (fal created the request and may bill it: cancel it in fal's dashboard)",
+        )
         return reference
 
     def _submit_retry_delay(self, endpoint_id: str, error: Exception, attempt: int, *, max_delay: float) -> float:
@@ -190,9 +199,15 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
         if fault != "not_created" or attempt >= fal_module.MAX_ATTEMPTS:
             _raise(translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
         delay = fal_module._get_retry_delay(attempt, fal_module.BASE_DELAY, max_delay, "exponential", True)
-        self.log.warning("Submit of %s was refused or never reached fal's queue (%s), so fal created nothing; "
-                         "sending it again in %.1f s (attempt %d of %d)", endpoint_id, _describe(error), delay,
-                         attempt + 1, fal_module.MAX_ATTEMPTS)
+        self.log.warning(
+            "Submit of %s was refused or never reached fal's queue (%s), so fal created nothing; "
+            "sending it again in %.1f s (attempt %d of %d)",
+            endpoint_id,
+            _describe(error),
+            delay,
+            attempt + 1,
+            fal_module.MAX_ATTEMPTS,
+        )
         return delay
 
     @staticmethod
@@ -213,8 +228,12 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
 
         problem = upload_problem(settings.queue_host)
         if problem:
-            raise untrusted(f"upload refused: {problem}; the fal key was not sent. Send local files as data URIs "
-                            "(the operators do), or host them yourself", endpoint_id=None, request_id=None)
+            raise untrusted(
+                f"upload refused: {problem}; the fal key was not sent. Send local files as data URIs "
+                "(the operators do), or host them yourself",
+                endpoint_id=None,
+                request_id=None,
+            )
 
     def _trusted(self, ref: RequestReference, name: str) -> None:
         """Refuse, before the key is sent, a reference whose request id or URL is not this connection's queue's."""
@@ -233,7 +252,11 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
             return QueueStatus(state="IN_PROGRESS", logs=raw.logs)
         if isinstance(raw, Completed):
             return QueueStatus(
-                state="COMPLETED", logs=raw.logs, metrics=raw.metrics or None, error=raw.error, error_type=raw.error_type
+                state="COMPLETED",
+                logs=raw.logs,
+                metrics=raw.metrics or None,
+                error=raw.error,
+                error_type=raw.error_type,
             )
         raise TypeError(f"unexpected status object from fal-client: {raw!r}")
 
@@ -246,8 +269,14 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
                 if not _worth_retrying(mapped, error) or attempt + 1 >= self.retry_attempts:
                     _raise(mapped, error)
                 delay = RETRY_BACKOFF.delay(attempt)
-                self.log.warning("%s; retrying %s in %.1f s (attempt %d of %d)", mapped, action, delay,
-                                 attempt + 2, self.retry_attempts)
+                self.log.warning(
+                    "%s; retrying %s in %.1f s (attempt %d of %d)",
+                    mapped,
+                    action,
+                    delay,
+                    attempt + 2,
+                    self.retry_attempts,
+                )
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
@@ -260,8 +289,14 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
                 if not _worth_retrying(mapped, error) or attempt + 1 >= self.retry_attempts:
                     _raise(mapped, error)
                 delay = RETRY_BACKOFF.delay(attempt)
-                self.log.warning("%s; retrying %s in %.1f s (attempt %d of %d)", mapped, action, delay,
-                                 attempt + 2, self.retry_attempts)
+                self.log.warning(
+                    "%s; retrying %s in %.1f s (attempt %d of %d)",
+                    mapped,
+                    action,
+                    delay,
+                    attempt + 2,
+                    self.retry_attempts,
+                )
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
@@ -301,8 +336,7 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
         client = self.get_conn()
         settings = self.get_settings()
         try:
-            url, headers = _submit_call(settings.queue_host, endpoint_id, webhook_url, priority, start_timeout,
-                                        hint)
+            url, headers = _submit_call(settings.queue_host, endpoint_id, webhook_url, priority, start_timeout, hint)
             body = self._body(arguments)
         except Exception as error:  # noqa: BLE001 - a bad priority or start_timeout, refused by fal-client
             _raise(translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
@@ -310,8 +344,15 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
         attempt = 1
         while True:
             try:
-                response = _request(http, "POST", url, json=body, timeout=client.default_timeout, headers=headers,
-                                    follow_redirects=False)
+                response = _request(
+                    http,
+                    "POST",
+                    url,
+                    json=body,
+                    timeout=client.default_timeout,
+                    headers=headers,
+                    follow_redirects=False,
+                )
             except Exception as error:  # noqa: BLE001 - classified, then retried or translated
                 delay = self._submit_retry_delay(endpoint_id, error, attempt, max_delay=_fal_max_delay())
                 time.sleep(delay)
@@ -394,8 +435,9 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
                 failed_polls += 1
                 if not error.retryable or failed_polls >= MAX_FAILED_POLLS_IN_A_ROW:
                     raise
-                self.log.warning("%s; polling again (%d of %d polls in a row failed)", error, failed_polls,
-                                 MAX_FAILED_POLLS_IN_A_ROW)
+                self.log.warning(
+                    "%s; polling again (%d of %d polls in a row failed)", error, failed_polls, MAX_FAILED_POLLS_IN_A_ROW
+                )
                 time.sleep(backoff.delay(attempt))
                 attempt += 1
                 continue
@@ -410,7 +452,8 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
                 if left <= 0:
                     raise FalDeadlineExceededError(
                         f"still {status.describe()} when its deadline passed",
-                        endpoint_id=ref.endpoint_id, request_id=ref.request_id,
+                        endpoint_id=ref.endpoint_id,
+                        request_id=ref.request_id,
                     )
                 pause = min(pause, left)
             time.sleep(pause)

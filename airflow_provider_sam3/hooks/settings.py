@@ -77,16 +77,25 @@ def _checked_key(key: str | None, source: str) -> str | None:
     return key or None
 
 
-def _number(extra: dict[str, Any], name: str, default: float, conn_id: str, *, minimum: float,
-            maximum: float | None = None, strict_minimum: bool = False) -> float:
+def _number(
+    extra: dict[str, Any],
+    name: str,
+    default: float,
+    conn_id: str,
+    *,
+    minimum: float,
+    maximum: float | None = None,
+    strict_minimum: bool = False,
+) -> float:
     """A numeric extra: a finite number of at least ``minimum`` (NaN, inf, booleans and negatives refused)."""
     from airflow_provider_sam3.models.numbers import finite_number
 
     value = extra.get(name)
     if value in (None, ""):
         return default
-    number = finite_number(f"connection {conn_id!r} extra {name}", value, minimum=minimum, maximum=maximum,
-                           strict_minimum=strict_minimum)
+    number = finite_number(
+        f"connection {conn_id!r} extra {name}", value, minimum=minimum, maximum=maximum, strict_minimum=strict_minimum
+    )
     return number if number is not None else default
 
 
@@ -102,8 +111,11 @@ def _media_hosts(extra: dict[str, Any], conn_id: str) -> tuple[str, ...]:
     if not isinstance(items, (list, tuple)):
         from airflow_provider_sam3.exceptions import InputValidationError
 
-        raise InputValidationError(f"connection {conn_id!r} extra media_hosts", f"{value!r} is not a list of hosts",
-                                   allowed="a list of host names (optionally host:port)")
+        raise InputValidationError(
+            f"connection {conn_id!r} extra media_hosts",
+            f"{value!r} is not a list of hosts",
+            allowed="a list of host names (optionally host:port)",
+        )
     field = f"connection {conn_id!r} extra media_hosts"
     return tuple(check_queue_host(str(item), field) for item in items if str(item).strip())
 
@@ -132,17 +144,28 @@ def resolve_settings(conn_id: str, connection: Any | None, extra: dict[str, Any]
         host = f"{host}:{port}"
     # poll intervals below the floor (0 included) are raised to it, as before; negative, NaN and infinite are refused
     poll_interval = max(_number(extra, "poll_interval", DEFAULT_POLL_INTERVAL, conn_id, minimum=0), MIN_POLL_INTERVAL)
-    max_poll_interval = max(_number(extra, "max_poll_interval", DEFAULT_MAX_POLL_INTERVAL, conn_id, minimum=0),
-                            MIN_POLL_INTERVAL)
+    max_poll_interval = max(
+        _number(extra, "max_poll_interval", DEFAULT_MAX_POLL_INTERVAL, conn_id, minimum=0), MIN_POLL_INTERVAL
+    )
     max_output = extra.get("max_output_bytes")
-    max_output_bytes = (DEFAULT_MAX_OUTPUT_BYTES if max_output in (None, "") else
-                        whole_number(f"connection {conn_id!r} extra max_output_bytes", max_output, minimum=1))
+    max_output_bytes = (
+        DEFAULT_MAX_OUTPUT_BYTES
+        if max_output in (None, "")
+        else whole_number(f"connection {conn_id!r} extra max_output_bytes", max_output, minimum=1)
+    )
     return FalSettings(
         key=key,
         key_source=source,
         queue_host=host,
-        request_timeout=_number(extra, "request_timeout", DEFAULT_REQUEST_TIMEOUT, conn_id, minimum=0,
-                                maximum=MAX_REQUEST_TIMEOUT, strict_minimum=True),
+        request_timeout=_number(
+            extra,
+            "request_timeout",
+            DEFAULT_REQUEST_TIMEOUT,
+            conn_id,
+            minimum=0,
+            maximum=MAX_REQUEST_TIMEOUT,
+            strict_minimum=True,
+        ),
         poll_interval=poll_interval,
         max_poll_interval=max(max_poll_interval, poll_interval),
         media_hosts=_media_hosts(extra, conn_id),

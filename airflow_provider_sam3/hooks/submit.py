@@ -19,8 +19,14 @@ def _fal_max_delay() -> float:
     return fal_module.MAX_DELAY
 
 
-def _submit_call(queue_host: str, endpoint_id: str, webhook_url: str | None, priority: str | None,
-                 start_timeout: float | None, hint: str | None) -> tuple[str, dict[str, str]]:
+def _submit_call(
+    queue_host: str,
+    endpoint_id: str,
+    webhook_url: str | None,
+    priority: str | None,
+    start_timeout: float | None,
+    hint: str | None,
+) -> tuple[str, dict[str, str]]:
     """The submit's URL and headers, built as fal-client's ``submit`` builds them (and validated by its helpers), on
     this connection's queue host: fal-client's own ``QUEUE_URL_FORMAT`` is a process-wide global, shared by every
     connection and by user code, so it is neither read nor changed here."""

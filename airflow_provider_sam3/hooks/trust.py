@@ -28,13 +28,17 @@ MAX_REQUEST_ID_LENGTH = 128
 REQUEST_ID_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 """Letters, digits, ``-``, ``_`` and ``.``, starting with a letter or digit: fal's UUIDs, and any plain id fal might
 use instead, but never a path separator, ``..``, a percent escape, a space or a control character."""
-HOST_SHAPE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
-                        r"[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
+HOST_SHAPE = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
+    r"[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$"
+)
 """``host`` or ``host:port`` (a DNS name of ASCII labels, an IPv4 address, or a bracketed IPv6 literal)."""
 URL_CHARACTERS = re.compile(r"^[\x21-\x7e]+$")
 """Printable ASCII without spaces: a URL with anything else is parsed differently by different parsers."""
-TRUST_HELP = ("The provider sends the fal key only to its connection's queue host over https; if fal really moved, "
-              "change the connection's host")
+TRUST_HELP = (
+    "The provider sends the fal key only to its connection's queue host over https; if fal really moved, "
+    "change the connection's host"
+)
 
 
 def untrusted(message: str, *, endpoint_id: str | None, request_id: str | None) -> Exception:
@@ -53,13 +57,19 @@ def check_queue_host(host: str, source: str) -> str:
     if "://" in lowered:
         scheme, _, rest = text.partition("://")
         if scheme.lower() != "https":
-            raise InputValidationError(source, f"{host!r} uses {scheme}://; fal's queue is reached over https only",
-                                       allowed="a host name such as queue.fal.run, optionally with :port")
+            raise InputValidationError(
+                source,
+                f"{host!r} uses {scheme}://; fal's queue is reached over https only",
+                allowed="a host name such as queue.fal.run, optionally with :port",
+            )
         text = rest
     text = text.rstrip("/")
     if not HOST_SHAPE.match(text) or text.endswith("."):
-        raise InputValidationError(source, f"{host!r} is not a host name (no path, credentials or spaces)",
-                                   allowed="a host name such as queue.fal.run, optionally with :port")
+        raise InputValidationError(
+            source,
+            f"{host!r} is not a host name (no path, credentials or spaces)",
+            allowed="a host name such as queue.fal.run, optionally with :port",
+        )
     port = _port_of(text)
     if port is not None and not 0 < port < 65536:
         raise InputValidationError(source, f"{host!r} has port {port}, outside 1-65535")
@@ -139,28 +149,41 @@ def upload_problem(queue_host: str) -> str | None:
             continue
         if queue_host == FAL_QUEUE_HOST and url in FAL_STORAGE_URLS:
             continue
-        return (f"uploads go to fal_client's {name} {url}, which is neither the connection's queue host "
-                f"{queue_host!r} nor fal's own storage used with fal's own queue")
+        return (
+            f"uploads go to fal_client's {name} {url}, which is neither the connection's queue host "
+            f"{queue_host!r} nor fal's own storage used with fal's own queue"
+        )
     return None
 
 
-def check_reference(ref: RequestReference, queue_host: str, *, names: tuple[str, ...] | None = None,
-                    where: str = "the request reference", note: str = "") -> None:
+def check_reference(
+    ref: RequestReference,
+    queue_host: str,
+    *,
+    names: tuple[str, ...] | None = None,
+    where: str = "the request reference",
+    note: str = "",
+) -> None:
     """Refuse (``FalUntrustedUrlError``) a reference whose request id or URLs the key must not follow.
 
     ``where`` names the reference's origin in the message; ``note`` is appended (e.g. that fal may bill it).
     """
     problem = request_id_problem(ref.request_id)
     if problem:
-        raise untrusted(f"{where} has an unusable request id: {problem}; nothing was sent{note}",
-                        endpoint_id=ref.endpoint_id, request_id=None)
+        raise untrusted(
+            f"{where} has an unusable request id: {problem}; nothing was sent{note}",
+            endpoint_id=ref.endpoint_id,
+            request_id=None,
+        )
     for name in names or ("status_url", "response_url", "cancel_url"):
         problem = url_problem(getattr(ref, name), queue_host)
         if problem:
-            origin = "" if note else (", or check where the reference came from (a template, XCom or "
-                                      "dag_run.conf)")
-            raise untrusted(f"{where} has an untrusted {name}: {problem}; the fal key was not sent{note}. "
-                            f"{TRUST_HELP}{origin}", endpoint_id=ref.endpoint_id, request_id=ref.request_id)
+            origin = "" if note else (", or check where the reference came from (a template, XCom or dag_run.conf)")
+            raise untrusted(
+                f"{where} has an untrusted {name}: {problem}; the fal key was not sent{note}. {TRUST_HELP}{origin}",
+                endpoint_id=ref.endpoint_id,
+                request_id=ref.request_id,
+            )
 
 
 def request_id_problem(request_id: object) -> str | None:
@@ -172,8 +195,10 @@ def request_id_problem(request_id: object) -> str | None:
     if len(request_id) > MAX_REQUEST_ID_LENGTH:
         return f"it is {len(request_id)} characters long, more than {MAX_REQUEST_ID_LENGTH}"
     if not REQUEST_ID_SHAPE.match(request_id) or ".." in request_id:
-        return (f"{_shown(request_id)} is not a fal request id (letters, digits, '-', '_' and '.'; no '/', '\\', "
-                "'..', '%', spaces or control characters)")
+        return (
+            f"{_shown(request_id)} is not a fal request id (letters, digits, '-', '_' and '.'; no '/', '\\', "
+            "'..', '%', spaces or control characters)"
+        )
     return None
 
 

@@ -169,12 +169,14 @@ def _from_bytes(data: bytes, description: str, field: str, max_pixels: int) -> P
                 field, f"{description} is an AVIF file that is truncated or corrupt.", allowed=_ALLOWED
             ) from None
         raise InvalidImageError(
-            field, f"{description} is not an accepted image: its content looks like {_looks_like(data)}.",
+            field,
+            f"{description} is not an accepted image: its content looks like {_looks_like(data)}.",
             allowed=_ALLOWED,
         ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InvalidImageError(
-            field, f"{description} is too large: Pillow refused it as a possible decompression bomb ({exc}). "
+            field,
+            f"{description} is too large: Pillow refused it as a possible decompression bomb ({exc}). "
             f"The limit here is {max_pixels:,} pixels.",
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -182,7 +184,8 @@ def _from_bytes(data: bytes, description: str, field: str, max_pixels: int) -> P
     fmt = _FORMATS.get(image.format or "")
     if fmt is None:
         raise InvalidImageError(
-            field, f"{description} is a {image.format} image, which fal does not accept; convert it to PNG or JPEG.",
+            field,
+            f"{description} is a {image.format} image, which fal does not accept; convert it to PNG or JPEG.",
             allowed=_ALLOWED,
         )
     _too_large(description, image.width, image.height, max_pixels, field)

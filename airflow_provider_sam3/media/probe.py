@@ -11,8 +11,9 @@ PROBE_MAX_BYTES = 1 << 20
 """Headers sit in the first few KB (JPEG: after its EXIF block, rarely beyond 64 KB); stop reading after this much."""
 
 
-def image_size_at_url(url: str, *, timeout: float = 10.0, max_bytes: int = PROBE_MAX_BYTES,
-                      check: Callable[[str], None] | None = None) -> tuple[int, int]:
+def image_size_at_url(
+    url: str, *, timeout: float = 10.0, max_bytes: int = PROBE_MAX_BYTES, check: Callable[[str], None] | None = None
+) -> tuple[int, int]:
     """``(width, height)`` of the image at ``url``, read from its first bytes without downloading the rest.
 
     The size is as stored: an EXIF orientation that swaps width and height is not applied (fal's masks follow

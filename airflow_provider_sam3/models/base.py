@@ -56,8 +56,11 @@ def _check_file_url(value: str, info: ValidationInfo) -> str:
     lowered = value.lstrip().lower()
     if not lowered.startswith(ACCEPTED_URL_SCHEMES):
         shown = value if len(value) <= 60 else value[:57] + "..."
-        converted = (" (the operators' image also accepts a local path, bytes or an ObjectStoragePath and converts "
-                     "it)" if info.field_name == "image_url" else "")
+        converted = (
+            " (the operators' image also accepts a local path, bytes or an ObjectStoragePath and converts it)"
+            if info.field_name == "image_url"
+            else ""
+        )
         raise ValueError(f"{shown!r} is not a URL fal can fetch; give an http(s) URL or a data: URI{converted}")
     if lowered.startswith(("http://", "https://")) and "://" in value and not value.split("://", 1)[1].split("/")[0]:
         raise ValueError(f"{value!r} has no host")

@@ -72,10 +72,23 @@ class BatchEntry:
 
     def to_json(self) -> dict[str, Any]:
         data = {
-            "i": self.index, "s": self.source, "a": self.arguments or None, "c": self.conn_id, "w": self.width,
-            "h": self.height, "r": self.request_id, "t": self.submitted_at, "n": self.submissions,
-            "rs": self.retries or None, "u": self.urls, "st": self.state, "e": self.error, "ec": self.error_class,
-            "rt": self.retryable or None, "b": self.billed or None, "ff": self.fetch_failures or None,
+            "i": self.index,
+            "s": self.source,
+            "a": self.arguments or None,
+            "c": self.conn_id,
+            "w": self.width,
+            "h": self.height,
+            "r": self.request_id,
+            "t": self.submitted_at,
+            "n": self.submissions,
+            "rs": self.retries or None,
+            "u": self.urls,
+            "st": self.state,
+            "e": self.error,
+            "ec": self.error_class,
+            "rt": self.retryable or None,
+            "b": self.billed or None,
+            "ff": self.fetch_failures or None,
             "ro": self.repeat_of,
         }
         return {k: v for k, v in data.items() if v is not None}
@@ -83,11 +96,23 @@ class BatchEntry:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BatchEntry:
         return cls(
-            index=data["i"], source=data["s"], arguments=data.get("a") or {}, conn_id=data.get("c"),
-            width=data.get("w"), height=data.get("h"), request_id=data.get("r"), submitted_at=data.get("t"),
-            submissions=data.get("n", 0), retries=data.get("rs", 0), urls=data.get("u"),
-            state=data.get("st", "pending"), error=data.get("e"), error_class=data.get("ec"),
-            retryable=bool(data.get("rt")), billed=data.get("b", 0), fetch_failures=data.get("ff", 0),
+            index=data["i"],
+            source=data["s"],
+            arguments=data.get("a") or {},
+            conn_id=data.get("c"),
+            width=data.get("w"),
+            height=data.get("h"),
+            request_id=data.get("r"),
+            submitted_at=data.get("t"),
+            submissions=data.get("n", 0),
+            retries=data.get("rs", 0),
+            urls=data.get("u"),
+            state=data.get("st", "pending"),
+            error=data.get("e"),
+            error_class=data.get("ec"),
+            retryable=bool(data.get("rt")),
+            billed=data.get("b", 0),
+            fetch_failures=data.get("ff", 0),
             repeat_of=data.get("ro"),
         )
 
@@ -117,8 +142,14 @@ def failure_row(entry: BatchEntry) -> dict[str, Any]:
 
 def repeat_row(entry: BatchEntry, first: dict[str, Any]) -> dict[str, Any]:
     """The row of an image that repeats an earlier row (same image, same fields): that row's request and result."""
-    return {**first, "index": entry.index, "source": entry.source, "arguments": entry.arguments or None,
-            "submissions": 0, "repeat_of": entry.repeat_of}
+    return {
+        **first,
+        "index": entry.index,
+        "source": entry.source,
+        "arguments": entry.arguments or None,
+        "submissions": 0,
+        "repeat_of": entry.repeat_of,
+    }
 
 
 def success_row(entry: BatchEntry, document: dict[str, Any]) -> dict[str, Any]:

@@ -22,8 +22,7 @@ def _refuse(field: str, value: Any, what: str, allowed: str) -> Exception:
     return InputValidationError(field, f"{shown} {what}", allowed=allowed)
 
 
-def _range_text(kind: str, minimum: float | None, maximum: float | None, strict_minimum: bool,
-                allow_none: bool) -> str:
+def _range_text(kind: str, minimum: float | None, maximum: float | None, strict_minimum: bool, allow_none: bool) -> str:
     parts = [kind]
     if minimum is not None:
         parts.append(f"{'above' if strict_minimum else 'at least'} {minimum:g}")
@@ -33,8 +32,15 @@ def _range_text(kind: str, minimum: float | None, maximum: float | None, strict_
     return text + (", or None" if allow_none else "")
 
 
-def finite_number(field: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
-                  allow_none: bool = False, strict_minimum: bool = False) -> float | None:
+def finite_number(
+    field: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    allow_none: bool = False,
+    strict_minimum: bool = False,
+) -> float | None:
     """``value`` as a finite float within the bounds; ``InputValidationError(field, ...)`` otherwise.
 
     Refused: NaN, +-inf, booleans, non-numbers, and strings that do not read as a finite number.
@@ -69,8 +75,9 @@ def finite_number(field: str, value: Any, *, minimum: float | None = None, maxim
     return number
 
 
-def whole_number(field: str, value: Any, *, minimum: int | None = None, maximum: int | None = None,
-                 allow_none: bool = False) -> int | None:
+def whole_number(
+    field: str, value: Any, *, minimum: int | None = None, maximum: int | None = None, allow_none: bool = False
+) -> int | None:
     """``value`` as an int within the bounds; ``InputValidationError(field, ...)`` otherwise.
 
     Refused: booleans, fractions (``2.5``), NaN, +-inf and non-numbers; ``3.0`` and ``"3"`` are accepted.

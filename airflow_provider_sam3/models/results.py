@@ -220,9 +220,7 @@ class SegmentationResult(_Document):
             return [rle_decode(m.rle or "", width, height, field=f"masks[{m.index}].rle") for m in self.masks]
         from airflow_provider_sam3.media.masks import mask_from_image
 
-        return [
-            mask_from_image(self._mask_bytes(m, fetch, read), field=f"masks[{m.index}]") for m in self.masks
-        ]
+        return [mask_from_image(self._mask_bytes(m, fetch, read), field=f"masks[{m.index}]") for m in self.masks]
 
     def areas(self) -> list[int | None]:
         """Pixel count per mask from the RLE runs (no decoding); None for image documents (see ``to_rows``)."""
@@ -368,7 +366,8 @@ class EmbeddingResult(_Document):
         if len(data) != self.byte_size or hashlib.sha256(data).hexdigest() != self.sha256:
             raise ResultDocumentError(
                 "stored_url",
-                f"the bytes read ({len(data)} B) do not match byte_size {self.byte_size} and sha256 {self.sha256[:12]}...; "
+                f"the bytes read ({len(data)} B) do not match byte_size {self.byte_size} and sha256 "
+                f"{self.sha256[:12]}...; "
                 "the stored file was changed or belongs to another request.",
             )
         return data
@@ -545,7 +544,9 @@ def _frames(output: Any) -> int | None:
     return len(rles) if rles else None
 
 
-def _segmentation(endpoint_kind: str, output: Any, header: dict[str, Any], stored: dict[str, str]) -> SegmentationResult:
+def _segmentation(
+    endpoint_kind: str, output: Any, header: dict[str, Any], stored: dict[str, str]
+) -> SegmentationResult:
     image = header["image"]
     width = image.width if image else None
     height = image.height if image else None
@@ -800,8 +801,11 @@ def _check_version(data: Mapping[str, Any]) -> None:
         raise ResultDocumentError(
             "schema_version",
             f"is {version!r}, but this airflow-provider-sam3 reads version {SCHEMA_VERSION}; "
-            + ("upgrade the provider where this task runs." if isinstance(version, int) and version > SCHEMA_VERSION
-               else "this is not a SAM 3 result document."),
+            + (
+                "upgrade the provider where this task runs."
+                if isinstance(version, int) and version > SCHEMA_VERSION
+                else "this is not a SAM 3 result document."
+            ),
         )
 
 

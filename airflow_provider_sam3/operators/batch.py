@@ -149,15 +149,17 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
         positive_int("max_resubmits", self.max_resubmits, minimum=0)
         positive_int("collect_every", self.collect_every, optional=True, minimum=0)
         if self.on_image_failure not in FAILURE_POLICIES:
-            raise InputValidationError("on_image_failure", f"{self.on_image_failure!r} is not a policy",
-                                       allowed=", ".join(FAILURE_POLICIES))
+            raise InputValidationError(
+                "on_image_failure", f"{self.on_image_failure!r} is not a policy", allowed=", ".join(FAILURE_POLICIES)
+            )
         check_pacing(self.priority, self.poll_interval, self.max_poll_interval)
         if self.batch_timeout is None or not math.isfinite(self.batch_timeout) or self.batch_timeout <= 0:
             raise InputValidationError("timeout", f"{self.batch_timeout!r} must be a finite positive duration")
         self.max_cost_usd = finite_number("max_cost_usd", self.max_cost_usd, minimum=0, allow_none=True)
         if not isinstance(self.arguments, dict):
-            raise InputValidationError("arguments",
-                                       f"must be a mapping of field names to values, not {self.arguments!r}")
+            raise InputValidationError(
+                "arguments", f"must be a mapping of field names to values, not {self.arguments!r}"
+            )
         for name in ("image", "image_url"):
             if name in self.arguments:
                 raise InputValidationError(f"arguments.{name}", "images are given through the images parameter")
@@ -169,13 +171,18 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
 
         if self.output_path is None or self.output_path == "":
             raise InputValidationError(
-                "output_path", "is required for a batch: every image's outputs and the manifest are written there "
+                "output_path",
+                "is required for a batch: every image's outputs and the manifest are written there "
                 "(e.g. '/data/sam3/{{ ds }}' or 's3://conn_id@bucket/sam3/{{ ds }}')",
             )
         ti = context.get("ti")  # absent only when execute() is called by hand, outside a task run
-        folder = batch_folder(resolve_output_path(self.output_path), getattr(ti, "dag_id", self.dag_id),
-                              getattr(ti, "run_id", "no_run"), getattr(ti, "task_id", self.task_id),
-                              getattr(ti, "map_index", -1))
+        folder = batch_folder(
+            resolve_output_path(self.output_path),
+            getattr(ti, "dag_id", self.dag_id),
+            getattr(ti, "run_id", "no_run"),
+            getattr(ti, "task_id", self.task_id),
+            getattr(ti, "map_index", -1),
+        )
         if getattr(folder, "protocol", "") in ("", "file", "local"):
             probe = folder / f".write-check-{os.getpid()}"
             try:
@@ -184,7 +191,8 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
                 probe.unlink()
             except OSError as error:
                 raise InputValidationError(
-                    "output_path", f"{self.output_path!r} cannot hold this batch's outputs: creating or writing "
+                    "output_path",
+                    f"{self.output_path!r} cannot hold this batch's outputs: creating or writing "
                     f"{folder} failed ({type(error).__name__}: {error.strerror or error}); give a writable folder",
                 ) from None
         return folder
@@ -217,8 +225,12 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
             key = item_key(endpoint.endpoint_id, image.source, image.arguments)
             if key in first_of:
                 entry.state, entry.repeat_of = "repeat", first_of[key]
-                self.log.warning("images[%d] (%s) repeats images[%d] with the same fields: one request answers both "
-                                 "rows", position, image.source, first_of[key])
+                self.log.warning(
+                    "images[%d] (%s) repeats images[%d] with the same fields: one request answers both rows",
+                    position,
+                    image.source,
+                    first_of[key],
+                )
             else:
                 first_of[key] = position
                 try:
@@ -233,7 +245,8 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
             shown = "; ".join(problem.rstrip(".") for problem in problems[:INVALID_SHOWN])
             more = f"; and {len(problems) - INVALID_SHOWN} more" if len(problems) > INVALID_SHOWN else ""
             raise InputValidationError(
-                "images", f"{len(problems)} of {len(images)} images cannot be sent, so nothing was submitted: "
+                "images",
+                f"{len(problems)} of {len(images)} images cannot be sent, so nothing was submitted: "
                 f"{shown}{more}. Fix them, or set skip_invalid=True to record them as invalid and go on",
             )
         return state, bodies
@@ -243,8 +256,12 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
         price = f"${estimate:.2f}" if estimate is not None else "an unpublished price"
         self.log.info(
             "Batch of %d images on %s: %d requests to submit, estimated cost %s (fal bills successful requests "
-            "only; resubmissions after failures add at most %d requests)", total, endpoint.endpoint_id, to_pay,
-            price, to_pay * self.max_resubmits,
+            "only; resubmissions after failures add at most %d requests)",
+            total,
+            endpoint.endpoint_id,
+            to_pay,
+            price,
+            to_pay * self.max_resubmits,
         )
         if self.max_cost_usd is not None and estimate is not None and estimate > self.max_cost_usd:
             raise InputValidationError(
@@ -291,8 +308,10 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
         store = context.get("task_state_store")
         state = BatchState.load(store)
         if state is None:
-            raise FalRequestError("the batch's entries are missing from the task state store; the task cannot tell "
-                                  "which images were submitted. Clear the task to start the batch again")
+            raise FalRequestError(
+                "the batch's entries are missing from the task state store; the task cannot tell "
+                "which images were submitted. Clear the task to start the batch again"
+            )
         return self._run(context, get_endpoint(state.endpoint_id), state, self._folder(context), {}, event=event)
 
     def on_kill(self) -> None:
@@ -311,8 +330,11 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
         if previous is None:
             return None
         if previous.endpoint_id != endpoint.endpoint_id:
-            self.log.warning("A previous try ran this batch on %s; cancelling its requests and starting on %s",
-                             previous.endpoint_id, endpoint.endpoint_id)
+            self.log.warning(
+                "A previous try ran this batch on %s; cancelling its requests and starting on %s",
+                previous.endpoint_id,
+                endpoint.endpoint_id,
+            )
             self._cancel_entries(previous, previous.in_state("submitted"))
             previous.forget(store)
             return None
@@ -320,8 +342,13 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
         self.log.info(
             "Resuming this run's batch with the image list of its first try (%d rows; the images parameter is not "
             "listed again): %d images already done, %d still at fal (not submitted again), %d completed at fal and "
-            "fetched again (not submitted again), %d failed, %d not submitted yet", len(previous.entries),
-            counts["done"], counts["submitted"], counts["completed"], counts["failed"], counts["pending"],
+            "fetched again (not submitted again), %d failed, %d not submitted yet",
+            len(previous.entries),
+            counts["done"],
+            counts["submitted"],
+            counts["completed"],
+            counts["failed"],
+            counts["pending"],
         )
         return previous
 
@@ -331,8 +358,14 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
         budget = self.max_resubmits * self._try_number
         for key, entry in state.entries.items():
             if entry.state == "failed" and entry.retryable and entry.retries < budget:
-                self.log.warning("images[%d] (%s) failed (%s); submitting it again (%d of %d)", entry.index,
-                                 entry.source, entry.error, entry.retries + 1, budget)
+                self.log.warning(
+                    "images[%d] (%s) failed (%s); submitting it again (%d of %d)",
+                    entry.index,
+                    entry.source,
+                    entry.error,
+                    entry.retries + 1,
+                    budget,
+                )
                 entry.retries += 1
                 entry.state = "pending"
                 state.touch(key)
@@ -374,8 +407,15 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
 
     # ------------------------------------------------------------------ one stay on the worker after another
 
-    def _run(self, context: Any, endpoint: Endpoint, state: BatchState, folder: Any,
-             bodies: dict[str, dict[str, Any]], event: dict[str, Any] | None) -> Any:
+    def _run(
+        self,
+        context: Any,
+        endpoint: Endpoint,
+        state: BatchState,
+        folder: Any,
+        bodies: dict[str, dict[str, Any]],
+        event: dict[str, Any] | None,
+    ) -> Any:
         store = context.get("task_state_store")
         try:
             waiting = asyncio.run(self._work(endpoint, state, folder, bodies, event, store))
@@ -390,9 +430,15 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
 
         self.defer(
             trigger=FalBatchTrigger(
-                endpoint_id=state.endpoint_id, url_templates=state.url_templates or {}, request_ids=request_ids,
-                fal_conn_id=self.fal_conn_id, deadline=state.deadline, poll_interval=self.poll_interval,
-                max_poll_interval=self.max_poll_interval, fire_at=fire_at, progress=self._progress(state),
+                endpoint_id=state.endpoint_id,
+                url_templates=state.url_templates or {},
+                request_ids=request_ids,
+                fal_conn_id=self.fal_conn_id,
+                deadline=state.deadline,
+                poll_interval=self.poll_interval,
+                max_poll_interval=self.max_poll_interval,
+                fire_at=fire_at,
+                progress=self._progress(state),
                 explicit_urls=self._explicit_urls(state, request_ids),
             ),
             method_name="execute_complete",
@@ -409,8 +455,12 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
         except Exception as failure:  # noqa: BLE001 - the error that stopped the batch is the one to raise
             self.log.warning("Could not write the manifest of the stopped batch: %s", failure)
             return
-        self.log.error("The batch stopped: %s. Every image is listed in %s; a retry, or a clear once the cause is "
-                       "fixed, goes on without paying again for what was already submitted", reason, manifest)
+        self.log.error(
+            "The batch stopped: %s. Every image is listed in %s; a retry, or a clear once the cause is "
+            "fixed, goes on without paying again for what was already submitted",
+            reason,
+            manifest,
+        )
 
     # ------------------------------------------------------------------ the end
 
@@ -447,24 +497,39 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
             "output_path": str(folder),
             "manifest": str(manifest),
             "failures": [
-                {"index": e.index, "source": e.source, "status": state.outcome_of(e).state,
-                 "error": state.outcome_of(e).error} for e in missing
+                {
+                    "index": e.index,
+                    "source": e.source,
+                    "status": state.outcome_of(e).state,
+                    "error": state.outcome_of(e).error,
+                }
+                for e in missing
             ][:SUMMARY_FAILURES_SHOWN],
         }
         self.log.info(
             "Batch finished: %d of %d images succeeded, %d failed, %d invalid; %d submissions (%d resubmissions); "
-            "fal bills %d completed requests: %s (estimated %s); manifest: %s", counts["done"], len(entries),
-            counts["failed"], counts["invalid"], submissions, summary["resubmissions"], billed,
+            "fal bills %d completed requests: %s (estimated %s); manifest: %s",
+            counts["done"],
+            len(entries),
+            counts["failed"],
+            counts["invalid"],
+            submissions,
+            summary["resubmissions"],
+            billed,
             f"${cost:.4f}" if cost is not None else "an unpublished price",
-            f"${state.estimate_usd:.4f}" if state.estimate_usd is not None else "unknown", manifest,
+            f"${state.estimate_usd:.4f}" if state.estimate_usd is not None else "unknown",
+            manifest,
         )
         if failing:
             state.save(context.get("task_state_store"))
             first = summary["failures"][0]
             final = all(not state.outcome_of(e).retryable for e in missing)
-            then = ("only final failures remain (rejected input, app errors, invalid images): a retry would not "
-                    "change them, so the task fails without retrying" if final else
-                    "a retry submits only those images again")
+            then = (
+                "only final failures remain (rejected input, app errors, invalid images): a retry would not "
+                "change them, so the task fails without retrying"
+                if final
+                else "a retry submits only those images again"
+            )
             error = FalRequestError(
                 f"{len(missing)} of {len(entries)} images have no result (first: images[{first['index']}] "
                 f"{first['source']}: {first['error']}). Every image is listed in {manifest}; {then}; set "

@@ -56,8 +56,11 @@ def resolve_images(images: Any, *, field_name: str = "images") -> list[BatchImag
         return resolved
     found = _item(images, field_name)
     if not found:
-        raise InputValidationError(field_name, f"{_describe(images)} matches no image files "
-                                   f"(looked for {', '.join(IMAGE_SUFFIXES)}).", allowed=_ACCEPTED)
+        raise InputValidationError(
+            field_name,
+            f"{_describe(images)} matches no image files (looked for {', '.join(IMAGE_SUFFIXES)}).",
+            allowed=_ACCEPTED,
+        )
     return found
 
 
@@ -70,8 +73,9 @@ def _parsed(images: Any, field_name: str) -> Any:
                 return parse(text)
             except (ValueError, SyntaxError):
                 continue
-        raise InputValidationError(field_name, f"looks like a list but cannot be read: {text[:80]!r}.",
-                                   allowed=_ACCEPTED)
+        raise InputValidationError(
+            field_name, f"looks like a list but cannot be read: {text[:80]!r}.", allowed=_ACCEPTED
+        )
     return images
 
 
@@ -81,7 +85,8 @@ def _item(item: Any, where: str) -> list[BatchImage]:
         given = [key for key in ("image", "image_url") if key in arguments]
         if len(given) != 1:
             raise InputValidationError(
-                where, "must name its image once, under 'image' (or 'image_url'), next to its own fields such as "
+                where,
+                "must name its image once, under 'image' (or 'image_url'), next to its own fields such as "
                 f"'prompt'; got keys {sorted(arguments)}.",
             )
         source = arguments.pop(given[0])
@@ -101,8 +106,9 @@ def _sources(source: Any, where: str, *, expand: bool) -> list[BatchImage]:
             return [BatchImage(text)]
         if not scheme and not os.path.isabs(os.path.expanduser(text)):
             raise InputValidationError(
-                where, f"{text!r} is a relative path; workers differ in working directory, so give an absolute path "
-                "or a URL.", allowed=_ACCEPTED,
+                where,
+                f"{text!r} is a relative path; workers differ in working directory, so give an absolute path or a URL.",
+                allowed=_ACCEPTED,
             )
         if expand and (any(ch in text for ch in GLOB_CHARACTERS) or _is_local_dir(text)):
             return _listed(_storage_path(text), where)
@@ -113,8 +119,10 @@ def _sources(source: Any, where: str, *, expand: bool) -> list[BatchImage]:
             return _listed(source, where)
         return [BatchImage(_source_text(source), getattr(source, "conn_id", None))]
     raise InputValidationError(
-        where, f"got {type(source).__name__}; bytes and PIL images cannot be batched (they cannot be persisted "
-        "for a retry); save them to storage and pass the paths.", allowed=_ACCEPTED,
+        where,
+        f"got {type(source).__name__}; bytes and PIL images cannot be batched (they cannot be persisted "
+        "for a retry); save them to storage and pass the paths.",
+        allowed=_ACCEPTED,
     )
 
 
@@ -129,12 +137,12 @@ def _storage_path(text: str) -> Any:
 def _source_text(path: Any) -> str:
     """A local file as its plain path (what users recognise in a manifest); object storage as its URL."""
     text = str(path)
-    return text[len("file://"):] if text.startswith("file://") else text
+    return text[len("file://") :] if text.startswith("file://") else text
 
 
 def _is_local_dir(text: str) -> bool:
     if text.startswith("file://"):
-        text = text[len("file://"):]
+        text = text[len("file://") :]
     elif "://" in text:
         return False
     return os.path.isdir(os.path.expanduser(text))
@@ -159,8 +167,9 @@ def _listed(path: Any, where: str) -> list[BatchImage]:
         else:
             matches = list(path.iterdir())
     except Exception as error:  # noqa: BLE001 - fsspec raises many kinds
-        raise InputValidationError(where, f"could not list {_describe(path)}: {type(error).__name__}: {error}.",
-                                   allowed=_ACCEPTED) from error
+        raise InputValidationError(
+            where, f"could not list {_describe(path)}: {type(error).__name__}: {error}.", allowed=_ACCEPTED
+        ) from error
     files = sorted(
         (match for match in matches if str(match).lower().endswith(IMAGE_SUFFIXES) and not _is_dir(match)), key=str
     )

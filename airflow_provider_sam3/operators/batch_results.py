@@ -37,6 +37,7 @@ def batch_folder(output_base: Any, dag_id: str, run_id: str, task_id: str, map_i
     Characters outside ``A-Z a-z 0-9 . _ = -`` become ``_`` (``scheduled__2026-11-30T00:00:00+00:00`` ->
     ``scheduled__2026-11-30T00_00_00_00_00``), so every store and shell takes the path as it is.
     """
+
     def safe(part: str) -> str:
         text = _UNSAFE_IN_NAME.sub("_", str(part))
         return "_" + text if text in ("", ".", "..") else text
@@ -88,8 +89,9 @@ class ResultCollector:
     async def _one(self, entry: BatchEntry, ref: RequestReference, outcome: list[Any]) -> dict[str, Any] | None:
         error, error_type, inference = (list(outcome) + [None, None, None])[:3]
         if error:
-            self._failed(entry, completed_error(str(error), error_type, endpoint_id=ref.endpoint_id,
-                                                request_id=ref.request_id))
+            self._failed(
+                entry, completed_error(str(error), error_type, endpoint_id=ref.endpoint_id, request_id=ref.request_id)
+            )
             return None
         if entry.state == "submitted":
             entry.billed += 1  # fal completed it without error: it bills this request, whatever happens next
@@ -97,9 +99,15 @@ class ResultCollector:
             try:
                 output = await self.hook.aresult(ref)
             except exc.FalRequestNotFoundError as failure:
-                self._failed(entry, exc.FalRequestNotFoundError(
-                    f"fal completed request {ref.request_id} but no longer has its result ({failure}); the image "
-                    "is submitted again", endpoint_id=ref.endpoint_id, request_id=ref.request_id))
+                self._failed(
+                    entry,
+                    exc.FalRequestNotFoundError(
+                        f"fal completed request {ref.request_id} but no longer has its result ({failure}); the image "
+                        "is submitted again",
+                        endpoint_id=ref.endpoint_id,
+                        request_id=ref.request_id,
+                    ),
+                )
                 return None
             except (exc.FalValidationError, exc.FalAppError, exc.FalUntrustedUrlError) as failure:
                 self._failed(entry, failure)
@@ -116,43 +124,65 @@ class ResultCollector:
                 self._unstored(entry, ref, f"downloading its outputs failed: {failure}", failure)
                 return None
             except OSError as failure:  # storage refused a write
-                self._unstored(entry, ref, f"storing its outputs under {self.output_path} failed: "
-                               f"{type(failure).__name__}: {failure}", failure)
+                self._unstored(
+                    entry,
+                    ref,
+                    f"storing its outputs under {self.output_path} failed: {type(failure).__name__}: {failure}",
+                    failure,
+                )
                 return None
             except ValueError as failure:  # fal's answer does not match the endpoint's output schema
-                self._failed(entry, exc.FalRequestError(
-                    f"fal's result for request {ref.request_id} could not be read ({failure}); it was paid, so it "
-                    "is not submitted again; its request id is in the manifest",
-                    endpoint_id=ref.endpoint_id, request_id=ref.request_id, retryable=False,
-                ))
+                self._failed(
+                    entry,
+                    exc.FalRequestError(
+                        f"fal's result for request {ref.request_id} could not be read ({failure}); it was paid, so it "
+                        "is not submitted again; its request id is in the manifest",
+                        endpoint_id=ref.endpoint_id,
+                        request_id=ref.request_id,
+                        retryable=False,
+                    ),
+                )
                 return None
         entry.state, entry.error, entry.error_class, entry.retryable = "done", None, None, False
         return success_row(entry, document)
 
     def _unstored(self, entry: BatchEntry, ref: RequestReference, what: str, failure: Exception) -> None:
-        entry.completed_unstored(f"completed at fal as request {ref.request_id}, not stored yet: {what}",
-                                 type(failure).__name__)
-        self.log.warning("images[%d] (%s): %s; it is fetched again, not submitted again", entry.index, entry.source,
-                         entry.error)
+        entry.completed_unstored(
+            f"completed at fal as request {ref.request_id}, not stored yet: {what}", type(failure).__name__
+        )
+        self.log.warning(
+            "images[%d] (%s): %s; it is fetched again, not submitted again", entry.index, entry.source, entry.error
+        )
 
-    async def _document(self, entry: BatchEntry, ref: RequestReference, output: dict[str, Any],
-                        inference: Any) -> dict[str, Any]:
+    async def _document(
+        self, entry: BatchEntry, ref: RequestReference, output: dict[str, Any], inference: Any
+    ) -> dict[str, Any]:
         from airflow_provider_sam3.models.results import build_result
         from airflow_provider_sam3.operators.outputs import copy_outputs, output_urls
 
-        result = build_result(self.endpoint, output, reference=ref, image=entry.image, completed_at=time.time(),
-                              inference_seconds=inference)
+        result = build_result(
+            self.endpoint,
+            output,
+            reference=ref,
+            image=entry.image,
+            completed_at=time.time(),
+            inference_seconds=inference,
+        )
         urls = output_urls(result)
         files = dict(zip(urls, await asyncio.gather(*(self.hook.adownload(url) for url in urls))))
 
         def downloaded(url: str) -> bytes:
             if url not in files:
-                raise exc.FalRequestError(f"output {url[:100]} was not among the files fetched for this result",
-                                          endpoint_id=ref.endpoint_id, request_id=ref.request_id)
+                raise exc.FalRequestError(
+                    f"output {url[:100]} was not among the files fetched for this result",
+                    endpoint_id=ref.endpoint_id,
+                    request_id=ref.request_id,
+                )
             return files[url]
 
-        copied = await asyncio.to_thread(copy_outputs, result, self.output_path, download=downloaded,
-                                         output_json=output)
+        copied = await asyncio.to_thread(
+            copy_outputs, result, self.output_path, download=downloaded, output_json=output
+        )
         return copied.model_dump(mode="json")
 
     def _failed(self, entry: BatchEntry, error: exc.Sam3ProviderError) -> None:
@@ -169,8 +199,9 @@ def write_part(folder: Any, cycle: int, rows: list[dict[str, Any]]) -> None:
     (parts / f"part-{cycle:05d}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
-def write_manifest(folder: Any, entries: list[BatchEntry], *, keep_parts: bool = False,
-                   stopped: str | None = None) -> Any:
+def write_manifest(
+    folder: Any, entries: list[BatchEntry], *, keep_parts: bool = False, stopped: str | None = None
+) -> Any:
     """``<folder>/manifest.jsonl``: one row per input row in input order; results from the part files, the rest
     from the entries; a repeat carries the row it repeats.
 
@@ -223,7 +254,7 @@ def _replace(path: Any, text: str) -> None:
     if getattr(path, "protocol", "") not in ("", "file", "local"):
         path.write_text(text)
         return
-    target = str(path)[len("file://"):] if str(path).startswith("file://") else getattr(path, "path", str(path))
+    target = str(path)[len("file://") :] if str(path).startswith("file://") else getattr(path, "path", str(path))
     temporary = f"{target}.tmp-{os.getpid()}"
     with open(temporary, "w") as handle:
         handle.write(text)
@@ -234,11 +265,14 @@ def _stopped_row(entry: BatchEntry, reason: str) -> dict[str, Any]:
     """An image the batch left behind when it stopped early: not submitted, still at fal, or completed at fal and
     not stored yet (both paid and kept: a retry or clear fetches them without paying again)."""
     if entry.state == "submitted":
-        where = (f"still at fal as request {entry.request_id}: a retry or clear of the task fetches it without "
-                 "paying again")
+        where = (
+            f"still at fal as request {entry.request_id}: a retry or clear of the task fetches it without paying again"
+        )
     elif entry.state == "completed":
-        where = (f"completed at fal as request {entry.request_id}, result not stored yet ({entry.error}): a retry "
-                 "or clear of the task fetches it without paying again")
+        where = (
+            f"completed at fal as request {entry.request_id}, result not stored yet ({entry.error}): a retry "
+            "or clear of the task fetches it without paying again"
+        )
     else:
         where = "not submitted"
     return {**failure_row(entry), "error": f"{where}; the batch stopped: {reason}", "error_class": "BatchStopped"}
@@ -246,6 +280,8 @@ def _stopped_row(entry: BatchEntry, reason: str) -> dict[str, Any]:
 
 def _lost_row(entry: BatchEntry) -> dict[str, Any]:
     """An image marked done whose row is missing (its part file was deleted by hand): say so, do not hide it."""
-    entry.fail("its result was stored, but its manifest row was lost; see its request's folder for result.json",
-               "ManifestRowMissing")
+    entry.fail(
+        "its result was stored, but its manifest row was lost; see its request's folder for result.json",
+        "ManifestRowMissing",
+    )
     return failure_row(entry)

@@ -77,8 +77,9 @@ class BatchState:
         return [entry for entry in self.ordered() if entry.state in states]
 
     def by_request_id(self) -> dict[str, str]:
-        return {entry.request_id: key for key, entry in self.entries.items()
-                if entry.request_id and entry.state != "repeat"}
+        return {
+            entry.request_id: key for key, entry in self.entries.items() if entry.request_id and entry.state != "repeat"
+        }
 
     def outcome_of(self, entry: BatchEntry) -> BatchEntry:
         """The entry whose request answers this row: itself, or the row it repeats."""
@@ -124,9 +125,15 @@ class BatchState:
 
     def _header(self) -> dict[str, Any]:
         return {
-            "version": BATCH_SCHEMA_VERSION, "endpoint_id": self.endpoint_id, "started_at": self.started_at,
-            "deadline": self.deadline, "url_templates": self.url_templates, "cycle": self.cycle,
-            "shards": self.shard_count, "images": len(self.entries), "estimate_usd": self.estimate_usd,
+            "version": BATCH_SCHEMA_VERSION,
+            "endpoint_id": self.endpoint_id,
+            "started_at": self.started_at,
+            "deadline": self.deadline,
+            "url_templates": self.url_templates,
+            "cycle": self.cycle,
+            "shards": self.shard_count,
+            "images": len(self.entries),
+            "estimate_usd": self.estimate_usd,
         }
 
     @classmethod
@@ -135,8 +142,12 @@ class BatchState:
         if not header:
             return None
         state = cls(
-            endpoint_id=header["endpoint_id"], started_at=header["started_at"], deadline=header["deadline"],
-            url_templates=header.get("url_templates"), cycle=header.get("cycle", 0), saved_header=header,
+            endpoint_id=header["endpoint_id"],
+            started_at=header["started_at"],
+            deadline=header["deadline"],
+            url_templates=header.get("url_templates"),
+            cycle=header.get("cycle", 0),
+            saved_header=header,
             estimate_usd=header.get("estimate_usd"),
         )
         loaded = []

@@ -35,8 +35,18 @@ class Submitter:
     :param body_for: ``(entry) -> request body``, built when the image's turn comes (bodies are not held).
     """
 
-    def __init__(self, hook: FalHook, endpoint: Endpoint, state: BatchState, store: Any, *, concurrency: int,
-                 priority: str | None, body_for: Callable[[BatchEntry], Any], log: Any) -> None:
+    def __init__(
+        self,
+        hook: FalHook,
+        endpoint: Endpoint,
+        state: BatchState,
+        store: Any,
+        *,
+        concurrency: int,
+        priority: str | None,
+        body_for: Callable[[BatchEntry], Any],
+        log: Any,
+    ) -> None:
         self.hook = hook
         self.endpoint = endpoint
         self.state = state
@@ -75,8 +85,12 @@ class Submitter:
             await asyncio.gather(*(slot() for _ in range(min(self.concurrency, len(keys)))))
         finally:  # every accepted submission is in the log, even when the account stops the batch
             if accepted:
-                self.log.info("Submitted %d requests to %s (%d waiting at fal)", accepted, self.endpoint.endpoint_id,
-                              len(self.state.in_state("submitted")))
+                self.log.info(
+                    "Submitted %d requests to %s (%d waiting at fal)",
+                    accepted,
+                    self.endpoint.endpoint_id,
+                    len(self.state.in_state("submitted")),
+                )
         if stop:
             raise as_task_error(stop[0], retry_useless=True)
 
@@ -94,19 +108,29 @@ class Submitter:
         except Sam3ProviderError as error:
             if isinstance(error, FalSubmitOutcomeUnknownError):
                 entry.submissions += 1  # fal may have created (and bills) it: counted, never hidden
-                self.log.warning("fal may have created images[%d]'s request (answer lost), whose id is unknown; "
-                                 "counted as a submission", entry.index)
+                self.log.warning(
+                    "fal may have created images[%d]'s request (answer lost), whose id is unknown; "
+                    "counted as a submission",
+                    entry.index,
+                )
             elif isinstance(error, FalUntrustedUrlError):
                 entry.submissions += 1  # the queue accepted it; its answer was refused, not the request
-                self.log.warning("images[%d]'s request was created, but the queue's answer was refused (%s); "
-                                 "counted as a submission", entry.index, error)
+                self.log.warning(
+                    "images[%d]'s request was created, but the queue's answer was refused (%s); "
+                    "counted as a submission",
+                    entry.index,
+                    error,
+                )
             entry.fail(f"submit failed: {error}", type(error).__name__, retryable=worth_resubmitting(error))
             return error
         templates = url_templates_of(ref)
         if self.state.url_templates is None:
             self.state.url_templates = templates
-        entry.urls = None if templates == self.state.url_templates else {
-            "status_url": ref.status_url, "response_url": ref.response_url, "cancel_url": ref.cancel_url}
+        entry.urls = (
+            None
+            if templates == self.state.url_templates
+            else {"status_url": ref.status_url, "response_url": ref.response_url, "cancel_url": ref.cancel_url}
+        )
         entry.request_id, entry.submitted_at = ref.request_id, ref.submitted_at
         entry.submissions += 1
         entry.state, entry.error, entry.error_class, entry.retryable = "submitted", None, None, False

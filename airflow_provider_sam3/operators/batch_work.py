@@ -49,9 +49,15 @@ class BatchWork:
     _try_number: int
     _live_state: BatchState | None
 
-    async def _work(self, endpoint: Endpoint, state: BatchState, folder: Any,
-                    bodies: dict[str, dict[str, Any]], event: dict[str, Any] | None,
-                    store: Any) -> tuple[list[str], int | None] | None:
+    async def _work(
+        self,
+        endpoint: Endpoint,
+        state: BatchState,
+        folder: Any,
+        bodies: dict[str, dict[str, Any]],
+        event: dict[str, Any] | None,
+        store: Any,
+    ) -> tuple[list[str], int | None] | None:
         """One stay on the worker: store what the trigger reports, submit what is due while storing what
         finishes meanwhile, fetch again what fal completed but could not be stored, and stay for the end when
         little is left. Returns None when every image is final, else the request ids to defer on (in submission
@@ -80,10 +86,11 @@ class BatchWork:
                 unstored = state.in_state("completed")
                 if unstored and time.monotonic() >= refetch_at:  # backing off: storage or fal may need a while
                     self._give_up_fetching_if_due(unstored)
-                    await self._store_finished({e.request_id: [None, None, None] for e in unstored}, state,
-                                               collector, store)
+                    await self._store_finished(
+                        {e.request_id: [None, None, None] for e in unstored}, state, collector, store
+                    )
                     refetches += 1
-                    refetch_at = time.monotonic() + min(2.0 ** refetches / 4, 30.0)
+                    refetch_at = time.monotonic() + min(2.0**refetches / 4, 30.0)
                 waiting = state.in_state("submitted")
                 pending, unstored = len(state.in_state("pending")), len(state.in_state("completed"))
                 if not waiting and not pending and not unstored:
@@ -91,7 +98,7 @@ class BatchWork:
                     return None
                 if not waiting:  # only images whose submission failed for now, or results to fetch again
                     idle += 1
-                    await asyncio.sleep(min(2.0 ** idle / 4, 30.0))
+                    await asyncio.sleep(min(2.0**idle / 4, 30.0))
                     continue
                 rate = poller.rate() or rate
                 if self.deferrable and not self._stay_for_the_end(len(waiting), pending, rate):
@@ -142,16 +149,29 @@ class BatchWork:
         waiting = sorted(state.in_state("submitted"), key=lambda e: (e.submitted_at or 0, e.index))
         progress = self._progress(state)
         return BatchPoller(
-            hook, state.endpoint_id, state.url_templates or {}, [e.request_id for e in waiting],
-            explicit_urls={e.request_id: e.urls for e in waiting if e.urls}, deadline=None,
-            poll_interval=self.poll_interval, max_poll_interval=self.max_poll_interval, fire_at=None,
+            hook,
+            state.endpoint_id,
+            state.url_templates or {},
+            [e.request_id for e in waiting],
+            explicit_urls={e.request_id: e.urls for e in waiting if e.urls},
+            deadline=None,
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+            fire_at=None,
             progress=ProgressLine(progress["total"], progress["done"], progress["failed"], state.endpoint_id),
             log=self.log,
         )
 
-    async def _submit_while_storing(self, hook: FalHook, endpoint: Endpoint, state: BatchState,
-                                    bodies: dict[str, dict[str, Any]], store: Any, poller: Any,
-                                    collector: Any) -> None:
+    async def _submit_while_storing(
+        self,
+        hook: FalHook,
+        endpoint: Endpoint,
+        state: BatchState,
+        bodies: dict[str, dict[str, Any]],
+        store: Any,
+        poller: Any,
+        collector: Any,
+    ) -> None:
         """Submit what is due; meanwhile store the results of requests that finish (fal starts on the first
         submission, so a long submission would otherwise leave finished results waiting)."""
         submitted = asyncio.Event()
@@ -178,9 +198,15 @@ class BatchWork:
             submitted.set()
             await storing
 
-    async def _submit_due(self, hook: FalHook, endpoint: Endpoint, state: BatchState,
-                          bodies: dict[str, dict[str, Any]], store: Any,
-                          on_submitted: Callable[[list[BatchEntry]], None]) -> None:
+    async def _submit_due(
+        self,
+        hook: FalHook,
+        endpoint: Endpoint,
+        state: BatchState,
+        bodies: dict[str, dict[str, Any]],
+        store: Any,
+        on_submitted: Callable[[list[BatchEntry]], None],
+    ) -> None:
         """Submit pending images in input order (at most ``max_in_flight`` waiting at fal); each request id is in
         the task state store as soon as its submit call returns."""
         from airflow_provider_sam3.operators.batch_inputs import BatchImage
@@ -198,13 +224,22 @@ class BatchWork:
                 entry.width, entry.height = size["width"], size["height"]
             return body
 
-        submitter = Submitter(hook, endpoint, state, store, concurrency=self.submit_concurrency,
-                              priority=self.priority, body_for=body_for, log=self.log)
+        submitter = Submitter(
+            hook,
+            endpoint,
+            state,
+            store,
+            concurrency=self.submit_concurrency,
+            priority=self.priority,
+            body_for=body_for,
+            log=self.log,
+        )
         await submitter.submit(due, on_submitted)
         state.save(store)
 
-    async def _poll_and_store(self, poller: Any, collector: Any, state: BatchState, store: Any,
-                              round_number: int) -> None:
+    async def _poll_and_store(
+        self, poller: Any, collector: Any, state: BatchState, store: Any, round_number: int
+    ) -> None:
         """One status round on the worker, then store whatever finished."""
         from airflow_provider_sam3.operators.completion import as_task_error
 
@@ -214,14 +249,16 @@ class BatchWork:
         if fatal is not None:
             raise as_task_error(fatal, retry_useless=True)
         if poller.progress.due():
-            self.log.info(poller.progress.describe(poller.finished_count, poller.failed, poller.running,
-                                                   len(poller.waiting)))
+            self.log.info(
+                poller.progress.describe(poller.finished_count, poller.failed, poller.running, len(poller.waiting))
+            )
         finished = poller.take_finished()
         if finished:
             await self._store_finished(finished, state, collector, store)
 
-    async def _store_finished(self, finished: dict[str, list[Any]], state: BatchState, collector: Any,
-                              store: Any) -> None:
+    async def _store_finished(
+        self, finished: dict[str, list[Any]], state: BatchState, collector: Any, store: Any
+    ) -> None:
         """Fetch and store finished requests' outputs, write their manifest rows, then save their entries."""
         from airflow_provider_sam3.operators.batch_results import write_part
 
@@ -242,8 +279,13 @@ class BatchWork:
         state.save(store)
         failed = sum(1 for entry, _, _ in items.values() if entry.state == "failed")
         unstored = sum(1 for entry, _, _ in items.values() if entry.state == "completed")
-        self.log.info("Stored %d finished requests: %d results, %d failed, %d to fetch again", len(items),
-                      len(rows), failed, unstored)
+        self.log.info(
+            "Stored %d finished requests: %d results, %d failed, %d to fetch again",
+            len(items),
+            len(rows),
+            failed,
+            unstored,
+        )
 
     async def _absorb(self, event: dict[str, Any], state: BatchState, collector: Any, store: Any) -> None:
         """What the trigger reports: store what finished, record cancellations, and end on a fatal error."""
@@ -254,8 +296,10 @@ class BatchWork:
         for request_id, outcome in (event.get("cancelled") or {}).items():
             key = by_request.get(request_id)
             if key is not None and state.entries[key].state == "submitted":
-                state.entries[key].fail(f"the batch's timeout passed before fal finished it; cancel at fal: {outcome}",
-                                        "FalDeadlineExceededError")
+                state.entries[key].fail(
+                    f"the batch's timeout passed before fal finished it; cancel at fal: {outcome}",
+                    "FalDeadlineExceededError",
+                )
                 state.touch(key)
         state.save(store)
         if event["status"] == "error":
@@ -272,8 +316,11 @@ class BatchWork:
         outcomes = await cancel_all(hook, [self._reference(state, e) for e in waiting]) if waiting else {}
         for key, entry in state.entries.items():
             if entry.state == "submitted":
-                entry.fail("the batch's timeout passed before fal finished it; cancel at fal: "
-                           f"{outcomes.get(entry.request_id)}", "FalDeadlineExceededError")
+                entry.fail(
+                    "the batch's timeout passed before fal finished it; cancel at fal: "
+                    f"{outcomes.get(entry.request_id)}",
+                    "FalDeadlineExceededError",
+                )
             elif entry.state == "pending":
                 entry.fail("the batch's timeout passed before this image was submitted", "FalDeadlineExceededError")
             else:

@@ -47,8 +47,11 @@ def preflight_output_path(field: str, output_path: Any) -> Any:
     target = os.path.abspath(path.path if hasattr(path, "path") else str(path))
     problem = _local_problem(target)
     if problem:
-        raise InputValidationError(field, f"{problem}; nothing was sent to fal, so nothing was paid",
-                                   allowed=f"{_PATH_KINDS}, that this worker can create and write")
+        raise InputValidationError(
+            field,
+            f"{problem}; nothing was sent to fal, so nothing was paid",
+            allowed=f"{_PATH_KINDS}, that this worker can create and write",
+        )
     return path
 
 
@@ -104,16 +107,20 @@ def check_prompt_geometry(body: Mapping[str, Any], image: Mapping[str, Any] | No
         for axis, limit in (("x", width), ("y", height)):
             value = point.get(axis)
             if isinstance(value, int) and value >= limit:
-                raise InputValidationError(f"point_prompts[{index}].{axis}", f"{value} is outside the image: {size}",
-                                           allowed=f"0 to {limit - 1}")
+                raise InputValidationError(
+                    f"point_prompts[{index}].{axis}",
+                    f"{value} is outside the image: {size}",
+                    allowed=f"0 to {limit - 1}",
+                )
     for index, box in enumerate(body.get("box_prompts") or []):
         if not isinstance(box, Mapping):
             continue
         for name, limit in (("x_min", width - 1), ("y_min", height - 1), ("x_max", width), ("y_max", height)):
             value = box.get(name)
             if isinstance(value, int) and value > limit:
-                raise InputValidationError(f"box_prompts[{index}].{name}", f"{value} is outside the image: {size}",
-                                           allowed=f"0 to {limit}")
+                raise InputValidationError(
+                    f"box_prompts[{index}].{name}", f"{value} is outside the image: {size}", allowed=f"0 to {limit}"
+                )
 
 
 def _seconds(value: float | timedelta | None) -> float | None:
@@ -152,11 +159,19 @@ def check_pacing(priority: Any, poll_interval: Any, max_poll_interval: Any) -> N
         raise InputValidationError("priority", f"{priority!r} is not a queue priority", allowed="normal, low")
     for name, value in (("poll_interval", poll_interval), ("max_poll_interval", max_poll_interval)):
         if value is not None and not (_is_number(value) and value >= MIN_POLL_INTERVAL):
-            why = ("is a boolean, not a number" if isinstance(value, bool) else "is not a finite number"
-                   if _is_number(value, finite=False) and not _is_number(value) else
-                   "would poll fal too fast or is not a number")
-            raise InputValidationError(name, f"{value!r} {why}",
-                                       allowed=f"a number of seconds of at least {MIN_POLL_INTERVAL}, or None")
+            why = (
+                "is a boolean, not a number"
+                if isinstance(value, bool)
+                else "is not a finite number"
+                if _is_number(value, finite=False) and not _is_number(value)
+                else "would poll fal too fast or is not a number"
+            )
+            raise InputValidationError(
+                name, f"{value!r} {why}", allowed=f"a number of seconds of at least {MIN_POLL_INTERVAL}, or None"
+            )
     if poll_interval is not None and max_poll_interval is not None and max_poll_interval < poll_interval:
-        raise InputValidationError("max_poll_interval", f"{max_poll_interval!r} is below poll_interval "
-                                   f"{poll_interval!r}", allowed=f"at least {poll_interval!r}")
+        raise InputValidationError(
+            "max_poll_interval",
+            f"{max_poll_interval!r} is below poll_interval {poll_interval!r}",
+            allowed=f"at least {poll_interval!r}",
+        )

@@ -22,13 +22,26 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.fal import FalHook
 
 RAW_SCHEMA_VERSION = 1
-NOT_WORTH_RETRYING = (FalAuthenticationError, FalValidationError, FalUntrustedUrlError, FalOutputRefusedError,
-                      InputValidationError)
-NOT_WORTH_RETRYING_NAMES = frozenset(
-    ["FalAuthenticationError", "FalBalanceExhaustedError", "FalValidationError", "FalNoMasksError",
-     "FalUntrustedUrlError", "FalOutputRefusedError", "InputValidationError", "InvalidImageError"]
+NOT_WORTH_RETRYING = (
+    FalAuthenticationError,
+    FalValidationError,
+    FalUntrustedUrlError,
+    FalOutputRefusedError,
+    InputValidationError,
 )
-"""A cancelled request is worth a retry: a clear racing its own cancel, or a cancel from elsewhere, then submits anew."""
+NOT_WORTH_RETRYING_NAMES = frozenset(
+    [
+        "FalAuthenticationError",
+        "FalBalanceExhaustedError",
+        "FalValidationError",
+        "FalNoMasksError",
+        "FalUntrustedUrlError",
+        "FalOutputRefusedError",
+        "InputValidationError",
+        "InvalidImageError",
+    ]
+)
+"""A cancelled request is worth a retry: a clear racing its own cancel, or a cancel from elsewhere, submits anew."""
 
 
 def as_task_error(error: Exception, *, retry_useless: bool | None = None) -> Exception:
@@ -75,8 +88,11 @@ def raise_for_event(event: dict[str, Any] | None) -> RequestReference:
         raise FalRequestError(f"the trigger sent an event this provider does not understand: {event!r}")
     reference = RequestReference.from_dict(event["reference"])
     if event["status"] == "timeout":
-        raise FalDeadlineExceededError(event.get("message") or "deadline passed",
-                                       endpoint_id=reference.endpoint_id, request_id=reference.request_id)
+        raise FalDeadlineExceededError(
+            event.get("message") or "deadline passed",
+            endpoint_id=reference.endpoint_id,
+            request_id=reference.request_id,
+        )
     if event["status"] == "error":
         error = _rebuilt_error(event, reference)
         raise as_task_error(error, retry_useless=event.get("error_class") in NOT_WORTH_RETRYING_NAMES)
@@ -93,8 +109,12 @@ def _rebuilt_error(event: dict[str, Any], reference: RequestReference) -> FalReq
     message = event.get("message") or "failed while waiting"
     cls = getattr(exceptions, str(event.get("error_class") or ""), None)
     if not (isinstance(cls, type) and issubclass(cls, FalRequestError)):
-        return FalRequestError(message, endpoint_id=reference.endpoint_id, request_id=reference.request_id,
-                               retryable=event.get("retryable"))
+        return FalRequestError(
+            message,
+            endpoint_id=reference.endpoint_id,
+            request_id=reference.request_id,
+            retryable=event.get("retryable"),
+        )
     error = cls.__new__(cls)
     Exception.__init__(error, message)
     error.endpoint_id, error.request_id = reference.endpoint_id, reference.request_id
@@ -146,21 +166,29 @@ def fetch_result_document(
     except ValueError as error:
         raise FalRequestError(
             f"fal returned an output this provider cannot read ({error}); please report it",
-            endpoint_id=reference.endpoint_id, request_id=reference.request_id,
+            endpoint_id=reference.endpoint_id,
+            request_id=reference.request_id,
         ) from error
     if output_path is not None:
         from airflow_provider_sam3.operators.outputs import copy_outputs
 
         try:
-            result = copy_outputs(result, output_path, download=hook.download, output_json=output,
-                                  stream=getattr(hook, "download_to", None))
+            result = copy_outputs(
+                result,
+                output_path,
+                download=hook.download,
+                output_json=output,
+                stream=getattr(hook, "download_to", None),
+            )
         except FalRequestError as error:
             raise_task_error(error.for_request(reference.endpoint_id, reference.request_id))
     document = result.model_dump(mode="json")
     if log is not None:
         cost = document.get("cost_usd")
         log.info(
-            "fal %s request %s completed; fal charges %s", reference.endpoint_id, reference.request_id,
+            "fal %s request %s completed; fal charges %s",
+            reference.endpoint_id,
+            reference.request_id,
             f"${cost:.4f}" if cost is not None else "an unpublished price",
         )
     return document

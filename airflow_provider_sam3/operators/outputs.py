@@ -147,7 +147,11 @@ def copy_outputs(
         for mask in copy.masks:
             if mask.rle is None:
                 mask.stored_url = writer.copy(
-                    f"mask_{mask.index:03d}", f"masks[{mask.index}]", mask.url, mask.content_type, None,
+                    f"mask_{mask.index:03d}",
+                    f"masks[{mask.index}]",
+                    mask.url,
+                    mask.content_type,
+                    None,
                     mask.stored_url,
                 )
         if copy.preview is not None:
@@ -184,7 +188,8 @@ def request_folder(base_path: Any, request_id: Any, *, endpoint_id: str | None =
         problem = f"{request_id!r} does not stay inside output_path"
     raise FalUntrustedUrlError(
         f"the result's request id cannot name a folder under output_path: {problem}. Nothing was written; check "
-        "where the request reference came from", endpoint_id=endpoint_id,
+        "where the request reference came from",
+        endpoint_id=endpoint_id,
     )
 
 
@@ -206,7 +211,8 @@ def _file_entries(document: ResultDocument) -> list[Any]:
         raise FalOutputRefusedError(
             f"the result names {len(entries):,} output files, more than the {MAX_OUTPUT_FILES:,} the provider copies "
             "for one request (a SAM 3 result has a few dozen at most); nothing was written",
-            endpoint_id=getattr(document, "endpoint_id", None), request_id=getattr(document, "request_id", None),
+            endpoint_id=getattr(document, "endpoint_id", None),
+            request_id=getattr(document, "request_id", None),
         )
     return entries
 
@@ -222,8 +228,13 @@ def output_urls(document: ResultDocument) -> list[str]:
 class _Writer:
     """Writes named files into one request's folder, fetching or decoding each source once."""
 
-    def __init__(self, folder: Any, download: Callable[[str], bytes], output_json: Mapping[str, Any] | None,
-                 stream: Callable[[str, Callable[[bytes], Any]], Any] | None = None) -> None:
+    def __init__(
+        self,
+        folder: Any,
+        download: Callable[[str], bytes],
+        output_json: Mapping[str, Any] | None,
+        stream: Callable[[str, Callable[[bytes], Any]], Any] | None = None,
+    ) -> None:
         self.folder = folder
         self.download = download
         self.output_json = output_json
@@ -254,10 +265,17 @@ class _Writer:
         return str(target)
 
     def copy_entry(self, entry: FileEntry, stem: str) -> None:
-        entry.stored_url = self.copy(stem, entry.field, entry.url, entry.content_type, entry.file_name, entry.stored_url)
+        entry.stored_url = self.copy(
+            stem, entry.field, entry.url, entry.content_type, entry.file_name, entry.stored_url
+        )
 
     def copy(
-        self, stem: str, field: str, url: str | None, content_type: str | None, file_name: str | None,
+        self,
+        stem: str,
+        field: str,
+        url: str | None,
+        content_type: str | None,
+        file_name: str | None,
         stored_url: str | None,
     ) -> str:
         source = url or _lookup_url(self.output_json, field)

@@ -25,8 +25,9 @@ class PreparedRequest:
         object.__setattr__(self, "fingerprint", digest[:32])
 
 
-def prepare_image_argument(endpoint: Any, source: Any, field: str, log: Any,
-                           conn_id: str | None = None) -> tuple[str, dict[str, Any]]:
+def prepare_image_argument(
+    endpoint: Any, source: Any, field: str, log: Any, conn_id: str | None = None
+) -> tuple[str, dict[str, Any]]:
     """An image as fal takes it (sniffed, upright, local content as a data URI) and what the XCom document says of
     it. fal's RLE output carries no size, so a URL image's size is read from its header for RLE endpoints; that
     probe never reaches a private or loopback address other than the connection's queue host or media hosts."""
@@ -41,8 +42,12 @@ def prepare_image_argument(endpoint: Any, source: Any, field: str, log: Any,
             image["width"], image["height"] = image_size_at_url(prepared.url, check=_probe_check(conn_id))
             log.info("Read the size of %s from its header: %dx%d", prepared.source, image["width"], image["height"])
         except ValueError as error:
-            log.warning("Could not read the size of %s (%s); the result's RLE masks will need the size given to "
-                        "mask_arrays(size=...)", prepared.source, error)
+            log.warning(
+                "Could not read the size of %s (%s); the result's RLE masks will need the size given to "
+                "mask_arrays(size=...)",
+                prepared.source,
+                error,
+            )
     return prepared.url, image
 
 

@@ -135,7 +135,8 @@ class FalQueueOperator(BaseOperator):
             raise InputValidationError("endpoint_id", "is required, e.g. 'fal-ai/sam-3/image'")
         if not ENDPOINT_ID_SHAPE.match(self.endpoint_id):
             raise InputValidationError(
-                "endpoint_id", f"{self.endpoint_id!r} is not a fal endpoint id",
+                "endpoint_id",
+                f"{self.endpoint_id!r} is not a fal endpoint id",
                 allowed="'owner/app' or 'owner/app/path' (letters, digits, '.', '_', '-'), e.g. 'fal-ai/sam-3/image'",
             )
         endpoint = ENDPOINTS.get(self.endpoint_id)
@@ -146,8 +147,9 @@ class FalQueueOperator(BaseOperator):
         if endpoint is not None:
             arguments, image = dict(self.arguments) if isinstance(self.arguments, dict) else self.arguments, None
             if isinstance(arguments, dict) and arguments.get("image_url") is not None:
-                arguments["image_url"], image = prepare_image_argument(endpoint, arguments["image_url"], "image_url",
-                                                                       self.log, self.fal_conn_id)
+                arguments["image_url"], image = prepare_image_argument(
+                    endpoint, arguments["image_url"], "image_url", self.log, self.fal_conn_id
+                )
             body = endpoint.validate_input(arguments).to_request()
             from airflow_provider_sam3.operators.checks import check_prompt_geometry
 
@@ -155,7 +157,8 @@ class FalQueueOperator(BaseOperator):
             return PreparedRequest(self.endpoint_id, body, image)
         if self.output_path is not None:
             raise InputValidationError(
-                "output_path", f"works for the SAM 3 endpoints this provider knows; it cannot tell which parts of "
+                "output_path",
+                f"works for the SAM 3 endpoints this provider knows; it cannot tell which parts of "
                 f"{self.endpoint_id}'s output are files. Copy them in a downstream task, or leave output_path unset",
             )
         try:
@@ -170,23 +173,32 @@ class FalQueueOperator(BaseOperator):
         """fal's queue options, checked before anything is sent."""
         from airflow_provider_sam3.exceptions import InputValidationError
 
-        if self.start_timeout is not None and not (_is_number(self.start_timeout)
-                                                   and 1 < self.start_timeout <= MAX_TIMEOUT_SECONDS):
-            raise InputValidationError("start_timeout", f"{self.start_timeout!r} is not a start deadline",
-                                       allowed="a number of seconds above 1 (at most a week), or None")
+        if self.start_timeout is not None and not (
+            _is_number(self.start_timeout) and 1 < self.start_timeout <= MAX_TIMEOUT_SECONDS
+        ):
+            raise InputValidationError(
+                "start_timeout",
+                f"{self.start_timeout!r} is not a start deadline",
+                allowed="a number of seconds above 1 (at most a week), or None",
+            )
         check_pacing(self.priority, self.poll_interval, self.max_poll_interval)
         if self.request_timeout is not None and not 0 < self.request_timeout <= MAX_TIMEOUT_SECONDS:
-            raise InputValidationError("timeout", f"{self.request_timeout!r} must be a positive duration of at most "
-                                       f"{MAX_TIMEOUT_SECONDS / 86400:g} days",
-                                       allowed="a number of seconds above 0 or a timedelta")
+            raise InputValidationError(
+                "timeout",
+                f"{self.request_timeout!r} must be a positive duration of at most {MAX_TIMEOUT_SECONDS / 86400:g} days",
+                allowed="a number of seconds above 0 or a timedelta",
+            )
         if self.webhook_url is not None:
             from urllib.parse import urlsplit
 
             text = self.webhook_url if isinstance(self.webhook_url, str) else ""
             parts = urlsplit(text) if text.isprintable() and " " not in text else None
             if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-                raise InputValidationError("webhook_url", f"{self.webhook_url!r} is not a URL fal can call",
-                                           allowed="an http(s) URL with a host, or None")
+                raise InputValidationError(
+                    "webhook_url",
+                    f"{self.webhook_url!r} is not a URL fal can call",
+                    allowed="an http(s) URL with a host, or None",
+                )
 
     def _check_output_path(self) -> None:
         """A bad ``output_path`` is refused before submitting: copying happens after fal has been paid. A local
@@ -219,7 +231,8 @@ class FalQueueOperator(BaseOperator):
                 template = getattr(self, name, None)
                 shown = repr(template) if isinstance(template, str) and len(template) <= 120 else "its template"
                 failure = InputValidationError(
-                    name, f"{shown} failed to render ({type(error).__name__}: {error}); nothing was sent to fal",
+                    name,
+                    f"{shown} failed to render ({type(error).__name__}: {error}); nothing was sent to fal",
                     allowed="a Jinja template that renders with this run's context (params, ti, ds, ...)",
                 )
                 failure.__cause__ = error
@@ -280,9 +293,13 @@ class FalQueueOperator(BaseOperator):
         count = count if done_in_try == try_number else 0
         if not record or count >= MAX_CANCEL_RESUBMITS:
             raise error
-        self.log.warning("Request %s was cancelled at fal before it finished (the cancel of an earlier try that "
-                         "was cleared, or a cancel at fal); submitting the image anew (%d of %d in this try)",
-                         error.request_id, count + 1, MAX_CANCEL_RESUBMITS)
+        self.log.warning(
+            "Request %s was cancelled at fal before it finished (the cancel of an earlier try that "
+            "was cleared, or a cancel at fal); submitting the image anew (%d of %d in this try)",
+            error.request_id,
+            count + 1,
+            MAX_CANCEL_RESUBMITS,
+        )
         store.set(STATE_KEY, {**record, RESULT_GONE: "cancelled", CANCEL_RESUBMITS: [try_number, count + 1]})
         return self.execute(context)
 
@@ -296,16 +313,19 @@ class FalQueueOperator(BaseOperator):
 
     # ------------------------------------------------------------------ never pay twice
 
-    def _reattach_or_submit(self, context: Any, hook: FalHook,
-                            request: PreparedRequest) -> tuple[RequestReference, QueueStatus | None]:
+    def _reattach_or_submit(
+        self, context: Any, hook: FalHook, request: PreparedRequest
+    ) -> tuple[RequestReference, QueueStatus | None]:
         """The request to wait for: a previous try's (with its status when it already completed), or a new one."""
         store = context.get("task_state_store")
         record = store.get(STATE_KEY) if store is not None else None
         if record and record.get(RESULT_GONE) == "cancelled":
             pass  # _submit_anew_after_cancel said why
         elif record and record.get(RESULT_GONE):
-            self.log.warning("The result of request %s from a previous try is gone at fal (expired); submitting anew",
-                             record["reference"].get("request_id"))
+            self.log.warning(
+                "The result of request %s from a previous try is gone at fal (expired); submitting anew",
+                record["reference"].get("request_id"),
+            )
         elif record:
             reference = RequestReference.from_dict(record["reference"])
             status = self._can_reattach(hook, reference, record.get("fingerprint"), request)
@@ -314,33 +334,50 @@ class FalQueueOperator(BaseOperator):
                 return reference, (status if status.done else None)
         try:
             reference = hook.submit(
-                request.endpoint_id, request.body, webhook_url=self.webhook_url, priority=self.priority,
-                start_timeout=self.start_timeout, hint=self.hint,
+                request.endpoint_id,
+                request.body,
+                webhook_url=self.webhook_url,
+                priority=self.priority,
+                start_timeout=self.start_timeout,
+                hint=self.hint,
             )
         except Sam3ProviderError as error:
             from airflow_provider_sam3.exceptions import FalSubmitOutcomeUnknownError
 
             if isinstance(error, FalSubmitOutcomeUnknownError):
-                self.log.warning("fal may have created a %s request (answer lost), whose id is unknown: it was not "
-                                 "resubmitted, and a retry of this task cannot reattach to it but submits a new one",
-                                 request.endpoint_id)
+                self.log.warning(
+                    "fal may have created a %s request (answer lost), whose id is unknown: it was not "
+                    "resubmitted, and a retry of this task cannot reattach to it but submits a new one",
+                    request.endpoint_id,
+                )
             raise_task_error(error)
         if store is not None:
-            store.set(STATE_KEY, {"reference": reference.to_dict(), "fingerprint": request.fingerprint,
-                                  CANCEL_RESUBMITS: (record or {}).get(CANCEL_RESUBMITS)})
+            store.set(
+                STATE_KEY,
+                {
+                    "reference": reference.to_dict(),
+                    "fingerprint": request.fingerprint,
+                    CANCEL_RESUBMITS: (record or {}).get(CANCEL_RESUBMITS),
+                },
+            )
         else:
-            self.log.warning("No task state store in this context: a retry cannot reattach to request %s",
-                             reference.request_id)
+            self.log.warning(
+                "No task state store in this context: a retry cannot reattach to request %s", reference.request_id
+            )
         self._publish_link(context, hook, reference)
         return reference, None
 
-    def _can_reattach(self, hook: FalHook, reference: RequestReference, fingerprint: str | None,
-                      request: PreparedRequest) -> QueueStatus | None:
+    def _can_reattach(
+        self, hook: FalHook, reference: RequestReference, fingerprint: str | None, request: PreparedRequest
+    ) -> QueueStatus | None:
         """The previous try's request status if this try can use it; None when a new request is needed."""
         rid = reference.request_id
         if fingerprint != request.fingerprint:
-            self.log.warning("The request changed since a previous try submitted %s; cancelling that one and "
-                             "submitting the new request", rid)
+            self.log.warning(
+                "The request changed since a previous try submitted %s; cancelling that one and "
+                "submitting the new request",
+                rid,
+            )
             self._cancel_quietly(hook, reference)
             return None
         try:
@@ -351,12 +388,14 @@ class FalQueueOperator(BaseOperator):
         except Sam3ProviderError as error:
             raise_task_error(error)
         if not status.done:
-            self.log.info("Reattaching to request %s from a previous try (%s); not submitting again", rid,
-                          status.describe())
+            self.log.info(
+                "Reattaching to request %s from a previous try (%s); not submitting again", rid, status.describe()
+            )
             return status
         if status.error is None:
-            self.log.info("Request %s from a previous try already completed; fetching its result instead of "
-                          "paying again", rid)
+            self.log.info(
+                "Request %s from a previous try already completed; fetching its result instead of paying again", rid
+            )
             return status
         self.log.warning("Request %s from a previous try failed (%s); submitting anew", rid, status.error)
         return None
@@ -379,8 +418,9 @@ class FalQueueOperator(BaseOperator):
 
     # ------------------------------------------------------------------ waiting and finishing
 
-    def _wait_on_worker(self, context: Any, hook: FalHook, reference: RequestReference, deadline: float,
-                        image: dict[str, Any] | None) -> Any:
+    def _wait_on_worker(
+        self, context: Any, hook: FalHook, reference: RequestReference, deadline: float, image: dict[str, Any] | None
+    ) -> Any:
         from airflow_provider_sam3.triggers.fal import forward_new_logs
 
         seen = {"logs": 0, "state": None}
@@ -400,8 +440,9 @@ class FalQueueOperator(BaseOperator):
             hook._settings = dataclasses.replace(
                 settings,
                 poll_interval=self.poll_interval or settings.poll_interval,
-                max_poll_interval=max(self.max_poll_interval or settings.max_poll_interval,
-                                      self.poll_interval or settings.poll_interval),
+                max_poll_interval=max(
+                    self.max_poll_interval or settings.max_poll_interval, self.poll_interval or settings.poll_interval
+                ),
             )
         self._inflight = reference
         try:
@@ -421,11 +462,19 @@ class FalQueueOperator(BaseOperator):
         except FalRequestCancelledError as error:  # cancelled between its last status and the result call
             return self._submit_anew_after_cancel(context, error)
 
-    def _finish(self, context: Any, hook: FalHook, reference: RequestReference, *, image: dict[str, Any] | None,
-                metrics: dict[str, Any] | None) -> Any:
+    def _finish(
+        self,
+        context: Any,
+        hook: FalHook,
+        reference: RequestReference,
+        *,
+        image: dict[str, Any] | None,
+        metrics: dict[str, Any] | None,
+    ) -> Any:
         try:
-            document = fetch_result_document(hook, reference, image=image, metrics=metrics,
-                                             output_path=self.output_path, log=self.log)
+            document = fetch_result_document(
+                hook, reference, image=image, metrics=metrics, output_path=self.output_path, log=self.log
+            )
         except FalRequestNotFoundError:
             # The result expired (or the request vanished) after fal finished it: reattaching would fetch the
             # same missing result forever, so the next try is told to submit anew.

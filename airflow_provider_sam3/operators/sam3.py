@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from airflow_provider_sam3.endpoints import ENDPOINTS, endpoint_for
 from airflow_provider_sam3.operators.queue import FalQueueOperator, PreparedRequest, prepare_image_argument
 
+
 def _fields_of_kind(kind: str) -> tuple[str, ...]:
     """Every input field any version of this kind accepts (the version switch may add some)."""
     names: dict[str, None] = {}
@@ -24,7 +25,7 @@ def _fields_of_kind(kind: str) -> tuple[str, ...]:
 
 
 def _init_declaring(fields: tuple[str, ...], owner: str) -> Any:
-    """An ``__init__`` whose signature names the endpoint's fields, so Airflow's ``partial()``/``expand()`` accept them."""
+    """An ``__init__`` whose signature names the endpoint's fields, so ``partial()``/``expand()`` accept them."""
 
     def __init__(self: Sam3Operator, **kwargs: Any) -> None:
         Sam3Operator.__init__(self, **kwargs)
@@ -73,13 +74,16 @@ class Sam3Operator(FalQueueOperator):
         version = str(self.version).strip() if isinstance(self.version, (str, int, float)) else None
         if version not in offered:
             raise InputValidationError(
-                "version", f"{self.version!r}: {type(self).__name__} ({self.kind!r}) has no such SAM version",
+                "version",
+                f"{self.version!r}: {type(self).__name__} ({self.kind!r}) has no such SAM version",
                 allowed=", ".join(repr(v) for v in offered),
             )
         endpoint = endpoint_for(self.kind, version)
         self.endpoint_id = endpoint.endpoint_id
         if not isinstance(self.arguments, dict):
-            raise InputValidationError("arguments", f"must be a mapping of field names to values, not {self.arguments!r}")
+            raise InputValidationError(
+                "arguments", f"must be a mapping of field names to values, not {self.arguments!r}"
+            )
         given = {name: getattr(self, name) for name in self.input_fields if getattr(self, name) is not None}
         arguments = {**self.arguments, **given}  # keyword arguments win over the ``arguments`` mapping
         if self.requires_output_path and not self.output_path:
@@ -91,8 +95,7 @@ class Sam3Operator(FalQueueOperator):
         source, field = (self.image, "image") if self.image is not None else (arguments.get("image_url"), "image_url")
         image = None
         if source is not None and "image_url" in endpoint.input_model.model_fields:
-            arguments["image_url"], image = prepare_image_argument(endpoint, source, field, self.log,
-                                                                        self.fal_conn_id)
+            arguments["image_url"], image = prepare_image_argument(endpoint, source, field, self.log, self.fal_conn_id)
         body = endpoint.validate_input(arguments).to_request()
         from airflow_provider_sam3.operators.checks import check_prompt_geometry
 

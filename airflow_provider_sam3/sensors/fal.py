@@ -96,14 +96,18 @@ class FalRequestSensor(BaseSensorOperator):
 
         finite_number("poke_interval", self.poke_interval)
         if self.poke_interval < MIN_POLL_INTERVAL:
-            raise InputValidationError("poke_interval", f"{self.poke_interval!r} s would poll fal too fast",
-                                       allowed=f"at least {MIN_POLL_INTERVAL} s")
+            raise InputValidationError(
+                "poke_interval",
+                f"{self.poke_interval!r} s would poll fal too fast",
+                allowed=f"at least {MIN_POLL_INTERVAL} s",
+            )
         finite_number("timeout", self.timeout, minimum=0, strict_minimum=True)
         for name in ("status_url", "response_url", "cancel_url"):
             problem = url_problem(getattr(ref, name), queue_host)
             if problem:
                 raise InputValidationError(
-                    f"reference.{name}", f"{problem}; the fal key is sent only to the connection's queue host, so "
+                    f"reference.{name}",
+                    f"{problem}; the fal key is sent only to the connection's queue host, so "
                     "nothing was sent. Pass the reference the submitting task returned, with the same connection",
                 )
         if self.output_path is not None:
@@ -131,9 +135,14 @@ class FalRequestSensor(BaseSensorOperator):
 
         deadline = time.time() + self.timeout
         self.defer(
-            trigger=FalRequestTrigger(reference=ref.to_dict(), fal_conn_id=self.fal_conn_id, deadline=deadline,
-                                      poll_interval=self.poke_interval, max_poll_interval=max(self.poke_interval, 30),
-                                      cancel_on_stop=self.cancel_on_stop),
+            trigger=FalRequestTrigger(
+                reference=ref.to_dict(),
+                fal_conn_id=self.fal_conn_id,
+                deadline=deadline,
+                poll_interval=self.poke_interval,
+                max_poll_interval=max(self.poke_interval, 30),
+                cancel_on_stop=self.cancel_on_stop,
+            ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout + 120),
         )
@@ -148,16 +157,23 @@ class FalRequestSensor(BaseSensorOperator):
         self.log.info("fal %s request %s: %s", ref.endpoint_id, ref.request_id, status.describe())
         if not status.done:
             return PokeReturnValue(is_done=False)
-        document = fetch_result_document(hook, ref, image=self._image(), metrics=status.metrics,
-                                         output_path=self.output_path, log=self.log)
+        document = fetch_result_document(
+            hook, ref, image=self._image(), metrics=status.metrics, output_path=self.output_path, log=self.log
+        )
         return PokeReturnValue(is_done=True, xcom_value=document)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         if isinstance(event, dict) and event.get("status") == "timeout":
             raise AirflowSensorTimeout(f"fal request {event['reference'].get('request_id')} {event.get('message')}")
         ref = raise_for_event(event)
-        return fetch_result_document(_hook(self.fal_conn_id), ref, image=self._image(), metrics=event.get("metrics"),
-                                     output_path=self.output_path, log=self.log)
+        return fetch_result_document(
+            _hook(self.fal_conn_id),
+            ref,
+            image=self._image(),
+            metrics=event.get("metrics"),
+            output_path=self.output_path,
+            log=self.log,
+        )
 
     def on_kill(self) -> None:
         """Poke mode, cleared or marked by a user: cancel only a request this sensor was told it owns."""
@@ -169,8 +185,9 @@ class FalRequestSensor(BaseSensorOperator):
 
     def _cancel_if_owned(self, ref: RequestReference, why: str) -> None:
         if not self.cancel_on_stop:
-            self.log.info("Sensor %s; fal request %s is left running for the task that submitted it", why,
-                          ref.request_id)
+            self.log.info(
+                "Sensor %s; fal request %s is left running for the task that submitted it", why, ref.request_id
+            )
             return
         try:
             outcome = _hook(self.fal_conn_id).cancel(ref)

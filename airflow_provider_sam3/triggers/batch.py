@@ -38,8 +38,12 @@ MAX_FAILED_ROUNDS = 20
 """Rounds in a row in which every status call failed before the trigger gives up (fal unreachable)."""
 
 
-def reference_for(request_id: str, endpoint_id: str, url_templates: dict[str, str],
-                  explicit_urls: dict[str, dict[str, str]] | None = None) -> RequestReference:
+def reference_for(
+    request_id: str,
+    endpoint_id: str,
+    url_templates: dict[str, str],
+    explicit_urls: dict[str, dict[str, str]] | None = None,
+) -> RequestReference:
     """A request's reference from the batch's URL templates (``.../requests/{request_id}/status``), or from its
     own URLs when fal gave it URLs of another shape (kept in ``explicit_urls``)."""
     urls = (explicit_urls or {}).get(request_id) or {
@@ -149,8 +153,9 @@ class BatchPoller:
     async def run(self) -> dict[str, Any]:
         settings = await self.hook.aget_settings()
         first = self.poll_interval or min(settings.poll_interval, BATCH_POLL_INTERVAL)
-        backoff = poll_backoff(first, max(first, min(self.max_poll_interval or settings.max_poll_interval,
-                                                      MAX_BATCH_POLL_INTERVAL)))
+        backoff = poll_backoff(
+            first, max(first, min(self.max_poll_interval or settings.max_poll_interval, MAX_BATCH_POLL_INTERVAL))
+        )
         idle_rounds, failed_rounds, round_number = 0, 0, 0
         while self.waiting:
             before = len(self.finished)
@@ -160,8 +165,11 @@ class BatchPoller:
                 return self._event("error", message=str(fatal), error_class=type(fatal).__name__)
             failed_rounds = 0 if answered else failed_rounds + 1
             if failed_rounds >= MAX_FAILED_ROUNDS:
-                return self._event("error", message=f"fal did not answer {failed_rounds} rounds of status calls in "
-                                                    "a row; the requests are still recorded and a retry reattaches")
+                return self._event(
+                    "error",
+                    message=f"fal did not answer {failed_rounds} rounds of status calls in "
+                    "a row; the requests are still recorded and a retry reattaches",
+                )
             if self.progress.due():
                 self.log.info(self.progress.describe(len(self.finished), self.failed, self.running, len(self.waiting)))
             if not self.waiting:
@@ -213,8 +221,9 @@ class BatchPoller:
                 if isinstance(answer, FalRequestNotFoundError):
                     answered += 1
                     done_ids.add(rid)
-                    self._finish(rid, f"fal no longer knows request {rid} (expired or vanished)",
-                                 "FalRequestNotFoundError", None)
+                    self._finish(
+                        rid, f"fal no longer knows request {rid} (expired or vanished)", "FalRequestNotFoundError", None
+                    )
                     continue
                 if isinstance(answer, Sam3ProviderError):
                     all_queued = False
@@ -241,14 +250,20 @@ class BatchPoller:
 
     async def _cancel_rest(self) -> dict[str, Any]:
         outcomes = await cancel_all(self.hook, [self._ref(rid) for rid in self.waiting])
-        message = (f"the batch's deadline passed with {len(self.waiting)} requests still waiting at fal; "
-                   "they were cancelled")
+        message = (
+            f"the batch's deadline passed with {len(self.waiting)} requests still waiting at fal; they were cancelled"
+        )
         self.log.warning(message)
         return self._event("timeout", message=message, cancelled=outcomes)
 
     def _event(self, status: str, **extra: Any) -> dict[str, Any]:
-        return {"status": status, "finished": self.finished, "status_calls": self.status_calls, "rate": self.rate(),
-                **extra}
+        return {
+            "status": status,
+            "finished": self.finished,
+            "status_calls": self.status_calls,
+            "rate": self.rate(),
+            **extra,
+        }
 
 
 async def cancel_all(hook: FalHook, references: list[RequestReference]) -> dict[str, str]:
@@ -320,14 +335,23 @@ class FalBatchTrigger(BaseTrigger):
 
     def poller(self, hook: FalHook) -> BatchPoller:
         progress = ProgressLine(
-            self.progress.get("total", len(self.request_ids)), self.progress.get("done", 0),
-            self.progress.get("failed", 0), self.endpoint_id,
+            self.progress.get("total", len(self.request_ids)),
+            self.progress.get("done", 0),
+            self.progress.get("failed", 0),
+            self.endpoint_id,
         )
         return BatchPoller(
-            hook, self.endpoint_id, self.url_templates, self.request_ids, explicit_urls=self.explicit_urls,
+            hook,
+            self.endpoint_id,
+            self.url_templates,
+            self.request_ids,
+            explicit_urls=self.explicit_urls,
             deadline=self.deadline,
-            poll_interval=self.poll_interval, max_poll_interval=self.max_poll_interval, fire_at=self.fire_at,
-            progress=progress, log=self.log,
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+            fire_at=self.fire_at,
+            progress=progress,
+            log=self.log,
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -342,8 +366,9 @@ class FalBatchTrigger(BaseTrigger):
         """The task was cleared or marked: nobody will read these results, so cancel what is still at fal."""
         hook = FalHook(self.fal_conn_id)
         try:
-            refs = [reference_for(rid, self.endpoint_id, self.url_templates, self.explicit_urls)
-                    for rid in self.request_ids]
+            refs = [
+                reference_for(rid, self.endpoint_id, self.url_templates, self.explicit_urls) for rid in self.request_ids
+            ]
             outcomes = await cancel_all(hook, refs)
             cancelled = sum(1 for outcome in outcomes.values() if not outcome.startswith("cancel failed"))
             self.log.info("Task was cleared or marked; sent %d cancels to fal for this batch's requests", cancelled)

@@ -107,7 +107,9 @@ class FalRequestTrigger(BaseTrigger):
 
     async def _wait(self, hook: FalHook, ref: RequestReference) -> dict[str, Any]:
         settings = await hook.aget_settings()
-        backoff = poll_backoff(self.poll_interval or settings.poll_interval, self.max_poll_interval or settings.max_poll_interval)
+        backoff = poll_backoff(
+            self.poll_interval or settings.poll_interval, self.max_poll_interval or settings.max_poll_interval
+        )
         logs_seen, attempt, last_state, failed_polls = 0, 0, None, 0
         while True:
             try:
@@ -116,8 +118,9 @@ class FalRequestTrigger(BaseTrigger):
                 failed_polls += 1
                 if not error.retryable or failed_polls >= MAX_FAILED_POLLS_IN_A_ROW:
                     return error_event(self.reference, error)
-                self.log.warning("%s; polling again (%d of %d polls in a row failed)", error, failed_polls,
-                                 MAX_FAILED_POLLS_IN_A_ROW)
+                self.log.warning(
+                    "%s; polling again (%d of %d polls in a row failed)", error, failed_polls, MAX_FAILED_POLLS_IN_A_ROW
+                )
                 await asyncio.sleep(backoff.delay(attempt))
                 attempt += 1
                 continue
@@ -160,8 +163,10 @@ class FalRequestTrigger(BaseTrigger):
         """The task was cleared or marked by a user: nobody will read this request's result, so cancel it."""
         ref = RequestReference.from_dict(self.reference)
         if not self.cancel_on_stop:
-            self.log.info("Task was cleared or marked; fal request %s is left running for the task that submitted it",
-                          ref.request_id)
+            self.log.info(
+                "Task was cleared or marked; fal request %s is left running for the task that submitted it",
+                ref.request_id,
+            )
             return
         hook = FalHook(self.fal_conn_id)
         try:

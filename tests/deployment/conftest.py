@@ -41,6 +41,7 @@ atexit.register(_close_all)
 def _install_sigterm_handler() -> None:
     # A SIGTERMed pytest would otherwise die without running finalizers and leak ~12 processes.
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+
         def _on_sigterm(signum, frame):
             raise KeyboardInterrupt(f"signal {signum}")
 
@@ -106,6 +107,4 @@ def pytest_runtest_makereport(item: pytest.Item, call):
         for pool in _POOLS:
             dep = pool.current or (pool.started[-1] if pool.started else None)
         if dep is not None:
-            report.sections.append(
-                (f"airflow deployment {dep.home}", f"pids={dep.pids()}\n{dep.log_tail(60)}")
-            )
+            report.sections.append((f"airflow deployment {dep.home}", f"pids={dep.pids()}\n{dep.log_tail(60)}"))

@@ -65,7 +65,9 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent if (Path(sys.executable).parent / "airflow").exists() else REPO_ROOT / ".venv" / "bin"
+VENV_BIN = (
+    Path(sys.executable).parent if (Path(sys.executable).parent / "airflow").exists() else REPO_ROOT / ".venv" / "bin"
+)
 AIRFLOW_BIN = VENV_BIN / "airflow"
 
 #: Environment variable carried by every process of one deployment (inherited through fork/exec); teardown
@@ -135,8 +137,15 @@ class TaskStateSampler:
     ``interval`` may be missed (``scheduled``/``queued``/``running`` often are).
     """
 
-    def __init__(self, deployment: AirflowDeployment, dag_id: str, run_id: str, task_id: str,
-                 map_index: int = -1, interval: float = 0.2) -> None:
+    def __init__(
+        self,
+        deployment: AirflowDeployment,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        map_index: int = -1,
+        interval: float = 0.2,
+    ) -> None:
         self.deployment = deployment
         self.key = (dag_id, run_id, task_id, map_index)
         self.interval = interval
@@ -370,8 +379,9 @@ class AirflowDeployment:
             targets: list[tuple[str, int]] = []
             current = self.pids() if self.proc.poll() is None else {}
             targets += [(n, p) for n, p in current.items() if n != "standalone"]
-            targets += [(n, p.pid) for n, p in self._extra_procs.items()
-                        if p.poll() is None and (n, p.pid) not in targets]
+            targets += [
+                (n, p.pid) for n, p in self._extra_procs.items() if p.poll() is None and (n, p.pid) not in targets
+            ]
             for _, pid in targets:
                 _signal(pid, signal.SIGTERM)
             deadline = t0 + grace
@@ -381,8 +391,11 @@ class AirflowDeployment:
                     if not self._pid_alive(pid):
                         del pending[name]
                         if debug:
-                            print(f"[stop] {name} pid {pid} exited after {time.monotonic() - t0:.1f}s",
-                                  file=sys.stderr, flush=True)
+                            print(
+                                f"[stop] {name} pid {pid} exited after {time.monotonic() - t0:.1f}s",
+                                file=sys.stderr,
+                                flush=True,
+                            )
                 time.sleep(0.05)
             if pending and debug:
                 print(f"[stop] still alive after {grace}s: {pending}", file=sys.stderr, flush=True)
@@ -546,13 +559,19 @@ class AirflowDeployment:
     def cli(self, *args: str, timeout: float = 60.0, check: bool = True) -> subprocess.CompletedProcess:
         """Run ``airflow <args>`` with the deployment's env (2-4 s of import time per call)."""
         res = subprocess.run(
-            [str(AIRFLOW_BIN), *args], env=self.env, cwd=self.home, capture_output=True, text=True,
-            timeout=timeout, stdin=subprocess.DEVNULL,
+            [str(AIRFLOW_BIN), *args],
+            env=self.env,
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
         )
         if check and res.returncode != 0:
             raise self.error(
                 f"airflow {' '.join(args)} exited {res.returncode}\nstdout:\n{res.stdout[-3000:]}\n"
-                f"stderr:\n{res.stderr[-3000:]}", lines=30,
+                f"stderr:\n{res.stderr[-3000:]}",
+                lines=30,
             )
         return res
 
@@ -560,7 +579,9 @@ class AirflowDeployment:
         """JSON request to the api-server (all-admins mode: no token needed)."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(
-            f"http://127.0.0.1:{self.api_port}{path}", data=data, method=method,
+            f"http://127.0.0.1:{self.api_port}{path}",
+            data=data,
+            method=method,
             headers={"Content-Type": "application/json", "Accept": "application/json"},
         )
         try:
@@ -572,8 +593,9 @@ class AirflowDeployment:
         return json.loads(raw) if raw else None
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5, isolation_level=None,
-                               check_same_thread=False)
+        conn = sqlite3.connect(
+            f"file:{self.db_path}?mode=ro", uri=True, timeout=5, isolation_level=None, check_same_thread=False
+        )
         return conn
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
@@ -615,8 +637,13 @@ class AirflowDeployment:
         log = open(log_path, "ab", buffering=0)  # noqa: SIM115 - closed with the deployment
         self._log_handles.append(log)
         return subprocess.Popen(
-            [str(AIRFLOW_BIN), component], cwd=self.home, env=self.env, stdin=subprocess.DEVNULL,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [str(AIRFLOW_BIN), component],
+            cwd=self.home,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def remove_dag_file(self, filename: str) -> None:
@@ -632,12 +659,16 @@ class AirflowDeployment:
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
-            row = self.query_one(
-                "SELECT d.fileloc, d.is_paused, d.is_stale, d.last_parsed_time, "
-                "(SELECT COUNT(*) FROM serialized_dag s WHERE s.dag_id = d.dag_id) "
-                "FROM dag d WHERE d.dag_id = ?",
-                (dag_id,),
-            ) if self._table_exists("dag") else None
+            row = (
+                self.query_one(
+                    "SELECT d.fileloc, d.is_paused, d.is_stale, d.last_parsed_time, "
+                    "(SELECT COUNT(*) FROM serialized_dag s WHERE s.dag_id = d.dag_id) "
+                    "FROM dag d WHERE d.dag_id = ?",
+                    (dag_id,),
+                )
+                if self._table_exists("dag")
+                else None
+            )
             last = row
             if row:
                 fileloc, is_paused, is_stale, parsed, n_serialized = row
@@ -651,8 +682,11 @@ class AirflowDeployment:
             written_names = {Path(w).name for w in written_files}
             for filename, stack in self.import_errors():
                 # import_error.filename is relative to the bundle root ("my_dag.py").
-                if filename in written_files or filename in written_names or \
-                        any(filename.endswith("/" + n) for n in written_names):
+                if (
+                    filename in written_files
+                    or filename in written_names
+                    or any(filename.endswith("/" + n) for n in written_names)
+                ):
                     raise self.error(f"import error in {filename} while waiting for {dag_id}:\n{stack}", 30)
             time.sleep(0.3)
         raise self.error(f"DAG {dag_id!r} not registered within {timeout}s (dag row: {last})")
@@ -661,8 +695,9 @@ class AirflowDeployment:
         return bool(self.query("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)))
 
     # ------------------------------------------------------------------ runs
-    def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None, run_id: str | None = None,
-                watch: Iterable[str] = ()) -> str:
+    def trigger(
+        self, dag_id: str, conf: Mapping[str, Any] | None = None, run_id: str | None = None, watch: Iterable[str] = ()
+    ) -> str:
         """Trigger through ``POST /api/v2/dags/{dag_id}/dagRuns`` with ``logical_date = now`` (so the CLI's
         date filters can target the run). ``watch`` starts state samplers for these task ids at once."""
         now = dt.datetime.now(dt.timezone.utc)
@@ -688,8 +723,9 @@ class AirflowDeployment:
         info = self.run_info(dag_id, run_id)
         return info["state"] if info else None
 
-    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 60.0,
-                     states: Iterable[str] = TERMINAL_RUN_STATES) -> str:
+    def wait_for_run(
+        self, dag_id: str, run_id: str, timeout: float = 60.0, states: Iterable[str] = TERMINAL_RUN_STATES
+    ) -> str:
         wanted = set(states)
         deadline = time.monotonic() + timeout
         state = None
@@ -734,8 +770,9 @@ class AirflowDeployment:
         )
         return row[0] if row else None
 
-    def watch_task(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1,
-                   interval: float = 0.2) -> TaskStateSampler:
+    def watch_task(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, interval: float = 0.2
+    ) -> TaskStateSampler:
         """Start (or return the running) background sampler for one task instance."""
         key = (dag_id, run_id, task_id, map_index)
         sampler = self._samplers.get(key)
@@ -747,9 +784,15 @@ class AirflowDeployment:
         """Distinct states recorded so far by the sampler of this task instance (started if needed)."""
         return self.watch_task(dag_id, run_id, task_id, map_index).states
 
-    def wait_for_task_state(self, dag_id: str, run_id: str, task_id: str,
-                            states: str | None | Iterable[str | None], timeout: float = 60.0,
-                            map_index: int = -1) -> str | None:
+    def wait_for_task_state(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        states: str | None | Iterable[str | None],
+        timeout: float = 60.0,
+        map_index: int = -1,
+    ) -> str | None:
         return self.watch_task(dag_id, run_id, task_id, map_index).wait_for(states, timeout)
 
     def trigger_rows(self) -> list[dict]:
@@ -757,8 +800,15 @@ class AirflowDeployment:
         rows = self.query("SELECT id, classpath, kwargs, triggerer_id, created_date FROM trigger")
         return [dict(zip(("id", "classpath", "kwargs", "triggerer_id", "created_date"), r)) for r in rows]
 
-    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value",
-             map_index: int = -1, default: Any = _UNSET) -> Any:
+    def xcom(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        key: str = "return_value",
+        map_index: int = -1,
+        default: Any = _UNSET,
+    ) -> Any:
         """Decoded JSON value of one XCom as stored in the DB (serde envelope kept for non-JSON types)."""
         row = self.query_one(
             "SELECT value FROM xcom WHERE dag_id=? AND run_id=? AND task_id=? AND key=? AND map_index=?",
@@ -773,8 +823,9 @@ class AirflowDeployment:
             value = value.decode()
         return json.loads(value) if isinstance(value, str) else value
 
-    def task_log_paths(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1,
-                       map_index: int = -1) -> list[Path]:
+    def task_log_paths(
+        self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1
+    ) -> list[Path]:
         """``logs/dag_id=<d>/run_id=<r>/task_id=<t>/[map_index=<m>/]attempt=<n>.log`` plus the triggerer's
         ``attempt=<n>.log.trigger.<triggerer_job_id>.log`` files, in that order."""
         base = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
@@ -793,8 +844,9 @@ class AirflowDeployment:
             parts.append(f"==> {path.name} <==\n{path.read_text(errors='replace')}")
         return "\n".join(parts)
 
-    def task_log_events(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1,
-                        map_index: int = -1) -> list[dict]:
+    def task_log_events(
+        self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1
+    ) -> list[dict]:
         """Task + trigger log lines parsed as JSON (non-JSON lines come back as ``{"event": line}``)."""
         events = []
         for path in self.task_log_paths(dag_id, run_id, task_id, try_number, map_index):
@@ -821,9 +873,16 @@ class AirflowDeployment:
         """
         if via == "api":
             return self.api(
-                "POST", f"/api/v2/dags/{urllib.parse.quote(dag_id, safe='')}/clearTaskInstances",
-                {"dry_run": False, "dag_run_id": run_id, "task_ids": [task_id], "only_failed": False,
-                 "include_downstream": downstream, "reset_dag_runs": True},
+                "POST",
+                f"/api/v2/dags/{urllib.parse.quote(dag_id, safe='')}/clearTaskInstances",
+                {
+                    "dry_run": False,
+                    "dag_run_id": run_id,
+                    "task_ids": [task_id],
+                    "only_failed": False,
+                    "include_downstream": downstream,
+                    "reset_dag_runs": True,
+                },
             )
         info = self.run_info(dag_id, run_id)
         if not info or not info["logical_date"]:
@@ -882,7 +941,7 @@ def _is_zombie(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
-        return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] in (b"Z", b"X")
+        return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] in (b"Z", b"X")
     except (OSError, ValueError):
         return True
 
@@ -892,7 +951,7 @@ def _component_name(args: str) -> str | None:
     words = args.split()
     for i, w in enumerate(words):
         if w.endswith("airflow") or w == "airflow":
-            rest = words[i + 1:]
+            rest = words[i + 1 :]
             if rest:
                 sub = rest[0].replace("_", "-")
                 if sub in COMPONENTS:
@@ -923,8 +982,9 @@ class DeploymentPool:
         if cur is not None and not fresh and dict(cur.extra_env) == env and cur.usable():
             return cur
         self.close()
-        dep = AirflowDeployment(extra_env=env, base_dir=self.base_dir, keep_home=self.keep_home,
-                                startup_timeout=self.startup_timeout)
+        dep = AirflowDeployment(
+            extra_env=env, base_dir=self.base_dir, keep_home=self.keep_home, startup_timeout=self.startup_timeout
+        )
         self.current = dep
         self.started.append(dep)
         dep.start()

@@ -67,15 +67,21 @@ def dag_source(kill_after: int, deferrable: bool = True, submit_concurrency: int
     may have calls in flight then, which fal may have created (the documented window: at most
     ``submit_concurrency`` calls); the kill tests use two slots, so the only other call in flight is the one
     they choose."""
-    return (BATCH_DAG.replace("KILL_AFTER", str(kill_after)).replace("DEFERRABLE", str(deferrable))
-            .replace("SUBMIT_CONCURRENCY", str(submit_concurrency)))
+    return (
+        BATCH_DAG.replace("KILL_AFTER", str(kill_after))
+        .replace("DEFERRABLE", str(deferrable))
+        .replace("SUBMIT_CONCURRENCY", str(submit_concurrency))
+    )
 
 
 @pytest.fixture(scope="module")
 def airflow_deployment_env(fal_emulator_server) -> dict[str, str]:
     # A restarted triggerer adopts the dead one's triggers once its heartbeat is this many seconds old.
-    return {**fal_emulator_server.env, "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "6",
-            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1"}
+    return {
+        **fal_emulator_server.env,
+        "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "6",
+        "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+    }
 
 
 def manifest(out: Path) -> list[dict]:
@@ -108,8 +114,12 @@ def test_300_images_with_faults_and_a_triggerer_restart(airflow_deployment, dag_
     run_id = dep.trigger(dag_id, conf={"images": str(paths[0].parent), "out": str(out)}, watch=["segment"])
     sampler = dep.watch_task(dag_id, run_id, "segment")
     sampler.wait_for("deferred", timeout=120)
-    wait_until(lambda: len(dep.task_log_paths(dag_id, run_id, "segment")) >= 2, 60, 0.2,
-               what="the batch trigger running in the triggerer")
+    wait_until(
+        lambda: len(dep.task_log_paths(dag_id, run_id, "segment")) >= 2,
+        60,
+        0.2,
+        what="the batch trigger running in the triggerer",
+    )
 
     counters = fal_emulator.counters()
     waiting_at_kill = counters["submissions"]["total"] - counters["completed"]
@@ -146,8 +156,9 @@ def test_worker_killed_while_submitting_pays_each_image_once(airflow_deployment,
     assert "with the image list of its first try (120 rows" in log2 and "not submitted again" in log2
 
 
-def test_clearing_a_deferred_batch_cancels_its_requests_and_reruns(airflow_deployment, dag_writer, fal_emulator,
-                                                                   tmp_path):
+def test_clearing_a_deferred_batch_cancels_its_requests_and_reruns(
+    airflow_deployment, dag_writer, fal_emulator, tmp_path
+):
     dep = airflow_deployment
     paths = write_photos(tmp_path / "in", 40, seed=9)
     out = tmp_path / "out"
@@ -155,17 +166,29 @@ def test_clearing_a_deferred_batch_cancels_its_requests_and_reruns(airflow_deplo
     dag_id = dag_writer(dag_source(kill_after=0))
     run_id = dep.trigger(dag_id, conf={"images": str(paths[0].parent), "out": str(out)}, watch=["segment"])
     dep.watch_task(dag_id, run_id, "segment").wait_for("deferred", timeout=120)
-    wait_until(lambda: len(dep.task_log_paths(dag_id, run_id, "segment")) >= 2, 60, 0.2,
-               what="the batch trigger running in the triggerer")
+    wait_until(
+        lambda: len(dep.task_log_paths(dag_id, run_id, "segment")) >= 2,
+        60,
+        0.2,
+        what="the batch trigger running in the triggerer",
+    )
     first_requests = {r["request_id"] for r in fal_emulator.requests()}
     assert len(first_requests) == 40
 
     dep.clear_task(dag_id, run_id, "segment", via="api")
-    wait_until(lambda: fal_emulator.counters()["cancels"]["total"] >= 40, 40, 0.2,
-               what="the trigger's on_kill cancelling the batch's 40 requests")
+    wait_until(
+        lambda: fal_emulator.counters()["cancels"]["total"] >= 40,
+        40,
+        0.2,
+        what="the trigger's on_kill cancelling the batch's 40 requests",
+    )
     assert {r["request_id"] for r in fal_emulator.requests() if r.get("cancelled")} == first_requests
-    wait_until(lambda: "sent 40 cancels to fal" in dep.task_log(dag_id, run_id, "segment", try_number=1), 30, 0.2,
-               what="the trigger's on_kill log line")
+    wait_until(
+        lambda: "sent 40 cancels to fal" in dep.task_log(dag_id, run_id, "segment", try_number=1),
+        30,
+        0.2,
+        what="the trigger's on_kill log line",
+    )
 
     # The cleared task runs again: it finds its requests cancelled and submits each image once more.
     fal_emulator.configure(concurrency=8, service_time_s=0.1)
@@ -177,8 +200,9 @@ def test_clearing_a_deferred_batch_cancels_its_requests_and_reruns(airflow_deplo
 
 
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "worker"])
-def test_worker_killed_while_one_submit_is_slow_pays_each_image_once(deferrable, airflow_deployment, dag_writer,
-                                                                    fal_emulator, tmp_path):
+def test_worker_killed_while_one_submit_is_slow_pays_each_image_once(
+    deferrable, airflow_deployment, dag_writer, fal_emulator, tmp_path
+):
     """The first submit answers slowly; the other slot goes on, and the worker dies once 30 requests are saved,
     while that call is still open. Each answered submit was saved as it returned, so the rerun submits only the
     image whose answer never came (fal created nothing for it: the connection died before it read the body)."""
@@ -187,8 +211,9 @@ def test_worker_killed_while_one_submit_is_slow_pays_each_image_once(deferrable,
     out = tmp_path / "out"
     fal_emulator.configure(concurrency=8, service_time_s=0.2)
     fal_emulator.add_fault("slow_response", target="submit", first=1, delay_s=6.0)
-    dag_id = dag_writer(dag_source(kill_after=30, deferrable=deferrable, submit_concurrency=2),
-                        suffix="d" if deferrable else "w")
+    dag_id = dag_writer(
+        dag_source(kill_after=30, deferrable=deferrable, submit_concurrency=2), suffix="d" if deferrable else "w"
+    )
     run_id = dep.trigger(dag_id, conf={"images": str(paths[0].parent), "out": str(out)}, watch=["segment"])
     assert dep.wait_for_run(dag_id, run_id, timeout=240) == "success", dep.task_instances(dag_id, run_id)
 
@@ -203,7 +228,7 @@ def test_worker_killed_while_one_submit_is_slow_pays_each_image_once(deferrable,
     assert "with the image list of its first try (60 rows" in log2 and "not submitted again" in log2
 
 
-MAPPED_DAG = '''
+MAPPED_DAG = """
 import pendulum
 from airflow.sdk import dag, task
 
@@ -228,7 +253,7 @@ def the_dag():
 
 
 the_dag()
-'''
+"""
 
 
 def test_mapped_batches_share_one_output_path(airflow_deployment, dag_writer, fal_emulator, tmp_path):
@@ -263,8 +288,9 @@ def product_photos_source() -> str:
     return source.replace('schedule="@hourly",', 'dag_id="{dag_id}", schedule=None,')  # as shipped, own dag_id
 
 
-def test_two_runs_of_the_product_photo_example_keep_both_manifests(airflow_deployment, dag_writer, fal_emulator,
-                                                                   tmp_path):
+def test_two_runs_of_the_product_photo_example_keep_both_manifests(
+    airflow_deployment, dag_writer, fal_emulator, tmp_path
+):
     import shutil
 
     dep = airflow_deployment
@@ -285,8 +311,10 @@ def test_two_runs_of_the_product_photo_example_keep_both_manifests(airflow_deplo
     first = dep.xcom(dag_id, first_run, "render")
     second = dep.xcom(dag_id, second_run, "render")
     assert first["manifest"] != second["manifest"]
-    for summary, expected in ((first, [str(p) for p in paths]),
-                              (second, [str(inputs / f"zz_new_{n}.png") for n in range(2)])):
+    for summary, expected in (
+        (first, [str(p) for p in paths]),
+        (second, [str(inputs / f"zz_new_{n}.png") for n in range(2)]),
+    ):
         manifest = Path(summary["manifest"].removeprefix("file://"))
         rows = [json.loads(line) for line in manifest.read_text().splitlines()]
         assert [row["source"] for row in rows] == expected

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.deployment, pytest.mark.timeout(180)]
 # from the run's data_interval_end, has already passed by the time the worker starts). The target is rendered
 # on the worker, so the wait is measured from the task's start. end_from_trigger=False: the task resumes on a
 # worker (execute_complete), the same round trip as the provider's operators.
-SENSOR_THEN_TASK = '''
+SENSOR_THEN_TASK = """
 import pendulum
 from airflow.sdk import dag, task
 from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
@@ -37,7 +37,7 @@ def the_dag():
 
 
 the_dag()
-'''
+"""
 
 
 def _dag(wait_s: int) -> str:
@@ -55,8 +55,10 @@ def test_deferrable_sensor_round_trip(airflow_deployment, dag_writer):
     t_run = time.monotonic() - t0 - t_parsed
     wait_states = dep.watch_task(dag_id, run_id, "wait").stop()
     produce_states = dep.watch_task(dag_id, run_id, "produce").stop()
-    print(f"\n[round trip] parse wait {t_parsed:.1f}s, run {t_run:.1f}s; wait: "
-          f"{dep.watch_task(dag_id, run_id, 'wait').transitions}; produce: {produce_states}")
+    print(
+        f"\n[round trip] parse wait {t_parsed:.1f}s, run {t_run:.1f}s; wait: "
+        f"{dep.watch_task(dag_id, run_id, 'wait').transitions}; produce: {produce_states}"
+    )
 
     assert state == "success", dep.task_instances(dag_id, run_id)
     assert "deferred" in wait_states, wait_states
@@ -65,7 +67,10 @@ def test_deferrable_sensor_round_trip(airflow_deployment, dag_writer):
     assert produce_states[-1] == "success", produce_states
 
     assert dep.xcom(dag_id, run_id, "produce") == {
-        "answer": 42, "items": ["a", "b"], "nested": {"ok": True}, "conf": {"who": "harness"},
+        "answer": 42,
+        "items": ["a", "b"],
+        "nested": {"ok": True},
+        "conf": {"who": "harness"},
     }
     # The sensor returns None: no return_value XCom.
     assert dep.xcom(dag_id, run_id, "wait", default=None) is None
@@ -106,24 +111,30 @@ def test_clear_deferred_task_leaves_deferred(airflow_deployment, dag_writer):
 
     # The scheduler re-runs the cleared task as try 2, which defers again.
     deadline = time.monotonic() + 30
-    while not any(t.state == "deferred" and t.try_number == 2 for t in sampler.transitions) \
-            and time.monotonic() < deadline:
+    while (
+        not any(t.state == "deferred" and t.try_number == 2 for t in sampler.transitions)
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.2)
     # The cancellation of try 1's trigger is logged in try 1's trigger log.
     deadline = time.monotonic() + 20
-    while "cancelled by user action" not in dep.task_log(dag_id, run_id, "wait", try_number=1) \
-            and time.monotonic() < deadline:
+    while (
+        "cancelled by user action" not in dep.task_log(dag_id, run_id, "wait", try_number=1)
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.2)
     log1 = dep.task_log(dag_id, run_id, "wait", try_number=1)
     seq = [(t.t, t.state, t.try_number) for t in sampler.transitions]
-    print(f"\n[clear] CLI ran t={cli_start}..{cli_end}s; (state, try) right after the CLI exited: {after_clear}; "
-          f"transitions (t, state, try): {seq}")
+    print(
+        f"\n[clear] CLI ran t={cli_start}..{cli_end}s; (state, try) right after the CLI exited: {after_clear}; "
+        f"transitions (t, state, try): {seq}"
+    )
     if result.stdout.strip():
         print("[clear] CLI stdout tail:", result.stdout[-500:].strip())
 
     first = next(i for i, t in enumerate(sampler.transitions) if t.state == "deferred")
     deferred_try1 = sampler.transitions[first]
-    after = sampler.transitions[first + 1:]
+    after = sampler.transitions[first + 1 :]
     assert deferred_try1.try_number == 1, seq
     assert after, f"task never left deferred after the clear: {seq}"
     assert after[0].state in (None, "scheduled", "queued", "running"), seq  # left deferred

@@ -11,10 +11,10 @@ from waiting import wait_until
 
 pytestmark = [pytest.mark.deployment, pytest.mark.timeout(240)]
 
-AIRFLOW_RESUME_RACE = """Airflow 3.3.2 sometimes processes the executor's late "success" event of the process that deferred
-after the task was queued again for resuming, and marks the resumed try FAILED ("Executor ... reported that the task
-instance ... [queued] finished"); seen in about one run in four on these 2-core machines. The DAGs therefore have a
-spare retry, and the tests assert what matters whatever the try count: one submission, the same request id."""
+AIRFLOW_RESUME_RACE = """Airflow 3.3.2 sometimes processes the executor's late "success" event of the process that
+deferred after the task was queued again for resuming, and marks the resumed try FAILED ("Executor ... reported that
+the task instance ... [queued] finished"); seen in about one run in four on these 2-core machines. The DAGs therefore
+have a spare retry, and the tests assert what matters whatever the try count: one submission, the same request id."""
 
 FINISHED = ("success", "failed", "skipped", "upstream_failed", "removed")
 
@@ -118,17 +118,23 @@ def test_clearing_a_deferred_task_cancels_the_request_at_fal(airflow_deployment,
     run_id = dep.trigger(dag_id, conf={"image": str(photo)}, watch=["segment"])
     sampler = dep.watch_task(dag_id, run_id, "segment")
     sampler.wait_for("deferred", timeout=60)
-    wait_until(lambda: "running" in dep.task_log(dag_id, run_id, "segment"), 30, 0.2,
-               what="the trigger polling the request")
+    wait_until(
+        lambda: "running" in dep.task_log(dag_id, run_id, "segment"), 30, 0.2, what="the trigger polling the request"
+    )
     first_request = fal_emulator.requests()[0]["request_id"]
 
     dep.clear_task(dag_id, run_id, "segment", via="api")
-    wait_until(lambda: fal_emulator.counters()["cancels"]["total"] >= 1, 30, 0.2,
-               what="the emulator recording a cancel")
+    wait_until(
+        lambda: fal_emulator.counters()["cancels"]["total"] >= 1, 30, 0.2, what="the emulator recording a cancel"
+    )
     cancelled = {r["request_id"] for r in fal_emulator.requests() if r.get("cancelled")}
     assert first_request in cancelled
-    wait_until(lambda: "cancelled fal request" in dep.task_log(dag_id, run_id, "segment", try_number=1), 20, 0.2,
-               what="the trigger's on_kill log line")
+    wait_until(
+        lambda: "cancelled fal request" in dep.task_log(dag_id, run_id, "segment", try_number=1),
+        20,
+        0.2,
+        what="the trigger's on_kill log line",
+    )
     dep.set_run_state(dag_id, run_id, "failed")  # stop try 2 from waiting two minutes
     # Try 2 may still be submitting its own request (the first one was cancelled): let it end here, or it lands in
     # the next test's emulator counters (the emulator is shared; a second "submission" seen under load came from here).
@@ -158,6 +164,7 @@ def test_ten_clears_of_a_deferred_task_each_rerun_succeeds(airflow_deployment, d
     dag_id = dag_writer(dag_source(kill_after_submit=False))
     run_id = dep.trigger(dag_id, conf={"image": str(photo)}, watch=["segment"])
     clears = 10
+
     def trigger_polling(number: int) -> bool:
         """The current try is deferred on request ``number + 1`` and its trigger runs in the triggerer (a clear
         before the trigger starts has nothing to cancel: the rerun reattaches, rightly, and pays nothing)."""
@@ -167,8 +174,12 @@ def test_ten_clears_of_a_deferred_task_each_rerun_succeeds(airflow_deployment, d
         return f"request {fal_emulator.requests()[-1]['request_id']}:" in log
 
     for number in range(clears):
-        wait_until(lambda: trigger_polling(number), 90, 0.2,
-                   what=f"the trigger polling request {number + 1} (before clear {number + 1})")
+        wait_until(
+            lambda: trigger_polling(number),
+            90,
+            0.2,
+            what=f"the trigger polling request {number + 1} (before clear {number + 1})",
+        )
         if number == clears - 1:
             fal_emulator.configure(service_time_s=0.5)  # the last rerun's request finishes
         dep.clear_task(dag_id, run_id, "segment", via="api")

@@ -170,7 +170,7 @@ def _hits(text: str) -> list[str]:
 def _shown(text: str, width: int = 240) -> str:
     """The part of ``text`` around the first hit, the sentinel shown as <SENTINEL> for readability."""
     index = min(text.find(n) for n in NEEDLES if n in text)
-    excerpt = text[max(0, index - width // 2): index + width // 2]
+    excerpt = text[max(0, index - width // 2) : index + width // 2]
     for needle in NEEDLES:
         excerpt = excerpt.replace(needle, "<SENTINEL>")
     return excerpt.replace("\n", "\\n")
@@ -235,15 +235,19 @@ def sample_until_done(dep, dag_id: str, run_id: str, timeout: float) -> tuple[st
     while True:
         for row in dep.trigger_rows():
             triggers.setdefault((row["id"], row["kwargs"]), row)
-        state_rows.update(dep.query(
-            "SELECT task_id, map_index, key, value FROM task_state_store WHERE dag_id=? AND run_id=?",
-            (dag_id, run_id)))
+        state_rows.update(
+            dep.query(
+                "SELECT task_id, map_index, key, value FROM task_state_store WHERE dag_id=? AND run_id=?",
+                (dag_id, run_id),
+            )
+        )
         state = dep.run_state(dag_id, run_id)
         if state in ("success", "failed"):
             return state, triggers, state_rows
         if time.monotonic() > deadline:
-            raise dep.error(f"run {dag_id}/{run_id} still {state} after {timeout}s: "
-                            f"{dep.task_instances(dag_id, run_id)}")
+            raise dep.error(
+                f"run {dag_id}/{run_id} still {state} after {timeout}s: {dep.task_instances(dag_id, run_id)}"
+            )
         time.sleep(0.25)
 
 
@@ -263,8 +267,12 @@ def test_sentinel_key_appears_nowhere_after_a_real_run(
     photo = write_photos(tmp_path / "single", 1, seed=11)[0]
     batch_paths = write_photos(tmp_path / "batch_in", BATCH_IMAGES, seed=12)
     outputs = tmp_path / "outputs"
-    conf = {"image": str(photo), "images": str(batch_paths[0].parent),
-            "segment_out": str(outputs / "segment"), "batch_out": str(outputs / "batch")}
+    conf = {
+        "image": str(photo),
+        "images": str(batch_paths[0].parent),
+        "segment_out": str(outputs / "segment"),
+        "batch_out": str(outputs / "batch"),
+    }
 
     dag_id = dag_writer(HYGIENE_DAG)
     run_id = dep.trigger(dag_id, conf=conf, watch=[*SUCCEEDING, *FAILING, CANARY])
@@ -295,8 +303,10 @@ def test_sentinel_key_appears_nowhere_after_a_real_run(
     assert state_rows, "no task state store row was ever seen for this run"
     xcoms = dep.query("SELECT task_id, key, value FROM xcom WHERE dag_id=? AND run_id=?", (dag_id, run_id))
     assert {t for t, _, _ in xcoms} >= set(SUCCEEDING), sorted({t for t, _, _ in xcoms})
-    rendered = dep.query("SELECT task_id, rendered_fields FROM rendered_task_instance_fields "
-                         "WHERE dag_id=? AND run_id=?", (dag_id, run_id))
+    rendered = dep.query(
+        "SELECT task_id, rendered_fields FROM rendered_task_instance_fields WHERE dag_id=? AND run_id=?",
+        (dag_id, run_id),
+    )
     assert {t for t, _ in rendered} >= {*SUCCEEDING, *FAILING}, sorted({t for t, _ in rendered})
     manifest = find_manifest(outputs / "batch")
     assert len(manifest.read_text().splitlines()) == BATCH_IMAGES
@@ -310,8 +320,11 @@ def test_sentinel_key_appears_nowhere_after_a_real_run(
     # Airflow 3.3.2 fact seen here: the scheduler's console (standalone.log) echoes task log events *unmasked*
     # (the canary's line reads "canary password=<key>" there, "***" in the task log file). So the console has no
     # masking safety net; the canary's own echo is the one tolerated hit, and only in standalone.log.
-    findings += [f for f in home_findings
-                 if not (f.startswith(f"{dep.log_path}:") and "canary password=<SENTINEL> [airflow.task]" in f)]
+    findings += [
+        f
+        for f in home_findings
+        if not (f.startswith(f"{dep.log_path}:") and "canary password=<SENTINEL> [airflow.task]" in f)
+    ]
     findings += scan_database(dep.db_path)
     for table, rows in (("xcom", xcoms), ("rendered_task_instance_fields", rendered)):
         findings += [f"table {table} ({row[0]}): {_shown(str(row))}" for row in rows if _hits(str(row))]
@@ -319,18 +332,27 @@ def test_sentinel_key_appears_nowhere_after_a_real_run(
         if _hits(row["kwargs"]):
             findings.append(f"table trigger.kwargs as stored (id {trigger_id}): {_shown(row['kwargs'])}")
         if _hits(decrypted[(trigger_id, row["kwargs"])]):
-            findings.append(f"table trigger.kwargs decrypted (id {trigger_id}, {row['classpath']}): "
-                            f"{_shown(decrypted[(trigger_id, row['kwargs'])])}")
-    findings += [f"table task_state_store ({t}, {k}, sampled during the run): {_shown(v)}"
-                 for t, _, k, v in state_rows if _hits(v)]
+            findings.append(
+                f"table trigger.kwargs decrypted (id {trigger_id}, {row['classpath']}): "
+                f"{_shown(decrypted[(trigger_id, row['kwargs'])])}"
+            )
+    findings += [
+        f"table task_state_store ({t}, {k}, sampled during the run): {_shown(v)}"
+        for t, _, k, v in state_rows
+        if _hits(v)
+    ]
     output_findings, output_files = scan_files(outputs)
     assert output_files > BATCH_IMAGES, output_files  # the manifest and the masks
     findings += output_findings
-    findings += [f"emulator log record {r.name}: {_shown(r.getMessage())}"
-                 for r in caplog.records if _hits(r.getMessage())]
+    findings += [
+        f"emulator log record {r.name}: {_shown(r.getMessage())}" for r in caplog.records if _hits(r.getMessage())
+    ]
     captured = capfd.readouterr()
-    findings += [f"pytest process {name}: {_shown(text)}"
-                 for name, text in (("stdout", captured.out), ("stderr", captured.err)) if _hits(text)]
+    findings += [
+        f"pytest process {name}: {_shown(text)}"
+        for name, text in (("stdout", captured.out), ("stderr", captured.err))
+        if _hits(text)
+    ]
     emulator_state = json.dumps({"requests": fal_emulator.requests(), "counters": counters}, default=str)
     if _hits(emulator_state):
         findings.append(f"emulator request summaries: {_shown(emulator_state)}")

@@ -37,8 +37,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cert-dir", help="where to write cert.pem and key.pem (default: a temporary directory)")
     parser.add_argument("--exhausted-key", action="append", default=[], help="a key whose account is locked (403)")
     parser.add_argument("--seed", type=int, help="seed of the fault and jitter RNG")
-    parser.add_argument("--fault", action="append", default=[], type=FaultRule.model_validate_json,
-                        help='a fault rule as JSON, e.g. \'{"kind": "nginx_502", "target": "status", "first": 2}\'')
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        type=FaultRule.model_validate_json,
+        help='a fault rule as JSON, e.g. \'{"kind": "nginx_502", "target": "status", "first": 2}\'',
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser
 
@@ -55,13 +60,21 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     knobs = {
-        "service_time_s": args.service_time, "concurrency": args.concurrency, "media_ttl_s": args.media_ttl,
-        "seed": args.seed, "service_jitter_s": args.service_jitter, "in_progress_logs": args.in_progress_logs,
+        "service_time_s": args.service_time,
+        "concurrency": args.concurrency,
+        "media_ttl_s": args.media_ttl,
+        "seed": args.seed,
+        "service_jitter_s": args.service_jitter,
+        "in_progress_logs": args.in_progress_logs,
         "result_retention_s": args.result_retention,
     }
     config = EmulatorConfig(
-        port=args.port, api_key=args.api_key, cert_dir=args.cert_dir, exhausted_keys=args.exhausted_key,
-        faults=args.fault, **{k: v for k, v in knobs.items() if v is not None},
+        port=args.port,
+        api_key=args.api_key,
+        cert_dir=args.cert_dir,
+        exhausted_keys=args.exhausted_key,
+        faults=args.fault,
+        **{k: v for k, v in knobs.items() if v is not None},
     )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

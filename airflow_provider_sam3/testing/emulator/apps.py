@@ -85,8 +85,12 @@ def publish(value: Any, ctx: AppContext, *, inline: bool = False) -> Any:
             url = to_data_uri(value.data, value.content_type)
         else:
             url = ctx.media.put(value.data, value.file_name, value.content_type, ttl_s=ctx.media_ttl_s)
-        out: dict[str, Any] = {"url": url, "content_type": value.content_type, "file_name": value.file_name,
-                               "file_size": len(value.data)}
+        out: dict[str, Any] = {
+            "url": url,
+            "content_type": value.content_type,
+            "file_name": value.file_name,
+            "file_size": len(value.data),
+        }
         if value.width is not None:
             out.update(width=value.width, height=value.height)
         return out
@@ -301,8 +305,14 @@ def _person(image: Image.Image, inputs: Any) -> tuple[dict[str, Any], np.ndarray
             [round((x - width / 2) / width, 4), round((y - height / 2) / height, 4), 2.5] for x, y in keypoints
         ]
     if inputs.include_mhr_params:
-        person.update(shape_params=[0.0] * 10, body_pose_params=[0.0] * 63, hand_pose_params=[0.0] * 30,
-                      global_rot=[0.0, 0.0, 0.0], scale_params=[1.0], expr_params=[0.0] * 10)
+        person.update(
+            shape_params=[0.0] * 10,
+            body_pose_params=[0.0] * 63,
+            hand_pose_params=[0.0] * 30,
+            global_rot=[0.0, 0.0, 0.0],
+            scale_params=[1.0],
+            expr_params=[0.0] * 10,
+        )
     return person, mask
 
 
@@ -330,8 +340,14 @@ async def align_body(inputs: Any, ctx: AppContext) -> Any:
         "body_mesh_ply": PendingFile(placeholders.ply(), "body_aligned.ply", placeholders.PLY_CONTENT_TYPE),
         "model_glb": PendingFile(placeholders.glb({"aligned": True}), "aligned.glb", placeholders.GLB_CONTENT_TYPE),
         "visualization": PendingFile(picture, "visualization.png", "image/png", image.width, image.height),
-        "metadata": {"person_id": 0, "scale_factor": 1.0, "translation": [0.0, 0.0, 2.5], "focal_length": focal,
-                     "cropped_vertices_count": 4, "target_points_count": 4},
+        "metadata": {
+            "person_id": 0,
+            "scale_factor": 1.0,
+            "translation": [0.0, 0.0, 2.5],
+            "focal_length": focal,
+            "cropped_vertices_count": 4,
+            "target_points_count": 4,
+        },
     }
     if inputs.object_mesh_url:
         body["scene_glb"] = PendingFile(placeholders.glb({"scene": True}), "scene.glb", placeholders.GLB_CONTENT_TYPE)

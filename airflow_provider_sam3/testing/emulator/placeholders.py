@@ -34,8 +34,15 @@ def ply(scale: float = 1.0) -> bytes:
     vertices = [(0, 0, 0), (scale, 0, 0), (0, scale, 0), (0, 0, scale)]
     faces = [(0, 1, 2), (0, 1, 3), (0, 2, 3), (1, 2, 3)]
     lines = [
-        "ply", "format ascii 1.0", f"element vertex {len(vertices)}", "property float x", "property float y",
-        "property float z", f"element face {len(faces)}", "property list uchar int vertex_indices", "end_header",
+        "ply",
+        "format ascii 1.0",
+        f"element vertex {len(vertices)}",
+        "property float x",
+        "property float y",
+        "property float z",
+        f"element face {len(faces)}",
+        "property list uchar int vertex_indices",
+        "end_header",
     ]
     lines += [" ".join(f"{v:g}" for v in vertex) for vertex in vertices]
     lines += ["3 " + " ".join(map(str, face)) for face in faces]

@@ -51,9 +51,7 @@ def unprocessable(field_name: str, msg: str, error_type: str) -> AppError:
 
 def validation_failed(error: ValidationError) -> AppResult:
     """422 with pydantic's errors, located under ``body`` the way FastAPI reports them."""
-    detail = [
-        {"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in error.errors(include_url=False)
-    ]
+    detail = [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in error.errors(include_url=False)]
     return AppResult(422, {"detail": detail}, error_type="validation_error")
 
 

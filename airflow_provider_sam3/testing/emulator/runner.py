@@ -86,8 +86,14 @@ class FalEmulator:
         try:
             core = EmulatorCore(self.initial_config, f"https://{HOST}:{self.port}", certs.cert_file)
             config = uvicorn.Config(
-                build_app(core), ssl_certfile=certs.cert_file, ssl_keyfile=certs.key_file, log_config=None,
-                access_log=False, lifespan="off", timeout_graceful_shutdown=2, timeout_keep_alive=30,
+                build_app(core),
+                ssl_certfile=certs.cert_file,
+                ssl_keyfile=certs.key_file,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=2,
+                timeout_keep_alive=30,
             )
             self._core, self._server = core, uvicorn.Server(config)
         except BaseException as exc:

@@ -113,8 +113,13 @@ class EmulatorCore:
     def reset(self, config: EmulatorConfig | None = None) -> None:
         """Forget requests, files, counters and faults; ``config`` (if given) replaces the runtime knobs."""
         base = config if config is not None else self.config
-        self.config = base.model_copy(update={"port": self.config.port, "cert_dir": self.config.cert_dir,
-                                              "faults": list(base.faults) if config is not None else []})
+        self.config = base.model_copy(
+            update={
+                "port": self.config.port,
+                "cert_dir": self.config.cert_dir,
+                "faults": list(base.faults) if config is not None else [],
+            }
+        )
         self.faults.configure(self.config.faults, self.config.seed)
         self.queue.clear()
         self.media.clear()
@@ -227,8 +232,15 @@ class QueueRoutes:
         fault_target = "status" if op == "stream" else op
         return await self._guarded(request, fault_target, endpoint_id, record, handler, request_id)
 
-    async def _guarded(self, request: Request, op: str, endpoint_id: str | None, record: RequestRecord | None,
-                       handler: Any, request_id: str | None = None) -> Response:
+    async def _guarded(
+        self,
+        request: Request,
+        op: str,
+        endpoint_id: str | None,
+        record: RequestRecord | None,
+        handler: Any,
+        request_id: str | None = None,
+    ) -> Response:
         """Apply the fault due to this call (if any), then authentication, then ``handler``."""
         rule = self.core.faults.decide(op, endpoint_id)
         kind = rule.kind if rule else None
@@ -346,8 +358,9 @@ class FileRoutes:
         token = secrets.token_urlsafe(16)
         self.core.upload_tokens.add(token)
         expires = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
-        return JSONResponse({"token": token, "token_type": UPLOAD_TOKEN_TYPE, "base_url": self.core.base_url,
-                             "expires_at": expires})
+        return JSONResponse(
+            {"token": token, "token_type": UPLOAD_TOKEN_TYPE, "base_url": self.core.base_url, "expires_at": expires}
+        )
 
     async def upload(self, request: Request) -> Response:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")

@@ -20,8 +20,12 @@ def deliverable(url: str) -> bool:
 
 def webhook_payload(request_id: str, status_code: int, body: Any, error: str | None) -> dict[str, Any]:
     """fal's webhook body: ``status`` OK with the output as payload, or ERROR with the error and the app's body."""
-    payload: dict[str, Any] = {"request_id": request_id, "gateway_request_id": request_id,
-                               "status": "OK" if 200 <= status_code < 300 else "ERROR", "payload": body}
+    payload: dict[str, Any] = {
+        "request_id": request_id,
+        "gateway_request_id": request_id,
+        "status": "OK" if 200 <= status_code < 300 else "ERROR",
+        "payload": body,
+    }
     if payload["status"] == "ERROR":
         payload["error"] = f"Invalid status code: {status_code}" if error is None else error
     return payload

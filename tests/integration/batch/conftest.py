@@ -20,8 +20,10 @@ def run_batch_dag(airflow_db, fal_emulator):
 
     def run(dag, **conf):
         dag_run = dag.test(run_conf=conf or None)
-        results = {ti.task_id: (ti.state, ti.xcom_pull(task_ids=ti.task_id) if ti.state == "success" else None)
-                   for ti in dag_run.get_task_instances()}
+        results = {
+            ti.task_id: (ti.state, ti.xcom_pull(task_ids=ti.task_id) if ti.state == "success" else None)
+            for ti in dag_run.get_task_instances()
+        }
         return dag_run.state, results
 
     return run

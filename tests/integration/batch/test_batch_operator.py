@@ -15,15 +15,27 @@ PARAMS = {"images": "", "out": "", "prompt": "box"}
 
 @dag(dag_id="sam3_batch_deferred", schedule=None, params=PARAMS)
 def batch_deferred():
-    Sam3BatchOperator(task_id="segment", images="{{ params.images }}", output_path="{{ params.out }}",
-                      arguments={"prompt": "{{ params.prompt }}"}, deferrable=True, on_image_failure="report")
+    Sam3BatchOperator(
+        task_id="segment",
+        images="{{ params.images }}",
+        output_path="{{ params.out }}",
+        arguments={"prompt": "{{ params.prompt }}"},
+        deferrable=True,
+        on_image_failure="report",
+    )
 
 
 @dag(dag_id="sam3_batch_on_worker", schedule=None, params=PARAMS)
 def batch_on_worker():
-    Sam3BatchOperator(task_id="segment", images="{{ params.images }}", output_path="{{ params.out }}",
-                      arguments={"prompt": "{{ params.prompt }}"}, deferrable=False, max_in_flight=5,
-                      on_image_failure="report")
+    Sam3BatchOperator(
+        task_id="segment",
+        images="{{ params.images }}",
+        output_path="{{ params.out }}",
+        arguments={"prompt": "{{ params.prompt }}"},
+        deferrable=False,
+        max_in_flight=5,
+        on_image_failure="report",
+    )
 
 
 deferred_dag = batch_deferred()
@@ -31,7 +43,7 @@ on_worker_dag = batch_on_worker()
 
 
 def local(url: str) -> str:
-    return url[len("file://"):] if url.startswith("file://") else url
+    return url[len("file://") :] if url.startswith("file://") else url
 
 
 def read_manifest(summary):

@@ -13,9 +13,14 @@ PARAMS = {"images": "", "out": ""}
 def make_dag(case: str, **options):
     @dag(dag_id=f"sam3_batch_refusal_{case}", schedule=None, params=PARAMS)
     def refusal():
-        Sam3BatchOperator(task_id="segment", images="{{ params.images }}",
-                          output_path=options.pop("output_path", "{{ params.out }}"),
-                          arguments={"prompt": "box"}, retries=2, **options)
+        Sam3BatchOperator(
+            task_id="segment",
+            images="{{ params.images }}",
+            output_path=options.pop("output_path", "{{ params.out }}"),
+            arguments={"prompt": "box"},
+            retries=2,
+            **options,
+        )
 
     return refusal()
 

@@ -15,14 +15,26 @@ PARAMS = {"images": "", "out": "", "max_cost": 1000.0, "skip_invalid": False}
 
 @dag(dag_id="sam3_batch_cost_ceiling", schedule=None, params=PARAMS)
 def batch_cost_ceiling():
-    Sam3BatchOperator(task_id="segment", images="{{ params.images }}", output_path="{{ params.out }}",
-                      arguments={"prompt": "box"}, max_cost_usd="{{ params.max_cost }}", retries=2)
+    Sam3BatchOperator(
+        task_id="segment",
+        images="{{ params.images }}",
+        output_path="{{ params.out }}",
+        arguments={"prompt": "box"},
+        max_cost_usd="{{ params.max_cost }}",
+        retries=2,
+    )
 
 
 @dag(dag_id="sam3_batch_invalid", schedule=None, params=PARAMS)
 def batch_invalid():
-    Sam3BatchOperator(task_id="segment", images="{{ params.images }}", output_path="{{ params.out }}",
-                      arguments={"prompt": "box"}, skip_invalid=True, on_image_failure="report")
+    Sam3BatchOperator(
+        task_id="segment",
+        images="{{ params.images }}",
+        output_path="{{ params.out }}",
+        arguments={"prompt": "box"},
+        skip_invalid=True,
+        on_image_failure="report",
+    )
 
 
 @dag(dag_id="sam3_batch_per_image_fields", schedule=None, params=PARAMS)
@@ -32,24 +44,45 @@ def batch_per_image_fields():
         import os
 
         names = sorted(os.listdir(folder))
-        return [{"image": os.path.join(folder, name), "prompt": f"thing {i}", "max_masks": 1 + i % 3}
-                for i, name in enumerate(names)]
+        return [
+            {"image": os.path.join(folder, name), "prompt": f"thing {i}", "max_masks": 1 + i % 3}
+            for i, name in enumerate(names)
+        ]
 
-    Sam3BatchOperator(task_id="segment", images=plan("{{ params.images }}"), output_path="{{ params.out }}",
-                      kind="image-rle", deferrable=True)
+    Sam3BatchOperator(
+        task_id="segment",
+        images=plan("{{ params.images }}"),
+        output_path="{{ params.out }}",
+        kind="image-rle",
+        deferrable=True,
+    )
 
 
 @dag(dag_id="sam3_batch_failures", schedule=None, params=PARAMS)
 def batch_failures():
-    Sam3BatchOperator(task_id="segment", images="{{ params.images }}", output_path="{{ params.out }}",
-                      arguments={"prompt": "box"}, deferrable=True, max_resubmits=2, on_image_failure="report",
-                      poll_interval=0.2)
+    Sam3BatchOperator(
+        task_id="segment",
+        images="{{ params.images }}",
+        output_path="{{ params.out }}",
+        arguments={"prompt": "box"},
+        deferrable=True,
+        max_resubmits=2,
+        on_image_failure="report",
+        poll_interval=0.2,
+    )
 
 
 @dag(dag_id="sam3_batch_failures_fail", schedule=None, params=PARAMS)
 def batch_failures_fail():
-    Sam3BatchOperator(task_id="segment", images="{{ params.images }}", output_path="{{ params.out }}",
-                      arguments={"prompt": "box"}, deferrable=False, on_image_failure="fail", poll_interval=0.2)
+    Sam3BatchOperator(
+        task_id="segment",
+        images="{{ params.images }}",
+        output_path="{{ params.out }}",
+        arguments={"prompt": "box"},
+        deferrable=False,
+        on_image_failure="fail",
+        poll_interval=0.2,
+    )
 
 
 cost_dag = batch_cost_ceiling()
@@ -169,6 +202,7 @@ class ChangesItsFolderThenFails(Sam3BatchOperator):
     def _submit_due(self, hook, endpoint, state, bodies, store, on_submitted):
         result = super()._submit_due(hook, endpoint, state, bodies, store, on_submitted)
         if self._try_number == 1:
+
             async def then_change():
                 await result
                 import os
@@ -185,9 +219,16 @@ class ChangesItsFolderThenFails(Sam3BatchOperator):
 
 @dag(dag_id="sam3_batch_list_once", schedule=None, params=PARAMS)
 def batch_list_once():
-    ChangesItsFolderThenFails(task_id="segment", images="{{ params.images }}", output_path="{{ params.out }}",
-                              arguments={"prompt": "box"}, on_image_failure="fail", poll_interval=0.2,
-                              retries=1, retry_delay=0)
+    ChangesItsFolderThenFails(
+        task_id="segment",
+        images="{{ params.images }}",
+        output_path="{{ params.out }}",
+        arguments={"prompt": "box"},
+        on_image_failure="fail",
+        poll_interval=0.2,
+        retries=1,
+        retry_delay=0,
+    )
 
 
 list_once_dag = batch_list_once()
@@ -210,8 +251,13 @@ def test_a_retry_keeps_the_image_list_of_the_first_try(photos, tmp_path, run_bat
 
 @dag(dag_id="sam3_batch_repeats", schedule=None, params=PARAMS)
 def batch_repeats():
-    Sam3BatchOperator(task_id="segment", images="{{ params.images }}", output_path="{{ params.out }}",
-                      arguments={"prompt": "box"}, poll_interval=0.2)
+    Sam3BatchOperator(
+        task_id="segment",
+        images="{{ params.images }}",
+        output_path="{{ params.out }}",
+        arguments={"prompt": "box"},
+        poll_interval=0.2,
+    )
 
 
 repeats_dag = batch_repeats()

@@ -68,8 +68,6 @@ def raw_client(emulator, *, key: str | None = "default", timeout: float = 10.0) 
     return httpx.Client(base_url=emulator.base_url, verify=trust(emulator.cert_file), headers=headers, timeout=timeout)
 
 
-
-
 def status_of(client: httpx.Client, request_id: str, app: str = IMAGE_APP, logs: str | None = None) -> httpx.Response:
     params = {} if logs is None else {"logs": logs}
     return client.get(f"/{app}/requests/{request_id}/status", params=params)

@@ -80,8 +80,11 @@ def test_log_lines_name_calls_but_never_the_key(fal_emulator, caplog):
 def test_python_api_outside_the_fixture(tmp_path):
     config = EmulatorConfig(api_key="own-key", service_time_s=0.0, cert_dir=str(tmp_path))
     with FalEmulator(config, concurrency=3) as emulator:
-        assert emulator.env == {"FAL_QUEUE_RUN_HOST": emulator.host, "SSL_CERT_FILE": str(tmp_path / "cert.pem"),
-                                "FAL_KEY": "own-key"}
+        assert emulator.env == {
+            "FAL_QUEUE_RUN_HOST": emulator.host,
+            "SSL_CERT_FILE": str(tmp_path / "cert.pem"),
+            "FAL_KEY": "own-key",
+        }
         assert emulator.config.concurrency == 3 and emulator.base_url == f"https://{emulator.host}"
         rule = emulator.add_fault(FaultRule(kind="vanish", target="result", every=2))
         assert emulator.config.faults == [rule]

@@ -40,10 +40,26 @@ def _read_env(path: Path) -> dict[str, str]:
 def test_cli_serves_a_separate_stock_fal_client_and_stops_on_sigterm(tmp_path):
     env_file = tmp_path / "emulator.env"
     server = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_sam3.testing.emulator", "--port", "0", "--api-key", "cli-key",
-         "--env-file", str(env_file), "--service-time", "0.4", "--in-progress-logs", "2", "--cert-dir",
-         str(tmp_path / "certs")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "airflow_provider_sam3.testing.emulator",
+            "--port",
+            "0",
+            "--api-key",
+            "cli-key",
+            "--env-file",
+            str(env_file),
+            "--service-time",
+            "0.4",
+            "--in-progress-logs",
+            "2",
+            "--cert-dir",
+            str(tmp_path / "certs"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         for _ in range(600):  # a hang guard (30 s at most), not a timing claim
@@ -62,13 +78,22 @@ def test_cli_serves_a_separate_stock_fal_client_and_stops_on_sigterm(tmp_path):
         arguments = json.loads(SEEDS.read_text())["full_request"]
         arguments["image_url"] = png_data_uri(squares_image(width, height, [(50, 40, 150, 110)]))
         client_env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **emulator_env}
-        done = subprocess.run([sys.executable, "-c", CLIENT_SCRIPT], input=json.dumps(arguments), env=client_env,
-                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-c", CLIENT_SCRIPT],
+            input=json.dumps(arguments),
+            env=client_env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
         output = json.loads(done.stdout)
         masks = output["result"]["masks"]
-        assert masks and {entry["message"].split(": ", 1)[1] for entry in output["logs"]} == {"step 1 of 2",
-                                                                                             "step 2 of 2"}
+        assert masks and {entry["message"].split(": ", 1)[1] for entry in output["logs"]} == {
+            "step 1 of 2",
+            "step 2 of 2",
+        }
         with httpx.Client(verify=trust(emulator_env["SSL_CERT_FILE"])) as http:
             for mask in masks:
                 response = http.get(mask["url"])

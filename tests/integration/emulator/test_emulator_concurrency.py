@@ -24,7 +24,7 @@ def test_fifty_requests_through_four_slots(fal_emulator):
         async def watch() -> list:
             return [event async for event in watched.iter_events(interval=0.05)]
 
-        # The others poll gently, so 49 pollers at fal-client's 0.1 s do not slow the emulator they share a process with.
+        # The others poll gently: 49 pollers at fal-client's 0.1 s would slow the emulator they share a process with.
         events, *results = await asyncio.gather(watch(), *(h.get(interval=0.5) for h in handles))
         assert all(r["masks"] for r in results)
         return events

@@ -35,7 +35,9 @@ def _valid_input(kind: str, mesh_url: str) -> dict:
         "video-rle": {"video_url": VIDEO, "prompt": "person", "boundingbox_zip": True},
         "video-rle-objects": {"video_url": VIDEO, "prompt": "car"},
         "3d-objects": {
-            "image_url": IMAGE, "prompt": "", "box_prompts": [{"x_min": 30, "y_min": 20, "x_max": 130, "y_max": 100}]
+            "image_url": IMAGE,
+            "prompt": "",
+            "box_prompts": [{"x_min": 30, "y_min": 20, "x_max": 130, "y_max": 100}],
         },
         "3d-body": {"image_url": IMAGE},
         "3d-align": {"image_url": IMAGE, "body_mesh_url": mesh_url, "object_mesh_url": mesh_url},
@@ -87,8 +89,9 @@ def test_every_registry_endpoint_output_parses_and_its_files_download(fal_emulat
     person = results["fal-ai/sam-3/3d-body"]["metadata"]["people"][0]
     assert len(person["keypoints_2d"]) == 70 and len(person["keypoints_3d"]) == 70
     assert person["bbox"] == [40.0, 30.0, 120.0, 90.0]
-    embedding = embedding_array(results["fal-ai/sam-3/image/embed"]["embedding_b64"],
-                                dtype=apps.EMBEDDING_DTYPE, shape=apps.EMBEDDING_SHAPE)
+    embedding = embedding_array(
+        results["fal-ai/sam-3/image/embed"]["embedding_b64"], dtype=apps.EMBEDDING_DTYPE, shape=apps.EMBEDDING_SHAPE
+    )
     assert np.isfinite(embedding).all() and embedding.std() > 0
     assert "scene_glb" in results["fal-ai/sam-3/3d-align"]
 
@@ -119,8 +122,15 @@ def test_image_masks_are_the_object_at_the_input_size_with_boxes_and_preview(fal
 def test_multiple_masks_sync_mode_and_formats(fal_emulator):
     boxes = [(10, 10, 60, 50), (80, 40, 150, 110)]
     image = png_data_uri(squares_image(WIDTH, HEIGHT, boxes))
-    arguments = {"image_url": image, "prompt": "box", "return_multiple_masks": True, "max_masks": 5,
-                 "sync_mode": True, "output_format": "webp", "apply_mask": False}
+    arguments = {
+        "image_url": image,
+        "prompt": "box",
+        "return_multiple_masks": True,
+        "max_masks": 5,
+        "sync_mode": True,
+        "output_format": "webp",
+        "apply_mask": False,
+    }
     result = fal_client.subscribe("fal-ai/sam-3/image", arguments=arguments)
     assert "image" not in result and len(result["masks"]) == 2
     assert all(m["url"].startswith("data:image/webp;base64,") for m in result["masks"])
@@ -138,11 +148,19 @@ def test_multiple_masks_sync_mode_and_formats(fal_emulator):
 
 def test_point_and_box_prompts_reach_the_segmenter(fal_emulator):
     image = png_data_uri(squares_image(WIDTH, HEIGHT, [(10, 10, 60, 50), (80, 40, 150, 110)]))
-    by_point = fal_client.subscribe("fal-ai/sam-3/image-rle", arguments={
-        "image_url": image, "prompt": "", "point_prompts": [{"x": 30, "y": 30, "label": 1}]})
+    by_point = fal_client.subscribe(
+        "fal-ai/sam-3/image-rle",
+        arguments={"image_url": image, "prompt": "", "point_prompts": [{"x": 30, "y": 30, "label": 1}]},
+    )
     assert iou(rle_decode(by_point["rle"], WIDTH, HEIGHT), box_mask(WIDTH, HEIGHT, (10, 10, 60, 50))) > 0.9
-    by_box = fal_client.subscribe("fal-ai/sam-3/image-rle", arguments={
-        "image_url": image, "prompt": "", "box_prompts": [{"x_min": 70, "y_min": 30, "x_max": 159, "y_max": 119}]})
+    by_box = fal_client.subscribe(
+        "fal-ai/sam-3/image-rle",
+        arguments={
+            "image_url": image,
+            "prompt": "",
+            "box_prompts": [{"x_min": 70, "y_min": 30, "x_max": 159, "y_max": 119}],
+        },
+    )
     assert iou(rle_decode(by_box["rle"], WIDTH, HEIGHT), box_mask(WIDTH, HEIGHT, (80, 40, 150, 110))) > 0.9
 
 

@@ -44,8 +44,14 @@ def test_submit_returns_urls_to_the_emulator_without_the_sub_path(fal_emulator, 
     body = response.json()
     request_id = body["request_id"]
     base = f"https://{fal_emulator.host}/fal-ai/sam-3/requests/{request_id}"
-    assert body == {"status": "IN_QUEUE", "request_id": request_id, "queue_position": 0, "response_url": base,
-                    "status_url": f"{base}/status", "cancel_url": f"{base}/cancel"}
+    assert body == {
+        "status": "IN_QUEUE",
+        "request_id": request_id,
+        "queue_position": 0,
+        "response_url": base,
+        "status_url": f"{base}/status",
+        "cancel_url": f"{base}/cancel",
+    }
     assert response.headers["x-fal-request-id"] == request_id
     status = status_of(client, request_id)
     assert status.headers["x-fal-request-id"] == request_id
@@ -109,8 +115,9 @@ def test_wrong_or_missing_key_is_401_and_exhausted_key_is_403(fal_emulator):
     assert fal_emulator.counters()["submissions"]["total"] == 0
 
 
-@pytest.mark.parametrize(("value", "listed"), [("true", True), ("1", True), ("false", False), ("0", False),
-                                               ("yes", False), (None, False)])
+@pytest.mark.parametrize(
+    ("value", "listed"), [("true", True), ("1", True), ("false", False), ("0", False), ("yes", False), (None, False)]
+)
 def test_logs_parameter_forms(fal_emulator, client, value, listed):
     fal_emulator.configure(service_time_s=0.6, in_progress_logs=3)
     request_id = _submit(client)["request_id"]

@@ -1,4 +1,4 @@
-"""Reading an image's size from the start of a URL (for RLE results of URL images), against files the emulator serves."""
+"""Reading an image's size from the start of a URL (RLE results of URL images), against files the emulator serves."""
 
 from __future__ import annotations
 

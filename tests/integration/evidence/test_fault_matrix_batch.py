@@ -73,79 +73,158 @@ def f(kind: str, target: str, **trigger: Any) -> dict[str, Any]:
 
 FAULTS: list[BatchFault] = [
     # fal-client retries 429 and nginx's own 502/503/504 (no request id): no image notices.
-    BatchFault("rate_limit_429_storm", (f("rate_limit_429", "submit", every=2), f("rate_limit_429", "status", every=3),
-                                        f("rate_limit_429", "result", every=3))),
-    BatchFault("nginx_502_503_504", (f("nginx_502", "submit", every=4), f("nginx_503", "status", every=3),
-                                     f("nginx_504", "result", every=3))),
+    BatchFault(
+        "rate_limit_429_storm",
+        (
+            f("rate_limit_429", "submit", every=2),
+            f("rate_limit_429", "status", every=3),
+            f("rate_limit_429", "result", every=3),
+        ),
+    ),
+    BatchFault(
+        "nginx_502_503_504",
+        (f("nginx_502", "submit", every=4), f("nginx_503", "status", every=3), f("nginx_504", "result", every=3)),
+    ),
     # A runner error on submit carries a request id and created nothing: the image is submitted again.
     BatchFault("runner_503_on_submit", (f("runner_503", "submit", first=3),), resubmissions=3),
     # On status and result the hook retries them; then the next round asks again.
-    BatchFault("runner_503_on_status_and_result", (f("runner_503", "status", every=4),
-                                                   f("runner_503", "result", first=2))),
+    BatchFault(
+        "runner_503_on_status_and_result", (f("runner_503", "status", every=4), f("runner_503", "result", first=2))
+    ),
     # The app crashes (500): fal does not bill it and a retry would fail the same way; reported, not resubmitted.
     BatchFault("app_500", (f("app_500", "submit", first=2),), errors={"FalAppError": 2}),
     # Dropped connections: fal-client retries them for status and result...
-    BatchFault("drop_connection_on_status_and_result", (f("drop_connection", "status", every=3),
-                                                        f("drop_connection", "result", first=3))),
+    BatchFault(
+        "drop_connection_on_status_and_result",
+        (f("drop_connection", "status", every=3), f("drop_connection", "result", first=3)),
+    ),
     # ...but a submit whose answer was lost may have created a request: counted as a submission, said in the log,
     # and resubmitted under max_resubmits (the batch finishes; at most one extra charge per lost answer).
-    BatchFault("drop_connection_on_submit", (f("drop_connection", "submit", first=2),), submissions=14,
-               resubmissions=2, lost=2, lost_created=2),
+    BatchFault(
+        "drop_connection_on_submit",
+        (f("drop_connection", "submit", first=2),),
+        submissions=14,
+        resubmissions=2,
+        lost=2,
+        lost_created=2,
+    ),
     # Slower than request_timeout: status and result calls time out and are retried.
-    BatchFault("slow_status_and_result", (f("slow_response", "status", first=2, delay_s=SLOW_S),
-                                          f("slow_response", "result", first=1, delay_s=SLOW_S))),
+    BatchFault(
+        "slow_status_and_result",
+        (f("slow_response", "status", first=2, delay_s=SLOW_S), f("slow_response", "result", first=1, delay_s=SLOW_S)),
+    ),
     # A slow submit times out after sending its body: treated as a lost answer. The emulator reads its body only
     # after the delay, when the client has gone, so it created nothing.
-    BatchFault("slow_submit", (f("slow_response", "submit", first=1, delay_s=SLOW_S),), resubmissions=1, lost=1,
-               lost_created=0, settle_s=SLOW_S + 0.5),
+    BatchFault(
+        "slow_submit",
+        (f("slow_response", "submit", first=1, delay_s=SLOW_S),),
+        resubmissions=1,
+        lost=1,
+        lost_created=0,
+        settle_s=SLOW_S + 0.5,
+    ),
     # nginx's 504 on submit: the edge forwarded the POST and gave up waiting; a lost answer too (the emulator's edge
     # created nothing).
     BatchFault("nginx_504_on_submit", (f("nginx_504", "submit", first=1),), resubmissions=1, lost=1, lost_created=0),
     # Requests that vanish (404) and results that expire before they are fetched: submitted again.
     BatchFault("vanish_on_status", (f("vanish", "status", first=2),), submissions=14, resubmissions=2),
-    BatchFault("result_expires_before_fetch", (f("expire_early", "submit", first=2),), submissions=14,
-               resubmissions=2),
+    BatchFault("result_expires_before_fetch", (f("expire_early", "submit", first=2),), submissions=14, resubmissions=2),
     # fal rejects two images (it cannot fetch them): reported with fal's reason, not resubmitted.
     BatchFault("app_rejects_two_inputs_422", unreachable=2, errors={"FalValidationError": 2}),
     # The batch's timeout passes while fal is slow: everything still at fal is cancelled and reported.
-    BatchFault("batch_timeout_cancels", knobs={"service_time_s": 30.0, "concurrency": 2}, options={"timeout": 3},
-               errors={"FalDeadlineExceededError": IMAGES}, cancels=IMAGES),
+    BatchFault(
+        "batch_timeout_cancels",
+        knobs={"service_time_s": 30.0, "concurrency": 2},
+        options={"timeout": 3},
+        errors={"FalDeadlineExceededError": IMAGES},
+        cancels=IMAGES,
+    ),
     # The account is locked from the start: the task fails without a retry; every image is in the manifest.
-    BatchFault("exhausted_balance", knobs={"exhausted_keys": ["<api key>"]}, state="failed", submissions=0,
-               resubmissions=None, errors={"FalBalanceExhaustedError": 8, "BatchStopped": 4},
-               says=("FalBalanceExhaustedError", "the fal account is locked", "top up the balance", "not retried",
-                     "The batch stopped")),
+    BatchFault(
+        "exhausted_balance",
+        knobs={"exhausted_keys": ["<api key>"]},
+        state="failed",
+        submissions=0,
+        resubmissions=None,
+        errors={"FalBalanceExhaustedError": 8, "BatchStopped": 4},
+        says=(
+            "FalBalanceExhaustedError",
+            "the fal account is locked",
+            "top up the balance",
+            "not retried",
+            "The batch stopped",
+        ),
+    ),
     # The balance runs out mid-batch: what succeeded stays stored, what is at fal is listed with its request id (a
     # clear after the top-up fetches it without paying again), what was not submitted says so.
-    BatchFault("balance_exhausted_mid_batch", options={"max_in_flight": 4, "submit_concurrency": 2},
-               knobs={"service_time_s": 0.2}, exhaust_after=6, state="failed", submissions=None,
-               resubmissions=None, errors=None,
-               says=("the fal account is locked", "The batch stopped"), modes=(False,)),
+    BatchFault(
+        "balance_exhausted_mid_batch",
+        options={"max_in_flight": 4, "submit_concurrency": 2},
+        knobs={"service_time_s": 0.2},
+        exhaust_after=6,
+        state="failed",
+        submissions=None,
+        resubmissions=None,
+        errors=None,
+        says=("the fal account is locked", "The batch stopped"),
+        modes=(False,),
+    ),
     # fal completed the requests, but their results cannot be fetched for several rounds (each fetch outlasts the
     # hook's retries): they are fetched again, never submitted again; each image is paid once.
-    BatchFault("results_unfetchable_for_several_polls", (f("runner_503", "result", first=45),), completed=IMAGES,
-               says=("not stored yet", "it is fetched again, not submitted again")),
+    BatchFault(
+        "results_unfetchable_for_several_polls",
+        (f("runner_503", "result", first=45),),
+        completed=IMAGES,
+        says=("not stored yet", "it is fetched again, not submitted again"),
+    ),
     # Storing one image's outputs fails once (the storage refuses a write): fetched again, not paid again.
-    BatchFault("output_write_fails_once", write_failures=1, completed=IMAGES,
-               says=("not stored yet", "OSError", "it is fetched again, not submitted again")),
+    BatchFault(
+        "output_write_fails_once",
+        write_failures=1,
+        completed=IMAGES,
+        says=("not stored yet", "OSError", "it is fetched again, not submitted again"),
+    ),
     # fal rejects two images (422) and the task is set to fail on image failures, with a retry to spare: only final
     # failures remain, so the task fails at once; no retry submits them again (each image is submitted once).
-    BatchFault("rejected_422_fails_without_retry", unreachable=2, options={"on_image_failure": "fail"},
-               state="failed", errors={"FalValidationError": 2}, completed=IMAGES,
-               says=("only final failures remain", "not retried")),
+    BatchFault(
+        "rejected_422_fails_without_retry",
+        unreachable=2,
+        options={"on_image_failure": "fail"},
+        state="failed",
+        errors={"FalValidationError": 2},
+        completed=IMAGES,
+        says=("only final failures remain", "not retried"),
+    ),
 ]
 
 
 def make_dag(row: BatchFault, deferrable: bool):
-    options = {"on_image_failure": "report", "max_resubmits": 2, "poll_interval": 0.2, "max_poll_interval": 0.5,
-               **row.options}
+    options = {
+        "on_image_failure": "report",
+        "max_resubmits": 2,
+        "poll_interval": 0.2,
+        "max_poll_interval": 0.5,
+        **row.options,
+    }
 
-    @dag(dag_id=f"sam3_evidence_batch_{row.id}_{'deferrable' if deferrable else 'worker'}", schedule=None,
-         params={"images": [], "out": ""}, render_template_as_native_obj=True)
+    @dag(
+        dag_id=f"sam3_evidence_batch_{row.id}_{'deferrable' if deferrable else 'worker'}",
+        schedule=None,
+        params={"images": [], "out": ""},
+        render_template_as_native_obj=True,
+    )
     def batch_fault():
-        Sam3BatchOperator(task_id="segment", images="{{ params.images }}", output_path="{{ params.out }}",
-                          arguments={"prompt": "box"}, fal_conn_id=CONN_ID, deferrable=deferrable, retries=1,
-                          retry_delay=0, **options)
+        Sam3BatchOperator(
+            task_id="segment",
+            images="{{ params.images }}",
+            output_path="{{ params.out }}",
+            arguments={"prompt": "box"},
+            fal_conn_id=CONN_ID,
+            deferrable=deferrable,
+            retries=1,
+            retry_delay=0,
+            **options,
+        )
 
     return batch_fault()
 
@@ -154,8 +233,11 @@ DAGS = {(row.id, deferrable): make_dag(row, deferrable) for row in FAULTS for de
 
 
 def params(rows: list[BatchFault]) -> list[Any]:
-    return [pytest.param(row, deferrable, id=f"{row.id}-{'deferrable' if deferrable else 'worker'}")
-            for row in rows for deferrable in row.modes]
+    return [
+        pytest.param(row, deferrable, id=f"{row.id}-{'deferrable' if deferrable else 'worker'}")
+        for row in rows
+        for deferrable in row.modes
+    ]
 
 
 def lock_account_after(emulator, requests: int, stop: threading.Event) -> threading.Thread:
@@ -176,10 +258,17 @@ def lock_account_after(emulator, requests: int, stop: threading.Event) -> thread
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(("row", "deferrable"), params(FAULTS))
 def test_batch_fault(row, deferrable, airflow_db, fal_emulator, fast_retries, tmp_path, capfd, monkeypatch):
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps({
-        "conn_type": "fal", "password": fal_emulator.api_key, "host": fal_emulator.host,
-        "extra": {"request_timeout": REQUEST_TIMEOUT_S, "poll_interval": 0.2, "max_poll_interval": 0.5},
-    }))
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{CONN_ID.upper()}",
+        json.dumps(
+            {
+                "conn_type": "fal",
+                "password": fal_emulator.api_key,
+                "host": fal_emulator.host,
+                "extra": {"request_timeout": REQUEST_TIMEOUT_S, "poll_interval": 0.2, "max_poll_interval": 0.5},
+            }
+        ),
+    )
     photos = [str(p) for p in write_photos(tmp_path / "in", IMAGES - row.unreachable)]
     images = photos + [UNREACHABLE_IMAGE.format(n) for n in range(row.unreachable)]
     knobs = {k: ([fal_emulator.api_key] if v == ["<api key>"] else v) for k, v in row.knobs.items()}
@@ -233,8 +322,11 @@ def test_batch_fault(row, deferrable, airflow_db, fal_emulator, fast_retries, tm
     if row.exhaust_after:  # every kind of image the stop leaves behind is listed
         statuses = {r["status"] for r in rows}
         assert "succeeded" in statuses and errors.get("BatchStopped", 0) >= 1, rows
-        assert any("still at fal as request" in r["error"] or "not submitted" in r["error"]
-                   for r in rows if r["error_class"] == "BatchStopped")
+        assert any(
+            "still at fal as request" in r["error"] or "not submitted" in r["error"]
+            for r in rows
+            if r["error_class"] == "BatchStopped"
+        )
 
     # The emulator created exactly the requests the log accounts for, and the counts agree everywhere.
     submitted = sum(int(n) for n in SUBMITTED.findall(log))

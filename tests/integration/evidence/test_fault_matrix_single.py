@@ -73,31 +73,66 @@ FAULTS: list[Fault] = [
     Fault("nginx_503_every_2nd_call_everywhere", (f("nginx_503", "any", every=2),)),
     # A runner error carries a request id: fal-client does not retry it. The hook retries status/result calls;
     # a refused submit created nothing, so the task's retry submits (the first time).
-    Fault("runner_503_on_submit", (f("runner_503", "submit", first=1),), tries=2, modes=(True,),
-          says=("FalTransientError: fal-ai/sam-3/image: fal's runner failed during submit",)),
+    Fault(
+        "runner_503_on_submit",
+        (f("runner_503", "submit", first=1),),
+        tries=2,
+        modes=(True,),
+        says=("FalTransientError: fal-ai/sam-3/image: fal's runner failed during submit",),
+    ),
     Fault("runner_503_on_status_brief", (f("runner_503", "status", first=2),)),
     # A poll failing after the hook's 5 attempts is polled again; 5 such polls in a row fail the try, and the retry
     # reattaches. A shorter outage (first=6) is survived within the try.
-    Fault("runner_503_on_status_surviving_a_failed_poll", (f("runner_503", "status", first=6),),
-          says=("fal's runner failed during status", "polling again (1 of 5 polls in a row failed)")),
-    Fault("runner_503_on_status_outlasting_five_polls", (f("runner_503", "status", first=25),), tries=2,
-          says=("FalTransientError: ", "fal's runner failed during status", "from a previous try")),
-    Fault("runner_503_on_result_outlasting_the_hook", (f("runner_503", "result", first=6),), tries=2,
-          says=("FalTransientError: ", "fal's runner failed during result", "already completed; fetching its result")),
+    Fault(
+        "runner_503_on_status_surviving_a_failed_poll",
+        (f("runner_503", "status", first=6),),
+        says=("fal's runner failed during status", "polling again (1 of 5 polls in a row failed)"),
+    ),
+    Fault(
+        "runner_503_on_status_outlasting_five_polls",
+        (f("runner_503", "status", first=25),),
+        tries=2,
+        says=("FalTransientError: ", "fal's runner failed during status", "from a previous try"),
+    ),
+    Fault(
+        "runner_503_on_result_outlasting_the_hook",
+        (f("runner_503", "result", first=6),),
+        tries=2,
+        says=("FalTransientError: ", "fal's runner failed during result", "already completed; fetching its result"),
+    ),
     # The app crashes (500 with a request id): fal does not bill it; the retry sees the failure and submits anew.
-    Fault("app_500", (f("app_500", "submit", first=1),), submissions=2, tries=2,
-          says=("FalAppError: fal-ai/sam-3/image request ", "the model app failed", "does not bill failed requests",
-                "from a previous try failed")),
+    Fault(
+        "app_500",
+        (f("app_500", "submit", first=1),),
+        submissions=2,
+        tries=2,
+        says=(
+            "FalAppError: fal-ai/sam-3/image request ",
+            "the model app failed",
+            "does not bill failed requests",
+            "from a previous try failed",
+        ),
+    ),
     # Dropped connections: retried by fal-client for every call...
     Fault("drop_connection_on_status", (f("drop_connection", "status", first=2),)),
     Fault("drop_connection_on_result", (f("drop_connection", "result", first=2),)),
     # ...but not a submit whose answer was lost after fal created the request: the hook does not resend it (that
     # would pay twice, silently), the try fails saying fal may have created it, and the task's retry submits anew.
     # Both requests are in the log: the lost one as "may have created", the retry's as "Submitted".
-    Fault("drop_connection_on_submit", (f("drop_connection", "submit", first=1),), modes=(False,),
-          submissions=2, lost=1, lost_created=1, tries=2,
-          says=("FalSubmitOutcomeUnknownError: fal-ai/sam-3/image: submit sent the request but its answer was lost",
-                "fal may have created the request", "not resubmitted automatically, to avoid paying twice")),
+    Fault(
+        "drop_connection_on_submit",
+        (f("drop_connection", "submit", first=1),),
+        modes=(False,),
+        submissions=2,
+        lost=1,
+        lost_created=1,
+        tries=2,
+        says=(
+            "FalSubmitOutcomeUnknownError: fal-ai/sam-3/image: submit sent the request but its answer was lost",
+            "fal may have created the request",
+            "not resubmitted automatically, to avoid paying twice",
+        ),
+    ),
     # Slower than the connection's request_timeout: the call times out and fal-client retries it.
     Fault("slow_status", (f("slow_response", "status", first=1, delay_s=SLOW_S),)),
     Fault("slow_result", (f("slow_response", "result", first=1, delay_s=SLOW_S),)),
@@ -105,36 +140,96 @@ FAULTS: list[Fault] = [
     # document whether its edge creates the request of a submit whose answer is late). The try fails saying so and
     # the task's retry submits. The emulator reads a slow submit's body only after the delay, when the client has
     # gone, so it creates nothing: one request, and one lost answer in the log.
-    Fault("slow_submit", (f("slow_response", "submit", first=1, delay_s=SLOW_S),), settle_s=SLOW_S + 0.5,
-          modes=(True,), lost=1, lost_created=0, tries=2,
-          says=("FalSubmitOutcomeUnknownError: ", "ReadTimeout", "not resubmitted automatically")),
+    Fault(
+        "slow_submit",
+        (f("slow_response", "submit", first=1, delay_s=SLOW_S),),
+        settle_s=SLOW_S + 0.5,
+        modes=(True,),
+        lost=1,
+        lost_created=0,
+        tries=2,
+        says=("FalSubmitOutcomeUnknownError: ", "ReadTimeout", "not resubmitted automatically"),
+    ),
     # nginx's 504 on submit: the edge forwarded the POST and gave up waiting, so the queue may have created the
     # request. Not resent; the try says so and the retry submits. The emulator's edge fault created nothing.
-    Fault("nginx_504_on_submit", (f("nginx_504", "submit", first=1),), modes=(True,), lost=1, lost_created=0,
-          tries=2, says=("FalSubmitOutcomeUnknownError: ", "fal's edge gave up waiting for the queue's answer",
-                         "not resubmitted automatically")),
+    Fault(
+        "nginx_504_on_submit",
+        (f("nginx_504", "submit", first=1),),
+        modes=(True,),
+        lost=1,
+        lost_created=0,
+        tries=2,
+        says=(
+            "FalSubmitOutcomeUnknownError: ",
+            "fal's edge gave up waiting for the queue's answer",
+            "not resubmitted automatically",
+        ),
+    ),
     # The request vanishes (404): the try fails saying so; the retry finds it gone and submits anew.
-    Fault("vanish_on_status", (f("vanish", "status", first=1),), submissions=2, tries=2,
-          says=("FalRequestNotFoundError: ", "fal does not know this request during status", "gone at fal",
-                "submitting anew")),
-    Fault("vanish_on_submit", (f("vanish", "submit", first=1),), submissions=2, tries=2,
-          says=("FalRequestNotFoundError: ", "it vanished or its result expired", "submitting anew")),
+    Fault(
+        "vanish_on_status",
+        (f("vanish", "status", first=1),),
+        submissions=2,
+        tries=2,
+        says=(
+            "FalRequestNotFoundError: ",
+            "fal does not know this request during status",
+            "gone at fal",
+            "submitting anew",
+        ),
+    ),
+    Fault(
+        "vanish_on_submit",
+        (f("vanish", "submit", first=1),),
+        submissions=2,
+        tries=2,
+        says=("FalRequestNotFoundError: ", "it vanished or its result expired", "submitting anew"),
+    ),
     # The result expires before it is fetched: the retry must submit anew, not refetch the missing result.
-    Fault("result_expires_before_fetch", (f("expire_early", "submit", first=1),), submissions=2, tries=2,
-          says=("FalRequestNotFoundError: ", "during result: it vanished or its result expired",
-                "is gone at fal (expired); submitting anew")),
+    Fault(
+        "result_expires_before_fetch",
+        (f("expire_early", "submit", first=1),),
+        submissions=2,
+        tries=2,
+        says=(
+            "FalRequestNotFoundError: ",
+            "during result: it vanished or its result expired",
+            "is gone at fal (expired); submitting anew",
+        ),
+    ),
     # Someone else cancels the request at fal mid-run (the dashboard, or a clear whose trigger cancelled it while
     # the next try had already reattached): fal answers 499. The try submits the image anew, says so, and succeeds.
-    Fault("cancelled_elsewhere_mid_run", (f("cancel_elsewhere", "submit", first=1),), submissions=2, tries=1,
-          knobs={"service_time_s": 1.0},
-          says=("was cancelled at fal before it finished", "submitting the image anew (1 of 3 in this try)")),
+    Fault(
+        "cancelled_elsewhere_mid_run",
+        (f("cancel_elsewhere", "submit", first=1),),
+        submissions=2,
+        tries=1,
+        knobs={"service_time_s": 1.0},
+        says=("was cancelled at fal before it finished", "submitting the image anew (1 of 3 in this try)"),
+    ),
     # Errors a retry cannot fix fail once, without retries, even with retries=1.
-    Fault("app_rejects_input_422", image=UNREACHABLE_IMAGE, state="failed", tries=1,
-          says=("FalValidationError: ", "fal rejected the input: image_url:", "not retried")),
-    Fault("exhausted_balance", knobs={"exhausted_keys": ["<api key>"]}, state="failed", submissions=0, tries=1,
-          modes=(False,),
-          says=("FalBalanceExhaustedError: ", "the fal account is locked", "Exhausted balance",
-                "top up the balance", "not retried")),
+    Fault(
+        "app_rejects_input_422",
+        image=UNREACHABLE_IMAGE,
+        state="failed",
+        tries=1,
+        says=("FalValidationError: ", "fal rejected the input: image_url:", "not retried"),
+    ),
+    Fault(
+        "exhausted_balance",
+        knobs={"exhausted_keys": ["<api key>"]},
+        state="failed",
+        submissions=0,
+        tries=1,
+        modes=(False,),
+        says=(
+            "FalBalanceExhaustedError: ",
+            "the fal account is locked",
+            "Exhausted balance",
+            "top up the balance",
+            "not retried",
+        ),
+    ),
 ]
 
 
@@ -143,9 +238,18 @@ def make_dag(deferrable: bool):
 
     @dag(dag_id=f"sam3_evidence_fault_matrix_{mode}", schedule=None, params={"image": ""})
     def fault_matrix():
-        SegmentImageOperator(task_id="seg", image="{{ params.image }}", prompt="square", deferrable=deferrable,
-                             fal_conn_id=CONN_ID, poll_interval=0.2, max_poll_interval=0.5, timeout=60,
-                             retries=1, retry_delay=0)
+        SegmentImageOperator(
+            task_id="seg",
+            image="{{ params.image }}",
+            prompt="square",
+            deferrable=deferrable,
+            fal_conn_id=CONN_ID,
+            poll_interval=0.2,
+            max_poll_interval=0.5,
+            timeout=60,
+            retries=1,
+            retry_delay=0,
+        )
 
     return fault_matrix()
 
@@ -158,18 +262,26 @@ def params(rows: list[Fault]) -> list[Any]:
     for row in rows:
         for deferrable in row.modes:
             marks = [pytest.mark.xfail(strict=True, reason=row.bug)] if row.bug else []
-            out.append(pytest.param(row, deferrable, marks=marks,
-                                    id=f"{row.id}-{'deferrable' if deferrable else 'worker'}"))
+            out.append(
+                pytest.param(row, deferrable, marks=marks, id=f"{row.id}-{'deferrable' if deferrable else 'worker'}")
+            )
     return out
 
 
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize(("row", "deferrable"), params(FAULTS))
 def test_fault(row, deferrable, run_dag, photo, fal_emulator, fast_retries, capfd, monkeypatch):
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps({
-        "conn_type": "fal", "password": fal_emulator.api_key, "host": fal_emulator.host,
-        "extra": {"request_timeout": REQUEST_TIMEOUT_S, "poll_interval": 0.2, "max_poll_interval": 0.5},
-    }))
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{CONN_ID.upper()}",
+        json.dumps(
+            {
+                "conn_type": "fal",
+                "password": fal_emulator.api_key,
+                "host": fal_emulator.host,
+                "extra": {"request_timeout": REQUEST_TIMEOUT_S, "poll_interval": 0.2, "max_poll_interval": 0.5},
+            }
+        ),
+    )
     knobs = {k: ([fal_emulator.api_key] if v == ["<api key>"] else v) for k, v in row.knobs.items()}
     if knobs:
         fal_emulator.configure(**knobs)

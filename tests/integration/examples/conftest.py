@@ -10,7 +10,7 @@ from example_runs import load_example
 
 @pytest.fixture
 def sample_images(tmp_path):
-    """``make(count)`` -> sorted paths of ``count`` synthetic product photos (one coloured shape each) in a temp folder."""
+    """``make(count)`` -> sorted paths of ``count`` synthetic product photos (one coloured shape each)."""
 
     def make(count: int, folder: Path | None = None) -> list[Path]:
         demo = load_example("_demo")

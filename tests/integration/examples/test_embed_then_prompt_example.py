@@ -1,4 +1,4 @@
-"""dags_examples/sam3_embed_then_prompt.py under dag.test() against the emulator: one embedding, one request per prompt."""
+"""dags_examples/sam3_embed_then_prompt.py under dag.test(): one embedding, one request per prompt."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ EMBED_ENDPOINT = "fal-ai/sam-3/image/embed"
 IMAGE_ENDPOINT = "fal-ai/sam-3/image"
 
 
-def test_embedding_is_stored_once_and_each_prompt_is_its_own_request(run_example, sample_images, fal_emulator,
-                                                                      tmp_path):
+def test_embedding_is_stored_once_and_each_prompt_is_its_own_request(
+    run_example, sample_images, fal_emulator, tmp_path
+):
     import numpy as np
     from PIL import Image
 
@@ -23,8 +24,12 @@ def test_embedding_is_stored_once_and_each_prompt_is_its_own_request(run_example
     example = load_example("sam3_embed_then_prompt")
     image = sample_images(2)[1]
     out = tmp_path / "out"
-    dag_run, results = run_example(example.sam3_embed_then_prompt(), image=str(image), output_path=f"file://{out}",
-                                   prompts=["mug", "handle", " mug ", "", "shadow"])
+    dag_run, results = run_example(
+        example.sam3_embed_then_prompt(),
+        image=str(image),
+        output_path=f"file://{out}",
+        prompts=["mug", "handle", " mug ", "", "shadow"],
+    )
     assert dag_run.state == "success", results
     prompts = ["mug", "handle", "shadow"]  # blanks and repeats are not paid for twice
     assert single(results, "prompt_list") == prompts
@@ -44,8 +49,10 @@ def test_embedding_is_stored_once_and_each_prompt_is_its_own_request(run_example
     documents = mapped(results, "segment")
     assert len(documents) == len(prompts)
     counters = fal_emulator.counters()
-    assert counters["submissions"] == {"total": 1 + len(prompts),
-                                       "by_endpoint": {EMBED_ENDPOINT: 1, IMAGE_ENDPOINT: len(prompts)}}
+    assert counters["submissions"] == {
+        "total": 1 + len(prompts),
+        "by_endpoint": {EMBED_ENDPOINT: 1, IMAGE_ENDPOINT: len(prompts)},
+    }
     request_ids = [d["request_id"] for d in documents]
     assert len(set(request_ids + [embedding["request_id"]])) == 1 + len(prompts)
     assert {r["request_id"] for r in fal_emulator.requests()} == {*request_ids, embedding["request_id"]}
@@ -56,8 +63,12 @@ def test_embedding_is_stored_once_and_each_prompt_is_its_own_request(run_example
     # The catalog joins them: prompt i -> the request of map index i; also written next to the outputs.
     record = single(results, "catalog")
     assert record["image"] == str(image)
-    assert record["embedding"] == {"url": embedding["stored_url"], "byte_size": embedding["byte_size"],
-                                   "sha256": embedding["sha256"], "request_id": embedding["request_id"]}
+    assert record["embedding"] == {
+        "url": embedding["stored_url"],
+        "byte_size": embedding["byte_size"],
+        "sha256": embedding["sha256"],
+        "request_id": embedding["request_id"],
+    }
     assert list(record["prompts"]) == prompts
     for prompt, document in zip(prompts, documents):
         entry = record["prompts"][prompt]

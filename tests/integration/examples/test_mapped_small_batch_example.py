@@ -1,4 +1,4 @@
-"""dags_examples/sam3_mapped_small_batch.py under dag.test() against the emulator: one request per image, a true summary."""
+"""dags_examples/sam3_mapped_small_batch.py under dag.test(): one request per image, a true summary."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ def test_one_task_and_one_fal_request_per_image_then_a_summary_of_their_document
 ):
     example = load_example("sam3_mapped_small_batch")
     images = sample_images(4)
-    dag_run, results = run_example(example.sam3_mapped_small_batch(),
-                                   input_folder=str(images[0].parent), prompt="product")
+    dag_run, results = run_example(
+        example.sam3_mapped_small_batch(), input_folder=str(images[0].parent), prompt="product"
+    )
     assert dag_run.state == "success", results
 
     # One mapped task instance per image, in the folder's sorted order, each with its own document.

@@ -10,8 +10,9 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def run_example(dag, inputs, out):
-    return dag.test(run_conf={"input_folder": str(inputs), "output_path": str(out), "prompt": "product",
-                              "max_cost_usd": 1.0})
+    return dag.test(
+        run_conf={"input_folder": str(inputs), "output_path": str(out), "prompt": "product", "max_cost_usd": 1.0}
+    )
 
 
 def test_product_photo_example_writes_masks_cutouts_overlays_and_metadata(airflow_db, fal_emulator, tmp_path):
@@ -66,5 +67,6 @@ def test_product_photo_example_writes_masks_cutouts_overlays_and_metadata(airflo
     assert len(first_manifest.read_text().splitlines()) == len(images)
     (second,) = [m for m in manifests if m != first_manifest]
     assert [json.loads(line)["source"] for line in second.read_text().splitlines()] == [
-        str(tmp_path / "inputs" / "zz_new.jpg")]
+        str(tmp_path / "inputs" / "zz_new.jpg")
+    ]
     assert len((run_folder / "metadata.jsonl").read_text().splitlines()) == len(rows)

@@ -10,8 +10,9 @@ import pytest
 from example_runs import load_example, mapped, single
 
 
-def test_one_row_per_mask_with_the_documents_values_and_pixel_areas(run_example, sample_images, fal_emulator,
-                                                                     tmp_path, monkeypatch):
+def test_one_row_per_mask_with_the_documents_values_and_pixel_areas(
+    run_example, sample_images, fal_emulator, tmp_path, monkeypatch
+):
     import numpy as np
     from PIL import Image
 
@@ -24,8 +25,9 @@ def test_one_row_per_mask_with_the_documents_values_and_pixel_areas(run_example,
     monkeypatch.setenv("AIRFLOW_CONN_SAM3_MASKS_DB", json.dumps({"conn_type": "sqlite", "host": str(database)}))
     images = sample_images(3)
     out = tmp_path / "out"
-    dag_run, results = run_example(example.sam3_sql_enrichment(), input_folder=str(images[0].parent),
-                                   prompt="product", output_path=f"file://{out}")
+    dag_run, results = run_example(
+        example.sam3_sql_enrichment(), input_folder=str(images[0].parent), prompt="product", output_path=f"file://{out}"
+    )
     assert dag_run.state == "success", results
     assert results[("create_table", -1)][0] == "success"
 
@@ -38,13 +40,20 @@ def test_one_row_per_mask_with_the_documents_values_and_pixel_areas(run_example,
     with closing(sqlite3.connect(database)) as connection:
         connection.row_factory = sqlite3.Row
         rows = {(r["request_id"], r["mask_index"]): dict(r) for r in connection.execute("SELECT * FROM sam3_masks")}
-        key = [r["name"] for r in sorted(connection.execute("PRAGMA table_info(sam3_masks)"), key=lambda r: r["pk"])
-               if r["pk"]]
+        key = [
+            r["name"]
+            for r in sorted(connection.execute("PRAGMA table_info(sam3_masks)"), key=lambda r: r["pk"])
+            if r["pk"]
+        ]
     assert key == ["request_id", "mask_index"]  # a retried load replaces its rows instead of duplicating them
     assert len(rows) == total_masks
     loaded = single(results, "load_rows")
-    assert loaded == {"table": "sam3_masks", "images": len(images), "rows": total_masks,
-                      "request_ids": sorted(d["request_id"] for d in documents)}
+    assert loaded == {
+        "table": "sam3_masks",
+        "images": len(images),
+        "rows": total_masks,
+        "request_ids": sorted(d["request_id"] for d in documents),
+    }
 
     for document in documents:
         for mask in document["masks"]:
@@ -58,7 +67,8 @@ def test_one_row_per_mask_with_the_documents_values_and_pixel_areas(run_example,
             assert row["area"] == int(pixels.sum()) > 0 and isinstance(row["area"], int)
             ys, xs = np.nonzero(pixels)  # the fal box and the mask agree
             assert [row["x_min"], row["y_min"], row["x_max"], row["y_max"]] == pytest.approx(
-                [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], abs=1)
+                [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], abs=1
+            )
 
     # A retried load (same documents) replaces its rows: still one row per mask.
     dag = example.sam3_sql_enrichment()

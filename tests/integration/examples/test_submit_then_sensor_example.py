@@ -1,4 +1,4 @@
-"""dags_examples/sam3_submit_then_sensor.py under dag.test() against the emulator: one request, submitted, waited, read."""
+"""dags_examples/sam3_submit_then_sensor.py under dag.test(): one request, submitted, waited for, read."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ def test_submit_returns_a_reference_the_deferrable_sensor_waits_for_and_the_read
     image = sample_images(1)[0]
     out = tmp_path / "out"
     fal_emulator.configure(service_time_s=1.5)  # still running when submit returns: the sensor really waits
-    dag_run, results = run_example(example.sam3_submit_then_sensor(),
-                                   image=str(image), prompt="shoe", output_path=f"file://{out}")
+    dag_run, results = run_example(
+        example.sam3_submit_then_sensor(), image=str(image), prompt="shoe", output_path=f"file://{out}"
+    )
     assert dag_run.state == "success", results
 
     # submit: a request reference, not a result.

@@ -41,8 +41,9 @@ FLAT_URI = to_data_uri(flat_png(), "image/png")
 ARGS = {"image_url": SQUARE_URI, "prompt": "square"}
 
 
-def set_connection(monkeypatch, *, password: str | None, host: str | None, conn_id: str = "fal_default",
-                   **extra: object) -> None:
+def set_connection(
+    monkeypatch, *, password: str | None, host: str | None, conn_id: str = "fal_default", **extra: object
+) -> None:
     """Define an Airflow connection through ``AIRFLOW_CONN_<ID>`` (no metadata DB needed)."""
     conn: dict[str, object] = {"conn_type": "fal"}
     if password is not None:
@@ -61,11 +62,18 @@ def dead_port() -> int:
         return sock.getsockname()[1]
 
 
-def reference_at(host: str, request_id: str = "00000000-0000-0000-0000-00000000beef",
-                 endpoint_id: str = IMAGE_ENDPOINT, app: str = IMAGE_APP) -> RequestReference:
+def reference_at(
+    host: str,
+    request_id: str = "00000000-0000-0000-0000-00000000beef",
+    endpoint_id: str = IMAGE_ENDPOINT,
+    app: str = IMAGE_APP,
+) -> RequestReference:
     """A reference built by hand, pointing at ``host`` (for unknown requests and unreachable hosts)."""
     base = f"https://{host}/{app}/requests/{request_id}"
-    return RequestReference(endpoint_id=endpoint_id, request_id=request_id, status_url=f"{base}/status",
-                            response_url=base, cancel_url=f"{base}/cancel")
-
-
+    return RequestReference(
+        endpoint_id=endpoint_id,
+        request_id=request_id,
+        status_url=f"{base}/status",
+        response_url=base,
+        cancel_url=f"{base}/cancel",
+    )

@@ -54,8 +54,12 @@ def test_async_cancel_outcomes(fal_emulator, fal_conn):
     async def go():
         hook = FalHook()
         try:
-            return [await hook.acancel(queued), await hook.acancel(running), await hook.acancel(queued),
-                    await hook.acancel(unknown)]
+            return [
+                await hook.acancel(queued),
+                await hook.acancel(running),
+                await hook.acancel(queued),
+                await hook.acancel(unknown),
+            ]
         finally:
             await hook.aclose()
 
@@ -162,8 +166,9 @@ def test_two_connections_submit_to_their_own_hosts(fal_emulator, monkeypatch, tm
     config = EmulatorConfig(service_time_s=0.05, api_key="second-key", cert_dir=str(tmp_path / "second"))
     with FalEmulator(config) as second:
         both = tmp_path / "both.pem"
-        both.write_text(Path(fal_emulator.env["SSL_CERT_FILE"]).read_text()
-                        + Path(second.env["SSL_CERT_FILE"]).read_text())
+        both.write_text(
+            Path(fal_emulator.env["SSL_CERT_FILE"]).read_text() + Path(second.env["SSL_CERT_FILE"]).read_text()
+        )
         monkeypatch.setenv("SSL_CERT_FILE", str(both))
         set_connection(monkeypatch, conn_id="fal_first", password=fal_emulator.api_key, host=fal_emulator.host)
         set_connection(monkeypatch, conn_id="fal_second", password=second.api_key, host=second.host)
@@ -178,8 +183,11 @@ def test_two_connections_submit_to_their_own_hosts(fal_emulator, monkeypatch, tm
             finally:
                 await afirst.aclose(), await aother.aclose()
 
-        references = [first.submit(IMAGE_ENDPOINT, ARGS), other.submit(IMAGE_ENDPOINT, ARGS),
-                      *asyncio.run(async_submits())]
+        references = [
+            first.submit(IMAGE_ENDPOINT, ARGS),
+            other.submit(IMAGE_ENDPOINT, ARGS),
+            *asyncio.run(async_submits()),
+        ]
         hosts = [ref.status_url.split("/")[2] for ref in references]
         assert hosts == [fal_emulator.host, second.host] * 2
         assert fal_emulator.counters()["submissions"]["total"] == 2

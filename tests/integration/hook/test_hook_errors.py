@@ -193,8 +193,7 @@ def test_short_429_burst_is_absorbed_by_fal_client(fal_emulator, fal_conn):
     assert fal_emulator.counters()["status_calls"] == 3
 
 
-def test_429_storm_gives_up_with_a_retryable_rate_limit_error(fal_emulator, fal_conn, fast_retries,
-                                                               few_fal_attempts):
+def test_429_storm_gives_up_with_a_retryable_rate_limit_error(fal_emulator, fal_conn, fast_retries, few_fal_attempts):
     hook = FalHook(retry_attempts=2)
     ref = hook.submit(IMAGE_ENDPOINT, ARGS)
     fal_emulator.add_fault("rate_limit_429", target="status", rate=1.0)
@@ -234,8 +233,9 @@ def test_gateway_outage_gives_up_with_a_transient_error(fal_emulator, fal_conn, 
     assert fal_emulator.counters()["status_calls"] == 2  # fal_client's attempts only
 
 
-def test_wait_polls_again_after_a_poll_that_failed_after_fal_clients_retries(fal_emulator, fal_conn, fast_retries,
-                                                                             few_fal_attempts, capfd):
+def test_wait_polls_again_after_a_poll_that_failed_after_fal_clients_retries(
+    fal_emulator, fal_conn, fast_retries, few_fal_attempts, capfd
+):
     hook = FalHook()
     ref = hook.submit(IMAGE_ENDPOINT, ARGS)
     fal_emulator.add_fault("nginx_502", target="status", first=3)  # poll 1 fails twice; poll 2 fails once, then works
@@ -289,8 +289,7 @@ def test_dropped_connection_once_is_retried_by_fal_client(fal_emulator, fal_conn
     assert fal_emulator.counters()["status_calls"] == 2
 
 
-def test_dropped_connections_give_up_with_a_transient_error(fal_emulator, fal_conn, fast_retries,
-                                                             few_fal_attempts):
+def test_dropped_connections_give_up_with_a_transient_error(fal_emulator, fal_conn, fast_retries, few_fal_attempts):
     hook = FalHook(retry_attempts=2)
     ref = hook.submit(IMAGE_ENDPOINT, ARGS)
     fal_emulator.add_fault("drop_connection", target="status", rate=1.0)
@@ -321,8 +320,9 @@ def test_slow_result_beyond_request_timeout_async(fal_emulator, fal_conn):
     assert fal_emulator.counters()["result_calls"] == 2  # the slow one timed out after 1 s and was asked again
 
 
-def test_unreachable_host_is_a_transient_error_naming_the_host_problem(fal_emulator, fal_conn, fast_retries,
-                                                                       few_fal_attempts):
+def test_unreachable_host_is_a_transient_error_naming_the_host_problem(
+    fal_emulator, fal_conn, fast_retries, few_fal_attempts
+):
     host = f"127.0.0.1:{dead_port()}"
     fal_conn(host=host)  # the connection's own queue host is down (a reference elsewhere is refused unsent)
     hook = FalHook(retry_attempts=2)

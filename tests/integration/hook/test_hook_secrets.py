@@ -16,8 +16,15 @@ from airflow_provider_sam3.hooks.fal import FalHook
 
 SENTINEL = "sk-sentinel-4b1d93:f00dfacecafe5ecret"
 SECRET_PARTS = (SENTINEL, SENTINEL.split(":")[1])
-LOGGERS = ("", "airflow", "airflow.task", "fal_client", "httpx", "httpcore",
-           "airflow.task.hooks.airflow_provider_sam3.hooks.fal.FalHook")
+LOGGERS = (
+    "",
+    "airflow",
+    "airflow.task",
+    "fal_client",
+    "httpx",
+    "httpcore",
+    "airflow.task.hooks.airflow_provider_sam3.hooks.fal.FalHook",
+)
 
 
 def _texts_of(error: BaseException) -> list[str]:
@@ -55,8 +62,9 @@ class Run:
         self.expect(cls, asyncio.run, go())
 
 
-def test_the_key_appears_in_no_error_log_or_reference(fal_emulator, monkeypatch, caplog, capfd, fast_retries,
-                                                      few_fal_attempts):
+def test_the_key_appears_in_no_error_log_or_reference(
+    fal_emulator, monkeypatch, caplog, capfd, fast_retries, few_fal_attempts
+):
     for name in LOGGERS:
         caplog.set_level(logging.DEBUG, logger=name)
     fal_emulator.configure(api_key=SENTINEL)
@@ -140,8 +148,12 @@ def test_the_key_appears_in_no_error_log_or_reference(fal_emulator, monkeypatch,
     # edge and runner faults on every call, dropped connections, a slow response
     done = hook.submit(IMAGE_ENDPOINT, ARGS)
     hook.wait(done)
-    for kind, cls in [("rate_limit_429", exc.FalRateLimitedError), ("nginx_502", exc.FalTransientError),
-                      ("runner_503", exc.FalTransientError), ("drop_connection", exc.FalTransientError)]:
+    for kind, cls in [
+        ("rate_limit_429", exc.FalRateLimitedError),
+        ("nginx_502", exc.FalTransientError),
+        ("runner_503", exc.FalTransientError),
+        ("drop_connection", exc.FalTransientError),
+    ]:
         fal_emulator.configure(faults=[])
         fal_emulator.add_fault(kind, target="any", rate=1.0)
         run.expect(cls, hook.status, done)
@@ -152,8 +164,7 @@ def test_the_key_appears_in_no_error_log_or_reference(fal_emulator, monkeypatch,
             run.expect(cls, hook.submit, IMAGE_ENDPOINT, ARGS)
     fal_emulator.configure(faults=[])
     fal_emulator.add_fault("slow_response", target="status", first=1, delay_s=1.5)
-    set_connection(monkeypatch, conn_id="fal_impatient", password=SENTINEL, host=fal_emulator.host,
-                   request_timeout=1)
+    set_connection(monkeypatch, conn_id="fal_impatient", password=SENTINEL, host=fal_emulator.host, request_timeout=1)
     assert FalHook("fal_impatient").status(done).done
 
     # nothing listening
@@ -195,4 +206,4 @@ def test_the_key_appears_in_no_error_log_or_reference(fal_emulator, monkeypatch,
     assert "retrying" in caplog.text + out + err, "the hook's retry warnings were not captured"
     for part in SECRET_PARTS:
         leaks = [t for t in logged if part in t]
-        assert not leaks, [t[max(0, t.find(part) - 200): t.find(part) + 50] for t in leaks[:3]]
+        assert not leaks, [t[max(0, t.find(part) - 200) : t.find(part) + 50] for t in leaks[:3]]

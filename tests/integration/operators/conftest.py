@@ -37,8 +37,11 @@ def run_dag(airflow_db, fal_emulator):
         for ti in dag_run.get_task_instances():
             results[ti.task_id] = (ti.state, ti.xcom_pull(task_ids=ti.task_id) if ti.state == "success" else None)
         results["__run__"] = (dag_run.state, DagRunState.SUCCESS)
-        results["__links__"] = {ti.task_id: ti.xcom_pull(task_ids=ti.task_id, key="fal_request_url")
-                                for ti in dag_run.get_task_instances() if ti.map_index < 0}
+        results["__links__"] = {
+            ti.task_id: ti.xcom_pull(task_ids=ti.task_id, key="fal_request_url")
+            for ti in dag_run.get_task_instances()
+            if ti.map_index < 0
+        }
         return results
 
     return run

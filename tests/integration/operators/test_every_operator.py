@@ -13,7 +13,10 @@ IMAGE = "{{ params.image }}"
 
 # kind -> (operator class, keyword arguments): one call per registry kind.
 CALLS = {
-    "image": (ops.SegmentImageOperator, {"image": IMAGE, "prompt": "square", "include_scores": True, "include_boxes": True}),
+    "image": (
+        ops.SegmentImageOperator,
+        {"image": IMAGE, "prompt": "square", "include_scores": True, "include_boxes": True},
+    ),
     "image-rle": (ops.SegmentImageRleOperator, {"image": IMAGE, "prompt": "square", "include_scores": True}),
     "embed": (ops.EmbedImageOperator, {"image": IMAGE, "output_path": "{{ params.out }}/{{ params.mode }}"}),
     "video": (ops.SegmentVideoOperator, {"video_url": VIDEO, "prompt": "person"}),
@@ -28,8 +31,11 @@ CALLS = {
 def make_dag(deferrable: bool):
     mode = "deferrable" if deferrable else "worker"
 
-    @dag(dag_id=f"sam3_every_operator_{mode}", schedule=None,
-         params={"image": "", "video_url": "", "mesh_url": "", "out": "", "mode": mode})
+    @dag(
+        dag_id=f"sam3_every_operator_{mode}",
+        schedule=None,
+        params={"image": "", "video_url": "", "mesh_url": "", "out": "", "mode": mode},
+    )
     def every_operator():
         for kind, (cls, kwargs) in CALLS.items():
             cls(task_id=kind.replace("-", "_"), deferrable=deferrable, poll_interval=0.2, **kwargs)
@@ -56,7 +62,9 @@ def inputs(photo, fal_emulator, tmp_path):
     return {
         "image": str(photo),
         "video_url": fal_emulator.host_file(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64, "clip.mp4", "video/mp4"),
-        "mesh_url": fal_emulator.host_file(b"ply\nformat ascii 1.0\nend_header\n", "body.ply", "application/octet-stream"),
+        "mesh_url": fal_emulator.host_file(
+            b"ply\nformat ascii 1.0\nend_header\n", "body.ply", "application/octet-stream"
+        ),
         "out": f"file://{tmp_path}/out",
     }
 
@@ -98,8 +106,9 @@ def test_version_switch_sends_sam31(run_dag, inputs, fal_emulator):
 
 @dag(dag_id="sam3_version_switch", schedule=None, params={"image": "", "video_url": "", "mesh_url": "", "out": ""})
 def version_switch():
-    ops.SegmentImageOperator(task_id="seg31", image=IMAGE, prompt="square", version="3.1", deferrable=True,
-                             poll_interval=0.2)
+    ops.SegmentImageOperator(
+        task_id="seg31", image=IMAGE, prompt="square", version="3.1", deferrable=True, poll_interval=0.2
+    )
 
 
 SAM31_DAG = version_switch()

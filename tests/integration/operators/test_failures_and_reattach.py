@@ -22,15 +22,22 @@ def task_log_text(capfd) -> str:
 @dag(dag_id="sam3_fail_no_masks", schedule=None, params=PARAMS)
 def no_masks():
     # A photo of one flat colour holds nothing to segment: image-rle answers 422 "No masks generated".
-    SegmentImageRleOperator(task_id="rle", image="{{ params.image }}", prompt="shoe", deferrable=True,
-                            poll_interval=0.2, retries=2)
+    SegmentImageRleOperator(
+        task_id="rle", image="{{ params.image }}", prompt="shoe", deferrable=True, poll_interval=0.2, retries=2
+    )
 
 
 @dag(dag_id="sam3_fail_remote_validation", schedule=None, params=PARAMS)
 def remote_validation():
     # Valid locally, but the emulator (like fal) cannot download this URL: fal answers 422 on the result.
-    FalQueueOperator(task_id="seg", endpoint_id="fal-ai/sam-3/image", deferrable=True, poll_interval=0.2,
-                     arguments={"image_url": "https://unreachable.invalid/photo.png", "prompt": "x"}, retries=2)
+    FalQueueOperator(
+        task_id="seg",
+        endpoint_id="fal-ai/sam-3/image",
+        deferrable=True,
+        poll_interval=0.2,
+        arguments={"image_url": "https://unreachable.invalid/photo.png", "prompt": "x"},
+        retries=2,
+    )
 
 
 @dag(dag_id="sam3_fail_app_error", schedule=None, params=PARAMS)
@@ -40,32 +47,49 @@ def app_error():
 
 @dag(dag_id="sam3_fail_bad_key", schedule=None, params=PARAMS)
 def bad_key():
-    SegmentImageOperator(task_id="seg", image="{{ params.image }}", prompt="x", fal_conn_id="fal_wrong",
-                         deferrable=True, retries=3)
+    SegmentImageOperator(
+        task_id="seg", image="{{ params.image }}", prompt="x", fal_conn_id="fal_wrong", deferrable=True, retries=3
+    )
 
 
 @dag(dag_id="sam3_timeout_cancels", schedule=None, params=PARAMS)
 def timeout_cancels():
-    SegmentImageOperator(task_id="seg", image="{{ params.image }}", prompt="x", deferrable=True, timeout=1.5,
-                         poll_interval=0.2)
+    SegmentImageOperator(
+        task_id="seg", image="{{ params.image }}", prompt="x", deferrable=True, timeout=1.5, poll_interval=0.2
+    )
 
 
 @dag(dag_id="sam3_timeout_cancels_sync", schedule=None, params=PARAMS)
 def timeout_cancels_sync():
-    SegmentImageOperator(task_id="seg", image="{{ params.image }}", prompt="x", deferrable=False, timeout=1.5,
-                         poll_interval=0.2)
+    SegmentImageOperator(
+        task_id="seg", image="{{ params.image }}", prompt="x", deferrable=False, timeout=1.5, poll_interval=0.2
+    )
 
 
 @dag(dag_id="sam3_retry_reattaches", schedule=None, params=PARAMS)
 def retry_reattaches():
-    SegmentImageOperator(task_id="seg", image="{{ params.image }}", prompt="x", deferrable=False, poll_interval=0.2,
-                         retries=2, retry_delay=0)
+    SegmentImageOperator(
+        task_id="seg",
+        image="{{ params.image }}",
+        prompt="x",
+        deferrable=False,
+        poll_interval=0.2,
+        retries=2,
+        retry_delay=0,
+    )
 
 
 @dag(dag_id="sam3_retry_finds_it_done", schedule=None, params=PARAMS)
 def retry_finds_it_done():
-    SegmentImageOperator(task_id="seg", image="{{ params.image }}", prompt="x", deferrable=True, poll_interval=0.2,
-                         retries=1, retry_delay=0)
+    SegmentImageOperator(
+        task_id="seg",
+        image="{{ params.image }}",
+        prompt="x",
+        deferrable=True,
+        poll_interval=0.2,
+        retries=1,
+        retry_delay=0,
+    )
 
 
 @dag(dag_id="sam3_bad_input", schedule=None, params=PARAMS)
@@ -73,9 +97,20 @@ def bad_input():
     SegmentImageOperator(task_id="seg", image="{{ params.image }}", prompt="x", max_masks=33, deferrable=True)
 
 
-DAGS = {d.dag_id: d for d in (no_masks(), remote_validation(), app_error(), bad_key(), timeout_cancels(),
-                              timeout_cancels_sync(), retry_reattaches(), retry_finds_it_done(),
-                              bad_input())}
+DAGS = {
+    d.dag_id: d
+    for d in (
+        no_masks(),
+        remote_validation(),
+        app_error(),
+        bad_key(),
+        timeout_cancels(),
+        timeout_cancels_sync(),
+        retry_reattaches(),
+        retry_finds_it_done(),
+        bad_input(),
+    )
+}
 
 
 def test_no_masks_fails_once_with_the_reason_and_is_not_retried(run_dag, tmp_path, fal_emulator, capfd):
@@ -110,8 +145,10 @@ def test_app_error_fails_the_task_with_the_request_named(run_dag, photo, fal_emu
 
 
 def test_bad_key_fails_without_retries_and_never_shows_the_key(run_dag, photo, fal_emulator, capfd, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_FAL_WRONG", json.dumps(
-        {"conn_type": "fal", "password": "sentinel-wrong-key-9f3", "host": fal_emulator.host}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_FAL_WRONG",
+        json.dumps({"conn_type": "fal", "password": "sentinel-wrong-key-9f3", "host": fal_emulator.host}),
+    )
     results = run_dag(DAGS["sam3_fail_bad_key"], image=str(photo))
     assert results["seg"][0] == "failed"
     text = task_log_text(capfd)
@@ -130,8 +167,9 @@ def test_timeout_cancels_the_remote_request(run_dag, photo, fal_emulator, capfd,
     assert fal_emulator.requests()[0]["cancelled"] is True
 
 
-def test_retry_after_a_failure_mid_wait_reattaches_without_a_second_submission(run_dag, photo, fal_emulator, capfd,
-                                                                               monkeypatch):
+def test_retry_after_a_failure_mid_wait_reattaches_without_a_second_submission(
+    run_dag, photo, fal_emulator, capfd, monkeypatch
+):
     from airflow_provider_sam3.hooks import fal as fal_hook_module
     from airflow_provider_sam3.hooks.backoff import Backoff
 
@@ -148,8 +186,9 @@ def test_retry_after_a_failure_mid_wait_reattaches_without_a_second_submission(r
     assert results["seg"][1]["request_id"] == fal_emulator.requests()[0]["request_id"]
 
 
-def test_retry_of_a_finished_request_fetches_it_without_deferring_again(run_dag, photo, fal_emulator, capfd,
-                                                                       monkeypatch):
+def test_retry_of_a_finished_request_fetches_it_without_deferring_again(
+    run_dag, photo, fal_emulator, capfd, monkeypatch
+):
     """A deferral costs a round trip through the triggerer (and, in Airflow 3.3.2, exposes the task to the
     scheduler's stale defer-exit race): a retry that finds its request finished fetches it on the worker."""
     from airflow_provider_sam3.hooks import fal as fal_hook_module

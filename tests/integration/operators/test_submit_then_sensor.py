@@ -1,4 +1,4 @@
-"""Submit in one task (wait_for_completion=False), wait in another with FalRequestSensor: poke, reschedule, deferrable."""
+"""Submit in one task (wait_for_completion=False), wait in another with FalRequestSensor: poke, reschedule, defer."""
 
 from __future__ import annotations
 
@@ -12,10 +12,21 @@ from airflow_provider_sam3.sensors.fal import FalRequestSensor
 def make_dag(mode: str):
     @dag(dag_id=f"sam3_submit_then_sensor_{mode}", schedule=None, params={"image": ""})
     def submit_then_sensor():
-        submit = SegmentImageOperator(task_id="submit", image="{{ params.image }}", prompt="square",
-                                      include_scores=True, wait_for_completion=False)
-        FalRequestSensor(task_id="wait", reference=submit.output, poke_interval=0.3, timeout=60,
-                         mode="reschedule" if mode == "reschedule" else "poke", deferrable=mode == "deferrable")
+        submit = SegmentImageOperator(
+            task_id="submit",
+            image="{{ params.image }}",
+            prompt="square",
+            include_scores=True,
+            wait_for_completion=False,
+        )
+        FalRequestSensor(
+            task_id="wait",
+            reference=submit.output,
+            poke_interval=0.3,
+            timeout=60,
+            mode="reschedule" if mode == "reschedule" else "poke",
+            deferrable=mode == "deferrable",
+        )
 
     return submit_then_sensor()
 
@@ -58,8 +69,9 @@ BAD_REFERENCE_DAG = bad_reference()
 
 @dag(dag_id="sam3_sensor_polling_too_fast", schedule=None, params={"image": ""})
 def polling_too_fast():
-    submit = SegmentImageOperator(task_id="submit", image="{{ params.image }}", prompt="square",
-                                  wait_for_completion=False)
+    submit = SegmentImageOperator(
+        task_id="submit", image="{{ params.image }}", prompt="square", wait_for_completion=False
+    )
     FalRequestSensor(task_id="wait", reference=submit.output, poke_interval=0.05, timeout=5, deferrable=True)
 
 
@@ -79,16 +91,31 @@ def make_timeout_dag(mode: str, cancel_on_stop: bool, soft_fail: bool = False):
 
     @dag(dag_id=dag_id, schedule=None, params={"image": ""})
     def sensor_timeout():
-        submit = SegmentImageOperator(task_id="submit", image="{{ params.image }}", prompt="square",
-                                      wait_for_completion=False)
-        FalRequestSensor(task_id="wait", reference=submit.output, poke_interval=0.3, timeout=1.5, retries=2,
-                         deferrable=mode == "deferrable", cancel_on_stop=cancel_on_stop, soft_fail=soft_fail)
+        submit = SegmentImageOperator(
+            task_id="submit", image="{{ params.image }}", prompt="square", wait_for_completion=False
+        )
+        FalRequestSensor(
+            task_id="wait",
+            reference=submit.output,
+            poke_interval=0.3,
+            timeout=1.5,
+            retries=2,
+            deferrable=mode == "deferrable",
+            cancel_on_stop=cancel_on_stop,
+            soft_fail=soft_fail,
+        )
 
     return sensor_timeout()
 
 
-TIMEOUT_CASES = [("poke", False, False), ("poke", True, False), ("deferrable", False, False),
-                 ("deferrable", True, False), ("deferrable", False, True), ("poke", True, True)]
+TIMEOUT_CASES = [
+    ("poke", False, False),
+    ("poke", True, False),
+    ("deferrable", False, False),
+    ("deferrable", True, False),
+    ("deferrable", False, True),
+    ("poke", True, True),
+]
 TIMEOUT_DAGS = {case: make_timeout_dag(*case) for case in TIMEOUT_CASES}
 
 

@@ -77,8 +77,9 @@ def test_on_kill_cancels_the_remote_request(fal_emulator):
 
 def test_a_trigger_that_does_not_own_its_request_never_cancels_it(fal_emulator):
     reference = submit(fal_emulator, service_time=30.0)
-    trigger = FalRequestTrigger(reference.to_dict(), deadline=time.time() + 1.0, poll_interval=0.2,
-                                cancel_on_stop=False)
+    trigger = FalRequestTrigger(
+        reference.to_dict(), deadline=time.time() + 1.0, poll_interval=0.2, cancel_on_stop=False
+    )
     event = asyncio.run(first_event(trigger))
     assert event.payload["status"] == "timeout"
     assert event.payload["cancel"].startswith("not cancelled")

@@ -43,8 +43,7 @@ def connect(fal_emulator, monkeypatch):
 
     def define(host: str | None = None, conn_id: str = "fal_default", **extra: object) -> None:
         extra.setdefault("poll_interval", 0.2)
-        conn = {"conn_type": "fal", "password": fal_emulator.api_key, "host": host or fal_emulator.host,
-                "extra": extra}
+        conn = {"conn_type": "fal", "password": fal_emulator.api_key, "host": host or fal_emulator.host, "extra": extra}
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
 
     define()

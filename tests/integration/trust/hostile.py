@@ -56,13 +56,15 @@ class HostileServer:
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
-                if "content-length" not in {name.lower() for name in headers} and \
-                        headers.get("transfer-encoding") != "chunked":
+                if (
+                    "content-length" not in {name.lower() for name in headers}
+                    and headers.get("transfer-encoding") != "chunked"
+                ):
                     self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if headers.get("transfer-encoding") == "chunked":
                     for start in range(0, len(body), 4096):
-                        piece = body[start:start + 4096]
+                        piece = body[start : start + 4096]
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                     self.wfile.write(b"0\r\n\r\n")
                 else:
@@ -86,8 +88,7 @@ class HostileServer:
 
         self._server = Server(("127.0.0.1", 0), Handler)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 
@@ -112,5 +113,13 @@ def json_answer(body: Any, status: int = 200) -> Answer:
 
 
 def submit_answer(request_id: str, *, status_url: str, response_url: str, cancel_url: str) -> Answer:
-    return json_answer({"status": "IN_QUEUE", "request_id": request_id, "queue_position": 0,
-                        "status_url": status_url, "response_url": response_url, "cancel_url": cancel_url})
+    return json_answer(
+        {
+            "status": "IN_QUEUE",
+            "request_id": request_id,
+            "queue_position": 0,
+            "status_url": status_url,
+            "response_url": response_url,
+            "cancel_url": cancel_url,
+        }
+    )

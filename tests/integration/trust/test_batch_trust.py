@@ -23,9 +23,16 @@ PARAMS = {"images": "", "out": ""}
 
 @dag(dag_id="sam3_trust_batch", schedule=None, params=PARAMS)
 def trust_batch():
-    Sam3BatchOperator(task_id="segment", images="{{ params.images }}", output_path="{{ params.out }}",
-                      kind="image", arguments={"prompt": "box"}, deferrable=False, on_image_failure="report",
-                      max_resubmits=0)
+    Sam3BatchOperator(
+        task_id="segment",
+        images="{{ params.images }}",
+        output_path="{{ params.out }}",
+        kind="image",
+        arguments={"prompt": "box"},
+        deferrable=False,
+        on_image_failure="report",
+        max_resubmits=0,
+    )
 
 
 batch_dag = trust_batch()
@@ -63,7 +70,7 @@ def outside(tmp_path, out) -> list[str]:
 
 def manifest_rows(summary) -> list[dict]:
     path = summary["manifest"]
-    path = path[len("file://"):] if path.startswith("file://") else path
+    path = path[len("file://") :] if path.startswith("file://") else path
     with open(path) as handle:
         return [json.loads(line) for line in handle]
 
@@ -113,10 +120,13 @@ def test_batch_request_ids_cannot_climb_out_of_output_path(hostile, connect, pho
     assert len(rows) == 3 and any("unusable request id" in row["error"] for row in rows), rows
 
 
-@pytest.mark.parametrize("mask_url", ["https://169.254.169.254/latest/meta-data/iam/x.png", "file:///etc/passwd",
-                                      "http://media.example.com/x.png"])
-def test_batch_outputs_on_private_or_unsafe_urls_are_not_fetched(mask_url, hostile, connect, photos, tmp_path,
-                                                                 run_batch, capfd):
+@pytest.mark.parametrize(
+    "mask_url",
+    ["https://169.254.169.254/latest/meta-data/iam/x.png", "file:///etc/passwd", "http://media.example.com/x.png"],
+)
+def test_batch_outputs_on_private_or_unsafe_urls_are_not_fetched(
+    mask_url, hostile, connect, photos, tmp_path, run_batch, capfd
+):
     """The batch's downloads (``hook.adownload``) refuse them with the same final error; nothing is written. (How
     the batch then accounts for the image, failed now or fetched again on a retry, is the batch's own rule.)"""
     queue = hostile(hostile_queue(mask_url=mask_url))

@@ -10,7 +10,12 @@ import pytest
 from airflow_provider_sam3 import exceptions as exc
 from airflow_provider_sam3.hooks.fal import FalHook
 from airflow_provider_sam3.models.reference import RequestReference
-from airflow_provider_sam3.operators.completion import as_task_error, fetch_result_document, raise_task_error, root_cause
+from airflow_provider_sam3.operators.completion import (
+    as_task_error,
+    fetch_result_document,
+    raise_task_error,
+    root_cause,
+)
 
 RID = "5f0c6a52-1f7e-4f8b-9d0e-3c2a1b4d5e6f"
 
@@ -43,8 +48,13 @@ def quick(monkeypatch):
 
 def reference_on(host: str) -> RequestReference:
     base = f"https://{host}/fal-ai/sam-3/requests/{RID}"
-    return RequestReference(endpoint_id="fal-ai/sam-3/image", request_id=RID, status_url=f"{base}/status",
-                            response_url=base, cancel_url=f"{base}/cancel")
+    return RequestReference(
+        endpoint_id="fal-ai/sam-3/image",
+        request_id=RID,
+        status_url=f"{base}/status",
+        response_url=base,
+        cancel_url=f"{base}/cancel",
+    )
 
 
 def test_a_lost_connection_keeps_the_httpx_root_cause(connect, quick):

@@ -28,9 +28,11 @@ RID = "5f0c6a52-1f7e-4f8b-9d0e-3c2a1b4d5e6f"
 
 def reference(base: str, request_id: str = RID, **urls: str) -> RequestReference:
     root = f"{base}/{APP}/requests/{request_id}"
-    return RequestReference(endpoint_id=ENDPOINT, request_id=request_id,
-                            **{"status_url": f"{root}/status", "response_url": root, "cancel_url": f"{root}/cancel",
-                               **urls})
+    return RequestReference(
+        endpoint_id=ENDPOINT,
+        request_id=request_id,
+        **{"status_url": f"{root}/status", "response_url": root, "cancel_url": f"{root}/cancel", **urls},
+    )
 
 
 def attacks(queue: str, evil: str) -> dict[str, str]:
@@ -71,15 +73,31 @@ def assert_refused(error: BaseException, evil, *, request_id: str | None = RID, 
 
 def test_unit_url_problem_accepts_only_the_queue_host():
     queue = "queue.fal.run"
-    good = ["https://queue.fal.run/fal-ai/sam-3/requests/x/status", "https://QUEUE.fal.run/a",
-            "https://queue.fal.run:443/a", "HTTPS://queue.fal.run/a?logs=1"]
+    good = [
+        "https://queue.fal.run/fal-ai/sam-3/requests/x/status",
+        "https://QUEUE.fal.run/a",
+        "https://queue.fal.run:443/a",
+        "HTTPS://queue.fal.run/a?logs=1",
+    ]
     assert [url_problem(url, queue) for url in good] == [None] * len(good)
     assert url_problem("https://xn--queue-fl-9ng.run/a", "xn--queue-fl-9ng.run") is None  # a punycode queue host
     assert url_problem("https://[::1]:8443/a", "[::1]:8443") is None  # an IPv6 queue host
-    bad = ["http://queue.fal.run/a", "https://queue.fal.run.evil.com/a", "https://evil.com/queue.fal.run",
-           "https://queue.fal.run:8443/a", "https://queue.fal.run./a", "https://u:p@queue.fal.run/a",
-           "https://queue.fal.run@evil.com/a", "https://xn--queue-fal-run.evil/a", "https://queue.fal.run\t/a",
-           "wss://queue.fal.run/a", "https://queue.fal.run:99999/a", "", None, 42]
+    bad = [
+        "http://queue.fal.run/a",
+        "https://queue.fal.run.evil.com/a",
+        "https://evil.com/queue.fal.run",
+        "https://queue.fal.run:8443/a",
+        "https://queue.fal.run./a",
+        "https://u:p@queue.fal.run/a",
+        "https://queue.fal.run@evil.com/a",
+        "https://xn--queue-fal-run.evil/a",
+        "https://queue.fal.run\t/a",
+        "wss://queue.fal.run/a",
+        "https://queue.fal.run:99999/a",
+        "",
+        None,
+        42,
+    ]
     for url in bad:
         assert url_problem(url, queue), url
 
@@ -93,6 +111,7 @@ def test_a_reference_elsewhere_never_receives_the_key(name, call, fal_emulator, 
     hook = FalHook()
     with pytest.raises(exc.Sam3ProviderError) as raised:
         if call.startswith("a"):
+
             async def go() -> Any:
                 try:
                     return await getattr(hook, call)(ref)
@@ -132,8 +151,10 @@ def test_a_submit_answer_naming_another_host_is_refused(where, mode, connect, ho
     evil = hostile()
 
     def answer(method, path, server):
-        urls = {name: f"{server.base_url}/{APP}/requests/{RID}/{name}" for name in
-                ("status_url", "response_url", "cancel_url")}
+        urls = {
+            name: f"{server.base_url}/{APP}/requests/{RID}/{name}"
+            for name in ("status_url", "response_url", "cancel_url")
+        }
         urls[where] = f"https://{evil.host}/{APP}/requests/{RID}/x"
         return submit_answer(RID, **urls)
 
@@ -144,10 +165,10 @@ def test_a_submit_answer_naming_another_host_is_refused(where, mode, connect, ho
         if mode == "submit":
             hook.submit(ENDPOINT, {"image_url": "https://media.example.com/a.png", "prompt": "x"})
         else:
+
             async def go():
                 try:
-                    return await hook.asubmit(ENDPOINT, {"image_url": "https://media.example.com/a.png",
-                                                         "prompt": "x"})
+                    return await hook.asubmit(ENDPOINT, {"image_url": "https://media.example.com/a.png", "prompt": "x"})
                 finally:
                     await hook.aclose()
 
@@ -164,8 +185,11 @@ def test_the_operator_fails_for_good_and_no_key_leaves(connect, hostile, photo):
     from airflow_provider_sam3.operators.sam3 import SegmentImageOperator
 
     evil = hostile()
-    queue = hostile(lambda method, path, server: submit_answer(
-        RID, status_url=f"{evil.base_url}/s", response_url=f"{evil.base_url}/r", cancel_url=f"{evil.base_url}/c"))
+    queue = hostile(
+        lambda method, path, server: submit_answer(
+            RID, status_url=f"{evil.base_url}/s", response_url=f"{evil.base_url}/r", cancel_url=f"{evil.base_url}/c"
+        )
+    )
     connect(host=queue.host)
     operator = SegmentImageOperator(task_id="t", image=str(photo), prompt="square", deferrable=False)
     with pytest.raises(AirflowFailException) as raised:
@@ -202,8 +226,9 @@ def test_trigger_with_a_foreign_reference_fires_a_final_error(fal_emulator, conn
     from airflow_provider_sam3.triggers.fal import FalRequestTrigger
 
     evil = hostile()
-    trigger = FalRequestTrigger(reference=reference(evil.base_url).to_dict(), deadline=time.time() + 30,
-                                poll_interval=0.2)
+    trigger = FalRequestTrigger(
+        reference=reference(evil.base_url).to_dict(), deadline=time.time() + 30, poll_interval=0.2
+    )
 
     async def first():
         runner = trigger.run()
@@ -228,10 +253,13 @@ def test_batch_references_built_from_templates_are_checked(fal_emulator, connect
     from airflow_provider_sam3.triggers.batch import cancel_all, reference_for
 
     evil = hostile()
-    templates = {name: f"{evil.base_url}/{APP}/requests/{{request_id}}/{name}"
-                 for name in ("status_url", "response_url", "cancel_url")}
-    good = {name: template.replace(evil.base_url, f"https://{fal_emulator.host}")
-            for name, template in templates.items()}
+    templates = {
+        name: f"{evil.base_url}/{APP}/requests/{{request_id}}/{name}"
+        for name in ("status_url", "response_url", "cancel_url")
+    }
+    good = {
+        name: template.replace(evil.base_url, f"https://{fal_emulator.host}") for name, template in templates.items()
+    }
     refs = [reference_for(str(uuid.uuid4()), ENDPOINT, templates) for _ in range(3)]
     refs.append(reference_for("../../../admin", ENDPOINT, good))
 
@@ -252,8 +280,9 @@ def test_batch_references_built_from_templates_are_checked(fal_emulator, connect
     assert (counters["status_calls"], counters["cancels"]["total"]) == (0, 0)
 
 
-def test_uploads_send_the_key_only_to_fal_storage_with_fal_queue_or_to_the_queue_host(fal_emulator, connect,
-                                                                                    hostile, monkeypatch):
+def test_uploads_send_the_key_only_to_fal_storage_with_fal_queue_or_to_the_queue_host(
+    fal_emulator, connect, hostile, monkeypatch
+):
     """fal-client uploads to its module-wide REST_URL/CDN_URL with the key: allowed when those are the queue host
     (the emulator) or fal's own storage with fal's own queue; anything else is refused unsent."""
     import fal_client.client
@@ -293,6 +322,7 @@ def test_the_queue_host_cannot_redirect_a_call_elsewhere(call, fal_emulator, con
         if call == "submit":
             hook.submit(ENDPOINT, {"image_url": "https://media.example.com/a.png", "prompt": "x"})
         elif call == "astatus":
+
             async def go():
                 try:
                     return await hook.astatus(reference(queue.base_url))

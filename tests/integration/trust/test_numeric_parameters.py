@@ -41,43 +41,93 @@ OPERATOR_CASES: list[tuple[str, type, dict[str, Any], str]] = [
     ("max_masks_true", ops.SegmentImageOperator, {"max_masks": True}, "max_masks"),
     ("max_masks_nan", ops.SegmentImageRleOperator, {"max_masks": NAN}, "max_masks"),
     ("max_masks_fraction", ops.SegmentImageOperator, {"max_masks": 2.5}, "max_masks"),
-    ("threshold_nan", ops.SegmentVideoOperator, {"video_url": VIDEO, "detection_threshold": NAN},
-     "detection_threshold"),
-    ("threshold_nan_string", ops.SegmentVideoRleOperator, {"video_url": VIDEO, "detection_threshold": "nan"},
-     "detection_threshold"),
-    ("threshold_inf", ops.SegmentVideoObjectsOperator, {"video_url": VIDEO, "detection_threshold": INF},
-     "detection_threshold"),
-    ("threshold_true", ops.SegmentVideoOperator, {"video_url": VIDEO, "detection_threshold": True},
-     "detection_threshold"),
+    (
+        "threshold_nan",
+        ops.SegmentVideoOperator,
+        {"video_url": VIDEO, "detection_threshold": NAN},
+        "detection_threshold",
+    ),
+    (
+        "threshold_nan_string",
+        ops.SegmentVideoRleOperator,
+        {"video_url": VIDEO, "detection_threshold": "nan"},
+        "detection_threshold",
+    ),
+    (
+        "threshold_inf",
+        ops.SegmentVideoObjectsOperator,
+        {"video_url": VIDEO, "detection_threshold": INF},
+        "detection_threshold",
+    ),
+    (
+        "threshold_true",
+        ops.SegmentVideoOperator,
+        {"video_url": VIDEO, "detection_threshold": True},
+        "detection_threshold",
+    ),
     ("threshold_3d_nan", ops.Reconstruct3DObjectsOperator, {"detection_threshold": NAN}, "detection_threshold"),
     ("focal_length_inf", ops.Align3DOperator, {"body_mesh_url": MESH, "focal_length": INF}, "focal_length"),
-    ("focal_length_inf_string", ops.Align3DOperator, {"body_mesh_url": MESH, "focal_length": "inf"},
-     "focal_length"),
+    ("focal_length_inf_string", ops.Align3DOperator, {"body_mesh_url": MESH, "focal_length": "inf"}, "focal_length"),
     ("focal_length_true", ops.Align3DOperator, {"body_mesh_url": MESH, "focal_length": True}, "focal_length"),
     ("seed_true", ops.Reconstruct3DObjectsOperator, {"seed": True}, "seed"),
-    ("max_num_objects_true", ops.SegmentVideoOperator, {"video_url": VIDEO, "version": "3.1",
-                                                        "max_num_objects": True}, "max_num_objects"),
-    ("frame_index_true", ops.SegmentVideoRleOperator, {"video_url": VIDEO, "mask_url": VIDEO, "frame_index": True},
-     "frame_index"),
-    ("object_id_true", ops.SegmentImageOperator, {"point_prompts": [{"x": 5, "y": 5, "object_id": True}]},
-     "point_prompts[0].object_id"),
-    ("point_x_huge", ops.SegmentImageOperator, {"point_prompts": [{"x": 10 ** 12, "y": 5}]}, "point_prompts[0].x"),
-    ("point_x_beyond_the_image", ops.SegmentImageOperator, {"point_prompts": [{"x": 96, "y": 5}]},
-     "point_prompts[0].x"),
-    ("point_y_beyond_the_image", ops.SegmentImageRleOperator, {"point_prompts": [{"x": 5, "y": 64}]},
-     "point_prompts[0].y"),
-    ("box_beyond_the_image", ops.SegmentImageOperator,
-     {"box_prompts": [{"x_min": 10, "y_min": 10, "x_max": 97, "y_max": 40}]}, "box_prompts[0].x_max"),
-    ("box_starting_beyond_the_image", ops.Reconstruct3DObjectsOperator,
-     {"box_prompts": [{"x_min": 200, "y_min": 10, "x_max": 300, "y_max": 40}]}, "box_prompts[0].x_min"),
-    ("box_corner_true", ops.SegmentImageOperator,
-     {"box_prompts": [{"x_min": True, "y_min": 10, "x_max": 40, "y_max": 40}]}, "box_prompts[0].x_min"),
+    (
+        "max_num_objects_true",
+        ops.SegmentVideoOperator,
+        {"video_url": VIDEO, "version": "3.1", "max_num_objects": True},
+        "max_num_objects",
+    ),
+    (
+        "frame_index_true",
+        ops.SegmentVideoRleOperator,
+        {"video_url": VIDEO, "mask_url": VIDEO, "frame_index": True},
+        "frame_index",
+    ),
+    (
+        "object_id_true",
+        ops.SegmentImageOperator,
+        {"point_prompts": [{"x": 5, "y": 5, "object_id": True}]},
+        "point_prompts[0].object_id",
+    ),
+    ("point_x_huge", ops.SegmentImageOperator, {"point_prompts": [{"x": 10**12, "y": 5}]}, "point_prompts[0].x"),
+    (
+        "point_x_beyond_the_image",
+        ops.SegmentImageOperator,
+        {"point_prompts": [{"x": 96, "y": 5}]},
+        "point_prompts[0].x",
+    ),
+    (
+        "point_y_beyond_the_image",
+        ops.SegmentImageRleOperator,
+        {"point_prompts": [{"x": 5, "y": 64}]},
+        "point_prompts[0].y",
+    ),
+    (
+        "box_beyond_the_image",
+        ops.SegmentImageOperator,
+        {"box_prompts": [{"x_min": 10, "y_min": 10, "x_max": 97, "y_max": 40}]},
+        "box_prompts[0].x_max",
+    ),
+    (
+        "box_starting_beyond_the_image",
+        ops.Reconstruct3DObjectsOperator,
+        {"box_prompts": [{"x_min": 200, "y_min": 10, "x_max": 300, "y_max": 40}]},
+        "box_prompts[0].x_min",
+    ),
+    (
+        "box_corner_true",
+        ops.SegmentImageOperator,
+        {"box_prompts": [{"x_min": True, "y_min": 10, "x_max": 40, "y_max": 40}]},
+        "box_prompts[0].x_min",
+    ),
     ("point_x_nan", ops.SegmentImageOperator, {"point_prompts": [{"x": NAN, "y": 5}]}, "point_prompts[0].x"),
     ("prompt_too_long", ops.SegmentImageOperator, {"prompt": "shoe " * 201}, "prompt"),
     ("prompt_ten_megabytes", ops.SegmentVideoOperator, {"video_url": VIDEO, "prompt": "x" * 10_000_000}, "prompt"),
-    ("queue_operator_point_beyond_image", FalQueueOperator,
-     {"endpoint_id": "fal-ai/sam-3/image", "arguments": {"image_url": IMAGE, "point_prompts": [{"x": 500, "y": 1}]}},
-     "point_prompts[0].x"),
+    (
+        "queue_operator_point_beyond_image",
+        FalQueueOperator,
+        {"endpoint_id": "fal-ai/sam-3/image", "arguments": {"image_url": IMAGE, "point_prompts": [{"x": 500, "y": 1}]}},
+        "point_prompts[0].x",
+    ),
 ]
 
 
@@ -89,10 +139,10 @@ def _with_photo(value: Any, photo: str) -> Any:
     return value
 
 
-@pytest.mark.parametrize(("case_id", "operator", "kwargs", "field"), OPERATOR_CASES,
-                         ids=[case[0] for case in OPERATOR_CASES])
-def test_operator_numbers_are_checked_before_submission(case_id, operator, kwargs, field, photo, fal_emulator,
-                                                        connect):
+@pytest.mark.parametrize(
+    ("case_id", "operator", "kwargs", "field"), OPERATOR_CASES, ids=[case[0] for case in OPERATOR_CASES]
+)
+def test_operator_numbers_are_checked_before_submission(case_id, operator, kwargs, field, photo, fal_emulator, connect):
     from airflow.sdk.exceptions import AirflowFailException
 
     kwargs = _with_photo(dict(kwargs), str(photo))
@@ -155,10 +205,15 @@ def test_connection_extras_are_checked_before_submission(extra, names, photo, fa
     assert nothing_sent(fal_emulator)
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"poke_interval": NAN}, "poke_interval"), ({"poke_interval": INF}, "poke_interval"),
-    ({"timeout": INF}, "timeout"), ({"timeout": NAN}, "timeout"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"poke_interval": NAN}, "poke_interval"),
+        ({"poke_interval": INF}, "poke_interval"),
+        ({"timeout": INF}, "timeout"),
+        ({"timeout": NAN}, "timeout"),
+    ],
+)
 def test_sensor_numbers_are_checked_before_any_call(kwargs, field, fal_emulator, connect):
     """Airflow's own sensor refuses these when the DAG file is parsed; the sensor checks them again before its
     first call (a value set after construction, e.g. by a subclass), naming the field."""
@@ -167,8 +222,13 @@ def test_sensor_numbers_are_checked_before_any_call(kwargs, field, fal_emulator,
     from airflow_provider_sam3.sensors.fal import FalRequestSensor
 
     base = f"https://{fal_emulator.host}/fal-ai/sam-3/requests/5f0c6a52-1f7e-4f8b-9d0e-3c2a1b4d5e6f"
-    reference = {"endpoint_id": "fal-ai/sam-3/image", "request_id": "5f0c6a52-1f7e-4f8b-9d0e-3c2a1b4d5e6f",
-                 "status_url": f"{base}/status", "response_url": base, "cancel_url": f"{base}/cancel"}
+    reference = {
+        "endpoint_id": "fal-ai/sam-3/image",
+        "request_id": "5f0c6a52-1f7e-4f8b-9d0e-3c2a1b4d5e6f",
+        "status_url": f"{base}/status",
+        "response_url": base,
+        "cancel_url": f"{base}/cancel",
+    }
     with pytest.raises((ValueError, OverflowError)):
         FalRequestSensor(task_id="wait", reference=reference, **{"poke_interval": 0.2, "timeout": 5, **kwargs})
     sensor = FalRequestSensor(task_id="wait", reference=reference, poke_interval=0.2, timeout=5)
@@ -182,8 +242,9 @@ def test_sensor_numbers_are_checked_before_any_call(kwargs, field, fal_emulator,
 # ---------------------------------------------------------------- the helpers the batch operator calls
 
 
-@pytest.mark.parametrize("value", [NAN, INF, -INF, "nan", "NaN", "inf", "-Infinity", True, False, "lots", [1], None,
-                                   10 ** 400])
+@pytest.mark.parametrize(
+    "value", [NAN, INF, -INF, "nan", "NaN", "inf", "-Infinity", True, False, "lots", [1], None, 10**400]
+)
 def test_finite_number_refuses(value):
     with pytest.raises(exc.InputValidationError) as raised:
         finite_number("max_cost_usd", value, minimum=0)

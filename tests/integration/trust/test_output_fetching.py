@@ -48,23 +48,26 @@ def adownload(url: str) -> bytes:
     return asyncio.run(go())
 
 
-@pytest.mark.parametrize(("url", "says"), [
-    ("file:///etc/passwd", "file://"),
-    ("http://media.example.com/mask.png", "http://"),
-    ("ftp://media.example.com/mask.png", "ftp://"),
-    ("gopher://127.0.0.1:70/x", "gopher://"),
-    ("https://user:secret@media.example.com/mask.png", "credentials"),
-    ("https://media.example.com\\@127.0.0.1/mask.png", "backslashes"),
-    ("https://169.254.169.254/latest/meta-data/iam/", "link-local"),
-    ("https://[fe80::1]/x", "link-local"),
-    ("https://10.1.2.3/x", "private"),
-    ("https://192.168.0.10/x", "private"),
-    ("https://172.16.5.4/x", "private"),
-    ("https://100.64.0.1/x", "private or reserved"),
-    ("https://0.0.0.0/x", "private or reserved"),
-    ("https://224.0.0.1/x", "private or reserved"),
-    ("https://[fd00::1]/x", "private"),
-])
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("file:///etc/passwd", "file://"),
+        ("http://media.example.com/mask.png", "http://"),
+        ("ftp://media.example.com/mask.png", "ftp://"),
+        ("gopher://127.0.0.1:70/x", "gopher://"),
+        ("https://user:secret@media.example.com/mask.png", "credentials"),
+        ("https://media.example.com\\@127.0.0.1/mask.png", "backslashes"),
+        ("https://169.254.169.254/latest/meta-data/iam/", "link-local"),
+        ("https://[fe80::1]/x", "link-local"),
+        ("https://10.1.2.3/x", "private"),
+        ("https://192.168.0.10/x", "private"),
+        ("https://172.16.5.4/x", "private"),
+        ("https://100.64.0.1/x", "private or reserved"),
+        ("https://0.0.0.0/x", "private or reserved"),
+        ("https://224.0.0.1/x", "private or reserved"),
+        ("https://[fd00::1]/x", "private"),
+    ],
+)
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_unsafe_urls_are_refused_before_any_connection(url, says, mode, connect):
     error = refused(FalHook().download if mode == "sync" else adownload, url)
@@ -72,8 +75,10 @@ def test_unsafe_urls_are_refused_before_any_connection(url, says, mode, connect)
     assert "secret" not in str(error)
 
 
-@pytest.mark.parametrize("spelling", ["localhost", "127.0.0.1", "2130706433", "0x7f000001", "0177.0.0.1",
-                                      "127.1", "[::1]", "[::ffff:127.0.0.1]"])
+@pytest.mark.parametrize(
+    "spelling",
+    ["localhost", "127.0.0.1", "2130706433", "0x7f000001", "0177.0.0.1", "127.1", "[::1]", "[::ffff:127.0.0.1]"],
+)
 def test_loopback_in_any_spelling_is_refused(spelling, connect, hostile):
     media = hostile(serve())
     url = f"https://{spelling}:{media.port}/media/mask.png"
@@ -192,17 +197,28 @@ def test_copy_outputs_streams_to_storage_and_removes_a_partial_file(connect, hos
     from airflow_provider_sam3.operators.completion import fetch_result_document  # noqa: F401 - same wiring
     from airflow_provider_sam3.operators.outputs import copy_outputs
 
-    media = hostile(lambda method, path, server: (200, {"Content-Type": "image/png", "transfer-encoding": "chunked"},
-                                                  PNG if path == "/small.png" else b"\x00" * 40_000))
+    media = hostile(
+        lambda method, path, server: (
+            200,
+            {"Content-Type": "image/png", "transfer-encoding": "chunked"},
+            PNG if path == "/small.png" else b"\x00" * 40_000,
+        )
+    )
     connect(media_hosts=[media.host], max_output_bytes=20_000)
     hook = FalHook()
     rid = "5f0c6a52-1f7e-4f8b-9d0e-3c2a1b4d5e6f"
-    ref = RequestReference(endpoint_id="fal-ai/sam-3/image", request_id=rid, status_url="-", response_url="-",
-                           cancel_url="-")
-    output = {"masks": [{"url": f"{media.base_url}/small.png", "content_type": "image/png"},
-                        {"url": f"{media.base_url}/big.png", "content_type": "image/png"}]}
-    document = build_result(ENDPOINTS[ref.endpoint_id], output, reference=ref, image=None, completed_at=1.0,
-                            inference_seconds=None)
+    ref = RequestReference(
+        endpoint_id="fal-ai/sam-3/image", request_id=rid, status_url="-", response_url="-", cancel_url="-"
+    )
+    output = {
+        "masks": [
+            {"url": f"{media.base_url}/small.png", "content_type": "image/png"},
+            {"url": f"{media.base_url}/big.png", "content_type": "image/png"},
+        ]
+    }
+    document = build_result(
+        ENDPOINTS[ref.endpoint_id], output, reference=ref, image=None, completed_at=1.0, inference_seconds=None
+    )
     with pytest.raises(exc.FalOutputRefusedError):
         copy_outputs(document, str(tmp_path), download=hook.download, output_json=output, stream=hook.download_to)
     assert sorted(os.listdir(tmp_path / rid)) == ["mask_000.png"]
@@ -229,8 +245,9 @@ def test_a_refused_output_fails_the_operator_for_good_naming_the_request(hostile
 
     queue = hostile(answer)
     connect(host=queue.host)
-    operator = SegmentImageOperator(task_id="t", image=str(photo), prompt="square", deferrable=False,
-                                    output_path=str(tmp_path / "out"))
+    operator = SegmentImageOperator(
+        task_id="t", image=str(photo), prompt="square", deferrable=False, output_path=str(tmp_path / "out")
+    )
     with pytest.raises(AirflowFailException) as raised:
         operator.execute({})
     cause = raised.value.__cause__
@@ -239,13 +256,16 @@ def test_a_refused_output_fails_the_operator_for_good_naming_the_request(hostile
     assert list((tmp_path / "out" / rid).iterdir()) == []
 
 
-@pytest.mark.parametrize(("content_type", "file_name", "stored"), [
-    ("text/html", "page.html", "model_glb.bin"),
-    ("application/x-sh", "run.sh", "model_glb.bin"),
-    (None, "evil.py", "model_glb.bin"),
-    ("model/gltf-binary", "x.sh", "model_glb.glb"),
-    (None, "mesh.glb", "model_glb.glb"),
-])
+@pytest.mark.parametrize(
+    ("content_type", "file_name", "stored"),
+    [
+        ("text/html", "page.html", "model_glb.bin"),
+        ("application/x-sh", "run.sh", "model_glb.bin"),
+        (None, "evil.py", "model_glb.bin"),
+        ("model/gltf-binary", "x.sh", "model_glb.glb"),
+        (None, "mesh.glb", "model_glb.glb"),
+    ],
+)
 def test_file_extensions_come_from_a_fixed_allow_list(content_type, file_name, stored, tmp_path):
     from airflow_provider_sam3.endpoints import ENDPOINTS
     from airflow_provider_sam3.models.reference import RequestReference
@@ -254,12 +274,17 @@ def test_file_extensions_come_from_a_fixed_allow_list(content_type, file_name, s
 
     url = "https://media.example.com/files/x"
     entry = {"url": url, "file_name": file_name, **({"content_type": content_type} if content_type else {})}
-    output = {"model_glb": entry, "visualization": {"url": url + "v", "content_type": "image/png"},
-              "metadata": {"num_people": 0, "people": []}}
-    ref = RequestReference(endpoint_id="fal-ai/sam-3/3d-body", request_id="req-1", status_url="-", response_url="-",
-                           cancel_url="-")
-    document = build_result(ENDPOINTS[ref.endpoint_id], output, reference=ref, image=None, completed_at=1.0,
-                            inference_seconds=None)
+    output = {
+        "model_glb": entry,
+        "visualization": {"url": url + "v", "content_type": "image/png"},
+        "metadata": {"num_people": 0, "people": []},
+    }
+    ref = RequestReference(
+        endpoint_id="fal-ai/sam-3/3d-body", request_id="req-1", status_url="-", response_url="-", cancel_url="-"
+    )
+    document = build_result(
+        ENDPOINTS[ref.endpoint_id], output, reference=ref, image=None, completed_at=1.0, inference_seconds=None
+    )
     copy_outputs(document, str(tmp_path), download=lambda u: b"data", output_json=output)
     names = sorted(os.listdir(tmp_path / "req-1"))
     assert stored in names
@@ -282,8 +307,11 @@ def test_the_image_size_probe_never_reaches_the_workers_network(where, connect, 
     Image.new("RGB", (40, 30)).save(buffer, format="PNG")
     inner = hostile(serve(buffer.getvalue()))
     outer = hostile(redirect(f"{inner.base_url}/x.png"))
-    url = {"loopback_elsewhere": f"{inner.base_url}/x.png", "metadata": "http://169.254.169.254/latest/x.png",
-           "redirect_to_loopback": f"{outer.base_url}/x.png"}[where]
+    url = {
+        "loopback_elsewhere": f"{inner.base_url}/x.png",
+        "metadata": "http://169.254.169.254/latest/x.png",
+        "redirect_to_loopback": f"{outer.base_url}/x.png",
+    }[where]
     if where == "redirect_to_loopback":
         connect(media_hosts=[outer.host])
     log = logging.getLogger("probe-test")
@@ -321,12 +349,18 @@ def test_a_result_naming_thousands_of_files_is_refused_before_any_download(tmp_p
     from airflow_provider_sam3.models.results import build_result
     from airflow_provider_sam3.operators.outputs import MAX_OUTPUT_FILES, copy_outputs, output_urls
 
-    output = {"masks": [{"url": f"https://media.example.com/m{i}.png", "content_type": "image/png"}
-                        for i in range(MAX_OUTPUT_FILES + 1)]}
-    ref = RequestReference(endpoint_id="fal-ai/sam-3/image", request_id="req-1", status_url="-", response_url="-",
-                           cancel_url="-")
-    document = build_result(ENDPOINTS[ref.endpoint_id], output, reference=ref, image=None, completed_at=1.0,
-                            inference_seconds=None)
+    output = {
+        "masks": [
+            {"url": f"https://media.example.com/m{i}.png", "content_type": "image/png"}
+            for i in range(MAX_OUTPUT_FILES + 1)
+        ]
+    }
+    ref = RequestReference(
+        endpoint_id="fal-ai/sam-3/image", request_id="req-1", status_url="-", response_url="-", cancel_url="-"
+    )
+    document = build_result(
+        ENDPOINTS[ref.endpoint_id], output, reference=ref, image=None, completed_at=1.0, inference_seconds=None
+    )
     fetched: list[str] = []
     with pytest.raises(exc.FalOutputRefusedError, match="1,001 output files"):
         output_urls(document)

@@ -39,11 +39,16 @@ def a_file(tmp_path):
 
 def operators(photo: str) -> dict[str, object]:
     return {
-        "segment": lambda out: ops.SegmentImageOperator(task_id="t", image=photo, prompt="square", output_path=out,
-                                                        deferrable=False),
+        "segment": lambda out: ops.SegmentImageOperator(
+            task_id="t", image=photo, prompt="square", output_path=out, deferrable=False
+        ),
         "embed": lambda out: ops.EmbedImageOperator(task_id="t", image=photo, output_path=out, deferrable=True),
-        "queue": lambda out: FalQueueOperator(task_id="t", endpoint_id="fal-ai/sam-3/image-rle",
-                                              arguments={"image_url": photo, "prompt": "square"}, output_path=out),
+        "queue": lambda out: FalQueueOperator(
+            task_id="t",
+            endpoint_id="fal-ai/sam-3/image-rle",
+            arguments={"image_url": photo, "prompt": "square"},
+            output_path=out,
+        ),
     }
 
 
@@ -72,10 +77,20 @@ def test_sensor_refuses_an_unwritable_output_path_before_polling(case, a_file, f
 
     rid = "5f0c6a52-1f7e-4f8b-9d0e-3c2a1b4d5e6f"
     base = f"https://{fal_emulator.host}/fal-ai/sam-3/requests/{rid}"
-    reference = {"endpoint_id": "fal-ai/sam-3/image", "request_id": rid, "status_url": f"{base}/status",
-                 "response_url": base, "cancel_url": f"{base}/cancel"}
-    sensor = FalRequestSensor(task_id="wait", reference=reference, poke_interval=0.2, timeout=5,
-                              output_path=UNWRITABLE[case][0].format(file=a_file))
+    reference = {
+        "endpoint_id": "fal-ai/sam-3/image",
+        "request_id": rid,
+        "status_url": f"{base}/status",
+        "response_url": base,
+        "cancel_url": f"{base}/cancel",
+    }
+    sensor = FalRequestSensor(
+        task_id="wait",
+        reference=reference,
+        poke_interval=0.2,
+        timeout=5,
+        output_path=UNWRITABLE[case][0].format(file=a_file),
+    )
     with pytest.raises(AirflowFailException) as raised:
         sensor.execute({})
     assert raised.value.__cause__.field == "output_path"
@@ -101,9 +116,15 @@ def test_object_stores_are_resolved_without_a_network_check():
     assert str(path) == "memory://bucket/masks"
 
 
-@pytest.mark.parametrize(("value", "says"), [
-    ("relative/out", "is relative"), ("", "got ''"), (42, "got 42"), ("nosuch://bucket/x", "cannot be used"),
-])
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("relative/out", "is relative"),
+        ("", "got ''"),
+        (42, "got 42"),
+        ("nosuch://bucket/x", "cannot be used"),
+    ],
+)
 def test_the_field_named_is_the_callers(value, says):
     """The batch calls the helper with its own field name; the error carries that name, whatever the cause."""
     with pytest.raises(exc.InputValidationError) as raised:

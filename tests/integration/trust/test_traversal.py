@@ -48,10 +48,12 @@ def tree(root) -> list[str]:
 
 def segmentation(request_id: str):
     output = {"masks": [{"url": "data:image/png;base64,iVBORw0KGgo=", "content_type": "image/png"}]}
-    ref = RequestReference(endpoint_id=ENDPOINT, request_id=request_id, status_url="-", response_url="-",
-                           cancel_url="-")
-    return build_result(ENDPOINTS[ENDPOINT], output, reference=ref, image=None, completed_at=1.0,
-                        inference_seconds=None), output
+    ref = RequestReference(
+        endpoint_id=ENDPOINT, request_id=request_id, status_url="-", response_url="-", cancel_url="-"
+    )
+    return build_result(
+        ENDPOINTS[ENDPOINT], output, reference=ref, image=None, completed_at=1.0, inference_seconds=None
+    ), output
 
 
 def test_fal_shaped_ids_are_accepted():
@@ -90,6 +92,7 @@ def test_a_submit_answer_with_a_hostile_id_is_refused(name, mode, hostile, conne
         if mode == "submit":
             hook.submit(ENDPOINT, args)
         else:
+
             async def go():
                 try:
                     return await hook.asubmit(ENDPOINT, args)
@@ -113,8 +116,9 @@ def test_single_operator_writes_nothing_outside_output_path(hostile, connect, ph
     def answer(method, path, server):
         base = f"{server.base_url}/fal-ai/sam-3/requests/{request_id}"
         if method == "POST":
-            return submit_answer(request_id, status_url=f"{base}/status", response_url=base,
-                                 cancel_url=f"{base}/cancel")
+            return submit_answer(
+                request_id, status_url=f"{base}/status", response_url=base, cancel_url=f"{base}/cancel"
+            )
         if path.endswith("/status") or "/status?" in path:
             return json_answer({"status": "COMPLETED", "logs": None}, 200)
         return json_answer({"masks": [{"url": "data:image/png;base64,iVBORw0KGgo=", "content_type": "image/png"}]})
@@ -123,8 +127,9 @@ def test_single_operator_writes_nothing_outside_output_path(hostile, connect, ph
     connect(host=queue.host)
     output_path = tmp_path / "a" / "b" / "out"
     before = tree(tmp_path)
-    operator = SegmentImageOperator(task_id="t", image=str(photo), prompt="square", deferrable=False,
-                                    output_path=str(output_path))
+    operator = SegmentImageOperator(
+        task_id="t", image=str(photo), prompt="square", deferrable=False, output_path=str(output_path)
+    )
     with pytest.raises(AirflowFailException) as raised:
         operator.execute({})
     assert isinstance(raised.value.__cause__, exc.FalUntrustedUrlError)
@@ -143,11 +148,17 @@ def test_sensor_refuses_a_reference_with_a_hostile_id(name, fal_emulator, connec
 
     request_id = HOSTILE_IDS[name]
     base = f"https://{fal_emulator.host}/fal-ai/sam-3/requests/{request_id}"
-    reference = {"endpoint_id": ENDPOINT, "request_id": request_id, "status_url": f"{base}/status",
-                 "response_url": base, "cancel_url": f"{base}/cancel"}
+    reference = {
+        "endpoint_id": ENDPOINT,
+        "request_id": request_id,
+        "status_url": f"{base}/status",
+        "response_url": base,
+        "cancel_url": f"{base}/cancel",
+    }
     before = tree(tmp_path)
-    sensor = FalRequestSensor(task_id="wait", reference=reference, output_path=str(tmp_path / "out"),
-                              poke_interval=0.2, timeout=5)
+    sensor = FalRequestSensor(
+        task_id="wait", reference=reference, output_path=str(tmp_path / "out"), poke_interval=0.2, timeout=5
+    )
     with pytest.raises(AirflowFailException) as raised:
         sensor.execute({})
     cause = raised.value.__cause__

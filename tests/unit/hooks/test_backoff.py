@@ -15,8 +15,10 @@ def test_retry_delays_grow_exponentially_up_to_the_cap_with_bounded_jitter():
     for attempt in range(12):
         base = min(RETRY_BACKOFF.first * RETRY_BACKOFF.factor**attempt, RETRY_BACKOFF.cap)
         delays = [RETRY_BACKOFF.delay(attempt, rng) for _ in range(200)]
-        assert all(base * (1 - RETRY_BACKOFF.jitter) <= d <= min(base * (1 + RETRY_BACKOFF.jitter),
-                                                                  RETRY_BACKOFF.cap) for d in delays)
+        assert all(
+            base * (1 - RETRY_BACKOFF.jitter) <= d <= min(base * (1 + RETRY_BACKOFF.jitter), RETRY_BACKOFF.cap)
+            for d in delays
+        )
         assert len(set(delays)) > 50  # jittered: many workers retrying together spread out
     assert max(RETRY_BACKOFF.delay(30, rng) for _ in range(100)) <= RETRY_BACKOFF.cap
 

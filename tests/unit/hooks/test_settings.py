@@ -22,8 +22,12 @@ def set_connection(monkeypatch, conn_id="fal_default", **fields):
 
 def test_connection_password_wins_over_environment(monkeypatch):
     monkeypatch.setenv("FAL_KEY", "env-key")
-    set_connection(monkeypatch, password="conn-key", host="queue.example:8443",
-                   extra={"request_timeout": 30, "poll_interval": 0.01, "max_poll_interval": "9"})
+    set_connection(
+        monkeypatch,
+        password="conn-key",
+        host="queue.example:8443",
+        extra={"request_timeout": 30, "poll_interval": 0.01, "max_poll_interval": "9"},
+    )
     settings = FalHook().get_settings()
     assert settings.key == "conn-key" and settings.key_source == "Airflow connection 'fal_default'"
     assert settings.queue_host == "queue.example:8443"

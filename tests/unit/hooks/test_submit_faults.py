@@ -26,48 +26,62 @@ def fal_error(code: int, text: str = '{"detail": "x"}', **headers: str) -> Excep
     return raised.value
 
 
-@pytest.mark.parametrize("error", [
-    httpx.ConnectError("refused", request=REQUEST),
-    httpx.ConnectTimeout("connect timed out", request=REQUEST),
-    httpx.PoolTimeout("no free connection", request=REQUEST),
-], ids=type)
+@pytest.mark.parametrize(
+    "error",
+    [
+        httpx.ConnectError("refused", request=REQUEST),
+        httpx.ConnectTimeout("connect timed out", request=REQUEST),
+        httpx.PoolTimeout("no free connection", request=REQUEST),
+    ],
+    ids=type,
+)
 def test_nothing_sent_is_safe_to_resend(error):
     assert _submit_fault(error) == "not_created"
 
 
-@pytest.mark.parametrize(("code", "text", "headers"), [
-    (429, '{"detail": "slow down"}', {"x-fal-request-id": "r1"}),
-    (408, '{"detail": "request timeout"}', {}),
-    (502, NGINX, {}),
-    (503, NGINX, {}),
-])
+@pytest.mark.parametrize(
+    ("code", "text", "headers"),
+    [
+        (429, '{"detail": "slow down"}', {"x-fal-request-id": "r1"}),
+        (408, '{"detail": "request timeout"}', {}),
+        (502, NGINX, {}),
+        (503, NGINX, {}),
+    ],
+)
 def test_refusals_by_fals_edge_are_safe_to_resend(code, text, headers):
     assert _submit_fault(fal_error(code, text, **headers)) == "not_created"
 
 
-@pytest.mark.parametrize(("code", "text", "headers"), [
-    (503, NGINX, {"x-fal-request-id": "r1"}),  # answered by fal's queue, not its edge
-    (503, '{"detail": "runner", "error_type": "runner_connection_refused"}', {"x-fal-request-id": "r1"}),
-    (502, "Bad Gateway", {}),  # no nginx signature: fal-client's _is_ingress_error does not vouch for it
-    (504, '{"detail": "timeout"}', {"x-fal-request-id": "r1", "x-fal-request-timeout-type": "user"}),
-    (409, '{"detail": "conflict"}', {}),
-    (500, '{"detail": "Internal Server Error"}', {"x-fal-request-id": "r1"}),
-    (401, '{"detail": "bad key"}', {}),
-    (422, '{"detail": []}', {}),
-])
+@pytest.mark.parametrize(
+    ("code", "text", "headers"),
+    [
+        (503, NGINX, {"x-fal-request-id": "r1"}),  # answered by fal's queue, not its edge
+        (503, '{"detail": "runner", "error_type": "runner_connection_refused"}', {"x-fal-request-id": "r1"}),
+        (502, "Bad Gateway", {}),  # no nginx signature: fal-client's _is_ingress_error does not vouch for it
+        (504, '{"detail": "timeout"}', {"x-fal-request-id": "r1", "x-fal-request-timeout-type": "user"}),
+        (409, '{"detail": "conflict"}', {}),
+        (500, '{"detail": "Internal Server Error"}', {"x-fal-request-id": "r1"}),
+        (401, '{"detail": "bad key"}', {}),
+        (422, '{"detail": []}', {}),
+    ],
+)
 def test_other_answers_are_not_resent(code, text, headers):
     assert _submit_fault(fal_error(code, text, **headers)) == "refused"
 
 
-@pytest.mark.parametrize("error", [
-    httpx.ReadError("connection reset", request=REQUEST),
-    httpx.ReadTimeout("read timed out", request=REQUEST),
-    httpx.WriteError("broken pipe", request=REQUEST),
-    httpx.WriteTimeout("write timed out", request=REQUEST),
-    httpx.RemoteProtocolError("Server disconnected without sending a response.", request=REQUEST),
-    httpx.CloseError("close failed", request=REQUEST),
-    httpx.DecodingError("garbled body", request=REQUEST),
-], ids=type)
+@pytest.mark.parametrize(
+    "error",
+    [
+        httpx.ReadError("connection reset", request=REQUEST),
+        httpx.ReadTimeout("read timed out", request=REQUEST),
+        httpx.WriteError("broken pipe", request=REQUEST),
+        httpx.WriteTimeout("write timed out", request=REQUEST),
+        httpx.RemoteProtocolError("Server disconnected without sending a response.", request=REQUEST),
+        httpx.CloseError("close failed", request=REQUEST),
+        httpx.DecodingError("garbled body", request=REQUEST),
+    ],
+    ids=type,
+)
 def test_lost_answers_are_never_resent(error):
     assert _submit_fault(error) == "lost"
 
@@ -87,8 +101,9 @@ def test_the_lost_answer_error_says_what_happened_and_what_to_do():
     error = _outcome_unknown("fal-ai/sam-3/image", httpx.ReadError("connection reset"), "its answer was lost")
     assert isinstance(error, FalSubmitOutcomeUnknownError) and isinstance(error, FalTransientError)
     text = str(error)
-    assert text.startswith("fal-ai/sam-3/image: submit sent the request but its answer was lost "
-                           "(ReadError: connection reset)")
+    assert text.startswith(
+        "fal-ai/sam-3/image: submit sent the request but its answer was lost (ReadError: connection reset)"
+    )
     assert "fal may have created the request" in text and "not resubmitted automatically" in text
     assert "paying twice" in text and "dashboard" in text
     assert error.request_id is None and error.retryable is True

@@ -40,8 +40,17 @@ def test_wrong_byte_count_names_the_counts():
     assert "12 bytes" in message and "16 bytes" in message and "<f4" in message
 
 
-@pytest.mark.parametrize("written, payload", [("QUJD", b"ABC"), ("QU JD", b"ABC"), ("QUJD\n", b"ABC"),
-                                              ("QUJD\nQUJD", b"ABCABC"), ("QUI", b"AB"), ("QUI=", b"AB")])
+@pytest.mark.parametrize(
+    "written, payload",
+    [
+        ("QUJD", b"ABC"),
+        ("QU JD", b"ABC"),
+        ("QUJD\n", b"ABC"),
+        ("QUJD\nQUJD", b"ABCABC"),
+        ("QUI", b"AB"),
+        ("QUI=", b"AB"),
+    ],
+)
 def test_base64_as_servers_write_it_is_accepted(written, payload):
     assert embedding_bytes(written) == payload
 

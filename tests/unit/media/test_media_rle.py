@@ -39,7 +39,6 @@ def test_encoding_is_canonical(mask):
     assert sum(lengths) == int(mask.sum())
 
 
-
 def spec_decode(rle: str, width: int, height: int) -> np.ndarray:
     """fal's format as documented, one run at a time: zeros(H*W); m[s-1 : s-1+l] = 1; reshape (H, W)."""
     flat = np.zeros(width * height, dtype=bool)
@@ -63,6 +62,7 @@ def fal_strings(draw):
 def test_decode_matches_the_documented_format_run_by_run(case):
     rle, width, height = case
     np.testing.assert_array_equal(rle_decode(rle, width, height), spec_decode(rle, width, height))
+
 
 def test_known_fal_string_4x3():
     # 4 wide, 3 high, flat 1-based indices: row 0 = 1..4, row 1 = 5..8, row 2 = 9..12.

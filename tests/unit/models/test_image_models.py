@@ -136,9 +136,7 @@ def test_output_without_masks_is_refused():
         SegmentImageOutput.model_validate({"metadata": []})
 
 
-@pytest.mark.parametrize(
-    ("rle", "expected"), [("1 3 10 2", ["1 3 10 2"]), (["1 3", "", "7 1"], ["1 3", "", "7 1"])]
-)
+@pytest.mark.parametrize(("rle", "expected"), [("1 3 10 2", ["1 3 10 2"]), (["1 3", "", "7 1"], ["1 3", "", "7 1"])])
 def test_image_rle_accepts_string_or_list(rle, expected):
     out = SegmentImageRleOutput.model_validate({"rle": rle, "scores": [0.9], "boxes": [[0.5, 0.5, 0.2, 0.1]]})
     assert out.rle_strings == expected

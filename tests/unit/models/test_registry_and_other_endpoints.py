@@ -96,9 +96,11 @@ def test_video_defaults_and_ranges():
     body = video.validate_input({"video_url": VID, "prompt": "person, cloth"}).to_request()
     assert body["detection_threshold"] == 0.5 and body["video_output_type"] == "X264 (.mp4)"
     assert body["apply_mask"] is True
-    for bad, field in [({"detection_threshold": 1.5}, "detection_threshold"),
-                       ({"video_output_type": "AV1"}, "video_output_type"),
-                       ({"point_prompts": [{"x": 1, "y": 1, "frame_index": 3}]}, "point_prompts[0].frame_index")]:
+    for bad, field in [
+        ({"detection_threshold": 1.5}, "detection_threshold"),
+        ({"video_output_type": "AV1"}, "video_output_type"),
+        ({"point_prompts": [{"x": 1, "y": 1, "frame_index": 3}]}, "point_prompts[0].frame_index"),
+    ]:
         with pytest.raises(InputValidationError) as caught:
             video.validate_input({"video_url": VID, **bad})
         assert caught.value.field == field
@@ -119,9 +121,13 @@ def test_video_rle_defaults_and_frame_index_needs_mask():
 
 def test_video_rle_output_union_branches():
     out_model = get_endpoint("fal-ai/sam-3/video-rle").output_model
-    rle_branch = out_model.model_validate({"rle": ["1 2", ""], "boxes": [[0.5, 0.5, 0.1, 0.1], None], "scores": [None, None]})
+    rle_branch = out_model.model_validate(
+        {"rle": ["1 2", ""], "boxes": [[0.5, 0.5, 0.1, 0.1], None], "scores": [None, None]}
+    )
     assert rle_branch.frame_rles == ["1 2", ""]
-    no_mask_frames = out_model.model_validate({"rle": [None, "1 2"], "boxes": [None, None]})  # a paid result still parses
+    no_mask_frames = out_model.model_validate(
+        {"rle": [None, "1 2"], "boxes": [None, None]}
+    )  # a paid result still parses
     assert no_mask_frames.frame_rles == ["", "1 2"]
     video_branch = out_model.model_validate({"video": {"url": "https://x/v.mp4"}})
     assert video_branch.frame_rles == [] and video_branch.video.url == "https://x/v.mp4"
@@ -131,8 +137,15 @@ def test_video_rle_output_union_branches():
 
 def test_video_rle_objects_output():
     out = get_endpoint("fal-ai/sam-3/video-rle-objects").parse_output(
-        {"frames": [{"frame_index": 0, "objects": [{"track_id": 0, "rle": "1 4"}]}, {"frame_index": 1, "objects": []}],
-         "width": 4, "height": 2, "num_frames": 2}
+        {
+            "frames": [
+                {"frame_index": 0, "objects": [{"track_id": 0, "rle": "1 4"}]},
+                {"frame_index": 1, "objects": []},
+            ],
+            "width": 4,
+            "height": 2,
+            "num_frames": 2,
+        }
     )
     assert out.frames[0].objects[0].track_id == 0 and out.frames[1].objects == []
 
@@ -140,7 +153,9 @@ def test_video_rle_objects_output():
 def test_3d_objects_default_prompt_and_threshold_range():
     objects = get_endpoint("fal-ai/sam-3/3d-objects")
     assert objects.validate_input({"image_url": IMG}).to_request()["prompt"] == "car"
-    boxes_only = objects.validate_input({"image_url": IMG, "box_prompts": [{"x_min": 0, "y_min": 0, "x_max": 4, "y_max": 4}]})
+    boxes_only = objects.validate_input(
+        {"image_url": IMG, "box_prompts": [{"x_min": 0, "y_min": 0, "x_max": 4, "y_max": 4}]}
+    )
     assert boxes_only.to_request()["prompt"] == ""
     assert "detection_threshold" not in objects.validate_input({"image_url": IMG}).to_request()
     with pytest.raises(InputValidationError) as caught:
@@ -153,18 +168,36 @@ def test_3d_outputs_parse_nested_metadata():
         {"gaussian_splat": {"url": "https://x/s.ply"}, "metadata": [{"object_index": 0, "rotation": [[0, 0, 0, 1]]}]}
     )
     assert objects.metadata[0].rotation == [[0, 0, 0, 1]]
-    person = {"person_id": 0, "bbox": [1, 2, 3, 4], "focal_length": 500.0, "pred_cam_t": [0, 0, 5],
-              "keypoints_2d": [[0.0, 0.0]] * 70, "global_rot": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]}
+    person = {
+        "person_id": 0,
+        "bbox": [1, 2, 3, 4],
+        "focal_length": 500.0,
+        "pred_cam_t": [0, 0, 5],
+        "keypoints_2d": [[0.0, 0.0]] * 70,
+        "global_rot": [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+    }
     body = get_endpoint("fal-ai/sam-3/3d-body").parse_output(
-        {"model_glb": {"url": "https://x/m.glb"}, "visualization": {"url": "https://x/v.png"},
-         "metadata": {"num_people": 1, "people": [person]}}
+        {
+            "model_glb": {"url": "https://x/m.glb"},
+            "visualization": {"url": "https://x/v.png"},
+            "metadata": {"num_people": 1, "people": [person]},
+        }
     )
     assert len(body.metadata.people[0].keypoints_2d) == 70
     align = get_endpoint("fal-ai/sam-3/3d-align").parse_output(
-        {"body_mesh_ply": {"url": "https://x/b.ply"}, "model_glb": {"url": "https://x/m.glb"},
-         "visualization": {"url": "https://x/v.png"},
-         "metadata": {"person_id": 0, "scale_factor": 1.1, "translation": [0, 0, 1], "focal_length": 500.0,
-                      "cropped_vertices_count": 10, "target_points_count": 20}}
+        {
+            "body_mesh_ply": {"url": "https://x/b.ply"},
+            "model_glb": {"url": "https://x/m.glb"},
+            "visualization": {"url": "https://x/v.png"},
+            "metadata": {
+                "person_id": 0,
+                "scale_factor": 1.1,
+                "translation": [0, 0, 1],
+                "focal_length": 500.0,
+                "cropped_vertices_count": 10,
+                "target_points_count": 20,
+            },
+        }
     )
     assert align.metadata.scale_factor == pytest.approx(1.1)
 
@@ -178,7 +211,13 @@ def test_3d_align_requires_body_mesh():
 def test_request_reference_round_trips_as_plain_json():
     import json
 
-    ref = RequestReference(endpoint_id="fal-ai/sam-3/image", request_id="abc", status_url="https://q/s",
-                           response_url="https://q/r", cancel_url="https://q/c", submitted_at=12.5)
+    ref = RequestReference(
+        endpoint_id="fal-ai/sam-3/image",
+        request_id="abc",
+        status_url="https://q/s",
+        response_url="https://q/r",
+        cancel_url="https://q/c",
+        submitted_at=12.5,
+    )
     data = json.loads(json.dumps(ref.to_dict()))
     assert RequestReference.from_dict(data) == ref

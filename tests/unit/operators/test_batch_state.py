@@ -48,9 +48,11 @@ def test_every_submission_survives_a_crash_right_after_it():
         submit(state, store, index)
     # The process dies here: no save() after the last five submissions.
     loaded = BatchState.load(store)
-    assert [e.request_id for e in loaded.ordered()[:JOURNAL_SLOTS + 5]] == [f"req-{i}" for i in range(JOURNAL_SLOTS + 5)]
-    assert all(e.state == "submitted" and e.submissions == 1 for e in loaded.ordered()[:JOURNAL_SLOTS + 5])
-    assert all(e.state == "pending" for e in loaded.ordered()[JOURNAL_SLOTS + 5:])
+    assert [e.request_id for e in loaded.ordered()[: JOURNAL_SLOTS + 5]] == [
+        f"req-{i}" for i in range(JOURNAL_SLOTS + 5)
+    ]
+    assert all(e.state == "submitted" and e.submissions == 1 for e in loaded.ordered()[: JOURNAL_SLOTS + 5])
+    assert all(e.state == "pending" for e in loaded.ordered()[JOURNAL_SLOTS + 5 :])
 
 
 def test_a_stale_journal_row_never_rolls_an_entry_back():
@@ -97,11 +99,26 @@ def test_write_amplification_per_submission_is_small():
 
 def test_loading_a_schema_1_batch_renumbers_rows_by_position():
     store = DictStore()
-    store.set("fal_batch", {"version": 1, "endpoint_id": "fal-ai/sam-3/image", "started_at": 1.0, "deadline": 2.0,
-                            "url_templates": None, "cycle": 0, "shards": 1, "images": 2})
-    store.set("fal_batch.0", {"a1b2": BatchEntry(index=1, source="/b.png").to_json(),
-                              "c3d4": BatchEntry(index=0, source="/a.png", request_id="r0",
-                                                 state="submitted", submissions=1).to_json()})
+    store.set(
+        "fal_batch",
+        {
+            "version": 1,
+            "endpoint_id": "fal-ai/sam-3/image",
+            "started_at": 1.0,
+            "deadline": 2.0,
+            "url_templates": None,
+            "cycle": 0,
+            "shards": 1,
+            "images": 2,
+        },
+    )
+    store.set(
+        "fal_batch.0",
+        {
+            "a1b2": BatchEntry(index=1, source="/b.png").to_json(),
+            "c3d4": BatchEntry(index=0, source="/a.png", request_id="r0", state="submitted", submissions=1).to_json(),
+        },
+    )
     loaded = BatchState.load(store)
     assert [(k, e.source) for k, e in loaded.entries.items()] == [("0", "/a.png"), ("1", "/b.png")]
     assert loaded.entries["0"].request_id == "r0"

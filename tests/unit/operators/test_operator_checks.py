@@ -25,8 +25,14 @@ ARGS = {"image_url": URL, "prompt": "shoe"}
 
 def reference(request_id: str = "req-1") -> RequestReference:
     base = f"https://queue.example/fal-ai/sam-3/requests/{request_id}"
-    return RequestReference(endpoint_id="fal-ai/sam-3/image", request_id=request_id, status_url=f"{base}/status",
-                            response_url=base, cancel_url=f"{base}/cancel", submitted_at=time.time())
+    return RequestReference(
+        endpoint_id="fal-ai/sam-3/image",
+        request_id=request_id,
+        status_url=f"{base}/status",
+        response_url=base,
+        cancel_url=f"{base}/cancel",
+        submitted_at=time.time(),
+    )
 
 
 class Store(dict):
@@ -53,40 +59,51 @@ def no_hook(monkeypatch):
     monkeypatch.setattr(FalQueueOperator, "hook", property(lambda self: pytest.fail("the hook was used")))
 
 
-@pytest.mark.parametrize(("output_path", "says"), [
-    ("out/masks", "is relative"),
-    ("", "got ''"),
-    ("nosuch://bucket/x", "Unsupported filesystem"),
-])
+@pytest.mark.parametrize(
+    ("output_path", "says"),
+    [
+        ("out/masks", "is relative"),
+        ("", "got ''"),
+        ("nosuch://bucket/x", "Unsupported filesystem"),
+    ],
+)
 def test_bad_output_path_is_refused_before_submitting(output_path, says):
-    error = refused(FalQueueOperator(task_id="t", endpoint_id="fal-ai/sam-3/image", arguments=ARGS,
-                                     output_path=output_path))
+    error = refused(
+        FalQueueOperator(task_id="t", endpoint_id="fal-ai/sam-3/image", arguments=ARGS, output_path=output_path)
+    )
     assert error.field == "output_path" and says in str(error) and "absolute path" in str(error)
 
 
 def test_output_path_under_a_file_is_refused(tmp_path):
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")
-    error = refused(FalQueueOperator(task_id="t", endpoint_id="fal-ai/sam-3/image", arguments=ARGS,
-                                     output_path=str(blocker / "out")))
+    error = refused(
+        FalQueueOperator(
+            task_id="t", endpoint_id="fal-ai/sam-3/image", arguments=ARGS, output_path=str(blocker / "out")
+        )
+    )
     assert "is a file" in str(error)
 
 
 def test_a_writable_output_path_passes(tmp_path):
-    operator = FalQueueOperator(task_id="t", endpoint_id="fal-ai/sam-3/image", arguments=ARGS,
-                                output_path=f"file://{tmp_path}/new/dir")
+    operator = FalQueueOperator(
+        task_id="t", endpoint_id="fal-ai/sam-3/image", arguments=ARGS, output_path=f"file://{tmp_path}/new/dir"
+    )
     assert operator.validate({}).endpoint_id == "fal-ai/sam-3/image"
     # created and proved writable before paying; the probe file is gone again
     assert (tmp_path / "new" / "dir").is_dir() and list((tmp_path / "new" / "dir").iterdir()) == []
 
 
-@pytest.mark.parametrize(("endpoint_id", "says"), [
-    ("fal-ai/sam-3/imag", "did you mean 'fal-ai/sam-3/image'?"),
-    ("fal-ai/sam-3-1/image/embed", "is not a SAM 3 endpoint"),
-    ("https://queue.fal.run/fal-ai/sam-3/image", "is not a fal endpoint id"),
-    ("sam-3", "is not a fal endpoint id"),
-    (" fal-ai/sam-3/image", "is not a fal endpoint id"),
-])
+@pytest.mark.parametrize(
+    ("endpoint_id", "says"),
+    [
+        ("fal-ai/sam-3/imag", "did you mean 'fal-ai/sam-3/image'?"),
+        ("fal-ai/sam-3-1/image/embed", "is not a SAM 3 endpoint"),
+        ("https://queue.fal.run/fal-ai/sam-3/image", "is not a fal endpoint id"),
+        ("sam-3", "is not a fal endpoint id"),
+        (" fal-ai/sam-3/image", "is not a fal endpoint id"),
+    ],
+)
 def test_bad_endpoint_ids_are_refused(endpoint_id, says):
     error = refused(FalQueueOperator(task_id="t", endpoint_id=endpoint_id, arguments=ARGS))
     assert error.field == "endpoint_id" and says in str(error)
@@ -99,37 +116,49 @@ def test_other_fal_endpoints_still_pass_untyped():
 
 def test_the_generic_operator_checks_a_sam3_image_by_its_content_like_the_typed_ones(tmp_path):
     not_a_picture = "data:image/png;base64,aGVsbG8sIHRoZXNlIGFyZSBub3Rlcw=="  # "hello, these are notes"
-    error = refused(FalQueueOperator(task_id="t", endpoint_id="fal-ai/sam-3/image",
-                                     arguments={"image_url": not_a_picture, "prompt": "x"}))
+    error = refused(
+        FalQueueOperator(
+            task_id="t", endpoint_id="fal-ai/sam-3/image", arguments={"image_url": not_a_picture, "prompt": "x"}
+        )
+    )
     assert error.field == "image_url" and "looks like text" in str(error)
     from PIL import Image
 
     Image.new("RGB", (12, 8), (1, 2, 3)).save(tmp_path / "photo.png")
-    request = FalQueueOperator(task_id="t", endpoint_id="fal-ai/sam-3/image",
-                               arguments={"image_url": str(tmp_path / "photo.png"), "prompt": "x"}).validate({})
+    request = FalQueueOperator(
+        task_id="t",
+        endpoint_id="fal-ai/sam-3/image",
+        arguments={"image_url": str(tmp_path / "photo.png"), "prompt": "x"},
+    ).validate({})
     assert request.body["image_url"].startswith("data:image/png;base64,")
     assert request.image == {"source": str(tmp_path / "photo.png"), "width": 12, "height": 8}
 
 
 def test_output_path_for_an_endpoint_the_provider_does_not_know_is_refused(tmp_path):
     """It would be ignored: nothing says which parts of an unknown endpoint's output are files."""
-    error = refused(FalQueueOperator(task_id="t", endpoint_id="fal-ai/flux/dev", arguments={"prompt": "x"},
-                                     output_path=f"file://{tmp_path}"))
+    error = refused(
+        FalQueueOperator(
+            task_id="t", endpoint_id="fal-ai/flux/dev", arguments={"prompt": "x"}, output_path=f"file://{tmp_path}"
+        )
+    )
     assert error.field == "output_path" and "fal-ai/flux/dev" in str(error)
 
 
-@pytest.mark.parametrize(("options", "field", "says"), [
-    ({"poll_interval": 0.01}, "poll_interval", "at least 0.2"),
-    ({"poll_interval": -1}, "poll_interval", "at least 0.2"),
-    ({"max_poll_interval": "fast"}, "max_poll_interval", "at least 0.2"),
-    ({"poll_interval": 5, "max_poll_interval": 1}, "max_poll_interval", "is below poll_interval 5"),
-    ({"webhook_url": "example.com/hook"}, "webhook_url", "an http(s) URL with a host"),
-    ({"webhook_url": "https:///hook"}, "webhook_url", "an http(s) URL with a host"),
-    ({"start_timeout": "soon"}, "start_timeout", "a number of seconds above 1"),
-    ({"start_timeout": True}, "start_timeout", "a number of seconds above 1"),
-    ({"priority": "urgent"}, "priority", "allowed: normal, low"),
-    ({"timeout": timedelta(seconds=-1)}, "timeout", "must be a positive duration"),
-])
+@pytest.mark.parametrize(
+    ("options", "field", "says"),
+    [
+        ({"poll_interval": 0.01}, "poll_interval", "at least 0.2"),
+        ({"poll_interval": -1}, "poll_interval", "at least 0.2"),
+        ({"max_poll_interval": "fast"}, "max_poll_interval", "at least 0.2"),
+        ({"poll_interval": 5, "max_poll_interval": 1}, "max_poll_interval", "is below poll_interval 5"),
+        ({"webhook_url": "example.com/hook"}, "webhook_url", "an http(s) URL with a host"),
+        ({"webhook_url": "https:///hook"}, "webhook_url", "an http(s) URL with a host"),
+        ({"start_timeout": "soon"}, "start_timeout", "a number of seconds above 1"),
+        ({"start_timeout": True}, "start_timeout", "a number of seconds above 1"),
+        ({"priority": "urgent"}, "priority", "allowed: normal, low"),
+        ({"timeout": timedelta(seconds=-1)}, "timeout", "must be a positive duration"),
+    ],
+)
 def test_bad_queue_options_are_refused(options, field, says):
     error = refused(FalQueueOperator(task_id="t", endpoint_id="fal-ai/sam-3/image", arguments=ARGS, **options))
     assert error.field == field and says in str(error)
@@ -140,10 +169,13 @@ def test_timeout_that_is_not_a_duration_fails_the_dag_file():
         FalQueueOperator(task_id="t", endpoint_id="fal-ai/sam-3/image", timeout="1h")
 
 
-@pytest.mark.parametrize(("operator", "version", "allowed"), [
-    (SegmentImageOperator, "4", "'3', '3.1'"),
-    (EmbedImageOperator, "3.1", "'3'"),
-])
+@pytest.mark.parametrize(
+    ("operator", "version", "allowed"),
+    [
+        (SegmentImageOperator, "4", "'3', '3.1'"),
+        (EmbedImageOperator, "3.1", "'3'"),
+    ],
+)
 def test_an_unknown_version_names_the_versions_of_that_operator(operator, version, allowed):
     error = refused(operator(task_id="t", image=URL, version=version, output_path="/tmp/x"))
     assert error.field == "version" and f"allowed: {allowed}" in str(error)
@@ -172,15 +204,23 @@ def test_templates_that_render_still_render():
 
 
 def event(error_class: str, message: str, retryable: bool = False) -> dict[str, Any]:
-    return {"status": "error", "reference": reference().to_dict(), "message": message, "error_class": error_class,
-            "retryable": retryable}
+    return {
+        "status": "error",
+        "reference": reference().to_dict(),
+        "message": message,
+        "error_class": error_class,
+        "retryable": retryable,
+    }
 
 
-@pytest.mark.parametrize(("name", "cls"), [
-    ("FalRequestNotFoundError", exc.FalRequestNotFoundError),
-    ("FalTransientError", exc.FalTransientError),
-    ("FalAppError", exc.FalAppError),
-])
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [
+        ("FalRequestNotFoundError", exc.FalRequestNotFoundError),
+        ("FalTransientError", exc.FalTransientError),
+        ("FalAppError", exc.FalAppError),
+    ],
+)
 def test_trigger_errors_are_raised_as_the_class_the_worker_path_raises(name, cls):
     message = "fal-ai/sam-3/image request req-1: it vanished (HTTP 404)"
     with pytest.raises(cls) as raised:
@@ -249,8 +289,9 @@ def test_worker_polling_uses_the_operators_intervals():
             seen.update(first=self._settings.poll_interval, cap=self._settings.max_poll_interval)
             raise exc.FalAppError("stop here")
 
-    operator = FalQueueOperator(task_id="t", endpoint_id="fal-ai/sam-3/image", arguments=ARGS, poll_interval=0.3,
-                                max_poll_interval=0.6)
+    operator = FalQueueOperator(
+        task_id="t", endpoint_id="fal-ai/sam-3/image", arguments=ARGS, poll_interval=0.3, max_poll_interval=0.6
+    )
     with pytest.raises(exc.FalAppError):
         operator._wait_on_worker({}, WaitingHook(), reference(), time.time() + 60, None)
     assert seen == {"first": 0.3, "cap": 0.6}

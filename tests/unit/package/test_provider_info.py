@@ -67,8 +67,37 @@ def test_provider_info_matches_airflows_schema():
 def test_airflow_providers_list_shows_the_provider(tmp_path):
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
     airflow_cli = Path(sys.executable).with_name("airflow")
-    out = subprocess.run([str(airflow_cli), "providers", "list", "-o", "plain"], env=env, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [str(airflow_cli), "providers", "list", "-o", "plain"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "airflow-provider-sam3" in out.stdout
     assert airflow_provider_sam3.__version__ in out.stdout
+
+
+def test_provider_info_lists_every_hook_operator_sensor_and_trigger_module():
+    """Every module of the package that defines a hook, operator, sensor or trigger class is listed under its kind
+    (the batch operator and its trigger included), and nothing listed is of another kind."""
+    import inspect
+    import pkgutil
+
+    from airflow.sdk import BaseHook, BaseOperator, BaseSensorOperator
+    from airflow.triggers.base import BaseTrigger
+
+    kinds = {"sensors": BaseSensorOperator, "operators": BaseOperator, "triggers": BaseTrigger, "hooks": BaseHook}
+    defined: dict[str, set[str]] = {kind: set() for kind in kinds}
+    for info in pkgutil.walk_packages(airflow_provider_sam3.__path__, "airflow_provider_sam3."):
+        if ".testing" in info.name:
+            continue
+        module = importlib.import_module(info.name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ != info.name:
+                continue
+            for kind, base in kinds.items():  # a sensor is an operator too: the first match wins
+                if issubclass(cls, base):
+                    defined[kind].add(info.name)
+                    break
+    listed = {kind: {m for entry in get_provider_info()[kind] for m in entry["python-modules"]} for kind in kinds}
+    assert defined["operators"] >= {"airflow_provider_sam3.operators.batch"}
+    assert defined["triggers"] >= {"airflow_provider_sam3.triggers.batch"}
+    assert listed == defined

@@ -19,8 +19,12 @@ MEDIA = "https://v3b.fal.media/files/b/req"
 def reference(endpoint_id: str = "fal-ai/sam-3/image", request_id: str = "req-1") -> RequestReference:
     base = f"https://queue.fal.run/fal-ai/sam-3/requests/{request_id}"
     return RequestReference(
-        endpoint_id=endpoint_id, request_id=request_id, status_url=base + "/status", response_url=base,
-        cancel_url=base + "/cancel", submitted_at=1000.0,
+        endpoint_id=endpoint_id,
+        request_id=request_id,
+        status_url=base + "/status",
+        response_url=base,
+        cancel_url=base + "/cancel",
+        submitted_at=1000.0,
     )
 
 
@@ -29,8 +33,11 @@ def build(endpoint_id: str, output: dict, *, image: dict | None = None, **kwargs
     kwargs.setdefault("completed_at", 1012.5)
     kwargs.setdefault("inference_seconds", 2.25)
     return build_result(
-        ENDPOINTS[endpoint_id], output, reference=reference(endpoint_id, kwargs.pop("request_id", "req-1")),
-        image=image, **kwargs,
+        ENDPOINTS[endpoint_id],
+        output,
+        reference=reference(endpoint_id, kwargs.pop("request_id", "req-1")),
+        image=image,
+        **kwargs,
     )
 
 

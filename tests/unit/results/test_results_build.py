@@ -29,12 +29,24 @@ def test_every_registry_endpoint_has_a_document_kind():
         "video-rle": {"rle": ["1 2"]},
         "video-rle-objects": {"frames": [], "width": 4, "height": 4, "num_frames": 0},
         "3d-objects": {"gaussian_splat": {"url": f"{MEDIA}/s.ply"}, "metadata": []},
-        "3d-body": {"model_glb": {"url": f"{MEDIA}/b.glb"}, "visualization": {"url": f"{MEDIA}/v.png"},
-                    "metadata": {"num_people": 0, "people": []}},
-        "3d-align": {"body_mesh_ply": {"url": f"{MEDIA}/b.ply"}, "model_glb": {"url": f"{MEDIA}/m.glb"},
-                     "visualization": {"url": f"{MEDIA}/v.png"},
-                     "metadata": {"person_id": 0, "scale_factor": 1.0, "translation": [0, 0, 0], "focal_length": 1.0,
-                                  "cropped_vertices_count": 1, "target_points_count": 1}},
+        "3d-body": {
+            "model_glb": {"url": f"{MEDIA}/b.glb"},
+            "visualization": {"url": f"{MEDIA}/v.png"},
+            "metadata": {"num_people": 0, "people": []},
+        },
+        "3d-align": {
+            "body_mesh_ply": {"url": f"{MEDIA}/b.ply"},
+            "model_glb": {"url": f"{MEDIA}/m.glb"},
+            "visualization": {"url": f"{MEDIA}/v.png"},
+            "metadata": {
+                "person_id": 0,
+                "scale_factor": 1.0,
+                "translation": [0, 0, 0],
+                "focal_length": 1.0,
+                "cropped_vertices_count": 1,
+                "target_points_count": 1,
+            },
+        },
     }
     for endpoint_id, endpoint in ENDPOINTS.items():
         document = build(endpoint_id, samples[endpoint.kind])
@@ -49,13 +61,22 @@ def test_third_party_image_response():
     assert document.request_id == "req-1"
     assert document.cost_usd == 0.005
     assert document.timings.model_dump() == {
-        "submitted_at": 1000.0, "completed_at": 1012.5, "wait_seconds": 12.5, "inference_seconds": 2.25
+        "submitted_at": 1000.0,
+        "completed_at": 1012.5,
+        "wait_seconds": 12.5,
+        "inference_seconds": 2.25,
     }
     assert document.image.model_dump() == IMAGE
     [mask] = document.masks
     assert mask.model_dump() == {
-        "index": 0, "url": "https://v3b.fal.media/files/b/x/mask.png", "stored_url": None,
-        "content_type": "image/png", "score": 0.988, "box": None, "pixel_box": None, "rle": None,
+        "index": 0,
+        "url": "https://v3b.fal.media/files/b/x/mask.png",
+        "stored_url": None,
+        "content_type": "image/png",
+        "score": 0.988,
+        "box": None,
+        "pixel_box": None,
+        "rle": None,
     }
     assert document.preview.url == "https://v3b.fal.media/files/b/x/preview.png"
     assert document.preview.field == "image"
@@ -98,8 +119,10 @@ def test_scores_and_boxes_from_metadata_when_lists_are_absent():
 def test_explicit_lists_win_over_metadata_and_nulls_fall_back():
     output = {
         "masks": [{"url": f"{MEDIA}/a.png"}, {"url": f"{MEDIA}/b.png"}],
-        "metadata": [{"index": 0, "score": 0.1, "box": [0.1, 0.1, 0.1, 0.1]},
-                     {"index": 1, "score": 0.2, "box": [0.5, 0.5, 1.0, 1.0]}],
+        "metadata": [
+            {"index": 0, "score": 0.1, "box": [0.1, 0.1, 0.1, 0.1]},
+            {"index": 1, "score": 0.2, "box": [0.5, 0.5, 1.0, 1.0]},
+        ],
         "scores": [0.9],
         "boxes": [[0.5, 0.5, 0.5, 0.5], None],
     }
@@ -145,8 +168,11 @@ def test_stored_mapping_sets_stored_urls():
 
 @pytest.mark.parametrize("rle", ["1 4 11 2", ["1 4 11 2"]])
 def test_image_rle_with_string_or_list(rle):
-    document = build("fal-ai/sam-3/image-rle", {"rle": rle, "boxes": [[0.5, 0.5, 1, 1]]},
-                     image={"source": "a.png", "width": 10, "height": 2})
+    document = build(
+        "fal-ai/sam-3/image-rle",
+        {"rle": rle, "boxes": [[0.5, 0.5, 1, 1]]},
+        image={"source": "a.png", "width": 10, "height": 2},
+    )
     assert isinstance(document, SegmentationResult) and document.is_rle
     assert document.rle_size == [10, 2]
     [mask] = document.masks
@@ -154,8 +180,11 @@ def test_image_rle_with_string_or_list(rle):
 
 
 def test_image_rle_list_keeps_every_mask_in_order():
-    document = build("fal-ai/sam-3/image-rle", {"rle": ["1 1", "2 1", ""], "scores": [0.1, 0.2, 0.3]},
-                     image={"width": 2, "height": 2})
+    document = build(
+        "fal-ai/sam-3/image-rle",
+        {"rle": ["1 1", "2 1", ""], "scores": [0.1, 0.2, 0.3]},
+        image={"width": 2, "height": 2},
+    )
     assert [m.rle for m in document.masks] == ["1 1", "2 1", ""]
     assert [m.index for m in document.masks] == [0, 1, 2]
     assert document.scores == [0.1, 0.2, 0.3]
@@ -169,8 +198,10 @@ def test_image_rle_without_image_size_has_no_rle_size():
 
 
 def test_image_rle_file_variant_lists_the_file():
-    output = {"rle": {"url": f"{MEDIA}/rle.txt", "content_type": "text/plain"},
-              "boundingbox_frames_zip": {"url": f"{MEDIA}/boxes.zip"}}
+    output = {
+        "rle": {"url": f"{MEDIA}/rle.txt", "content_type": "text/plain"},
+        "boundingbox_frames_zip": {"url": f"{MEDIA}/boxes.zip"},
+    }
     document = build("fal-ai/sam-3/image-rle", output, image={"width": 2, "height": 2})
     assert document.masks == []
     assert [f.field for f in document.files] == ["rle", "boundingbox_frames_zip"]
@@ -194,8 +225,11 @@ def test_embedding_is_a_reference_not_the_blob():
 
 def test_3d_objects_output_lists_its_files_and_keeps_metadata():
     output = {
-        "gaussian_splat": {"url": f"{MEDIA}/splat.ply", "content_type": "application/octet-stream",
-                           "file_name": "splat.ply"},
+        "gaussian_splat": {
+            "url": f"{MEDIA}/splat.ply",
+            "content_type": "application/octet-stream",
+            "file_name": "splat.ply",
+        },
         "model_glb": {"url": f"{MEDIA}/scene.glb", "content_type": "model/gltf-binary"},
         "metadata": [{"object_index": 0, "rotation": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "translation": [0, 0, 1]}],
         "individual_glbs": [{"url": f"{MEDIA}/o0.glb"}, {"url": f"{MEDIA}/o1.glb"}],
@@ -204,7 +238,10 @@ def test_3d_objects_output_lists_its_files_and_keeps_metadata():
     document = build("fal-ai/sam-3/3d-objects", output, image=IMAGE)
     assert isinstance(document, FilesResult) and document.kind == "sam3.files"
     assert [f.field for f in document.files] == [
-        "gaussian_splat", "model_glb", "individual_glbs[0]", "individual_glbs[1]"
+        "gaussian_splat",
+        "model_glb",
+        "individual_glbs[0]",
+        "individual_glbs[1]",
     ]
     assert document.file("model_glb").content_type == "model/gltf-binary"
     assert document.file("gaussian_splat").file_name == "splat.ply"
@@ -216,11 +253,19 @@ def test_3d_objects_output_lists_its_files_and_keeps_metadata():
 
 
 def test_3d_body_output():
-    person = {"person_id": 0, "bbox": [1, 2, 3, 4], "focal_length": 500.0, "pred_cam_t": [0, 0, 5],
-              "keypoints_2d": [[1.0, 2.0]] * 70}
-    output = {"model_glb": {"url": f"{MEDIA}/body.glb"}, "visualization": {"url": f"{MEDIA}/vis.png"},
-              "meshes": [{"url": f"{MEDIA}/p0.ply"}],
-              "metadata": {"num_people": 1, "people": [person], "keypoint_names": ["nose"]}}
+    person = {
+        "person_id": 0,
+        "bbox": [1, 2, 3, 4],
+        "focal_length": 500.0,
+        "pred_cam_t": [0, 0, 5],
+        "keypoints_2d": [[1.0, 2.0]] * 70,
+    }
+    output = {
+        "model_glb": {"url": f"{MEDIA}/body.glb"},
+        "visualization": {"url": f"{MEDIA}/vis.png"},
+        "meshes": [{"url": f"{MEDIA}/p0.ply"}],
+        "metadata": {"num_people": 1, "people": [person], "keypoint_names": ["nose"]},
+    }
     document = build("fal-ai/sam-3/3d-body", output, image=IMAGE)
     assert [f.field for f in document.files] == ["model_glb", "visualization", "meshes[0]"]
     assert document.data["metadata"]["people"][0]["keypoints_2d"][0] == [1.0, 2.0]
@@ -230,8 +275,11 @@ def test_3d_body_output():
 
 def test_video_rle_output_keeps_frames_and_prices_by_frame_count():
     frames = 20
-    output = {"rle": ["1 3"] * frames, "boxes": [[0.5, 0.5, 0.1, 0.1]] + [None] * (frames - 1),
-              "scores": [None] * frames}
+    output = {
+        "rle": ["1 3"] * frames,
+        "boxes": [[0.5, 0.5, 0.1, 0.1]] + [None] * (frames - 1),
+        "scores": [None] * frames,
+    }
     document = build("fal-ai/sam-3/video-rle", output)
     assert isinstance(document, FilesResult)
     assert document.files == []
@@ -251,8 +299,12 @@ def test_video_rle_video_branch_and_video_output():
 
 
 def test_video_rle_objects_frames_are_data():
-    output = {"frames": [{"frame_index": 0, "objects": [{"track_id": 3, "rle": "1 2"}]}],
-              "width": WIDTH, "height": HEIGHT, "num_frames": 1}
+    output = {
+        "frames": [{"frame_index": 0, "objects": [{"track_id": 3, "rle": "1 2"}]}],
+        "width": WIDTH,
+        "height": HEIGHT,
+        "num_frames": 1,
+    }
     document = build("fal-ai/sam-3/video-rle-objects", output)
     assert document.data == output
 
@@ -275,12 +327,21 @@ def test_unknown_submit_time_leaves_wait_unknown():
     from results_helpers import reference
 
     ref = reference().model_copy(update={"submitted_at": None})
-    document = build_result(ENDPOINTS["fal-ai/sam-3/image"], {"masks": []}, reference=ref, image=None,
-                            completed_at=5.0, inference_seconds=None)
+    document = build_result(
+        ENDPOINTS["fal-ai/sam-3/image"],
+        {"masks": []},
+        reference=ref,
+        image=None,
+        completed_at=5.0,
+        inference_seconds=None,
+    )
     assert document.timings.wait_seconds is None and document.timings.completed_at == 5.0
 
 
 def test_mask_size_reported_is_width_height():
-    document = build("fal-ai/sam-3/image", {"masks": [{"url": f"{MEDIA}/a.png"}], "boxes": [[0.5, 0.5, 1, 1]]},
-                     image={"width": WIDTH, "height": HEIGHT})
+    document = build(
+        "fal-ai/sam-3/image",
+        {"masks": [{"url": f"{MEDIA}/a.png"}], "boxes": [[0.5, 0.5, 1, 1]]},
+        image={"width": WIDTH, "height": HEIGHT},
+    )
     assert document.masks[0].pixel_box == [0.0, 0.0, float(WIDTH), float(HEIGHT)]

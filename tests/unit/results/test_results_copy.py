@@ -68,12 +68,17 @@ def test_copy_is_idempotent(tmp_path, image_output, downloads):
 
 @pytest.mark.parametrize("form", ["plain", "file-url", "trailing-slash", "pathlib"])
 def test_output_path_forms(tmp_path, image_output, downloads, form):
-    given = {"plain": str(tmp_path), "file-url": f"file://{tmp_path}", "trailing-slash": f"file://{tmp_path}/",
-             "pathlib": tmp_path}[form]
+    given = {
+        "plain": str(tmp_path),
+        "file-url": f"file://{tmp_path}",
+        "trailing-slash": f"file://{tmp_path}/",
+        "pathlib": tmp_path,
+    }[form]
     copied = copy_outputs(build("fal-ai/sam-3/image", image_output), given, download=downloads)
     assert (tmp_path / "req-1" / "mask_001.png").exists()
     assert copied.masks[1].stored_url.startswith("file://") and copied.masks[1].stored_url.endswith(
-        "req-1/mask_001.png")
+        "req-1/mask_001.png"
+    )
 
 
 def test_relative_and_bad_output_paths_are_refused():
@@ -119,8 +124,7 @@ def test_embedding_written_and_read_back(tmp_path):
     array = np.arange(2 * 3 * 4, dtype="<f4").reshape(2, 3, 4) / 7
     output = {"embedding_b64": encode_embedding(array)}
     document = build("fal-ai/sam-3/image/embed", output)
-    copied = copy_outputs(document, ObjectStoragePath(f"file://{tmp_path}"), download=Downloads({}),
-                          output_json=output)
+    copied = copy_outputs(document, ObjectStoragePath(f"file://{tmp_path}"), download=Downloads({}), output_json=output)
     assert isinstance(copied, EmbeddingResult)
     assert (tmp_path / "req-1" / "embedding.bin").read_bytes() == array.tobytes()
     assert copied.stored_url == f"file://{tmp_path}/req-1/embedding.bin"
@@ -167,14 +171,23 @@ def test_3d_files_get_field_names_and_extensions(tmp_path):
         "artifacts_zip": {"url": f"{MEDIA}/a", "file_name": "artifacts.zip"},
         "metadata": [{"object_index": 0, "translation": [0.0, 0.0, 1.0]}],
     }
-    served = {f"{MEDIA}/abc/splat.ply": b"ply", f"{MEDIA}/scene": b"glb", f"{MEDIA}/o0.glb": b"o0",
-              f"{MEDIA}/o1?sig=1": b"o1", f"{MEDIA}/a": b"zip"}
+    served = {
+        f"{MEDIA}/abc/splat.ply": b"ply",
+        f"{MEDIA}/scene": b"glb",
+        f"{MEDIA}/o0.glb": b"o0",
+        f"{MEDIA}/o1?sig=1": b"o1",
+        f"{MEDIA}/a": b"zip",
+    }
     document = build("fal-ai/sam-3/3d-objects", output)
     copied = copy_outputs(document, tmp_path, download=Downloads(served), output_json=output)
     files = _listing(tmp_path / "req-1")
     assert files == {
-        "artifacts_zip.zip": b"zip", "data.json": files["data.json"], "gaussian_splat.ply": b"ply",
-        "individual_glbs_000.glb": b"o0", "individual_glbs_001.bin": b"o1", "model_glb.glb": b"glb",
+        "artifacts_zip.zip": b"zip",
+        "data.json": files["data.json"],
+        "gaussian_splat.ply": b"ply",
+        "individual_glbs_000.glb": b"o0",
+        "individual_glbs_001.bin": b"o1",
+        "model_glb.glb": b"glb",
         "result.json": files["result.json"],
     }
     assert json.loads(files["data.json"]) == copied.data == {"metadata": output["metadata"]}
@@ -186,8 +199,11 @@ def test_3d_files_get_field_names_and_extensions(tmp_path):
 
 def test_large_video_rle_data_moves_out_of_xcom(tmp_path):
     frames = 3000
-    output = {"rle": [f"{i * 7 + 1} 40 {i * 7 + 900} 33" for i in range(frames)],
-              "boxes": [[0.5, 0.5, 0.25, 0.125]] * frames, "scores": [None] * frames}
+    output = {
+        "rle": [f"{i * 7 + 1} 40 {i * 7 + 900} 33" for i in range(frames)],
+        "boxes": [[0.5, 0.5, 0.25, 0.125]] * frames,
+        "scores": [None] * frames,
+    }
     document = build("fal-ai/sam-3/video-rle", output)
     assert document.data_bytes > INLINE_DATA_LIMIT and document.data_oversize  # inline until copied
     copied = copy_outputs(document, tmp_path, download=Downloads({}), output_json=output)
@@ -201,8 +217,7 @@ def test_large_video_rle_data_moves_out_of_xcom(tmp_path):
 
 def test_small_video_rle_data_stays_inline(tmp_path):
     output = {"rle": ["1 2", ""], "boxes": [[0.5, 0.5, 0.1, 0.1], None], "scores": [None, None]}
-    copied = copy_outputs(build("fal-ai/sam-3/video-rle", output), tmp_path, download=Downloads({}),
-                          output_json=output)
+    copied = copy_outputs(build("fal-ai/sam-3/video-rle", output), tmp_path, download=Downloads({}), output_json=output)
     assert copied.data == output and copied.load_data() == output
     assert json.loads((tmp_path / "req-1" / "data.json").read_bytes()) == output
 

@@ -20,8 +20,19 @@ from airflow_provider_sam3.models.results import (
     result_from_xcom,
 )
 
-ROW_COLUMNS = ["image", "request_id", "mask_index", "label", "score", "x_min", "y_min", "x_max", "y_max", "area",
-               "mask_url"]
+ROW_COLUMNS = [
+    "image",
+    "request_id",
+    "mask_index",
+    "label",
+    "score",
+    "x_min",
+    "y_min",
+    "x_max",
+    "y_max",
+    "area",
+    "mask_url",
+]
 
 
 def _documents(image_output, rle_output):
@@ -30,8 +41,10 @@ def _documents(image_output, rle_output):
         build("fal-ai/sam-3/image", image_output, image=image),
         build("fal-ai/sam-3/image-rle", rle_output, image=image),
         build("fal-ai/sam-3/image/embed", {"embedding_b64": base64.b64encode(b"abcd").decode()}),
-        build("fal-ai/sam-3/3d-objects", {"gaussian_splat": {"url": f"{MEDIA}/s.ply"},
-                                          "metadata": [{"object_index": 0, "scale": [[1.0]]}]}),
+        build(
+            "fal-ai/sam-3/3d-objects",
+            {"gaussian_splat": {"url": f"{MEDIA}/s.ply"}, "metadata": [{"object_index": 0, "scale": [[1.0]]}]},
+        ),
     ]
 
 
@@ -88,17 +101,31 @@ def test_unknown_fields_within_version_1_are_ignored(image_output):
 def test_document_for_32_masks_stays_small():
     output = {
         "image": {"url": f"{MEDIA}/preview.png", "content_type": "image/png", "width": 1024, "height": 1024},
-        "masks": [{"url": f"https://v3b.fal.media/files/b/0a1b2c3d/mask_{i:02d}_Z9RV14K95DvU.png",
-                   "content_type": "image/png", "width": 1024, "height": 1024} for i in range(32)],
-        "metadata": [{"index": i, "score": 0.123456789, "box": [0.123456789, 0.23456789, 0.3456789, 0.456789]}
-                     for i in range(32)],
+        "masks": [
+            {
+                "url": f"https://v3b.fal.media/files/b/0a1b2c3d/mask_{i:02d}_Z9RV14K95DvU.png",
+                "content_type": "image/png",
+                "width": 1024,
+                "height": 1024,
+            }
+            for i in range(32)
+        ],
+        "metadata": [
+            {"index": i, "score": 0.123456789, "box": [0.123456789, 0.23456789, 0.3456789, 0.456789]} for i in range(32)
+        ],
         "scores": [0.987654321] * 32,
         "boxes": [[0.123456789, 0.23456789, 0.3456789, 0.456789]] * 32,
     }
-    stored = {m["url"]: f"s3://aws_default@my-bucket/sam3/outputs/req-1/mask_{i:03d}.png"
-              for i, m in enumerate(output["masks"])}
-    document = build("fal-ai/sam-3/image", output, image={"source": "s3://aws_default@my-bucket/in/photo_0001.jpg",
-                                                           "width": 1024, "height": 1024}, stored=stored)
+    stored = {
+        m["url"]: f"s3://aws_default@my-bucket/sam3/outputs/req-1/mask_{i:03d}.png"
+        for i, m in enumerate(output["masks"])
+    }
+    document = build(
+        "fal-ai/sam-3/image",
+        output,
+        image={"source": "s3://aws_default@my-bucket/in/photo_0001.jpg", "width": 1024, "height": 1024},
+        stored=stored,
+    )
     size = len(json.dumps(document.to_xcom()))
     assert len(document.masks) == 32
     assert size < 16 * 1024, size
@@ -111,13 +138,23 @@ def test_scores_and_pixel_boxes(image_output):
 
 
 def test_to_rows_for_mask_images(image_output):
-    document = build("fal-ai/sam-3/image", image_output, image={"source": "/data/in.png", "width": WIDTH,
-                                                                 "height": HEIGHT})
+    document = build(
+        "fal-ai/sam-3/image", image_output, image={"source": "/data/in.png", "width": WIDTH, "height": HEIGHT}
+    )
     rows = document.to_rows(label="wheel")
     assert [list(r) for r in rows] == [ROW_COLUMNS, ROW_COLUMNS]
     assert rows[0] == {
-        "image": "/data/in.png", "request_id": "req-1", "mask_index": 0, "label": "wheel", "score": 0.9,
-        "x_min": 15.0, "y_min": 7.5, "x_max": 25.0, "y_max": 22.5, "area": None, "mask_url": f"{MEDIA}/mask_0.png",
+        "image": "/data/in.png",
+        "request_id": "req-1",
+        "mask_index": 0,
+        "label": "wheel",
+        "score": 0.9,
+        "x_min": 15.0,
+        "y_min": 7.5,
+        "x_max": 25.0,
+        "y_max": 22.5,
+        "area": None,
+        "mask_url": f"{MEDIA}/mask_0.png",
     }
     assert rows[1]["x_min"] is None and rows[1]["area"] is None and rows[1]["label"] == "wheel"
     assert document.to_rows()[0]["label"] is None
@@ -150,8 +187,7 @@ def test_rle_size_can_be_given_when_unknown(rle_output, mask_arrays):
 
 
 def test_to_rows_for_rle_has_area_and_tight_boxes(rle_output, mask_arrays):
-    document = build("fal-ai/sam-3/image-rle", rle_output, image={"source": "in.png", "width": WIDTH,
-                                                                   "height": HEIGHT})
+    document = build("fal-ai/sam-3/image-rle", rle_output, image={"source": "in.png", "width": WIDTH, "height": HEIGHT})
     rows = document.to_rows(label="cat")
     assert [r["area"] for r in rows] == [int(m.sum()) for m in mask_arrays] == document.areas()
     for row, mask in zip(rows, mask_arrays):
@@ -165,8 +201,9 @@ def test_rle_box_matches_the_decoded_mask_box_for_random_masks():
     for width, height in [(1, 1), (5, 3), (17, 9), (40, 30)]:
         for density in (0.0, 0.05, 0.5, 0.95, 1.0):
             mask = rng.random((height, width)) < density
-            document = build("fal-ai/sam-3/image-rle", {"rle": [rle_encode(mask)]},
-                             image={"width": width, "height": height})
+            document = build(
+                "fal-ai/sam-3/image-rle", {"rle": [rle_encode(mask)]}, image={"width": width, "height": height}
+            )
             row = document.to_rows()[0]
             box = mask_box(mask)
             got = None if row["x_min"] is None else (row["x_min"], row["y_min"], row["x_max"], row["y_max"])
@@ -194,8 +231,11 @@ def test_mask_arrays_fetch_and_read_and_their_errors(image_output, downloads, ma
     with pytest.raises(ResultDocumentError, match=r"masks\[0\]\.url.*fetch=FalHook\(\)\.download"):
         document.mask_arrays()
 
-    remote = build("fal-ai/sam-3/image", image_output,
-                   stored={f"{MEDIA}/mask_{i}.png": f"s3://c@b/r/mask_{i:03d}.png" for i in range(2)})
+    remote = build(
+        "fal-ai/sam-3/image",
+        image_output,
+        stored={f"{MEDIA}/mask_{i}.png": f"s3://c@b/r/mask_{i:03d}.png" for i in range(2)},
+    )
     copies = Downloads({f"s3://c@b/r/mask_{i:03d}.png": mask_pngs[f"{MEDIA}/mask_{i}.png"] for i in range(2)})
     np.testing.assert_array_equal(remote.mask_arrays(read=copies)[1], mask_arrays[1])
     wire = remote.to_xcom()

@@ -19,9 +19,16 @@ REFERENCE = {
 
 
 def test_serialize_round_trips_through_json_into_the_same_trigger():
-    trigger = FalRequestTrigger(REFERENCE, "fal_other", deadline=1700003600.0, poll_interval=1.5,
-                                max_poll_interval=20, forward_logs=False, echo={"image": {"width": 4, "height": 3}},
-                                cancel_on_stop=False)
+    trigger = FalRequestTrigger(
+        REFERENCE,
+        "fal_other",
+        deadline=1700003600.0,
+        poll_interval=1.5,
+        max_poll_interval=20,
+        forward_logs=False,
+        echo={"image": {"width": 4, "height": 3}},
+        cancel_on_stop=False,
+    )
     classpath, kwargs = trigger.serialize()
     kwargs = json.loads(json.dumps(kwargs))  # primitives only, or this raises
     module, _, name = classpath.rpartition(".")
