@@ -10,7 +10,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags_examples
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test install clean
+.PHONY: demo test check install clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ is required"'
@@ -23,8 +23,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python dags_examples/_demo.py $(DEMO_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Lint and formatting (ruff, configured in pyproject.toml) before any test runs.
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf $(VENV) .airflow-home out .pytest_cache
