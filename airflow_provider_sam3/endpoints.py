@@ -119,7 +119,7 @@ class Endpoint:
         return round(self.price_usd * requests, 6)
 
 
-def _with_suggestion(error: dict[str, Any], model: type[EndpointInput]) -> dict[str, Any]:
+def _with_suggestion(error: Mapping[str, Any], model: type[EndpointInput]) -> Mapping[str, Any]:
     if error.get("type") != "extra_forbidden" or not error.get("loc"):
         return error
     import difflib
@@ -234,8 +234,9 @@ def _endpoint(
 
 
 def _entries() -> list[Endpoint]:
-    image_request, video_unit = "request", "16 frames"
-    common = [
+    image_request: BillingUnit = "request"
+    video_unit: BillingUnit = "16 frames"
+    common: list[tuple[str, Kind, str, str, str, float, BillingUnit]] = [
         (
             "image",
             "image",

@@ -21,6 +21,9 @@ class Sam3ProviderError(Exception):
 class InputValidationError(Sam3ProviderError, ValueError):
     """A request was refused locally, before it reached fal: ``field`` names what is wrong."""
 
+    fields: list[str]
+    """Every offending field; set only on errors built by ``from_errors``."""
+
     def __init__(self, field: str, message: str, *, allowed: str | None = None) -> None:
         self.field = field
         self.allowed = allowed

@@ -7,7 +7,7 @@ synchronous calls, through the methods ``FalHook`` defines (``aget_conn``, ``age
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.hooks.calls import _afal_request, _cancel_status, _queue_timeout, _raise
@@ -15,12 +15,39 @@ from airflow_provider_sam3.hooks.errors import translate
 from airflow_provider_sam3.hooks.submit import ASYNC_SUBMIT_MAX_DELAY, _submit_call
 
 if TYPE_CHECKING:
+    import fal_client
+    from airflow.sdk.types import Logger
+
+    from airflow_provider_sam3.hooks.settings import FalSettings
     from airflow_provider_sam3.models.reference import RequestReference
     from airflow_provider_sam3.models.status import QueueStatus
 
 
 class AsyncQueueCalls:
     """``asubmit``, ``astatus``, ``aresult``, ``acancel``, ``aupload`` (``FalHook`` provides what they call)."""
+
+    if TYPE_CHECKING:
+        # Provided by FalHook (and its BaseHook); declared here for the type checker only.
+        @property
+        def log(self) -> Logger: ...
+        async def aget_conn(self) -> fal_client.AsyncClient: ...
+        async def aget_settings(self) -> FalSettings: ...
+        @staticmethod
+        def _body(arguments: Mapping[str, Any] | Any) -> dict[str, Any]: ...
+        def _submitted(self, endpoint_id: str, response: Any, settings: FalSettings) -> RequestReference: ...
+        def _submit_retry_delay(
+            self, endpoint_id: str, error: Exception, attempt: int, *, max_delay: float
+        ) -> float: ...
+        @staticmethod
+        def _handle(ref: RequestReference, http_client: Any, handle_cls: type) -> Any: ...
+        @staticmethod
+        def _check_upload(settings: FalSettings) -> None: ...
+        async def _atrusted(self, ref: RequestReference, name: str) -> None: ...
+        @staticmethod
+        def _status(raw: Any) -> QueueStatus: ...
+        async def _aretrying(self, action: str, ref: RequestReference, call: Callable[[], Any]) -> Any: ...
+        @staticmethod
+        def _cancel_outcome(error: Exception) -> str | None: ...
 
     async def asubmit(
         self,

@@ -3,13 +3,13 @@ request, its timeout, the outcome of a cancel, and raising a mapped error withou
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.settings import FalSettings
 
 
-def _raise(mapped: BaseException, error: BaseException) -> None:
+def _raise(mapped: BaseException, error: BaseException) -> NoReturn:
     """``raise mapped from error``, except when ``mapped`` is ``error`` itself (already a provider error): an
     exception must never be its own cause (that drops the real one and sends chain walkers round forever)."""
     if mapped is error:

@@ -248,7 +248,7 @@ def _guard(client: Any, settings: FalSettings, guard_cls: type) -> Any:
         return client
     pool = getattr(getattr(client, "_transport", None), "_pool", None)
     backend = getattr(pool, "_network_backend", None)
-    if backend is not None:
+    if pool is not None and backend is not None:
         pool._network_backend = guard_cls(backend, settings)
     return client
 

@@ -131,8 +131,9 @@ def resolve_settings(conn_id: str, connection: Any | None, extra: dict[str, Any]
     from airflow_provider_sam3.hooks.trust import check_queue_host
     from airflow_provider_sam3.models.numbers import whole_number
 
-    if getattr(connection, "host", None):
-        host, host_source = connection.host, f"connection {conn_id!r} host"
+    connection_host = getattr(connection, "host", None)
+    if connection_host:
+        host, host_source = connection_host, f"connection {conn_id!r} host"
     elif os.environ.get("FAL_QUEUE_RUN_HOST"):
         host, host_source = os.environ["FAL_QUEUE_RUN_HOST"], "environment variable FAL_QUEUE_RUN_HOST"
     else:

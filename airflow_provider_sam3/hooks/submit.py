@@ -5,12 +5,17 @@ Split from ``hooks/fal.py``: pure classification, no state. ``FalHook.submit``/`
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from airflow_provider_sam3.exceptions import Sam3ProviderError
 
 ASYNC_SUBMIT_MAX_DELAY = 10.0
 """fal-client's async retry loop caps its delay at 10 s (its sync loop at ``MAX_DELAY``, 30 s); submit does the same."""
 SUBMIT_NOT_ACCEPTED_CODES = (408, 429)
 """Answers refusing a submit outright. fal-client also retries 409, whose meaning for a submit is undocumented."""
+
+if TYPE_CHECKING:
+    from fal_client.client import Priority
 
 
 def _fal_max_delay() -> float:
@@ -41,7 +46,8 @@ def _submit_call(
     if hint is not None:
         fal_module.add_hint_header(hint, headers)
     if priority is not None:
-        fal_module.add_priority_header(priority, headers)
+        # any str goes to fal-client, whose helper refuses a value other than its Priority literals
+        fal_module.add_priority_header(cast("Priority", priority), headers)
     if start_timeout is not None:
         fal_module.add_timeout_header(start_timeout, headers)
     fal_module.add_fal_app_context_headers(headers)

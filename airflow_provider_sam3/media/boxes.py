@@ -32,7 +32,7 @@ def _four(box: Sequence[float], field: str, layout: str) -> tuple[float, float, 
         raise InputValidationError(field, f"must be 4 numbers {layout}, got {len(values)}.")
     if not all(math.isfinite(v) for v in values):
         raise InputValidationError(field, f"must hold finite numbers, got {box!r}.")
-    return values  # type: ignore[return-value]
+    return values
 
 
 def cxcywh_to_xyxy(

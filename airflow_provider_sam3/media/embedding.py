@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +31,7 @@ def embedding_bytes(embedding_b64: str) -> bytes:
 
 def _shape(shape: int | Sequence[int]) -> tuple[int, ...]:
     try:
-        dims = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        dims: tuple[Any, ...] = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
     except TypeError:
         dims = (shape,)
     if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 for d in dims):

@@ -160,7 +160,7 @@ def _from_bytes(data: bytes, description: str, field: str, max_pixels: int) -> P
     if not data:
         raise InvalidImageError(field, f"{description} is empty; it must contain an image.", allowed=_ALLOWED)
     try:
-        image = Image.open(io.BytesIO(data))
+        image: Image.Image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         if _avif_brand(data):
             if not features.check("avif"):

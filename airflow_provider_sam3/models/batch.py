@@ -125,6 +125,12 @@ class BatchEntry:
         self.fetch_failures += 1
 
 
+def request_id_of(entry: BatchEntry) -> str:
+    """The id of an entry's request at fal: always set once the entry was submitted (state submitted, completed)."""
+    assert entry.request_id is not None, f"images[{entry.index}] has no request at fal"
+    return entry.request_id
+
+
 def failure_row(entry: BatchEntry) -> dict[str, Any]:
     """The manifest row of an image that ended without a result."""
     return {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, Literal, overload
 
 
 def _refuse(field: str, value: Any, what: str, allowed: str) -> Exception:
@@ -75,6 +75,19 @@ def finite_number(
     return number
 
 
+@overload
+def whole_number(
+    field: str,
+    value: Any,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    allow_none: Literal[False] = False,
+) -> int: ...
+@overload
+def whole_number(
+    field: str, value: Any, *, minimum: int | None = None, maximum: int | None = None, allow_none: bool
+) -> int | None: ...
 def whole_number(
     field: str, value: Any, *, minimum: int | None = None, maximum: int | None = None, allow_none: bool = False
 ) -> int | None:
@@ -94,15 +107,17 @@ def whole_number(
     else:
         text = value.strip() if isinstance(value, str) else value
         if isinstance(text, str):
+            parsed: int | None
             try:
-                number = int(text)
+                parsed = int(text)
             except ValueError:
-                number = None
-            if number is None:
+                parsed = None
+            if parsed is None:
                 real = finite_number(field, text, allow_none=False)
                 if real is None or not real.is_integer():
                     raise _refuse(field, value, "is not a whole number", allowed)
-                number = int(real)
+                parsed = int(real)
+            number = parsed
         elif isinstance(text, Real):
             real = finite_number(field, text)
             if real is None or not real.is_integer():

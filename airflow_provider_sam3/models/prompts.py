@@ -58,6 +58,7 @@ class BoxPromptBase(EndpointInput):
     @field_validator("x_max", "y_max")
     @classmethod
     def _corners_ordered(cls, value: int, info: ValidationInfo) -> int:
+        assert info.field_name is not None  # always set for a field validator
         axis = info.field_name[0]
         low = info.data.get(f"{axis}_min")
         if low is not None and value <= low:

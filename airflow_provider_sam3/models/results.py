@@ -21,7 +21,8 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, Union
+from collections.abc import Set as AbstractSet
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeVar, Union, overload
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -36,16 +37,16 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.endpoints import Endpoint
     from airflow_provider_sam3.models.reference import RequestReference
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 """Version of every document this module writes; readers refuse others (a newer provider wrote them)."""
 
 INLINE_DATA_LIMIT = 64 * 1024
 """A ``sam3.files`` document keeps its JSON ``data`` inline up to this many bytes; ``copy_outputs`` moves larger
 data to ``data.json`` in the output location (without an output location it stays inline, see ``FilesResult``)."""
 
-KIND_SEGMENTATION = "sam3.segmentation"
-KIND_EMBEDDING = "sam3.embedding"
-KIND_FILES = "sam3.files"
+KIND_SEGMENTATION: Final = "sam3.segmentation"
+KIND_EMBEDDING: Final = "sam3.embedding"
+KIND_FILES: Final = "sam3.files"
 
 Fetch = Callable[[str], bytes]
 """Reads bytes at a URL or location, e.g. ``FalHook().download`` or ``lambda u: ObjectStoragePath(u).read_bytes()``."""
@@ -277,6 +278,10 @@ class SegmentationResult(_Document):
             )
         return rows
 
+    @overload
+    def _rle_dims(self, size: tuple[int, int] | None, *, required: Literal[True] = ...) -> tuple[int, int]: ...
+    @overload
+    def _rle_dims(self, size: tuple[int, int] | None, *, required: bool) -> tuple[int, int] | None: ...
     def _rle_dims(self, size: tuple[int, int] | None, *, required: bool = True) -> tuple[int, int] | None:
         dims = size or self.rle_size
         if dims is None:
@@ -689,14 +694,16 @@ def _files_result(output: Any, header: dict[str, Any], stored: dict[str, str]) -
 _MISSING = object()
 
 
-def _split_files(output: BaseModel, *, skip: set[str] = frozenset()) -> tuple[list[tuple[str, File]], dict | None]:
+def _split_files(
+    output: BaseModel, *, skip: AbstractSet[str] = frozenset()
+) -> tuple[list[tuple[str, File]], dict | None]:
     """Walk a parsed output: File objects (declared or file-like extras) with their paths, and the rest as JSON."""
     files: list[tuple[str, File]] = []
     rest = _walk(output, "", files, skip)
     return files, (rest if isinstance(rest, dict) and rest else None)
 
 
-def _walk(value: Any, path: str, files: list[tuple[str, File]], skip: set[str] = frozenset()) -> Any:
+def _walk(value: Any, path: str, files: list[tuple[str, File]], skip: AbstractSet[str] = frozenset()) -> Any:
     if isinstance(value, File):
         files.append((path, value))
         return _MISSING
@@ -716,7 +723,7 @@ def _walk(value: Any, path: str, files: list[tuple[str, File]], skip: set[str] =
     return value
 
 
-def _walk_dict(items: Mapping[str, Any], path: str, files: list[tuple[str, File]], skip: set[str]) -> Any:
+def _walk_dict(items: Mapping[str, Any], path: str, files: list[tuple[str, File]], skip: AbstractSet[str]) -> Any:
     kept = {}
     for name, item in items.items():
         if name in skip or item is None:
@@ -775,7 +782,8 @@ def _rle_box(rle: str, width: int) -> tuple[float, float, float, float] | None:
             x_min, x_max = 0, width
         y_min = row0 if y_min is None else min(y_min, row0)
         y_max = max(y_max, row1 + 1)
-    return (float(x_min), float(y_min), float(x_max), float(y_max))
+    # y_min stays None only for a one-number RLE (no run pairs), which fails here with a TypeError as it always has
+    return (float(x_min), float(y_min), float(x_max), float(y_max))  # type: ignore[arg-type]
 
 
 def _as_mapping(value: Any) -> Mapping[str, Any]:

@@ -215,6 +215,7 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
         image, same fields) shares its request. Returns the state and the bodies built while validating."""
         from airflow_provider_sam3.models.batch import BatchEntry, item_key
 
+        assert self.batch_timeout is not None  # checked before anything runs
         now = time.time()
         state = BatchState(endpoint_id=endpoint.endpoint_id, started_at=now, deadline=now + self.batch_timeout)
         bodies: dict[str, dict[str, Any]] = {}
@@ -294,6 +295,7 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
             raise as_task_error(error, retry_useless=True) from error
         if state.estimate_usd is None:
             state.estimate_usd = estimate
+        assert self.batch_timeout is not None  # checked before anything runs
         state.deadline = time.time() + self.batch_timeout  # each try gets the whole timeout
         state.save(store)
         return self._run(context, endpoint, state, folder, bodies, event=None)
@@ -400,10 +402,12 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
 
     @staticmethod
     def _reference(state: BatchState, entry: BatchEntry) -> RequestReference:
+        from airflow_provider_sam3.models.batch import request_id_of
         from airflow_provider_sam3.triggers.batch import reference_for
 
-        explicit = {entry.request_id: entry.urls} if entry.urls else None
-        return reference_for(entry.request_id, state.endpoint_id, state.url_templates or {}, explicit)
+        request_id = request_id_of(entry)
+        explicit = {request_id: entry.urls} if entry.urls else None
+        return reference_for(request_id, state.endpoint_id, state.url_templates or {}, explicit)
 
     # ------------------------------------------------------------------ one stay on the worker after another
 
@@ -479,7 +483,7 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
         submissions = sum(e.submissions for e in entries)
         billed = sum(e.billed for e in entries)
         cost = round(price * billed, 6) if price is not None else None
-        summary = {
+        summary: dict[str, Any] = {
             "schema_version": 1,
             "kind": BATCH_SUMMARY_KIND,
             "endpoint_id": endpoint.endpoint_id,

@@ -15,7 +15,7 @@ import json
 import os
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from airflow_provider_sam3 import exceptions as exc
 from airflow_provider_sam3.models.batch import BatchEntry, failure_row, repeat_row, success_row
@@ -46,10 +46,16 @@ def batch_folder(output_base: Any, dag_id: str, run_id: str, task_id: str, map_i
     return folder / str(map_index) if map_index is not None and map_index >= 0 else folder
 
 
+class _Where(TypedDict):
+    endpoint_id: str
+    request_id: str
+    error_type: str | None
+
+
 def completed_error(error: str, error_type: str | None, *, endpoint_id: str, request_id: str) -> exc.Sam3ProviderError:
     """The provider error for a request fal reports COMPLETED with an error, from its ``error_type`` alone
     (asking for the result would only repeat it, and retrying that call for a runner error would waste time)."""
-    where = {"endpoint_id": endpoint_id, "request_id": request_id, "error_type": error_type}
+    where: _Where = {"endpoint_id": endpoint_id, "request_id": request_id, "error_type": error_type}
     kind = error_type or ""
     if kind == "validation_error":
         cls = exc.FalNoMasksError if "no masks" in error.lower() else exc.FalValidationError
@@ -221,6 +227,7 @@ def write_manifest(
     rows: list[dict[str, Any]] = []
     for entry in ordered:
         if entry.state == "repeat":
+            assert entry.repeat_of is not None  # a repeat always names the row it repeats
             rows.append(repeat_row(entry, rows[entry.repeat_of]))  # an earlier row: its request answers both
         elif entry.state != "done":
             rows.append(failure_row(entry) if entry.final or stopped is None else _stopped_row(entry, stopped))

@@ -150,7 +150,7 @@ class BatchState:
             saved_header=header,
             estimate_usd=header.get("estimate_usd"),
         )
-        loaded = []
+        loaded: list[BatchEntry] = []
         for number in range(header.get("shards", 0)):
             loaded.extend(BatchEntry.from_json(data) for data in (store.get(shard_key(number)) or {}).values())
         for position, entry in enumerate(sorted(loaded, key=lambda e: e.index)):

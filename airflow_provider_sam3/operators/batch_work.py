@@ -10,12 +10,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.exceptions import FalRequestError
+from airflow_provider_sam3.models.batch import request_id_of
 from airflow_provider_sam3.operators.batch_submit import ACCOUNT_ERRORS
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.endpoints import Endpoint
     from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.models.batch import BatchEntry
+    from airflow_provider_sam3.models.reference import RequestReference
+    from airflow_provider_sam3.operators.batch_inputs import BatchImage
     from airflow_provider_sam3.operators.batch_state import BatchState
 
 FETCH_ATTEMPTS = 5
@@ -48,6 +51,13 @@ class BatchWork:
     log: Any
     _try_number: int
     _live_state: BatchState | None
+
+    if TYPE_CHECKING:
+        # Defined by Sam3BatchOperator; declared here for the type checker only.
+        def _requeue(self, state: BatchState) -> None: ...
+        def _body(self, endpoint: Endpoint, image: BatchImage, where: str) -> tuple[dict[str, Any], dict[str, Any]]: ...
+        @staticmethod
+        def _reference(state: BatchState, entry: BatchEntry) -> RequestReference: ...
 
     async def _work(
         self,
@@ -87,13 +97,13 @@ class BatchWork:
                 if unstored and time.monotonic() >= refetch_at:  # backing off: storage or fal may need a while
                     self._give_up_fetching_if_due(unstored)
                     await self._store_finished(
-                        {e.request_id: [None, None, None] for e in unstored}, state, collector, store
+                        {request_id_of(e): [None, None, None] for e in unstored}, state, collector, store
                     )
                     refetches += 1
                     refetch_at = time.monotonic() + min(2.0**refetches / 4, 30.0)
                 waiting = state.in_state("submitted")
-                pending, unstored = len(state.in_state("pending")), len(state.in_state("completed"))
-                if not waiting and not pending and not unstored:
+                pending, left_unstored = len(state.in_state("pending")), len(state.in_state("completed"))
+                if not waiting and not pending and not left_unstored:
                     state.save(store)
                     return None
                 if not waiting:  # only images whose submission failed for now, or results to fetch again
@@ -104,7 +114,7 @@ class BatchWork:
                 if self.deferrable and not self._stay_for_the_end(len(waiting), pending, rate):
                     state.save(store)
                     waiting.sort(key=lambda e: (e.submitted_at or 0, e.index))
-                    return [e.request_id for e in waiting], self._fire_at(len(waiting), pending, rate)
+                    return [request_id_of(e) for e in waiting], self._fire_at(len(waiting), pending, rate)
                 await asyncio.sleep(min(poller.interval(round_number), END_POLL_INTERVAL))
                 await self._poll_and_store(poller, collector, state, store, round_number)
                 round_number += 1
@@ -152,8 +162,8 @@ class BatchWork:
             hook,
             state.endpoint_id,
             state.url_templates or {},
-            [e.request_id for e in waiting],
-            explicit_urls={e.request_id: e.urls for e in waiting if e.urls},
+            [request_id_of(e) for e in waiting],
+            explicit_urls={request_id_of(e): e.urls for e in waiting if e.urls},
             deadline=None,
             poll_interval=self.poll_interval,
             max_poll_interval=self.max_poll_interval,
@@ -318,7 +328,7 @@ class BatchWork:
             if entry.state == "submitted":
                 entry.fail(
                     "the batch's timeout passed before fal finished it; cancel at fal: "
-                    f"{outcomes.get(entry.request_id)}",
+                    f"{outcomes.get(request_id_of(entry))}",
                     "FalDeadlineExceededError",
                 )
             elif entry.state == "pending":

@@ -119,7 +119,7 @@ def _rebuilt_error(event: dict[str, Any], reference: RequestReference) -> FalReq
     Exception.__init__(error, message)
     error.endpoint_id, error.request_id = reference.endpoint_id, reference.request_id
     error.status_code, error.error_type = None, None
-    if issubclass(cls, FalValidationError):
+    if isinstance(error, FalValidationError):
         error.details = []
     if event.get("retryable") is not None:
         error.retryable = bool(event["retryable"])

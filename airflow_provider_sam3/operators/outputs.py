@@ -252,10 +252,12 @@ class _Writer:
 
     def stream_to(self, name: str, source: str) -> str:
         """Fetch ``source`` straight into the file (chunk by chunk); a partial file is removed on failure."""
+        stream = self.stream
+        assert stream is not None  # only called when a stream function was given
         target = self.target(name)
         try:
             with target.open("wb") as handle:
-                self.stream(source, handle.write)
+                stream(source, handle.write)
         except BaseException:
             try:
                 target.unlink()

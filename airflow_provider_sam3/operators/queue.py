@@ -277,6 +277,7 @@ class FalQueueOperator(BaseOperator):
         """Resumed after the trigger fired: check the event, fetch the result, publish it."""
         try:
             reference = raise_for_event(event)
+            assert event is not None  # raise_for_event refused anything but a dict
             echo = event.get("echo") or {}
             return self._finish(context, self.hook, reference, image=echo.get("image"), metrics=event.get("metrics"))
         except FalRequestCancelledError as error:
@@ -423,7 +424,7 @@ class FalQueueOperator(BaseOperator):
     ) -> Any:
         from airflow_provider_sam3.triggers.fal import forward_new_logs
 
-        seen = {"logs": 0, "state": None}
+        seen: dict[str, Any] = {"logs": 0, "state": None}
 
         def on_status(status: Any) -> None:
             if status.state != seen["state"]:

@@ -57,7 +57,7 @@ class Sam3Operator(FalQueueOperator):
             raise TypeError(f"{cls.__name__}: input fields {clashes} clash with operator attributes")
         extra = ("image",) if "image_url" in cls.input_fields else ()
         cls.template_fields = (*FalQueueOperator.template_fields, "version", *extra, *cls.input_fields)
-        cls.__init__ = _init_declaring(cls.input_fields, cls.__name__)
+        setattr(cls, "__init__", _init_declaring(cls.input_fields, cls.__name__))  # mypy refuses assigning to a method
 
     def __init__(self, *, version: str = "3", image: Any = None, **kwargs: Any) -> None:
         given = {name: kwargs.pop(name) for name in list(kwargs) if name in self.input_fields}

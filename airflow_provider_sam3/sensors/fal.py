@@ -166,6 +166,7 @@ class FalRequestSensor(BaseSensorOperator):
         if isinstance(event, dict) and event.get("status") == "timeout":
             raise AirflowSensorTimeout(f"fal request {event['reference'].get('request_id')} {event.get('message')}")
         ref = raise_for_event(event)
+        assert event is not None  # raise_for_event refused anything but a dict
         return fetch_result_document(
             _hook(self.fal_conn_id),
             ref,

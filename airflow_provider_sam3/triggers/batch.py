@@ -46,7 +46,8 @@ def reference_for(
 ) -> RequestReference:
     """A request's reference from the batch's URL templates (``.../requests/{request_id}/status``), or from its
     own URLs when fal gave it URLs of another shape (kept in ``explicit_urls``)."""
-    urls = (explicit_urls or {}).get(request_id) or {
+    # Any: mypy cannot tell these keys (the three URLs) from RequestReference's float submitted_at
+    urls: dict[str, Any] = (explicit_urls or {}).get(request_id) or {
         name: template.replace("{request_id}", request_id) for name, template in url_templates.items()
     }
     return RequestReference(endpoint_id=endpoint_id, request_id=request_id, **urls)

@@ -64,7 +64,9 @@ _IMAGE_FORMATS = {
 class AppContext(Protocol):
     media: MediaStore
     cert_file: str
-    media_ttl_s: float
+
+    @property
+    def media_ttl_s(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -291,7 +293,9 @@ def _person(image: Image.Image, inputs: Any) -> tuple[dict[str, Any], np.ndarray
         mask = np.zeros((height, width), dtype=bool)
         top, left = height // 4, width // 4
         mask[top : max(top + 1, 3 * height // 4), left : max(left + 1, 3 * width // 4)] = True
-    x0, y0, x1, y1 = mask_box(mask)
+    box = mask_box(mask)
+    assert box is not None  # the mask is never empty: segment's first mask, else the filled central block
+    x0, y0, x1, y1 = box
     keypoints = [[x0 + (x1 - x0) * ((k % 7) + 0.5) / 7, y0 + (y1 - y0) * ((k // 7) + 0.5) / 10] for k in range(70)]
     person: dict[str, Any] = {
         "person_id": 0,

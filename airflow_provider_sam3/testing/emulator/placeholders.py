@@ -20,7 +20,11 @@ VIDEO_CONTENT_TYPES = {"X264 (.mp4)": ("video/mp4", "mp4"), "VP9 (.webm)": ("vid
 
 def glb(extras: dict[str, Any] | None = None) -> bytes:
     """A minimal valid binary glTF 2.0 file (header + JSON chunk, no meshes)."""
-    document = {"asset": {"version": "2.0", "generator": "fal emulator"}, "scenes": [{"nodes": []}], "scene": 0}
+    document: dict[str, Any] = {
+        "asset": {"version": "2.0", "generator": "fal emulator"},
+        "scenes": [{"nodes": []}],
+        "scene": 0,
+    }
     if extras:
         document["asset"]["extras"] = extras
     chunk = json.dumps(document, separators=(",", ":")).encode()

@@ -11,9 +11,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from airflow_provider_sam3.testing.emulator.config import EmulatorConfig, FaultRule
+from airflow_provider_sam3.testing.emulator.config import EmulatorConfig, FaultKind, FaultRule
 from airflow_provider_sam3.testing.emulator.media_store import INPUTS_PREFIX
 from airflow_provider_sam3.testing.emulator.tls import generate_certificate
 
@@ -173,7 +173,7 @@ class FalEmulator:
         if rule is None:
             rule = FaultRule(**fields)
         elif isinstance(rule, str):
-            rule = FaultRule(kind=rule, **fields)
+            rule = FaultRule(kind=cast(FaultKind, rule), **fields)  # FaultRule validates the kind
         self._call(lambda core: core.add_fault(rule))
         return rule
 
