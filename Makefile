@@ -26,10 +26,11 @@ demo: $(STAMP)
 test: $(STAMP) check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Lint and formatting (ruff, configured in pyproject.toml) before any test runs.
+# Lint, formatting and types (ruff and mypy, configured in pyproject.toml) before any test runs.
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .airflow-home out .pytest_cache
