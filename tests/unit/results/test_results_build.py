@@ -345,3 +345,11 @@ def test_mask_size_reported_is_width_height():
         image={"width": WIDTH, "height": HEIGHT},
     )
     assert document.masks[0].pixel_box == [0.0, 0.0, float(WIDTH), float(HEIGHT)]
+
+
+def test_an_rle_without_any_run_has_no_box():
+    """A one-number RLE names no pixel: no box rather than a TypeError (reading a document must not crash on it)."""
+    from airflow_provider_sam3.models.document_parts import _rle_box
+
+    assert _rle_box("5", 4) is None and _rle_box("", 4) is None
+    assert _rle_box("1 2", 4) == (0.0, 0.0, 2.0, 1.0)
