@@ -154,6 +154,7 @@ def repeat_row(entry: BatchEntry, first: dict[str, Any]) -> dict[str, Any]:
         "source": entry.source,
         "arguments": entry.arguments or None,
         "submissions": 0,
+        "cost_usd": 0.0 if first.get("cost_usd") is not None else None,  # paid once, on the row it repeats
         "repeat_of": entry.repeat_of,
     }
 

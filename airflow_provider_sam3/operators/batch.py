@@ -286,17 +286,19 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
             self._check_options()
             folder = self._folder(context)
             state = self._resumed(store, endpoint)
+            if state is not None and state.summary is not None:
+                return self._finished_before(state, store)
             bodies: dict[str, dict[str, Any]] = {}
             if state is None:
                 state, bodies = self._new_state(endpoint, resolve_images(self.images))
+            assert self.batch_timeout is not None  # checked before anything runs
+            state.deadline = time.time() + self.batch_timeout  # each try gets the whole timeout
             self._requeue(state)
             estimate = self._check_cost(endpoint, len(state.in_state("pending")), len(state.entries))
         except InputValidationError as error:
             raise as_task_error(error, retry_useless=True) from error
         if state.estimate_usd is None:
             state.estimate_usd = estimate
-        assert self.batch_timeout is not None  # checked before anything runs
-        state.deadline = time.time() + self.batch_timeout  # each try gets the whole timeout
         state.save(store)
         return self._run(context, endpoint, state, folder, bodies, event=None)
 
@@ -354,9 +356,20 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
         )
         return previous
 
+    def _finished_before(self, state: BatchState, store: Any) -> dict[str, Any]:
+        """A previous try wrote the manifest and its summary, then stopped before the task was marked done (a
+        crash while cleaning up): return that summary; nothing is listed, submitted or written again."""
+        summary = dict(state.summary or {})
+        self.log.info("This batch finished in an earlier try; its manifest is %s", summary.get("manifest"))
+        state.forget(store)
+        return summary
+
     def _requeue(self, state: BatchState) -> None:
-        """Failures that a new submission may fix go back in line: at most ``max_resubmits`` times per image in
-        each try. Final failures (rejected input, app errors) are never submitted again."""
+        """Failures that a new submission may fix go back in line: at most ``max_resubmits`` times per image per
+        try on average (``max_resubmits`` x the try number in all). Final failures (rejected input, app errors)
+        are never submitted again; after the batch's deadline nothing is, until a later try."""
+        if time.time() >= state.deadline:
+            return
         budget = self.max_resubmits * self._try_number
         for key, entry in state.entries.items():
             if entry.state == "failed" and entry.retryable and entry.retries < budget:
@@ -476,8 +489,6 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
         manifest = write_manifest(folder, entries, keep_parts=True)  # may find rows lost since: count after it
         missing = [e for e in entries if state.outcome_of(e).state != "done"]
         failing = self.on_image_failure == "fail" and bool(missing)
-        if not failing:
-            remove_parts(folder)
         counts = state.counts()
         price = endpoint.estimate_cost(requests=1)
         submissions = sum(e.submissions for e in entries)
@@ -540,5 +551,9 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
                 "on_image_failure='report' to succeed with failures"
             )
             raise as_task_error(error, retry_useless=final)
-        state.forget(context.get("task_state_store"))
+        store = context.get("task_state_store")
+        state.summary = summary  # first: a crash in the clean-up below returns this summary on the retry
+        state.save(store)
+        remove_parts(folder)
+        state.forget(store)
         return summary

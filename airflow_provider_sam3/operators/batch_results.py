@@ -11,10 +11,12 @@ input row, in input order.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
 import time
+import uuid
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from airflow_provider_sam3 import exceptions as exc
@@ -40,7 +42,9 @@ def batch_folder(output_base: Any, dag_id: str, run_id: str, task_id: str, map_i
 
     def safe(part: str) -> str:
         text = _UNSAFE_IN_NAME.sub("_", str(part))
-        return "_" + text if text in ("", ".", "..") else text
+        if text != str(part) or text in ("", ".", ".."):  # distinct ids stay distinct folders: a:b vs a_b
+            text = f"{text}-{hashlib.sha256(str(part).encode()).hexdigest()[:8]}"
+        return text
 
     folder = output_base / safe(dag_id) / safe(run_id) / safe(task_id)
     return folder / str(map_index) if map_index is not None and map_index >= 0 else folder
@@ -149,8 +153,7 @@ class ResultCollector:
                     ),
                 )
                 return None
-        entry.state, entry.error, entry.error_class, entry.retryable = "done", None, None, False
-        return success_row(entry, document)
+        return success_row(entry, document)  # the caller marks it done once the row is on storage
 
     def _unstored(self, entry: BatchEntry, ref: RequestReference, what: str, failure: Exception) -> None:
         entry.completed_unstored(
@@ -202,7 +205,10 @@ def write_part(folder: Any, cycle: int, rows: list[dict[str, Any]]) -> None:
     parts = folder / PARTS_FOLDER
     if getattr(parts, "protocol", "") in ("", "file", "local"):
         parts.mkdir(parents=True, exist_ok=True)
-    (parts / f"part-{cycle:05d}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    # A unique name: a process that crashed after writing a part and before saving its cycle never has its rows
+    # overwritten by the next one (the manifest takes each request's row once, whichever part holds it).
+    name = f"part-{cycle:05d}-{uuid.uuid4().hex[:8]}.jsonl"
+    (parts / name).write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
 def write_manifest(

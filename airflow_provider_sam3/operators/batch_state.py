@@ -51,6 +51,7 @@ class BatchState:
     saved_header: dict[str, Any] | None = None
     journal_next: int = 0
     estimate_usd: float | None = None
+    summary: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ building
 
@@ -134,6 +135,7 @@ class BatchState:
             "shards": self.shard_count,
             "images": len(self.entries),
             "estimate_usd": self.estimate_usd,
+            "summary": self.summary,
         }
 
     @classmethod
@@ -149,6 +151,7 @@ class BatchState:
             cycle=header.get("cycle", 0),
             saved_header=header,
             estimate_usd=header.get("estimate_usd"),
+            summary=header.get("summary"),
         )
         loaded: list[BatchEntry] = []
         for number in range(header.get("shards", 0)):

@@ -63,18 +63,25 @@ class Submitter:
 
         due = iter(keys)
         stop: list[Sam3ProviderError] = []
+        crashed: list[BaseException] = []
         accepted = 0
 
         async def slot() -> None:
             nonlocal accepted
             for key in due:  # one shared iterator: each slot takes the next image when its call returns
-                if stop:
+                if stop or crashed:
                     return
                 entry = self.state.entries[key]
                 before = entry.submissions
-                outcome = await self._submit_one(entry)
-                if entry.submissions != before:
-                    self.state.record_submission(self.store, key)
+                try:
+                    outcome = await self._submit_one(entry)
+                    if entry.submissions != before:
+                        self.state.record_submission(self.store, key)
+                    else:
+                        self.state.touch(key)  # a refusal is saved too, so no later stay sends it again
+                except BaseException as error:  # the other slots finish their calls in flight, then it is raised
+                    crashed.append(error)
+                    return
                 if outcome is None:
                     accepted += 1
                     on_submitted([entry])
@@ -83,6 +90,8 @@ class Submitter:
 
         try:
             await asyncio.gather(*(slot() for _ in range(min(self.concurrency, len(keys)))))
+            if crashed:
+                raise crashed[0]
         finally:  # every accepted submission is in the log, even when the account stops the batch
             if accepted:
                 self.log.info(

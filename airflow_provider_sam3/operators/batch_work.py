@@ -79,13 +79,16 @@ class BatchWork:
         # Before anything runs concurrently: the task state store is written synchronously from this loop, and
         # Airflow refuses a synchronous supervisor call while an async one (a connection lookup) is in flight.
         await hook.aget_settings()
+        # Storage connections too, in a thread: a worker thread looking a connection up holds the supervisor
+        # channel, and a state-store write from this loop at that moment is refused in the same way.
+        await asyncio.to_thread(self._warm_storage, state, folder)
         collector = ResultCollector(hook, endpoint, folder, self.log)
-        poller = self._poller(hook, state)
         rate = (event or {}).get("rate")
         self._live_state = state
         try:
             if event is not None:
                 await self._absorb(event, state, collector, store)
+            poller = self._poller(hook, state)  # after the event: what it reported finished is not polled again
             round_number, idle, refetches, refetch_at = 0, 0, 0, 0.0
             while True:
                 self._requeue(state)
@@ -111,7 +114,9 @@ class BatchWork:
                     await asyncio.sleep(min(2.0**idle / 4, 30.0))
                     continue
                 rate = poller.rate() or rate
-                if self.deferrable and not self._stay_for_the_end(len(waiting), pending, rate):
+                # Results waiting to be fetched again keep the task here (bounded by FETCH_ATTEMPTS): fal keeps a
+                # result for a limited time, and one that expires during a long deferral would be paid again.
+                if self.deferrable and not left_unstored and not self._stay_for_the_end(len(waiting), pending, rate):
                     state.save(store)
                     waiting.sort(key=lambda e: (e.submitted_at or 0, e.index))
                     return [request_id_of(e) for e in waiting], self._fire_at(len(waiting), pending, rate)
@@ -121,6 +126,21 @@ class BatchWork:
         finally:
             self._live_state = None
             await hook.aclose()
+
+    @staticmethod
+    def _warm_storage(state: BatchState, folder: Any) -> None:
+        """Resolve each object store the batch will read or write (one connection lookup each) before anything
+        runs concurrently."""
+        from airflow_provider_sam3.operators.batch_inputs import BatchImage
+
+        stores: dict[tuple[str, str | None], BatchEntry] = {}
+        for entry in state.in_state("pending"):
+            scheme = entry.source.split("://", 1)[0].lower() if "://" in entry.source else ""
+            if scheme not in ("", "http", "https", "file", "data"):
+                stores.setdefault((scheme, entry.conn_id), entry)
+        for entry in stores.values():
+            getattr(BatchImage(entry.source, entry.conn_id).opened(), "fs", None)
+        getattr(folder, "fs", None)
 
     def _give_up_fetching_if_due(self, unstored: list[BatchEntry]) -> None:
         """A result fal completed that could not be fetched or stored ``FETCH_ATTEMPTS`` times in this try ends
@@ -284,6 +304,9 @@ class BatchWork:
         rows = await collector.collect(items)
         await asyncio.to_thread(write_part, collector.output_path, state.cycle, rows)
         state.cycle += 1
+        for row in rows:  # done only now: an entry saved as done always has its row on storage
+            entry = state.entries[by_request[row["request_id"]]]
+            entry.state, entry.error, entry.error_class, entry.retryable = "done", None, None, False
         for request_id in items:
             state.touch(by_request[request_id])
         state.save(store)
@@ -302,15 +325,7 @@ class BatchWork:
         from airflow_provider_sam3.operators.completion import as_task_error
 
         await self._store_finished(event.get("finished") or {}, state, collector, store)
-        by_request = state.by_request_id()
-        for request_id, outcome in (event.get("cancelled") or {}).items():
-            key = by_request.get(request_id)
-            if key is not None and state.entries[key].state == "submitted":
-                state.entries[key].fail(
-                    f"the batch's timeout passed before fal finished it; cancel at fal: {outcome}",
-                    "FalDeadlineExceededError",
-                )
-                state.touch(key)
+        await self._settle_cancelled(collector.hook, state, event.get("cancelled") or {})
         state.save(store)
         if event["status"] == "error":
             error = FalRequestError(f"waiting for the batch failed: {event.get('message')}")
@@ -324,19 +339,52 @@ class BatchWork:
 
         waiting = state.in_state("submitted")
         outcomes = await cancel_all(hook, [self._reference(state, e) for e in waiting]) if waiting else {}
+        await self._settle_cancelled(hook, state, outcomes)
         for key, entry in state.entries.items():
-            if entry.state == "submitted":
+            if entry.state == "pending":  # nothing paid: a later try (a retry or a clear) may submit it
                 entry.fail(
-                    "the batch's timeout passed before fal finished it; cancel at fal: "
-                    f"{outcomes.get(request_id_of(entry))}",
+                    "the batch's timeout passed before this image was submitted",
                     "FalDeadlineExceededError",
+                    retryable=True,
                 )
-            elif entry.state == "pending":
-                entry.fail("the batch's timeout passed before this image was submitted", "FalDeadlineExceededError")
-            else:
-                continue
-            state.touch(key)
+                state.touch(key)
         state.save(store)
+
+    async def _settle_cancelled(self, hook: FalHook, state: BatchState, outcomes: dict[str, str]) -> None:
+        """Requests the batch's timeout cancelled. A cancel fal confirmed leaves nothing to pay: a later try may
+        submit the image again. Any other answer (fal had finished it, or the cancel failed) is checked once: a
+        completed request is paid and its result is fetched; a failed one fails as fal says."""
+        from airflow_provider_sam3.exceptions import Sam3ProviderError
+        from airflow_provider_sam3.operators.batch_results import completed_error, worth_resubmitting
+
+        by_request = state.by_request_id()
+        for request_id, outcome in outcomes.items():
+            key = by_request.get(request_id)
+            if key is None or state.entries[key].state != "submitted":
+                continue
+            entry = state.entries[key]
+            state.touch(key)
+            status = None
+            if outcome != "CANCELLATION_REQUESTED":
+                try:
+                    status = await hook.astatus(self._reference(state, entry))
+                except Sam3ProviderError:
+                    status = None
+            if status is not None and status.done and not status.error:
+                entry.billed += 1
+                entry.completed_unstored("fal completed it before the batch's timeout cancel arrived", "Completed")
+                entry.fetch_failures = 0  # not a failed fetch: it was never fetched
+            elif status is not None and status.done and status.error_type != "request_cancelled":
+                error = completed_error(
+                    str(status.error), status.error_type, endpoint_id=state.endpoint_id, request_id=request_id
+                )
+                entry.fail(str(error), type(error).__name__, retryable=worth_resubmitting(error))
+            else:
+                entry.fail(
+                    f"the batch's timeout passed before fal finished it; cancel at fal: {outcome}",
+                    "FalDeadlineExceededError",
+                    retryable=True,
+                )
 
     @staticmethod
     def _explicit_urls(state: BatchState, request_ids: list[str]) -> dict[str, dict[str, str]]:

@@ -123,3 +123,26 @@ def test_loading_a_schema_1_batch_renumbers_rows_by_position():
     assert [(k, e.source) for k, e in loaded.entries.items()] == [("0", "/a.png"), ("1", "/b.png")]
     assert loaded.entries["0"].request_id == "r0"
     assert BatchState.load(store).entries["0"].request_id == "r0"  # rewritten in the new layout
+
+
+def test_each_task_writes_in_its_own_folder_and_odd_ids_stay_distinct(tmp_path):
+    from airflow_provider_sam3.operators.batch_results import batch_folder
+
+    base = tmp_path
+    plain = batch_folder(base, "dag", "manual__1", "segment", -1)
+    assert plain == base / "dag" / "manual__1" / "segment"
+    assert batch_folder(base, "dag", "manual__1", "segment", 3) == plain / "3"
+    colon, underscore = batch_folder(base, "dag", "a:b", "t", -1), batch_folder(base, "dag", "a_b", "t", -1)
+    assert colon != underscore  # a cleaned name carries a hash of the original
+    for hostile in ("../../escape", "/abs/path", "..", ".", ""):
+        folder = batch_folder(base, "dag", hostile, "t", -1)
+        assert folder.parent.parent == base / "dag" and ".." not in folder.relative_to(base).parts
+
+
+def test_a_finished_batch_keeps_its_summary_until_the_state_is_gone():
+    store = DictStore()
+    state = batch(3)
+    state.summary = {"manifest": "/out/manifest.jsonl", "images": 3}
+    state.save(store)
+    store.delete("fal_batch.0")  # a clean-up that died half way
+    assert BatchState.load(store).summary == {"manifest": "/out/manifest.jsonl", "images": 3}
