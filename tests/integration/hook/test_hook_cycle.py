@@ -24,7 +24,8 @@ def _assert_reference_points_at_emulator(ref: RequestReference, emulator, endpoi
     assert ref.endpoint_id == endpoint_id
     # fal's URLs name the app, not the endpoint's sub-path (/image): the hook must use them verbatim.
     assert (ref.response_url, ref.status_url, ref.cancel_url) == (base, f"{base}/status", f"{base}/cancel")
-    assert ref.submitted_at is not None and ref.submitted_at <= time.time()
+    checked_at = time.time()
+    assert ref.submitted_at is not None and ref.submitted_at <= checked_at  # stamped at submit, not later
     assert RequestReference.from_dict(ref.to_dict()) == ref
 
 
