@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.batch.inputs import InputLimits
+from airflow_provider_sam3.batch.memory import release_free_memory
 from airflow_provider_sam3.batch.submit import ACCOUNT_ERRORS
 from airflow_provider_sam3.exceptions import FalRequestError
 from airflow_provider_sam3.models.batch import request_id_of
@@ -372,6 +373,7 @@ class BatchEngine:
         for request_id in items:
             state.touch(self.by_request[request_id])
         state.save(self.store)
+        await asyncio.to_thread(release_free_memory)
         failed = sum(1 for entry, _, _ in items.values() if entry.state == "failed")
         unstored = sum(1 for entry, _, _ in items.values() if entry.state == "completed")
         self.log.info(

@@ -13,10 +13,22 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+from typing import Any
 
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 128 * 1024
 _done = False
+_libc: Any = None
+
+
+def _glibc() -> Any:
+    global _libc
+    if _libc is None and sys.platform.startswith("linux"):
+        try:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        except OSError:
+            _libc = False
+    return _libc or None
 
 
 def keep_large_buffers_off_the_heap() -> bool:
@@ -25,8 +37,16 @@ def keep_large_buffers_off_the_heap() -> bool:
     if _done or not sys.platform.startswith("linux"):
         return _done
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        _done = bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to adjust
+        _done = bool(_glibc().mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    except AttributeError:  # not glibc (musl, macOS): nothing to adjust
         _done = False
     return _done
+
+
+def release_free_memory() -> None:
+    """Return the heap's free pages to the OS (``malloc_trim``): results of a few hundred KB each, parsed and
+    freed between long-lived small objects, otherwise leave holes that keep RSS growing with the images stored."""
+    try:
+        _glibc().malloc_trim(0)
+    except AttributeError:
+        pass
