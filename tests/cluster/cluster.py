@@ -90,6 +90,7 @@ class AirflowCluster(AirflowDeployment):
     components: dict[str, subprocess.Popen] = field(init=False, default_factory=dict)
     triggerer_jobs: dict[str, int] = field(init=False, default_factory=dict)
     events: list[str] = field(init=False, default_factory=list)
+    stopped: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -259,7 +260,9 @@ class AirflowCluster(AirflowDeployment):
             return False
 
     def stop(self, grace: float = 10.0, parent_grace: float = 5.0) -> list[int]:
-        """SIGTERM every Airflow process, SIGKILL what is left (groups and marker), then Redis and Postgres."""
+        """SIGTERM every Airflow process, SIGKILL what is left (groups and marker), then Redis and Postgres.
+        Idempotent."""
+        self.stopped = True
         for sampler in list(self._samplers.values()):
             sampler._stop.set()
         t0 = time.monotonic()

@@ -1,5 +1,6 @@
 """Fixtures of the cluster suite: one Postgres + Redis + CeleryExecutor Airflow (two triggerers, two workers) for
-the whole session, started on first use and stopped at the end of the session, failure or not.
+the whole session, started on first use and stopped after the suite's last test (or at the end of the session),
+failure or not.
 
 - ``airflow_cluster`` (session): the running :class:`~cluster.AirflowCluster`. Its only key is the sentinel of
   ``secret_scan`` in the ``fal_default`` connection, so every scenario feeds the secret-hygiene scan that runs last.
@@ -38,11 +39,23 @@ def _stop_all() -> None:
             pass
 
 
+def _in_suite(item: pytest.Item | None) -> bool:
+    return item is not None and Path(__file__).resolve().parent in Path(str(item.path)).resolve().parents
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).resolve().parent
     for item in items:
-        if here in Path(str(item.fspath)).resolve().parents:
+        if _in_suite(item):
             item.add_marker(pytest.mark.cluster)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop the cluster after the suite's last test, not at the end of the session: the tests that follow in
+    ``make test`` get the machine's two cores back. (The session finalizer then finds it stopped.)"""
+    if _in_suite(item) and not _in_suite(nextitem):
+        for cluster in list(_CLUSTERS):
+            cluster.stop()
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +83,7 @@ def airflow_cluster(tmp_path_factory: pytest.TempPathFactory, fal_emulator_serve
 @pytest.fixture
 def airflow_deployment(airflow_cluster: AirflowCluster) -> AirflowCluster:
     """The deployment suite's fixtures (``dag_writer``) work on the cluster under this name."""
+    assert not airflow_cluster.stopped, "the cluster was stopped after the suite's last test; run the suite in order"
     return airflow_cluster
 
 
