@@ -306,7 +306,8 @@ def submit(count: int, concurrency: int) -> list[dict]:
 def batch_kwargs(refs: list[dict], fire_at: int | None, deadline: float) -> dict:
     """The FalBatchTrigger the batch operator defers on, serialized as the triggerer stores it."""
     from airflow_provider_sam3.models.reference import RequestReference
-    from airflow_provider_sam3.triggers.batch import FalBatchTrigger, url_templates_of
+    from airflow_provider_sam3.batch.polling import url_templates_of
+    from airflow_provider_sam3.triggers.batch import FalBatchTrigger
 
     templates = url_templates_of(RequestReference.from_dict(refs[0]))
     explicit = {}

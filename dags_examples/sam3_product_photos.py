@@ -64,7 +64,7 @@ def sam3_product_photos():
 
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from airflow_provider_sam3.operators.batch_inputs import resolve_images
+        from airflow_provider_sam3.batch.listing import resolve_images
 
         index = _storage(output_path) / INDEX_FILE
         done = {json.loads(line)["source"] for line in index.read_text().splitlines()} if index.exists() else set()

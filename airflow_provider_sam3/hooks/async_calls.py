@@ -10,7 +10,13 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_sam3.hooks.calls import _afal_request, _cancel_status, _queue_timeout, _raise
+from airflow_provider_sam3.hooks.calls import (
+    _afal_request,
+    _afal_request_once,
+    _cancel_status,
+    _queue_timeout,
+    _raise,
+)
 from airflow_provider_sam3.hooks.errors import translate
 from airflow_provider_sam3.hooks.submit import ASYNC_SUBMIT_MAX_DELAY, _submit_call
 
@@ -92,19 +98,29 @@ class AsyncQueueCalls:
     async def _ahttp(self) -> Any:
         return await (await self.aget_conn())._client
 
-    async def astatus(self, ref: RequestReference, *, with_logs: bool = False) -> QueueStatus:
-        """Async ``status``."""
+    async def astatus(
+        self, ref: RequestReference, *, with_logs: bool = False, single_attempt: bool = False
+    ) -> QueueStatus:
+        """Async ``status``. ``single_attempt``: one HTTP call, no retry of 429s or transient faults (a batch's
+        status rounds handle those themselves: a throttled round ends and backs off as a whole, instead of every
+        one of its calls retrying on its own)."""
         from fal_client.client import AsyncRequestHandle
 
         await self._atrusted(ref, "status_url")
         client = await self._ahttp()
         handle = self._handle(ref, client, AsyncRequestHandle)
         timeout = _queue_timeout(await self.aget_settings())
+        request = _afal_request_once if single_attempt else _afal_request
 
         async def call() -> Any:
-            response = await _afal_request(client, "GET", ref.status_url, timeout, params={"logs": with_logs})
+            response = await request(client, "GET", ref.status_url, timeout, params={"logs": with_logs})
             return handle._parse_status(response.json())
 
+        if single_attempt:
+            try:
+                return self._status(await call())
+            except Exception as error:  # noqa: BLE001 - translated for the caller
+                _raise(translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action="status"), error)
         return self._status(await self._aretrying("status", ref, call))
 
     async def aresult(self, ref: RequestReference) -> dict[str, Any]:

@@ -38,6 +38,13 @@ async def _afal_request(client: Any, method: str, url: str, timeout: Any, **kwar
     return await _async_maybe_retry_request(client, method, url, timeout=timeout, follow_redirects=False, **kwargs)
 
 
+async def _afal_request_once(client: Any, method: str, url: str, timeout: Any, **kwargs: Any) -> Any:
+    """One HTTP call, no retry (fal-client's errors for a bad status)."""
+    from fal_client.client import _async_request
+
+    return await _async_request(client, method, url, timeout=timeout, follow_redirects=False, **kwargs)
+
+
 def _cancel_status(response: Any) -> str:
     try:
         return str(response.json().get("status", "CANCELLATION_REQUESTED"))

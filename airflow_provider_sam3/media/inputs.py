@@ -156,7 +156,19 @@ def _encode(image: Image.Image, fmt: str, icc: bytes | None) -> bytes:
     return buffer.getvalue()
 
 
-def _from_bytes(data: bytes, description: str, field: str, max_pixels: int) -> PreparedImage:
+@dataclass(frozen=True)
+class CheckedImage:
+    """Image bytes as they will be sent (turned upright when their EXIF says so), with what was read of them."""
+
+    data: bytes
+    mime: str
+    format: str | None
+    width: int | None
+    height: int | None
+
+
+def check_image_bytes(data: bytes, description: str, field: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> CheckedImage:
+    """Decode ``data`` fully, refuse what fal would refuse (naming ``field``), and turn it upright if needed."""
     if not data:
         raise InvalidImageError(field, f"{description} is empty; it must contain an image.", allowed=_ALLOWED)
     try:
@@ -164,7 +176,7 @@ def _from_bytes(data: bytes, description: str, field: str, max_pixels: int) -> P
     except UnidentifiedImageError:
         if _avif_brand(data):
             if not features.check("avif"):
-                return PreparedImage(to_data_uri(data, "image/avif"), None, None, "avif", len(data), description)
+                return CheckedImage(data, "image/avif", "avif", None, None)
             raise InvalidImageError(
                 field, f"{description} is an AVIF file that is truncated or corrupt.", allowed=_ALLOWED
             ) from None
@@ -181,13 +193,7 @@ def _from_bytes(data: bytes, description: str, field: str, max_pixels: int) -> P
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImageError(field, f"{description} is truncated or corrupt ({exc}).", allowed=_ALLOWED) from None
-    fmt = _FORMATS.get(image.format or "")
-    if fmt is None:
-        raise InvalidImageError(
-            field,
-            f"{description} is a {image.format} image, which fal does not accept; convert it to PNG or JPEG.",
-            allowed=_ALLOWED,
-        )
+    fmt = accepted_format(image, description, field)
     _too_large(description, image.width, image.height, max_pixels, field)
     try:
         image.load()
@@ -198,7 +204,31 @@ def _from_bytes(data: bytes, description: str, field: str, max_pixels: int) -> P
         data = _encode(turned, fmt, image.info.get("icc_profile"))
         fmt = _FORMATS[_KEEP_ON_REENCODE.get(fmt, "PNG")]
         image = turned
-    return PreparedImage(to_data_uri(data, _MIMES[fmt]), image.width, image.height, fmt, len(data), description)
+    return CheckedImage(data, _MIMES[fmt], fmt, image.width, image.height)
+
+
+def accepted_format(image: Image.Image, description: str, field: str) -> str:
+    """The format name fal knows for an opened image, or an error naming ``field`` when fal does not accept it."""
+    fmt = _FORMATS.get(image.format or "")
+    if fmt is None:
+        raise InvalidImageError(
+            field,
+            f"{description} is a {image.format} image, which fal does not accept; convert it to PNG or JPEG.",
+            allowed=_ALLOWED,
+        )
+    return fmt
+
+
+def _from_bytes(data: bytes, description: str, field: str, max_pixels: int) -> PreparedImage:
+    checked = check_image_bytes(data, description, field, max_pixels)
+    return PreparedImage(
+        to_data_uri(checked.data, checked.mime),
+        checked.width,
+        checked.height,
+        checked.format,
+        len(checked.data),
+        description,
+    )
 
 
 def _from_pil(image: Image.Image, field: str, max_pixels: int) -> PreparedImage:

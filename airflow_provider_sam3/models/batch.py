@@ -32,7 +32,7 @@ def item_key(endpoint_id: str, source: str, arguments: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
 
 
-@dataclass
+@dataclass(slots=True)
 class BatchEntry:
     """One image of a batch and its fate.
 

@@ -3,7 +3,7 @@
 An operator returns ``build_result(...).model_dump(mode="json")``: a plain dict, so downstream tasks, Jinja
 templates and SQL read it with no Airflow serde configuration, the same under ``dag.test()`` and real runs. Bytes
 never go into a document: masks, previews, videos, meshes and embeddings are referenced by URL (fal's, temporary)
-and by ``stored_url`` (the copy in the user's storage, written by ``operators.outputs.copy_outputs``).
+and by ``stored_url`` (the copy in the user's storage, written by ``storage.outputs.copy_outputs``).
 
 Three kinds, one header (``schema_version``, ``kind``, ``endpoint_id``, ``request_id``, ``cost_usd``, ``timings``,
 ``image``, ``output_location``):

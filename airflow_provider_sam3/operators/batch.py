@@ -22,34 +22,33 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
 
+from airflow_provider_sam3.batch.engine import DEFAULT_MAX_IN_FLIGHT, MAX_TRIGGER_REQUESTS
+from airflow_provider_sam3.batch.inputs import DEFAULT_MAX_INPUT_BYTES, DEFAULT_UPLOAD_ABOVE_BYTES
+from airflow_provider_sam3.batch.state import BatchState
 from airflow_provider_sam3.exceptions import FalRequestError, InputValidationError
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
-from airflow_provider_sam3.operators.batch_state import BatchState
 from airflow_provider_sam3.operators.checks import finite_number
-from airflow_provider_sam3.operators.batch_work import BatchWork
 from airflow_provider_sam3.operators.queue import _seconds, check_pacing
 
 if TYPE_CHECKING:
+    from airflow_provider_sam3.batch.engine import BatchEngine
+    from airflow_provider_sam3.batch.listing import BatchImage
     from airflow_provider_sam3.endpoints import Endpoint
+    from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.models.batch import BatchEntry
-    from airflow_provider_sam3.models.reference import RequestReference
-    from airflow_provider_sam3.operators.batch_inputs import BatchImage
 
 BATCH_KINDS = ("image", "image-rle", "embed")
 FAILURE_POLICIES = ("fail", "report")
 DEFAULT_BATCH_TIMEOUT = timedelta(hours=6)
 DEFER_GRACE_SECONDS = 120
 CANCEL_WAIT_SECONDS = 25
-BATCH_SUMMARY_KIND = "sam3.batch"
-SUMMARY_FAILURES_SHOWN = 20
-INVALID_SHOWN = 5
 BATCH_DEFAULTS = {"include_scores": True, "include_boxes": True, "sync_mode": True}
 """Asked for by default (same price): scores and boxes for the manifest, and outputs inline in the result
 (``sync_mode``), so storing an image's outputs takes one call to fal instead of one per file, and no URL can
 expire before it is copied. ``arguments`` may turn any of them off."""
 
 
-class Sam3BatchOperator(BatchWork, BaseOperator):
+class Sam3BatchOperator(BaseOperator):
     """Segment (or embed) many images with one SAM 3 image endpoint; every image ends in the manifest.
 
     :param images: the images (templated): a list of URLs, paths or ObjectStoragePaths, or of mappings
@@ -64,9 +63,16 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
         or object-store URL, or an ObjectStoragePath. Each task writes only in its own folder,
         ``<output_path>/<dag_id>/<run_id>/<task_id>[/<map_index>]/`` (``manifest.jsonl``, and each image's
         outputs under ``<request_id>/``), so batches can share an output_path; the summary names the manifest.
-    :param max_in_flight: most requests waiting at fal at once (default: all). Requests beyond your account's
-        concurrency only queue at fal; a bound leaves room for other work on the same account and limits what a
-        cancel has to stop.
+    :param max_in_flight: most requests waiting at fal at once (default 256, at most 600 when deferrable: the
+        trigger holds their ids in its kwargs). Requests beyond your account's concurrency only queue at fal; the
+        bound keeps the trigger small, leaves room for other work on the same account, and lets a clear cancel
+        every waiting request within Airflow's 30 s on_kill window.
+    :param upload_above_bytes: input files larger than this are uploaded to fal's storage and sent as URLs
+        (default 4 MiB); smaller ones are sent inline as data URIs. ``None``: always inline.
+    :param max_input_bytes: input files larger than this are refused before anything is sent (default 64 MiB).
+    :param shard_index, shard_count: run one shard of the listing: the images whose source hashes to
+        ``shard_index`` (0 to ``shard_count - 1``). Map ``shard_index`` with ``.expand(shard_index=[0, 1, ...])``
+        to spread one listing over several tasks, then join their manifests with ``Sam3MergeManifestsOperator``.
     :param submit_concurrency: submit calls in flight at once.
     :param max_resubmits: how many times an image whose request failed in a retryable way is submitted again.
     :param on_image_failure: ``"fail"`` fails the task when any image failed (after writing the manifest; a
@@ -82,6 +88,8 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
     template_fields: tuple[str, ...] = ("images", "arguments", "output_path", "version", "max_cost_usd")
     template_fields_renderers = {"arguments": "json", "images": "json"}
     ui_color = "#dfe9ff"
+    engine_class: type[BatchEngine] | None = None
+    """The engine that does the work (``batch.engine.BatchEngine`` unless a subclass names another)."""
 
     def __init__(
         self,
@@ -93,7 +101,7 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
         arguments: dict[str, Any] | None = None,
         fal_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        max_in_flight: int | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         submit_concurrency: int = 8,
         max_resubmits: int = 2,
         on_image_failure: str = "fail",
@@ -104,6 +112,10 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
         poll_interval: float | None = None,
         max_poll_interval: float | None = None,
         priority: str | None = None,
+        upload_above_bytes: int | None = DEFAULT_UPLOAD_ABOVE_BYTES,
+        max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+        shard_index: int | None = None,
+        shard_count: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -125,6 +137,10 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.priority = priority
+        self.upload_above_bytes = upload_above_bytes
+        self.max_input_bytes = max_input_bytes
+        self.shard_index = shard_index
+        self.shard_count = shard_count
         self._live_state: BatchState | None = None
         self._try_number = 1
 
@@ -144,7 +160,18 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise InputValidationError(name, f"{value!r} must be an integer of at least {minimum}")
 
-        positive_int("max_in_flight", self.max_in_flight, optional=True)
+        positive_int("max_in_flight", self.max_in_flight)
+        if self.deferrable and self.max_in_flight > MAX_TRIGGER_REQUESTS:
+            raise InputValidationError(
+                "max_in_flight",
+                f"{self.max_in_flight} is more than a deferrable batch can wait for: its trigger holds every waiting "
+                f"request id in its kwargs (a 64 KB column on MySQL), and a clear must cancel them all within "
+                f"Airflow's 30 s",
+                allowed=f"1 to {MAX_TRIGGER_REQUESTS}",
+            )
+        positive_int("upload_above_bytes", self.upload_above_bytes, optional=True, minimum=0)
+        positive_int("max_input_bytes", self.max_input_bytes)
+        self._check_shard()
         positive_int("submit_concurrency", self.submit_concurrency)
         positive_int("max_resubmits", self.max_resubmits, minimum=0)
         positive_int("collect_every", self.collect_every, optional=True, minimum=0)
@@ -166,8 +193,8 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
 
     def _folder(self, context: Any) -> Any:
         """This task's own folder under ``output_path`` (created and checked writable before anything is paid)."""
-        from airflow_provider_sam3.operators.batch_results import batch_folder
-        from airflow_provider_sam3.operators.outputs import resolve_output_path
+        from airflow_provider_sam3.batch.manifest import batch_folder
+        from airflow_provider_sam3.storage.outputs import resolve_output_path
 
         if self.output_path is None or self.output_path == "":
             raise InputValidationError(
@@ -197,60 +224,43 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
                 ) from None
         return folder
 
-    def _body(self, endpoint: Endpoint, image: BatchImage, where: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The request body for one image, and what is known of the image (size) for its result document."""
-        from airflow_provider_sam3.media.inputs import prepare_image
-        from airflow_provider_sam3.operators.checks import check_prompt_geometry
+    def _check_shard(self) -> None:
+        if self.shard_index is None and self.shard_count is None:
+            return
+        count, index = self.shard_count, self.shard_index
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise InputValidationError(
+                "shard_count", f"{count!r} must be a positive integer when shard_index is given", allowed=">= 1"
+            )
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
+            raise InputValidationError(
+                "shard_index", f"{index!r} must be an integer from 0 to shard_count - 1", allowed=f"0 to {count - 1}"
+            )
 
-        prepared = prepare_image(image.opened(), field=where)
+    def _shared_arguments(self, endpoint: Endpoint) -> dict[str, Any]:
         defaults = BATCH_DEFAULTS if endpoint.kind != "embed" else {}
-        arguments = {**defaults, **self.arguments, **image.arguments, "image_url": prepared.url}
-        body = endpoint.validate_input(arguments).to_request()
-        size = {"width": prepared.width, "height": prepared.height}
-        check_prompt_geometry(body, size)  # a point or box outside the image would be paid for nothing
-        return body, size
+        return {**defaults, **self.arguments}
 
-    def _new_state(self, endpoint: Endpoint, images: list[BatchImage]) -> tuple[BatchState, dict[str, dict]]:
-        """The run's batch: one entry per input row, every image validated; a row repeating an earlier one (same
-        image, same fields) shares its request. Returns the state and the bodies built while validating."""
-        from airflow_provider_sam3.models.batch import BatchEntry, item_key
+    def _limits(self) -> Any:
+        from airflow_provider_sam3.batch.inputs import InputLimits
+
+        return InputLimits(upload_above_bytes=self.upload_above_bytes, max_input_bytes=self.max_input_bytes)
+
+    def _new_state(self, endpoint: Endpoint, images: list[BatchImage]) -> BatchState:
+        from airflow_provider_sam3.batch.planning import plan_batch
 
         assert self.batch_timeout is not None  # checked before anything runs
-        now = time.time()
-        state = BatchState(endpoint_id=endpoint.endpoint_id, started_at=now, deadline=now + self.batch_timeout)
-        bodies: dict[str, dict[str, Any]] = {}
-        first_of: dict[str, int] = {}
-        problems: list[str] = []
-        for position, image in enumerate(images):
-            entry = BatchEntry(index=position, source=image.source, arguments=image.arguments, conn_id=image.conn_id)
-            key = item_key(endpoint.endpoint_id, image.source, image.arguments)
-            if key in first_of:
-                entry.state, entry.repeat_of = "repeat", first_of[key]
-                self.log.warning(
-                    "images[%d] (%s) repeats images[%d] with the same fields: one request answers both rows",
-                    position,
-                    image.source,
-                    first_of[key],
-                )
-            else:
-                first_of[key] = position
-                try:
-                    body, size = self._body(endpoint, image, f"images[{position}]")
-                    entry.width, entry.height = size["width"], size["height"]
-                    bodies[str(position)] = body
-                except InputValidationError as error:
-                    problems.append(f"images[{position}] ({image.source}): {error}")
-                    entry.fail(str(error), type(error).__name__, state="invalid")
-            state.add(entry)
-        if problems and not self.skip_invalid:
-            shown = "; ".join(problem.rstrip(".") for problem in problems[:INVALID_SHOWN])
-            more = f"; and {len(problems) - INVALID_SHOWN} more" if len(problems) > INVALID_SHOWN else ""
-            raise InputValidationError(
-                "images",
-                f"{len(problems)} of {len(images)} images cannot be sent, so nothing was submitted: "
-                f"{shown}{more}. Fix them, or set skip_invalid=True to record them as invalid and go on",
-            )
-        return state, bodies
+        shard = (self.shard_index, self.shard_count) if self.shard_count and self.shard_index is not None else None
+        return plan_batch(
+            endpoint,
+            images,
+            shared=self._shared_arguments(endpoint),
+            limits=self._limits(),
+            timeout=self.batch_timeout,
+            skip_invalid=self.skip_invalid,
+            shard=shard,
+            log=self.log,
+        )
 
     def _check_cost(self, endpoint: Endpoint, to_pay: int, total: int) -> float | None:
         estimate = endpoint.estimate_cost(requests=to_pay)
@@ -276,7 +286,7 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
     # ------------------------------------------------------------------ execute
 
     def execute(self, context: Any) -> Any:
-        from airflow_provider_sam3.operators.batch_inputs import resolve_images
+        from airflow_provider_sam3.batch.listing import resolve_images
         from airflow_provider_sam3.operators.completion import as_task_error
 
         self._try_number = max(1, int(getattr(context.get("ti"), "try_number", 1) or 1))
@@ -288,19 +298,18 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
             state = self._resumed(store, endpoint)
             if state is not None and state.summary is not None:
                 return self._finished_before(state, store)
-            bodies: dict[str, dict[str, Any]] = {}
             if state is None:
-                state, bodies = self._new_state(endpoint, resolve_images(self.images))
+                state = self._new_state(endpoint, resolve_images(self.images))
             assert self.batch_timeout is not None  # checked before anything runs
             state.deadline = time.time() + self.batch_timeout  # each try gets the whole timeout
-            self._requeue(state)
+            self._engine(endpoint, state, folder, store, hook=None).requeue()
             estimate = self._check_cost(endpoint, len(state.in_state("pending")), len(state.entries))
         except InputValidationError as error:
             raise as_task_error(error, retry_useless=True) from error
         if state.estimate_usd is None:
             state.estimate_usd = estimate
         state.save(store)
-        return self._run(context, endpoint, state, folder, bodies, event=None)
+        return self._run(context, endpoint, state, folder, event=None)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         """Resumed after the batch trigger fired: collect what finished, then submit more, wait again or finish."""
@@ -316,7 +325,7 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
                 "the batch's entries are missing from the task state store; the task cannot tell "
                 "which images were submitted. Clear the task to start the batch again"
             )
-        return self._run(context, get_endpoint(state.endpoint_id), state, self._folder(context), {}, event=event)
+        return self._run(context, get_endpoint(state.endpoint_id), state, self._folder(context), event=event)
 
     def on_kill(self) -> None:
         """The task was killed while on the worker: cancel what is still at fal (the trigger's on_kill covers a
@@ -364,35 +373,38 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
         state.forget(store)
         return summary
 
-    def _requeue(self, state: BatchState) -> None:
-        """Failures that a new submission may fix go back in line: at most ``max_resubmits`` times per image per
-        try on average (``max_resubmits`` x the try number in all). Final failures (rejected input, app errors)
-        are never submitted again; after the batch's deadline nothing is, until a later try."""
-        if time.time() >= state.deadline:
-            return
-        budget = self.max_resubmits * self._try_number
-        for key, entry in state.entries.items():
-            if entry.state == "failed" and entry.retryable and entry.retries < budget:
-                self.log.warning(
-                    "images[%d] (%s) failed (%s); submitting it again (%d of %d)",
-                    entry.index,
-                    entry.source,
-                    entry.error,
-                    entry.retries + 1,
-                    budget,
-                )
-                entry.retries += 1
-                entry.state = "pending"
-                state.touch(key)
+    def _engine(
+        self, endpoint: Endpoint, state: BatchState, folder: Any, store: Any, hook: FalHook | None
+    ) -> BatchEngine:
+        from airflow_provider_sam3.batch.engine import BatchEngine, BatchOptions
+
+        options = BatchOptions(
+            deferrable=self.deferrable,
+            max_in_flight=self.max_in_flight,
+            submit_concurrency=self.submit_concurrency,
+            max_resubmits=self.max_resubmits,
+            collect_every=self.collect_every,
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+            priority=self.priority,
+            try_number=self._try_number,
+            shared_arguments=self._shared_arguments(endpoint),
+            limits=self._limits(),
+        )
+        engine = self.engine_class or BatchEngine
+        return engine(hook, endpoint, state, folder, store, options, self.log)  # type: ignore[arg-type]
 
     def _cancel_entries(self, state: BatchState, entries: list[BatchEntry]) -> None:
-        """Cancel these entries' requests at fal. Runs its own event loop in a thread, so it also works from
-        ``on_kill`` while the task's loop is running."""
-        refs = [self._reference(state, entry) for entry in entries if entry.state == "submitted" and entry.request_id]
+        """Cancel these entries' requests at fal, newest first. Runs its own event loop in a thread, so it also
+        works from ``on_kill`` while the task's loop is running."""
+        from airflow_provider_sam3.batch.engine import BatchEngine
+
+        submitted = [entry for entry in entries if entry.state == "submitted" and entry.request_id]
+        refs = [BatchEngine.reference(state, entry) for entry in reversed(submitted)]
         if not refs:
             return
+        from airflow_provider_sam3.batch.polling import cancel_all
         from airflow_provider_sam3.hooks.fal import FalHook
-        from airflow_provider_sam3.triggers.batch import cancel_all
 
         hook = FalHook(self.fal_conn_id)
         try:
@@ -403,72 +415,83 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
 
         async def cancel() -> dict[str, str]:
             try:
-                return await cancel_all(hook, refs)
+                return await cancel_all(hook, refs, budget_seconds=CANCEL_WAIT_SECONDS)
             finally:
                 await hook.aclose()
 
         outcomes: dict[str, str] = {}
         worker = threading.Thread(target=lambda: outcomes.update(asyncio.run(cancel())), daemon=True)
         worker.start()
-        worker.join(CANCEL_WAIT_SECONDS)
-        self.log.info("Sent %d cancels to fal for requests of this batch", len(outcomes))
-
-    @staticmethod
-    def _reference(state: BatchState, entry: BatchEntry) -> RequestReference:
-        from airflow_provider_sam3.models.batch import request_id_of
-        from airflow_provider_sam3.triggers.batch import reference_for
-
-        request_id = request_id_of(entry)
-        explicit = {request_id: entry.urls} if entry.urls else None
-        return reference_for(request_id, state.endpoint_id, state.url_templates or {}, explicit)
+        worker.join(CANCEL_WAIT_SECONDS + 5)
+        self.log.info("Sent %d cancels to fal for the %d requests of this batch at fal", len(outcomes), len(refs))
 
     # ------------------------------------------------------------------ one stay on the worker after another
 
     def _run(
-        self,
-        context: Any,
-        endpoint: Endpoint,
-        state: BatchState,
-        folder: Any,
-        bodies: dict[str, dict[str, Any]],
-        event: dict[str, Any] | None,
+        self, context: Any, endpoint: Endpoint, state: BatchState, folder: Any, event: dict[str, Any] | None
     ) -> Any:
+        from airflow_provider_sam3.batch.engine import BatchHalt
+        from airflow_provider_sam3.operators.completion import as_task_error
+
         store = context.get("task_state_store")
+
+        async def stay() -> Any:
+            from airflow_provider_sam3.hooks.fal import FalHook
+
+            hook = FalHook(self.fal_conn_id)
+            self._live_state = state
+            try:
+                return await self._engine(endpoint, state, folder, store, hook).run(event)
+            finally:
+                self._live_state = None
+                await hook.aclose()
+
         try:
-            waiting = asyncio.run(self._work(endpoint, state, folder, bodies, event, store))
+            waiting = asyncio.run(stay())
+        except BatchHalt as halt:
+            state.save(store)
+            self._write_stopped_manifest(state, folder, str(halt.error))
+            raise as_task_error(halt.error, retry_useless=halt.final) from halt.error
         except Exception as error:
             state.save(store)
             self._write_stopped_manifest(state, folder, str(error))
             raise
         if waiting is None:
             return self._finish(context, endpoint, state, folder)
-        request_ids, fire_at = waiting
-        from airflow_provider_sam3.triggers.batch import FalBatchTrigger
-
         self.defer(
-            trigger=FalBatchTrigger(
-                endpoint_id=state.endpoint_id,
-                url_templates=state.url_templates or {},
-                request_ids=request_ids,
-                fal_conn_id=self.fal_conn_id,
-                deadline=state.deadline,
-                poll_interval=self.poll_interval,
-                max_poll_interval=self.max_poll_interval,
-                fire_at=fire_at,
-                progress=self._progress(state),
-                explicit_urls=self._explicit_urls(state, request_ids),
-            ),
+            trigger=self._trigger(state, waiting.request_ids, waiting.fire_at),
             method_name="execute_complete",
             timeout=timedelta(seconds=max(state.deadline - time.time(), 0) + DEFER_GRACE_SECONDS),
         )
 
+    def _trigger(self, state: BatchState, request_ids: list[str], fire_at: int | None) -> Any:
+        from airflow_provider_sam3.batch.engine import explicit_urls, progress_counts
+        from airflow_provider_sam3.triggers.batch import FalBatchTrigger, kwargs_size
+
+        trigger = FalBatchTrigger(
+            endpoint_id=state.endpoint_id,
+            url_templates=state.url_templates or {},
+            request_ids=request_ids,
+            fal_conn_id=self.fal_conn_id,
+            deadline=state.deadline,
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+            fire_at=fire_at,
+            progress=progress_counts(state),
+            explicit_urls=explicit_urls(state, request_ids),
+        )
+        self.log.info(
+            "Deferring on %d requests at fal (trigger kwargs: %d bytes)", len(request_ids), kwargs_size(trigger)
+        )
+        return trigger
+
     def _write_stopped_manifest(self, state: BatchState, folder: Any, reason: str) -> None:
         """The try fails before the batch's end: list every image anyway. The state is kept, so a retry (or a
         clear, once the cause is fixed) goes on without paying again for what was submitted."""
-        from airflow_provider_sam3.operators.batch_results import write_manifest
+        from airflow_provider_sam3.batch.manifest import write_manifest
 
         try:
-            manifest = write_manifest(folder, list(state.entries.values()), keep_parts=True, stopped=reason)
+            manifest = write_manifest(folder, state.ordered(), keep_parts=True, stopped=reason)
         except Exception as failure:  # noqa: BLE001 - the error that stopped the batch is the one to raise
             self.log.warning("Could not write the manifest of the stopped batch: %s", failure)
             return
@@ -482,62 +505,31 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
     # ------------------------------------------------------------------ the end
 
     def _finish(self, context: Any, endpoint: Endpoint, state: BatchState, folder: Any) -> dict[str, Any]:
-        from airflow_provider_sam3.operators.batch_results import remove_parts, write_manifest
+        from airflow_provider_sam3.batch.manifest import remove_parts, write_manifest
+        from airflow_provider_sam3.batch.summary import build_summary
         from airflow_provider_sam3.operators.completion import as_task_error
 
-        entries = state.ordered()
-        manifest = write_manifest(folder, entries, keep_parts=True)  # may find rows lost since: count after it
-        missing = [e for e in entries if state.outcome_of(e).state != "done"]
-        failing = self.on_image_failure == "fail" and bool(missing)
-        counts = state.counts()
-        price = endpoint.estimate_cost(requests=1)
-        submissions = sum(e.submissions for e in entries)
-        billed = sum(e.billed for e in entries)
-        cost = round(price * billed, 6) if price is not None else None
-        summary: dict[str, Any] = {
-            "schema_version": 1,
-            "kind": BATCH_SUMMARY_KIND,
-            "endpoint_id": endpoint.endpoint_id,
-            "images": len(entries),
-            "repeats": sum(1 for e in entries if e.state == "repeat"),
-            "succeeded": counts["done"],
-            "failed": counts["failed"],
-            "invalid": counts["invalid"],
-            "submissions": submissions,
-            "resubmissions": sum(e.retries for e in entries),
-            "billed_requests": billed,
-            "cost_usd": cost,
-            "cost_estimate_usd": state.estimate_usd,
-            "wall_seconds": round(time.time() - state.started_at, 3),
-            "output_path": str(folder),
-            "manifest": str(manifest),
-            "failures": [
-                {
-                    "index": e.index,
-                    "source": e.source,
-                    "status": state.outcome_of(e).state,
-                    "error": state.outcome_of(e).error,
-                }
-                for e in missing
-            ][:SUMMARY_FAILURES_SHOWN],
-        }
+        manifest = write_manifest(folder, state.ordered(), keep_parts=True)  # may find rows lost since: count after
+        summary = build_summary(endpoint, state, folder, manifest)
         self.log.info(
             "Batch finished: %d of %d images succeeded, %d failed, %d invalid; %d submissions (%d resubmissions); "
             "fal bills %d completed requests: %s (estimated %s); manifest: %s",
-            counts["done"],
-            len(entries),
-            counts["failed"],
-            counts["invalid"],
-            submissions,
+            summary["succeeded"],
+            summary["images"],
+            summary["failed"],
+            summary["invalid"],
+            summary["submissions"],
             summary["resubmissions"],
-            billed,
-            f"${cost:.4f}" if cost is not None else "an unpublished price",
+            summary["billed_requests"],
+            f"${summary['cost_usd']:.4f}" if summary["cost_usd"] is not None else "an unpublished price",
             f"${state.estimate_usd:.4f}" if state.estimate_usd is not None else "unknown",
             manifest,
         )
-        if failing:
-            state.save(context.get("task_state_store"))
+        store = context.get("task_state_store")
+        if self.on_image_failure == "fail" and summary["unfinished"]:
+            state.save(store)
             first = summary["failures"][0]
+            missing = [e for e in state.ordered() if state.outcome_of(e).state != "done"]
             final = all(not state.outcome_of(e).retryable for e in missing)
             then = (
                 "only final failures remain (rejected input, app errors, invalid images): a retry would not "
@@ -546,12 +538,11 @@ class Sam3BatchOperator(BatchWork, BaseOperator):
                 else "a retry submits only those images again"
             )
             error = FalRequestError(
-                f"{len(missing)} of {len(entries)} images have no result (first: images[{first['index']}] "
-                f"{first['source']}: {first['error']}). Every image is listed in {manifest}; {then}; set "
-                "on_image_failure='report' to succeed with failures"
+                f"{summary['unfinished']} of {summary['images']} images have no result (first: "
+                f"images[{first['index']}] {first['source']}: {first['error']}). Every image is listed in {manifest}; "
+                f"{then}; set on_image_failure='report' to succeed with failures"
             )
             raise as_task_error(error, retry_useless=final)
-        store = context.get("task_state_store")
         state.summary = summary  # first: a crash in the clean-up below returns this summary on the retry
         state.save(store)
         remove_parts(folder)

@@ -170,7 +170,7 @@ def fetch_result_document(
             request_id=reference.request_id,
         ) from error
     if output_path is not None:
-        from airflow_provider_sam3.operators.outputs import copy_outputs
+        from airflow_provider_sam3.storage.outputs import copy_outputs
 
         try:
             result = copy_outputs(

@@ -14,21 +14,26 @@ import signal
 import pendulum
 from airflow.sdk import dag
 
+from airflow_provider_sam3.batch.engine import BatchEngine
 from airflow_provider_sam3.operators.batch import Sam3BatchOperator
 
 
-class DiesWhileSubmitting(Sam3BatchOperator):
+class DiesWhileSubmittingEngine(BatchEngine):
     """On try 1, SIGKILLs its own worker once KILL_AFTER requests were submitted and saved (0: never), whatever
     other submit calls are still in flight."""
 
-    async def _submit_due(self, hook, endpoint, state, bodies, store, on_submitted):
+    async def _submit_due(self, groups, on_submitted):
         def watched(entries):
             on_submitted(entries)
-            done = sum(1 for e in state.entries.values() if e.state == "submitted")
-            if KILL_AFTER and done >= KILL_AFTER and self._try_number == 1:
+            done = sum(1 for e in self.state.entries.values() if e.state == "submitted")
+            if KILL_AFTER and done >= KILL_AFTER and self.options.try_number == 1:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        return await super()._submit_due(hook, endpoint, state, bodies, store, watched)
+        return await super()._submit_due(groups, watched)
+
+
+class DiesWhileSubmitting(Sam3BatchOperator):
+    engine_class = DiesWhileSubmittingEngine
 
     def execute(self, context):
         self._try_number = context["ti"].try_number

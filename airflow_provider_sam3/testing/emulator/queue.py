@@ -118,6 +118,8 @@ class Counters:
     max_in_progress: int = 0
     webhooks_sent: int = 0
     webhooks_failed: int = 0
+    uploads: int = 0
+    upload_bytes: int = 0
 
     def clear(self) -> None:
         self.__init__()  # type: ignore[misc]

@@ -140,6 +140,7 @@ class EmulatorCore:
             "in_progress": self.queue.in_progress,
             "queue_length": self.queue.queue_length,
             "webhooks": {"sent": c.webhooks_sent, "failed": c.webhooks_failed},
+            "uploads": {"total": c.uploads, "bytes": c.upload_bytes},
         }
 
     def public_config(self) -> dict[str, Any]:
@@ -367,6 +368,8 @@ class FileRoutes:
         if scheme != UPLOAD_TOKEN_TYPE or token not in self.core.upload_tokens:
             return JSONResponse({"detail": "Invalid upload token"}, 401)
         data = await request.body()
+        self.core.counters.uploads += 1
+        self.core.counters.upload_bytes += len(data)
         name = request.headers.get("x-fal-file-name") or "upload.bin"
         content_type = request.headers.get("content-type", "application/octet-stream")
         url = self.core.media.put(data, name, content_type, ttl_s=None, prefix=INPUTS_PREFIX)

@@ -8,6 +8,7 @@ import json
 from airflow.sdk import dag, task
 from manifests import manifest_rows, output_file
 
+from airflow_provider_sam3.batch.engine import BatchEngine
 from airflow_provider_sam3.operators.batch import Sam3BatchOperator
 
 PARAMS = {"images": "", "out": "", "max_cost": 1000.0, "skip_invalid": False}
@@ -196,25 +197,24 @@ def test_failure_policy_fail_keeps_what_succeeded(photos, tmp_path, run_batch_da
     assert fal_emulator.counters()["submissions"]["total"] == 8
 
 
-class ChangesItsFolderThenFails(Sam3BatchOperator):
+class ChangesItsFolderThenFailsEngine(BatchEngine):
     """Try 1: after submitting, a file leaves the folder and a new one arrives, then the try fails (retryably)."""
 
-    def _submit_due(self, hook, endpoint, state, bodies, store, on_submitted):
-        result = super()._submit_due(hook, endpoint, state, bodies, store, on_submitted)
-        if self._try_number == 1:
+    async def _submit_due(self, groups, on_submitted):
+        await super()._submit_due(groups, on_submitted)
+        if self.options.try_number == 1:
+            import os
+            import shutil
 
-            async def then_change():
-                await result
-                import os
-                import shutil
+            state = self.state
+            folder = os.path.dirname(state.entries["0"].source)
+            shutil.copy(state.entries["1"].source, os.path.join(folder, "zz_arrived_later.png"))
+            os.remove(state.entries["0"].source)
+            raise RuntimeError("try 1 stops here (injected by the test)")
 
-                folder = os.path.dirname(state.entries["0"].source)
-                shutil.copy(state.entries["1"].source, os.path.join(folder, "zz_arrived_later.png"))
-                os.remove(state.entries["0"].source)
-                raise RuntimeError("try 1 stops here (injected by the test)")
 
-            return then_change()
-        return result
+class ChangesItsFolderThenFails(Sam3BatchOperator):
+    engine_class = ChangesItsFolderThenFailsEngine
 
 
 @dag(dag_id="sam3_batch_list_once", schedule=None, params=PARAMS)

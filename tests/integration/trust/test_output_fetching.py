@@ -195,7 +195,7 @@ def test_copy_outputs_streams_to_storage_and_removes_a_partial_file(connect, hos
     from airflow_provider_sam3.models.reference import RequestReference
     from airflow_provider_sam3.models.results import build_result
     from airflow_provider_sam3.operators.completion import fetch_result_document  # noqa: F401 - same wiring
-    from airflow_provider_sam3.operators.outputs import copy_outputs
+    from airflow_provider_sam3.storage.outputs import copy_outputs
 
     media = hostile(
         lambda method, path, server: (
@@ -270,7 +270,7 @@ def test_file_extensions_come_from_a_fixed_allow_list(content_type, file_name, s
     from airflow_provider_sam3.endpoints import ENDPOINTS
     from airflow_provider_sam3.models.reference import RequestReference
     from airflow_provider_sam3.models.results import build_result
-    from airflow_provider_sam3.operators.outputs import copy_outputs
+    from airflow_provider_sam3.storage.outputs import copy_outputs
 
     url = "https://media.example.com/files/x"
     entry = {"url": url, "file_name": file_name, **({"content_type": content_type} if content_type else {})}
@@ -347,7 +347,7 @@ def test_a_result_naming_thousands_of_files_is_refused_before_any_download(tmp_p
     from airflow_provider_sam3.endpoints import ENDPOINTS
     from airflow_provider_sam3.models.reference import RequestReference
     from airflow_provider_sam3.models.results import build_result
-    from airflow_provider_sam3.operators.outputs import MAX_OUTPUT_FILES, copy_outputs, output_urls
+    from airflow_provider_sam3.storage.outputs import MAX_OUTPUT_FILES, copy_outputs, output_urls
 
     output = {
         "masks": [

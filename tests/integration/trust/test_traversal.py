@@ -19,7 +19,7 @@ from airflow_provider_sam3.hooks.fal import FalHook
 from airflow_provider_sam3.hooks.trust import request_id_problem
 from airflow_provider_sam3.models.reference import RequestReference
 from airflow_provider_sam3.models.results import build_result
-from airflow_provider_sam3.operators.outputs import copy_outputs
+from airflow_provider_sam3.storage.outputs import copy_outputs
 
 ENDPOINT = "fal-ai/sam-3/image"
 HOSTILE_IDS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from airflow_provider_sam3.models.batch import BatchEntry
-from airflow_provider_sam3.operators.batch_state import JOURNAL_SLOTS, SHARD_SIZE, BatchState
+from airflow_provider_sam3.batch.state import JOURNAL_SLOTS, SHARD_SIZE, BatchState
 
 
 class DictStore:
@@ -126,7 +126,7 @@ def test_loading_a_schema_1_batch_renumbers_rows_by_position():
 
 
 def test_each_task_writes_in_its_own_folder_and_odd_ids_stay_distinct(tmp_path):
-    from airflow_provider_sam3.operators.batch_results import batch_folder
+    from airflow_provider_sam3.batch.manifest import batch_folder
 
     base = tmp_path
     plain = batch_folder(base, "dag", "manual__1", "segment", -1)

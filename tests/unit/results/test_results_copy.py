@@ -22,7 +22,7 @@ from airflow_provider_sam3.models.results import (
     SegmentationResult,
     result_from_xcom,
 )
-from airflow_provider_sam3.operators.outputs import copy_outputs, require_output_path, resolve_output_path
+from airflow_provider_sam3.storage.outputs import copy_outputs, require_output_path, resolve_output_path
 
 
 def _listing(folder) -> dict[str, bytes]:

@@ -8,7 +8,7 @@ has no idempotency key to find it again. The window is one submit call per slot,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.exceptions import (
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.endpoints import Endpoint
     from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.models.batch import BatchEntry
-    from airflow_provider_sam3.operators.batch_state import BatchState
+    from airflow_provider_sam3.batch.state import BatchState
 
 ACCOUNT_ERRORS = ("FalAuthenticationError", "FalBalanceExhaustedError", "FalUntrustedUrlError")
 """Errors that stop the whole batch: no other image could be submitted or fetched with this key (or through this
@@ -32,7 +32,8 @@ queue host: one that answers with another host's URLs answers every submit that 
 class Submitter:
     """Submits pending entries in input order and records each outcome in the entry and the state store.
 
-    :param body_for: ``(entry) -> request body``, built when the image's turn comes (bodies are not held).
+    :param body_for: ``async (entry) -> request body``, built when the image's turn comes: at most one body per
+        slot exists at a time, so memory does not grow with the batch.
     """
 
     def __init__(
@@ -44,7 +45,7 @@ class Submitter:
         *,
         concurrency: int,
         priority: str | None,
-        body_for: Callable[[BatchEntry], Any],
+        body_for: Callable[[BatchEntry], Awaitable[Any]],
         log: Any,
     ) -> None:
         self.hook = hook
@@ -58,8 +59,8 @@ class Submitter:
 
     async def submit(self, keys: list[str], on_submitted: Callable[[list[BatchEntry]], None]) -> None:
         """Submit these entries; ``on_submitted`` hears of each accepted one after it is durable. An account
-        error stops the submissions and is raised once the calls in flight have returned."""
-        from airflow_provider_sam3.operators.completion import as_task_error
+        error stops the submissions and is raised (as ``BatchHalt``) once the calls in flight have returned."""
+        from airflow_provider_sam3.batch.engine import BatchHalt
 
         due = iter(keys)
         stop: list[Sam3ProviderError] = []
@@ -101,16 +102,23 @@ class Submitter:
                     len(self.state.in_state("submitted")),
                 )
         if stop:
-            raise as_task_error(stop[0], retry_useless=True)
+            raise BatchHalt(stop[0], final=True)
 
     async def _submit_one(self, entry: BatchEntry) -> Sam3ProviderError | None:
-        from airflow_provider_sam3.operators.batch_results import worth_resubmitting
-        from airflow_provider_sam3.triggers.batch import url_templates_of
+        from airflow_provider_sam3.batch.results import worth_resubmitting
+        from airflow_provider_sam3.batch.polling import url_templates_of
 
         try:
-            body = await asyncio.to_thread(self.body_for, entry)
+            body = await self.body_for(entry)
         except InputValidationError as error:  # e.g. the file changed since the batch was listed
             entry.fail(str(error), type(error).__name__, state="invalid")
+            return error
+        except Sam3ProviderError as error:  # uploading the image to fal's storage failed: nothing was submitted
+            entry.fail(
+                f"uploading the image to fal's storage failed: {error}",
+                type(error).__name__,
+                retryable=worth_resubmitting(error),
+            )
             return error
         try:
             ref = await self.hook.asubmit(self.endpoint.endpoint_id, body, priority=self.priority)

@@ -46,7 +46,6 @@ class BatchState:
     entries: dict[str, BatchEntry] = field(default_factory=dict)
     url_templates: dict[str, str] | None = None
     cycle: int = 0
-    shard_of: dict[str, int] = field(default_factory=dict)
     dirty: set[int] = field(default_factory=set)
     saved_header: dict[str, Any] | None = None
     journal_next: int = 0
@@ -58,24 +57,34 @@ class BatchState:
     def add(self, entry: BatchEntry) -> None:
         """Add an input row at the end (its index is its position), in the last shard if it has room."""
         key = str(entry.index)
-        shard = len(self.entries) // SHARD_SIZE
+        assert entry.index == len(self.entries), "entries are added in input order, keyed by position"
+        shard = entry.index // SHARD_SIZE
         self.entries[key] = entry
-        self.shard_of[key] = shard
         self.dirty.add(shard)
 
     def touch(self, key: str) -> None:
         """Mark an entry changed, so the next ``save`` writes its shard."""
-        self.dirty.add(self.shard_of[key])
+        self.dirty.add(int(key) // SHARD_SIZE)
 
     @property
     def shard_count(self) -> int:
-        return max(self.shard_of.values(), default=-1) + 1
+        return -(-len(self.entries) // SHARD_SIZE)
 
     def ordered(self) -> list[BatchEntry]:
-        return sorted(self.entries.values(), key=lambda e: e.index)
+        """Every entry in input order (entries are added in that order)."""
+        return list(self.entries.values())
 
     def in_state(self, *states: str) -> list[BatchEntry]:
-        return [entry for entry in self.ordered() if entry.state in states]
+        return [entry for entry in self.entries.values() if entry.state in states]
+
+    def grouped(self) -> dict[str, list[BatchEntry]]:
+        """Entries by state, each list in input order (one pass over the batch)."""
+        groups: dict[str, list[BatchEntry]] = {
+            name: [] for name in ("pending", "submitted", "completed", "done", "failed", "invalid", "repeat")
+        }
+        for entry in self.entries.values():
+            groups[entry.state].append(entry)
+        return groups
 
     def by_request_id(self) -> dict[str, str]:
         return {
@@ -109,10 +118,10 @@ class BatchState:
         """Write every changed shard, and the header when it changed."""
         if store is None:
             return
-        shards: dict[int, dict[str, Any]] = {number: {} for number in self.dirty}
-        for key, number in self.shard_of.items():
-            if number in shards:
-                shards[number][key] = self.entries[key].to_json()
+        shards: dict[int, dict[str, Any]] = {}
+        for number in self.dirty:  # a shard holds positions number * SHARD_SIZE onwards
+            keys = (str(i) for i in range(number * SHARD_SIZE, (number + 1) * SHARD_SIZE))
+            shards[number] = {key: self.entries[key].to_json() for key in keys if key in self.entries}
         for number, value in sorted(shards.items()):
             if value:
                 store.set(shard_key(number), value)

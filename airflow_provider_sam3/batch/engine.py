@@ -1,0 +1,456 @@
+"""The batch engine: one stay on the worker after another. It stores what the trigger reports, submits what is
+due while storing what finishes meanwhile, fetches again what fal completed but could not be stored, and stays for
+the end when little is left. No Airflow imports: the operator hands it a hook, the run's state, its folder and the
+task state store, and turns ``BatchHalt`` into the task's failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_sam3.batch.inputs import InputLimits
+from airflow_provider_sam3.batch.submit import ACCOUNT_ERRORS
+from airflow_provider_sam3.exceptions import FalRequestError
+from airflow_provider_sam3.models.batch import request_id_of
+
+if TYPE_CHECKING:
+    from airflow_provider_sam3.batch.state import BatchState
+    from airflow_provider_sam3.endpoints import Endpoint
+    from airflow_provider_sam3.hooks.fal import FalHook
+    from airflow_provider_sam3.models.batch import BatchEntry
+    from airflow_provider_sam3.models.reference import RequestReference
+
+FETCH_ATTEMPTS = 5
+"""Attempts per try to fetch and store a result fal completed before the try fails (its retry fetches it again)."""
+WORKER_WAIT_SECONDS = 5.0
+"""When the next thing worth doing (the batch's end, or room to submit more) is estimated closer than this, the
+worker waits for it itself: a deferral round trip (about 4 s measured on Airflow 3.3.2 here) would cost more."""
+END_POLL_INTERVAL = 0.5
+"""Status rounds while the worker stays: the batch's end is what the user waits for."""
+SUBMISSION_LEAD = 100
+"""While submitting, results are stored only when at least this many requests wait at fal: submitting first keeps
+fal's queue from running dry, storing fills the time the queue is long anyway."""
+COLLECT_EVERY_MIN = 100
+COLLECT_ROUNDS = 5
+"""By default the trigger hands back finished requests about this many times per batch (at least
+``COLLECT_EVERY_MIN`` at a time), so outputs are copied while fal still works on the rest."""
+DEFAULT_MAX_IN_FLIGHT = 256
+"""Requests waiting at fal at once by default: far more than an account's concurrency (so fal never runs dry),
+few enough that the trigger's kwargs stay about 10 KB and a clear cancels all of them within Airflow's 30 s."""
+MAX_TRIGGER_REQUESTS = 600
+"""Most requests one ``FalBatchTrigger`` waits for (its kwargs then hold about 24 KB of ids; MySQL's
+``trigger.kwargs`` is a 64 KB TEXT column, and Airflow encrypts kwargs, adding about a third)."""
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """The operator's options the engine acts on."""
+
+    deferrable: bool = False
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    submit_concurrency: int = 8
+    max_resubmits: int = 2
+    collect_every: int | None = None
+    poll_interval: float | None = None
+    max_poll_interval: float | None = None
+    priority: str | None = None
+    try_number: int = 1
+    shared_arguments: dict[str, Any] = field(default_factory=dict)
+    limits: InputLimits = field(default_factory=InputLimits)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """The stay ends with requests at fal: the operator defers on these ids (submission order)."""
+
+    request_ids: list[str]
+    fire_at: int | None
+
+
+class BatchHalt(Exception):
+    """Ends this try of the batch: ``error`` says why; ``final`` when a retry could not change it."""
+
+    def __init__(self, error: Exception, *, final: bool) -> None:
+        super().__init__(str(error))
+        self.error, self.final = error, final
+
+
+class BatchEngine:
+    """Works on one batch for one stay on the worker (see ``run``)."""
+
+    def __init__(
+        self,
+        hook: FalHook,
+        endpoint: Endpoint,
+        state: BatchState,
+        folder: Any,
+        store: Any,
+        options: BatchOptions,
+        log: Any,
+    ) -> None:
+        self.hook = hook
+        self.endpoint = endpoint
+        self.state = state
+        self.folder = folder
+        self.store = store
+        self.options = options
+        self.log = log
+        self.by_request: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ rules shared with the operator
+
+    def requeue(self) -> None:
+        """Failures that a new submission may fix go back in line: at most ``max_resubmits`` times per image per
+        try on average (``max_resubmits`` x the try number in all). Final failures (rejected input, app errors)
+        are never submitted again; after the batch's deadline nothing is, until a later try."""
+        state = self.state
+        if time.time() >= state.deadline:
+            return
+        budget = self.options.max_resubmits * self.options.try_number
+        for key, entry in state.entries.items():
+            if entry.state == "failed" and entry.retryable and entry.retries < budget:
+                self.log.warning(
+                    "images[%d] (%s) failed (%s); submitting it again (%d of %d)",
+                    entry.index,
+                    entry.source,
+                    entry.error,
+                    entry.retries + 1,
+                    budget,
+                )
+                entry.retries += 1
+                entry.state = "pending"
+                state.touch(key)
+
+    @staticmethod
+    def reference(state: BatchState, entry: BatchEntry) -> RequestReference:
+        from airflow_provider_sam3.batch.polling import reference_for
+
+        request_id = request_id_of(entry)
+        explicit = {request_id: entry.urls} if entry.urls else None
+        return reference_for(request_id, state.endpoint_id, state.url_templates or {}, explicit)
+
+    # ------------------------------------------------------------------ one stay
+
+    async def run(self, event: dict[str, Any] | None) -> Waiting | None:
+        """One stay on the worker: store what the trigger reports, submit what is due while storing what
+        finishes meanwhile, fetch again what fal completed but could not be stored, and stay while the next thing
+        worth doing is seconds away. Returns None when every image is final, else what to defer on."""
+        from airflow_provider_sam3.batch.results import ResultCollector
+
+        hook, state, store = self.hook, self.state, self.store
+        # Before anything runs concurrently: the task state store is written synchronously from this loop, and
+        # Airflow refuses a synchronous supervisor call while an async one (a connection lookup) is in flight.
+        await hook.aget_settings()
+        # Storage connections too, in a thread: a worker thread looking a connection up holds the supervisor
+        # channel, and a state-store write from this loop at that moment is refused in the same way.
+        await asyncio.to_thread(self._warm_storage, state, self.folder)
+        collector = ResultCollector(hook, self.endpoint, self.folder, self.log)
+        self.by_request = state.by_request_id()
+        rate = (event or {}).get("rate")
+        if event is not None:
+            await self._absorb(event, collector)
+        poller = self._poller()  # after the event: what it reported finished is not polled again
+        round_number, idle, refetches, refetch_at = 0, 0, 0, 0.0
+        while True:
+            self.requeue()
+            if time.time() >= state.deadline:
+                await self._expire()
+            groups = state.grouped()
+            if groups["pending"]:
+                await self._submit_while_storing(groups, poller, collector)
+                groups = state.grouped()
+            unstored = groups["completed"]
+            if unstored and time.monotonic() >= refetch_at:  # backing off: storage or fal may need a while
+                self._give_up_fetching_if_due(unstored)
+                await self._store_finished({request_id_of(e): [None, None, None] for e in unstored}, collector)
+                refetches += 1
+                refetch_at = time.monotonic() + min(2.0**refetches / 4, 30.0)
+                groups = state.grouped()
+            waiting = groups["submitted"]
+            pending, left_unstored = len(groups["pending"]), len(groups["completed"])
+            if not waiting and not pending and not left_unstored:
+                state.save(store)
+                return None
+            if not waiting:  # only images whose submission failed for now, or results to fetch again
+                idle += 1
+                await asyncio.sleep(min(2.0**idle / 4, 30.0))
+                continue
+            rate = poller.rate() or rate
+            fire_at = self._fire_at(len(waiting), pending, rate)
+            # Results waiting to be fetched again keep the task here (bounded by FETCH_ATTEMPTS): fal keeps a
+            # result for a limited time, and one that expires during a long deferral would be paid again.
+            if self.options.deferrable and not left_unstored and not self._worth_staying(len(waiting), fire_at, rate):
+                state.save(store)
+                waiting.sort(key=lambda e: (e.submitted_at or 0, e.index))
+                handed = waiting[:MAX_TRIGGER_REQUESTS]
+                return Waiting([request_id_of(e) for e in handed], fire_at if len(handed) == len(waiting) else None)
+            await asyncio.sleep(poller.throttle_pause(min(poller.interval(round_number), END_POLL_INTERVAL)))
+            await self._poll_and_store(poller, collector, round_number)
+            round_number += 1
+
+    @staticmethod
+    def _warm_storage(state: BatchState, folder: Any) -> None:
+        """Resolve each object store the batch will read or write (one connection lookup each) before anything
+        runs concurrently."""
+        from airflow_provider_sam3.batch.listing import BatchImage
+
+        stores: dict[tuple[str, str | None], BatchEntry] = {}
+        for entry in state.in_state("pending"):
+            scheme = entry.source.split("://", 1)[0].lower() if "://" in entry.source else ""
+            if scheme not in ("", "http", "https", "file", "data"):
+                stores.setdefault((scheme, entry.conn_id), entry)
+        for entry in stores.values():
+            getattr(BatchImage(entry.source, entry.conn_id).opened(), "fs", None)
+        getattr(folder, "fs", None)
+
+    def _give_up_fetching_if_due(self, unstored: list[BatchEntry]) -> None:
+        """A result fal completed that could not be fetched or stored ``FETCH_ATTEMPTS`` times in this try ends
+        the try (the retry fetches it again, never submits it again)."""
+        stuck = [e for e in unstored if e.fetch_failures >= FETCH_ATTEMPTS * self.options.try_number]
+        if stuck:
+            first = stuck[0]
+            raise BatchHalt(
+                FalRequestError(
+                    f"{len(stuck)} results that fal completed could not be fetched or stored after {FETCH_ATTEMPTS} "
+                    f"attempts (first: images[{first.index}] {first.source}: {first.error}). They are paid and "
+                    "kept: a retry, or a clear once the cause is fixed, fetches them without submitting them again"
+                ),
+                final=False,
+            )
+
+    @staticmethod
+    def _worth_staying(waiting: int, fire_at: int | None, rate: float | None) -> bool:
+        """Whether the trigger would fire so soon (the batch's end, or room to submit more) that a deferral round
+        trip would cost more than waiting here."""
+        if rate is None:
+            return False
+        return (fire_at or waiting) / rate <= WORKER_WAIT_SECONDS
+
+    def _fire_at(self, waiting: int, pending: int, rate: float | None) -> int | None:
+        """How many finished requests make the trigger fire early: to submit more (``max_in_flight``), to come
+        back for the last few seconds of the batch, or to store outputs while fal works on the rest."""
+        candidates = []
+        if pending:
+            candidates.append(max(1, min(waiting, self.options.max_in_flight // 2)))
+        if rate:
+            candidates.append(waiting - int(rate * WORKER_WAIT_SECONDS))
+        if self.options.collect_every != 0:
+            candidates.append(self.options.collect_every or max(COLLECT_EVERY_MIN, waiting // COLLECT_ROUNDS))
+        useful = [count for count in candidates if 0 < count < waiting]
+        return min(useful, default=None)
+
+    def _poller(self) -> Any:
+        """A poller for the requests at fal now; submissions add to it as they go."""
+        from airflow_provider_sam3.batch.polling import BatchPoller, ProgressLine
+
+        state = self.state
+        waiting = sorted(state.in_state("submitted"), key=lambda e: (e.submitted_at or 0, e.index))
+        progress = progress_counts(state)
+        return BatchPoller(
+            self.hook,
+            state.endpoint_id,
+            state.url_templates or {},
+            [request_id_of(e) for e in waiting],
+            explicit_urls={request_id_of(e): e.urls for e in waiting if e.urls},
+            deadline=None,
+            poll_interval=self.options.poll_interval,
+            max_poll_interval=self.options.max_poll_interval,
+            fire_at=None,
+            progress=ProgressLine(progress["total"], progress["done"], progress["failed"], state.endpoint_id),
+            log=self.log,
+        )
+
+    async def _submit_while_storing(self, groups: dict[str, list[BatchEntry]], poller: Any, collector: Any) -> None:
+        """Submit what is due; meanwhile store the results of requests that finish (fal starts on the first
+        submission, so a long submission would otherwise leave finished results waiting)."""
+        submitted = asyncio.Event()
+        state = self.state
+
+        def on_submitted(entries: list[BatchEntry]) -> None:
+            poller.url_templates = state.url_templates or {}
+            poller.explicit_urls.update({e.request_id: e.urls for e in entries if e.urls})
+            for entry in entries:
+                self.by_request[request_id_of(entry)] = str(entry.index)
+            poller.add([e.request_id for e in entries])
+
+        async def store_meanwhile() -> None:
+            round_number = 0
+            while not submitted.is_set():
+                try:
+                    await asyncio.wait_for(submitted.wait(), timeout=poller.interval(round_number))
+                except asyncio.TimeoutError:
+                    if len(poller.waiting) >= SUBMISSION_LEAD:  # fal has plenty queued: time to store results
+                        await self._poll_and_store(poller, collector, round_number)
+                        round_number += 1
+
+        storing = asyncio.create_task(store_meanwhile())
+        try:
+            await self._submit_due(groups, on_submitted)
+        finally:
+            submitted.set()
+            await storing
+
+    async def _submit_due(
+        self, groups: dict[str, list[BatchEntry]], on_submitted: Callable[[list[BatchEntry]], None]
+    ) -> None:
+        """Submit pending images in input order (at most ``max_in_flight`` waiting at fal); each body is built
+        when its turn comes, and each request id is in the task state store as soon as its submit call returns."""
+        from airflow_provider_sam3.batch.inputs import build_body
+        from airflow_provider_sam3.batch.listing import BatchImage
+        from airflow_provider_sam3.batch.submit import Submitter
+
+        room = max(0, self.options.max_in_flight - len(groups["submitted"]))
+        due = [str(entry.index) for entry in groups["pending"][:room]]
+
+        async def body_for(entry: BatchEntry) -> dict[str, Any]:
+            image = BatchImage(entry.source, entry.conn_id, entry.arguments)
+            body, facts = await build_body(
+                self.hook,
+                self.endpoint,
+                image,
+                self.options.shared_arguments,
+                f"images[{entry.index}]",
+                self.options.limits,
+            )
+            entry.width, entry.height = facts.width, facts.height
+            return body
+
+        submitter = Submitter(
+            self.hook,
+            self.endpoint,
+            self.state,
+            self.store,
+            concurrency=self.options.submit_concurrency,
+            priority=self.options.priority,
+            body_for=body_for,
+            log=self.log,
+        )
+        await submitter.submit(due, on_submitted)
+        self.state.save(self.store)
+
+    async def _poll_and_store(self, poller: Any, collector: Any, round_number: int) -> None:
+        """One status round on the worker, then store whatever finished."""
+        if not poller.waiting:
+            return
+        _, fatal = await poller.poll_once(round_number)
+        if fatal is not None:
+            raise BatchHalt(fatal, final=True)
+        if poller.progress.due():
+            self.log.info(
+                poller.progress.describe(poller.finished_count, poller.failed, poller.running, len(poller.waiting))
+            )
+        finished = poller.take_finished()
+        if finished:
+            await self._store_finished(finished, collector)
+
+    async def _store_finished(self, finished: dict[str, list[Any]], collector: Any) -> None:
+        """Fetch and store finished requests' outputs, write their manifest rows, then save their entries."""
+        from airflow_provider_sam3.batch.manifest import write_part
+
+        state = self.state
+        items = {}
+        for request_id, outcome in finished.items():
+            key = self.by_request.get(request_id)
+            if key is not None and state.entries[key].state in ("submitted", "completed"):
+                entry = state.entries[key]
+                items[request_id] = (entry, self.reference(state, entry), outcome)
+        if not items:
+            return
+        rows = await collector.collect(items)
+        await asyncio.to_thread(write_part, collector.output_path, state.cycle, rows)
+        state.cycle += 1
+        for row in rows:  # done only now: an entry saved as done always has its row on storage
+            entry = state.entries[self.by_request[row["request_id"]]]
+            entry.state, entry.error, entry.error_class, entry.retryable = "done", None, None, False
+        for request_id in items:
+            state.touch(self.by_request[request_id])
+        state.save(self.store)
+        failed = sum(1 for entry, _, _ in items.values() if entry.state == "failed")
+        unstored = sum(1 for entry, _, _ in items.values() if entry.state == "completed")
+        self.log.info(
+            "Stored %d finished requests: %d results, %d failed, %d to fetch again",
+            len(items),
+            len(rows),
+            failed,
+            unstored,
+        )
+
+    async def _absorb(self, event: dict[str, Any], collector: Any) -> None:
+        """What the trigger reports: store what finished, record cancellations, and end on a fatal error."""
+        await self._store_finished(event.get("finished") or {}, collector)
+        await self._settle_cancelled(event.get("cancelled") or {})
+        self.state.save(self.store)
+        if event["status"] == "error":
+            error = FalRequestError(f"waiting for the batch failed: {event.get('message')}")
+            raise BatchHalt(error, final=event.get("error_class") in ACCOUNT_ERRORS)
+
+    async def _expire(self) -> None:
+        """The batch's timeout passed: cancel what is at fal, and give up on what was not submitted. Results fal
+        completed are still fetched (they are paid)."""
+        from airflow_provider_sam3.batch.polling import cancel_all
+
+        state = self.state
+        waiting = state.in_state("submitted")
+        newest_first = [self.reference(state, e) for e in reversed(waiting)]
+        outcomes = await cancel_all(self.hook, newest_first) if waiting else {}
+        await self._settle_cancelled(outcomes)
+        for key, entry in state.entries.items():
+            if entry.state == "pending":  # nothing paid: a later try (a retry or a clear) may submit it
+                entry.fail(
+                    "the batch's timeout passed before this image was submitted",
+                    "FalDeadlineExceededError",
+                    retryable=True,
+                )
+                state.touch(key)
+        state.save(self.store)
+
+    async def _settle_cancelled(self, outcomes: dict[str, str]) -> None:
+        """Requests the batch's timeout cancelled. A cancel fal confirmed leaves nothing to pay: a later try may
+        submit the image again. Any other answer (fal had finished it, or the cancel failed) is checked once: a
+        completed request is paid and its result is fetched; a failed one fails as fal says."""
+        from airflow_provider_sam3.batch.results import completed_error, worth_resubmitting
+        from airflow_provider_sam3.exceptions import Sam3ProviderError
+
+        state = self.state
+        for request_id, outcome in outcomes.items():
+            key = self.by_request.get(request_id)
+            if key is None or state.entries[key].state != "submitted":
+                continue
+            entry = state.entries[key]
+            state.touch(key)
+            status = None
+            if outcome != "CANCELLATION_REQUESTED":
+                try:
+                    status = await self.hook.astatus(self.reference(state, entry))
+                except Sam3ProviderError:
+                    status = None
+            if status is not None and status.done and not status.error:
+                entry.billed += 1
+                entry.completed_unstored("fal completed it before the batch's timeout cancel arrived", "Completed")
+                entry.fetch_failures = 0  # not a failed fetch: it was never fetched
+            elif status is not None and status.done and status.error_type != "request_cancelled":
+                error = completed_error(
+                    str(status.error), status.error_type, endpoint_id=state.endpoint_id, request_id=request_id
+                )
+                entry.fail(str(error), type(error).__name__, retryable=worth_resubmitting(error))
+            else:
+                entry.fail(
+                    f"the batch's timeout passed before fal finished it; cancel at fal: {outcome}",
+                    "FalDeadlineExceededError",
+                    retryable=True,
+                )
+
+
+def explicit_urls(state: BatchState, request_ids: list[str]) -> dict[str, dict[str, str]]:
+    """The URLs of these requests when they do not follow the batch's templates."""
+    wanted = set(request_ids)
+    return {e.request_id: e.urls for e in state.entries.values() if e.urls and e.request_id in wanted}
+
+
+def progress_counts(state: BatchState) -> dict[str, int]:
+    counts = state.counts()
+    return {"total": len(state.entries), "done": counts["done"], "failed": counts["failed"] + counts["invalid"]}

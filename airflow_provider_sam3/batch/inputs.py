@@ -1,0 +1,247 @@
+"""A batch's images on the way in: validated from their headers before anything is paid, read in full only when
+their turn to be submitted comes, and sent inline (data URI) or through fal's storage when large.
+
+Validation reads each file's header (format, size, EXIF orientation) and its byte size: nothing of the image is
+kept, so memory does not grow with the number or the size of the images. Only regular files are read: a FIFO
+would hang the task, a device (``/dev/zero`` named ``.png``) would be read forever.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_sam3.exceptions import InputValidationError, InvalidImageError
+
+if TYPE_CHECKING:
+    from airflow_provider_sam3.batch.listing import BatchImage
+    from airflow_provider_sam3.hooks.fal import FalHook
+
+MiB = 1024 * 1024
+DEFAULT_UPLOAD_ABOVE_BYTES = 4 * MiB
+"""Inputs larger than this go through fal's storage and are sent as URLs (fal's guidance: URLs for anything but
+small files; a data URI grows the submit call by 4/3 of the file, and fal reads it from the request body). Measured
+in ``bench/batch_scale.py`` (docs/benchmarks.md, "batch-scale")."""
+DEFAULT_MAX_INPUT_BYTES = 64 * MiB
+"""Largest input file accepted. Photos are 1 to 10 MB; 64 MiB leaves room for large PNG scans while refusing
+video files, disk images and runaway files before any is read."""
+INSPECT_CONCURRENCY = 16
+"""Image headers read at once while validating (object storage answers each read after a round trip)."""
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """How a batch treats its input files."""
+
+    upload_above_bytes: int | None = DEFAULT_UPLOAD_ABOVE_BYTES
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What validation learnt of an image: its size as fal sees it (upright), and its file's byte size."""
+
+    width: int | None
+    height: int | None
+    byte_size: int | None
+
+
+def inspect_images(
+    images: list[tuple[str, BatchImage]], limits: InputLimits
+) -> list[ImageFacts | InputValidationError]:
+    """Inspect ``(field, image)`` pairs concurrently (bounded); each gets its facts or the error that refuses it."""
+
+    def one(item: tuple[str, BatchImage]) -> ImageFacts | InputValidationError:
+        where, image = item
+        try:
+            return inspect_image(image, where, limits)
+        except InputValidationError as error:
+            return error
+
+    if len(images) <= 1:
+        return [one(item) for item in images]
+    with ThreadPoolExecutor(max_workers=INSPECT_CONCURRENCY, thread_name_prefix="sam3-inspect") as pool:
+        return list(pool.map(one, images))
+
+
+def inspect_image(image: BatchImage, where: str, limits: InputLimits) -> ImageFacts:
+    """Validate one image from its header: a regular file within ``max_input_bytes``, in a format fal accepts,
+    with a pixel count within bounds. http(s) URLs and data URIs are checked as the single operators check them."""
+    from airflow_provider_sam3.media.inputs import prepare_image
+
+    source = image.source
+    if _is_url(source) or source[:5].lower() == "data:":
+        prepared = prepare_image(source, field=where)
+        return ImageFacts(prepared.width, prepared.height, prepared.byte_size)
+    opened = image.opened()
+    size = _regular_file_size(opened, where)
+    _check_size(size, where, limits)
+    return _header_facts(opened, where)
+
+
+async def build_body(
+    hook: FalHook,
+    endpoint: Any,
+    image: BatchImage,
+    shared: dict[str, Any],
+    where: str,
+    limits: InputLimits,
+) -> tuple[dict[str, Any], ImageFacts]:
+    """The request body for one image, built when its turn comes: the file is read (again checked to be a
+    regular file within the cap), decoded, turned upright, and sent inline or uploaded to fal's storage."""
+    import asyncio
+
+    if _is_url(image.source) or image.source[:5].lower() == "data:":
+        url, facts = await asyncio.to_thread(_prepared_url, image.source, where)
+    else:
+        checked = await asyncio.to_thread(_read_checked, image, where, limits)
+        facts = ImageFacts(checked.width, checked.height, len(checked.data))
+        if limits.upload_above_bytes is not None and len(checked.data) > limits.upload_above_bytes:
+            name = os.path.basename(image.source.rstrip("/")) or "image"
+            url = await hook.aupload(checked.data, checked.mime, name)
+        else:
+            from airflow_provider_sam3.media.inputs import to_data_uri
+
+            url = to_data_uri(checked.data, checked.mime)
+        del checked
+    body = check_image_fields(endpoint, {**shared, **image.arguments, "image_url": url}, facts)
+    return body, facts
+
+
+PLACEHOLDER_IMAGE_URL = "https://placeholder.invalid/image.png"
+"""Stands for the image while the other fields are validated (the image itself is checked from its header)."""
+
+
+def check_image_fields(endpoint: Any, arguments: dict[str, Any], facts: ImageFacts) -> dict[str, Any]:
+    """The validated request body for these fields, with points and boxes checked against the image's size."""
+    from airflow_provider_sam3.models.geometry import check_prompt_geometry
+
+    body = endpoint.validate_input(arguments).to_request()
+    check_prompt_geometry(body, {"width": facts.width, "height": facts.height})
+    return body
+
+
+def _prepared_url(source: str, where: str) -> tuple[str, ImageFacts]:
+    from airflow_provider_sam3.media.inputs import prepare_image
+
+    prepared = prepare_image(source, field=where)
+    return prepared.url, ImageFacts(prepared.width, prepared.height, prepared.byte_size)
+
+
+def _read_checked(image: BatchImage, where: str, limits: InputLimits) -> Any:
+    from airflow_provider_sam3.media.inputs import check_image_bytes
+
+    opened = image.opened()
+    _check_size(_regular_file_size(opened, where), where, limits)
+    with _open(opened) as handle:
+        data = handle.read(limits.max_input_bytes + 1)  # a file that grew since it was listed stops at the cap
+    _check_size(len(data), where, limits)
+    return check_image_bytes(data, image.source, where)
+
+
+def _is_url(source: str) -> bool:
+    return source[:8].lower() == "https://" or source[:7].lower() == "http://"
+
+
+def _regular_file_size(opened: Any, where: str) -> int:
+    """The size of a regular file; anything else (a folder, FIFO, device, socket, missing file) is refused by name."""
+    if isinstance(opened, str):
+        try:
+            info = os.stat(os.path.expanduser(opened))  # follows symlinks: a link to /dev/zero is a device
+        except OSError as error:
+            raise InvalidImageError(
+                where, f"{opened!r} cannot be read ({error.strerror or error}); give an existing image file."
+            ) from None
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidImageError(
+                where,
+                f"{opened!r} is {_file_kind(info.st_mode)}, not a regular file; only image files can be sent "
+                "(reading a FIFO would hang the task, a device would be read forever).",
+            )
+        return info.st_size
+    try:
+        info = opened.stat()
+    except Exception as error:  # noqa: BLE001 - fsspec raises many kinds
+        raise InvalidImageError(
+            where, f"{opened} cannot be read ({type(error).__name__}: {error}); give an existing image file."
+        ) from None
+    kind = _get(info, "type")
+    if kind not in (None, "file"):
+        raise InvalidImageError(where, f"{opened} is a {kind}, not a file; give an image file.")
+    size = _get(info, "size")
+    if size is None:
+        size = _get(info, "st_size")
+    return int(size) if size is not None else 0
+
+
+def _get(info: Any, name: str) -> Any:
+    return info.get(name) if isinstance(info, dict) else getattr(info, name, None)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def _check_size(size: int, where: str, limits: InputLimits) -> None:
+    if size > limits.max_input_bytes:
+        raise InvalidImageError(
+            where,
+            f"is {size:,} bytes, more than max_input_bytes={limits.max_input_bytes:,}; downscale or recompress it, "
+            "or raise max_input_bytes.",
+        )
+
+
+def _open(opened: Any) -> Any:
+    return open(os.path.expanduser(opened), "rb") if isinstance(opened, str) else opened.open("rb")
+
+
+def _header_facts(opened: Any, where: str) -> ImageFacts:
+    """Format, size and orientation from the file's first bytes (Pillow reads headers lazily)."""
+    from PIL import Image, UnidentifiedImageError, features
+
+    from airflow_provider_sam3.media.inputs import DEFAULT_MAX_PIXELS, accepted_format
+
+    description = str(opened)
+    with _open(opened) as handle:
+        try:
+            image = Image.open(handle)
+        except UnidentifiedImageError:
+            handle.seek(0)
+            head = handle.read(512)
+            from airflow_provider_sam3.media.inputs import _avif_brand, _looks_like
+
+            if _avif_brand(head) and not features.check("avif"):
+                return ImageFacts(None, None, None)
+            raise InvalidImageError(
+                where, f"{description} is not an accepted image: its content looks like {_looks_like(head)}."
+            ) from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            raise InvalidImageError(where, f"{description} is too large: {error}.") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as error:
+            raise InvalidImageError(where, f"{description} is truncated or corrupt ({error}).") from None
+        with image:
+            accepted_format(image, description, where)
+            width, height = image.size
+            if width * height > DEFAULT_MAX_PIXELS:
+                raise InvalidImageError(
+                    where,
+                    f"{description} is {width}x{height} = {width * height:,} pixels, more than the limit of "
+                    f"{DEFAULT_MAX_PIXELS:,} pixels; downscale it.",
+                )
+            try:
+                orientation = image.getexif().get(0x0112)
+            except Exception:  # noqa: BLE001 - unreadable EXIF: Pillow sends the image as stored
+                orientation = None
+    if orientation in (5, 6, 7, 8):  # turned a quarter: fal sees it with width and height swapped
+        width, height = height, width
+    return ImageFacts(width, height, None)

@@ -1,0 +1,89 @@
+"""A run's batch planned before anything is paid: the listing (or this shard of it) as entries, every image
+validated from its header and every image's fields validated; repeated rows share one request."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_sam3.batch.state import BatchState
+from airflow_provider_sam3.exceptions import InputValidationError
+
+if TYPE_CHECKING:
+    from airflow_provider_sam3.batch.inputs import InputLimits
+    from airflow_provider_sam3.batch.listing import BatchImage
+    from airflow_provider_sam3.endpoints import Endpoint
+
+INVALID_SHOWN = 5
+
+
+def shard_of(source: str, shard_count: int) -> int:
+    """The shard an image belongs to: a hash of its source, so every shard task finds the same split in its own
+    listing, and a repeated image stays in one shard."""
+    return int(hashlib.sha256(source.encode("utf-8")).hexdigest()[:12], 16) % shard_count
+
+
+def plan_batch(
+    endpoint: Endpoint,
+    images: list[BatchImage],
+    *,
+    shared: dict[str, Any],
+    limits: InputLimits,
+    timeout: float,
+    skip_invalid: bool,
+    shard: tuple[int, int] | None,
+    log: Any,
+) -> BatchState:
+    """The run's batch: one entry per input row (of shard ``(index, count)`` when given). Raises
+    ``InputValidationError`` naming up to ``INVALID_SHOWN`` unusable images, unless ``skip_invalid`` records them
+    as ``invalid`` entries."""
+    from airflow_provider_sam3.batch.inputs import PLACEHOLDER_IMAGE_URL, check_image_fields, inspect_images
+    from airflow_provider_sam3.models.batch import BatchEntry, item_key
+
+    if shard is not None:
+        index, count = shard
+        listed = len(images)
+        images = [image for image in images if shard_of(image.source, count) == index]
+        log.info("Shard %d of %d: %d of the %d images listed", index, count, len(images), listed)
+    now = time.time()
+    state = BatchState(endpoint_id=endpoint.endpoint_id, started_at=now, deadline=now + timeout)
+    first_of: dict[str, int] = {}
+    to_inspect: list[tuple[str, BatchImage]] = []
+    positions: list[int] = []
+    for position, image in enumerate(images):
+        entry = BatchEntry(index=position, source=image.source, arguments=image.arguments, conn_id=image.conn_id)
+        key = item_key(endpoint.endpoint_id, image.source, image.arguments)
+        if key in first_of:
+            entry.state, entry.repeat_of = "repeat", first_of[key]
+            log.warning(
+                "images[%d] (%s) repeats images[%d] with the same fields: one request answers both rows",
+                position,
+                image.source,
+                first_of[key],
+            )
+        else:
+            first_of[key] = position
+            to_inspect.append((f"images[{position}]", image))
+            positions.append(position)
+        state.add(entry)
+    problems: list[str] = []
+    for position, (where, image), facts in zip(positions, to_inspect, inspect_images(to_inspect, limits)):
+        entry = state.entries[str(position)]
+        try:
+            if isinstance(facts, InputValidationError):
+                raise facts
+            entry.width, entry.height = facts.width, facts.height
+            check_image_fields(endpoint, {**shared, **image.arguments, "image_url": PLACEHOLDER_IMAGE_URL}, facts)
+        except InputValidationError as error:
+            problems.append(f"{where} ({image.source}): {error}")
+            entry.fail(str(error), type(error).__name__, state="invalid")
+    if problems and not skip_invalid:
+        shown = "; ".join(problem.rstrip(".") for problem in problems[:INVALID_SHOWN])
+        more = f"; and {len(problems) - INVALID_SHOWN} more" if len(problems) > INVALID_SHOWN else ""
+        raise InputValidationError(
+            "images",
+            f"{len(problems)} of {len(images)} images cannot be sent, so nothing was submitted: "
+            f"{shown}{more}. Fix them, or set skip_invalid=True to record them as invalid and go on",
+        )
+    return state

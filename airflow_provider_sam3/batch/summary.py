@@ -1,0 +1,50 @@
+"""The summary a batch task returns to XCom: counts, cost and where the manifest is (small, whatever the batch)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_sam3.batch.state import BatchState
+    from airflow_provider_sam3.endpoints import Endpoint
+
+BATCH_SUMMARY_KIND = "sam3.batch"
+SUMMARY_FAILURES_SHOWN = 20
+
+
+def build_summary(endpoint: Endpoint, state: BatchState, folder: Any, manifest: Any) -> dict[str, Any]:
+    """Counts by outcome, submissions, what fal bills, and the first failures (the manifest lists them all)."""
+    entries = state.ordered()
+    counts = state.counts()
+    price = endpoint.estimate_cost(requests=1)
+    billed = sum(e.billed for e in entries)
+    missing = [e for e in entries if state.outcome_of(e).state != "done"]
+    return {
+        "schema_version": 1,
+        "kind": BATCH_SUMMARY_KIND,
+        "endpoint_id": endpoint.endpoint_id,
+        "images": len(entries),
+        "repeats": sum(1 for e in entries if e.state == "repeat"),
+        "succeeded": counts["done"],
+        "failed": counts["failed"],
+        "invalid": counts["invalid"],
+        "submissions": sum(e.submissions for e in entries),
+        "resubmissions": sum(e.retries for e in entries),
+        "billed_requests": billed,
+        "cost_usd": round(price * billed, 6) if price is not None else None,
+        "cost_estimate_usd": state.estimate_usd,
+        "wall_seconds": round(time.time() - state.started_at, 3),
+        "output_path": str(folder),
+        "manifest": str(manifest),
+        "failures": [
+            {
+                "index": e.index,
+                "source": e.source,
+                "status": state.outcome_of(e).state,
+                "error": state.outcome_of(e).error,
+            }
+            for e in missing[:SUMMARY_FAILURES_SHOWN]
+        ],
+        "unfinished": len(missing),
+    }
