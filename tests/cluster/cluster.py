@@ -80,7 +80,7 @@ class AirflowCluster(AirflowDeployment):
 
     db_errors: ClassVar[tuple[type[BaseException], ...]] = _db_errors()
 
-    worker_concurrency: int = 4
+    worker_concurrency: int = 2
     parallelism: int = 16
     startup_timeout: float = 240.0
 

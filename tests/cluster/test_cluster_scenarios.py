@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from batch_dags import assert_every_image_once, dag_source
 from cluster import TRIGGERERS, WORKERS
+from manifests import read_manifest
 from photos import write_photos
 from waiting import wait_until
 
@@ -33,8 +34,8 @@ def test_single_image_operators_and_submit_then_sensor_on_celery(whole_cluster, 
     (``sam3_submit_then_sensor``), both as shipped: each image submitted once, every result present, and both
     workers used. The last is arranged, not hoped for: each submit is held 2 s at the emulator, so a task keeps its
     worker slot that long; Airflow's Celery settings (``task_acks_late``, prefetch multiplier 1) let a worker
-    reserve only as many messages as it has slots (4), and the run queues 8 at once (``max_active_tis_per_dagrun``),
-    so the other 4 can only be taken by the other worker while the first one's slots are held."""
+    reserve only as many messages as it has slots (2), and the run queues 8 at once (``max_active_tis_per_dagrun``),
+    so the others can only be taken by the other worker while the first one's slots are held."""
     dep = whole_cluster
     photos = write_photos(tmp_path / "photos", 20, seed=51)
     cluster_emulator.configure(concurrency=8, service_time_s=0.5)
@@ -168,3 +169,31 @@ def test_killed_worker_mid_submission_retries_on_the_other_and_pays_once(
     assert cluster_emulator.counters()["submissions"]["total"] == 120
     log2 = dep.task_log(dag_id, run_id, "segment", try_number=2)
     assert "with the image list of its first try (120 rows" in log2 and "not submitted again" in log2, log2[-3000:]
+
+
+def test_sharded_batch_runs_on_both_workers_into_one_manifest(whole_cluster, dag_writer, cluster_emulator, tmp_path):
+    """``sam3_sharded_batch`` as shipped: one 2,000-image listing split 4 ways (``shard_count=4``, mapped over
+    ``shard_index``), merged by ``Sam3MergeManifestsOperator``. Every image is in exactly one shard and once in the
+    merged manifest, paid once. Both workers ran shards, by capacity (as in the first scenario): 4 shard tasks are
+    queued at once and each worker reserves at most its 2 slots while a shard lists, checks and submits 500 images."""
+    dep = whole_cluster
+    paths = write_photos(tmp_path / "in", 2000, seed=81)
+    out = tmp_path / "out"
+    cluster_emulator.configure(concurrency=16, service_time_s=0.02)
+    dag_id = dag_writer(example_source("sam3_sharded_batch"))
+    conf = {"input_folder": str(paths[0].parent), "output_path": str(out), "prompt": "box"}
+    run_id = dep.trigger(dag_id, conf=conf)
+    assert dep.wait_for_run(dag_id, run_id, timeout=500) == "success", dep.task_instances(dag_id, run_id)
+
+    merged = dep.xcom(dag_id, run_id, "merge")
+    assert (merged["images"], merged["succeeded"], merged["submissions"]) == (2000, 2000, 2000), merged
+    assert cluster_emulator.counters()["submissions"]["total"] == 2000
+    rows = read_manifest(merged["manifest"])
+    assert sorted(row["source"] for row in rows) == sorted(str(p) for p in paths)  # each image once
+    assert all(row["status"] == "succeeded" and row["masks"] for row in rows), [r for r in rows if not r["masks"]][:2]
+    assert [row["index"] for row in rows] == list(range(2000))
+    shards = [dep.xcom(dag_id, run_id, "segment", map_index=i) for i in range(4)]
+    assert sum(s["images"] for s in shards) == 2000 and all(s["images"] for s in shards), shards
+    assert {row["shard"] for row in rows} == {0, 1, 2, 3}
+    hosts = dep.hostnames(dag_id, run_id, "segment")
+    assert {h for (_, attempt), h in hosts.items()} == set(WORKERS), hosts
