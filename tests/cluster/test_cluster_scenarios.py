@@ -111,7 +111,8 @@ def test_killed_triggerer_hands_the_batch_trigger_to_the_other(whole_cluster, da
     wait_until(
         lambda: holder in trigger_log_files(dep, dag_id, run_id), 60, 0.3, what=f"the batch trigger running in {holder}"
     )
-    assert cluster_emulator.counters()["submissions"]["total"] == 300  # all submitted before deferring
+    # Up to max_in_flight (256 by default) submitted before deferring; none finished: all of them wait at fal.
+    assert cluster_emulator.counters()["submissions"]["total"] >= 200, cluster_emulator.counters()
     survivor = next(t for t in TRIGGERERS if t != holder)
 
     dep.kill_component(holder)
