@@ -7,6 +7,7 @@ which triggerer held a trigger (``trigger.triggerer_id`` -> ``job.hostname``). N
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,17 @@ def test_single_image_operators_and_submit_then_sensor_on_celery(whole_cluster, 
     hosts = {h for h in dep.hostnames(mapped, mapped_run, "segment").values()}
     hosts |= {h for task in ("submit", "wait", "read_result") for h in dep.hostnames(sensor, sensor_run, task).values()}
     assert hosts == set(WORKERS), hosts
+    assert_state_store_cleared(dep, mapped, mapped_run)
+    assert_state_store_cleared(dep, sensor, sensor_run)
+
+
+def assert_state_store_cleared(dep, dag_id: str, run_id: str) -> None:
+    """A task that succeeded deletes its task state store rows (they would otherwise be kept for
+    ``[state_store] default_retention_days`` and answer a later clear with the old result)."""
+    rows = dep.query(
+        "SELECT task_id, map_index, key FROM task_state_store WHERE dag_id=? AND run_id=?", (dag_id, run_id)
+    )
+    assert not rows, rows
 
 
 def batch_trigger(dep, dag_id: str, run_id: str) -> tuple[int, str] | None:
@@ -114,13 +126,22 @@ def test_killed_triggerer_hands_the_batch_trigger_to_the_other(whole_cluster, da
     # Up to max_in_flight (256 by default) submitted before deferring; none finished: all of them wait at fal.
     assert cluster_emulator.counters()["submissions"]["total"] >= 200, cluster_emulator.counters()
     survivor = next(t for t in TRIGGERERS if t != holder)
+    # The trigger's kwargs as stored (Fernet-encrypted JSON) fit MySQL's 64 KB TEXT column with this many waiting.
+    stored = dep.query_one("SELECT length(kwargs) FROM trigger WHERE id=?", (trigger_id,))[0]
+    assert stored < 65535, stored
 
+    killed_at = time.monotonic()
     dep.kill_component(holder)
     wait_until(
         lambda: batch_trigger(dep, dag_id, run_id) == (trigger_id, survivor),
         120,
         0.3,
         what=f"{survivor} taking trigger {trigger_id} over",
+    )
+    print(
+        f"\n[triggerer takeover] trigger kwargs {stored} characters stored for "
+        f"{cluster_emulator.counters()['submissions']['total']} waiting requests; {survivor} held the trigger "
+        f"{time.monotonic() - killed_at:.1f}s after {holder} was killed (threshold 6 s, heartbeat 1 s)"
     )
     wait_until(
         lambda: survivor in trigger_log_files(dep, dag_id, run_id), 60, 0.3, what=f"the trigger running in {survivor}"
@@ -136,6 +157,7 @@ def test_killed_triggerer_hands_the_batch_trigger_to_the_other(whole_cluster, da
     counters = cluster_emulator.counters()
     assert counters["submissions"]["total"] == 300 and counters["cancels"]["total"] == 0, counters
     assert {holder, survivor} <= set(trigger_log_files(dep, dag_id, run_id))
+    assert_state_store_cleared(dep, dag_id, run_id)
 
 
 def test_killed_worker_mid_submission_retries_on_the_other_and_pays_once(
@@ -155,9 +177,20 @@ def test_killed_worker_mid_submission_retries_on_the_other_and_pays_once(
     wait_until(lambda: cluster_emulator.counters()["submissions"]["total"] >= 40, 300, 0.05, what="40 images submitted")
     first = dep.hostnames(dag_id, run_id, "segment")[(-1, 1)]
     assert first in WORKERS, first
+    killed_at = time.monotonic()
     dep.kill_component(first)
     at_kill = cluster_emulator.counters()["submissions"]["total"]
     assert at_kill < 120, at_kill  # killed in the middle of the submissions
+    sampler = dep.watch_task(dag_id, run_id, "segment")
+    wait_until(
+        lambda: any(t.try_number == 2 and t.state == "running" for t in sampler.transitions),
+        300,
+        0.2,
+        what="try 2 running",
+    )
+    print(
+        f"\n[worker kill] try 2 running {time.monotonic() - killed_at:.1f}s after {first} was killed (heartbeat 20 s)"
+    )
     assert dep.wait_for_run(dag_id, run_id, timeout=400) == "success", dep.task_instances(dag_id, run_id)
 
     hosts = dep.hostnames(dag_id, run_id, "segment")
@@ -170,6 +203,7 @@ def test_killed_worker_mid_submission_retries_on_the_other_and_pays_once(
     assert cluster_emulator.counters()["submissions"]["total"] == 120
     log2 = dep.task_log(dag_id, run_id, "segment", try_number=2)
     assert "with the image list of its first try (120 rows" in log2 and "not submitted again" in log2, log2[-3000:]
+    assert_state_store_cleared(dep, dag_id, run_id)
 
 
 def test_sharded_batch_runs_on_both_workers_into_one_manifest(whole_cluster, dag_writer, cluster_emulator, tmp_path):
@@ -198,3 +232,4 @@ def test_sharded_batch_runs_on_both_workers_into_one_manifest(whole_cluster, dag
     assert {row["shard"] for row in rows} == {0, 1, 2, 3}
     hosts = dep.hostnames(dag_id, run_id, "segment")
     assert {h for (_, attempt), h in hosts.items()} == set(WORKERS), hosts
+    assert_state_store_cleared(dep, dag_id, run_id)
