@@ -242,11 +242,8 @@ class AirflowCluster(AirflowDeployment):
     def _worker_ready(self, name: str) -> bool:
         # Celery logs "<nodename> ready." once it consumes from the broker.
         log = self.home / f"component-{name}.log"
-        return (
-            log.exists()
-            and f"{name}@" in log.read_text(errors="replace")
-            and " ready." in log.read_text(errors="replace")
-        )
+        text = log.read_text(errors="replace") if log.exists() else ""
+        return f"{name}@" in text and " ready." in text
 
     def _workers_ready(self) -> bool:
         return all(self._worker_ready(w) for w in WORKERS if w not in self.killed)
@@ -261,7 +258,9 @@ class AirflowCluster(AirflowDeployment):
 
     def stop(self, grace: float = 10.0, parent_grace: float = 5.0) -> list[int]:
         """SIGTERM every Airflow process, SIGKILL what is left (groups and marker), then Redis and Postgres.
-        Idempotent."""
+        Idempotent: a second call does nothing (the components' pids may belong to other processes by then)."""
+        if self.stopped:
+            return []
         self.stopped = True
         for sampler in list(self._samplers.values()):
             sampler._stop.set()
@@ -288,6 +287,7 @@ class AirflowCluster(AirflowDeployment):
             self.stop_seconds = round(time.monotonic() - t0, 1)
             self.sigkilled = killed
             self.note(f"stopped in {self.stop_seconds}s; SIGKILLed {killed}")
+            self.components = {}  # their pids (and so process groups) may be reused from now on
         return killed
 
     def _airflow_pids(self) -> list[int]:

@@ -43,12 +43,6 @@ def _in_suite(item: pytest.Item | None) -> bool:
     return item is not None and Path(__file__).resolve().parent in Path(str(item.path)).resolve().parents
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if _in_suite(item):
-            item.add_marker(pytest.mark.cluster)
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     """Stop the cluster after the suite's last test, not at the end of the session: the tests that follow in

@@ -17,7 +17,7 @@ from manifests import read_manifest
 from photos import write_photos
 from waiting import wait_until
 
-pytestmark = [pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "dags_examples"
 

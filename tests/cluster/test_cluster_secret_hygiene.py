@@ -26,7 +26,7 @@ from secret_scan import (
     shown,
 )
 
-pytestmark = [pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 
 
 def test_sentinel_key_is_nowhere_in_the_cluster(airflow_cluster, dag_writer, cluster_emulator, tmp_path, caplog, capfd):
