@@ -32,6 +32,7 @@ def get_provider_info() -> dict:
                 "integration-name": "fal SAM 3",
                 "python-modules": [
                     "airflow_provider_sam3.operators.batch",
+                    "airflow_provider_sam3.operators.merge",
                     "airflow_provider_sam3.operators.queue",
                     "airflow_provider_sam3.operators.sam3",
                 ],

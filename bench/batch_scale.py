@@ -36,36 +36,41 @@ sys.path.insert(0, str(REPO / "tests"))
 from _doc import command_line, machine, today, update_section  # noqa: E402
 
 CHILD = r"""
-import json, os, resource, sys, time
+import json, os, resource, time
 from airflow.sdk import dag
 from airflow_provider_sam3.operators.batch import Sam3BatchOperator
 from airflow_provider_sam3.triggers.batch import kwargs_size
 
-sizes = []
-original = Sam3BatchOperator._trigger
+options = json.loads(os.environ["SAM3_BENCH_OPTIONS"])
 
-def recording(self, state, request_ids, fire_at):
-    trigger = original(self, state, request_ids, fire_at)
-    sizes.append(kwargs_size(trigger))
-    return trigger
-
-Sam3BatchOperator._trigger = recording
-options = json.loads(sys.argv[1])
 
 @dag(dag_id="bench_batch_scale", schedule=None)
 def bench():
     Sam3BatchOperator(task_id="segment", images=options["images"], output_path=options["out"],
                       arguments={"prompt": "box"}, on_image_failure="report", **options["operator"])
 
-started = time.monotonic()
-run = bench().test()
-wall = time.monotonic() - started
-ti = run.get_task_instances()[0]
-summary = ti.xcom_pull(task_ids="segment") if ti.state == "success" else None
-print("RESULT " + json.dumps({
-    "state": ti.state, "wall_s": wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    "summary": summary, "kwargs_sizes": sizes,
-}))
+
+the_dag = bench()
+
+if __name__ == "__main__":
+    sizes = []
+    original = Sam3BatchOperator._trigger
+
+    def recording(self, state, request_ids, fire_at):
+        trigger = original(self, state, request_ids, fire_at)
+        sizes.append(kwargs_size(trigger))
+        return trigger
+
+    Sam3BatchOperator._trigger = recording
+    started = time.monotonic()
+    run = the_dag.test()
+    wall = time.monotonic() - started
+    ti = run.get_task_instances()[0]
+    summary = ti.xcom_pull(task_ids="segment") if ti.state == "success" else None
+    print("RESULT " + json.dumps({
+        "state": ti.state, "wall_s": wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "summary": summary, "kwargs_sizes": sizes,
+    }))
 """
 
 
@@ -112,9 +117,18 @@ def migrate(home: Path) -> None:
 
 
 def run_batch(env: dict[str, str], images: str, out: Path, **operator: object) -> dict:
+    """One batch task by ``dag.test()`` in a fresh interpreter (its DAG file in its own dags folder)."""
     options = json.dumps({"images": images, "out": str(out), "operator": operator})
+    dags = out.parent / f"dags-{out.name}"
+    dags.mkdir(parents=True, exist_ok=True)
+    (dags / "bench_batch_scale.py").write_text(CHILD)
+    env = {**env, "AIRFLOW__CORE__DAGS_FOLDER": str(dags), "SAM3_BENCH_OPTIONS": options}
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, options], env=env, capture_output=True, text=True, timeout=4 * 3600
+        [sys.executable, str(dags / "bench_batch_scale.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=4 * 3600,
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:

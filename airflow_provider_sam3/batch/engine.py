@@ -141,6 +141,9 @@ class BatchEngine:
         worth doing is seconds away. Returns None when every image is final, else what to defer on."""
         from airflow_provider_sam3.batch.results import ResultCollector
 
+        from airflow_provider_sam3.batch.memory import keep_large_buffers_off_the_heap
+
+        keep_large_buffers_off_the_heap()
         hook, state, store = self.hook, self.state, self.store
         # Before anything runs concurrently: the task state store is written synchronously from this loop, and
         # Airflow refuses a synchronous supervisor call while an async one (a connection lookup) is in flight.

@@ -87,3 +87,28 @@ def plan_batch(
             f"{shown}{more}. Fix them, or set skip_invalid=True to record them as invalid and go on",
         )
     return state
+
+
+def check_cost(
+    endpoint: Endpoint, state: BatchState, max_cost_usd: float | None, max_resubmits: int, log: Any
+) -> float | None:
+    """Log the estimated cost of what is left to submit; refuse it above ``max_cost_usd`` (nothing sent)."""
+    to_pay = len(state.in_state("pending"))
+    estimate = endpoint.estimate_cost(requests=to_pay)
+    price = f"${estimate:.2f}" if estimate is not None else "an unpublished price"
+    log.info(
+        "Batch of %d images on %s: %d requests to submit, estimated cost %s (fal bills successful requests "
+        "only; resubmissions after failures add at most %d requests)",
+        len(state.entries),
+        endpoint.endpoint_id,
+        to_pay,
+        price,
+        to_pay * max_resubmits,
+    )
+    if max_cost_usd is not None and estimate is not None and estimate > max_cost_usd:
+        raise InputValidationError(
+            "max_cost_usd",
+            f"the batch's estimated cost {price} ({to_pay} requests at {endpoint.endpoint_id}'s price) is above "
+            f"max_cost_usd=${max_cost_usd:.2f}, so nothing was submitted; raise max_cost_usd or split the batch",
+        )
+    return estimate

@@ -308,3 +308,22 @@ async def cancel_all(
         if late:
             await asyncio.gather(*late, return_exceptions=True)
     return outcomes
+
+
+def cancel_in_a_thread(hook: FalHook, references: list[RequestReference], *, budget_seconds: float) -> dict[str, str]:
+    """``cancel_all`` on an event loop of its own, in a thread, so it works from synchronous code and from
+    ``on_kill`` while the task's own loop is running; the hook is closed afterwards."""
+    import threading
+
+    outcomes: dict[str, str] = {}
+
+    async def cancel() -> None:
+        try:
+            outcomes.update(await cancel_all(hook, references, budget_seconds=budget_seconds))
+        finally:
+            await hook.aclose()
+
+    worker = threading.Thread(target=lambda: asyncio.run(cancel()), daemon=True)
+    worker.start()
+    worker.join(budget_seconds + 5)
+    return dict(outcomes)

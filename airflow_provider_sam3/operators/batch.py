@@ -13,22 +13,18 @@ document in XCom.
 from __future__ import annotations
 
 import asyncio
-import math
-import os
-import threading
 import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
 
-from airflow_provider_sam3.batch.engine import DEFAULT_MAX_IN_FLIGHT, MAX_TRIGGER_REQUESTS
+from airflow_provider_sam3.batch.engine import DEFAULT_MAX_IN_FLIGHT
 from airflow_provider_sam3.batch.inputs import DEFAULT_MAX_INPUT_BYTES, DEFAULT_UPLOAD_ABOVE_BYTES
 from airflow_provider_sam3.batch.state import BatchState
 from airflow_provider_sam3.exceptions import FalRequestError, InputValidationError
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
-from airflow_provider_sam3.operators.checks import finite_number
-from airflow_provider_sam3.operators.queue import _seconds, check_pacing
+from airflow_provider_sam3.operators.queue import _seconds
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.batch.engine import BatchEngine
@@ -38,7 +34,6 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.models.batch import BatchEntry
 
 BATCH_KINDS = ("image", "image-rle", "embed")
-FAILURE_POLICIES = ("fail", "report")
 DEFAULT_BATCH_TIMEOUT = timedelta(hours=6)
 DEFER_GRACE_SECONDS = 120
 CANCEL_WAIT_SECONDS = 25
@@ -154,88 +149,15 @@ class Sam3BatchOperator(BaseOperator):
         return endpoint_for(self.kind, str(self.version))
 
     def _check_options(self) -> None:
-        def positive_int(name: str, value: Any, *, optional: bool = False, minimum: int = 1) -> None:
-            if optional and value is None:
-                return
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise InputValidationError(name, f"{value!r} must be an integer of at least {minimum}")
+        from airflow_provider_sam3.operators.batch_checks import check_batch_options
 
-        positive_int("max_in_flight", self.max_in_flight)
-        if self.deferrable and self.max_in_flight > MAX_TRIGGER_REQUESTS:
-            raise InputValidationError(
-                "max_in_flight",
-                f"{self.max_in_flight} is more than a deferrable batch can wait for: its trigger holds every waiting "
-                f"request id in its kwargs (a 64 KB column on MySQL), and a clear must cancel them all within "
-                f"Airflow's 30 s",
-                allowed=f"1 to {MAX_TRIGGER_REQUESTS}",
-            )
-        positive_int("upload_above_bytes", self.upload_above_bytes, optional=True, minimum=0)
-        positive_int("max_input_bytes", self.max_input_bytes)
-        self._check_shard()
-        positive_int("submit_concurrency", self.submit_concurrency)
-        positive_int("max_resubmits", self.max_resubmits, minimum=0)
-        positive_int("collect_every", self.collect_every, optional=True, minimum=0)
-        if self.on_image_failure not in FAILURE_POLICIES:
-            raise InputValidationError(
-                "on_image_failure", f"{self.on_image_failure!r} is not a policy", allowed=", ".join(FAILURE_POLICIES)
-            )
-        check_pacing(self.priority, self.poll_interval, self.max_poll_interval)
-        if self.batch_timeout is None or not math.isfinite(self.batch_timeout) or self.batch_timeout <= 0:
-            raise InputValidationError("timeout", f"{self.batch_timeout!r} must be a finite positive duration")
-        self.max_cost_usd = finite_number("max_cost_usd", self.max_cost_usd, minimum=0, allow_none=True)
-        if not isinstance(self.arguments, dict):
-            raise InputValidationError(
-                "arguments", f"must be a mapping of field names to values, not {self.arguments!r}"
-            )
-        for name in ("image", "image_url"):
-            if name in self.arguments:
-                raise InputValidationError(f"arguments.{name}", "images are given through the images parameter")
+        check_batch_options(self)
 
     def _folder(self, context: Any) -> Any:
         """This task's own folder under ``output_path`` (created and checked writable before anything is paid)."""
-        from airflow_provider_sam3.batch.manifest import batch_folder
-        from airflow_provider_sam3.storage.outputs import resolve_output_path
+        from airflow_provider_sam3.operators.batch_checks import task_folder
 
-        if self.output_path is None or self.output_path == "":
-            raise InputValidationError(
-                "output_path",
-                "is required for a batch: every image's outputs and the manifest are written there "
-                "(e.g. '/data/sam3/{{ ds }}' or 's3://conn_id@bucket/sam3/{{ ds }}')",
-            )
-        ti = context.get("ti")  # absent only when execute() is called by hand, outside a task run
-        folder = batch_folder(
-            resolve_output_path(self.output_path),
-            getattr(ti, "dag_id", self.dag_id),
-            getattr(ti, "run_id", "no_run"),
-            getattr(ti, "task_id", self.task_id),
-            getattr(ti, "map_index", -1),
-        )
-        if getattr(folder, "protocol", "") in ("", "file", "local"):
-            probe = folder / f".write-check-{os.getpid()}"
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                probe.write_text("")
-                probe.unlink()
-            except OSError as error:
-                raise InputValidationError(
-                    "output_path",
-                    f"{self.output_path!r} cannot hold this batch's outputs: creating or writing "
-                    f"{folder} failed ({type(error).__name__}: {error.strerror or error}); give a writable folder",
-                ) from None
-        return folder
-
-    def _check_shard(self) -> None:
-        if self.shard_index is None and self.shard_count is None:
-            return
-        count, index = self.shard_count, self.shard_index
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise InputValidationError(
-                "shard_count", f"{count!r} must be a positive integer when shard_index is given", allowed=">= 1"
-            )
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
-            raise InputValidationError(
-                "shard_index", f"{index!r} must be an integer from 0 to shard_count - 1", allowed=f"0 to {count - 1}"
-            )
+        return task_folder(self, self.output_path, context)
 
     def _shared_arguments(self, endpoint: Endpoint) -> dict[str, Any]:
         defaults = BATCH_DEFAULTS if endpoint.kind != "embed" else {}
@@ -262,31 +184,11 @@ class Sam3BatchOperator(BaseOperator):
             log=self.log,
         )
 
-    def _check_cost(self, endpoint: Endpoint, to_pay: int, total: int) -> float | None:
-        estimate = endpoint.estimate_cost(requests=to_pay)
-        price = f"${estimate:.2f}" if estimate is not None else "an unpublished price"
-        self.log.info(
-            "Batch of %d images on %s: %d requests to submit, estimated cost %s (fal bills successful requests "
-            "only; resubmissions after failures add at most %d requests)",
-            total,
-            endpoint.endpoint_id,
-            to_pay,
-            price,
-            to_pay * self.max_resubmits,
-        )
-        if self.max_cost_usd is not None and estimate is not None and estimate > self.max_cost_usd:
-            raise InputValidationError(
-                "max_cost_usd",
-                f"the batch's estimated cost {price} ({to_pay} requests at {endpoint.endpoint_id}'s price) is above "
-                f"max_cost_usd=${self.max_cost_usd:.2f}, so nothing was submitted; raise max_cost_usd or split "
-                "the batch",
-            )
-        return estimate
-
     # ------------------------------------------------------------------ execute
 
     def execute(self, context: Any) -> Any:
         from airflow_provider_sam3.batch.listing import resolve_images
+        from airflow_provider_sam3.batch.planning import check_cost
         from airflow_provider_sam3.operators.completion import as_task_error
 
         self._try_number = max(1, int(getattr(context.get("ti"), "try_number", 1) or 1))
@@ -303,7 +205,7 @@ class Sam3BatchOperator(BaseOperator):
             assert self.batch_timeout is not None  # checked before anything runs
             state.deadline = time.time() + self.batch_timeout  # each try gets the whole timeout
             self._engine(endpoint, state, folder, store, hook=None).requeue()
-            estimate = self._check_cost(endpoint, len(state.in_state("pending")), len(state.entries))
+            estimate = check_cost(endpoint, state, self.max_cost_usd, self.max_resubmits, self.log)
         except InputValidationError as error:
             raise as_task_error(error, retry_useless=True) from error
         if state.estimate_usd is None:
@@ -403,26 +305,16 @@ class Sam3BatchOperator(BaseOperator):
         refs = [BatchEngine.reference(state, entry) for entry in reversed(submitted)]
         if not refs:
             return
-        from airflow_provider_sam3.batch.polling import cancel_all
+        from airflow_provider_sam3.batch.polling import cancel_in_a_thread
         from airflow_provider_sam3.hooks.fal import FalHook
 
         hook = FalHook(self.fal_conn_id)
         try:
-            hook.get_settings()  # here: the thread below must not talk to the task supervisor
+            hook.get_settings()  # here: the thread that cancels must not talk to the task supervisor
         except Exception as error:  # noqa: BLE001 - on_kill must not raise; say why nothing was cancelled
             self.log.warning("Could not cancel this batch's %d requests at fal: %s", len(refs), error)
             return
-
-        async def cancel() -> dict[str, str]:
-            try:
-                return await cancel_all(hook, refs, budget_seconds=CANCEL_WAIT_SECONDS)
-            finally:
-                await hook.aclose()
-
-        outcomes: dict[str, str] = {}
-        worker = threading.Thread(target=lambda: outcomes.update(asyncio.run(cancel())), daemon=True)
-        worker.start()
-        worker.join(CANCEL_WAIT_SECONDS + 5)
+        outcomes = cancel_in_a_thread(hook, refs, budget_seconds=CANCEL_WAIT_SECONDS)
         self.log.info("Sent %d cancels to fal for the %d requests of this batch at fal", len(outcomes), len(refs))
 
     # ------------------------------------------------------------------ one stay on the worker after another

@@ -34,7 +34,8 @@ class Sam3MergeManifestsOperator(BaseOperator):
         self.output_path = output_path
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_provider_sam3.batch.manifest import MANIFEST_FILE, batch_folder, merge_manifests
+        from airflow_provider_sam3.batch.manifest import MANIFEST_FILE, merge_manifests
+        from airflow_provider_sam3.operators.batch_checks import task_folder
         from airflow_provider_sam3.storage.outputs import resolve_output_path
 
         summaries = list(self.summaries or [])
@@ -47,19 +48,7 @@ class Sam3MergeManifestsOperator(BaseOperator):
                 "manifests say why. Clear them (nothing paid is paid again), then clear this task"
             )
         manifests = [resolve_output_path(summary["manifest"]) for summary in summaries]
-        base = resolve_output_path(self.output_path)
-        if base is None:
-            raise InputValidationError("output_path", "is required: the merged manifest is written there")
-        ti = context.get("ti")
-        folder = batch_folder(
-            base,
-            getattr(ti, "dag_id", self.dag_id),
-            getattr(ti, "run_id", "no_run"),
-            getattr(ti, "task_id", self.task_id),
-            getattr(ti, "map_index", -1),
-        )
-        if getattr(folder, "protocol", "") in ("", "file", "local"):
-            folder.mkdir(parents=True, exist_ok=True)
+        folder = task_folder(self, self.output_path, context)
         destination = folder / MANIFEST_FILE
         counts = merge_manifests(manifests, destination)
         self.log.info(

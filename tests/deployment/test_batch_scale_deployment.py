@@ -39,7 +39,7 @@ def test_one_listing_in_four_shards_merged_into_one_manifest(airflow_deployment,
     assert sum(shard_sizes) == 2000
     merged = dep.xcom(dag_id, run_id, "merge")
     assert (merged["shards"], merged["images"], merged["succeeded"], merged["submissions"]) == (4, 2000, 2000, 2000)
-    rows = [json.loads(line) for line in Path(merged["manifest"]).read_text().splitlines()]
+    rows = [json.loads(line) for line in Path(merged["manifest"].removeprefix("file://")).read_text().splitlines()]
     assert sorted(row["source"] for row in rows) == sorted(str(p) for p in paths)  # each image once
     assert [row["index"] for row in rows] == list(range(2000))
     assert [row["shard"] for row in rows] == sorted(row["shard"] for row in rows)  # shard after shard

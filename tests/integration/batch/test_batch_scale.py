@@ -184,6 +184,7 @@ def batch_bounded_trigger():
         deferrable=True,
         max_in_flight=40,
         poll_interval=0.2,
+        collect_every=0,
     )
 
 
@@ -193,8 +194,9 @@ trigger_dag = batch_bounded_trigger()
 def test_each_deferral_hands_the_trigger_at_most_max_in_flight_ids(
     photos, tmp_path, run_batch_dag, fal_emulator, capfd
 ):
-    fal_emulator.configure(concurrency=4, service_time_s=0.3)
-    paths = photos(120)
+    # 20 requests finishing at about 2.7 a second: 7.5 s, longer than the worker waits for itself
+    fal_emulator.configure(concurrency=4, service_time_s=1.5)
+    paths = photos(100)
     out = tmp_path / "out"
     state, results = run_batch_dag(trigger_dag, images=str(paths[0].parent), out=str(out))
     assert state == "success", results
@@ -205,5 +207,5 @@ def test_each_deferral_hands_the_trigger_at_most_max_in_flight_ids(
     ]
     assert len(deferrals) >= 2 and all(n <= 40 for n, _ in deferrals), deferrals
     assert max(size for _, size in deferrals) < 4_000
-    assert fal_emulator.counters()["submissions"]["total"] == 120 == results["segment"][1]["submissions"]
-    assert len(manifest_rows(out)) == 120
+    assert fal_emulator.counters()["submissions"]["total"] == 100 == results["segment"][1]["submissions"]
+    assert len(manifest_rows(out)) == 100

@@ -276,7 +276,7 @@ def test_batch_fault(row, deferrable, airflow_db, fal_emulator, fast_retries, tm
     for fault in row.faults:
         fal_emulator.add_fault(**fault)
     if row.write_failures:
-        from airflow_provider_sam3.operators import outputs
+        from airflow_provider_sam3.storage import outputs
 
         real_copy, failures = outputs.copy_outputs, [row.write_failures]
 

@@ -9,6 +9,10 @@ from pathlib import Path
 from example_runs import load_example, mapped, single
 
 
+def local(location: str) -> Path:
+    return Path(location.removeprefix("file://"))
+
+
 def test_four_shards_cover_the_folder_once_and_merge_into_one_manifest(
     run_example, sample_images, fal_emulator, tmp_path
 ):
@@ -23,16 +27,16 @@ def test_four_shards_cover_the_folder_once_and_merge_into_one_manifest(
     summaries = mapped(results, "segment")
     assert len(summaries) == 4
     shard_sources = [
-        [json.loads(line)["source"] for line in Path(s["manifest"]).read_text().splitlines()] for s in summaries
+        [json.loads(line)["source"] for line in local(s["manifest"]).read_text().splitlines()] for s in summaries
     ]
     assert sorted(sum(shard_sources, [])) == sorted(str(p) for p in images)  # every image in exactly one shard
 
     merged = single(results, "merge")
     assert (merged["shards"], merged["images"], merged["succeeded"]) == (4, 12, 12)
-    rows = [json.loads(line) for line in Path(merged["manifest"]).read_text().splitlines()]
+    rows = [json.loads(line) for line in local(merged["manifest"]).read_text().splitlines()]
     assert [row["source"] for row in rows] == sum(shard_sources, [])  # shard after shard, each in input order
     assert [(row["shard"], row["shard_index"]) for row in rows] == [
         (shard, index) for shard, sources in enumerate(shard_sources) for index in range(len(sources))
     ]
-    assert Path(merged["manifest"]).parent.name == "merge"
+    assert local(merged["manifest"]).parent.name == "merge"
     assert fal_emulator.counters()["submissions"]["total"] == 12 == merged["submissions"]

@@ -54,3 +54,15 @@ def test_shard_options_are_checked(tmp_path, field, value, allowed):
     with pytest.raises(InputValidationError) as raised:
         operator._check_options()
     assert field in str(raised.value) and allowed in str(raised.value)
+
+
+def test_the_mmap_threshold_is_fixed_for_large_buffers():
+    """Image bodies of several MB are served by mmap and returned on free (see batch/memory.py)."""
+    import sys
+
+    from airflow_provider_sam3.batch.memory import keep_large_buffers_off_the_heap
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc only")
+    assert keep_large_buffers_off_the_heap() is True
+    assert keep_large_buffers_off_the_heap() is True  # once per process, then a no-op

@@ -1,0 +1,88 @@
+"""The batch engine on its own, with no Airflow around it: planned, run against the emulator, its state in a plain
+store, its manifest written; and its modules import nothing of Airflow."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import subprocess
+import sys
+
+from airflow_provider_sam3.batch.engine import BatchEngine, BatchOptions
+from airflow_provider_sam3.batch.inputs import InputLimits
+from airflow_provider_sam3.batch.listing import BatchImage
+from airflow_provider_sam3.batch.manifest import write_manifest
+from airflow_provider_sam3.batch.planning import plan_batch
+from airflow_provider_sam3.batch.state import BatchState
+from airflow_provider_sam3.endpoints import endpoint_for
+from airflow_provider_sam3.hooks.fal import FalHook
+
+LOG = logging.getLogger("engine-test")
+
+
+class PlainStore:
+    """What the engine needs of Airflow's task state store: JSON values by key."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, object] = {}
+        self.writes = 0
+
+    def get(self, key, default=None):
+        return self.values.get(key, default)
+
+    def set(self, key, value):
+        self.values[key] = json.loads(json.dumps(value))
+        self.writes += 1
+
+    def delete(self, key):
+        self.values.pop(key, None)
+
+
+def test_the_engine_runs_a_batch_without_airflow(photos, tmp_path, fal_emulator):
+    fal_emulator.configure(concurrency=4, service_time_s=0.05)
+    paths = photos(30)
+    endpoint = endpoint_for("image", "3")
+    shared = {"prompt": "box", "include_scores": True, "include_boxes": True, "sync_mode": True}
+    state = plan_batch(
+        endpoint,
+        [BatchImage(str(p)) for p in paths],
+        shared=shared,
+        limits=InputLimits(),
+        timeout=300,
+        skip_invalid=False,
+        shard=None,
+        log=LOG,
+    )
+    store = PlainStore()
+    options = BatchOptions(max_in_flight=10, submit_concurrency=3, poll_interval=0.1, shared_arguments=shared)
+
+    async def run():
+        hook = FalHook()
+        try:
+            return await BatchEngine(hook, endpoint, state, tmp_path, store, options, LOG).run(None)
+        finally:
+            await hook.aclose()
+
+    assert asyncio.run(run()) is None  # not deferrable: every image is final when it returns
+    rows = [json.loads(line) for line in write_manifest(tmp_path, state.ordered()).read_text().splitlines()]
+    assert [row["source"] for row in rows] == [str(p) for p in paths]
+    assert all(row["status"] == "succeeded" and row["masks"] for row in rows)
+    assert fal_emulator.counters()["submissions"]["total"] == 30
+    assert fal_emulator.counters()["max_in_progress"] <= 4
+    reloaded = BatchState.load(store)  # the store holds the batch as the engine left it
+    assert reloaded is not None and reloaded.counts()["done"] == 30
+
+
+def test_the_engine_imports_nothing_of_airflow():
+    code = (
+        "import sys\n"
+        "import airflow_provider_sam3.batch.engine, airflow_provider_sam3.batch.planning\n"
+        "import airflow_provider_sam3.batch.manifest, airflow_provider_sam3.batch.polling\n"
+        "import airflow_provider_sam3.batch.inputs, airflow_provider_sam3.batch.results\n"
+        "import airflow_provider_sam3.batch.submit, airflow_provider_sam3.batch.summary\n"
+        "print(sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
