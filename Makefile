@@ -10,7 +10,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags_examples
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test check install clean
+.PHONY: demo test check install services clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ is required"'
@@ -23,8 +23,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python dags_examples/_demo.py $(DEMO_ARGS)
 
-test: $(STAMP) check
+test: $(STAMP) check services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The cluster suite (tests/cluster) runs Postgres and Redis as plain processes: Debian's packages, installed once.
+# Without them `make test` fails here (and the suite would fail too): it never skips them.
+services:
+	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && command -v redis-server >/dev/null 2>&1; then :; else \
+		echo "installing postgresql and redis-server (Debian packages) for tests/cluster"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server; \
+	fi
 
 # Lint, formatting and types (ruff and mypy, configured in pyproject.toml) before any test runs.
 check: $(STAMP)

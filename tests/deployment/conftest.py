@@ -13,8 +13,6 @@ When a test that uses ``airflow_deployment`` fails, the standalone log tail is a
 from __future__ import annotations
 
 import atexit
-import re
-import signal
 import sys
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from deployment_session import dag_writer, install_sigterm_handler  # noqa: E402, F401 - dag_writer: a fixture
 from harness import AirflowDeployment, DeploymentPool  # noqa: E402
 
 _POOLS: list[DeploymentPool] = []
@@ -38,19 +37,9 @@ def _close_all() -> None:
 atexit.register(_close_all)
 
 
-def _install_sigterm_handler() -> None:
-    # A SIGTERMed pytest would otherwise die without running finalizers and leak ~12 processes.
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-
-        def _on_sigterm(signum, frame):
-            raise KeyboardInterrupt(f"signal {signum}")
-
-        signal.signal(signal.SIGTERM, _on_sigterm)
-
-
 @pytest.fixture(scope="session")
 def airflow_deployment_pool(tmp_path_factory: pytest.TempPathFactory):
-    _install_sigterm_handler()
+    install_sigterm_handler()
     # Homes live under pytest's basetemp (kept for the last few sessions) for post-mortem reading.
     pool = DeploymentPool(base_dir=tmp_path_factory.mktemp("airflow-deployments"), keep_home=True)
     _POOLS.append(pool)
@@ -70,32 +59,6 @@ def airflow_deployment_env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def airflow_deployment(airflow_deployment_pool: DeploymentPool, airflow_deployment_env) -> AirflowDeployment:
     return airflow_deployment_pool.get(airflow_deployment_env)
-
-
-@pytest.fixture
-def dag_writer(airflow_deployment: AirflowDeployment, request: pytest.FixtureRequest):
-    """``dag_writer(source, suffix="") -> dag_id``.
-
-    Every ``{dag_id}`` in ``source`` (plain text replacement, no ``str.format``) becomes a dag_id derived from
-    the test name, so it is unique per test; ``suffix`` distinguishes several DAGs of one test. Files are
-    removed when the test ends.
-    The file is written into the dags folder and the call returns once the DAG is parsed and unpaused.
-    """
-    written: list[str] = []
-
-    def write(source: str, suffix: str = "") -> str:
-        base = re.sub(r"[^A-Za-z0-9_]+", "_", request.node.name).strip("_")[:60]
-        dag_id = f"deploy_{base}{('_' + suffix) if suffix else ''}"
-        airflow_deployment.write_dag(f"{dag_id}.py", source.replace("{dag_id}", dag_id))
-        written.append(f"{dag_id}.py")
-        airflow_deployment.wait_for_dag(dag_id)
-        return dag_id
-
-    yield write
-    # Keep the shared dag-processor's parse load flat: a finished test's DAG file goes away (the DAG turns
-    # stale; its runs, logs and code stay in the DB / logs folder for post-mortem reading).
-    for filename in written:
-        airflow_deployment.remove_dag_file(filename)
 
 
 @pytest.hookimpl(hookwrapper=True)

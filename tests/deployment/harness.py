@@ -62,7 +62,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = (
@@ -177,9 +177,13 @@ class TaskStateSampler:
                     "WHERE dag_id=? AND run_id=? AND task_id=? AND map_index=?",
                     (dag_id, run_id, task_id, map_index),
                 ).fetchone()
-            except sqlite3.Error as exc:  # locked or schema not there yet: try again next tick
+            except self.deployment.db_errors as exc:  # locked or schema not there yet: try again next tick
                 self.errors.append(repr(exc))
                 row = _UNSET
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                    conn = None
             if row is not None and row is not _UNSET:
                 state, try_number = row
                 last = self.transitions[-1] if self.transitions else None
@@ -228,6 +232,9 @@ class TaskStateSampler:
 @dataclass
 class AirflowDeployment:
     """One ``airflow standalone`` with its own AIRFLOW_HOME, SQLite DB, dags folder and ports."""
+
+    #: What a failed metadata-DB read raises (a subclass on another database names its own driver's errors).
+    db_errors: ClassVar[tuple[type[BaseException], ...]] = (sqlite3.Error,)
 
     extra_env: Mapping[str, str] = field(default_factory=dict)
     base_dir: Path | None = None

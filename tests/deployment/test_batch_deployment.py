@@ -8,75 +8,11 @@ import signal
 from pathlib import Path
 
 import pytest
-from manifests import manifest_rows
+from batch_dags import assert_every_image_once, dag_source
 from photos import write_photos
 from waiting import wait_until
 
 pytestmark = [pytest.mark.deployment, pytest.mark.timeout(420)]
-
-BATCH_DAG = '''
-import os
-import signal
-
-import pendulum
-from airflow.sdk import dag
-
-from airflow_provider_sam3.batch.engine import BatchEngine
-from airflow_provider_sam3.operators.batch import Sam3BatchOperator
-
-
-class DiesWhileSubmittingEngine(BatchEngine):
-    """On try 1, SIGKILLs its own worker once KILL_AFTER requests were submitted and saved (0: never), whatever
-    other submit calls are still in flight."""
-
-    async def _submit_due(self, groups, on_submitted):
-        def watched(entries):
-            on_submitted(entries)
-            done = sum(1 for e in self.state.entries.values() if e.state == "submitted")
-            if KILL_AFTER and done >= KILL_AFTER and self.options.try_number == 1:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-        return await super()._submit_due(groups, watched)
-
-
-class DiesWhileSubmitting(Sam3BatchOperator):
-    engine_class = DiesWhileSubmittingEngine
-
-    def execute(self, context):
-        self._try_number = context["ti"].try_number
-        return super().execute(context)
-
-
-@dag(dag_id="{dag_id}", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"), catchup=False)
-def the_dag():
-    DiesWhileSubmitting(
-        task_id="segment",
-        images="{{ dag_run.conf['images'] }}",
-        output_path="{{ dag_run.conf['out'] }}",
-        arguments={"prompt": "box"},
-        deferrable=DEFERRABLE,
-        submit_concurrency=SUBMIT_CONCURRENCY,
-        on_image_failure="report",
-        poll_interval=0.5,
-        retries=2,  # one for the kill, one spare for Airflow 3.3.2's resume race (see test_sam3_deployment)
-        retry_delay=1,
-    )
-
-
-the_dag()
-'''
-
-
-def dag_source(kill_after: int, deferrable: bool = True, submit_concurrency: int = 8) -> str:
-    """The kill comes from a slot right after its submission was saved, before that slot's next call. Other slots
-    may have calls in flight then, which fal may have created (the documented window: at most
-    ``submit_concurrency`` calls); the kill tests use two slots, so the only other call in flight is the one
-    they choose."""
-    return (
-        BATCH_DAG.replace("KILL_AFTER", str(kill_after))
-        .replace("DEFERRABLE", str(deferrable))
-        .replace("SUBMIT_CONCURRENCY", str(submit_concurrency))
-    )
 
 
 @pytest.fixture(scope="module")
@@ -87,23 +23,6 @@ def airflow_deployment_env(fal_emulator_server) -> dict[str, str]:
         "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "6",
         "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
     }
-
-
-def manifest(out: Path) -> list[dict]:
-    return manifest_rows(out)
-
-
-def assert_every_image_once(out: Path, paths: list[Path], summary: dict, fal_emulator) -> list[dict]:
-    rows = manifest(out)
-    assert [row["source"] for row in rows] == [str(p) for p in paths]
-    assert all(row["status"] == "succeeded" for row in rows), [r for r in rows if r["status"] != "succeeded"][:3]
-    for row in rows:
-        assert row["masks"], row
-        for mask in row["masks"]:
-            assert Path(mask["location"].removeprefix("file://")).is_file(), mask
-    counters = fal_emulator.counters()
-    assert counters["submissions"]["total"] == len(paths) + summary["resubmissions"] == summary["submissions"]
-    return rows
 
 
 def test_300_images_with_faults_and_a_triggerer_restart(airflow_deployment, dag_writer, fal_emulator, tmp_path):
@@ -129,8 +48,8 @@ def test_300_images_with_faults_and_a_triggerer_restart(airflow_deployment, dag_
     counters = fal_emulator.counters()
     waiting_at_kill = counters["submissions"]["total"] - counters["completed"]
     dep.kill_component("triggerer", signal.SIGKILL)
+    dep.restart_triggerer()  # before any assertion: a failure here must not leave the module without a triggerer
     assert waiting_at_kill >= 200, counters  # the new triggerer has most of the batch to finish
-    dep.restart_triggerer()
     assert dep.wait_for_run(dag_id, run_id, timeout=300) == "success", dep.task_instances(dag_id, run_id)
 
     summary = dep.xcom(dag_id, run_id, "segment")

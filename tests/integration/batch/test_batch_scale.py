@@ -9,7 +9,6 @@ import io
 import os
 import re
 
-import pytest
 from airflow.sdk import dag
 from manifests import manifest_rows
 

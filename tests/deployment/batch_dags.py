@@ -1,0 +1,85 @@
+"""The batch DAG the deployment and cluster suites run, and what every run of it must leave: each image once in
+the manifest, with its outputs, and the emulator paid once per image (plus the counted resubmissions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from manifests import manifest_rows
+
+BATCH_DAG = '''
+import os
+import signal
+
+import pendulum
+from airflow.sdk import dag
+
+from airflow_provider_sam3.batch.engine import BatchEngine
+from airflow_provider_sam3.operators.batch import Sam3BatchOperator
+
+
+class DiesWhileSubmittingEngine(BatchEngine):
+    """On try 1, SIGKILLs its own worker once KILL_AFTER requests were submitted and saved (0: never), whatever
+    other submit calls are still in flight."""
+
+    async def _submit_due(self, groups, on_submitted):
+        def watched(entries):
+            on_submitted(entries)
+            done = sum(1 for e in self.state.entries.values() if e.state == "submitted")
+            if KILL_AFTER and done >= KILL_AFTER and self.options.try_number == 1:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        return await super()._submit_due(groups, watched)
+
+
+class DiesWhileSubmitting(Sam3BatchOperator):
+    engine_class = DiesWhileSubmittingEngine
+
+    def execute(self, context):
+        self._try_number = context["ti"].try_number
+        return super().execute(context)
+
+
+@dag(dag_id="{dag_id}", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"), catchup=False)
+def the_dag():
+    DiesWhileSubmitting(
+        task_id="segment",
+        images="{{ dag_run.conf['images'] }}",
+        output_path="{{ dag_run.conf['out'] }}",
+        arguments={"prompt": "box"},
+        deferrable=DEFERRABLE,
+        submit_concurrency=SUBMIT_CONCURRENCY,
+        on_image_failure="report",
+        poll_interval=0.5,
+        retries=2,  # one for the kill, one spare for Airflow 3.3.2's resume race (see test_sam3_deployment)
+        retry_delay=1,
+    )
+
+
+the_dag()
+'''
+
+
+def dag_source(kill_after: int, deferrable: bool = True, submit_concurrency: int = 8) -> str:
+    """The kill comes from a slot right after its submission was saved, before that slot's next call. Other slots
+    may have calls in flight then, which fal may have created (the documented window: at most
+    ``submit_concurrency`` calls); the kill tests use two slots, so the only other call in flight is the one
+    they choose."""
+    return (
+        BATCH_DAG.replace("KILL_AFTER", str(kill_after))
+        .replace("DEFERRABLE", str(deferrable))
+        .replace("SUBMIT_CONCURRENCY", str(submit_concurrency))
+    )
+
+
+def assert_every_image_once(out: Path, paths: list[Path], summary: dict, fal_emulator) -> list[dict]:
+    rows = manifest_rows(out)
+    assert [row["source"] for row in rows] == [str(p) for p in paths]
+    assert all(row["status"] == "succeeded" for row in rows), [r for r in rows if r["status"] != "succeeded"][:3]
+    for row in rows:
+        assert row["masks"], row
+        for mask in row["masks"]:
+            assert Path(mask["location"].removeprefix("file://")).is_file(), mask
+    counters = fal_emulator.counters()
+    assert counters["submissions"]["total"] == len(paths) + summary["resubmissions"] == summary["submissions"]
+    return rows
