@@ -27,15 +27,15 @@ def _queue_timeout(settings: FalSettings) -> Any:
 def _fal_request(client: Any, method: str, url: str, timeout: Any, **kwargs: Any) -> Any:
     """One queue call through fal-client's own retrying request (the one its request handles use). Redirects are
     not followed (fal's sync client would): a queue call goes to the URL that was checked, and nowhere else."""
-    from fal_client.client import _maybe_retry_request
+    from airflow_provider_sam3.hooks.fal_client_internals import retrying_request
 
-    return _maybe_retry_request(client, method, url, timeout=timeout, follow_redirects=False, **kwargs)
+    return retrying_request(client, method, url, timeout=timeout, follow_redirects=False, **kwargs)
 
 
 async def _afal_request(client: Any, method: str, url: str, timeout: Any, **kwargs: Any) -> Any:
-    from fal_client.client import _async_maybe_retry_request
+    from airflow_provider_sam3.hooks.fal_client_internals import aretrying_request
 
-    return await _async_maybe_retry_request(client, method, url, timeout=timeout, follow_redirects=False, **kwargs)
+    return await aretrying_request(client, method, url, timeout=timeout, follow_redirects=False, **kwargs)
 
 
 def _cancel_status(response: Any) -> str:
