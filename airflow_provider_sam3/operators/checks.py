@@ -225,9 +225,11 @@ def check_submit_options(
 
     if priority not in (None, "normal", "low"):
         raise InputValidationError("priority", f"{priority!r} is not a queue priority", allowed="normal, low")
-    if start_timeout is not None:
-        start_timeout = finite_number(
-            "start_timeout", start_timeout, minimum=1, maximum=MAX_TIMEOUT_SECONDS, strict_minimum=True
+    if start_timeout is not None and not (_is_number(start_timeout) and 1 < start_timeout <= MAX_TIMEOUT_SECONDS):
+        raise InputValidationError(
+            "start_timeout",
+            f"{start_timeout!r} is not a start deadline",
+            allowed="a number of seconds above 1 (fal-client refuses 1 or less) and at most a week, or None",
         )
     if priority == "low" and start_timeout is None:
         raise InputValidationError(

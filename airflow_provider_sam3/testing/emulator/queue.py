@@ -38,6 +38,7 @@ class RequestRecord:
     webhook_url: str | None = None
     start_timeout_s: float | None = None
     fault: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
     state: str = IN_QUEUE
     cancelled: bool = False
     submitted_at: float = field(default_factory=time.time)
@@ -82,6 +83,7 @@ class RequestRecord:
             "runner_hint": self.runner_hint,
             "webhook_url": self.webhook_url,
             "start_timeout_s": self.start_timeout_s,
+            "headers": dict(self.headers),
             "fault": self.fault,
             "cancelled": self.cancelled,
             "submitted_at": self.submitted_at,

@@ -174,6 +174,12 @@ def _json(
     return JSONResponse(body, status, headers=extra)
 
 
+def _fal_headers(request: Request) -> dict[str, str]:
+    """The ``X-Fal-*`` headers of a submit (names lower-cased), kept so tests can assert what was asked of fal;
+    never ``Authorization`` (the key)."""
+    return {name.lower(): value for name, value in request.headers.items() if name.lower().startswith("x-fal-")}
+
+
 def _wants_logs(request: Request) -> bool:
     return request.query_params.get("logs", "").strip().lower() in ("true", "1")
 
@@ -286,6 +292,7 @@ class QueueRoutes:
             runner_hint=request.headers.get("x-fal-runner-hint"),
             webhook_url=request.query_params.get("fal_webhook"),
             start_timeout_s=start_timeout,
+            headers=_fal_headers(request),
         )
         rule = core.faults.decide("submit", endpoint_id, request_fault=True)
         if rule is not None:
