@@ -29,6 +29,8 @@ __all__ = [
     "check_pacing",
     "check_prompt_geometry",
     "check_submit_options",
+    "ignored_fields_warning",
+    "unknown_parameter_error",
     "finite_number",
     "preflight_output_path",
     "whole_number",
@@ -304,3 +306,48 @@ def _flag(field: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise InputValidationError(field, f"{value!r} is not True or False", allowed="True or False")
     return value
+
+
+def unknown_parameter_error(operator: type, task_id: Any, given: Mapping[str, Any]) -> Exception | None:
+    """The error for keyword arguments ``operator`` does not take, suggesting the closest name each; ``None`` when
+    every name in ``given`` is taken. Runs only after Airflow refused the arguments, so parsing a correct DAG file
+    costs nothing more."""
+    import difflib
+    import inspect
+
+    from airflow_provider_sam3.exceptions import UnknownParameterError
+
+    known: set[str] = set(getattr(operator, "input_fields", ()))
+    for cls in operator.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            known.update(
+                name
+                for name, parameter in inspect.signature(init).parameters.items()
+                if parameter.kind not in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL) and name != "self"
+            )
+    unknown = [name for name in given if name not in known and not name.startswith("_airflow")]
+    if not unknown:
+        return None
+    parts = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    fields = getattr(operator, "input_fields", ())
+    takes = f"the endpoint's fields ({', '.join(fields)}) and " if fields else ""
+    return UnknownParameterError(
+        unknown[0],
+        f"{operator.__name__} (task_id: {task_id}) does not take {', '.join(parts)}",
+        allowed=f"{takes}the operator's own parameters (see help({operator.__name__}))",
+    )
+
+
+def ignored_fields_warning(given: Mapping[str, Any], body: Mapping[str, Any]) -> str | None:
+    """A sentence about a field the user gave (``given``) that fal will ignore in the validated request ``body``,
+    or ``None``: fal returns one mask unless ``return_multiple_masks`` is true, whatever ``max_masks`` says."""
+    if given.get("max_masks") is not None and "max_masks" in body and not body.get("return_multiple_masks"):
+        return (
+            f"max_masks={body['max_masks']} has no effect without return_multiple_masks=True: fal returns one mask; "
+            "set return_multiple_masks=True to get up to max_masks masks"
+        )
+    return None

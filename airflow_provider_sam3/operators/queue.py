@@ -31,6 +31,7 @@ from airflow_provider_sam3.operators.checks import (  # noqa: F401 - re-exported
     _seconds,
     check_pacing,
     check_submit_options,
+    unknown_parameter_error,
 )
 from airflow_provider_sam3.operators.completion import (
     as_task_error,
@@ -120,7 +121,13 @@ class FalQueueOperator(ReattachingSubmit, BaseOperator):
         forward_logs: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        try:
+            super().__init__(**kwargs)
+        except TypeError as error:  # Airflow's "Invalid arguments were passed": name the closest parameters
+            better = unknown_parameter_error(type(self), kwargs.get("task_id"), kwargs)
+            if better is None:
+                raise
+            raise better from error
         self.endpoint_id = endpoint_id
         self.arguments = arguments or {}
         self.fal_conn_id = fal_conn_id

@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--in-progress-logs", type=int, help="log lines each request writes while IN_PROGRESS")
     parser.add_argument("--result-retention", type=float, help="seconds a result stays fetchable after completion")
     parser.add_argument("--media-ttl", type=float, help="seconds generated files stay downloadable")
+    parser.add_argument(
+        "--media-budget-mb", type=float, help="MiB of generated files kept; beyond it the oldest expire (default 256)"
+    )
+    parser.add_argument(
+        "--result-budget-mb", type=float, help="MiB of result bodies kept; beyond it the oldest expire (default 64)"
+    )
     parser.add_argument("--cert-dir", help="where to write cert.pem and key.pem (default: a temporary directory)")
     parser.add_argument("--exhausted-key", action="append", default=[], help="a key whose account is locked (403)")
     parser.add_argument("--seed", type=int, help="seed of the fault and jitter RNG")
@@ -67,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         "service_jitter_s": args.service_jitter,
         "in_progress_logs": args.in_progress_logs,
         "result_retention_s": args.result_retention,
+        "media_budget_bytes": None if args.media_budget_mb is None else int(args.media_budget_mb * 2**20),
+        "result_budget_bytes": None if args.result_budget_mb is None else int(args.result_budget_mb * 2**20),
     }
     config = EmulatorConfig(
         port=args.port,

@@ -80,6 +80,10 @@ class EmulatorConfig(BaseModel):
     result_retention_s: float = Field(default=3600.0, ge=0)
     large_result_retention_s: float = Field(default=360.0, ge=0)
     large_result_bytes: int = Field(default=10 * 1024, ge=1)
+    media_budget_bytes: int = Field(default=256 * 2**20, ge=0)
+    """Bytes of generated files kept; beyond it the oldest expire first (as fal's retention lets old media go)."""
+    result_budget_bytes: int = Field(default=64 * 2**20, ge=0)
+    """Bytes of result bodies kept; beyond it the oldest results expire first (their result call answers 404)."""
     sse_keepalive_s: float = Field(default=15.0, gt=0)
     seed: int = 0
     faults: list[FaultRule] = Field(default_factory=list)

@@ -52,7 +52,7 @@ class EmulatorCore:
         self.config = config
         self.base_url = base_url.rstrip("/")
         self.cert_file = cert_file
-        self.media = MediaStore(self.base_url)
+        self.media = MediaStore(self.base_url, lambda: self.config.media_budget_bytes)
         self.counters = Counters()
         self.faults = FaultInjector(config.faults, config.seed)
         self.queue = RequestQueue(lambda: self.config, self._run_app, self._on_complete, self.counters)
@@ -140,6 +140,11 @@ class EmulatorCore:
             "in_progress": self.queue.in_progress,
             "queue_length": self.queue.queue_length,
             "webhooks": {"sent": c.webhooks_sent, "failed": c.webhooks_failed},
+            "held": {
+                "media_bytes": self.media.media_bytes,
+                "media_expired_early": self.media.evicted,
+                "result_bytes": self.queue.result_bytes,
+            },
         }
 
     def public_config(self) -> dict[str, Any]:

@@ -95,7 +95,7 @@ def test_pixel_box_from_normalized_box_and_image_size():
     document = build("fal-ai/sam-3/image", output, image=IMAGE)
     assert document.masks[0].box == [0.5, 0.5, 0.2, 0.4]
     assert document.masks[0].pixel_box == [320.0, 180.0, 480.0, 420.0]
-    assert document.pixel_boxes() == [[320.0, 180.0, 480.0, 420.0]]
+    assert document.pixel_boxes == [[320.0, 180.0, 480.0, 420.0]]
 
 
 def test_pixel_box_falls_back_to_the_mask_size_when_the_image_size_is_unknown():
