@@ -183,16 +183,6 @@ _FIELDS = {
         "detection_threshold",
         "video_output_type",
     ),
-    "video:SegmentVideoInputV31": (
-        "video_url",
-        "prompt",
-        "point_prompts",
-        "box_prompts",
-        "apply_mask",
-        "detection_threshold",
-        "video_output_type",
-        "max_num_objects",
-    ),
     "video:SegmentVideoRleInput": (
         "video_url",
         "mask_url",
@@ -203,18 +193,6 @@ _FIELDS = {
         "apply_mask",
         "boundingbox_zip",
         "detection_threshold",
-    ),
-    "video:SegmentVideoRleInputV31": (
-        "video_url",
-        "mask_url",
-        "frame_index",
-        "prompt",
-        "point_prompts",
-        "box_prompts",
-        "apply_mask",
-        "boundingbox_zip",
-        "detection_threshold",
-        "max_num_objects",
     ),
     "video:SegmentVideoObjectsInput": ("video_url", "prompt", "detection_threshold"),
     "three_d:Reconstruct3DObjectsInput": (
@@ -237,6 +215,9 @@ _FIELDS = {
     ),
     "three_d:Align3DInput": ("image_url", "body_mesh_url", "body_mask_url", "object_mesh_url", "focal_length"),
 }
+# SAM 3.1's video endpoints add a cap on tracked objects to SAM 3's fields.
+_FIELDS["video:SegmentVideoInputV31"] = (*_FIELDS["video:SegmentVideoInput"], "max_num_objects")
+_FIELDS["video:SegmentVideoRleInputV31"] = (*_FIELDS["video:SegmentVideoRleInput"], "max_num_objects")
 
 
 _REQUEST: BillingUnit = "request"

@@ -68,14 +68,14 @@ def decode_image(data: bytes, field: str) -> Image.Image:
 def decode_image_reduced(data: bytes, field: str, max_side: int | None) -> tuple[Image.Image, tuple[int, int]]:
     """An upright RGB copy of the image in ``data``, at most ``max_side`` pixels on its longest side (``None``: the
     whole image), and the upright full size ``(width, height)``; or a 422 naming ``field``. A JPEG is decoded at a
-    reduced scale (DCT scaling), so a 12 MP photo costs a fraction of a full decode; other formats are decoded
-    whole, then reduced."""
+    reduced scale (DCT scaling, to between half of ``max_side`` and ``max_side``), so a 12 MP photo costs a small
+    fraction of a full decode; other formats are decoded whole, then reduced."""
     try:
         opened = Image.open(io.BytesIO(data))
         width, height = opened.size
         turned = opened.getexif().get(ORIENTATION_TAG, 1) in (5, 6, 7, 8)
-        factor = max_side / max(width, height) if max_side else 1.0
-        if factor < 1 and opened.format == "JPEG":
+        factor = max_side / max(width, height) / 2 if max_side else 1.0
+        if factor < 1 and opened.format == "JPEG":  # the smallest DCT scale giving at least half of max_side
             opened.draft("RGB", (max(1, int(width * factor)), max(1, int(height * factor))))
         opened.load()
         image: Image.Image = opened
