@@ -1,5 +1,6 @@
 """Small helpers every queue call of the hook uses, sync and async: one call through fal-client's own retrying
-request, its timeout, the outcome of a cancel, and raising a mapped error without making it its own cause."""
+request, its timeout, the outcome of a cancel, a status as the provider's ``QueueStatus``, and raising a mapped
+error without making it its own cause."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.settings import FalSettings
+    from airflow_provider_sam3.models.status import QueueStatus
 
 
 def _raise(mapped: BaseException, error: BaseException) -> NoReturn:
@@ -43,3 +45,20 @@ def _cancel_status(response: Any) -> str:
         return str(response.json().get("status", "CANCELLATION_REQUESTED"))
     except ValueError:
         return "CANCELLATION_REQUESTED"
+
+
+def queue_status(raw: Any) -> QueueStatus:
+    """fal-client's ``Queued``/``InProgress``/``Completed`` as the provider's ``QueueStatus``."""
+    from fal_client import Completed, InProgress, Queued
+
+    from airflow_provider_sam3.models.status import QueueStatus
+
+    if isinstance(raw, Queued):
+        return QueueStatus(state="IN_QUEUE", queue_position=raw.position)
+    if isinstance(raw, InProgress):
+        return QueueStatus(state="IN_PROGRESS", logs=raw.logs)
+    if isinstance(raw, Completed):
+        return QueueStatus(
+            state="COMPLETED", logs=raw.logs, metrics=raw.metrics or None, error=raw.error, error_type=raw.error_type
+        )
+    raise TypeError(f"unexpected status object from fal-client: {raw!r}")

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from airflow_provider_sam3.exceptions import FalDeadlineExceededError, FalStartTimeoutError, Sam3ProviderError
+from airflow_provider_sam3.exceptions import FalStartTimeoutError, Sam3ProviderError
 from airflow_provider_sam3.hooks.async_calls import AsyncQueueCalls
 from airflow_provider_sam3.hooks.downloads import DOWNLOAD_CONNECTIONS, OutputDownloads  # noqa: F401
-from airflow_provider_sam3.hooks.backoff import MAX_FAILED_POLLS_IN_A_ROW, RETRY_ATTEMPTS, RETRY_BACKOFF, poll_backoff
+from airflow_provider_sam3.hooks.backoff import RETRY_ATTEMPTS, RETRY_BACKOFF
 from airflow_provider_sam3.hooks.calls import (  # noqa: F401 - re-exported
     _cancel_status,
+    queue_status,
     _fal_request,
     _queue_timeout,
     _raise,
@@ -224,42 +225,25 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
     async def _atrusted(self, ref: RequestReference, name: str) -> None:
         check_reference(ref, (await self.aget_settings()).queue_host, names=(name,))
 
-    @staticmethod
-    def _status(raw: Any) -> QueueStatus:
-        from fal_client import Completed, InProgress, Queued
+    _status = staticmethod(queue_status)
 
-        if isinstance(raw, Queued):
-            return QueueStatus(state="IN_QUEUE", queue_position=raw.position)
-        if isinstance(raw, InProgress):
-            return QueueStatus(state="IN_PROGRESS", logs=raw.logs)
-        if isinstance(raw, Completed):
-            return QueueStatus(
-                state="COMPLETED",
-                logs=raw.logs,
-                metrics=raw.metrics or None,
-                error=raw.error,
-                error_type=raw.error_type,
-            )
-        raise TypeError(f"unexpected status object from fal-client: {raw!r}")
+    def _retry_delay(self, action: str, ref: RequestReference, error: Exception, attempt: int) -> float:
+        """The pause before trying ``action`` again after ``error``; raises the mapped error when it is not retried."""
+        mapped = translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action=action)
+        if not _worth_retrying(mapped, error) or attempt + 1 >= self.retry_attempts:
+            _raise(mapped, error)
+        delay = RETRY_BACKOFF.delay(attempt)
+        self.log.warning(
+            "%s; retrying %s in %.1f s (attempt %d of %d)", mapped, action, delay, attempt + 2, self.retry_attempts
+        )
+        return delay
 
     def _retrying(self, action: str, ref: RequestReference, call: Callable[[], Any]) -> Any:
         for attempt in range(self.retry_attempts):
             try:
                 return call()
             except Exception as error:  # noqa: BLE001 - every failure is translated, then re-raised or retried
-                mapped = translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action=action)
-                if not _worth_retrying(mapped, error) or attempt + 1 >= self.retry_attempts:
-                    _raise(mapped, error)
-                delay = RETRY_BACKOFF.delay(attempt)
-                self.log.warning(
-                    "%s; retrying %s in %.1f s (attempt %d of %d)",
-                    mapped,
-                    action,
-                    delay,
-                    attempt + 2,
-                    self.retry_attempts,
-                )
-                time.sleep(delay)
+                time.sleep(self._retry_delay(action, ref, error, attempt))
         raise AssertionError("unreachable")
 
     async def _aretrying(self, action: str, ref: RequestReference, call: Callable[[], Any]) -> Any:
@@ -267,19 +251,7 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
             try:
                 return await call()
             except Exception as error:  # noqa: BLE001 - every failure is translated, then re-raised or retried
-                mapped = translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action=action)
-                if not _worth_retrying(mapped, error) or attempt + 1 >= self.retry_attempts:
-                    _raise(mapped, error)
-                delay = RETRY_BACKOFF.delay(attempt)
-                self.log.warning(
-                    "%s; retrying %s in %.1f s (attempt %d of %d)",
-                    mapped,
-                    action,
-                    delay,
-                    attempt + 2,
-                    self.retry_attempts,
-                )
-                await asyncio.sleep(delay)
+                await asyncio.sleep(self._retry_delay(action, ref, error, attempt))
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -408,63 +380,17 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
         Used by operators that do not defer. Raises ``FalDeadlineExceededError`` when the deadline passes (the
         caller decides whether to cancel).
         """
-        settings = self.get_settings()
-        backoff = poll_backoff(settings.poll_interval, settings.max_poll_interval)
-        attempt, failed_polls = 0, 0
-        while True:
-            try:
-                status = self.status(ref, with_logs=with_logs)
-            except Sam3ProviderError as error:
-                failed_polls += 1
-                if not error.retryable or failed_polls >= MAX_FAILED_POLLS_IN_A_ROW:
-                    raise
-                self.log.warning(
-                    "%s; polling again (%d of %d polls in a row failed)", error, failed_polls, MAX_FAILED_POLLS_IN_A_ROW
-                )
-                time.sleep(backoff.delay(attempt))
-                attempt += 1
-                continue
-            failed_polls = 0
-            if on_status is not None:
-                on_status(status)
-            if status.done:
-                return status
-            pause = backoff.delay(attempt)
-            if deadline is not None:
-                left = deadline - time.time()
-                if left <= 0:
-                    raise FalDeadlineExceededError(
-                        f"still {status.describe()} when its deadline passed",
-                        endpoint_id=ref.endpoint_id,
-                        request_id=ref.request_id,
-                    )
-                pause = min(pause, left)
-            time.sleep(pause)
-            attempt += 1
+        from airflow_provider_sam3.hooks.waiting import wait_for
+
+        return wait_for(self, ref, deadline=deadline, on_status=on_status, with_logs=with_logs)
 
     # ---------------------------------------------------------------- connection test (UI "Test" button)
 
     def test_connection(self) -> tuple[bool, str]:
         """One cheap authenticated call (status of a request id that cannot exist), answered in plain words."""
-        import httpx
+        from airflow_provider_sam3.hooks.connection_test import connection_test
 
-        try:
-            settings = self.get_settings()
-            key = settings.require_key(self.fal_conn_id)
-        except Sam3ProviderError as error:
-            return False, str(error)
-        url = f"https://{settings.queue_host}/fal-ai/sam-3/requests/00000000-0000-0000-0000-000000000000/status"
-        try:
-            response = httpx.get(url, headers={"Authorization": f"Key {key}"}, timeout=10.0)
-        except httpx.HTTPError as error:
-            return False, f"Cannot reach fal's queue at {settings.queue_host}: {type(error).__name__}. Check the host."
-        if response.status_code == 401:
-            return False, f"fal rejected the API key (from {settings.key_source}). Check the key."
-        if response.status_code == 403:
-            return False, "The key is valid but the account is locked (exhausted balance?). Check fal's billing page."
-        if response.status_code in (200, 202, 404):
-            return True, f"Connected to {settings.queue_host}; the API key (from {settings.key_source}) is accepted."
-        return False, f"Unexpected answer from {settings.queue_host}: HTTP {response.status_code}."
+        return connection_test(self.get_settings, self.fal_conn_id)
 
 
 _ASYNC_READY = threading.Event()
