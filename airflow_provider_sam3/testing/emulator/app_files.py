@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,6 +24,30 @@ class AppContext(Protocol):
 
     @property
     def media_ttl_s(self) -> float: ...
+
+
+@dataclass
+class RequestContext:
+    """An ``AppContext`` for one request that asked for a shorter media lifetime than the emulator's."""
+
+    media: MediaStore
+    cert_file: str
+    media_ttl_s: float
+
+
+LIFECYCLE_HEADER = "x-fal-object-lifecycle-preference"
+
+
+def requested_media_lifetime(headers: Mapping[str, str]) -> float | None:
+    """Seconds the submit's ``X-Fal-Object-Lifecycle-Preference`` asks fal to keep the output media, else None
+    (a header that does not read as ``{"expiration_duration_seconds": N > 0}`` is ignored, as fal ignores it)."""
+    try:
+        seconds = json.loads(headers.get(LIFECYCLE_HEADER, "null") or "null")["expiration_duration_seconds"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    return (
+        float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0 else None
+    )
 
 
 @dataclass(frozen=True)

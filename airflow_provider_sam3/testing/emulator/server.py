@@ -23,6 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airflow_provider_sam3.endpoints import ENDPOINTS
+from airflow_provider_sam3.testing.emulator.app_files import RequestContext, requested_media_lifetime
 from airflow_provider_sam3.testing.emulator.apps import NOT_JSON, run_app
 from airflow_provider_sam3.testing.emulator.config import EmulatorConfig, FaultRule
 from airflow_provider_sam3.testing.emulator.faults import EDGE_FAULTS, FaultInjector, fault_response
@@ -64,7 +65,10 @@ class EmulatorCore:
         return self.config.media_ttl_s
 
     async def _run_app(self, record: RequestRecord) -> AppResult:
-        return await run_app(record.endpoint, record.arguments, self)
+        lifetime = requested_media_lifetime(record.headers)
+        if lifetime is None or lifetime >= self.media_ttl_s:
+            return await run_app(record.endpoint, record.arguments, self)
+        return await run_app(record.endpoint, record.arguments, RequestContext(self.media, self.cert_file, lifetime))
 
     def _on_complete(self, record: RequestRecord, result: AppResult) -> None:
         if record.webhook_url and deliverable(record.webhook_url):

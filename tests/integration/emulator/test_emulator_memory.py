@@ -76,3 +76,17 @@ def test_files_and_result_bodies_stay_within_their_budgets_oldest_expiring_first
     assert oldest.status_code == 404 and "expired" in oldest.text  # the oldest result body went first
     expired = [r["result_expired"] for r in fal_emulator.requests()]
     assert expired[0] is True and expired[-1] is False
+
+
+def test_a_submit_asking_for_a_short_media_lifetime_gets_its_files_expired_then(fal_emulator):
+    """X-Fal-Object-Lifecycle-Preference, as FalHook sends it for media_expires_in, shortens the files' lifetime."""
+    from airflow_provider_sam3.hooks.fal_client_internals import LIFECYCLE_HEADER, lifecycle_header_value
+
+    image = jpeg_uri(squares_image(320, 240, [(80, 60, 240, 180)]))
+    arguments = {"image_url": image, "prompt": "x"}
+    client = fal_client.SyncClient()
+    default = client.submit(IMAGE_ENDPOINT, arguments).get()
+    short = client.submit(IMAGE_ENDPOINT, arguments, headers={LIFECYCLE_HEADER: lifecycle_header_value(60)}).get()
+    urls = [default["masks"][0]["url"], short["masks"][0]["url"]]
+    default_expiry, short_expiry = fal_emulator._call(lambda core: [core.media.resolve(u).expires_at for u in urls])
+    assert short_expiry < default_expiry  # stored later, yet expires first: 60 s asked for, against the default hour
