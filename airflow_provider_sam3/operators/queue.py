@@ -69,6 +69,27 @@ def _hook(conn_id: str) -> FalHook:
     return FalHook(conn_id)
 
 
+class _SuggestingPartial:
+    """Airflow's ``Operator.partial()``, reporting a misspelt keyword with the closest parameter (as ``__init__``
+    does); on a task (not a class) it stays Airflow's guard."""
+
+    def __get__(self, obj: Any, cls: type | None = None) -> Any:
+        airflows = BaseOperator.__dict__["partial"].__get__(obj, cls)
+        if obj is not None or cls is None:
+            return airflows
+
+        def partial(**kwargs: Any) -> Any:
+            try:
+                return airflows(**kwargs)
+            except TypeError as error:
+                better = unknown_parameter_error(cls, kwargs.get("task_id"), kwargs)
+                if better is None:
+                    raise
+                raise better from error
+
+        return partial
+
+
 class FalQueueOperator(ReattachingSubmit, BaseOperator):
     """Run any fal endpoint through fal's queue.
 
@@ -145,6 +166,8 @@ class FalQueueOperator(ReattachingSubmit, BaseOperator):
         self.store_io = store_io
         self.forward_logs = forward_logs
         self._inflight: RequestReference | None = None
+
+    partial = _SuggestingPartial()
 
     @property
     def hook(self) -> FalHook:

@@ -50,3 +50,18 @@ def test_max_masks_without_return_multiple_masks_warns_that_it_does_nothing(capf
         operator.prepare_request({})
         said = "".join(capfd.readouterr())
         assert ("max_masks=2 has no effect" in said) == ("arguments" in kwargs), kwargs
+
+
+def test_partial_reports_a_misspelt_keyword_the_same_way_and_stays_airflows_otherwise():
+    from airflow.sdk import dag
+
+    with pytest.raises(UnknownParameterError, match=r"'max_mask' \(did you mean 'max_masks'\?\)"):
+        SegmentImageOperator.partial(task_id="t", max_mask=2)
+
+    @dag(schedule=None)
+    def mapped():
+        SegmentImageOperator.partial(task_id="t", prompt="x", max_masks=2).expand(image=["a.png", "b.png"])
+
+    assert type(mapped().task_dict["t"]).__name__ == "MappedOperator"
+    with pytest.raises(TypeError, match="only be called on Operator classes"):
+        SegmentImageOperator(task_id="u").partial(task_id="v")
