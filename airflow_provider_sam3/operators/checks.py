@@ -29,6 +29,7 @@ __all__ = [
     "check_pacing",
     "check_prompt_geometry",
     "check_submit_options",
+    "SuggestingPartial",
     "ignored_fields_warning",
     "unknown_parameter_error",
     "finite_number",
@@ -351,3 +352,26 @@ def ignored_fields_warning(given: Mapping[str, Any], body: Mapping[str, Any]) ->
             "set return_multiple_masks=True to get up to max_masks masks"
         )
     return None
+
+
+class SuggestingPartial:
+    """Airflow's ``Operator.partial()``, reporting a misspelt keyword with the closest parameter (as ``__init__``
+    does); on a task (not a class) it stays Airflow's guard."""
+
+    def __get__(self, obj: Any, cls: type | None = None) -> Any:
+        from airflow.sdk import BaseOperator
+
+        airflows = BaseOperator.__dict__["partial"].__get__(obj, cls)
+        if obj is not None or cls is None:
+            return airflows
+
+        def partial(**kwargs: Any) -> Any:
+            try:
+                return airflows(**kwargs)
+            except TypeError as error:
+                better = unknown_parameter_error(cls, kwargs.get("task_id"), kwargs)
+                if better is None:
+                    raise
+                raise better from error
+
+        return partial

@@ -30,6 +30,7 @@ from airflow_provider_sam3.operators.checks import (  # noqa: F401 - re-exported
     _is_number,
     _seconds,
     check_pacing,
+    SuggestingPartial,
     check_submit_options,
     unknown_parameter_error,
 )
@@ -67,27 +68,6 @@ def _hook(conn_id: str) -> FalHook:
     from airflow_provider_sam3.hooks.fal import FalHook
 
     return FalHook(conn_id)
-
-
-class _SuggestingPartial:
-    """Airflow's ``Operator.partial()``, reporting a misspelt keyword with the closest parameter (as ``__init__``
-    does); on a task (not a class) it stays Airflow's guard."""
-
-    def __get__(self, obj: Any, cls: type | None = None) -> Any:
-        airflows = BaseOperator.__dict__["partial"].__get__(obj, cls)
-        if obj is not None or cls is None:
-            return airflows
-
-        def partial(**kwargs: Any) -> Any:
-            try:
-                return airflows(**kwargs)
-            except TypeError as error:
-                better = unknown_parameter_error(cls, kwargs.get("task_id"), kwargs)
-                if better is None:
-                    raise
-                raise better from error
-
-        return partial
 
 
 class FalQueueOperator(ReattachingSubmit, BaseOperator):
@@ -167,7 +147,7 @@ class FalQueueOperator(ReattachingSubmit, BaseOperator):
         self.forward_logs = forward_logs
         self._inflight: RequestReference | None = None
 
-    partial = _SuggestingPartial()
+    partial = SuggestingPartial()
 
     @property
     def hook(self) -> FalHook:
