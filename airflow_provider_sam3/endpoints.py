@@ -119,6 +119,11 @@ class Endpoint:
         return round(self.price_usd * requests, 6)
 
 
+DEPRECATED_FIELDS = {"text_prompt": "prompt"}
+"""Fields fal's schemas still carry as deprecated, and their replacement. The models do not offer them: the
+provider always sends the replacement, so a request never depends on how long fal keeps accepting the old name."""
+
+
 def _with_suggestion(error: Mapping[str, Any], model: type[EndpointInput]) -> Mapping[str, Any]:
     if error.get("type") != "extra_forbidden" or not error.get("loc"):
         return error
@@ -127,6 +132,8 @@ def _with_suggestion(error: Mapping[str, Any], model: type[EndpointInput]) -> Ma
     name = str(error["loc"][-1])
     owner = _model_at(model, error["loc"][:-1])
     known = sorted(owner.model_fields) if owner else []
+    if name in DEPRECATED_FIELDS and DEPRECATED_FIELDS[name] in known:
+        return {**error, "msg": f"deprecated by fal; use {DEPRECATED_FIELDS[name]!r} instead (same meaning)"}
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     return {**error, "msg": f"unknown field; {hint}fal would ignore it silently. Known fields: {', '.join(known)}"}
@@ -176,16 +183,6 @@ _FIELDS = {
         "detection_threshold",
         "video_output_type",
     ),
-    "video:SegmentVideoInputV31": (
-        "video_url",
-        "prompt",
-        "point_prompts",
-        "box_prompts",
-        "apply_mask",
-        "detection_threshold",
-        "video_output_type",
-        "max_num_objects",
-    ),
     "video:SegmentVideoRleInput": (
         "video_url",
         "mask_url",
@@ -218,137 +215,146 @@ _FIELDS = {
     ),
     "three_d:Align3DInput": ("image_url", "body_mesh_url", "body_mask_url", "object_mesh_url", "focal_length"),
 }
+# SAM 3.1's video endpoints add a cap on tracked objects to SAM 3's fields.
+_FIELDS["video:SegmentVideoInputV31"] = (*_FIELDS["video:SegmentVideoInput"], "max_num_objects")
+_FIELDS["video:SegmentVideoRleInputV31"] = (*_FIELDS["video:SegmentVideoRleInput"], "max_num_objects")
 
 
-def _endpoint(
-    endpoint_id: str,
-    kind: Kind,
-    version: str,
-    title: str,
-    inp: str,
-    out: str,
-    price: float | None,
-    unit: BillingUnit | None,
-) -> Endpoint:
-    return Endpoint(endpoint_id, kind, version, title, inp, out, price, unit, _FIELDS[inp])
+_REQUEST: BillingUnit = "request"
+_VIDEO: BillingUnit = "16 frames"
+
+# endpoint id, kind, title, input model, output model, price (USD), billing unit. Prices are fal's published ones
+# (its model pages); two come from a third party where fal's page shows none (sam-3/image-rle, sam-3-1/image: the
+# same apps' published prices); None where nothing is known. tests/fixtures/fal_published_schemas.json names the
+# source of each, and tests/unit/models/test_schema_drift.py checks this table against it.
+_TABLE: list[tuple[str, Kind, str, str, str, float | None, BillingUnit | None]] = [
+    (
+        "fal-ai/sam-3/image",
+        "image",
+        "SAM 3 image segmentation",
+        "image:SegmentImageInput",
+        "image:SegmentImageOutput",
+        0.005,
+        _REQUEST,
+    ),
+    (
+        "fal-ai/sam-3/image-rle",
+        "image-rle",
+        "SAM 3 RLE",
+        "image:SegmentImageInput",
+        "image:SegmentImageRleOutput",
+        0.005,
+        _REQUEST,
+    ),
+    (
+        "fal-ai/sam-3/image/embed",
+        "embed",
+        "SAM 3 Vision (embeddings)",
+        "image:EmbedImageInput",
+        "image:EmbedImageOutput",
+        0.005,
+        _REQUEST,
+    ),
+    (
+        "fal-ai/sam-3/video",
+        "video",
+        "SAM 3 video",
+        "video:SegmentVideoInput",
+        "video:SegmentVideoOutput",
+        0.005,
+        _VIDEO,
+    ),
+    (
+        "fal-ai/sam-3/video-rle",
+        "video-rle",
+        "SAM 3 video RLE",
+        "video:SegmentVideoRleInput",
+        "video:SegmentVideoRleOutput",
+        0.005,
+        _VIDEO,
+    ),
+    (
+        "fal-ai/sam-3/video-rle-objects",
+        "video-rle-objects",
+        "SAM 3 video RLE per object",
+        "video:SegmentVideoObjectsInput",
+        "video:SegmentVideoObjectsOutput",
+        None,
+        None,
+    ),
+    (
+        "fal-ai/sam-3/3d-objects",
+        "3d-objects",
+        "SAM 3 3D Objects",
+        "three_d:Reconstruct3DObjectsInput",
+        "three_d:Reconstruct3DObjectsOutput",
+        0.02,
+        _REQUEST,
+    ),
+    (
+        "fal-ai/sam-3/3d-body",
+        "3d-body",
+        "SAM 3 3D Body",
+        "three_d:Reconstruct3DBodyInput",
+        "three_d:Reconstruct3DBodyOutput",
+        0.02,
+        _REQUEST,
+    ),
+    (
+        "fal-ai/sam-3/3d-align",
+        "3d-align",
+        "SAM 3 3D align",
+        "three_d:Align3DInput",
+        "three_d:Align3DOutput",
+        0.02,
+        _REQUEST,
+    ),
+    (
+        "fal-ai/sam-3-1/image",
+        "image",
+        "SAM 3.1 image segmentation",
+        "image:SegmentImageInput",
+        "image:SegmentImageOutput",
+        0.01,
+        _REQUEST,
+    ),
+    (
+        "fal-ai/sam-3-1/image-rle",
+        "image-rle",
+        "SAM 3.1 RLE",
+        "image:SegmentImageInput",
+        "image:SegmentImageRleOutput",
+        0.01,
+        _REQUEST,
+    ),
+    (
+        "fal-ai/sam-3-1/video",
+        "video",
+        "SAM 3.1 video",
+        "video:SegmentVideoInputV31",
+        "video:SegmentVideoOutput",
+        0.01,
+        _VIDEO,
+    ),
+    (
+        "fal-ai/sam-3-1/video-rle",
+        "video-rle",
+        "SAM 3.1 video RLE",
+        "video:SegmentVideoRleInputV31",
+        "video:SegmentVideoRleOutput",
+        None,
+        None,
+    ),
+]
 
 
 def _entries() -> list[Endpoint]:
-    image_request: BillingUnit = "request"
-    video_unit: BillingUnit = "16 frames"
-    common: list[tuple[str, Kind, str, str, str, float, BillingUnit]] = [
-        (
-            "image",
-            "image",
-            "SAM 3 image segmentation",
-            "image:SegmentImageInput",
-            "image:SegmentImageOutput",
-            0.005,
-            image_request,
-        ),
-        (
-            "image-rle",
-            "image-rle",
-            "SAM 3 RLE",
-            "image:SegmentImageInput",
-            "image:SegmentImageRleOutput",
-            0.005,
-            image_request,
-        ),
-        (
-            "video-rle",
-            "video-rle",
-            "SAM 3 video RLE",
-            "video:SegmentVideoRleInput",
-            "video:SegmentVideoRleOutput",
-            0.005,
-            video_unit,
-        ),
-    ]
-    entries = [
-        _endpoint(f"fal-ai/sam-3/{path}", kind, "3", title, inp, out, price, unit)
-        for path, kind, title, inp, out, price, unit in common
-    ]
-    entries += [
-        _endpoint(
-            "fal-ai/sam-3/image/embed",
-            "embed",
-            "3",
-            "SAM 3 Vision (embeddings)",
-            "image:EmbedImageInput",
-            "image:EmbedImageOutput",
-            0.005,
-            image_request,
-        ),
-        _endpoint(
-            "fal-ai/sam-3/video",
-            "video",
-            "3",
-            "SAM 3 video",
-            "video:SegmentVideoInput",
-            "video:SegmentVideoOutput",
-            0.005,
-            video_unit,
-        ),
-        _endpoint(
-            "fal-ai/sam-3/video-rle-objects",
-            "video-rle-objects",
-            "3",
-            "SAM 3 video RLE per object",
-            "video:SegmentVideoObjectsInput",
-            "video:SegmentVideoObjectsOutput",
-            None,
-            None,
-        ),
-        _endpoint(
-            "fal-ai/sam-3/3d-objects",
-            "3d-objects",
-            "3",
-            "SAM 3 3D Objects",
-            "three_d:Reconstruct3DObjectsInput",
-            "three_d:Reconstruct3DObjectsOutput",
-            0.065,
-            image_request,
-        ),
-        _endpoint(
-            "fal-ai/sam-3/3d-body",
-            "3d-body",
-            "3",
-            "SAM 3 3D Body",
-            "three_d:Reconstruct3DBodyInput",
-            "three_d:Reconstruct3DBodyOutput",
-            None,
-            None,
-        ),
-        _endpoint(
-            "fal-ai/sam-3/3d-align",
-            "3d-align",
-            "3",
-            "SAM 3 3D align",
-            "three_d:Align3DInput",
-            "three_d:Align3DOutput",
-            None,
-            None,
-        ),
-    ]
-    # SAM 3.1: same shapes as SAM 3 (video adds max_num_objects); fal has not published prices.
-    entries += [
-        _endpoint(f"fal-ai/sam-3-1/{path}", kind, "3.1", title.replace("SAM 3", "SAM 3.1"), inp, out, None, None)
-        for path, kind, title, inp, out, _price, _unit in common
-    ]
-    entries.append(
-        _endpoint(
-            "fal-ai/sam-3-1/video",
-            "video",
-            "3.1",
-            "SAM 3.1 video",
-            "video:SegmentVideoInputV31",
-            "video:SegmentVideoOutput",
-            None,
-            None,
+    return [
+        Endpoint(
+            endpoint_id, kind, "3.1" if "/sam-3-1/" in endpoint_id else "3", title, inp, out, price, unit, _FIELDS[inp]
         )
-    )
-    return entries
+        for endpoint_id, kind, title, inp, out, price, unit in _TABLE
+    ]
 
 
 ENDPOINTS: dict[str, Endpoint] = {e.endpoint_id: e for e in _entries()}

@@ -44,6 +44,10 @@ class InputValidationError(Sam3ProviderError, ValueError):
         return error
 
 
+class UnknownParameterError(InputValidationError, TypeError):
+    """An operator was given a keyword argument it does not take (a typo, usually), when the DAG file is parsed."""
+
+
 class InvalidImageError(InputValidationError):
     """An image given to the provider is empty, truncated, too large, or not an accepted format."""
 

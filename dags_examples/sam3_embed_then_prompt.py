@@ -119,7 +119,7 @@ def sam3_embed_then_prompt():
                 "request_id": result.request_id,
                 "masks": len(result.masks),
                 "scores": result.scores,
-                "pixel_boxes": result.pixel_boxes(),
+                "pixel_boxes": result.pixel_boxes,
                 "mask_urls": [m.location for m in result.masks],
             }
             record["cost_usd"] += result.cost_usd or 0.0

@@ -91,7 +91,7 @@ def sam3_mapped_small_batch():
                     "request_id": result.request_id,
                     "masks": len(result.masks),
                     "best_score": max(scores) if scores else None,
-                    "pixel_boxes": result.pixel_boxes(),
+                    "pixel_boxes": result.pixel_boxes,
                     "cost_usd": result.cost_usd,
                 }
             )

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_sam3.hooks import fal_client_internals as internals
 from airflow_provider_sam3.hooks.calls import (
     _afal_request,
     _afal_request_once,
@@ -18,7 +19,7 @@ from airflow_provider_sam3.hooks.calls import (
     _raise,
 )
 from airflow_provider_sam3.hooks.errors import translate
-from airflow_provider_sam3.hooks.submit import ASYNC_SUBMIT_MAX_DELAY, _submit_call
+from airflow_provider_sam3.hooks.submit import ASYNC_SUBMIT_MAX_DELAY, _submit_call, submit_options
 
 if TYPE_CHECKING:
     import fal_client
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.settings import FalSettings
     from airflow_provider_sam3.models.reference import RequestReference
     from airflow_provider_sam3.models.status import QueueStatus
+    from airflow_provider_sam3.models.submit_options import SubmitOptions
 
 
 class AsyncQueueCalls:
@@ -45,8 +47,6 @@ class AsyncQueueCalls:
             self, endpoint_id: str, error: Exception, attempt: int, *, max_delay: float
         ) -> float: ...
         @staticmethod
-        def _handle(ref: RequestReference, http_client: Any, handle_cls: type) -> Any: ...
-        @staticmethod
         def _check_upload(settings: FalSettings) -> None: ...
         async def _atrusted(self, ref: RequestReference, name: str) -> None: ...
         @staticmethod
@@ -64,22 +64,23 @@ class AsyncQueueCalls:
         priority: str | None = None,
         start_timeout: float | None = None,
         hint: str | None = None,
+        options: SubmitOptions | None = None,
     ) -> RequestReference:
-        """Async ``submit``: the same single-attempt POST, resent only when fal certainly created nothing."""
-        from fal_client.client import _async_request
-
+        """Async ``submit``: the same single-attempt POST, resent only when fal certainly created nothing; the
+        queue options as in ``submit`` (``options``, or the separate keywords)."""
         client = await self.aget_conn()
         settings = await self.aget_settings()
         try:
-            url, headers = _submit_call(settings.queue_host, endpoint_id, webhook_url, priority, start_timeout, hint)
+            chosen = submit_options(options, webhook_url, priority, start_timeout, hint)
+            url, headers = _submit_call(settings.queue_host, endpoint_id, chosen)
             body = self._body(arguments)
         except Exception as error:  # noqa: BLE001 - a bad priority or start_timeout, refused by fal-client
             _raise(translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
-        http = await client._client
+        http = await internals.async_http(client)
         attempt = 1
         while True:
             try:
-                response = await _async_request(
+                response = await internals.arequest(
                     http,
                     "POST",
                     url,
@@ -96,7 +97,7 @@ class AsyncQueueCalls:
             return self._submitted(endpoint_id, response, settings)
 
     async def _ahttp(self) -> Any:
-        return await (await self.aget_conn())._client
+        return await internals.async_http(await self.aget_conn())
 
     async def astatus(
         self, ref: RequestReference, *, with_logs: bool = False, single_attempt: bool = False
@@ -104,17 +105,14 @@ class AsyncQueueCalls:
         """Async ``status``. ``single_attempt``: one HTTP call, no retry of 429s or transient faults (a batch's
         status rounds handle those themselves: a throttled round ends and backs off as a whole, instead of every
         one of its calls retrying on its own)."""
-        from fal_client.client import AsyncRequestHandle
-
         await self._atrusted(ref, "status_url")
         client = await self._ahttp()
-        handle = self._handle(ref, client, AsyncRequestHandle)
         timeout = _queue_timeout(await self.aget_settings())
         request = _afal_request_once if single_attempt else _afal_request
 
         async def call() -> Any:
             response = await request(client, "GET", ref.status_url, timeout, params={"logs": with_logs})
-            return handle._parse_status(response.json())
+            return internals.parse_status(response.json())
 
         if single_attempt:
             try:

@@ -1,5 +1,6 @@
 """Small helpers every queue call of the hook uses, sync and async: one call through fal-client's own retrying
-request, its timeout, the outcome of a cancel, and raising a mapped error without making it its own cause."""
+request, its timeout, the outcome of a cancel, a status as the provider's ``QueueStatus``, and raising a mapped
+error without making it its own cause."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.settings import FalSettings
+    from airflow_provider_sam3.models.status import QueueStatus
 
 
 def _raise(mapped: BaseException, error: BaseException) -> NoReturn:
@@ -27,22 +29,22 @@ def _queue_timeout(settings: FalSettings) -> Any:
 def _fal_request(client: Any, method: str, url: str, timeout: Any, **kwargs: Any) -> Any:
     """One queue call through fal-client's own retrying request (the one its request handles use). Redirects are
     not followed (fal's sync client would): a queue call goes to the URL that was checked, and nowhere else."""
-    from fal_client.client import _maybe_retry_request
+    from airflow_provider_sam3.hooks.fal_client_internals import retrying_request
 
-    return _maybe_retry_request(client, method, url, timeout=timeout, follow_redirects=False, **kwargs)
+    return retrying_request(client, method, url, timeout=timeout, follow_redirects=False, **kwargs)
 
 
 async def _afal_request(client: Any, method: str, url: str, timeout: Any, **kwargs: Any) -> Any:
-    from fal_client.client import _async_maybe_retry_request
+    from airflow_provider_sam3.hooks.fal_client_internals import aretrying_request
 
-    return await _async_maybe_retry_request(client, method, url, timeout=timeout, follow_redirects=False, **kwargs)
+    return await aretrying_request(client, method, url, timeout=timeout, follow_redirects=False, **kwargs)
 
 
 async def _afal_request_once(client: Any, method: str, url: str, timeout: Any, **kwargs: Any) -> Any:
     """One HTTP call, no retry (fal-client's errors for a bad status)."""
-    from fal_client.client import _async_request
+    from airflow_provider_sam3.hooks.fal_client_internals import arequest
 
-    return await _async_request(client, method, url, timeout=timeout, follow_redirects=False, **kwargs)
+    return await arequest(client, method, url, timeout=timeout, follow_redirects=False, **kwargs)
 
 
 def _cancel_status(response: Any) -> str:
@@ -50,3 +52,20 @@ def _cancel_status(response: Any) -> str:
         return str(response.json().get("status", "CANCELLATION_REQUESTED"))
     except ValueError:
         return "CANCELLATION_REQUESTED"
+
+
+def queue_status(raw: Any) -> QueueStatus:
+    """fal-client's ``Queued``/``InProgress``/``Completed`` as the provider's ``QueueStatus``."""
+    from fal_client import Completed, InProgress, Queued
+
+    from airflow_provider_sam3.models.status import QueueStatus
+
+    if isinstance(raw, Queued):
+        return QueueStatus(state="IN_QUEUE", queue_position=raw.position)
+    if isinstance(raw, InProgress):
+        return QueueStatus(state="IN_PROGRESS", logs=raw.logs)
+    if isinstance(raw, Completed):
+        return QueueStatus(
+            state="COMPLETED", logs=raw.logs, metrics=raw.metrics or None, error=raw.error, error_type=raw.error_type
+        )
+    raise TypeError(f"unexpected status object from fal-client: {raw!r}")

@@ -39,7 +39,7 @@ def translate(
 ) -> exc.Sam3ProviderError:
     """Map one exception from fal-client or httpx to a provider error naming the endpoint and request."""
     import httpx
-    from fal_client.client import FalClientHTTPError
+    from fal_client import FalClientHTTPError
 
     where: dict[str, Any] = {"endpoint_id": endpoint_id, "request_id": request_id}
     if isinstance(error, exc.Sam3ProviderError):

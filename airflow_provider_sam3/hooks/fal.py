@@ -17,16 +17,18 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from airflow_provider_sam3.exceptions import FalDeadlineExceededError, FalStartTimeoutError, Sam3ProviderError
+from airflow_provider_sam3.exceptions import FalStartTimeoutError, Sam3ProviderError
 from airflow_provider_sam3.hooks.async_calls import AsyncQueueCalls
 from airflow_provider_sam3.hooks.downloads import DOWNLOAD_CONNECTIONS, OutputDownloads  # noqa: F401
-from airflow_provider_sam3.hooks.backoff import MAX_FAILED_POLLS_IN_A_ROW, RETRY_ATTEMPTS, RETRY_BACKOFF, poll_backoff
+from airflow_provider_sam3.hooks.backoff import RETRY_ATTEMPTS, RETRY_BACKOFF
 from airflow_provider_sam3.hooks.calls import (  # noqa: F401 - re-exported
     _cancel_status,
+    queue_status,
     _fal_request,
     _queue_timeout,
     _raise,
 )
+from airflow_provider_sam3.hooks import fal_client_internals as internals
 from airflow_provider_sam3.hooks.errors import translate
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID, FalSettings, resolve_settings
 from airflow_provider_sam3.hooks.submit import (  # noqa: F401 - re-exported for callers and tests
@@ -37,6 +39,7 @@ from airflow_provider_sam3.hooks.submit import (  # noqa: F401 - re-exported for
     _outcome_unknown,
     _submit_call,
     _submit_fault,
+    submit_options,
 )
 from airflow_provider_sam3.hooks.trust import check_reference
 from airflow_provider_sam3.models.reference import RequestReference
@@ -44,6 +47,8 @@ from airflow_provider_sam3.models.status import QueueStatus
 
 if TYPE_CHECKING:
     import fal_client
+
+    from airflow_provider_sam3.models.submit_options import SubmitOptions
 
 CANCEL_OUTCOMES = {400: "ALREADY_COMPLETED", 404: "NOT_FOUND"}
 
@@ -134,7 +139,7 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
     async def aclose(self) -> None:
         """Close the async client's connections (a trigger calls this when it ends)."""
         if self._async_client is not None:
-            http = self._async_client.__dict__.get("_client")
+            http = internals.built_async_http(self._async_client)
             if http is not None and not asyncio.iscoroutine(http):
                 if inspect.isawaitable(http):  # asyncstdlib's cached_property caches an awaitable wrapper
                     http = await http
@@ -163,17 +168,8 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
 
     def _submitted(self, endpoint_id: str, response: Any, settings: FalSettings) -> RequestReference:
         """The reference in fal's answer to a submit, as fal-client reads it (the answer's URLs are used verbatim)."""
-        from fal_client.client import _BaseRequestHandle, handle_response_headers
-
         try:
-            handle_response_headers(response.headers)
-            data = response.json()
-            handle = _BaseRequestHandle(
-                request_id=data["request_id"],
-                response_url=data["response_url"],
-                status_url=data["status_url"],
-                cancel_url=data["cancel_url"],
-            )
+            handle = internals.submitted_handle(response)
         except Exception as error:  # noqa: BLE001 - fal accepted the POST but its answer is unreadable
             raise _outcome_unknown(
                 endpoint_id, error, f"its answer (HTTP {response.status_code}) could not be read"
@@ -189,16 +185,14 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
 
     def _submit_retry_delay(self, endpoint_id: str, error: Exception, attempt: int, *, max_delay: float) -> float:
         """The pause before resending a submit that failed with ``error``; raises when it must not be resent."""
-        import fal_client.client as fal_module
-
         fault = _submit_fault(error)
         if fault == "lost":
             edge_timeout = getattr(error, "status_code", None) == 504
             what = "fal's edge gave up waiting for the queue's answer" if edge_timeout else "its answer was lost"
             raise _outcome_unknown(endpoint_id, error, what) from error
-        if fault != "not_created" or attempt >= fal_module.MAX_ATTEMPTS:
+        if fault != "not_created" or attempt >= internals.max_attempts():
             _raise(translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
-        delay = fal_module._get_retry_delay(attempt, fal_module.BASE_DELAY, max_delay, "exponential", True)
+        delay = internals.retry_delay(attempt, max_delay)
         self.log.warning(
             "Submit of %s was refused or never reached fal's queue (%s), so fal created nothing; "
             "sending it again in %.1f s (attempt %d of %d)",
@@ -206,20 +200,9 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
             _describe(error),
             delay,
             attempt + 1,
-            fal_module.MAX_ATTEMPTS,
+            internals.max_attempts(),
         )
         return delay
-
-    @staticmethod
-    def _handle(ref: RequestReference, http_client: Any, handle_cls: type) -> Any:
-        """A fal-client request handle on the reference's own URLs (fal's URLs are used verbatim)."""
-        return handle_cls(
-            request_id=ref.request_id,
-            response_url=ref.response_url,
-            status_url=ref.status_url,
-            cancel_url=ref.cancel_url,
-            client=http_client,
-        )
 
     @staticmethod
     def _check_upload(settings: FalSettings) -> None:
@@ -242,42 +225,25 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
     async def _atrusted(self, ref: RequestReference, name: str) -> None:
         check_reference(ref, (await self.aget_settings()).queue_host, names=(name,))
 
-    @staticmethod
-    def _status(raw: Any) -> QueueStatus:
-        from fal_client import Completed, InProgress, Queued
+    _status = staticmethod(queue_status)
 
-        if isinstance(raw, Queued):
-            return QueueStatus(state="IN_QUEUE", queue_position=raw.position)
-        if isinstance(raw, InProgress):
-            return QueueStatus(state="IN_PROGRESS", logs=raw.logs)
-        if isinstance(raw, Completed):
-            return QueueStatus(
-                state="COMPLETED",
-                logs=raw.logs,
-                metrics=raw.metrics or None,
-                error=raw.error,
-                error_type=raw.error_type,
-            )
-        raise TypeError(f"unexpected status object from fal-client: {raw!r}")
+    def _retry_delay(self, action: str, ref: RequestReference, error: Exception, attempt: int) -> float:
+        """The pause before trying ``action`` again after ``error``; raises the mapped error when it is not retried."""
+        mapped = translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action=action)
+        if not _worth_retrying(mapped, error) or attempt + 1 >= self.retry_attempts:
+            _raise(mapped, error)
+        delay = RETRY_BACKOFF.delay(attempt)
+        self.log.warning(
+            "%s; retrying %s in %.1f s (attempt %d of %d)", mapped, action, delay, attempt + 2, self.retry_attempts
+        )
+        return delay
 
     def _retrying(self, action: str, ref: RequestReference, call: Callable[[], Any]) -> Any:
         for attempt in range(self.retry_attempts):
             try:
                 return call()
             except Exception as error:  # noqa: BLE001 - every failure is translated, then re-raised or retried
-                mapped = translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action=action)
-                if not _worth_retrying(mapped, error) or attempt + 1 >= self.retry_attempts:
-                    _raise(mapped, error)
-                delay = RETRY_BACKOFF.delay(attempt)
-                self.log.warning(
-                    "%s; retrying %s in %.1f s (attempt %d of %d)",
-                    mapped,
-                    action,
-                    delay,
-                    attempt + 2,
-                    self.retry_attempts,
-                )
-                time.sleep(delay)
+                time.sleep(self._retry_delay(action, ref, error, attempt))
         raise AssertionError("unreachable")
 
     async def _aretrying(self, action: str, ref: RequestReference, call: Callable[[], Any]) -> Any:
@@ -285,25 +251,13 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
             try:
                 return await call()
             except Exception as error:  # noqa: BLE001 - every failure is translated, then re-raised or retried
-                mapped = translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action=action)
-                if not _worth_retrying(mapped, error) or attempt + 1 >= self.retry_attempts:
-                    _raise(mapped, error)
-                delay = RETRY_BACKOFF.delay(attempt)
-                self.log.warning(
-                    "%s; retrying %s in %.1f s (attempt %d of %d)",
-                    mapped,
-                    action,
-                    delay,
-                    attempt + 2,
-                    self.retry_attempts,
-                )
-                await asyncio.sleep(delay)
+                await asyncio.sleep(self._retry_delay(action, ref, error, attempt))
         raise AssertionError("unreachable")
 
     @staticmethod
     def _cancel_outcome(error: Exception) -> str | None:
         """fal answers a cancel of a finished or unknown request with 400/404; those are outcomes, not failures."""
-        from fal_client.client import FalClientHTTPError
+        from fal_client import FalClientHTTPError
 
         if isinstance(error, FalClientHTTPError) and error.status_code in CANCEL_OUTCOMES:
             try:
@@ -323,28 +277,32 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
         priority: str | None = None,
         start_timeout: float | None = None,
         hint: str | None = None,
+        options: SubmitOptions | None = None,
     ) -> RequestReference:
         """Queue one request and return its reference.
+
+        Queue options come either as ``options`` (a ``SubmitOptions`` from ``operators.checks.check_submit_options``,
+        which also carries the media lifetime and the request-history opt-out) or, as before, as the separate
+        ``webhook_url``, ``priority``, ``start_timeout`` and ``hint`` keywords; not both.
 
         The POST is fal-client's own (URL, headers, authenticated client, error parsing) but sent here, one attempt
         at a time: it is resent only when fal certainly created nothing (see ``_submit_fault``). When the answer is
         lost after the body may have reached fal, this raises ``FalSubmitOutcomeUnknownError`` instead of sending
         it again, so a submit never pays twice.
         """
-        from fal_client.client import _request
-
         client = self.get_conn()
         settings = self.get_settings()
         try:
-            url, headers = _submit_call(settings.queue_host, endpoint_id, webhook_url, priority, start_timeout, hint)
+            chosen = submit_options(options, webhook_url, priority, start_timeout, hint)
+            url, headers = _submit_call(settings.queue_host, endpoint_id, chosen)
             body = self._body(arguments)
         except Exception as error:  # noqa: BLE001 - a bad priority or start_timeout, refused by fal-client
             _raise(translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
-        http = client._client
+        http = internals.sync_http(client)
         attempt = 1
         while True:
             try:
-                response = _request(
+                response = internals.request(
                     http,
                     "POST",
                     url,
@@ -364,30 +322,27 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
 
     def status(self, ref: RequestReference, *, with_logs: bool = False) -> QueueStatus:
         """One status check."""
-        from fal_client.client import SyncRequestHandle
-
         self._trusted(ref, "status_url")
-        client = self.get_conn()._client
-        handle = self._handle(ref, client, SyncRequestHandle)
+        client = internals.sync_http(self.get_conn())
         timeout = _queue_timeout(self.get_settings())
 
         def call() -> Any:
             response = _fal_request(client, "GET", ref.status_url, timeout, params={"logs": with_logs})
-            return handle._parse_status(response.json())
+            return internals.parse_status(response.json())
 
         return self._status(self._retrying("status", ref, call))
 
     def result(self, ref: RequestReference) -> dict[str, Any]:
         """The completed request's output JSON; raises the mapped error when the request failed."""
         self._trusted(ref, "response_url")
-        client = self.get_conn()._client
+        client = internals.sync_http(self.get_conn())
         timeout = _queue_timeout(self.get_settings())
         return self._retrying("result", ref, lambda: _fal_request(client, "GET", ref.response_url, timeout)).json()
 
     def cancel(self, ref: RequestReference) -> str:
         """Ask fal to cancel; returns fal's outcome (CANCELLATION_REQUESTED, ALREADY_COMPLETED, NOT_FOUND)."""
         self._trusted(ref, "cancel_url")
-        client = self.get_conn()._client
+        client = internals.sync_http(self.get_conn())
         timeout = _queue_timeout(self.get_settings())
 
         def call() -> str:
@@ -425,63 +380,17 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
         Used by operators that do not defer. Raises ``FalDeadlineExceededError`` when the deadline passes (the
         caller decides whether to cancel).
         """
-        settings = self.get_settings()
-        backoff = poll_backoff(settings.poll_interval, settings.max_poll_interval)
-        attempt, failed_polls = 0, 0
-        while True:
-            try:
-                status = self.status(ref, with_logs=with_logs)
-            except Sam3ProviderError as error:
-                failed_polls += 1
-                if not error.retryable or failed_polls >= MAX_FAILED_POLLS_IN_A_ROW:
-                    raise
-                self.log.warning(
-                    "%s; polling again (%d of %d polls in a row failed)", error, failed_polls, MAX_FAILED_POLLS_IN_A_ROW
-                )
-                time.sleep(backoff.delay(attempt))
-                attempt += 1
-                continue
-            failed_polls = 0
-            if on_status is not None:
-                on_status(status)
-            if status.done:
-                return status
-            pause = backoff.delay(attempt)
-            if deadline is not None:
-                left = deadline - time.time()
-                if left <= 0:
-                    raise FalDeadlineExceededError(
-                        f"still {status.describe()} when its deadline passed",
-                        endpoint_id=ref.endpoint_id,
-                        request_id=ref.request_id,
-                    )
-                pause = min(pause, left)
-            time.sleep(pause)
-            attempt += 1
+        from airflow_provider_sam3.hooks.waiting import wait_for
+
+        return wait_for(self, ref, deadline=deadline, on_status=on_status, with_logs=with_logs)
 
     # ---------------------------------------------------------------- connection test (UI "Test" button)
 
     def test_connection(self) -> tuple[bool, str]:
         """One cheap authenticated call (status of a request id that cannot exist), answered in plain words."""
-        import httpx
+        from airflow_provider_sam3.hooks.connection_test import connection_test
 
-        try:
-            settings = self.get_settings()
-            key = settings.require_key(self.fal_conn_id)
-        except Sam3ProviderError as error:
-            return False, str(error)
-        url = f"https://{settings.queue_host}/fal-ai/sam-3/requests/00000000-0000-0000-0000-000000000000/status"
-        try:
-            response = httpx.get(url, headers={"Authorization": f"Key {key}"}, timeout=10.0)
-        except httpx.HTTPError as error:
-            return False, f"Cannot reach fal's queue at {settings.queue_host}: {type(error).__name__}. Check the host."
-        if response.status_code == 401:
-            return False, f"fal rejected the API key (from {settings.key_source}). Check the key."
-        if response.status_code == 403:
-            return False, "The key is valid but the account is locked (exhausted balance?). Check fal's billing page."
-        if response.status_code in (200, 202, 404):
-            return True, f"Connected to {settings.queue_host}; the API key (from {settings.key_source}) is accepted."
-        return False, f"Unexpected answer from {settings.queue_host}: HTTP {response.status_code}."
+        return connection_test(self.get_settings, self.fal_conn_id)
 
 
 _ASYNC_READY = threading.Event()
@@ -504,8 +413,6 @@ def _worth_retrying(mapped: Sam3ProviderError, error: BaseException) -> bool:
     ``MAX_ATTEMPTS`` times (429, fal's edge 502/503/504, timeouts and transport errors), which retrying again would
     multiply into minutes of calls. A start timeout is retryable by resubmitting, but it is the request's final
     answer: fetching its result again returns the same 504."""
-    from fal_client.client import _should_retry
-
-    if isinstance(error, Exception) and _should_retry(error):
+    if internals.fal_retries(error):
         return False
     return mapped.retryable and not isinstance(mapped, FalStartTimeoutError)

@@ -5,9 +5,10 @@ Split from ``hooks/fal.py``: pure classification, no state. ``FalHook.submit``/`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from airflow_provider_sam3.exceptions import Sam3ProviderError
+from airflow_provider_sam3.hooks import fal_client_internals as internals
 
 ASYNC_SUBMIT_MAX_DELAY = 10.0
 """fal-client's async retry loop caps its delay at 10 s (its sync loop at ``MAX_DELAY``, 30 s); submit does the same."""
@@ -15,42 +16,48 @@ SUBMIT_NOT_ACCEPTED_CODES = (408, 429)
 """Answers refusing a submit outright. fal-client also retries 409, whose meaning for a submit is undocumented."""
 
 if TYPE_CHECKING:
-    from fal_client.client import Priority
+    from airflow_provider_sam3.models.submit_options import SubmitOptions
 
 
 def _fal_max_delay() -> float:
-    import fal_client.client as fal_module
-
-    return fal_module.MAX_DELAY
+    return internals.max_delay()
 
 
-def _submit_call(
-    queue_host: str,
-    endpoint_id: str,
+def submit_options(
+    options: SubmitOptions | None,
     webhook_url: str | None,
     priority: str | None,
     start_timeout: float | None,
     hint: str | None,
-) -> tuple[str, dict[str, str]]:
+) -> SubmitOptions:
+    """One ``SubmitOptions`` from ``submit``'s keywords: ``options`` (checked by ``check_submit_options``) or the
+    older separate keywords, not both."""
+    from airflow_provider_sam3.models.submit_options import SubmitOptions
+
+    separate = {"webhook_url": webhook_url, "priority": priority, "start_timeout": start_timeout, "hint": hint}
+    given = sorted(name for name, value in separate.items() if value is not None)
+    if options is None:  # values checked by fal-client's helpers when the headers are built
+        return SubmitOptions(webhook_url=webhook_url, priority=priority, start_timeout=start_timeout, hint=hint)
+    if given:
+        raise TypeError(f"give submit options either as options= or as {', '.join(given)}=, not both")
+    return options
+
+
+def _submit_call(queue_host: str, endpoint_id: str, options: SubmitOptions) -> tuple[str, dict[str, str]]:
     """The submit's URL and headers, built as fal-client's ``submit`` builds them (and validated by its helpers), on
     this connection's queue host: fal-client's own ``QUEUE_URL_FORMAT`` is a process-wide global, shared by every
-    connection and by user code, so it is neither read nor changed here."""
+    connection and by user code, so it is neither read nor changed here. fal-client 1.0.x has no submit parameter
+    for the media lifetime or the request history: their headers are added as fal documents them."""
     from urllib.parse import urlencode
 
-    import fal_client.client as fal_module
-
     url = f"https://{queue_host}/{endpoint_id}"
-    if webhook_url is not None:
-        url += "?" + urlencode({"fal_webhook": webhook_url})
-    headers: dict[str, str] = {}
-    if hint is not None:
-        fal_module.add_hint_header(hint, headers)
-    if priority is not None:
-        # any str goes to fal-client, whose helper refuses a value other than its Priority literals
-        fal_module.add_priority_header(cast("Priority", priority), headers)
-    if start_timeout is not None:
-        fal_module.add_timeout_header(start_timeout, headers)
-    fal_module.add_fal_app_context_headers(headers)
+    if options.webhook_url is not None:
+        url += "?" + urlencode({"fal_webhook": options.webhook_url})
+    headers = internals.submit_headers(options.hint, options.priority, options.start_timeout)
+    if options.media_expires_in is not None:
+        headers[internals.LIFECYCLE_HEADER] = internals.lifecycle_header_value(options.media_expires_in)
+    if not options.store_io:
+        headers[internals.STORE_IO_HEADER] = "0"
     return url, headers
 
 
@@ -65,13 +72,13 @@ def _submit_fault(error: BaseException) -> str:
     queue), so fal may have created the request. ``refused``: any other answer or local failure, not resent.
     """
     import httpx
-    from fal_client.client import FalClientHTTPError, _is_ingress_error
+    from fal_client import FalClientHTTPError
 
     if isinstance(error, FalClientHTTPError):
         response = error.response
         if error.status_code in SUBMIT_NOT_ACCEPTED_CODES:
             return "not_created"
-        if response is not None and _is_ingress_error(response):
+        if response is not None and internals.is_ingress_error(response):
             return "lost" if error.status_code == 504 else "not_created"
         return "refused"
     if isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
@@ -84,7 +91,7 @@ def _submit_fault(error: BaseException) -> str:
 
 
 def _describe(error: BaseException) -> str:
-    from fal_client.client import FalClientHTTPError
+    from fal_client import FalClientHTTPError
 
     if isinstance(error, FalClientHTTPError):
         return f"HTTP {error.status_code}"

@@ -141,10 +141,10 @@ FAL_QUEUE_HOST = "queue.fal.run"
 def upload_problem(queue_host: str) -> str | None:
     """Why an upload (which sends the key to fal-client's ``REST_URL``/``CDN_URL``) may not run with ``queue_host``:
     those hosts must be fal's own with fal's own queue, or the queue host itself (the emulator)."""
-    import fal_client.client as fal_module
+    from airflow_provider_sam3.hooks.fal_client_internals import storage_urls
 
-    for name in ("REST_URL", "CDN_URL"):
-        url = str(getattr(fal_module, name)).rstrip("/")
+    for name, where in storage_urls().items():
+        url = where.rstrip("/")
         if url_problem(url + "/", queue_host) is None:
             continue
         if queue_host == FAL_QUEUE_HOST and url in FAL_STORAGE_URLS:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         SegmentVideoObjectsOutput,
         SegmentVideoOutput,
         SegmentVideoRleInput,
+        SegmentVideoRleInputV31,
         SegmentVideoRleOutput,
     )
 
@@ -67,6 +68,7 @@ _SUBMODULE = {
     "SegmentVideoObjectsOutput": "video",
     "SegmentVideoOutput": "video",
     "SegmentVideoRleInput": "video",
+    "SegmentVideoRleInputV31": "video",
     "SegmentVideoRleOutput": "video",
 }
 
@@ -115,5 +117,6 @@ __all__ = [
     "SegmentVideoObjectsOutput",
     "SegmentVideoOutput",
     "SegmentVideoRleInput",
+    "SegmentVideoRleInputV31",
     "SegmentVideoRleOutput",
 ]

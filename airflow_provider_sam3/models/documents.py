@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 class SegmentationResult(_Document):
     """Result of ``image`` and ``image-rle``: one entry per mask, the preview, and any other output files.
 
+    Readers follow one convention: what is read from the document alone, without arguments or I/O, is a property
+    returning plain JSON (``scores``, ``pixel_boxes``, ``areas``, ``is_rle``), so a task can return it as is; what
+    takes arguments, reads files or decodes masks is a method (``mask_arrays()``, ``to_rows()``).
+
     RLE documents (image-rle) carry each mask's RLE string inline (fal's Kaggle-style runs, about 12 bytes per run)
     and ``rle_size`` = ``[width, height]`` needed to decode them; image documents reference mask PNGs.
     """
@@ -63,6 +67,7 @@ class SegmentationResult(_Document):
         """One score per mask (null where fal sent none; ask for ``include_scores=True``)."""
         return [m.score for m in self.masks]
 
+    @property
     def pixel_boxes(self) -> list[list[float] | None]:
         """One ``[x_min, y_min, x_max, y_max]`` pixel box per mask, maxima exclusive; None where unknown.
 
@@ -93,6 +98,7 @@ class SegmentationResult(_Document):
 
         return [mask_from_image(self._mask_bytes(m, fetch, read), field=f"masks[{m.index}]") for m in self.masks]
 
+    @property
     def areas(self) -> list[int | None]:
         """Pixel count per mask from the RLE runs (no decoding); None for image documents (see ``to_rows``)."""
         return [_rle_area(m.rle) if self.is_rle else None for m in self.masks]

@@ -72,5 +72,7 @@ class BoxPrompt(BoxPromptBase):
     frame_index: NonNegativeInt | None = None
 
 
-Threshold = Annotated[float, Field(ge=0.0, le=1.0)]
-"""A probability threshold within [0, 1]."""
+Threshold = Annotated[float, Field(ge=0.1, le=1.0)]
+"""A detection threshold as fal bounds it on ``/video`` (and SAM 3.1's) and ``/3d-objects``: 0.1 to 1."""
+LowThreshold = Annotated[float, Field(ge=0.01, le=1.0)]
+"""A detection threshold as fal bounds it on ``/video-rle`` and ``/video-rle-objects``: 0.01 to 1."""

@@ -9,7 +9,7 @@ from pydantic import Field
 from airflow_provider_sam3.models.base import EndpointInput, EndpointOutput, FileUrl
 from airflow_provider_sam3.models.files import File
 from airflow_provider_sam3.models.image import ExplicitPromptMixin
-from airflow_provider_sam3.models.prompts import BoxPromptBase, PointPromptBase, TextPrompt
+from airflow_provider_sam3.models.prompts import BoxPromptBase, PointPromptBase, TextPrompt, Threshold
 
 
 class Reconstruct3DObjectsInput(ExplicitPromptMixin):
@@ -22,10 +22,10 @@ class Reconstruct3DObjectsInput(ExplicitPromptMixin):
     prompt: TextPrompt
     point_prompts: list[PointPromptBase] = Field(default_factory=list)
     box_prompts: list[BoxPromptBase] = Field(default_factory=list)
-    detection_threshold: float | None = Field(default=None, ge=0.1, le=1.0)
+    detection_threshold: Threshold | None = None
     seed: int | None = None
     pointmap_url: FileUrl | None = None
-    export_textured_glb: bool | None = None
+    export_textured_glb: bool = False
 
 
 class ObjectPose(EndpointOutput):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt, ValidationInfo, field_validator, model_validator
+from pydantic import Field, NonNegativeInt, ValidationInfo, field_validator, model_validator
 
 from airflow_provider_sam3.models.base import EndpointInput, EndpointOutput, FileUrl
 from airflow_provider_sam3.models.files import File
@@ -12,6 +12,7 @@ from airflow_provider_sam3.models.image import NormalizedBox
 from airflow_provider_sam3.models.prompts import (
     BoxPrompt,
     BoxPromptBase,
+    LowThreshold,
     PointPrompt,
     PointPromptBase,
     TextPrompt,
@@ -19,6 +20,14 @@ from airflow_provider_sam3.models.prompts import (
 )
 
 VideoOutputType = Literal["X264 (.mp4)", "VP9 (.webm)"]
+MAX_NUM_OBJECTS_LIMIT = 128
+"""fal's upper bound of SAM 3.1's ``max_num_objects`` (default 16)."""
+
+
+class _MaxObjects(EndpointInput):
+    """SAM 3.1's video endpoints cap the number of tracked objects."""
+
+    max_num_objects: int = Field(default=16, ge=1, le=MAX_NUM_OBJECTS_LIMIT)
 
 
 class SegmentVideoInput(EndpointInput):
@@ -33,10 +42,8 @@ class SegmentVideoInput(EndpointInput):
     video_output_type: VideoOutputType = "X264 (.mp4)"
 
 
-class SegmentVideoInputV31(SegmentVideoInput):
+class SegmentVideoInputV31(_MaxObjects, SegmentVideoInput):
     """Input of ``fal-ai/sam-3-1/video``: SAM 3.1 adds a cap on tracked objects."""
-
-    max_num_objects: PositiveInt = 16
 
 
 class SegmentVideoOutput(EndpointOutput):
@@ -57,7 +64,7 @@ class SegmentVideoRleInput(EndpointInput):
     box_prompts: list[BoxPrompt] = Field(default_factory=list)
     apply_mask: bool = False
     boundingbox_zip: bool = False
-    detection_threshold: Threshold = 0.5
+    detection_threshold: LowThreshold = 0.5
 
     @field_validator("frame_index")
     @classmethod
@@ -65,6 +72,10 @@ class SegmentVideoRleInput(EndpointInput):
         if value is not None and info.data.get("mask_url") is None:
             raise ValueError("names the frame of mask_url; give mask_url too, or drop frame_index")
         return value
+
+
+class SegmentVideoRleInputV31(_MaxObjects, SegmentVideoRleInput):
+    """Input of ``fal-ai/sam-3-1/video-rle``: SAM 3.1 adds a cap on tracked objects."""
 
 
 class SegmentVideoRleOutput(EndpointOutput):
@@ -95,7 +106,7 @@ class SegmentVideoObjectsInput(EndpointInput):
 
     video_url: FileUrl
     prompt: TextPrompt = ""
-    detection_threshold: Threshold = 0.5
+    detection_threshold: LowThreshold = 0.5
 
 
 class TrackedObject(EndpointOutput):

@@ -8,16 +8,21 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_sam3.models.submit_options import SubmitOptions
 
 
 @dataclass(frozen=True)
 class PreparedRequest:
-    """A validated request body, ready to submit; ``image`` describes the input image for the XCom document."""
+    """A validated request body, ready to submit; ``image`` describes the input image for the XCom document;
+    ``options`` are the checked queue options (not part of the fingerprint: they do not change the result)."""
 
     endpoint_id: str
     body: dict[str, Any]
     image: dict[str, Any] | None = None
+    options: SubmitOptions | None = None
     fingerprint: str = field(init=False)
 
     def __post_init__(self) -> None:

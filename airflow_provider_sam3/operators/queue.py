@@ -7,6 +7,7 @@ try left in the task state store, or submit and save its reference there at once
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -22,9 +23,17 @@ from airflow_provider_sam3.exceptions import (
     Sam3ProviderError,
 )
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
-from airflow_provider_sam3.links import LINK_XCOM_KEY, FalRequestLink, request_link
+from airflow_provider_sam3.links import FalRequestLink
 from airflow_provider_sam3.models.reference import RequestReference
-from airflow_provider_sam3.operators.checks import _is_number, _seconds, check_pacing  # noqa: F401 - re-exported
+from airflow_provider_sam3.operators.checks import (  # noqa: F401 - re-exported
+    MAX_TIMEOUT_SECONDS,
+    _is_number,
+    _seconds,
+    check_pacing,
+    SuggestingPartial,
+    check_submit_options,
+    unknown_parameter_error,
+)
 from airflow_provider_sam3.operators.completion import (
     as_task_error,
     fetch_result_document,
@@ -32,24 +41,24 @@ from airflow_provider_sam3.operators.completion import (
     raise_task_error,
 )
 from airflow_provider_sam3.operators.prepared import PreparedRequest, prepare_image_argument  # noqa: F401
+from airflow_provider_sam3.operators.reattach import (  # noqa: F401 - re-exported
+    CANCEL_RESUBMITS,
+    RESULT_GONE,
+    STATE_KEY,
+    ReattachingSubmit,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.fal import FalHook
-    from airflow_provider_sam3.models.status import QueueStatus
+    from airflow_provider_sam3.models.submit_options import SubmitOptions
 
-STATE_KEY = "fal_request"
-RESULT_GONE = "result_gone"
-CANCEL_RESUBMITS = "cancel_resubmits"
 MAX_CANCEL_RESUBMITS = 3
 """Times one try submits anew after finding its request cancelled (a clear racing its own trigger's cancel)."""
-"""Set in the saved record when fetching its result found it gone: the next try submits anew."""
 ENDPOINT_ID_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)+$")
 """``owner/app`` or ``owner/app/path``: what fal-client turns into a queue URL."""
 SAM3_APP_IDS = ("fal-ai/sam-3", "fal-ai/sam-3-1")
 """fal apps every endpoint of which is in the registry: an unknown id under them is a typo, not a new endpoint."""
 DEFAULT_TIMEOUT = timedelta(hours=1)
-MAX_TIMEOUT_SECONDS = 7 * 24 * 3600.0
-"""fal keeps a result for an hour after it completes; a week bounds any sensible wait (and ``defer()``'s)."""
 DEFER_GRACE_SECONDS = 120
 """Airflow's own defer timeout fires this long after the trigger's deadline, so the trigger cancels first."""
 
@@ -61,7 +70,7 @@ def _hook(conn_id: str) -> FalHook:
     return FalHook(conn_id)
 
 
-class FalQueueOperator(BaseOperator):
+class FalQueueOperator(ReattachingSubmit, BaseOperator):
     """Run any fal endpoint through fal's queue.
 
     :param endpoint_id: e.g. ``fal-ai/sam-3/image``. SAM 3 endpoints are validated locally with the registry's
@@ -76,7 +85,15 @@ class FalQueueOperator(BaseOperator):
         URLs expire; the document carries both locations. Templated.
     :param poll_interval, max_poll_interval: status polling starts at the first and backs off to the second
         (default: the connection's settings).
-    :param priority, start_timeout, webhook_url, hint: passed to fal's queue on submit.
+    :param priority, start_timeout, webhook_url, hint: passed to fal's queue on submit. ``priority="low"`` needs
+        ``start_timeout``: fal serves low-priority requests after every normal request of every fal user.
+    :param media_expires_in: how long fal keeps the output media (``X-Fal-Object-Lifecycle-Preference``): seconds,
+        a ``timedelta``, or ``"immediate"``, ``"1h"``, ``"1d"``, ``"7d"``, ``"30d"``, ``"1y"``; ``None``: fal's
+        default. Copy outputs with ``output_path`` before it passes.
+    :param store_io: ``False`` asks fal not to keep the inputs and outputs in its request history
+        (``X-Fal-Store-IO: 0``).
+
+    All queue options are checked by ``operators.checks.check_submit_options`` before anything is sent.
     """
 
     template_fields: tuple[str, ...] = ("endpoint_id", "arguments", "output_path")
@@ -100,10 +117,18 @@ class FalQueueOperator(BaseOperator):
         start_timeout: float | None = None,
         webhook_url: str | None = None,
         hint: str | None = None,
+        media_expires_in: int | str | timedelta | None = None,
+        store_io: bool = True,
         forward_logs: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        try:
+            super().__init__(**kwargs)
+        except TypeError as error:  # Airflow's "Invalid arguments were passed": name the closest parameters
+            better = unknown_parameter_error(type(self), kwargs.get("task_id"), kwargs)
+            if better is None:
+                raise
+            raise better from error
         self.endpoint_id = endpoint_id
         self.arguments = arguments or {}
         self.fal_conn_id = fal_conn_id
@@ -117,8 +142,12 @@ class FalQueueOperator(BaseOperator):
         self.start_timeout = start_timeout
         self.webhook_url = webhook_url
         self.hint = hint
+        self.media_expires_in = media_expires_in
+        self.store_io = store_io
         self.forward_logs = forward_logs
         self._inflight: RequestReference | None = None
+
+    partial = SuggestingPartial()
 
     @property
     def hook(self) -> FalHook:
@@ -169,18 +198,18 @@ class FalQueueOperator(BaseOperator):
             raise InputValidationError("arguments", f"must be a mapping, not {type(body).__name__}")
         return PreparedRequest(self.endpoint_id, body)
 
-    def _check_queue_options(self) -> None:
-        """fal's queue options, checked before anything is sent."""
+    def _check_queue_options(self) -> SubmitOptions:
+        """fal's queue options, checked before anything is sent; the options the submit sends."""
         from airflow_provider_sam3.exceptions import InputValidationError
 
-        if self.start_timeout is not None and not (
-            _is_number(self.start_timeout) and 1 < self.start_timeout <= MAX_TIMEOUT_SECONDS
-        ):
-            raise InputValidationError(
-                "start_timeout",
-                f"{self.start_timeout!r} is not a start deadline",
-                allowed="a number of seconds above 1 (at most a week), or None",
-            )
+        options = check_submit_options(
+            priority=self.priority,
+            start_timeout=self.start_timeout,
+            hint=self.hint,
+            webhook_url=self.webhook_url,
+            media_expires_in=self.media_expires_in,
+            store_io=self.store_io,
+        )
         check_pacing(self.priority, self.poll_interval, self.max_poll_interval)
         if self.request_timeout is not None and not 0 < self.request_timeout <= MAX_TIMEOUT_SECONDS:
             raise InputValidationError(
@@ -188,17 +217,7 @@ class FalQueueOperator(BaseOperator):
                 f"{self.request_timeout!r} must be a positive duration of at most {MAX_TIMEOUT_SECONDS / 86400:g} days",
                 allowed="a number of seconds above 0 or a timedelta",
             )
-        if self.webhook_url is not None:
-            from urllib.parse import urlsplit
-
-            text = self.webhook_url if isinstance(self.webhook_url, str) else ""
-            parts = urlsplit(text) if text.isprintable() and " " not in text else None
-            if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-                raise InputValidationError(
-                    "webhook_url",
-                    f"{self.webhook_url!r} is not a URL fal can call",
-                    allowed="an http(s) URL with a host, or None",
-                )
+        return options
 
     def _check_output_path(self) -> None:
         """A bad ``output_path`` is refused before submitting: copying happens after fal has been paid. A local
@@ -213,7 +232,7 @@ class FalQueueOperator(BaseOperator):
     def validate(self, context: Any) -> PreparedRequest:
         """Everything checked before anything is sent: the request body, the queue options and ``output_path``."""
         request = self.prepare_request(context)
-        self._check_queue_options()
+        request = dataclasses.replace(request, options=self._check_queue_options())
         self._check_output_path()
         return request
 
@@ -312,111 +331,6 @@ class FalQueueOperator(BaseOperator):
             except Sam3ProviderError as error:
                 self.log.warning("Could not cancel fal request %s: %s", self._inflight.request_id, error)
 
-    # ------------------------------------------------------------------ never pay twice
-
-    def _reattach_or_submit(
-        self, context: Any, hook: FalHook, request: PreparedRequest
-    ) -> tuple[RequestReference, QueueStatus | None]:
-        """The request to wait for: a previous try's (with its status when it already completed), or a new one."""
-        store = context.get("task_state_store")
-        record = store.get(STATE_KEY) if store is not None else None
-        if record and record.get(RESULT_GONE) == "cancelled":
-            pass  # _submit_anew_after_cancel said why
-        elif record and record.get(RESULT_GONE):
-            self.log.warning(
-                "The result of request %s from a previous try is gone at fal (expired); submitting anew",
-                record["reference"].get("request_id"),
-            )
-        elif record:
-            reference = RequestReference.from_dict(record["reference"])
-            status = self._can_reattach(hook, reference, record.get("fingerprint"), request)
-            if status is not None:
-                self._publish_link(context, hook, reference)
-                return reference, (status if status.done else None)
-        try:
-            reference = hook.submit(
-                request.endpoint_id,
-                request.body,
-                webhook_url=self.webhook_url,
-                priority=self.priority,
-                start_timeout=self.start_timeout,
-                hint=self.hint,
-            )
-        except Sam3ProviderError as error:
-            from airflow_provider_sam3.exceptions import FalSubmitOutcomeUnknownError
-
-            if isinstance(error, FalSubmitOutcomeUnknownError):
-                self.log.warning(
-                    "fal may have created a %s request (answer lost), whose id is unknown: it was not "
-                    "resubmitted, and a retry of this task cannot reattach to it but submits a new one",
-                    request.endpoint_id,
-                )
-            raise_task_error(error)
-        if store is not None:
-            store.set(
-                STATE_KEY,
-                {
-                    "reference": reference.to_dict(),
-                    "fingerprint": request.fingerprint,
-                    CANCEL_RESUBMITS: (record or {}).get(CANCEL_RESUBMITS),
-                },
-            )
-        else:
-            self.log.warning(
-                "No task state store in this context: a retry cannot reattach to request %s", reference.request_id
-            )
-        self._publish_link(context, hook, reference)
-        return reference, None
-
-    def _can_reattach(
-        self, hook: FalHook, reference: RequestReference, fingerprint: str | None, request: PreparedRequest
-    ) -> QueueStatus | None:
-        """The previous try's request status if this try can use it; None when a new request is needed."""
-        rid = reference.request_id
-        if fingerprint != request.fingerprint:
-            self.log.warning(
-                "The request changed since a previous try submitted %s; cancelling that one and "
-                "submitting the new request",
-                rid,
-            )
-            self._cancel_quietly(hook, reference)
-            return None
-        try:
-            status = hook.status(reference)
-        except FalRequestNotFoundError:
-            self.log.warning("A previous try's request %s is gone at fal (expired or vanished); submitting anew", rid)
-            return None
-        except Sam3ProviderError as error:
-            raise_task_error(error)
-        if not status.done:
-            self.log.info(
-                "Reattaching to request %s from a previous try (%s); not submitting again", rid, status.describe()
-            )
-            return status
-        if status.error is None:
-            self.log.info(
-                "Request %s from a previous try already completed; fetching its result instead of paying again", rid
-            )
-            return status
-        self.log.warning("Request %s from a previous try failed (%s); submitting anew", rid, status.error)
-        return None
-
-    def _cancel_quietly(self, hook: FalHook, reference: RequestReference) -> None:
-        try:
-            hook.cancel(reference)
-        except Sam3ProviderError as error:
-            self.log.warning("Could not cancel request %s: %s", reference.request_id, error)
-
-    def _forget(self, context: Any) -> None:
-        store = context.get("task_state_store")
-        if store is not None:
-            store.delete(STATE_KEY)
-
-    def _publish_link(self, context: Any, hook: FalHook, reference: RequestReference) -> None:
-        ti = context.get("ti")
-        if ti is not None:
-            ti.xcom_push(key=LINK_XCOM_KEY, value=request_link(hook.get_settings().queue_host, reference.request_id))
-
     # ------------------------------------------------------------------ waiting and finishing
 
     def _wait_on_worker(
@@ -435,8 +349,6 @@ class FalQueueOperator(BaseOperator):
 
         if self.poll_interval is not None or self.max_poll_interval is not None:
             # hook.wait polls at the connection's intervals; the operator's own ones win, as in the trigger.
-            import dataclasses
-
             settings = hook.get_settings()
             hook._settings = dataclasses.replace(
                 settings,

@@ -97,9 +97,12 @@ class Sam3Operator(FalQueueOperator):
         if source is not None and "image_url" in endpoint.input_model.model_fields:
             arguments["image_url"], image = prepare_image_argument(endpoint, source, field, self.log, self.fal_conn_id)
         body = endpoint.validate_input(arguments).to_request()
-        from airflow_provider_sam3.operators.checks import check_prompt_geometry
+        from airflow_provider_sam3.operators.checks import check_prompt_geometry, ignored_fields_warning
 
         check_prompt_geometry(body, image)
+        warning = ignored_fields_warning(arguments, body)
+        if warning:
+            self.log.warning("%s", warning)
         if body.get("sync_mode") and not self.output_path:
             raise InputValidationError(
                 "sync_mode", "returns masks inline as data URIs, too large for XCom; set output_path to keep them"

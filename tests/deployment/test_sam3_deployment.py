@@ -56,7 +56,7 @@ def the_dag():
     @task
     def read(document):
         result = SegmentationResult.from_xcom(document)
-        return {"urls": [m.url for m in result.masks], "scores": result.scores, "boxes": result.pixel_boxes()}
+        return {"urls": [m.url for m in result.masks], "scores": result.scores, "boxes": result.pixel_boxes}
 
     read(seg.output)
 

@@ -17,13 +17,37 @@ import sys
 import threading
 from pathlib import Path
 
-from airflow_provider_sam3.testing.emulator.config import DEFAULT_API_KEY, EmulatorConfig, FaultRule
+from airflow_provider_sam3.testing.emulator.config import (
+    DEFAULT_API_KEY,
+    FAULT_KINDS,
+    FAULT_TARGETS,
+    EmulatorConfig,
+    FaultRule,
+)
 from airflow_provider_sam3.testing.emulator.runner import FalEmulator
+
+
+ADMIN_HELP = f"""admin endpoints (no key needed), under https://127.0.0.1:PORT:
+  GET  /_emulator/counters   what the emulator saw: submissions (by endpoint), status/result/stream calls, cancels,
+                             faults injected, completed, in progress, queue length, webhooks, bytes held
+  GET  /_emulator/requests   every request: id, endpoint, state, arguments (long strings cut), priority, runner
+                             hint, webhook, start timeout, the X-Fal-* headers of its submit, fault, times
+  GET  /_emulator/config     the knobs now (the key shown as ***)
+  POST /_emulator/config     change knobs at run time, JSON: {{"service_time_s": 2, "concurrency": 4, ...}}
+  POST /_emulator/faults     add a fault rule, JSON as --fault
+  POST /_emulator/reset      forget requests, files, counters and faults
+
+fault kinds: {", ".join(FAULT_KINDS)};
+targets: {", ".join(FAULT_TARGETS)}; give exactly one of rate, first or every.
+"""
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m airflow_provider_sam3.testing.emulator", description="Run the fal emulator in the foreground."
+        prog="python -m airflow_provider_sam3.testing.emulator",
+        description="Run the fal emulator in the foreground.",
+        epilog=ADMIN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: pick a free one)")
     parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="the key clients must send")
@@ -34,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--in-progress-logs", type=int, help="log lines each request writes while IN_PROGRESS")
     parser.add_argument("--result-retention", type=float, help="seconds a result stays fetchable after completion")
     parser.add_argument("--media-ttl", type=float, help="seconds generated files stay downloadable")
+    parser.add_argument(
+        "--media-budget-mb", type=float, help="MiB of generated files kept; beyond it the oldest expire (default 128)"
+    )
+    parser.add_argument(
+        "--result-budget-mb", type=float, help="MiB of result bodies kept; beyond it the oldest expire (default 32)"
+    )
     parser.add_argument("--cert-dir", help="where to write cert.pem and key.pem (default: a temporary directory)")
     parser.add_argument("--exhausted-key", action="append", default=[], help="a key whose account is locked (403)")
     parser.add_argument("--seed", type=int, help="seed of the fault and jitter RNG")
@@ -56,8 +86,27 @@ def write_env_file(path: Path, env: dict[str, str]) -> None:
     os.replace(temporary, path)
 
 
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def _keep_large_buffers_mapped() -> None:
+    """glibc raises its mmap threshold after the first large free, so later multi-megabyte buffers (request bodies,
+    decoded photos, masks) come from the heap, which fragments and keeps the process's RSS creeping up. A fixed
+    threshold keeps buffers above 1 MiB in their own mappings, returned to the system when freed. glibc only; a
+    no-op elsewhere."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, MMAP_THRESHOLD_BYTES)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _keep_large_buffers_mapped()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     knobs = {
         "service_time_s": args.service_time,
@@ -67,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         "service_jitter_s": args.service_jitter,
         "in_progress_logs": args.in_progress_logs,
         "result_retention_s": args.result_retention,
+        "media_budget_bytes": None if args.media_budget_mb is None else int(args.media_budget_mb * 2**20),
+        "result_budget_bytes": None if args.result_budget_mb is None else int(args.result_budget_mb * 2**20),
     }
     config = EmulatorConfig(
         port=args.port,

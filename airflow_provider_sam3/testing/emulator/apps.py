@@ -19,34 +19,32 @@ Fixed facts callers may rely on:
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from PIL import Image
 from pydantic import ValidationError
 
 from airflow_provider_sam3.endpoints import ENDPOINTS, Endpoint
-from airflow_provider_sam3.media.boxes import mask_box, xyxy_to_cxcywh
+from airflow_provider_sam3.media.boxes import mask_box
 from airflow_provider_sam3.media.embedding import encode_embedding
-from airflow_provider_sam3.media.inputs import to_data_uri
-from airflow_provider_sam3.media.render import encode_png, mask_to_png, overlay
+from airflow_provider_sam3.media.render import encode_png, overlay
 from airflow_provider_sam3.media.rle import rle_encode
 from airflow_provider_sam3.testing.emulator import placeholders
-from airflow_provider_sam3.testing.emulator.fetch import decode_image, fetch_bytes
-from airflow_provider_sam3.testing.emulator.media_store import MediaStore
-from airflow_provider_sam3.testing.emulator.results import (
-    INVALID_JSON,
-    NO_MASKS,
-    AppError,
-    AppResult,
-    validation_failed,
+from airflow_provider_sam3.testing.emulator.app_files import (  # noqa: F401 - PendingFile, publish re-exported
+    AppContext,
+    PendingFile,
+    load_image,
+    normalized_box,
+    publish,
 )
-from airflow_provider_sam3.testing.emulator.segmenter import BoxSpec, PointSpec, segment
+from airflow_provider_sam3.testing.emulator.fetch import fetch_bytes
+from airflow_provider_sam3.testing.emulator.image_app import segment_image
+from airflow_provider_sam3.testing.emulator.results import INVALID_JSON, AppError, AppResult, validation_failed
+from airflow_provider_sam3.testing.emulator.segmenter import segment
 
 EMBEDDING_DTYPE = "<f4"
 EMBEDDING_SHAPE = (32, 16, 16)
@@ -54,127 +52,6 @@ VIDEO_FRAME_WIDTH = 64
 VIDEO_FRAME_HEIGHT = 48
 VIDEO_NUM_FRAMES = 8
 KEYPOINT_NAMES = tuple(f"keypoint_{i:02d}" for i in range(70))
-_IMAGE_FORMATS = {
-    "png": ("PNG", "image/png", "png"),
-    "jpeg": ("JPEG", "image/jpeg", "jpg"),
-    "webp": ("WEBP", "image/webp", "webp"),
-}
-
-
-class AppContext(Protocol):
-    media: MediaStore
-    cert_file: str
-
-    @property
-    def media_ttl_s(self) -> float: ...
-
-
-@dataclass(frozen=True)
-class PendingFile:
-    """A file an app produced, stored (or inlined for ``sync_mode``) once the app returns."""
-
-    data: bytes
-    file_name: str
-    content_type: str
-    width: int | None = None
-    height: int | None = None
-
-
-def publish(value: Any, ctx: AppContext, *, inline: bool = False) -> Any:
-    """``value`` with every ``PendingFile`` replaced by fal's File/Image object (media URL or data URI)."""
-    if isinstance(value, PendingFile):
-        if inline:
-            url = to_data_uri(value.data, value.content_type)
-        else:
-            url = ctx.media.put(value.data, value.file_name, value.content_type, ttl_s=ctx.media_ttl_s)
-        out: dict[str, Any] = {
-            "url": url,
-            "content_type": value.content_type,
-            "file_name": value.file_name,
-            "file_size": len(value.data),
-        }
-        if value.width is not None:
-            out.update(width=value.width, height=value.height)
-        return out
-    if isinstance(value, dict):
-        return {k: publish(v, ctx, inline=inline) for k, v in value.items()}
-    if isinstance(value, list):
-        return [publish(v, ctx, inline=inline) for v in value]
-    return value
-
-
-def _encode(image: Image.Image, fmt: str, *, lossless: bool = False) -> bytes:
-    if fmt == "png":
-        return encode_png(image)
-    buffer = io.BytesIO()
-    options = {"lossless": True} if lossless and fmt == "webp" else {}
-    image.save(buffer, format=_IMAGE_FORMATS[fmt][0], quality=90, **options)
-    return buffer.getvalue()
-
-
-def _mask_file(mask: np.ndarray, fmt: str, name: str) -> PendingFile:
-    _, mime, extension = _IMAGE_FORMATS[fmt]
-    if fmt == "png":
-        data = mask_to_png(mask)
-    else:
-        data = _encode(Image.fromarray(mask.astype(np.uint8) * 255, "L"), fmt, lossless=True)
-    return PendingFile(data, f"{name}.{extension}", mime, mask.shape[1], mask.shape[0])
-
-
-def _normalized_box(mask: np.ndarray) -> list[float] | None:
-    box = xyxy_to_cxcywh(mask_box(mask), mask.shape[1], mask.shape[0])
-    return None if box is None else [round(v, 6) for v in box]
-
-
-async def _image(url: str, field: str, ctx: AppContext) -> Image.Image:
-    data = await fetch_bytes(url, field, ctx)
-    return await asyncio.to_thread(decode_image, data, field)
-
-
-def _prompts(inputs: Any) -> dict[str, Any]:
-    return {
-        "points": [PointSpec(p.x, p.y, int(p.label), p.object_id) for p in inputs.point_prompts],
-        "boxes": [BoxSpec(b.x_min, b.y_min, b.x_max, b.y_max, b.object_id) for b in inputs.box_prompts],
-    }
-
-
-def _segment_image_sync(image: Image.Image, inputs: Any, rle: bool) -> dict[str, Any]:
-    limit = inputs.max_masks if inputs.return_multiple_masks else 1
-    segments = segment(image, prompt=inputs.prompt, max_masks=limit, **_prompts(inputs))
-    masks = [s.mask for s in segments]
-    if rle:
-        if not masks:
-            raise AppError(NO_MASKS)
-        strings = [rle_encode(m) for m in masks]
-        body: dict[str, Any] = {"rle": strings[0] if len(strings) == 1 else strings}
-    else:
-        fmt = inputs.output_format
-        body = {"masks": [_mask_file(m, fmt, f"mask_{i}") for i, m in enumerate(masks)]}
-        if inputs.apply_mask:
-            _, mime, extension = _IMAGE_FORMATS[fmt]
-            preview = overlay(image, masks) if masks else image
-            body["image"] = PendingFile(_encode(preview, fmt), f"preview.{extension}", mime, image.width, image.height)
-    boxes = [_normalized_box(m) for m in masks]
-    scores = [s.score for s in segments]
-    body["metadata"] = []
-    for index in range(len(masks)):
-        entry: dict[str, Any] = {"index": index}
-        if inputs.include_scores:
-            entry["score"] = scores[index]
-        if inputs.include_boxes:
-            entry["box"] = boxes[index]
-        body["metadata"].append(entry)
-    if inputs.include_scores:
-        body["scores"] = scores
-    if inputs.include_boxes:
-        body["boxes"] = boxes
-    return body
-
-
-async def segment_image(inputs: Any, ctx: AppContext, *, rle: bool = False) -> Any:
-    image = await _image(inputs.image_url, "image_url", ctx)
-    body = await asyncio.to_thread(_segment_image_sync, image, inputs, rle)
-    return publish(body, ctx, inline=inputs.sync_mode)
 
 
 def embedding_of(image: Image.Image) -> np.ndarray:
@@ -191,7 +68,7 @@ def embedding_of(image: Image.Image) -> np.ndarray:
 
 
 async def embed_image(inputs: Any, ctx: AppContext) -> Any:
-    image = await _image(inputs.image_url, "image_url", ctx)
+    image = await load_image(inputs.image_url, "image_url", ctx)
     array = await asyncio.to_thread(embedding_of, image)
     return {"embedding_b64": encode_embedding(array)}
 
@@ -229,7 +106,7 @@ async def segment_video_rle(inputs: Any, ctx: AppContext) -> Any:
             if part is not None:
                 mask |= part
         merged.append(mask)
-    boxes = [_normalized_box(m) for m in merged]
+    boxes = [normalized_box(m) for m in merged]
     body: dict[str, Any] = {"rle": [rle_encode(m) for m in merged], "boxes": boxes, "scores": [None] * len(merged)}
     if inputs.boundingbox_zip:
         files = {f"frame_{i:05d}.json": json.dumps({"box": box}).encode() for i, box in enumerate(boxes)}
@@ -258,7 +135,7 @@ def _object_count(inputs: Any) -> int:
 
 
 async def reconstruct_objects(inputs: Any, ctx: AppContext) -> Any:
-    await _image(inputs.image_url, "image_url", ctx)
+    await load_image(inputs.image_url, "image_url", ctx)
     await _check_urls(inputs, ctx, "mask_urls", "pointmap_url")
     count = _object_count(inputs)
     metadata = [
@@ -321,7 +198,7 @@ def _person(image: Image.Image, inputs: Any) -> tuple[dict[str, Any], np.ndarray
 
 
 async def reconstruct_body(inputs: Any, ctx: AppContext) -> Any:
-    image = await _image(inputs.image_url, "image_url", ctx)
+    image = await load_image(inputs.image_url, "image_url", ctx)
     await _check_urls(inputs, ctx, "mask_url")
     person, mask = await asyncio.to_thread(_person, image, inputs)
     visualization = await asyncio.to_thread(lambda: encode_png(overlay(image, [mask])))
@@ -336,7 +213,7 @@ async def reconstruct_body(inputs: Any, ctx: AppContext) -> Any:
 
 
 async def align_body(inputs: Any, ctx: AppContext) -> Any:
-    image = await _image(inputs.image_url, "image_url", ctx)
+    image = await load_image(inputs.image_url, "image_url", ctx)
     await _check_urls(inputs, ctx, "body_mesh_url", "body_mask_url", "object_mesh_url")
     focal = inputs.focal_length or float(max(image.size)) * 1.2
     picture = await asyncio.to_thread(encode_png, image)

@@ -25,6 +25,7 @@ FaultKind = Literal[
 FaultTarget = Literal["submit", "status", "result", "cancel", "any"]
 
 FAULT_KINDS: tuple[str, ...] = FaultKind.__args__  # type: ignore[attr-defined]
+FAULT_TARGETS: tuple[str, ...] = FaultTarget.__args__  # type: ignore[attr-defined]
 REQUEST_FAULTS = frozenset({"app_500", "expire_early", "cancel_elsewhere"})
 """Faults decided when a request is submitted (the submit itself succeeds); they may only target ``submit``/``any``."""
 
@@ -80,6 +81,10 @@ class EmulatorConfig(BaseModel):
     result_retention_s: float = Field(default=3600.0, ge=0)
     large_result_retention_s: float = Field(default=360.0, ge=0)
     large_result_bytes: int = Field(default=10 * 1024, ge=1)
+    media_budget_bytes: int = Field(default=128 * 2**20, ge=0)
+    """Bytes of generated files kept; beyond it the oldest expire first (as fal's retention lets old media go)."""
+    result_budget_bytes: int = Field(default=32 * 2**20, ge=0)
+    """Bytes of result bodies kept; beyond it the oldest results expire first (their result call answers 404)."""
     sse_keepalive_s: float = Field(default=15.0, gt=0)
     seed: int = 0
     faults: list[FaultRule] = Field(default_factory=list)

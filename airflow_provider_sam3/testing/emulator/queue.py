@@ -38,6 +38,7 @@ class RequestRecord:
     webhook_url: str | None = None
     start_timeout_s: float | None = None
     fault: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
     state: str = IN_QUEUE
     cancelled: bool = False
     submitted_at: float = field(default_factory=time.time)
@@ -82,6 +83,7 @@ class RequestRecord:
             "runner_hint": self.runner_hint,
             "webhook_url": self.webhook_url,
             "start_timeout_s": self.start_timeout_s,
+            "headers": dict(self.headers),
             "fault": self.fault,
             "cancelled": self.cancelled,
             "submitted_at": self.submitted_at,
@@ -145,6 +147,9 @@ class RequestQueue:
         self.in_progress = 0
         self._generation = 0
         self._rng = random.Random(config().seed)
+        self._stored: deque[tuple[RequestRecord, int]] = deque()
+        self.result_bytes = 0
+        """Bytes of result bodies held (an expired one counts until the budget check passes it)."""
 
     @property
     def queue_length(self) -> int:
@@ -215,6 +220,8 @@ class RequestQueue:
         self.records.clear()
         self._normal.clear()
         self._low.clear()
+        self._stored.clear()
+        self.result_bytes = 0
         self.in_progress = 0
         self.reseed(self._config().seed)
 
@@ -277,6 +284,18 @@ class RequestQueue:
         """Release the slot of a run that ended without finishing (forgotten, or cancelled before it began)."""
         self._finish(record, CANCELLED)
 
+    def _keep_results_within_budget(self, record: RequestRecord, budget: int) -> None:
+        """Hold ``record``'s result body; expire the oldest held ones while their bytes exceed ``budget``."""
+        size = len(record.result_bytes or b"")
+        self._stored.append((record, size))
+        self.result_bytes += size
+        while self._stored and (
+            self.result_bytes > budget and len(self._stored) > 1 or self._stored[0][0].result_bytes is None
+        ):
+            oldest, held = self._stored.popleft()
+            oldest.result_bytes = None
+            self.result_bytes -= held
+
     def _complete(self, record: RequestRecord, result: AppResult) -> None:
         if record.generation != self._generation:
             return
@@ -290,6 +309,7 @@ class RequestQueue:
         large = len(record.result_bytes) >= config.large_result_bytes
         retention = config.large_result_retention_s if large else config.result_retention_s
         record.result_expires_at = time.monotonic() + (0.0 if record.fault == "expire_early" else retention)
+        self._keep_results_within_budget(record, config.result_budget_bytes)
         if record.inference_time is None:
             record.inference_time = 0.0
         self.counters.completed += 1

@@ -146,9 +146,9 @@ def _score(mask: np.ndarray, separability: float) -> float:
 class _Work:
     """The downscaled image: channels, the global class split and its components."""
 
-    def __init__(self, image: Image.Image) -> None:
+    def __init__(self, image: Image.Image, input_size: tuple[int, int] | None = None) -> None:
         rgb = image.convert("RGB")
-        self.input_size = rgb.size
+        self.input_size = input_size or rgb.size
         width, height = rgb.size
         factor = min(1.0, WORK_SIZE / max(width, height))
         size = (max(1, round(width * factor)), max(1, round(height * factor)))
@@ -226,9 +226,13 @@ def segment(
     points: Sequence[PointSpec] = (),
     boxes: Sequence[BoxSpec] = (),
     max_masks: int = 1,
+    size: tuple[int, int] | None = None,
 ) -> list[Segment]:
-    """The objects the prompts designate in ``image``, best first, at most ``max_masks``; may be empty."""
-    work = _Work(image)
+    """The objects the prompts designate in ``image``, best first, at most ``max_masks``; may be empty.
+
+    ``size`` = (width, height) is the photo's own size when ``image`` is a reduced copy of it: prompts are in its
+    pixels, and masks come back at that size."""
+    work = _Work(image, size)
     objects = _geometric_objects(work, points, boxes)
     if not objects and prompt.strip():
         objects = work.text_regions()

@@ -23,6 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airflow_provider_sam3.endpoints import ENDPOINTS
+from airflow_provider_sam3.testing.emulator.app_files import RequestContext, requested_media_lifetime
 from airflow_provider_sam3.testing.emulator.apps import NOT_JSON, run_app
 from airflow_provider_sam3.testing.emulator.config import EmulatorConfig, FaultRule
 from airflow_provider_sam3.testing.emulator.faults import EDGE_FAULTS, FaultInjector, fault_response
@@ -52,7 +53,7 @@ class EmulatorCore:
         self.config = config
         self.base_url = base_url.rstrip("/")
         self.cert_file = cert_file
-        self.media = MediaStore(self.base_url)
+        self.media = MediaStore(self.base_url, lambda: self.config.media_budget_bytes)
         self.counters = Counters()
         self.faults = FaultInjector(config.faults, config.seed)
         self.queue = RequestQueue(lambda: self.config, self._run_app, self._on_complete, self.counters)
@@ -64,7 +65,10 @@ class EmulatorCore:
         return self.config.media_ttl_s
 
     async def _run_app(self, record: RequestRecord) -> AppResult:
-        return await run_app(record.endpoint, record.arguments, self)
+        lifetime = requested_media_lifetime(record.headers)
+        if lifetime is None or lifetime >= self.media_ttl_s:
+            return await run_app(record.endpoint, record.arguments, self)
+        return await run_app(record.endpoint, record.arguments, RequestContext(self.media, self.cert_file, lifetime))
 
     def _on_complete(self, record: RequestRecord, result: AppResult) -> None:
         if record.webhook_url and deliverable(record.webhook_url):
@@ -141,6 +145,11 @@ class EmulatorCore:
             "queue_length": self.queue.queue_length,
             "webhooks": {"sent": c.webhooks_sent, "failed": c.webhooks_failed},
             "uploads": {"total": c.uploads, "bytes": c.upload_bytes},
+            "held": {
+                "media_bytes": self.media.media_bytes,
+                "media_expired_early": self.media.evicted,
+                "result_bytes": self.queue.result_bytes,
+            },
         }
 
     def public_config(self) -> dict[str, Any]:
@@ -173,6 +182,12 @@ def _json(
 ) -> Response:
     extra = {"x-fal-request-id": request_id or str(uuid.uuid4()), **(headers or {})}
     return JSONResponse(body, status, headers=extra)
+
+
+def _fal_headers(request: Request) -> dict[str, str]:
+    """The ``X-Fal-*`` headers of a submit (names lower-cased), kept so tests can assert what was asked of fal;
+    never ``Authorization`` (the key)."""
+    return {name.lower(): value for name, value in request.headers.items() if name.lower().startswith("x-fal-")}
 
 
 def _wants_logs(request: Request) -> bool:
@@ -287,6 +302,7 @@ class QueueRoutes:
             runner_hint=request.headers.get("x-fal-runner-hint"),
             webhook_url=request.query_params.get("fal_webhook"),
             start_timeout_s=start_timeout,
+            headers=_fal_headers(request),
         )
         rule = core.faults.decide("submit", endpoint_id, request_fault=True)
         if rule is not None:

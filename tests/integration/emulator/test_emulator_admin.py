@@ -44,8 +44,11 @@ def test_admin_routes_need_no_key_and_drive_the_emulator(fal_emulator):
             "in_progress": 0,
             "queue_length": 0,
             "webhooks": {"sent": 0, "failed": 0},
+            "held": counters["held"],
         }
         assert counters["status_calls"] >= 2
+        held = counters["held"]  # the mask and preview files, and the result body, are held within their budgets
+        assert held["media_bytes"] > 0 and held["result_bytes"] > 0 and held["media_expired_early"] == 0
         assert admin.post("/_emulator/reset").json() == {"status": "OK"}
         assert admin.get("/_emulator/requests").json() == []
         assert admin.get("/_emulator/counters").json()["submissions"]["total"] == 0

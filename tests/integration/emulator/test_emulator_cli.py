@@ -110,3 +110,20 @@ def test_cli_serves_a_separate_stock_fal_client_and_stops_on_sigterm(tmp_path):
     assert server.returncode == 0, stderr
     assert "POST /fal-ai/sam-3/image -> 200" in stderr
     assert "cli-key" not in stderr
+
+
+def test_cli_help_documents_the_admin_endpoints_and_every_fault_kind():
+    from airflow_provider_sam3.testing.emulator.__main__ import _parser
+    from airflow_provider_sam3.testing.emulator.config import FAULT_KINDS
+
+    text = _parser().format_help()
+    for route in (
+        "/_emulator/counters",
+        "/_emulator/requests",
+        "/_emulator/config",
+        "/_emulator/faults",
+        "/_emulator/reset",
+    ):
+        assert route in text
+    assert all(kind in text for kind in FAULT_KINDS)
+    assert "--media-budget-mb" in text and "--result-budget-mb" in text

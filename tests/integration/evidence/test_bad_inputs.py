@@ -305,7 +305,7 @@ CASES: list[Case] = [
         ops.SegmentVideoOperator,
         {"video_url": VIDEO_URL, "version": "3.1", "max_num_objects": 0},
         "max_num_objects",
-        ("max_num_objects: Input should be greater than 0",),
+        ("max_num_objects: Input should be greater than or equal to 1",),
     ),
     Case(
         "focal_length_negative",

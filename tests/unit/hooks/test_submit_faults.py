@@ -12,6 +12,7 @@ import pytest
 
 from airflow_provider_sam3.exceptions import FalSubmitOutcomeUnknownError, FalTransientError
 from airflow_provider_sam3.hooks.fal import _outcome_unknown, _submit_call, _submit_fault
+from airflow_provider_sam3.hooks.submit import submit_options
 
 REQUEST = httpx.Request("POST", "https://queue.fal.run/fal-ai/sam-3/image")
 NGINX = "<html><head><title>503 Service Temporarily Unavailable</title></head><hr><center>nginx</center></html>"
@@ -109,17 +110,34 @@ def test_the_lost_answer_error_says_what_happened_and_what_to_do():
     assert error.request_id is None and error.retryable is True
 
 
+def Opts(webhook_url, priority, start_timeout, hint):
+    """The older separate submit keywords, as ``FalHook.submit`` turns them into options."""
+    return submit_options(None, webhook_url, priority, start_timeout, hint)
+
+
 def test_submit_url_and_headers_are_fal_clients_on_the_connections_host(monkeypatch):
     import fal_client.client as fal_module
 
     monkeypatch.setattr(fal_module, "QUEUE_URL_FORMAT", "https://another-connections-host/")  # never read
     host = "queue.example:8443"
-    url, headers = _submit_call(host, "fal-ai/sam-3/image", "https://hooks.example/x?a=1", "low", 30, "gpu")
+    url, headers = _submit_call(host, "fal-ai/sam-3/image", Opts("https://hooks.example/x?a=1", "low", 30, "gpu"))
     assert url == "https://queue.example:8443/fal-ai/sam-3/image?fal_webhook=https%3A%2F%2Fhooks.example%2Fx%3Fa%3D1"
     assert headers == {"X-Fal-Runner-Hint": "gpu", "X-Fal-Queue-Priority": "low", "X-Fal-Request-Timeout": "30.0"}
-    bare = _submit_call(host, "fal-ai/sam-3/image", None, None, None, None)
+    bare = _submit_call(host, "fal-ai/sam-3/image", Opts(None, None, None, None))
     assert bare == ("https://queue.example:8443/fal-ai/sam-3/image", {})
     with pytest.raises(ValueError, match="Priority"):
-        _submit_call(host, "fal-ai/sam-3/image", None, "urgent", None, None)
+        _submit_call(host, "fal-ai/sam-3/image", Opts(None, "urgent", None, None))
     with pytest.raises(ValueError, match="Timeout"):
-        _submit_call(host, "fal-ai/sam-3/image", None, None, 0.5, None)
+        _submit_call(host, "fal-ai/sam-3/image", Opts(None, None, 0.5, None))
+
+
+def test_media_lifetime_and_request_history_headers_are_fals():
+    from airflow_provider_sam3.models.submit_options import SubmitOptions
+
+    url, headers = _submit_call("q.example", "fal-ai/sam-3/image", SubmitOptions(media_expires_in=3600, store_io=False))
+    assert headers == {
+        "X-Fal-Object-Lifecycle-Preference": '{"expiration_duration_seconds": 3600}',
+        "X-Fal-Store-IO": "0",
+    }
+    with pytest.raises(TypeError, match="not both"):
+        submit_options(SubmitOptions(), None, "low", None, None)

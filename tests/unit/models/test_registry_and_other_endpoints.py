@@ -65,12 +65,13 @@ def test_app_id_drops_the_sub_path(endpoint_id, app_id):
 
 def test_prices_and_billing_units():
     assert get_endpoint("fal-ai/sam-3/image").estimate_cost(requests=1000) == pytest.approx(5.0)
-    assert get_endpoint("fal-ai/sam-3/3d-objects").estimate_cost() == pytest.approx(0.065)
+    assert get_endpoint("fal-ai/sam-3/3d-objects").estimate_cost() == pytest.approx(0.02)
     video = get_endpoint("fal-ai/sam-3/video")
     assert video.billing_unit == "16 frames"
     assert video.estimate_cost(frames=17) == pytest.approx(0.010)
     assert video.estimate_cost() is None  # frame count unknown: no guess
-    assert get_endpoint("fal-ai/sam-3/3d-body").estimate_cost() is None  # fal publishes no price
+    assert get_endpoint("fal-ai/sam-3-1/video").estimate_cost(frames=16) == pytest.approx(0.01)
+    assert get_endpoint("fal-ai/sam-3-1/video-rle").estimate_cost(frames=16) is None  # no price known
 
 
 def test_unknown_endpoint_lists_the_known_ones_and_suggests():

@@ -95,7 +95,7 @@ def test_pixel_box_from_normalized_box_and_image_size():
     document = build("fal-ai/sam-3/image", output, image=IMAGE)
     assert document.masks[0].box == [0.5, 0.5, 0.2, 0.4]
     assert document.masks[0].pixel_box == [320.0, 180.0, 480.0, 420.0]
-    assert document.pixel_boxes() == [[320.0, 180.0, 480.0, 420.0]]
+    assert document.pixel_boxes == [[320.0, 180.0, 480.0, 420.0]]
 
 
 def test_pixel_box_falls_back_to_the_mask_size_when_the_image_size_is_unknown():
@@ -249,7 +249,7 @@ def test_3d_objects_output_lists_its_files_and_keeps_metadata():
         "metadata": [{"object_index": 0, "rotation": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "translation": [0, 0, 1]}]
     }
     assert document.data_bytes == len(json.dumps(document.data, separators=(",", ":")))
-    assert document.cost_usd == 0.065
+    assert document.cost_usd == 0.02  # fal publishes $0.02 per unit (tests/fixtures/fal_published_schemas.json)
 
 
 def test_3d_body_output():
@@ -270,7 +270,7 @@ def test_3d_body_output():
     assert [f.field for f in document.files] == ["model_glb", "visualization", "meshes[0]"]
     assert document.data["metadata"]["people"][0]["keypoints_2d"][0] == [1.0, 2.0]
     assert document.data["metadata"]["keypoint_names"] == ["nose"]
-    assert document.cost_usd is None  # fal has not published a price
+    assert document.cost_usd == 0.02  # fal publishes $0.02 per unit
 
 
 def test_video_rle_output_keeps_frames_and_prices_by_frame_count():

@@ -134,7 +134,7 @@ def test_document_for_32_masks_stays_small():
 def test_scores_and_pixel_boxes(image_output):
     document = build("fal-ai/sam-3/image", image_output, image={"width": WIDTH, "height": HEIGHT})
     assert document.scores == [0.9, 0.7]
-    assert document.pixel_boxes() == [[15.0, 7.5, 25.0, 22.5], None]
+    assert document.pixel_boxes == [[15.0, 7.5, 25.0, 22.5], None]
 
 
 def test_to_rows_for_mask_images(image_output):
@@ -189,7 +189,7 @@ def test_rle_size_can_be_given_when_unknown(rle_output, mask_arrays):
 def test_to_rows_for_rle_has_area_and_tight_boxes(rle_output, mask_arrays):
     document = build("fal-ai/sam-3/image-rle", rle_output, image={"source": "in.png", "width": WIDTH, "height": HEIGHT})
     rows = document.to_rows(label="cat")
-    assert [r["area"] for r in rows] == [int(m.sum()) for m in mask_arrays] == document.areas()
+    assert [r["area"] for r in rows] == [int(m.sum()) for m in mask_arrays] == document.areas
     for row, mask in zip(rows, mask_arrays):
         assert (row["x_min"], row["y_min"], row["x_max"], row["y_max"]) == mask_box(mask)
         assert row["mask_url"] is None and row["label"] == "cat" and row["image"] == "in.png"
@@ -256,3 +256,24 @@ def test_embedding_load_without_a_stored_copy_says_what_to_do():
     remote = document.model_copy(update={"stored_url": "s3://c@b/r/embedding.bin"})
     with pytest.raises(ResultDocumentError, match="ObjectStoragePath"):
         remote.load_bytes()
+
+
+def test_every_argument_free_reader_is_a_property_whose_value_is_plain_json(image_output):
+    """One convention: a task can return any argument-free reader as is (a bound method is not JSON)."""
+    import inspect
+
+    from airflow_provider_sam3.models.documents import EmbeddingResult, FilesResult, SegmentationResult
+
+    for cls in (SegmentationResult, EmbeddingResult, FilesResult):
+        for name, member in vars(cls).items():
+            if name.startswith("_") or not inspect.isfunction(member):
+                continue
+            required = [
+                p
+                for p in list(inspect.signature(member).parameters.values())[1:]
+                if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+            ]
+            optional_io = {"fetch", "read", "source"} & set(inspect.signature(member).parameters)
+            assert required or optional_io, f"{cls.__name__}.{name}() takes nothing: make it a property"
+    document = build("fal-ai/sam-3/image", image_output, image={"width": WIDTH, "height": HEIGHT})
+    json.dumps([document.scores, document.pixel_boxes, document.areas, document.is_rle])
