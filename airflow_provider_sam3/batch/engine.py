@@ -59,6 +59,8 @@ class BatchOptions:
     poll_interval: float | None = None
     max_poll_interval: float | None = None
     priority: str | None = None
+    submit_options: Any = None
+    """fal's queue options for every submit (``models.submit_options.SubmitOptions``)."""
     try_number: int = 1
     shared_arguments: dict[str, Any] = field(default_factory=dict)
     limits: InputLimits = field(default_factory=InputLimits)
@@ -329,7 +331,7 @@ class BatchEngine:
             self.state,
             self.store,
             concurrency=self.options.submit_concurrency,
-            priority=self.options.priority,
+            options=self.options.submit_options,
             body_for=body_for,
             log=self.log,
         )

@@ -32,6 +32,7 @@ queue host: one that answers with another host's URLs answers every submit that 
 class Submitter:
     """Submits pending entries in input order and records each outcome in the entry and the state store.
 
+    :param options: fal's queue options for every submit (``models.submit_options.SubmitOptions``), or None.
     :param body_for: ``async (entry) -> request body``, built when the image's turn comes: at most one body per
         slot exists at a time, so memory does not grow with the batch.
     """
@@ -44,7 +45,7 @@ class Submitter:
         store: Any,
         *,
         concurrency: int,
-        priority: str | None,
+        options: Any,
         body_for: Callable[[BatchEntry], Awaitable[Any]],
         log: Any,
     ) -> None:
@@ -53,7 +54,7 @@ class Submitter:
         self.state = state
         self.store = store
         self.concurrency = concurrency
-        self.priority = priority
+        self.options = options
         self.body_for = body_for
         self.log = log
 
@@ -121,7 +122,7 @@ class Submitter:
             )
             return error
         try:
-            ref = await self.hook.asubmit(self.endpoint.endpoint_id, body, priority=self.priority)
+            ref = await self.hook.asubmit(self.endpoint.endpoint_id, body, options=self.options)
         except Sam3ProviderError as error:
             if isinstance(error, FalSubmitOutcomeUnknownError):
                 entry.submissions += 1  # fal may have created (and bills) it: counted, never hidden

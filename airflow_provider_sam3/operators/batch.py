@@ -65,6 +65,8 @@ class Sam3BatchOperator(BaseOperator):
     :param upload_above_bytes: input files larger than this are uploaded to fal's storage and sent as URLs
         (default 4 MiB); smaller ones are sent inline as data URIs. ``None``: always inline.
     :param max_input_bytes: input files larger than this are refused before anything is sent (default 64 MiB).
+    :param priority, start_timeout, hint, webhook_url, media_expires_in, store_io: fal's queue options for every
+        request of the batch, as on the single-image operators (checked by ``check_submit_options`` first).
     :param shard_index, shard_count: run one shard of the listing: the images whose source hashes to
         ``shard_index`` (0 to ``shard_count - 1``). Map ``shard_index`` with ``.expand(shard_index=[0, 1, ...])``
         to spread one listing over several tasks, then join their manifests with ``Sam3MergeManifestsOperator``.
@@ -107,6 +109,11 @@ class Sam3BatchOperator(BaseOperator):
         poll_interval: float | None = None,
         max_poll_interval: float | None = None,
         priority: str | None = None,
+        start_timeout: float | None = None,
+        hint: str | None = None,
+        webhook_url: str | None = None,
+        media_expires_in: Any = None,
+        store_io: bool = True,
         upload_above_bytes: int | None = DEFAULT_UPLOAD_ABOVE_BYTES,
         max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
         shard_index: int | None = None,
@@ -132,6 +139,11 @@ class Sam3BatchOperator(BaseOperator):
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.priority = priority
+        self.start_timeout = start_timeout
+        self.hint = hint
+        self.webhook_url = webhook_url
+        self.media_expires_in = media_expires_in
+        self.store_io = store_io
         self.upload_above_bytes = upload_above_bytes
         self.max_input_bytes = max_input_bytes
         self.shard_index = shard_index
@@ -159,6 +171,33 @@ class Sam3BatchOperator(BaseOperator):
 
         return task_folder(self, self.output_path, context)
 
+    def _warn_of_ignored_fields(self, endpoint: Endpoint) -> None:
+        """Fields shared by every image that fal would ignore (``max_masks`` without ``return_multiple_masks``)."""
+        from airflow_provider_sam3.batch.inputs import PLACEHOLDER_IMAGE_URL
+        from airflow_provider_sam3.operators.checks import ignored_fields_warning
+
+        try:
+            body = endpoint.validate_input(
+                {**self._shared_arguments(endpoint), "image_url": PLACEHOLDER_IMAGE_URL}
+            ).to_request()
+        except (InputValidationError, ValueError):
+            return  # the planning names what is wrong, image by image
+        warning = ignored_fields_warning(self.arguments, body)
+        if warning:
+            self.log.warning("%s", warning)
+
+    def _submit_options(self) -> Any:
+        from airflow_provider_sam3.operators.checks import check_submit_options
+
+        return check_submit_options(
+            priority=self.priority,
+            start_timeout=self.start_timeout,
+            hint=self.hint,
+            webhook_url=self.webhook_url,
+            media_expires_in=self.media_expires_in,
+            store_io=self.store_io,
+        )
+
     def _shared_arguments(self, endpoint: Endpoint) -> dict[str, Any]:
         defaults = BATCH_DEFAULTS if endpoint.kind != "embed" else {}
         return {**defaults, **self.arguments}
@@ -173,6 +212,7 @@ class Sam3BatchOperator(BaseOperator):
 
         assert self.batch_timeout is not None  # checked before anything runs
         shard = (self.shard_index, self.shard_count) if self.shard_count and self.shard_index is not None else None
+        self._warn_of_ignored_fields(endpoint)
         return plan_batch(
             endpoint,
             images,
@@ -289,6 +329,7 @@ class Sam3BatchOperator(BaseOperator):
             poll_interval=self.poll_interval,
             max_poll_interval=self.max_poll_interval,
             priority=self.priority,
+            submit_options=self._submit_options(),
             try_number=self._try_number,
             shared_arguments=self._shared_arguments(endpoint),
             limits=self._limits(),

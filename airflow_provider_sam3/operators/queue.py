@@ -231,10 +231,10 @@ class FalQueueOperator(ReattachingSubmit, BaseOperator):
 
     def validate(self, context: Any) -> PreparedRequest:
         """Everything checked before anything is sent: the request body, the queue options and ``output_path``."""
-        request = self.prepare_request(context)
-        request = dataclasses.replace(request, options=self._check_queue_options())
+        options = self._check_queue_options()
         self._check_output_path()
-        return request
+        request = self.prepare_request(context)  # last: a local video is uploaded once all else is checked
+        return dataclasses.replace(request, options=options)
 
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
         """Render as Airflow does, but a template that fails names its field (Airflow's error does not)."""

@@ -44,10 +44,18 @@ class MediaStore:
         """Generated outputs expired early to stay within the budget, since the last ``clear``."""
 
     def put(
-        self, data: bytes, file_name: str, content_type: str, *, ttl_s: float | None, prefix: str = MEDIA_PREFIX
+        self,
+        data: bytes,
+        file_name: str,
+        content_type: str,
+        *,
+        ttl_s: float | None,
+        prefix: str = MEDIA_PREFIX,
+        token: str | None = None,
     ) -> str:
-        """Store ``data`` and return its URL; ``ttl_s=None`` keeps it until ``clear``."""
-        token = secrets.token_urlsafe(12)
+        """Store ``data`` and return its URL; ``ttl_s=None`` keeps it until ``clear``. ``token``: the URL's token
+        when it was handed out before the data arrived (a multipart upload)."""
+        token = token or secrets.token_urlsafe(12)
         expires_at = None if ttl_s is None else time.monotonic() + ttl_s
         self._files[(prefix, token)] = StoredFile(bytes(data), file_name, content_type, expires_at)
         if prefix == MEDIA_PREFIX:

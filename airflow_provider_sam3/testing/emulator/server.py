@@ -9,10 +9,8 @@ import asyncio
 import hmac
 import json
 import logging
-import secrets
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from pydantic import ValidationError
@@ -30,13 +28,13 @@ from airflow_provider_sam3.testing.emulator.faults import EDGE_FAULTS, FaultInje
 from airflow_provider_sam3.testing.emulator.media_store import INPUTS_PREFIX, MEDIA_PREFIX, MediaStore
 from airflow_provider_sam3.testing.emulator.queue import COMPLETED, IN_QUEUE, Counters, RequestQueue, RequestRecord
 from airflow_provider_sam3.testing.emulator.results import AppResult
+from airflow_provider_sam3.testing.emulator.uploads import UploadRoutes
 from airflow_provider_sam3.testing.emulator.webhooks import deliverable, send_webhook, webhook_payload
 
 log = logging.getLogger("airflow_provider_sam3.testing.emulator")
 APP_IDS = frozenset(e.app_id for e in ENDPOINTS.values())
 SWEEP_INTERVAL_S = 1.0
 LOG_BODY_CHARS = 200
-UPLOAD_TOKEN_TYPE = "Bearer"
 REQUEST_ROUTES = {
     (): ("GET", "result"),
     ("status",): ("GET", "status"),
@@ -58,6 +56,8 @@ class EmulatorCore:
         self.faults = FaultInjector(config.faults, config.seed)
         self.queue = RequestQueue(lambda: self.config, self._run_app, self._on_complete, self.counters)
         self.upload_tokens: set[str] = set()
+        self.pending_uploads: dict[str, Any] = {}
+        """Multipart uploads created and not completed yet, by upload id."""
         self._background: set[asyncio.Task] = set()
 
     @property
@@ -129,6 +129,7 @@ class EmulatorCore:
         self.media.clear()
         self.counters.clear()
         self.upload_tokens.clear()
+        self.pending_uploads.clear()
 
     def snapshot(self) -> dict[str, Any]:
         c = self.counters
@@ -356,7 +357,7 @@ class QueueRoutes:
 
 
 class FileRoutes:
-    """Generated media, hosted inputs, and fal_client's CDN upload (token + ``/files/upload``)."""
+    """Generated media and hosted inputs (uploads: ``uploads.UploadRoutes``)."""
 
     def __init__(self, core: EmulatorCore) -> None:
         self.core = core
@@ -367,29 +368,6 @@ class FileRoutes:
         if item is None:
             return JSONResponse({"detail": "File not found"}, 404)
         return Response(item.data, media_type=item.content_type)
-
-    async def token(self, request: Request) -> Response:
-        failure = QueueRoutes(self.core)._auth_failure(request, None)
-        if failure is not None:
-            return failure
-        token = secrets.token_urlsafe(16)
-        self.core.upload_tokens.add(token)
-        expires = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
-        return JSONResponse(
-            {"token": token, "token_type": UPLOAD_TOKEN_TYPE, "base_url": self.core.base_url, "expires_at": expires}
-        )
-
-    async def upload(self, request: Request) -> Response:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme != UPLOAD_TOKEN_TYPE or token not in self.core.upload_tokens:
-            return JSONResponse({"detail": "Invalid upload token"}, 401)
-        data = await request.body()
-        self.core.counters.uploads += 1
-        self.core.counters.upload_bytes += len(data)
-        name = request.headers.get("x-fal-file-name") or "upload.bin"
-        content_type = request.headers.get("content-type", "application/octet-stream")
-        url = self.core.media.put(data, name, content_type, ttl_s=None, prefix=INPUTS_PREFIX)
-        return JSONResponse({"access_url": url})
 
 
 def _invalid(exc: Exception) -> Response:
@@ -475,6 +453,8 @@ class AccessLog:
 def build_app(core: EmulatorCore) -> ASGIApp:
     """The emulator's ASGI application around ``core``."""
     admin, files, queue = AdminRoutes(core), FileRoutes(core), QueueRoutes(core)
+    uploads = UploadRoutes(core, lambda request: queue._auth_failure(request, None))
+    multipart = f"/{INPUTS_PREFIX}/{{token}}/{{file_name}}/multipart/{{upload_id}}"
     routes = [
         Route("/_emulator/config", admin.config, methods=["GET", "POST"]),
         Route("/_emulator/faults", admin.add_fault, methods=["POST"]),
@@ -483,8 +463,11 @@ def build_app(core: EmulatorCore) -> ASGIApp:
         Route("/_emulator/reset", admin.reset, methods=["POST"]),
         Route(f"/{MEDIA_PREFIX}/{{token}}/{{file_name:path}}", files.serve, methods=["GET"]),
         Route(f"/{INPUTS_PREFIX}/{{token}}/{{file_name:path}}", files.serve, methods=["GET"]),
-        Route("/storage/auth/token", files.token, methods=["POST"]),
-        Route("/files/upload", files.upload, methods=["POST"]),
+        Route("/storage/auth/token", uploads.token, methods=["POST"]),
+        Route("/files/upload", uploads.upload, methods=["POST"]),
+        Route("/files/upload/multipart", uploads.create_multipart, methods=["POST"]),
+        Route(multipart + "/{part_number:int}", uploads.put_part, methods=["PUT"]),
+        Route(multipart + "/complete", uploads.complete, methods=["POST"]),
         Route("/{path:path}", queue.handle, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
     ]
     return AccessLog(Starlette(routes=routes))

@@ -333,3 +333,32 @@ def test_hosted_inputs_and_fal_client_upload(fal_emulator, monkeypatch):
     assert uploaded.startswith(fal_emulator.base_url) and uploaded.endswith("/up.png")
     result = fal_client.subscribe(IMAGE_ENDPOINT, arguments={"image_url": uploaded, "prompt": "box"})
     assert (result["masks"][0]["width"], result["masks"][0]["height"]) == (30, 20)
+
+
+def test_a_multipart_upload_as_fal_client_sends_it(fal_emulator, monkeypatch):
+    """Above fal-client's multipart threshold the upload goes in parts; the emulator joins them in order, serves
+    the file at the URL fal-client returns, and counts one upload."""
+    import fal_client
+    import fal_client.client
+
+    monkeypatch.setattr(fal_client.client, "REST_URL", fal_emulator.base_url)
+    monkeypatch.setattr(fal_client.client, "CDN_URL", fal_emulator.base_url)
+    monkeypatch.setattr(fal_client.client, "MULTIPART_THRESHOLD", 1024 * 1024)
+    monkeypatch.setattr(fal_client.client, "MULTIPART_CHUNK_SIZE", 256 * 1024)
+    parts = []
+    send_part = fal_client.client.MultipartUpload.upload_part
+
+    def counted(self, part_number, chunk):
+        parts.append(part_number)
+        return send_part(self, part_number, chunk)
+
+    monkeypatch.setattr(fal_client.client.MultipartUpload, "upload_part", counted)
+    data = bytes(range(256)) * (5 * 1024 + 7)  # 5 parts and a bit
+    url = fal_client.SyncClient().upload(data, "video/mp4", "clip.mp4")
+    assert sorted(parts) == [1, 2, 3, 4, 5, 6]
+    assert url.startswith(fal_emulator.base_url) and url.endswith("/clip.mp4")
+    assert fal_emulator.counters()["uploads"] == {"total": 1, "bytes": len(data)}
+    import httpx
+
+    fetched = httpx.get(url, verify=fal_emulator.env["SSL_CERT_FILE"])
+    assert fetched.status_code == 200 and fetched.content == data
