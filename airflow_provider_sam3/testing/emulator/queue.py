@@ -52,6 +52,7 @@ class RequestRecord:
     error_type: str | None = None
     result_bytes: bytes | None = None
     result_expires_at: float | None = None
+    result_fetched: bool = False
     task: asyncio.Task | None = field(default=None, repr=False)
     deadline: asyncio.TimerHandle | None = field(default=None, repr=False)
     generation: int = 0
@@ -285,16 +286,27 @@ class RequestQueue:
         self._finish(record, CANCELLED)
 
     def _keep_results_within_budget(self, record: RequestRecord, budget: int) -> None:
-        """Hold ``record``'s result body; expire the oldest held ones while their bytes exceed ``budget``."""
+        """Hold ``record``'s result body, then keep held bodies within ``budget``."""
         size = len(record.result_bytes or b"")
         self._stored.append((record, size))
         self.result_bytes += size
-        while self._stored and (
-            self.result_bytes > budget and len(self._stored) > 1 or self._stored[0][0].result_bytes is None
-        ):
-            oldest, held = self._stored.popleft()
-            oldest.result_bytes = None
-            self.result_bytes -= held
+        self.enforce_result_budget(budget)
+
+    def enforce_result_budget(self, budget: int | None = None) -> None:
+        """Expire the oldest results already fetched while the bodies held exceed ``budget``. A result nobody has
+        fetched yet is kept (until its retention ends): a client that waits, defers or retries still finds it,
+        as on fal; one fetched is rarely fetched again."""
+        budget = self._config().result_budget_bytes if budget is None else budget
+        kept: deque[tuple[RequestRecord, int]] = deque()
+        for held_record, held in self._stored:
+            if held_record.result_bytes is None:  # expired by its retention
+                self.result_bytes -= held
+            elif self.result_bytes > budget and held_record.result_fetched:
+                held_record.result_bytes = None
+                self.result_bytes -= held
+            else:
+                kept.append((held_record, held))
+        self._stored = kept
 
     def _complete(self, record: RequestRecord, result: AppResult) -> None:
         if record.generation != self._generation:

@@ -348,6 +348,9 @@ class QueueRoutes:
         if body is None or record.result_status is None:
             return _json({"detail": "Request not found (its result has expired)"}, 404, record.request_id)
         headers = {"x-fal-request-id": record.request_id, **record.result_headers}
+        if not record.result_fetched:
+            record.result_fetched = True
+            self.core.queue.enforce_result_budget()
         return Response(body, record.result_status, headers=headers, media_type="application/json")
 
     async def _cancel(self, request: Request, record: RequestRecord) -> Response:

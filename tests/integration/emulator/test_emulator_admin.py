@@ -44,6 +44,7 @@ def test_admin_routes_need_no_key_and_drive_the_emulator(fal_emulator):
             "in_progress": 0,
             "queue_length": 0,
             "webhooks": {"sent": 0, "failed": 0},
+            "uploads": {"total": 0, "bytes": 0},
             "held": counters["held"],
         }
         assert counters["status_calls"] >= 2

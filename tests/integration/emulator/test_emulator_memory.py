@@ -59,13 +59,15 @@ def test_point_prompts_on_a_reduced_photo_are_in_the_photos_own_pixels(fal_emula
 
 
 def test_files_and_result_bodies_stay_within_their_budgets_oldest_expiring_first(fal_emulator):
+    """Results are held until fetched (as fal keeps them for their retention), then within the budget."""
     fal_emulator.configure(media_budget_bytes=40_000, result_budget_bytes=1_500)
     image = jpeg_uri(squares_image(640, 480, [(100, 100, 500, 400)]))
     handles = [fal_client.submit(IMAGE_ENDPOINT, arguments={"image_url": image, "prompt": "x"}) for _ in range(12)]
-    newest = handles[-1].get()
     for handle in handles:
         while not isinstance(handle.status(), fal_client.Completed):
             pass
+    assert fal_emulator.counters()["held"]["result_bytes"] > 1_500  # nobody fetched them yet: all kept
+    newest = [handle.get() for handle in handles][-1]  # fetched: now they may go, oldest first
     held = fal_emulator.counters()["held"]
     assert 0 < held["media_bytes"] <= 40_000 and held["media_expired_early"] > 0
     assert 0 < held["result_bytes"] <= 1_500
