@@ -28,7 +28,7 @@ in ``bench/batch_scale.py`` (docs/benchmarks.md, "batch-scale")."""
 DEFAULT_MAX_INPUT_BYTES = 64 * MiB
 """Largest input file accepted. Photos are 1 to 10 MB; 64 MiB leaves room for large PNG scans while refusing
 video files, disk images and runaway files before any is read."""
-INSPECT_CONCURRENCY = 16
+INSPECT_CONCURRENCY = 8
 """Image headers read at once while validating (object storage answers each read after a round trip)."""
 
 
@@ -153,7 +153,7 @@ def _regular_file_size(opened: Any, where: str) -> int:
             info = os.stat(os.path.expanduser(opened))  # follows symlinks: a link to /dev/zero is a device
         except OSError as error:
             raise InvalidImageError(
-                where, f"{opened!r} cannot be read ({error.strerror or error}); give an existing image file."
+                where, f"{opened!r} cannot be read ({error.strerror or error}); give the path of an existing file."
             ) from None
         if not stat.S_ISREG(info.st_mode):
             raise InvalidImageError(
@@ -166,7 +166,7 @@ def _regular_file_size(opened: Any, where: str) -> int:
         info = opened.stat()
     except Exception as error:  # noqa: BLE001 - fsspec raises many kinds
         raise InvalidImageError(
-            where, f"{opened} cannot be read ({type(error).__name__}: {error}); give an existing image file."
+            where, f"{opened} cannot be read ({type(error).__name__}: {error}); give the path of an existing file."
         ) from None
     kind = _get(info, "type")
     if kind not in (None, "file"):
@@ -238,10 +238,26 @@ def _header_facts(opened: Any, where: str) -> ImageFacts:
                     f"{description} is {width}x{height} = {width * height:,} pixels, more than the limit of "
                     f"{DEFAULT_MAX_PIXELS:,} pixels; downscale it.",
                 )
-            try:
-                orientation = image.getexif().get(0x0112)
-            except Exception:  # noqa: BLE001 - unreadable EXIF: Pillow sends the image as stored
-                orientation = None
+            orientation = _header_orientation(image)
     if orientation in (5, 6, 7, 8):  # turned a quarter: fal sees it with width and height swapped
         width, height = height, width
     return ImageFacts(width, height, None)
+
+
+def _header_orientation(image: Any) -> int | None:
+    """The EXIF orientation found in the file's header, without decoding pixels. Pillow's ``getexif()`` on a PNG
+    decodes the whole image to look for an eXIf chunk after the pixels; here only one met before them counts
+    (the size is set again from the decoded image when the body is built)."""
+    try:
+        if image.format == "PNG":
+            raw = image.info.get("exif")
+            if not raw:
+                return None
+            from PIL import Image
+
+            exif = Image.Exif()
+            exif.load(raw)
+            return exif.get(0x0112)
+        return image.getexif().get(0x0112)
+    except Exception:  # noqa: BLE001 - unreadable EXIF: Pillow sends the image as stored
+        return None

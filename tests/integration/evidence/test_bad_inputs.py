@@ -435,7 +435,7 @@ CASES: list[Case] = [
         ops.SegmentVideoOperator,
         {"video_url": "/data/clip.mp4"},
         "video_url",
-        ("video_url: '/data/clip.mp4' is not a URL fal can fetch", "give an http(s) URL or a data: URI"),
+        ("video_url: '/data/clip.mp4' cannot be read", "give the path of an existing file"),
     ),
     Case(
         "arguments_not_a_mapping",
