@@ -49,7 +49,7 @@ def test_300_images_with_faults_and_a_triggerer_restart(airflow_deployment, dag_
     waiting_at_kill = counters["submissions"]["total"] - counters["completed"]
     dep.kill_component("triggerer", signal.SIGKILL)
     dep.restart_triggerer()  # before any assertion: a failure here must not leave the module without a triggerer
-    assert waiting_at_kill >= 200, counters  # the new triggerer has most of the batch to finish
+    assert waiting_at_kill >= 100, counters  # the new triggerer has many of the max_in_flight (256) requests to finish
     assert dep.wait_for_run(dag_id, run_id, timeout=300) == "success", dep.task_instances(dag_id, run_id)
 
     summary = dep.xcom(dag_id, run_id, "segment")
