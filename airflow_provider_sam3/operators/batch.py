@@ -187,16 +187,9 @@ class Sam3BatchOperator(BaseOperator):
             self.log.warning("%s", warning)
 
     def _submit_options(self) -> Any:
-        from airflow_provider_sam3.operators.checks import check_submit_options
+        from airflow_provider_sam3.operators.checks import submit_options_of
 
-        return check_submit_options(
-            priority=self.priority,
-            start_timeout=self.start_timeout,
-            hint=self.hint,
-            webhook_url=self.webhook_url,
-            media_expires_in=self.media_expires_in,
-            store_io=self.store_io,
-        )
+        return submit_options_of(self)
 
     def _shared_arguments(self, endpoint: Endpoint) -> dict[str, Any]:
         defaults = BATCH_DEFAULTS if endpoint.kind != "embed" else {}

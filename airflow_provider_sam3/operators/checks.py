@@ -30,6 +30,7 @@ __all__ = [
     "check_pacing",
     "check_prompt_geometry",
     "check_submit_options",
+    "submit_options_of",
     "SuggestingPartial",
     "ignored_fields_warning",
     "unknown_parameter_error",
@@ -164,6 +165,19 @@ def check_pacing(priority: Any, poll_interval: Any, max_poll_interval: Any) -> N
             f"{max_poll_interval!r} is below poll_interval {poll_interval!r}",
             allowed=f"at least {poll_interval!r}",
         )
+
+
+def submit_options_of(operator: Any) -> SubmitOptions:
+    """``check_submit_options`` for an operator's ``priority``, ``start_timeout``, ``hint``, ``webhook_url``,
+    ``media_expires_in`` and ``store_io`` attributes (the single operators and the batch take the same ones)."""
+    return check_submit_options(
+        priority=operator.priority,
+        start_timeout=operator.start_timeout,
+        hint=operator.hint,
+        webhook_url=operator.webhook_url,
+        media_expires_in=operator.media_expires_in,
+        store_io=operator.store_io,
+    )
 
 
 def check_submit_options(

@@ -32,6 +32,7 @@ from airflow_provider_sam3.operators.checks import (  # noqa: F401 - re-exported
     check_pacing,
     SuggestingPartial,
     check_submit_options,
+    submit_options_of,
     unknown_parameter_error,
 )
 from airflow_provider_sam3.operators.completion import (
@@ -202,14 +203,7 @@ class FalQueueOperator(ReattachingSubmit, BaseOperator):
         """fal's queue options, checked before anything is sent; the options the submit sends."""
         from airflow_provider_sam3.exceptions import InputValidationError
 
-        options = check_submit_options(
-            priority=self.priority,
-            start_timeout=self.start_timeout,
-            hint=self.hint,
-            webhook_url=self.webhook_url,
-            media_expires_in=self.media_expires_in,
-            store_io=self.store_io,
-        )
+        options = submit_options_of(self)
         check_pacing(self.priority, self.poll_interval, self.max_poll_interval)
         if self.request_timeout is not None and not 0 < self.request_timeout <= MAX_TIMEOUT_SECONDS:
             raise InputValidationError(

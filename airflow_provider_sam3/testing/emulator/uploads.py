@@ -85,28 +85,28 @@ class UploadRoutes:
         access_url = f"{self.core.base_url}/{INPUTS_PREFIX}/{pending.token}/{quote(pending.file_name)}"
         return JSONResponse({"access_url": access_url, "uploadId": upload_id})
 
-    def _pending(self, request: Request) -> PendingUpload | None:
-        pending = self.pending.get(request.path_params["upload_id"])
-        return pending if pending is not None and pending.token == request.path_params["token"] else None
-
-    async def put_part(self, request: Request) -> Response:
+    def _pending(self, request: Request) -> tuple[PendingUpload | None, Response]:
+        """The multipart upload a part or complete call names, or the answer refusing the call."""
         refused = self._refused(request)
         if refused is not None:
-            return refused
-        pending = self._pending(request)
+            return None, refused
+        pending = self.pending.get(request.path_params["upload_id"])
+        if pending is None or pending.token != request.path_params["token"]:
+            return None, JSONResponse({"detail": "Unknown multipart upload"}, 404)
+        return pending, Response(status_code=200)
+
+    async def put_part(self, request: Request) -> Response:
+        pending, refused = self._pending(request)
         if pending is None:
-            return JSONResponse({"detail": "Unknown multipart upload"}, 404)
+            return refused
         data = await request.body()
         pending.parts[int(request.path_params["part_number"])] = data
         return Response(status_code=200, headers={"etag": f'"{hashlib.md5(data).hexdigest()}"'})
 
     async def complete(self, request: Request) -> Response:
-        refused = self._refused(request)
-        if refused is not None:
-            return refused
-        pending = self._pending(request)
+        pending, refused = self._pending(request)
         if pending is None:
-            return JSONResponse({"detail": "Unknown multipart upload"}, 404)
+            return refused
         listed = [int(part["partNumber"]) for part in (await request.json()).get("parts", [])]
         if sorted(listed) != sorted(pending.parts) or not listed:
             return JSONResponse({"detail": f"parts {sorted(listed)} do not match those uploaded"}, 400)
