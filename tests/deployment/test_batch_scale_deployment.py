@@ -15,6 +15,12 @@ from waiting import wait_until
 pytestmark = [pytest.mark.deployment, pytest.mark.timeout(600)]
 
 
+@pytest.fixture(scope="module")
+def airflow_deployment_env(fal_emulator_server) -> dict[str, str]:
+    """The deployment finds the emulator through FAL_KEY and FAL_QUEUE_RUN_HOST."""
+    return dict(fal_emulator_server.env)
+
+
 def sharded_example_source() -> str:
     source = (Path(__file__).resolve().parents[2] / "dags_examples" / "sam3_sharded_batch.py").read_text()
     assert "@dag(\n    schedule=None," in source
