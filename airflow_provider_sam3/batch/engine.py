@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_sam3.batch.expiry import expire, settle_cancelled
 from airflow_provider_sam3.batch.inputs import InputLimits
-from airflow_provider_sam3.batch.memory import release_free_memory
+from airflow_provider_sam3.batch.memory import CycleCollector, body_bytes_estimate, release_free_memory
 from airflow_provider_sam3.batch.submit import ACCOUNT_ERRORS
 from airflow_provider_sam3.exceptions import FalRequestError
 from airflow_provider_sam3.models.batch import request_id_of
@@ -103,6 +104,7 @@ class BatchEngine:
         self.options = options
         self.log = log
         self.by_request: dict[str, str] = {}
+        self.cycles = CycleCollector()
 
     # ------------------------------------------------------------------ rules shared with the operator
 
@@ -141,12 +143,21 @@ class BatchEngine:
     async def run(self, event: dict[str, Any] | None) -> Waiting | None:
         """One stay on the worker: store what the trigger reports, submit what is due while storing what
         finishes meanwhile, fetch again what fal completed but could not be stored, and stay while the next thing
-        worth doing is seconds away. Returns None when every image is final, else what to defer on."""
-        from airflow_provider_sam3.batch.results import ResultCollector
-
+        worth doing is seconds away. Returns None when every image is final, else what to defer on. Memory stays
+        flat meanwhile (``batch.memory``)."""
         from airflow_provider_sam3.batch.memory import keep_large_buffers_off_the_heap
 
         keep_large_buffers_off_the_heap()
+        with self.cycles:
+            return await self._stay(event)
+
+    def _bodies_done(self, entry: BatchEntry) -> None:
+        """An image's submit or result call is over: its bodies are garbage, collected once enough piled up."""
+        self.cycles.passed(body_bytes_estimate(entry.width, entry.height))
+
+    async def _stay(self, event: dict[str, Any] | None) -> Waiting | None:
+        from airflow_provider_sam3.batch.results import ResultCollector
+
         hook, state, store = self.hook, self.state, self.store
         # Before anything runs concurrently: the task state store is written synchronously from this loop, and
         # Airflow refuses a synchronous supervisor call while an async one (a connection lookup) is in flight.
@@ -154,7 +165,7 @@ class BatchEngine:
         # Storage connections too, in a thread: a worker thread looking a connection up holds the supervisor
         # channel, and a state-store write from this loop at that moment is refused in the same way.
         await asyncio.to_thread(self._warm_storage, state, self.folder)
-        collector = ResultCollector(hook, self.endpoint, self.folder, self.log)
+        collector = ResultCollector(hook, self.endpoint, self.folder, self.log, after_each=self._bodies_done)
         self.by_request = state.by_request_id()
         rate = (event or {}).get("rate")
         if event is not None:
@@ -164,7 +175,7 @@ class BatchEngine:
         while True:
             self.requeue()
             if time.time() >= state.deadline:
-                await self._expire()
+                await expire(self)
             groups = state.grouped()
             if groups["pending"]:
                 await self._submit_while_storing(groups, poller, collector)
@@ -334,6 +345,7 @@ class BatchEngine:
             options=self.options.submit_options,
             body_for=body_for,
             log=self.log,
+            after_each=self._bodies_done,
         )
         await submitter.submit(due, on_submitted)
         self.state.save(self.store)
@@ -389,67 +401,11 @@ class BatchEngine:
     async def _absorb(self, event: dict[str, Any], collector: Any) -> None:
         """What the trigger reports: store what finished, record cancellations, and end on a fatal error."""
         await self._store_finished(event.get("finished") or {}, collector)
-        await self._settle_cancelled(event.get("cancelled") or {})
+        await settle_cancelled(self, event.get("cancelled") or {})
         self.state.save(self.store)
         if event["status"] == "error":
             error = FalRequestError(f"waiting for the batch failed: {event.get('message')}")
             raise BatchHalt(error, final=event.get("error_class") in ACCOUNT_ERRORS)
-
-    async def _expire(self) -> None:
-        """The batch's timeout passed: cancel what is at fal, and give up on what was not submitted. Results fal
-        completed are still fetched (they are paid)."""
-        from airflow_provider_sam3.batch.polling import cancel_all
-
-        state = self.state
-        waiting = state.in_state("submitted")
-        newest_first = [self.reference(state, e) for e in reversed(waiting)]
-        outcomes = await cancel_all(self.hook, newest_first) if waiting else {}
-        await self._settle_cancelled(outcomes)
-        for key, entry in state.entries.items():
-            if entry.state == "pending":  # nothing paid: a later try (a retry or a clear) may submit it
-                entry.fail(
-                    "the batch's timeout passed before this image was submitted",
-                    "FalDeadlineExceededError",
-                    retryable=True,
-                )
-                state.touch(key)
-        state.save(self.store)
-
-    async def _settle_cancelled(self, outcomes: dict[str, str]) -> None:
-        """Requests the batch's timeout cancelled. A cancel fal confirmed leaves nothing to pay: a later try may
-        submit the image again. Any other answer (fal had finished it, or the cancel failed) is checked once: a
-        completed request is paid and its result is fetched; a failed one fails as fal says."""
-        from airflow_provider_sam3.batch.results import completed_error, worth_resubmitting
-        from airflow_provider_sam3.exceptions import Sam3ProviderError
-
-        state = self.state
-        for request_id, outcome in outcomes.items():
-            key = self.by_request.get(request_id)
-            if key is None or state.entries[key].state != "submitted":
-                continue
-            entry = state.entries[key]
-            state.touch(key)
-            status = None
-            if outcome != "CANCELLATION_REQUESTED":
-                try:
-                    status = await self.hook.astatus(self.reference(state, entry))
-                except Sam3ProviderError:
-                    status = None
-            if status is not None and status.done and not status.error:
-                entry.billed += 1
-                entry.completed_unstored("fal completed it before the batch's timeout cancel arrived", "Completed")
-                entry.fetch_failures = 0  # not a failed fetch: it was never fetched
-            elif status is not None and status.done and status.error_type != "request_cancelled":
-                error = completed_error(
-                    str(status.error), status.error_type, endpoint_id=state.endpoint_id, request_id=request_id
-                )
-                entry.fail(str(error), type(error).__name__, retryable=worth_resubmitting(error))
-            else:
-                entry.fail(
-                    f"the batch's timeout passed before fal finished it; cancel at fal: {outcome}",
-                    "FalDeadlineExceededError",
-                    retryable=True,
-                )
 
 
 def explicit_urls(state: BatchState, request_ids: list[str]) -> dict[str, dict[str, str]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from airflow_provider_sam3 import exceptions as exc
@@ -49,21 +50,41 @@ def worth_resubmitting(error: exc.Sam3ProviderError) -> bool:
 
 
 class ResultCollector:
-    """Turns finished requests into manifest rows, updating their entries (done, or failed and why)."""
+    """Turns finished requests into manifest rows, updating their entries (done, or failed and why).
 
-    def __init__(self, hook: FalHook, endpoint: Endpoint, output_path: Any, log: Any) -> None:
+    :param after_each: called with each entry once its result is dealt with (its bodies are then garbage).
+    """
+
+    def __init__(
+        self,
+        hook: FalHook,
+        endpoint: Endpoint,
+        output_path: Any,
+        log: Any,
+        after_each: Callable[[BatchEntry], None] | None = None,
+    ) -> None:
         self.hook = hook
         self.endpoint = endpoint
         self.output_path = output_path
         self.log = log
+        self.after_each = after_each
         self.gate = asyncio.Semaphore(FETCH_CONCURRENCY)
 
     async def collect(
         self, finished: dict[str, tuple[BatchEntry, RequestReference, list[Any]]]
     ) -> list[dict[str, Any]]:
         """``finished``: request id -> (entry, reference, [error, error_type, inference_seconds]) from the poller."""
-        rows = await asyncio.gather(*(self._one(*item) for item in finished.values()))
+        rows = await asyncio.gather(*(self._one_then_notify(*item) for item in finished.values()))
         return [row for row in rows if row is not None]
+
+    async def _one_then_notify(
+        self, entry: BatchEntry, ref: RequestReference, outcome: list[Any]
+    ) -> dict[str, Any] | None:
+        try:
+            return await self._one(entry, ref, outcome)
+        finally:
+            if self.after_each is not None:
+                self.after_each(entry)
 
     async def _one(self, entry: BatchEntry, ref: RequestReference, outcome: list[Any]) -> dict[str, Any] | None:
         error, error_type, inference = (list(outcome) + [None, None, None])[:3]

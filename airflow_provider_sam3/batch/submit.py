@@ -35,6 +35,7 @@ class Submitter:
     :param options: fal's queue options for every submit (``models.submit_options.SubmitOptions``), or None.
     :param body_for: ``async (entry) -> request body``, built when the image's turn comes: at most one body per
         slot exists at a time, so memory does not grow with the batch.
+    :param after_each: called with each entry once its submit call returned (its body is then garbage).
     """
 
     def __init__(
@@ -48,6 +49,7 @@ class Submitter:
         options: Any,
         body_for: Callable[[BatchEntry], Awaitable[Any]],
         log: Any,
+        after_each: Callable[[BatchEntry], None] | None = None,
     ) -> None:
         self.hook = hook
         self.endpoint = endpoint
@@ -57,6 +59,7 @@ class Submitter:
         self.options = options
         self.body_for = body_for
         self.log = log
+        self.after_each = after_each
 
     async def submit(self, keys: list[str], on_submitted: Callable[[list[BatchEntry]], None]) -> None:
         """Submit these entries; ``on_submitted`` hears of each accepted one after it is durable. An account
@@ -84,6 +87,9 @@ class Submitter:
                 except BaseException as error:  # the other slots finish their calls in flight, then it is raised
                     crashed.append(error)
                     return
+                finally:
+                    if self.after_each is not None:
+                        self.after_each(entry)
                 if outcome is None:
                     accepted += 1
                     on_submitted([entry])

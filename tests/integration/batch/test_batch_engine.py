@@ -17,26 +17,9 @@ from airflow_provider_sam3.batch.planning import plan_batch
 from airflow_provider_sam3.batch.state import BatchState
 from airflow_provider_sam3.endpoints import endpoint_for
 from airflow_provider_sam3.hooks.fal import FalHook
+from plain_store import PlainStore
 
 LOG = logging.getLogger("engine-test")
-
-
-class PlainStore:
-    """What the engine needs of Airflow's task state store: JSON values by key."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, object] = {}
-        self.writes = 0
-
-    def get(self, key, default=None):
-        return self.values.get(key, default)
-
-    def set(self, key, value):
-        self.values[key] = json.loads(json.dumps(value))
-        self.writes += 1
-
-    def delete(self, key):
-        self.values.pop(key, None)
 
 
 def test_the_engine_runs_a_batch_without_airflow(photos, tmp_path, fal_emulator):
