@@ -59,7 +59,6 @@ class BatchOptions:
     collect_every: int | None = None
     poll_interval: float | None = None
     max_poll_interval: float | None = None
-    priority: str | None = None
     submit_options: Any = None
     """fal's queue options for every submit (``models.submit_options.SubmitOptions``)."""
     try_number: int = 1

@@ -134,12 +134,17 @@ def _prepared_url(source: str, where: str) -> tuple[str, ImageFacts]:
 def _read_checked(image: BatchImage, where: str, limits: InputLimits) -> Any:
     from airflow_provider_sam3.media.inputs import check_image_bytes
 
-    opened = image.opened()
+    return check_image_bytes(read_regular_file(image.opened(), where, limits), image.source, where)
+
+
+def read_regular_file(opened: Any, where: str, limits: InputLimits) -> bytes:
+    """The bytes of a regular file (local path or object-store path) within ``limits.max_input_bytes``; anything
+    else (a FIFO, a device, a folder, a larger file) is refused naming ``where`` before a byte is read."""
     _check_size(_regular_file_size(opened, where), where, limits)
     with _open(opened) as handle:
-        data = handle.read(limits.max_input_bytes + 1)  # a file that grew since it was listed stops at the cap
+        data = handle.read(limits.max_input_bytes + 1)  # a file that grew since it was checked stops at the cap
     _check_size(len(data), where, limits)
-    return check_image_bytes(data, image.source, where)
+    return data
 
 
 def _is_url(source: str) -> bool:

@@ -321,7 +321,6 @@ class Sam3BatchOperator(BaseOperator):
             collect_every=self.collect_every,
             poll_interval=self.poll_interval,
             max_poll_interval=self.max_poll_interval,
-            priority=self.priority,
             submit_options=self._submit_options(),
             try_number=self._try_number,
             shared_arguments=self._shared_arguments(endpoint),

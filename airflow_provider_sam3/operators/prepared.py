@@ -85,7 +85,7 @@ def read_local_video(source: Any, field: str) -> tuple[bytes, str, str] | None:
     pass through. The caller uploads it to fal's storage: a video is never inlined as a data URI."""
     import os
 
-    from airflow_provider_sam3.batch.inputs import InputLimits, _check_size, _open, _regular_file_size
+    from airflow_provider_sam3.batch.inputs import InputLimits, read_regular_file
     from airflow_provider_sam3.exceptions import InputValidationError
 
     if isinstance(source, os.PathLike) and not hasattr(source, "protocol"):
@@ -106,10 +106,6 @@ def read_local_video(source: Any, field: str) -> tuple[bytes, str, str] | None:
         source = text
     elif not callable(getattr(source, "open", None)):
         raise InputValidationError(field, f"got {type(source).__name__}, which is not a video")
-    limits = InputLimits(max_input_bytes=DEFAULT_MAX_VIDEO_BYTES)
-    _check_size(_regular_file_size(source, field), field, limits)
-    with _open(source) as handle:
-        data = handle.read(limits.max_input_bytes + 1)
-    _check_size(len(data), field, limits)
+    data = read_regular_file(source, field, InputLimits(max_input_bytes=DEFAULT_MAX_VIDEO_BYTES))
     name = os.path.basename(str(source).rstrip("/")) or "video.mp4"
     return data, name, VIDEO_TYPES.get(os.path.splitext(name)[1].lower(), "application/octet-stream")
