@@ -297,16 +297,17 @@ class RequestQueue:
         fetched yet is kept (until its retention ends): a client that waits, defers or retries still finds it,
         as on fal; one fetched is rarely fetched again."""
         budget = self._config().result_budget_bytes if budget is None else budget
-        kept: deque[tuple[RequestRecord, int]] = deque()
-        for held_record, held in self._stored:
+        unfetched: list[tuple[RequestRecord, int]] = []
+        while self._stored and self.result_bytes > budget:  # oldest first; stops once within the budget
+            held_record, held = self._stored.popleft()
             if held_record.result_bytes is None:  # expired by its retention
                 self.result_bytes -= held
-            elif self.result_bytes > budget and held_record.result_fetched:
+            elif held_record.result_fetched:
                 held_record.result_bytes = None
                 self.result_bytes -= held
             else:
-                kept.append((held_record, held))
-        self._stored = kept
+                unfetched.append((held_record, held))
+        self._stored.extendleft(reversed(unfetched))  # back in front, oldest first: O(kept), not O(held)
 
     def _complete(self, record: RequestRecord, result: AppResult) -> None:
         if record.generation != self._generation:
