@@ -33,3 +33,15 @@ def airflow_db() -> str:
     done = subprocess.run([str(airflow), "db", "migrate"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return os.environ["AIRFLOW_HOME"]
+
+
+@pytest.fixture
+def no_automatic_collection():
+    """Python's cycle collector runs only when the code under test asks: its own passes would hide a missing one."""
+    import gc
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    yield
+    if was_enabled:
+        gc.enable()

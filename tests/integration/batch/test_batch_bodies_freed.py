@@ -7,22 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 
 import httpx
-import pytest
 
 from airflow_provider_sam3.batch.engine import BatchEngine, BatchOptions
-from airflow_provider_sam3.batch.inputs import InputLimits
-from airflow_provider_sam3.batch.listing import BatchImage
 from airflow_provider_sam3.batch.memory import CycleCollector, body_bytes_estimate
-from airflow_provider_sam3.batch.planning import plan_batch
 from airflow_provider_sam3.batch.results import FETCH_CONCURRENCY
-from airflow_provider_sam3.endpoints import endpoint_for
 from airflow_provider_sam3.hooks.fal import FalHook
-from plain_store import PlainStore
+from engine_runs import LOG, SHARED, PlainStore, planned
 
-LOG = logging.getLogger("engine-memory-test")
 SIDE = 560
 LARGE = 256 * 1024
 
@@ -66,32 +59,12 @@ class WatchedEngine(BatchEngine):
         super()._bodies_done(entry)
 
 
-@pytest.fixture
-def no_automatic_collection():
-    was_enabled = gc.isenabled()
-    gc.disable()
-    yield
-    if was_enabled:
-        gc.enable()
-
-
 def test_bodies_are_freed_as_the_batch_goes_not_at_its_end(tmp_path, fal_emulator, no_automatic_collection):
     fal_emulator.configure(concurrency=4, service_time_s=0.0)
     count = 24
     paths = noise_photos(tmp_path / "in", count)
-    endpoint = endpoint_for("image", "3")
-    shared = {"prompt": "box", "include_scores": True, "include_boxes": True, "sync_mode": True}
-    state = plan_batch(
-        endpoint,
-        [BatchImage(str(p)) for p in paths],
-        shared=shared,
-        limits=InputLimits(),
-        timeout=300,
-        skip_invalid=False,
-        shard=None,
-        log=LOG,
-    )
-    options = BatchOptions(max_in_flight=count, submit_concurrency=3, poll_interval=0.1, shared_arguments=shared)
+    endpoint, state = planned(paths)
+    options = BatchOptions(max_in_flight=count, submit_concurrency=3, poll_interval=0.1, shared_arguments=SHARED)
     collect_after = 4 * body_bytes_estimate(SIDE, SIDE)  # a pass after every 4 calls
 
     async def run():

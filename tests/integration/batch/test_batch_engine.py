@@ -5,40 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import subprocess
 import sys
 
 from airflow_provider_sam3.batch.engine import BatchEngine, BatchOptions
-from airflow_provider_sam3.batch.inputs import InputLimits
-from airflow_provider_sam3.batch.listing import BatchImage
 from airflow_provider_sam3.batch.manifest import write_manifest
-from airflow_provider_sam3.batch.planning import plan_batch
 from airflow_provider_sam3.batch.state import BatchState
-from airflow_provider_sam3.endpoints import endpoint_for
 from airflow_provider_sam3.hooks.fal import FalHook
-from plain_store import PlainStore
-
-LOG = logging.getLogger("engine-test")
+from engine_runs import LOG, SHARED, PlainStore, planned
 
 
 def test_the_engine_runs_a_batch_without_airflow(photos, tmp_path, fal_emulator):
     fal_emulator.configure(concurrency=4, service_time_s=0.05)
     paths = photos(30)
-    endpoint = endpoint_for("image", "3")
-    shared = {"prompt": "box", "include_scores": True, "include_boxes": True, "sync_mode": True}
-    state = plan_batch(
-        endpoint,
-        [BatchImage(str(p)) for p in paths],
-        shared=shared,
-        limits=InputLimits(),
-        timeout=300,
-        skip_invalid=False,
-        shard=None,
-        log=LOG,
-    )
+    endpoint, state = planned(paths)
     store = PlainStore()
-    options = BatchOptions(max_in_flight=10, submit_concurrency=3, poll_interval=0.1, shared_arguments=shared)
+    options = BatchOptions(max_in_flight=10, submit_concurrency=3, poll_interval=0.1, shared_arguments=SHARED)
 
     async def run():
         hook = FalHook()

@@ -19,16 +19,6 @@ class Body:
         self.itself = self
 
 
-@pytest.fixture
-def no_automatic_collection():
-    """Only the collector under test may collect: Python's own passes would hide a missing one."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    yield
-    if was_enabled:
-        gc.enable()
-
-
 def garbage_body() -> weakref.finalize:
     return weakref.finalize(Body(), lambda: None)  # alive until the cycle is collected
 

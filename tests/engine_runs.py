@@ -1,0 +1,49 @@
+"""For tests that run the batch engine without Airflow: a plain state store, and a batch planned from files."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+LOG = logging.getLogger("engine-test")
+SHARED = {"prompt": "box", "include_scores": True, "include_boxes": True, "sync_mode": True}
+"""The batch operator's shared fields for SAM 3 image: what an engine test submits with every image."""
+
+
+class PlainStore:
+    """What the engine needs of Airflow's task state store: JSON values by key, with a count of writes."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, object] = {}
+        self.writes = 0
+
+    def get(self, key, default=None):
+        return self.values.get(key, default)
+
+    def set(self, key, value):
+        self.values[key] = json.loads(json.dumps(value))
+        self.writes += 1
+
+    def delete(self, key):
+        self.values.pop(key, None)
+
+
+def planned(paths):
+    """SAM 3 image's endpoint and a batch planned from these files with ``SHARED``, as the operator plans one."""
+    from airflow_provider_sam3.batch.inputs import InputLimits
+    from airflow_provider_sam3.batch.listing import BatchImage
+    from airflow_provider_sam3.batch.planning import plan_batch
+    from airflow_provider_sam3.endpoints import endpoint_for
+
+    endpoint = endpoint_for("image", "3")
+    state = plan_batch(
+        endpoint,
+        [BatchImage(str(p)) for p in paths],
+        shared=SHARED,
+        limits=InputLimits(),
+        timeout=300,
+        skip_invalid=False,
+        shard=None,
+        log=LOG,
+    )
+    return endpoint, state
