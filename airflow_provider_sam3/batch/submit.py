@@ -3,6 +3,8 @@ holds back nobody), each request made durable in the task state store the moment
 
 What stays unknowable is only the call in flight when the worker dies: fal may have created that request, and fal
 has no idempotency key to find it again. The window is one submit call per slot, at most ``submit_concurrency``.
+A request fal created but the store refused to record (the task instance was taken away, the API server is down) is
+cancelled at once: no later try would know its id, so it must not run and be billed unseen.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.models.batch import BatchEntry
     from airflow_provider_sam3.batch.state import BatchState
+
+UNRECORDED_CANCEL_SECONDS = 10.0
+"""How long cancelling a request that could not be recorded may take before the batch stops anyway."""
 
 ACCOUNT_ERRORS = ("FalAuthenticationError", "FalBalanceExhaustedError", "FalUntrustedUrlError")
 """Errors that stop the whole batch: no other image could be submitted or fetched with this key (or through this
@@ -81,7 +86,7 @@ class Submitter:
                 try:
                     outcome = await self._submit_one(entry)
                     if entry.submissions != before:
-                        self.state.record_submission(self.store, key)
+                        await self._record_or_cancel(entry, key)
                     else:
                         self.state.touch(key)  # a refusal is saved too, so no later stay sends it again
                 except BaseException as error:  # the other slots finish their calls in flight, then it is raised
@@ -110,6 +115,39 @@ class Submitter:
                 )
         if stop:
             raise BatchHalt(stop[0], final=True)
+
+    async def _record_or_cancel(self, entry: BatchEntry, key: str) -> None:
+        """Make the submission durable; if the store refuses, cancel the request fal just created (only this try
+        knows its id), say so, and raise the store's error."""
+        try:
+            self.state.record_submission(self.store, key)
+        except Exception as error:
+            if entry.state != "submitted" or not entry.request_id:
+                raise
+            from airflow_provider_sam3.batch.polling import cancel_all, reference_for
+
+            request_id = entry.request_id
+            explicit = {request_id: entry.urls} if entry.urls else None
+            ref = reference_for(request_id, self.state.endpoint_id, self.state.url_templates or {}, explicit)
+            outcomes = await cancel_all(self.hook, [ref], budget_seconds=UNRECORDED_CANCEL_SECONDS)
+            outcome = outcomes.get(request_id, f"no answer within {UNRECORDED_CANCEL_SECONDS:.0f} s")
+            self.log.warning(
+                "images[%d]'s request %s could not be saved in the task state store (%s); cancelled it at fal so "
+                "that no try pays for a request it cannot see: %s",
+                entry.index,
+                request_id,
+                error,
+                outcome,
+            )
+            entry.fail(
+                f"its request {request_id} could not be saved in the task state store and was cancelled at fal "
+                f"({outcome}): {error}",
+                type(error).__name__,
+                retryable=True,
+                state="pending",  # back in line: its next submission is a resubmission, counted as one
+            )
+            entry.retries += 1
+            raise
 
     async def _submit_one(self, entry: BatchEntry) -> Sam3ProviderError | None:
         from airflow_provider_sam3.batch.results import worth_resubmitting

@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from batch_dags import assert_every_image_once, dag_source
+from batch_dags import assert_every_image_once, dag_source, unrecorded_requests
 from photos import write_photos
 from waiting import wait_until
 
@@ -55,7 +55,7 @@ def test_300_images_with_faults_and_a_triggerer_restart(airflow_deployment, dag_
     summary = dep.xcom(dag_id, run_id, "segment")
     assert (summary["images"], summary["succeeded"], summary["failed"]) == (300, 300, 0)
     assert summary["resubmissions"] >= 1  # the vanished requests, submitted again and counted
-    assert_every_image_once(out, paths, summary, fal_emulator)
+    assert_every_image_once(out, paths, summary, fal_emulator, unrecorded_requests(dep, dag_id, run_id))
     faults = fal_emulator.counters()["faults"]["by_kind"]
     assert all(faults.get(kind, 0) >= 1 for kind in ("rate_limit_429", "nginx_503", "nginx_502", "vanish")), faults
     trigger_logs = [p for p in dep.task_log_paths(dag_id, run_id, "segment") if ".trigger." in p.name]
@@ -75,7 +75,7 @@ def test_worker_killed_while_submitting_pays_each_image_once(airflow_deployment,
     assert dep.try_number(dag_id, run_id, "segment") >= 2  # try 1 died with SIGKILL mid-submission
     summary = dep.xcom(dag_id, run_id, "segment")
     assert (summary["images"], summary["succeeded"], summary["resubmissions"]) == (120, 120, 0)
-    assert_every_image_once(out, paths, summary, fal_emulator)
+    assert_every_image_once(out, paths, summary, fal_emulator, unrecorded_requests(dep, dag_id, run_id))
     log2 = dep.task_log(dag_id, run_id, "segment", try_number=2)
     assert "with the image list of its first try (120 rows" in log2 and "not submitted again" in log2
 
@@ -119,8 +119,10 @@ def test_clearing_a_deferred_batch_cancels_its_requests_and_reruns(
     assert dep.wait_for_run(dag_id, run_id, timeout=180) == "success", dep.task_instances(dag_id, run_id)
     summary = dep.xcom(dag_id, run_id, "segment")
     assert (summary["images"], summary["succeeded"], summary["resubmissions"]) == (40, 40, 40)
-    rows = assert_every_image_once(out, paths, summary, fal_emulator)
+    rows = assert_every_image_once(out, paths, summary, fal_emulator, unrecorded_requests(dep, dag_id, run_id))
     assert not {row["request_id"] for row in rows} & first_requests  # no result comes from a cancelled request
+    billed = {r["request_id"] for r in fal_emulator.requests() if r["state"] == "COMPLETED" and not r["cancelled"]}
+    assert billed == {row["request_id"] for row in rows}
 
 
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "worker"])
@@ -146,7 +148,7 @@ def test_worker_killed_while_one_submit_is_slow_pays_each_image_once(
     assert counters["faults"]["by_kind"].get("slow_response") == 1, counters
     summary = dep.xcom(dag_id, run_id, "segment")
     assert (summary["images"], summary["succeeded"], summary["resubmissions"]) == (60, 60, 0)
-    assert_every_image_once(out, paths, summary, fal_emulator)
+    assert_every_image_once(out, paths, summary, fal_emulator, unrecorded_requests(dep, dag_id, run_id))
     assert counters["completed"] == 60 == counters["submissions"]["total"], counters
     log2 = dep.task_log(dag_id, run_id, "segment", try_number=2)
     assert "with the image list of its first try (60 rows" in log2 and "not submitted again" in log2
