@@ -125,8 +125,7 @@ class BatchEngine:
                     entry.retries + 1,
                     budget,
                 )
-                entry.retries += 1
-                entry.state = "pending"
+                entry.state = "pending"  # its retries count when it is sent: the deadline may come first
                 state.touch(key)
 
     @staticmethod

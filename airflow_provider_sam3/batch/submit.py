@@ -82,6 +82,8 @@ class Submitter:
                 if stop or crashed:
                     return
                 entry = self.state.entries[key]
+                if entry.error is not None:  # an attempt after a failure: a resubmission, counted when it is made
+                    entry.retries += 1
                 before = entry.submissions
                 try:
                     outcome = await self._submit_one(entry)
@@ -144,9 +146,8 @@ class Submitter:
                 f"({outcome}): {error}",
                 type(error).__name__,
                 retryable=True,
-                state="pending",  # back in line: its next submission is a resubmission, counted as one
+                state="pending",  # back in line: its next attempt counts as a resubmission
             )
-            entry.retries += 1
             raise
 
     async def _submit_one(self, entry: BatchEntry) -> Sam3ProviderError | None:

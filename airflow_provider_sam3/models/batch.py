@@ -38,7 +38,8 @@ class BatchEntry:
 
     ``source`` is what the user gave (path, URL or ObjectStoragePath as a string), ``arguments`` the per-image
     fields (prompt, boxes, ...) on top of the batch's shared ones. ``submissions`` counts every submission that may
-    have created a request (all tries); ``retries`` the resubmissions among them; ``billed`` the requests fal
+    have created a request (all tries); ``retries`` the submit attempts made after a failure (the resubmissions:
+    counted when sent, not when put back in line); ``billed`` the requests fal
     completed without error (what it bills); ``fetch_failures`` failed attempts to fetch or store a completed result.
     """
 

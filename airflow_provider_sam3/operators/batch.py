@@ -24,6 +24,7 @@ from airflow_provider_sam3.batch.inputs import DEFAULT_MAX_INPUT_BYTES, DEFAULT_
 from airflow_provider_sam3.batch.state import BatchState
 from airflow_provider_sam3.exceptions import FalRequestError, InputValidationError
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
+from airflow_provider_sam3.operators.batch_ending import cancel_entries, finish_batch, write_stopped_manifest
 from airflow_provider_sam3.operators.queue import _seconds
 
 if TYPE_CHECKING:
@@ -31,12 +32,10 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.batch.listing import BatchImage
     from airflow_provider_sam3.endpoints import Endpoint
     from airflow_provider_sam3.hooks.fal import FalHook
-    from airflow_provider_sam3.models.batch import BatchEntry
 
 BATCH_KINDS = ("image", "image-rle", "embed")
 DEFAULT_BATCH_TIMEOUT = timedelta(hours=6)
 DEFER_GRACE_SECONDS = 120
-CANCEL_WAIT_SECONDS = 25
 BATCH_DEFAULTS = {"include_scores": True, "include_boxes": True, "sync_mode": True}
 """Asked for by default (same price): scores and boxes for the manifest, and outputs inline in the result
 (``sync_mode``), so storing an image's outputs takes one call to fal instead of one per file, and no URL can
@@ -267,7 +266,7 @@ class Sam3BatchOperator(BaseOperator):
         deferred batch)."""
         state = self._live_state
         if state is not None:
-            self._cancel_entries(state, state.in_state("submitted"))
+            cancel_entries(self.fal_conn_id, state, state.in_state("submitted"), self.log)
 
     # ------------------------------------------------------------------ never pay twice
 
@@ -283,7 +282,7 @@ class Sam3BatchOperator(BaseOperator):
                 previous.endpoint_id,
                 endpoint.endpoint_id,
             )
-            self._cancel_entries(previous, previous.in_state("submitted"))
+            cancel_entries(self.fal_conn_id, previous, previous.in_state("submitted"), self.log)
             previous.forget(store)
             return None
         counts = previous.counts()
@@ -329,27 +328,6 @@ class Sam3BatchOperator(BaseOperator):
         engine = self.engine_class or BatchEngine
         return engine(hook, endpoint, state, folder, store, options, self.log)  # type: ignore[arg-type]
 
-    def _cancel_entries(self, state: BatchState, entries: list[BatchEntry]) -> None:
-        """Cancel these entries' requests at fal, newest first. Runs its own event loop in a thread, so it also
-        works from ``on_kill`` while the task's loop is running."""
-        from airflow_provider_sam3.batch.engine import BatchEngine
-
-        submitted = [entry for entry in entries if entry.state == "submitted" and entry.request_id]
-        refs = [BatchEngine.reference(state, entry) for entry in reversed(submitted)]
-        if not refs:
-            return
-        from airflow_provider_sam3.batch.polling import cancel_in_a_thread
-        from airflow_provider_sam3.hooks.fal import FalHook
-
-        hook = FalHook(self.fal_conn_id)
-        try:
-            hook.get_settings()  # here: the thread that cancels must not talk to the task supervisor
-        except Exception as error:  # noqa: BLE001 - on_kill must not raise; say why nothing was cancelled
-            self.log.warning("Could not cancel this batch's %d requests at fal: %s", len(refs), error)
-            return
-        outcomes = cancel_in_a_thread(hook, refs, budget_seconds=CANCEL_WAIT_SECONDS)
-        self.log.info("Sent %d cancels to fal for the %d requests of this batch at fal", len(outcomes), len(refs))
-
     # ------------------------------------------------------------------ one stay on the worker after another
 
     def _run(
@@ -375,14 +353,14 @@ class Sam3BatchOperator(BaseOperator):
             waiting = asyncio.run(stay())
         except BatchHalt as halt:
             state.save(store)
-            self._write_stopped_manifest(state, folder, str(halt.error))
+            write_stopped_manifest(state, folder, str(halt.error), self.log)
             raise as_task_error(halt.error, retry_useless=halt.final) from halt.error
         except Exception as error:
             state.save(store)
-            self._write_stopped_manifest(state, folder, str(error))
+            write_stopped_manifest(state, folder, str(error), self.log)
             raise
         if waiting is None:
-            return self._finish(context, endpoint, state, folder)
+            return finish_batch(store, endpoint, state, folder, self.on_image_failure, self.log)
         self.defer(
             trigger=self._trigger(state, waiting.request_ids, waiting.fire_at),
             method_name="execute_complete",
@@ -409,67 +387,3 @@ class Sam3BatchOperator(BaseOperator):
             "Deferring on %d requests at fal (trigger kwargs: %d bytes)", len(request_ids), kwargs_size(trigger)
         )
         return trigger
-
-    def _write_stopped_manifest(self, state: BatchState, folder: Any, reason: str) -> None:
-        """The try fails before the batch's end: list every image anyway. The state is kept, so a retry (or a
-        clear, once the cause is fixed) goes on without paying again for what was submitted."""
-        from airflow_provider_sam3.batch.manifest import write_manifest
-
-        try:
-            manifest = write_manifest(folder, state.ordered(), keep_parts=True, stopped=reason)
-        except Exception as failure:  # noqa: BLE001 - the error that stopped the batch is the one to raise
-            self.log.warning("Could not write the manifest of the stopped batch: %s", failure)
-            return
-        self.log.error(
-            "The batch stopped: %s. Every image is listed in %s; a retry, or a clear once the cause is "
-            "fixed, goes on without paying again for what was already submitted",
-            reason,
-            manifest,
-        )
-
-    # ------------------------------------------------------------------ the end
-
-    def _finish(self, context: Any, endpoint: Endpoint, state: BatchState, folder: Any) -> dict[str, Any]:
-        from airflow_provider_sam3.batch.manifest import remove_parts, write_manifest
-        from airflow_provider_sam3.batch.summary import build_summary
-        from airflow_provider_sam3.operators.completion import as_task_error
-
-        manifest = write_manifest(folder, state.ordered(), keep_parts=True)  # may find rows lost since: count after
-        summary = build_summary(endpoint, state, folder, manifest)
-        self.log.info(
-            "Batch finished: %d of %d images succeeded, %d failed, %d invalid; %d submissions (%d resubmissions); "
-            "fal bills %d completed requests: %s (estimated %s); manifest: %s",
-            summary["succeeded"],
-            summary["images"],
-            summary["failed"],
-            summary["invalid"],
-            summary["submissions"],
-            summary["resubmissions"],
-            summary["billed_requests"],
-            f"${summary['cost_usd']:.4f}" if summary["cost_usd"] is not None else "an unpublished price",
-            f"${state.estimate_usd:.4f}" if state.estimate_usd is not None else "unknown",
-            manifest,
-        )
-        store = context.get("task_state_store")
-        if self.on_image_failure == "fail" and summary["unfinished"]:
-            state.save(store)
-            first = summary["failures"][0]
-            missing = [e for e in state.ordered() if state.outcome_of(e).state != "done"]
-            final = all(not state.outcome_of(e).retryable for e in missing)
-            then = (
-                "only final failures remain (rejected input, app errors, invalid images): a retry would not "
-                "change them, so the task fails without retrying"
-                if final
-                else "a retry submits only those images again"
-            )
-            error = FalRequestError(
-                f"{summary['unfinished']} of {summary['images']} images have no result (first: "
-                f"images[{first['index']}] {first['source']}: {first['error']}). Every image is listed in {manifest}; "
-                f"{then}; set on_image_failure='report' to succeed with failures"
-            )
-            raise as_task_error(error, retry_useless=final)
-        state.summary = summary  # first: a crash in the clean-up below returns this summary on the retry
-        state.save(store)
-        remove_parts(folder)
-        state.forget(store)
-        return summary

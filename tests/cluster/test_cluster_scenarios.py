@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from batch_dags import assert_every_image_once, dag_source
+from batch_dags import assert_every_image_once, dag_source, unrecorded_requests
 from cluster import TRIGGERERS, WORKERS
 from manifests import read_manifest
 from photos import write_photos
@@ -153,9 +153,11 @@ def test_killed_triggerer_hands_the_batch_trigger_to_the_other(whole_cluster, da
 
     summary = dep.xcom(dag_id, run_id, "segment")
     assert (summary["images"], summary["succeeded"], summary["resubmissions"]) == (300, 300, 0), summary
-    assert_every_image_once(out, paths, summary, cluster_emulator)
+    unrecorded = unrecorded_requests(dep, dag_id, run_id)
+    assert_every_image_once(out, paths, summary, cluster_emulator, unrecorded)
     counters = cluster_emulator.counters()
-    assert counters["submissions"]["total"] == 300 and counters["cancels"]["total"] == 0, counters
+    assert counters["submissions"]["total"] == 300 + len(unrecorded), counters
+    assert counters["cancels"]["total"] == len(unrecorded), counters
     assert {holder, survivor} <= set(trigger_log_files(dep, dag_id, run_id))
     assert_state_store_cleared(dep, dag_id, run_id)
 
@@ -199,8 +201,9 @@ def test_killed_worker_mid_submission_retries_on_the_other_and_pays_once(
     assert all(host == survivor for (_, attempt), host in hosts.items() if attempt > 1), hosts
     summary = dep.xcom(dag_id, run_id, "segment")
     assert (summary["images"], summary["succeeded"], summary["resubmissions"]) == (120, 120, 0), summary
-    assert_every_image_once(out, paths, summary, cluster_emulator)
-    assert cluster_emulator.counters()["submissions"]["total"] == 120
+    unrecorded = unrecorded_requests(dep, dag_id, run_id)
+    assert_every_image_once(out, paths, summary, cluster_emulator, unrecorded)
+    assert cluster_emulator.counters()["submissions"]["total"] == 120 + len(unrecorded)
     log2 = dep.task_log(dag_id, run_id, "segment", try_number=2)
     assert "with the image list of its first try (120 rows" in log2 and "not submitted again" in log2, log2[-3000:]
     assert_state_store_cleared(dep, dag_id, run_id)

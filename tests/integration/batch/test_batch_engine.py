@@ -51,3 +51,35 @@ def test_the_engine_imports_nothing_of_airflow():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_failure_put_back_in_line_counts_as_a_resubmission_only_once_sent(photos, tmp_path, fal_emulator):
+    """Four earlier failures go back in line, but only two fit in flight before the batch's deadline passes: the
+    summary's resubmissions are the two sent, as fal's submission counter says."""
+    import time
+
+    from airflow_provider_sam3.batch.summary import build_summary
+
+    fal_emulator.configure(concurrency=1, service_time_s=60.0)  # nothing finishes before the deadline
+    paths = photos(6)
+    endpoint, state = planned(paths)
+    for entry in state.ordered()[:4]:
+        entry.fail("fal's runner was restarting", "FalTransientError", retryable=True)
+    state.deadline = time.time() + 3
+    options = BatchOptions(max_in_flight=2, submit_concurrency=2, poll_interval=0.2, shared_arguments=SHARED)
+    engine = BatchEngine(None, endpoint, state, tmp_path, PlainStore(), options, LOG)
+    engine.requeue()
+    assert state.counts()["pending"] == 6
+
+    async def run():
+        engine.hook = FalHook()
+        try:
+            return await engine.run(None)
+        finally:
+            await engine.hook.aclose()
+
+    assert asyncio.run(run()) is None  # the deadline ends the batch: what was sent is cancelled
+    summary = build_summary(endpoint, state, tmp_path, "manifest")
+    assert fal_emulator.counters()["submissions"]["total"] == summary["submissions"] == 2
+    assert summary["resubmissions"] == 2  # images 0 and 1; images 2 and 3 went back in line but were never sent
+    assert [entry.retries for entry in state.ordered()] == [1, 1, 0, 0, 0, 0]
