@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -47,3 +48,18 @@ def planned(paths):
         log=LOG,
     )
     return endpoint, state
+
+
+def run_engine(engine):
+    """One stay of an engine built with ``hook=None``, on a ``FalHook`` of its own (closed afterwards, as the
+    operator does); returns what the stay returns."""
+    from airflow_provider_sam3.hooks.fal import FalHook
+
+    async def run():
+        engine.hook = FalHook()
+        try:
+            return await engine.run(None)
+        finally:
+            await engine.hook.aclose()
+
+    return asyncio.run(run())

@@ -5,7 +5,6 @@ are turned off here, so only the engine's can free anything."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 
 import httpx
@@ -13,8 +12,7 @@ import httpx
 from airflow_provider_sam3.batch.engine import BatchEngine, BatchOptions
 from airflow_provider_sam3.batch.memory import CycleCollector, body_bytes_estimate
 from airflow_provider_sam3.batch.results import FETCH_CONCURRENCY
-from airflow_provider_sam3.hooks.fal import FalHook
-from engine_runs import LOG, SHARED, PlainStore, planned
+from engine_runs import LOG, SHARED, PlainStore, planned, run_engine
 
 SIDE = 560
 LARGE = 256 * 1024
@@ -67,17 +65,9 @@ def test_bodies_are_freed_as_the_batch_goes_not_at_its_end(tmp_path, fal_emulato
     options = BatchOptions(max_in_flight=count, submit_concurrency=3, poll_interval=0.1, shared_arguments=SHARED)
     collect_after = 4 * body_bytes_estimate(SIDE, SIDE)  # a pass after every 4 calls
 
-    async def run():
-        hook = FalHook()
-        engine = WatchedEngine(hook, endpoint, state, tmp_path / "out", PlainStore(), options, LOG)
-        engine.cycles = CycleCollector(collect_after_bytes=collect_after)
-        try:
-            await engine.run(None)
-        finally:
-            await hook.aclose()
-        return engine
-
-    engine = asyncio.run(run())
+    engine = WatchedEngine(None, endpoint, state, tmp_path / "out", PlainStore(), options, LOG)
+    engine.cycles = CycleCollector(collect_after_bytes=collect_after)
+    run_engine(engine)
     assert state.counts()["done"] == count
     # Each image makes two large bodies (its submit's request, its result's response). Left to Python, all 48
     # would still be alive at the end; the engine's passes leave at most the calls since the last pass plus those

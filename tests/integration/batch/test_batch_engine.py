@@ -3,7 +3,6 @@ store, its manifest written; and its modules import nothing of Airflow."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -11,8 +10,7 @@ import sys
 from airflow_provider_sam3.batch.engine import BatchEngine, BatchOptions
 from airflow_provider_sam3.batch.manifest import write_manifest
 from airflow_provider_sam3.batch.state import BatchState
-from airflow_provider_sam3.hooks.fal import FalHook
-from engine_runs import LOG, SHARED, PlainStore, planned
+from engine_runs import LOG, SHARED, PlainStore, planned, run_engine
 
 
 def test_the_engine_runs_a_batch_without_airflow(photos, tmp_path, fal_emulator):
@@ -22,14 +20,8 @@ def test_the_engine_runs_a_batch_without_airflow(photos, tmp_path, fal_emulator)
     store = PlainStore()
     options = BatchOptions(max_in_flight=10, submit_concurrency=3, poll_interval=0.1, shared_arguments=SHARED)
 
-    async def run():
-        hook = FalHook()
-        try:
-            return await BatchEngine(hook, endpoint, state, tmp_path, store, options, LOG).run(None)
-        finally:
-            await hook.aclose()
-
-    assert asyncio.run(run()) is None  # not deferrable: every image is final when it returns
+    engine = BatchEngine(None, endpoint, state, tmp_path, store, options, LOG)
+    assert run_engine(engine) is None  # not deferrable: every image is final when it returns
     rows = [json.loads(line) for line in write_manifest(tmp_path, state.ordered()).read_text().splitlines()]
     assert [row["source"] for row in rows] == [str(p) for p in paths]
     assert all(row["status"] == "succeeded" and row["masks"] for row in rows)
@@ -65,20 +57,13 @@ def test_a_failure_put_back_in_line_counts_as_a_resubmission_only_once_sent(phot
     endpoint, state = planned(paths)
     for entry in state.ordered()[:4]:
         entry.fail("fal's runner was restarting", "FalTransientError", retryable=True)
-    state.deadline = time.time() + 3
+    state.deadline = time.time() + 8  # room for a busy machine to submit the first two before it passes
     options = BatchOptions(max_in_flight=2, submit_concurrency=2, poll_interval=0.2, shared_arguments=SHARED)
     engine = BatchEngine(None, endpoint, state, tmp_path, PlainStore(), options, LOG)
     engine.requeue()
     assert state.counts()["pending"] == 6
 
-    async def run():
-        engine.hook = FalHook()
-        try:
-            return await engine.run(None)
-        finally:
-            await engine.hook.aclose()
-
-    assert asyncio.run(run()) is None  # the deadline ends the batch: what was sent is cancelled
+    assert run_engine(engine) is None  # the deadline ends the batch: what was sent is cancelled
     summary = build_summary(endpoint, state, tmp_path, "manifest")
     assert fal_emulator.counters()["submissions"]["total"] == summary["submissions"] == 2
     assert summary["resubmissions"] == 2  # images 0 and 1; images 2 and 3 went back in line but were never sent

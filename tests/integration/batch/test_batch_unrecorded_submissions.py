@@ -4,7 +4,6 @@ for each image once. Airflow refuses a try's writes when the scheduler has moved
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 
@@ -13,8 +12,7 @@ import pytest
 from airflow_provider_sam3.batch.engine import BatchEngine, BatchOptions
 from airflow_provider_sam3.batch.manifest import write_manifest
 from airflow_provider_sam3.batch.state import BatchState
-from airflow_provider_sam3.hooks.fal import FalHook
-from engine_runs import LOG, SHARED, PlainStore, planned
+from engine_runs import LOG, SHARED, PlainStore, planned, run_engine
 
 
 class TakenAwayError(RuntimeError):
@@ -36,17 +34,6 @@ class StoreTakenAway(PlainStore):
         super().set(key, value)
 
 
-def run_engine(endpoint, state, folder, store, options):
-    async def run():
-        hook = FalHook()
-        try:
-            return await BatchEngine(hook, endpoint, state, folder, store, options, LOG).run(None)
-        finally:
-            await hook.aclose()
-
-    return asyncio.run(run())
-
-
 def test_a_submission_the_store_refuses_is_cancelled_and_the_next_try_pays_once(photos, tmp_path, fal_emulator, caplog):
     fal_emulator.configure(concurrency=1, service_time_s=30.0)  # everything stays queued while the first try runs
     paths = photos(12)
@@ -56,7 +43,7 @@ def test_a_submission_the_store_refuses_is_cancelled_and_the_next_try_pays_once(
     options = BatchOptions(max_in_flight=12, submit_concurrency=4, poll_interval=0.1, shared_arguments=SHARED)
 
     with caplog.at_level(logging.WARNING, logger=LOG.name), pytest.raises(TakenAwayError):
-        run_engine(endpoint, state, tmp_path, store, options)
+        run_engine(BatchEngine(None, endpoint, state, tmp_path, store, options, LOG))
 
     durable = BatchState.load(store)
     assert durable is not None
@@ -75,7 +62,7 @@ def test_a_submission_the_store_refuses_is_cancelled_and_the_next_try_pays_once(
     next_store = PlainStore()
     next_store.values = json.loads(json.dumps(store.values))
     resumed = BatchState.load(next_store)
-    assert run_engine(endpoint, resumed, tmp_path, next_store, options) is None
+    assert run_engine(BatchEngine(None, endpoint, resumed, tmp_path, next_store, options, LOG)) is None
     rows = [json.loads(line) for line in write_manifest(tmp_path, resumed.ordered()).read_text().splitlines()]
     assert [row["status"] for row in rows] == ["succeeded"] * 12
     billed = {r["request_id"] for r in fal_emulator.requests() if r["state"] == "COMPLETED" and not r["cancelled"]}
