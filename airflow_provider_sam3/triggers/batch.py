@@ -15,12 +15,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_sam3.batch.polling import BatchPoller, ProgressLine, cancel_all, reference_for
 from airflow_provider_sam3.hooks.fal import FalHook
+
+if TYPE_CHECKING:
+    from airflow_provider_sam3.models.reference import RequestReference
 
 ON_KILL_BUDGET_SECONDS = 25.0
 """Airflow gives a trigger's ``on_kill`` 30 s (``[triggerer] on_kill_timeout``); cancels stop a little before."""
@@ -127,14 +130,18 @@ class FalBatchTrigger(BaseTrigger):
         hook = FalHook(self.fal_conn_id)
         try:
             outcomes = await cancel_all(hook, newest_first, budget_seconds=ON_KILL_BUDGET_SECONDS)
+            self._log_cancels(newest_first, outcomes)
         finally:
             await asyncio.shield(hook.aclose())
+
+    def _log_cancels(self, newest_first: list[RequestReference], outcomes: dict[str, str]) -> None:
+        """Say how many waiting requests were cancelled, and name any left running, before the hook closes."""
         cancelled = sum(1 for outcome in outcomes.values() if not outcome.startswith("cancel failed"))
         left = [ref.request_id for ref in newest_first if ref.request_id not in outcomes]
         self.log.info(
             "Task was cleared or marked; sent %d cancels to fal for the %d requests of this batch still waiting",
             cancelled,
-            len(waiting),
+            len(newest_first),
         )
         if left:
             self.log.warning(

@@ -106,6 +106,17 @@ def test_marking_a_deferred_5000_image_batch_failed_cancels_every_waiting_reques
     records = fal_emulator.requests()
     assert {r["request_id"] for r in records if r["cancelled"]} == waiting
     assert fal_emulator.counters()["submissions"]["total"] == len(waiting)  # nothing submitted after the mark
-    log = dep.task_log(dag_id, run_id, "segment")
+
+    # The trigger logs its summary after the last cancel's reply; the emulator counted that cancel before replying.
+    def log_with_summary() -> str | None:
+        log = dep.task_log(dag_id, run_id, "segment")
+        return log if " cancels to fal for the " in log else None
+
+    log = wait_until(
+        log_with_summary,
+        60,
+        0.2,
+        what="the trigger's on_kill summary in the task log",
+    )
     assert f"sent {len(waiting)} cancels to fal for the {len(waiting)} requests" in log
     assert "were not cancelled within" not in log
