@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from waiting import wait_until
 
 pytestmark = [pytest.mark.deployment, pytest.mark.timeout(180)]
 
@@ -75,12 +76,17 @@ def test_deferrable_sensor_round_trip(airflow_deployment, dag_writer):
     # The sensor returns None: no return_value XCom.
     assert dep.xcom(dag_id, run_id, "wait", default=None) is None
 
-    log = dep.task_log(dag_id, run_id, "wait")
     paths = [p.name for p in dep.task_log_paths(dag_id, run_id, "wait")]
     assert any(".trigger." in p for p in paths), paths
-    # Written by DateTimeTrigger.run() in the triggerer, into the task's trigger log file.
+
+    # Written by DateTimeTrigger.run() in the triggerer, into the task's trigger log file; the triggerer ships trigger
+    # log lines to that file asynchronously, so the last may land after the run ends.
+    def log_with_event() -> str | None:
+        log = dep.task_log(dag_id, run_id, "wait")
+        return log if "Trigger fired event" in log or "yielding event" in log else None
+
+    log = wait_until(log_with_event, 30, 0.2, what="the trigger's event line in the task log")
     assert "trigger starting" in log, log[-3000:]
-    assert "Trigger fired event" in log or "yielding event" in log, log[-3000:]
     assert dep.try_number(dag_id, run_id, "wait") <= 2  # a deferral consumes no try; the resume race may
 
 
