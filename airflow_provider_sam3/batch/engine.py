@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.endpoints import Endpoint
     from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.models.batch import BatchEntry
-    from airflow_provider_sam3.models.reference import RequestReference
 
 FETCH_ATTEMPTS = 5
 """Attempts per try to fetch and store a result fal completed before the try fails (its retry fetches it again)."""
@@ -127,14 +126,6 @@ class BatchEngine:
                 )
                 entry.state = "pending"  # its retries count when it is sent: the deadline may come first
                 state.touch(key)
-
-    @staticmethod
-    def reference(state: BatchState, entry: BatchEntry) -> RequestReference:
-        from airflow_provider_sam3.batch.polling import reference_for
-
-        request_id = request_id_of(entry)
-        explicit = {request_id: entry.urls} if entry.urls else None
-        return reference_for(request_id, state.endpoint_id, state.url_templates or {}, explicit)
 
     # ------------------------------------------------------------------ one stay
 
@@ -366,6 +357,7 @@ class BatchEngine:
     async def _store_finished(self, finished: dict[str, list[Any]], collector: Any) -> None:
         """Fetch and store finished requests' outputs, write their manifest rows, then save their entries."""
         from airflow_provider_sam3.batch.manifest import write_part
+        from airflow_provider_sam3.batch.polling import entry_reference
 
         state = self.state
         items = {}
@@ -373,7 +365,7 @@ class BatchEngine:
             key = self.by_request.get(request_id)
             if key is not None and state.entries[key].state in ("submitted", "completed"):
                 entry = state.entries[key]
-                items[request_id] = (entry, self.reference(state, entry), outcome)
+                items[request_id] = (entry, entry_reference(state, entry), outcome)
         if not items:
             return
         rows = await collector.collect(items)

@@ -13,11 +13,11 @@ if TYPE_CHECKING:
 async def expire(engine: BatchEngine) -> None:
     """The batch's timeout passed: cancel what is at fal, and give up on what was not submitted. Results fal
     completed are still fetched (they are paid)."""
-    from airflow_provider_sam3.batch.polling import cancel_all
+    from airflow_provider_sam3.batch.polling import cancel_all, entry_reference
 
     state = engine.state
     waiting = state.in_state("submitted")
-    newest_first = [engine.reference(state, e) for e in reversed(waiting)]
+    newest_first = [entry_reference(state, e) for e in reversed(waiting)]
     outcomes = await cancel_all(engine.hook, newest_first) if waiting else {}
     await settle_cancelled(engine, outcomes)
     for key, entry in state.entries.items():
@@ -35,6 +35,7 @@ async def settle_cancelled(engine: BatchEngine, outcomes: dict[str, str]) -> Non
     """Requests the batch's timeout cancelled. A cancel fal confirmed leaves nothing to pay: a later try may
     submit the image again. Any other answer (fal had finished it, or the cancel failed) is checked once: a
     completed request is paid and its result is fetched; a failed one fails as fal says."""
+    from airflow_provider_sam3.batch.polling import entry_reference
     from airflow_provider_sam3.batch.results import completed_error, worth_resubmitting
     from airflow_provider_sam3.exceptions import Sam3ProviderError
 
@@ -48,7 +49,7 @@ async def settle_cancelled(engine: BatchEngine, outcomes: dict[str, str]) -> Non
         status = None
         if outcome != "CANCELLATION_REQUESTED":
             try:
-                status = await engine.hook.astatus(engine.reference(state, entry))
+                status = await engine.hook.astatus(entry_reference(state, entry))
             except Sam3ProviderError:
                 status = None
         if status is not None and status.done and not status.error:

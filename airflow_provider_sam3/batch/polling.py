@@ -23,7 +23,9 @@ from airflow_provider_sam3.hooks.backoff import poll_backoff
 from airflow_provider_sam3.models.reference import RequestReference
 
 if TYPE_CHECKING:
+    from airflow_provider_sam3.batch.state import BatchState
     from airflow_provider_sam3.hooks.fal import FalHook
+    from airflow_provider_sam3.models.batch import BatchEntry
 
 POLL_CONCURRENCY = 8
 """Status calls in flight at once; also the size of the slices a round polls (more only adds client overhead:
@@ -53,6 +55,15 @@ def reference_for(
         name: template.replace("{request_id}", request_id) for name, template in url_templates.items()
     }
     return RequestReference(endpoint_id=endpoint_id, request_id=request_id, **urls)
+
+
+def entry_reference(state: BatchState, entry: BatchEntry) -> RequestReference:
+    """The reference of a batch entry's request: from the batch's URL templates, or the entry's own URLs."""
+    from airflow_provider_sam3.models.batch import request_id_of
+
+    request_id = request_id_of(entry)
+    explicit = {request_id: entry.urls} if entry.urls else None
+    return reference_for(request_id, state.endpoint_id, state.url_templates or {}, explicit)
 
 
 def url_templates_of(reference: RequestReference) -> dict[str, str]:

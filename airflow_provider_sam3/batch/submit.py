@@ -126,11 +126,10 @@ class Submitter:
         except Exception as error:
             if entry.state != "submitted" or not entry.request_id:
                 raise
-            from airflow_provider_sam3.batch.engine import BatchEngine
-            from airflow_provider_sam3.batch.polling import cancel_all
+            from airflow_provider_sam3.batch.polling import cancel_all, entry_reference
 
             request_id = entry.request_id
-            ref = BatchEngine.reference(self.state, entry)
+            ref = entry_reference(self.state, entry)
             outcomes = await cancel_all(self.hook, [ref], budget_seconds=UNRECORDED_CANCEL_SECONDS)
             outcome = outcomes.get(request_id, f"no answer within {UNRECORDED_CANCEL_SECONDS:.0f} s")
             self.log.warning(

@@ -19,10 +19,10 @@ CANCEL_WAIT_SECONDS = 25
 def cancel_entries(fal_conn_id: str, state: BatchState, entries: list[BatchEntry], log: Any) -> None:
     """Cancel these entries' requests at fal, newest first (the queued tail is what would run and be billed). Runs
     its own event loop in a thread, so it also works from ``on_kill`` while the task's loop is running."""
-    from airflow_provider_sam3.batch.engine import BatchEngine
+    from airflow_provider_sam3.batch.polling import entry_reference
 
     submitted = [entry for entry in entries if entry.state == "submitted" and entry.request_id]
-    refs = [BatchEngine.reference(state, entry) for entry in reversed(submitted)]
+    refs = [entry_reference(state, entry) for entry in reversed(submitted)]
     if not refs:
         return
     from airflow_provider_sam3.batch.polling import cancel_in_a_thread
