@@ -200,3 +200,20 @@ class FalOutputRefusedError(FalRequestError):
     """
 
     retryable = False
+
+
+class StateStoreRefusedError(Sam3ProviderError):
+    """Airflow's task state store refused a write: Airflow no longer accepts this try's writes (the scheduler failed
+    it while it ran, a clear replaced it, or the worker's supervisor is gone). The try stops at once without sending
+    anything more; what it could not record is handed to the next try (or cancelled at fal). Retryable: the next try
+    goes on from what was saved."""
+
+    retryable = True
+
+    def __init__(self, key: str, error: BaseException) -> None:
+        self.key = key
+        super().__init__(
+            f"the task state store refused to save {key!r} ({type(error).__name__}: {error}): Airflow no longer "
+            "accepts this try's writes (it was failed, cleared or replaced while running). This try stops without "
+            "sending anything more to fal; the next try goes on from what was saved"
+        )

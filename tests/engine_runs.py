@@ -7,6 +7,28 @@ import json
 import logging
 
 LOG = logging.getLogger("engine-test")
+
+
+class LogLines(logging.Handler):
+    """Collects the messages logged to ``LOG`` while in use (``with LogLines() as lines:``), whatever else Airflow's
+    logging set up does with them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self) -> list[str]:
+        LOG.addHandler(self)
+        LOG.setLevel(logging.DEBUG)
+        return self.messages
+
+    def __exit__(self, *exc: object) -> None:
+        LOG.removeHandler(self)
+
+
 SHARED = {"prompt": "box", "include_scores": True, "include_boxes": True, "sync_mode": True}
 """The batch operator's shared fields for SAM 3 image: what an engine test submits with every image."""
 
@@ -27,6 +49,13 @@ class PlainStore:
 
     def delete(self, key):
         self.values.pop(key, None)
+
+    @classmethod
+    def copy_of(cls, store: PlainStore) -> PlainStore:
+        """A separate store holding the same values (to look at a store without changing it)."""
+        copy = cls()
+        copy.values = json.loads(json.dumps(store.values))
+        return copy
 
 
 def planned(paths):

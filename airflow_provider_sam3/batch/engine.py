@@ -16,8 +16,12 @@ from airflow_provider_sam3.batch.expiry import expire, settle_cancelled
 from airflow_provider_sam3.batch.inputs import InputLimits
 from airflow_provider_sam3.batch.memory import CycleCollector, body_bytes_estimate, release_free_memory
 from airflow_provider_sam3.batch.submit import ACCOUNT_ERRORS
+from airflow_provider_sam3.batch.unrecorded import UnrecordedLedger, resolve_reservations
 from airflow_provider_sam3.exceptions import FalRequestError
+from airflow_provider_sam3.hooks.settings import MIN_SUBMIT_LEASE
 from airflow_provider_sam3.models.batch import request_id_of
+from airflow_provider_sam3.models.reference import RequestReference
+from airflow_provider_sam3.storage.state_store import guarded
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.batch.state import BatchState
@@ -98,11 +102,15 @@ class BatchEngine:
         self.endpoint = endpoint
         self.state = state
         self.folder = folder
-        self.store = store
+        self.store = guarded(store)
         self.options = options
         self.log = log
         self.by_request: dict[str, str] = {}
         self.cycles = CycleCollector()
+        self.ledger = UnrecordedLedger(folder)
+        self.lease = MIN_SUBMIT_LEASE
+        self.halted = False
+        """Set when the task is killed (``on_kill``): nothing is reserved or sent after that."""
 
     # ------------------------------------------------------------------ rules shared with the operator
 
@@ -150,7 +158,7 @@ class BatchEngine:
         hook, state, store = self.hook, self.state, self.store
         # Before anything runs concurrently: the task state store is written synchronously from this loop, and
         # Airflow refuses a synchronous supervisor call while an async one (a connection lookup) is in flight.
-        await hook.aget_settings()
+        self.lease = (await hook.aget_settings()).submit_lease
         # Storage connections too, in a thread: a worker thread looking a connection up holds the supervisor
         # channel, and a state-store write from this loop at that moment is refused in the same way.
         await asyncio.to_thread(self._warm_storage, state, self.folder)
@@ -162,6 +170,8 @@ class BatchEngine:
         poller = self._poller()  # after the event: what it reported finished is not polled again
         round_number, idle, refetches, refetch_at = 0, 0, 0, 0.0
         while True:
+            self._stop_if_killed()
+            await self._resolve_reservations(poller)
             self.requeue()
             if time.time() >= state.deadline:
                 await expire(self)
@@ -176,12 +186,12 @@ class BatchEngine:
                 refetches += 1
                 refetch_at = time.monotonic() + min(2.0**refetches / 4, 30.0)
                 groups = state.grouped()
-            waiting = groups["submitted"]
+            waiting, unresolved = groups["submitted"], len(groups["sending"])
             pending, left_unstored = len(groups["pending"]), len(groups["completed"])
-            if not waiting and not pending and not left_unstored:
+            if not waiting and not pending and not left_unstored and not unresolved:
                 state.save(store)
                 return None
-            if not waiting:  # only images whose submission failed for now, or results to fetch again
+            if not waiting:  # images whose submission failed for now, results to fetch again, or reservations
                 idle += 1
                 await asyncio.sleep(min(2.0**idle / 4, 30.0))
                 continue
@@ -189,7 +199,12 @@ class BatchEngine:
             fire_at = self._fire_at(len(waiting), pending, rate)
             # Results waiting to be fetched again keep the task here (bounded by FETCH_ATTEMPTS): fal keeps a
             # result for a limited time, and one that expires during a long deferral would be paid again.
-            if self.options.deferrable and not left_unstored and not self._worth_staying(len(waiting), fire_at, rate):
+            if (
+                self.options.deferrable
+                and not left_unstored
+                and not unresolved  # an earlier try's reservation is settled here, once its lease has passed
+                and not self._worth_staying(len(waiting), fire_at, rate)
+            ):
                 state.save(store)
                 waiting.sort(key=lambda e: (e.submitted_at or 0, e.index))
                 handed = waiting[:MAX_TRIGGER_REQUESTS]
@@ -197,6 +212,52 @@ class BatchEngine:
             await asyncio.sleep(poller.throttle_pause(min(poller.interval(round_number), END_POLL_INTERVAL)))
             await self._poll_and_store(poller, collector, round_number)
             round_number += 1
+
+    def _stop_if_killed(self) -> None:
+        if self.halted:
+            raise BatchHalt(
+                FalRequestError("the task was killed (cleared, marked or stopped by Airflow); nothing more is sent"),
+                final=False,
+            )
+
+    async def _resolve_reservations(self, poller: Any) -> None:
+        """Settle what an earlier try reserved but could not record (``batch.unrecorded``), before anything new is
+        sent for those images: an adopted request is waited for like any other."""
+        if not any(entry.state == "sending" for entry in self.state.entries.values()):
+            return
+        records = await asyncio.to_thread(self.ledger.read)
+        queue_host = (await self.hook.aget_settings()).queue_host
+        records = [record for record in records if self._trusted_hand_over(record, queue_host)]
+        adopted = []
+        for entry in resolve_reservations(self.state, records, self.lease, self.log):
+            if entry.state == "submitted":
+                self.by_request[request_id_of(entry)] = str(entry.index)
+                adopted.append(entry)
+            self.state.touch(str(entry.index))
+        self.state.save(self.store)
+        if adopted:
+            poller.url_templates = self.state.url_templates or {}
+            poller.explicit_urls.update({e.request_id: e.urls for e in adopted if e.urls})
+            poller.add([request_id_of(e) for e in adopted])
+
+    def _trusted_hand_over(self, record: dict[str, Any], queue_host: str) -> bool:
+        """A hand-over file comes from disk: its request id and URLs must be the queue host's, or it is ignored."""
+        from airflow_provider_sam3.exceptions import FalUntrustedUrlError
+        from airflow_provider_sam3.hooks.trust import check_reference
+
+        reference = RequestReference(
+            endpoint_id=self.state.endpoint_id,
+            request_id=record["request_id"],
+            status_url=record["status_url"],
+            response_url=record["response_url"],
+            cancel_url=record["cancel_url"],
+        )
+        try:
+            check_reference(reference, queue_host, where=f"the hand-over file of images[{record['index']}]")
+        except FalUntrustedUrlError as error:
+            self.log.warning("Ignoring a hand-over file in %s: %s", self.ledger.folder, error)
+            return False
+        return True
 
     @staticmethod
     def _warm_storage(state: BatchState, folder: Any) -> None:
@@ -334,6 +395,10 @@ class BatchEngine:
             options=self.options.submit_options,
             body_for=body_for,
             log=self.log,
+            ledger=self.ledger,
+            lease=self.lease,
+            try_number=self.options.try_number,
+            halted=lambda: self.halted,
             after_each=self._bodies_done,
         )
         await submitter.submit(due, on_submitted)

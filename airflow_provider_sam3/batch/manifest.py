@@ -51,12 +51,12 @@ def write_part(folder: Any, cycle: int, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     parts = folder / PARTS_FOLDER
-    if _is_local(parts):
+    if is_local(parts):
         parts.mkdir(parents=True, exist_ok=True)
     # A unique name: a process that crashed after writing a part and before saving its cycle never has its rows
     # overwritten by the next one (the manifest takes each request's row once, whichever part holds it).
     name = f"part-{cycle:06d}-{uuid.uuid4().hex[:8]}.jsonl"
-    with _writer(parts / name) as out:
+    with atomic_writer(parts / name) as out:
         for row in sorted(rows, key=lambda row: row["index"]):
             out.write(json.dumps(row) + "\n")
 
@@ -78,7 +78,7 @@ def write_manifest(
     stored = heapq.merge(*(_rows(part) for part in parts), key=lambda row: row["index"])
     head = next(stored, None)
     manifest = folder / MANIFEST_FILE
-    with _writer(manifest) as out:
+    with atomic_writer(manifest) as out:
         for entry in entries:
             candidates = []
             while head is not None and head["index"] <= entry.index:
@@ -116,7 +116,7 @@ def merge_manifests(manifests: list[Any], destination: Any) -> dict[str, Any]:
     rows: ``images``, ``succeeded``, ``failed`` (any other status), ``submissions`` and ``cost_usd``.
     """
     counts: dict[str, Any] = {"images": 0, "succeeded": 0, "failed": 0, "submissions": 0, "cost_usd": 0.0}
-    with _writer(destination) as out:
+    with atomic_writer(destination) as out:
         for shard, manifest in enumerate(manifests):
             for row in _rows(manifest):
                 row = {**row, "shard": shard, "shard_index": row.get("index"), "index": counts["images"]}
@@ -150,7 +150,7 @@ def _compacted_parts(parts_folder: Any) -> list[Any]:
     while len(parts) > MERGE_FAN_IN:
         group, parts = parts[:MERGE_FAN_IN], parts[MERGE_FAN_IN:]
         merged = parts_folder / f"part-merged-{uuid.uuid4().hex[:12]}.jsonl"
-        with _writer(merged) as out:
+        with atomic_writer(merged) as out:
             for row in heapq.merge(*(_rows(part) for part in group), key=lambda row: row["index"]):
                 out.write(json.dumps(row) + "\n")
         for part in group:
@@ -166,15 +166,15 @@ def _rows(path: Any) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
 
 
-def _is_local(path: Any) -> bool:
+def is_local(path: Any) -> bool:
     return getattr(path, "protocol", "") in ("", "file", "local")
 
 
 @contextmanager
-def _writer(path: Any) -> Iterator[Any]:
+def atomic_writer(path: Any) -> Iterator[Any]:
     """A text stream to ``path`` that readers see whole or not at all: local files are written to a temporary
     name and renamed over it; object stores publish an object when its upload completes."""
-    if not _is_local(path):
+    if not is_local(path):
         with path.open("w") as handle:
             yield handle
         return

@@ -6,14 +6,19 @@ batch keeps:
 - a header (``fal_batch``): endpoint, fal's URL templates, deadline, how many shards;
 - shards (``fal_batch.<n>``) of ``SHARD_SIZE`` entries in input order: the image list of the run's first try
   (retries and clears use it, they never list the folder again) and every image's state;
-- a journal of ``JOURNAL_SLOTS`` small rows (``fal_batch.j.<slot>``): each submission is written there as soon as
-  its submit call returns (one row of about 200 bytes), and every ``JOURNAL_SLOTS`` submissions the changed shards
-  are written and the slots start over. A reader applies a journal row when it records more submissions than the
-  shard. So a request id is durable one small write after fal answers, and 100,000 images cost about 100,000
-  journal writes of 200 bytes plus one shard rewrite per 32 submissions, instead of a 30 KB shard rewrite per
-  submission.
+- a journal of ``JOURNAL_SLOTS`` small rows (``fal_batch.j.<slot>``): before an image is sent its reservation is
+  written there, and as soon as its submit call returns its outcome is, in the same row as the reservation of the
+  image that submit slot sends next (about 400 bytes). Every ``JOURNAL_SLOTS`` rows the changed shards are written
+  and the slots start over. A reader applies a journal row's entry when its ``version`` is newer than the shard's.
+  So nothing is sent without a durable reservation, a request id is durable one small write after fal answers, and
+  100,000 images cost about 100,000 journal writes plus one shard rewrite per 32 of them.
 
-Entries are keyed by their input position (``str(index)``).
+A finished batch leaves only its header, holding the summary and the run's clear count (``epoch``): a later try of
+the same run (Airflow failed the try after the batch finished) returns that summary instead of paying again; a try
+after a clear of the run starts afresh.
+
+Entries are keyed by their input position (``str(index)``). The engine and the operator hand in the store wrapped in
+``storage.state_store.GuardedStore``: a write the store refuses becomes ``StateStoreRefusedError``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_sam3.models.batch import BATCH_SCHEMA_VERSION, BatchEntry
+
+__all__ = ["JOURNAL_SLOTS", "SHARD_SIZE", "STATE_KEY", "BatchState", "journal_key", "shard_key"]
 
 STATE_KEY = "fal_batch"
 SHARD_SIZE = 100
@@ -51,6 +58,7 @@ class BatchState:
     journal_next: int = 0
     estimate_usd: float | None = None
     summary: dict[str, Any] | None = None
+    epoch: int | None = None
 
     # ------------------------------------------------------------------ building
 
@@ -80,7 +88,7 @@ class BatchState:
     def grouped(self) -> dict[str, list[BatchEntry]]:
         """Entries by state, each list in input order (one pass over the batch)."""
         groups: dict[str, list[BatchEntry]] = {
-            name: [] for name in ("pending", "submitted", "completed", "done", "failed", "invalid", "repeat")
+            name: [] for name in ("pending", "sending", "submitted", "completed", "done", "failed", "invalid", "repeat")
         }
         for entry in self.entries.values():
             groups[entry.state].append(entry)
@@ -97,19 +105,23 @@ class BatchState:
 
     def counts(self) -> dict[str, int]:
         """Rows by state; a repeat counts as the state of the row it repeats."""
-        counts = {"pending": 0, "submitted": 0, "completed": 0, "done": 0, "failed": 0, "invalid": 0}
+        counts = {"pending": 0, "sending": 0, "submitted": 0, "completed": 0, "done": 0, "failed": 0, "invalid": 0}
         for entry in self.entries.values():
             counts[self.outcome_of(entry).state] += 1
         return counts
 
     # ------------------------------------------------------------------ the task state store
 
-    def record_submission(self, store: Any, key: str) -> None:
-        """Make one submission durable now (a journal row); every ``JOURNAL_SLOTS`` of them, write the shards."""
-        self.touch(key)
+    def journal(self, store: Any, *keys: str) -> None:
+        """Make these entries durable now, in one journal row (a submit's outcome and the next reservation);
+        every ``JOURNAL_SLOTS`` rows, write the shards. Raises ``StateStoreRefusedError`` when the store refuses."""
+        for key in keys:
+            self.entries[key].version += 1
+            self.touch(key)
         if store is None:
             return
-        store.set(journal_key(self.journal_next % JOURNAL_SLOTS), {"k": key, **self.entries[key].to_json()})
+        row = {"e": [{"k": key, **self.entries[key].to_json()} for key in keys]}
+        store.set(journal_key(self.journal_next % JOURNAL_SLOTS), row)
         self.journal_next += 1
         if self.journal_next % JOURNAL_SLOTS == 0:
             self.save(store)
@@ -145,6 +157,7 @@ class BatchState:
             "images": len(self.entries),
             "estimate_usd": self.estimate_usd,
             "summary": self.summary,
+            "epoch": self.epoch,
         }
 
     @classmethod
@@ -161,6 +174,7 @@ class BatchState:
             saved_header=header,
             estimate_usd=header.get("estimate_usd"),
             summary=header.get("summary"),
+            epoch=header.get("epoch"),
         )
         loaded: list[BatchEntry] = []
         for number in range(header.get("shards", 0)):
@@ -177,24 +191,39 @@ class BatchState:
         return state
 
     def _replay_journal(self, store: Any) -> None:
-        """Apply submissions recorded after the last shard write (a row with more submissions than its shard)."""
+        """Apply what was journalled after the last shard write: each row entry newer (``version``) than its shard's."""
         for slot in range(JOURNAL_SLOTS):
-            row = store.get(journal_key(slot))
-            if not row or row.get("k") not in self.entries:
-                continue
-            key = row["k"]
-            recorded = BatchEntry.from_json(row)
-            if recorded.submissions > self.entries[key].submissions:
-                self.entries[key] = recorded
-                self.touch(key)
+            row = store.get(journal_key(slot)) or {}
+            for item in row.get("e") or ([row] if "k" in row else []):  # schema 2 wrote one bare entry per row
+                key = item.get("k")
+                if key not in self.entries:
+                    continue
+                recorded, current = BatchEntry.from_json(item), self.entries[key]
+                newer = recorded.version > current.version or (
+                    recorded.version == current.version == 0 and recorded.submissions > current.submissions
+                )
+                if newer:
+                    self.entries[key] = recorded
+                    self.touch(key)
+
+    def finish(self, store: Any, summary: dict[str, Any]) -> None:
+        """The manifest is written: keep only the header, holding ``summary`` and the run's ``epoch``. A retry in the
+        same epoch returns the summary (Airflow can fail a try after it finished); a clear starts afresh."""
+        self.summary = summary
+        self.save(store)  # first: a try stopped during the deletes below still finds the summary
+        self._delete_entries(store)
 
     def forget(self, store: Any) -> None:
-        """Remove the batch from the store once its manifest is written, so a later clear starts afresh."""
+        """Remove the batch from the store: a try after a clear of a finished batch starts afresh."""
+        self._delete_entries(store)
+        if store is not None:
+            store.delete(STATE_KEY)
+        self.saved_header = None
+
+    def _delete_entries(self, store: Any) -> None:
         if store is None:
             return
-        for number in range(self.shard_count):
+        for number in range(int((self.saved_header or {}).get("shards") or self.shard_count)):
             store.delete(shard_key(number))
         for slot in range(JOURNAL_SLOTS):
             store.delete(journal_key(slot))
-        store.delete(STATE_KEY)
-        self.saved_header = None

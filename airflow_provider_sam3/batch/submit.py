@@ -1,15 +1,20 @@
 """Submitting a batch's images to fal: ``submit_concurrency`` calls in flight (a sliding window, so one slow call
-holds back nobody), each request made durable in the task state store the moment its submit call returns.
+holds back nobody), none sent without a durable reservation, each outcome durable the moment its call returns.
 
-What stays unknowable is only the call in flight when the worker dies: fal may have created that request, and fal
-has no idempotency key to find it again. The window is one submit call per slot, at most ``submit_concurrency``.
-A request fal created but the store refused to record (the task instance was taken away, the API server is down) is
-cancelled at once: no later try would know its id, so it must not run and be billed unseen.
+Each submit slot writes one journal row per image: the outcome of the call that just returned and the reservation
+of the image it sends next (``BatchState.journal``). So a try that Airflow has failed, cleared or replaced (its writes
+are refused) stops before sending anything more: at most the calls already in flight when its writes stopped
+(``submit_concurrency``) reach fal unrecorded. Those requests are handed to the next try through the task's folder
+(``batch.unrecorded``), which waits for them instead of paying again; only when that fails are they cancelled.
+What no try can know is a call in flight when its worker process died at once (SIGKILL): fal may have created that
+request, and fal has no idempotency key to find it by. Such an image is sent again once that call can no longer be
+in flight, and counted as ``unseen``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,16 +23,20 @@ from airflow_provider_sam3.exceptions import (
     FalUntrustedUrlError,
     InputValidationError,
     Sam3ProviderError,
+    StateStoreRefusedError,
 )
 
 if TYPE_CHECKING:
+    from airflow_provider_sam3.batch.state import BatchState
+    from airflow_provider_sam3.batch.unrecorded import UnrecordedLedger
     from airflow_provider_sam3.endpoints import Endpoint
     from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.models.batch import BatchEntry
-    from airflow_provider_sam3.batch.state import BatchState
+
+__all__ = ["ACCOUNT_ERRORS", "UNRECORDED_CANCEL_SECONDS", "Submitter"]
 
 UNRECORDED_CANCEL_SECONDS = 10.0
-"""How long cancelling a request that could not be recorded may take before the batch stops anyway."""
+"""How long cancelling a request that could be neither recorded nor handed over may take."""
 
 ACCOUNT_ERRORS = ("FalAuthenticationError", "FalBalanceExhaustedError", "FalUntrustedUrlError")
 """Errors that stop the whole batch: no other image could be submitted or fetched with this key (or through this
@@ -40,6 +49,9 @@ class Submitter:
     :param options: fal's queue options for every submit (``models.submit_options.SubmitOptions``), or None.
     :param body_for: ``async (entry) -> request body``, built when the image's turn comes: at most one body per
         slot exists at a time, so memory does not grow with the batch.
+    :param ledger: where requests this try cannot record are handed to the next try.
+    :param lease: the most seconds one submit call may take (its reservation's lease).
+    :param halted: tells whether the task was killed: no new reservation is made after that.
     :param after_each: called with each entry once its submit call returned (its body is then garbage).
     """
 
@@ -54,6 +66,10 @@ class Submitter:
         options: Any,
         body_for: Callable[[BatchEntry], Awaitable[Any]],
         log: Any,
+        ledger: UnrecordedLedger,
+        lease: float,
+        try_number: int = 1,
+        halted: Callable[[], bool] = lambda: False,
         after_each: Callable[[BatchEntry], None] | None = None,
     ) -> None:
         self.hook = hook
@@ -64,49 +80,84 @@ class Submitter:
         self.options = options
         self.body_for = body_for
         self.log = log
+        self.ledger = ledger
+        self.lease = lease
+        self.try_number = try_number
+        self.halted = halted
         self.after_each = after_each
 
     async def submit(self, keys: list[str], on_submitted: Callable[[list[BatchEntry]], None]) -> None:
         """Submit these entries; ``on_submitted`` hears of each accepted one after it is durable. An account
-        error stops the submissions and is raised (as ``BatchHalt``) once the calls in flight have returned."""
+        error stops the submissions and is raised (as ``BatchHalt``) once the calls in flight have returned; so is
+        a refused write (``StateStoreRefusedError``), after what it left unrecorded was handed over."""
         from airflow_provider_sam3.batch.engine import BatchHalt
 
         due = iter(keys)
         stop: list[Sam3ProviderError] = []
         crashed: list[BaseException] = []
+        refused: list[StateStoreRefusedError] = []
         accepted = 0
+
+        def reserve_next() -> str | None:
+            """The next image to send, reserved in memory (the caller's journal row makes it durable)."""
+            if stop or crashed or refused or self.halted():
+                return None
+            key = next(due, None)
+            if key is not None:
+                entry = self.state.entries[key]
+                entry.state, entry.reserved_at = "sending", time.time()
+            return key
+
+        def unreserve(key: str | None) -> None:
+            """A reservation that never became durable: the image was not sent and goes back in line."""
+            if key is not None:
+                self.state.entries[key].state = "pending"
 
         async def slot() -> None:
             nonlocal accepted
-            for key in due:  # one shared iterator: each slot takes the next image when its call returns
-                if stop or crashed:
-                    return
+            key = reserve_next()
+            if key is None:
+                return
+            try:
+                self.state.journal(self.store, key)
+            except StateStoreRefusedError as error:
+                unreserve(key)
+                refused.append(error)
+                return
+            while key is not None:  # one shared iterator: each slot takes the next image when its call returns
                 entry = self.state.entries[key]
                 if entry.error is not None:  # an attempt after a failure: a resubmission, counted when it is made
                     entry.retries += 1
-                before = entry.submissions
                 try:
                     outcome = await self._submit_one(entry)
-                    if entry.submissions != before:
-                        await self._record_or_cancel(entry, key)
-                    else:
-                        self.state.touch(key)  # a refusal is saved too, so no later stay sends it again
                 except BaseException as error:  # the other slots finish their calls in flight, then it is raised
-                    crashed.append(error)
+                    crashed.append(error)  # the entry stays ``sending``: a later try resolves its reservation
                     return
                 finally:
                     if self.after_each is not None:
                         self.after_each(entry)
+                if outcome is not None and type(outcome).__name__ in ACCOUNT_ERRORS and not outcome.retryable:
+                    stop.append(outcome)  # before the next reservation: nothing more is sent with this account
+                following = reserve_next()
+                try:
+                    self.state.journal(self.store, *(k for k in (key, following) if k is not None))
+                except StateStoreRefusedError as error:
+                    unreserve(following)
+                    refused.append(error)
+                    if entry.state == "submitted":
+                        await self._hand_over(entry, error)
+                    return
                 if outcome is None:
                     accepted += 1
                     on_submitted([entry])
-                elif type(outcome).__name__ in ACCOUNT_ERRORS and not outcome.retryable:
-                    stop.append(outcome)
+                key = following
 
         try:
             await asyncio.gather(*(slot() for _ in range(min(self.concurrency, len(keys)))))
             if crashed:
                 raise crashed[0]
+            if refused:
+                raise refused[0]
         finally:  # every accepted submission is in the log, even when the account stops the batch
             if accepted:
                 self.log.info(
@@ -118,36 +169,35 @@ class Submitter:
         if stop:
             raise BatchHalt(stop[0], final=True)
 
-    async def _record_or_cancel(self, entry: BatchEntry, key: str) -> None:
-        """Make the submission durable; if the store refuses, cancel the request fal just created (only this try
-        knows its id), say so, and raise the store's error."""
-        try:
-            self.state.record_submission(self.store, key)
-        except Exception as error:
-            if entry.state != "submitted" or not entry.request_id:
-                raise
-            from airflow_provider_sam3.batch.polling import cancel_all, entry_reference
+    async def _hand_over(self, entry: BatchEntry, refusal: StateStoreRefusedError) -> None:
+        """fal created ``entry``'s request but this try can no longer record it: leave it running and hand it to
+        the next try through the task's folder; cancel it only when that fails (no try could ever see it)."""
+        from airflow_provider_sam3.batch.polling import cancel_all, entry_reference
 
-            request_id = entry.request_id
-            ref = entry_reference(self.state, entry)
-            outcomes = await cancel_all(self.hook, [ref], budget_seconds=UNRECORDED_CANCEL_SECONDS)
-            outcome = outcomes.get(request_id, f"no answer within {UNRECORDED_CANCEL_SECONDS:.0f} s")
+        reference = entry_reference(self.state, entry)
+        try:
+            where = await asyncio.to_thread(self.ledger.hand_over, entry, reference, self.try_number)
+        except Exception as error:  # noqa: BLE001 - the request must not run unseen: cancel it instead
+            outcomes = await cancel_all(self.hook, [reference], budget_seconds=UNRECORDED_CANCEL_SECONDS)
+            outcome = outcomes.get(reference.request_id, f"no answer within {UNRECORDED_CANCEL_SECONDS:.0f} s")
             self.log.warning(
-                "images[%d]'s request %s could not be saved in the task state store (%s); cancelled it at fal so "
-                "that no try pays for a request it cannot see: %s",
+                "images[%d]'s request %s could not be saved in the task state store, nor handed to the next try "
+                "through %s (%s); cancelled it at fal so that no try pays for a request it cannot see: %s",
                 entry.index,
-                request_id,
+                reference.request_id,
+                self.ledger.folder,
                 error,
                 outcome,
             )
-            entry.fail(
-                f"its request {request_id} could not be saved in the task state store and was cancelled at fal "
-                f"({outcome}): {error}",
-                type(error).__name__,
-                retryable=True,
-                state="pending",  # back in line: its next attempt counts as a resubmission
-            )
-            raise
+            return
+        self.log.warning(
+            "images[%d]'s request %s could not be saved in the task state store (it refused %r); it was left "
+            "running at fal and handed to the next try through %s, which fetches its result instead of paying again",
+            entry.index,
+            reference.request_id,
+            refusal.key,
+            where,
+        )
 
     async def _submit_one(self, entry: BatchEntry) -> Sam3ProviderError | None:
         from airflow_provider_sam3.batch.results import worth_resubmitting
@@ -166,7 +216,8 @@ class Submitter:
             )
             return error
         try:
-            ref = await self.hook.asubmit(self.endpoint.endpoint_id, body, options=self.options)
+            deadline = (entry.reserved_at or time.time()) + self.lease  # the reservation's lease bounds the call
+            ref = await self.hook.asubmit(self.endpoint.endpoint_id, body, options=self.options, deadline=deadline)
         except Sam3ProviderError as error:
             if isinstance(error, FalSubmitOutcomeUnknownError):
                 entry.submissions += 1  # fal may have created (and bills) it: counted, never hidden

@@ -14,7 +14,10 @@ SUMMARY_FAILURES_SHOWN = 20
 
 
 def build_summary(endpoint: Endpoint, state: BatchState, folder: Any, manifest: Any) -> dict[str, Any]:
-    """Counts by outcome, submissions, what fal bills, and the first failures (the manifest lists them all)."""
+    """Counts by outcome, submissions, what fal bills, and the first failures (the manifest lists them all).
+
+    ``unseen`` counts submits whose outcome no try saw (a try died while the call was in flight): fal may have
+    created a request for each that nobody could fetch; those images were sent again (``resubmissions``)."""
     entries = state.ordered()
     counts = state.counts()
     price = endpoint.estimate_cost(requests=1)
@@ -31,6 +34,7 @@ def build_summary(endpoint: Endpoint, state: BatchState, folder: Any, manifest: 
         "invalid": counts["invalid"],
         "submissions": sum(e.submissions for e in entries),
         "resubmissions": sum(e.retries for e in entries),
+        "unseen": sum(e.unseen for e in entries),
         "billed_requests": billed,
         "cost_usd": round(price * billed, 6) if price is not None else None,
         "cost_estimate_usd": state.estimate_usd,

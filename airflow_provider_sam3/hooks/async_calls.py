@@ -19,7 +19,13 @@ from airflow_provider_sam3.hooks.calls import (
     _raise,
 )
 from airflow_provider_sam3.hooks.errors import translate
-from airflow_provider_sam3.hooks.submit import ASYNC_SUBMIT_MAX_DELAY, _submit_call, submit_options
+from airflow_provider_sam3.hooks.submit import (
+    ASYNC_SUBMIT_MAX_DELAY,
+    _submit_call,
+    attempt_timeout,
+    lease_ended,
+    submit_options,
+)
 
 if TYPE_CHECKING:
     import fal_client
@@ -65,9 +71,11 @@ class AsyncQueueCalls:
         start_timeout: float | None = None,
         hint: str | None = None,
         options: SubmitOptions | None = None,
+        deadline: float | None = None,
     ) -> RequestReference:
         """Async ``submit``: the same single-attempt POST, resent only when fal certainly created nothing; the
-        queue options as in ``submit`` (``options``, or the separate keywords)."""
+        queue options as in ``submit`` (``options``, or the separate keywords). ``deadline`` bounds the whole call:
+        no attempt starts after it, and an attempt still waiting for fal's answer then ends as an unknown outcome."""
         client = await self.aget_conn()
         settings = await self.aget_settings()
         try:
@@ -79,17 +87,15 @@ class AsyncQueueCalls:
         http = await internals.async_http(client)
         attempt = 1
         while True:
+            timeout = attempt_timeout(endpoint_id, client.default_timeout, deadline)
+            post = internals.arequest(
+                http, "POST", url, json=body, timeout=timeout, headers=headers, follow_redirects=False
+            )
             try:
-                response = await internals.arequest(
-                    http,
-                    "POST",
-                    url,
-                    json=body,
-                    timeout=client.default_timeout,
-                    headers=headers,
-                    follow_redirects=False,
-                )
+                response = await (post if deadline is None else asyncio.wait_for(post, timeout))
             except Exception as error:  # noqa: BLE001 - classified, then retried or translated
+                if deadline is not None and isinstance(error, asyncio.TimeoutError):
+                    raise lease_ended(endpoint_id, error) from error
                 delay = self._submit_retry_delay(endpoint_id, error, attempt, max_delay=ASYNC_SUBMIT_MAX_DELAY)
                 await asyncio.sleep(delay)
                 attempt += 1

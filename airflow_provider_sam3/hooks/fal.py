@@ -39,6 +39,7 @@ from airflow_provider_sam3.hooks.submit import (  # noqa: F401 - re-exported for
     _outcome_unknown,
     _submit_call,
     _submit_fault,
+    attempt_timeout,
     submit_options,
 )
 from airflow_provider_sam3.hooks.trust import check_reference
@@ -148,6 +149,14 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
         if self._download_client is not None:
             await self._download_client.aclose()
             self._download_client = None
+
+    def detached_copy(self) -> FalHook:
+        """A new hook for the same connection that starts with this one's resolved settings and no clients: for
+        another thread or event loop, and safe in a signal handler such as ``on_kill`` (it never looks the
+        connection up, which would talk to the task supervisor the interrupted code may be talking to)."""
+        copy = FalHook(self.fal_conn_id, retry_attempts=self.retry_attempts)
+        copy._settings = self.get_settings() if self._settings is None else self._settings
+        return copy
 
     # ---------------------------------------------------------------- helpers
 
@@ -278,6 +287,7 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
         start_timeout: float | None = None,
         hint: str | None = None,
         options: SubmitOptions | None = None,
+        deadline: float | None = None,
     ) -> RequestReference:
         """Queue one request and return its reference.
 
@@ -288,7 +298,8 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
         The POST is fal-client's own (URL, headers, authenticated client, error parsing) but sent here, one attempt
         at a time: it is resent only when fal certainly created nothing (see ``_submit_fault``). When the answer is
         lost after the body may have reached fal, this raises ``FalSubmitOutcomeUnknownError`` instead of sending
-        it again, so a submit never pays twice.
+        it again, so a submit never pays twice. ``deadline`` (epoch seconds, the caller's reservation lease): no
+        attempt starts after it, and each attempt's timeout ends by it.
         """
         client = self.get_conn()
         settings = self.get_settings()
@@ -307,10 +318,12 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
                     "POST",
                     url,
                     json=body,
-                    timeout=client.default_timeout,
+                    timeout=attempt_timeout(endpoint_id, client.default_timeout, deadline),
                     headers=headers,
                     follow_redirects=False,
                 )
+            except Sam3ProviderError:
+                raise  # the lease ended before an attempt could start: nothing was created
             except Exception as error:  # noqa: BLE001 - classified, then retried or translated
                 delay = self._submit_retry_delay(endpoint_id, error, attempt, max_delay=_fal_max_delay())
                 time.sleep(delay)

@@ -24,6 +24,8 @@ MIN_POLL_INTERVAL = 0.2
 DEFAULT_MAX_OUTPUT_BYTES = 512 * 1024 * 1024
 """The largest output file fetched (512 MiB); larger ones are refused (connection extra ``max_output_bytes``)."""
 MAX_REQUEST_TIMEOUT = 24 * 3600.0
+MIN_SUBMIT_LEASE = 30.0
+"""The least time one submit may take in all (its resends of refused attempts included); see ``submit_lease``."""
 _KEY_CHARACTERS = re.compile(r"[\x21-\x7e]+")
 """A key is printable ASCII without spaces: anything else cannot go in an HTTP header, and httpx's error for it
 would quote the whole header, key included."""
@@ -41,6 +43,13 @@ class FalSettings:
     max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL
     media_hosts: tuple[str, ...] = ()
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+
+    @property
+    def submit_lease(self) -> float:
+        """How long one submit may take in all, resends of refused attempts included: the lease of the durable
+        reservation written before it. A later try that finds the reservation unanswered waits this long (plus a
+        grace) before it treats that submit as over."""
+        return max(MIN_SUBMIT_LEASE, self.request_timeout)
 
     def require_key(self, conn_id: str) -> str:
         if not self.key:

@@ -5,6 +5,7 @@ Split from ``hooks/fal.py``: pure classification, no state. ``FalHook.submit``/`
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from airflow_provider_sam3.exceptions import Sam3ProviderError
@@ -88,6 +89,28 @@ def _submit_fault(error: BaseException) -> str:
     if isinstance(error, (httpx.TransportError, httpx.DecodingError)):
         return "lost"
     return "refused"
+
+
+def attempt_timeout(endpoint_id: str, default: float, deadline: float | None) -> float:
+    """Seconds the next submit attempt may take: the client's timeout, cut to what is left before ``deadline`` (the
+    submit's reservation lease). Raises when nothing is left: no attempt is started, so nothing was created."""
+    if deadline is None:
+        return default
+    left = deadline - time.time()
+    if left <= 0:
+        from airflow_provider_sam3.exceptions import FalTransientError
+
+        raise FalTransientError(
+            "the submit could not be sent before its reservation ended (fal kept refusing it or was unreachable); "
+            "fal created nothing, so it can be sent again",
+            endpoint_id=endpoint_id,
+        )
+    return min(default, left)
+
+
+def lease_ended(endpoint_id: str, error: BaseException) -> Sam3ProviderError:
+    """The submit POST was still going when its reservation's lease ended: fal may have created the request."""
+    return _outcome_unknown(endpoint_id, error, "it was still waiting for fal's answer when its reservation ended")
 
 
 def _describe(error: BaseException) -> str:

@@ -12,14 +12,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-BATCH_SCHEMA_VERSION = 2
+BATCH_SCHEMA_VERSION = 3
 MANIFEST_SCHEMA_VERSION = 1
 
-EntryState = Literal["pending", "submitted", "completed", "done", "failed", "invalid", "repeat"]
-"""``pending``: to submit. ``submitted``: at fal, waiting. ``completed``: fal finished it without error (billed) but
-its result is not stored yet: it is fetched again, never submitted again. ``done``: result stored. ``failed``: no
-result (``retryable`` says whether a new submission may help). ``invalid``: refused locally, never sent.
-``repeat``: the same image with the same fields as an earlier row (``repeat_of``); it shares that row's request."""
+EntryState = Literal["pending", "sending", "submitted", "completed", "done", "failed", "invalid", "repeat"]
+"""``pending``: to submit. ``sending``: a try reserved it (durably) and is sending it, or was when it stopped: fal may
+have created a request whose id only that try saw (``batch.unrecorded`` resolves it). ``submitted``: at fal,
+waiting. ``completed``: fal finished it without error (billed) but its result is not stored yet: it is fetched again,
+never submitted again. ``done``: result stored. ``failed``: no result (``retryable`` says whether a new submission
+may help). ``invalid``: refused locally, never sent. ``repeat``: the same image with the same fields as an earlier
+row (``repeat_of``); it shares that row's request."""
 FINAL_STATES = frozenset({"done", "failed", "invalid", "repeat"})
 
 
@@ -41,6 +43,9 @@ class BatchEntry:
     have created a request (all tries); ``retries`` the submit attempts made after a failure (the resubmissions:
     counted when sent, not when put back in line); ``billed`` the requests fal
     completed without error (what it bills); ``fetch_failures`` failed attempts to fetch or store a completed result.
+    ``reserved_at`` is when the last submit was reserved (``sending``); ``unseen`` counts reservations whose outcome no
+    try saw (the try died mid-call: fal may have created a request nobody knows). ``version`` grows with every journal
+    write of the entry, so a journal row newer than its shard is told apart from an older one.
     """
 
     index: int
@@ -61,6 +66,9 @@ class BatchEntry:
     billed: int = 0
     fetch_failures: int = 0
     repeat_of: int | None = None
+    reserved_at: float | None = None
+    unseen: int = 0
+    version: int = 0
 
     @property
     def final(self) -> bool:
@@ -91,6 +99,9 @@ class BatchEntry:
             "b": self.billed or None,
             "ff": self.fetch_failures or None,
             "ro": self.repeat_of,
+            "ra": self.reserved_at,
+            "us": self.unseen or None,
+            "v": self.version or None,
         }
         return {k: v for k, v in data.items() if v is not None}
 
@@ -115,6 +126,9 @@ class BatchEntry:
             billed=data.get("b", 0),
             fetch_failures=data.get("ff", 0),
             repeat_of=data.get("ro"),
+            reserved_at=data.get("ra"),
+            unseen=data.get("us", 0),
+            version=data.get("v", 0),
         )
 
     def fail(self, error: str, error_class: str, *, retryable: bool = False, state: EntryState = "failed") -> None:

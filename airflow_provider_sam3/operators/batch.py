@@ -22,10 +22,12 @@ from airflow.sdk import BaseOperator, conf
 from airflow_provider_sam3.batch.engine import DEFAULT_MAX_IN_FLIGHT
 from airflow_provider_sam3.batch.inputs import DEFAULT_MAX_INPUT_BYTES, DEFAULT_UPLOAD_ABOVE_BYTES
 from airflow_provider_sam3.batch.state import BatchState
-from airflow_provider_sam3.exceptions import FalRequestError, InputValidationError
+from airflow_provider_sam3.exceptions import FalRequestError, InputValidationError, StateStoreRefusedError
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
-from airflow_provider_sam3.operators.batch_ending import cancel_entries, finish_batch, write_stopped_manifest
+from airflow_provider_sam3.batch.polling import WORKER_ON_KILL_SECONDS
+from airflow_provider_sam3.operators.batch_ending import CANCEL_WAIT_SECONDS, cancel_entries, finish_batch, stop_batch
 from airflow_provider_sam3.operators.queue import _seconds
+from airflow_provider_sam3.storage.state_store import guarded, run_epoch
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.batch.engine import BatchEngine
@@ -147,8 +149,9 @@ class Sam3BatchOperator(BaseOperator):
         self.max_input_bytes = max_input_bytes
         self.shard_index = shard_index
         self.shard_count = shard_count
-        self._live_state: BatchState | None = None
+        self._live_engine: BatchEngine | None = None
         self._try_number = 1
+        self._epoch: int | None = None
 
     # ------------------------------------------------------------------ checks made before anything is sent
 
@@ -224,14 +227,19 @@ class Sam3BatchOperator(BaseOperator):
         from airflow_provider_sam3.operators.completion import as_task_error
 
         self._try_number = max(1, int(getattr(context.get("ti"), "try_number", 1) or 1))
-        store = context.get("task_state_store")
+        self._epoch = run_epoch(context)
+        store = guarded(context.get("task_state_store"))
         try:
             endpoint = self._endpoint()
             self._check_options()
             folder = self._folder(context)
             state = self._resumed(store, endpoint)
             if state is not None and state.summary is not None:
-                return self._finished_before(state, store)
+                if state.epoch == self._epoch:
+                    return self._finished_before(state)
+                self.log.info("This run was cleared since its batch finished; starting the batch afresh")
+                state.forget(store)
+                state = None
             if state is None:
                 state = self._new_state(endpoint, resolve_images(self.images))
             assert self.batch_timeout is not None  # checked before anything runs
@@ -252,7 +260,8 @@ class Sam3BatchOperator(BaseOperator):
         if not isinstance(event, dict) or event.get("status") not in ("finished", "progress", "timeout", "error"):
             raise FalRequestError(f"the batch trigger sent an event this provider does not understand: {event!r}")
         self._try_number = max(1, int(getattr(context.get("ti"), "try_number", 1) or 1))
-        store = context.get("task_state_store")
+        self._epoch = run_epoch(context)
+        store = guarded(context.get("task_state_store"))
         state = BatchState.load(store)
         if state is None:
             raise FalRequestError(
@@ -262,11 +271,14 @@ class Sam3BatchOperator(BaseOperator):
         return self._run(context, get_endpoint(state.endpoint_id), state, self._folder(context), event=event)
 
     def on_kill(self) -> None:
-        """The task was killed while on the worker: cancel what is still at fal (the trigger's on_kill covers a
-        deferred batch)."""
-        state = self._live_state
-        if state is not None:
-            cancel_entries(self.fal_conn_id, state, state.in_state("submitted"), self.log)
+        """The task was killed while on the worker: send nothing more, and cancel what is still queued at fal (a
+        request already running is billed whatever happens: it is left for a later try to fetch). The trigger's
+        on_kill covers a deferred batch."""
+        engine = self._live_engine
+        if engine is not None:
+            engine.halted = True
+            hook, submitted = engine.hook.detached_copy(), engine.state.in_state("submitted")
+            cancel_entries(hook, engine.state, submitted, self.log, budget=WORKER_ON_KILL_SECONDS)
 
     # ------------------------------------------------------------------ never pay twice
 
@@ -274,37 +286,47 @@ class Sam3BatchOperator(BaseOperator):
         """The batch a previous try (or a cleared run) of this task left: its image list is used as it is (the
         folder or glob is not listed again) and nothing it submitted is submitted again."""
         previous = BatchState.load(store)
-        if previous is None:
-            return None
+        if previous is None or previous.summary is not None:
+            return previous
         if previous.endpoint_id != endpoint.endpoint_id:
             self.log.warning(
                 "A previous try ran this batch on %s; cancelling its requests and starting on %s",
                 previous.endpoint_id,
                 endpoint.endpoint_id,
             )
-            cancel_entries(self.fal_conn_id, previous, previous.in_state("submitted"), self.log)
+            from airflow_provider_sam3.hooks.fal import FalHook
+
+            hook = FalHook(self.fal_conn_id)
+            hook.get_settings()  # here, not in the thread that cancels: it must not talk to the task supervisor
+            cancel_entries(hook, previous, previous.in_state("submitted"), self.log, budget=CANCEL_WAIT_SECONDS)
             previous.forget(store)
             return None
         counts = previous.counts()
         self.log.info(
             "Resuming this run's batch with the image list of its first try (%d rows; the images parameter is not "
             "listed again): %d images already done, %d still at fal (not submitted again), %d completed at fal and "
-            "fetched again (not submitted again), %d failed, %d not submitted yet",
+            "fetched again (not submitted again), %d being sent when a try stopped (resolved before anything is "
+            "sent again), %d failed, %d not submitted yet",
             len(previous.entries),
             counts["done"],
             counts["submitted"],
             counts["completed"],
+            counts["sending"],
             counts["failed"],
             counts["pending"],
         )
         return previous
 
-    def _finished_before(self, state: BatchState, store: Any) -> dict[str, Any]:
-        """A previous try wrote the manifest and its summary, then stopped before the task was marked done (a
-        crash while cleaning up): return that summary; nothing is listed, submitted or written again."""
+    def _finished_before(self, state: BatchState) -> dict[str, Any]:
+        """An earlier try of this run wrote the manifest and its summary, then Airflow failed that try (a crash
+        while cleaning up, or the scheduler failing it after it finished): return that summary; nothing is
+        listed, submitted or written again. The summary stays for any later try until the run is cleared."""
         summary = dict(state.summary or {})
-        self.log.info("This batch finished in an earlier try; its manifest is %s", summary.get("manifest"))
-        state.forget(store)
+        self.log.info(
+            "This batch finished in an earlier try of this run; returning its summary without paying again "
+            "(manifest: %s)",
+            summary.get("manifest"),
+        )
         return summary
 
     def _engine(
@@ -336,31 +358,33 @@ class Sam3BatchOperator(BaseOperator):
         from airflow_provider_sam3.batch.engine import BatchHalt
         from airflow_provider_sam3.operators.completion import as_task_error
 
-        store = context.get("task_state_store")
+        store = guarded(context.get("task_state_store"))
 
         async def stay() -> Any:
             from airflow_provider_sam3.hooks.fal import FalHook
 
             hook = FalHook(self.fal_conn_id)
-            self._live_state = state
+            engine = self._engine(endpoint, state, folder, store, hook)
+            self._live_engine = engine
             try:
-                return await self._engine(endpoint, state, folder, store, hook).run(event)
+                return await engine.run(event)
             finally:
-                self._live_state = None
+                self._live_engine = None
                 await hook.aclose()
 
         try:
             waiting = asyncio.run(stay())
+        except StateStoreRefusedError as refused:
+            self.log.error("%s", refused)  # nothing more is written: the next try may already be running
+            raise as_task_error(refused) from refused
         except BatchHalt as halt:
-            state.save(store)
-            write_stopped_manifest(state, folder, str(halt.error), self.log)
+            stop_batch(store, state, folder, str(halt.error), self.log)
             raise as_task_error(halt.error, retry_useless=halt.final) from halt.error
         except Exception as error:
-            state.save(store)
-            write_stopped_manifest(state, folder, str(error), self.log)
+            stop_batch(store, state, folder, str(error), self.log)
             raise
         if waiting is None:
-            return finish_batch(store, endpoint, state, folder, self.on_image_failure, self.log)
+            return finish_batch(store, endpoint, state, folder, self.on_image_failure, self.log, epoch=self._epoch)
         self.defer(
             trigger=self._trigger(state, waiting.request_ids, waiting.fire_at),
             method_name="execute_complete",

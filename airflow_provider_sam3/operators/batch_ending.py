@@ -9,38 +9,49 @@ from airflow_provider_sam3.exceptions import FalRequestError
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.batch.state import BatchState
+    from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.endpoints import Endpoint
     from airflow_provider_sam3.models.batch import BatchEntry
 
 CANCEL_WAIT_SECONDS = 25
-"""How long ``on_kill`` waits for fal's answers to its cancels (Airflow gives it 30 s)."""
+"""How long cancelling a previous try's requests may take (a new endpoint: the old requests are useless)."""
 
 
-def cancel_entries(fal_conn_id: str, state: BatchState, entries: list[BatchEntry], log: Any) -> None:
-    """Cancel these entries' requests at fal, newest first (the queued tail is what would run and be billed). Runs
-    its own event loop in a thread, so it also works from ``on_kill`` while the task's loop is running."""
-    from airflow_provider_sam3.batch.polling import entry_reference
+def cancel_entries(hook: FalHook, state: BatchState, entries: list[BatchEntry], log: Any, *, budget: float) -> None:
+    """Cancel these entries' requests that are still queued at fal, newest first (the queued tail is what would run
+    and be billed); a request already running is billed whatever happens, so it is left for a later try to fetch.
+    ``hook`` must have its settings resolved (``FalHook.detached_copy``): this runs its own event loop in a thread,
+    also from ``on_kill``, a signal handler that must not talk to the task supervisor. Never raises: an exception
+    in a signal handler lands in whatever code it interrupted."""
+    from airflow_provider_sam3.batch.polling import cancel_queued_in_a_thread, entry_reference
 
-    submitted = [entry for entry in entries if entry.state == "submitted" and entry.request_id]
-    refs = [entry_reference(state, entry) for entry in reversed(submitted)]
-    if not refs:
-        return
-    from airflow_provider_sam3.batch.polling import cancel_in_a_thread
-    from airflow_provider_sam3.hooks.fal import FalHook
-
-    hook = FalHook(fal_conn_id)
     try:
-        hook.get_settings()  # here: the thread that cancels must not talk to the task supervisor
-    except Exception as error:  # noqa: BLE001 - on_kill must not raise; say why nothing was cancelled
-        log.warning("Could not cancel this batch's %d requests at fal: %s", len(refs), error)
-        return
-    outcomes = cancel_in_a_thread(hook, refs, budget_seconds=CANCEL_WAIT_SECONDS)
-    log.info("Sent %d cancels to fal for the %d requests of this batch at fal", len(outcomes), len(refs))
+        submitted = sorted(
+            (entry for entry in entries if entry.state == "submitted" and entry.request_id),
+            key=lambda e: (e.submitted_at or 0, e.index),
+        )
+        refs = [entry_reference(state, entry) for entry in submitted]
+        if refs:
+            log.info("%s", cancel_queued_in_a_thread(hook, refs, budget_seconds=budget).describe())
+    except Exception as error:  # noqa: BLE001 - see the docstring
+        log.warning("Could not cancel this batch's requests at fal: %s", error)
+
+
+def stop_batch(store: Any, state: BatchState, folder: Any, reason: str, log: Any) -> None:
+    """The try fails before the batch's end: save what it knows and list every image anyway. The state is kept,
+    so a retry (or a clear, once the cause is fixed) goes on without paying again for what was submitted."""
+    from airflow_provider_sam3.exceptions import StateStoreRefusedError
+
+    try:
+        state.save(store)
+    except StateStoreRefusedError as refused:  # the error that stopped the batch is the one to raise
+        log.error("%s", refused)
+        return  # the next try may already be running: it writes the manifest
+    write_stopped_manifest(state, folder, reason, log)
 
 
 def write_stopped_manifest(state: BatchState, folder: Any, reason: str, log: Any) -> None:
-    """The try fails before the batch's end: list every image anyway. The state is kept, so a retry (or a clear,
-    once the cause is fixed) goes on without paying again for what was submitted."""
+    """List every image of a batch that stopped early (its state is kept for the retry)."""
     from airflow_provider_sam3.batch.manifest import write_manifest
 
     try:
@@ -57,25 +68,34 @@ def write_stopped_manifest(state: BatchState, folder: Any, reason: str, log: Any
 
 
 def finish_batch(
-    store: Any, endpoint: Endpoint, state: BatchState, folder: Any, on_image_failure: str, log: Any
+    store: Any,
+    endpoint: Endpoint,
+    state: BatchState,
+    folder: Any,
+    on_image_failure: str,
+    log: Any,
+    *,
+    epoch: int | None = None,
 ) -> dict[str, Any]:
     """Every image is final: write the manifest, log the summary and return it; with ``on_image_failure="fail"``
     and images without a result, fail the task instead (retrying only when a retry could change something)."""
     from airflow_provider_sam3.batch.manifest import remove_parts, write_manifest
     from airflow_provider_sam3.batch.summary import build_summary
+    from airflow_provider_sam3.batch.unrecorded import UnrecordedLedger
     from airflow_provider_sam3.operators.completion import as_task_error
 
     manifest = write_manifest(folder, state.ordered(), keep_parts=True)  # may find rows lost since: count after
     summary = build_summary(endpoint, state, folder, manifest)
     log.info(
-        "Batch finished: %d of %d images succeeded, %d failed, %d invalid; %d submissions (%d resubmissions); "
-        "fal bills %d completed requests: %s (estimated %s); manifest: %s",
+        "Batch finished: %d of %d images succeeded, %d failed, %d invalid; %d submissions (%d resubmissions, %d "
+        "unseen); fal bills %d completed requests: %s (estimated %s); manifest: %s",
         summary["succeeded"],
         summary["images"],
         summary["failed"],
         summary["invalid"],
         summary["submissions"],
         summary["resubmissions"],
+        summary["unseen"],
         summary["billed_requests"],
         f"${summary['cost_usd']:.4f}" if summary["cost_usd"] is not None else "an unpublished price",
         f"${state.estimate_usd:.4f}" if state.estimate_usd is not None else "unknown",
@@ -98,8 +118,8 @@ def finish_batch(
             f"{then}; set on_image_failure='report' to succeed with failures"
         )
         raise as_task_error(error, retry_useless=final)
-    state.summary = summary  # first: a crash in the clean-up below returns this summary on the retry
-    state.save(store)
+    state.epoch = epoch
+    state.finish(store, summary)  # first: any later try of this run (until a clear) returns this summary
     remove_parts(folder)
-    state.forget(store)
+    UnrecordedLedger(folder).clear()
     return summary

@@ -42,6 +42,7 @@ from airflow_provider_sam3.operators.completion import (
     raise_task_error,
 )
 from airflow_provider_sam3.operators.prepared import PreparedRequest, prepare_image_argument  # noqa: F401
+from airflow_provider_sam3.storage.state_store import guarded
 from airflow_provider_sam3.operators.reattach import (  # noqa: F401 - re-exported
     CANCEL_RESUBMITS,
     RESULT_GONE,
@@ -146,7 +147,8 @@ class FalQueueOperator(ReattachingSubmit, BaseOperator):
         self.media_expires_in = media_expires_in
         self.store_io = store_io
         self.forward_logs = forward_logs
-        self._inflight: RequestReference | None = None
+        self._inflight: tuple[FalHook, RequestReference] | None = None
+        """The hook and request the worker is waiting for (``on_kill`` cancels it while it is queued)."""
 
     partial = SuggestingPartial()
 
@@ -260,10 +262,14 @@ class FalQueueOperator(ReattachingSubmit, BaseOperator):
             hook.get_settings()  # the connection's host and extras, checked before anything is sent
         except InputValidationError as error:  # a retry would render and validate the same values
             raise as_task_error(error, retry_useless=True) from error
+        earlier = self._finished_before(context, request)
+        if earlier is not None:
+            return earlier
         reference, finished = self._reattach_or_submit(context, hook, request)
         if not self.wait_for_completion:  # the image's size rides along, for the sensor's pixel boxes and RLE
-            self._forget(context)
-            return {**reference.to_dict(), **({"image": request.image} if request.image else {})}
+            value = {**reference.to_dict(), **({"image": request.image} if request.image else {})}
+            self._keep_finished(context, reference, value)
+            return value
         if finished is not None:  # fetched here: deferring on a finished request would only add a round trip
             return self._finish(context, hook, reference, image=request.image, metrics=finished.metrics)
 
@@ -300,12 +306,12 @@ class FalQueueOperator(ReattachingSubmit, BaseOperator):
         """The request was cancelled before it finished: by the cancel of an earlier try that a clear stopped
         (which can land after this try reattached to it), or by someone at fal. The task still wants the result,
         and fal does not bill a cancelled request, so the image is submitted anew (a few times per try at most)."""
-        store = context.get("task_state_store")
+        store = guarded(context.get("task_state_store"))
         record = store.get(STATE_KEY) if store is not None else None
         try_number = getattr(context.get("ti"), "try_number", None)
         done_in_try, count = (record or {}).get(CANCEL_RESUBMITS) or [None, 0]
         count = count if done_in_try == try_number else 0
-        if not record or count >= MAX_CANCEL_RESUBMITS:
+        if store is None or not record or count >= MAX_CANCEL_RESUBMITS:
             raise error
         self.log.warning(
             "Request %s was cancelled at fal before it finished (the cancel of an earlier try that "
@@ -318,12 +324,10 @@ class FalQueueOperator(ReattachingSubmit, BaseOperator):
         return self.execute(context)
 
     def on_kill(self) -> None:
-        """The synchronous path was killed (the trigger's ``on_kill`` covers the deferred one): cancel at fal."""
+        """The synchronous path was killed (the trigger's ``on_kill`` covers the deferred one): cancel the request
+        if it is still queued at fal; a running one is billed whatever happens and is left for a clear to fetch."""
         if self._inflight is not None:
-            try:
-                self.hook.cancel(self._inflight)
-            except Sam3ProviderError as error:
-                self.log.warning("Could not cancel fal request %s: %s", self._inflight.request_id, error)
+            self._cancel_if_queued(*self._inflight)
 
     # ------------------------------------------------------------------ waiting and finishing
 
@@ -351,7 +355,7 @@ class FalQueueOperator(ReattachingSubmit, BaseOperator):
                     self.max_poll_interval or settings.max_poll_interval, self.poll_interval or settings.poll_interval
                 ),
             )
-        self._inflight = reference
+        self._inflight = (hook, reference)
         try:
             status = hook.wait(reference, deadline=deadline, on_status=on_status, with_logs=self.forward_logs)
         except FalDeadlineExceededError:
@@ -385,10 +389,10 @@ class FalQueueOperator(ReattachingSubmit, BaseOperator):
         except FalRequestNotFoundError:
             # The result expired (or the request vanished) after fal finished it: reattaching would fetch the
             # same missing result forever, so the next try is told to submit anew.
-            store = context.get("task_state_store")
+            store = guarded(context.get("task_state_store"))
             record = store.get(STATE_KEY) if store is not None else None
-            if record:
+            if store is not None and record:
                 store.set(STATE_KEY, {**record, RESULT_GONE: True})
             raise
-        self._forget(context)
+        self._keep_finished(context, reference, document)
         return document

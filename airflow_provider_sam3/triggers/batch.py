@@ -15,15 +15,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_sam3.batch.polling import BatchPoller, ProgressLine, cancel_all, reference_for
+from airflow_provider_sam3.batch.polling import BatchPoller, ProgressLine, cancel_queued, reference_for
 from airflow_provider_sam3.hooks.fal import FalHook
-
-if TYPE_CHECKING:
-    from airflow_provider_sam3.models.reference import RequestReference
 
 ON_KILL_BUDGET_SECONDS = 25.0
 """Airflow gives a trigger's ``on_kill`` 30 s (``[triggerer] on_kill_timeout``); cancels stop a little before."""
@@ -118,35 +115,16 @@ class FalBatchTrigger(BaseTrigger):
         yield TriggerEvent(event)
 
     async def on_kill(self) -> None:
-        """The task was cleared or marked: nobody will read these results, so cancel what is still waiting at fal,
-        newest first (the queued tail costs most if left running; the head may be running already), within
-        Airflow's on_kill window. Requests not cancelled stay in the task state store: a clear of the task
-        reattaches to them and fetches what fal finishes, so they are paid once and listed in its manifest."""
+        """The task was cleared or marked: cancel what is still queued at fal, newest first, within Airflow's
+        on_kill window (``batch.polling.cancel_queued``). Requests already running are left to finish: fal bills
+        a request once it started, cancelled or not, and they stay in the task state store, so a clear of the
+        task reattaches to them and fetches their results (paid once, listed in its manifest)."""
         poller = getattr(self, "_poller", None)
         waiting = list(poller.waiting) if poller is not None else list(self.request_ids)
-        newest_first = [
-            reference_for(rid, self.endpoint_id, self.url_templates, self.explicit_urls) for rid in reversed(waiting)
-        ]
+        references = [reference_for(rid, self.endpoint_id, self.url_templates, self.explicit_urls) for rid in waiting]
         hook = FalHook(self.fal_conn_id)
         try:
-            outcomes = await cancel_all(hook, newest_first, budget_seconds=ON_KILL_BUDGET_SECONDS)
-            self._log_cancels(newest_first, outcomes)
+            report = await cancel_queued(hook, references, budget_seconds=ON_KILL_BUDGET_SECONDS)
+            self.log.info("Task was cleared or marked; %s", report.describe())
         finally:
             await asyncio.shield(hook.aclose())
-
-    def _log_cancels(self, newest_first: list[RequestReference], outcomes: dict[str, str]) -> None:
-        """Say how many waiting requests were cancelled, and name any left running, before the hook closes."""
-        cancelled = sum(1 for outcome in outcomes.values() if not outcome.startswith("cancel failed"))
-        left = [ref.request_id for ref in newest_first if ref.request_id not in outcomes]
-        self.log.info(
-            "Task was cleared or marked; sent %d cancels to fal for the %d requests of this batch still waiting",
-            cancelled,
-            len(newest_first),
-        )
-        if left:
-            self.log.warning(
-                "%d requests were not cancelled within Airflow's on_kill window and may still run at fal (a clear "
-                "of the task fetches them without paying again): %s",
-                len(left),
-                ", ".join(left),
-            )

@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_sam3.batch.polling import cancel_queued
 from airflow_provider_sam3.exceptions import Sam3ProviderError
 from airflow_provider_sam3.hooks.backoff import MAX_FAILED_POLLS_IN_A_ROW, poll_backoff
 from airflow_provider_sam3.hooks.fal import FalHook
@@ -22,6 +23,8 @@ from airflow_provider_sam3.models.reference import RequestReference
 from airflow_provider_sam3.models.status import QueueStatus
 
 MAX_LOG_LINES_PER_POLL = 20
+ON_KILL_BUDGET_SECONDS = 25.0
+"""Airflow gives a trigger's ``on_kill`` 30 s (``[triggerer] on_kill_timeout``)."""
 MAX_LOG_MESSAGE_CHARS = 300
 
 
@@ -160,7 +163,8 @@ class FalRequestTrigger(BaseTrigger):
         return {"status": "timeout", "reference": self.reference, "message": message, "cancel": outcome}
 
     async def on_kill(self) -> None:
-        """The task was cleared or marked by a user: nobody will read this request's result, so cancel it."""
+        """The task was cleared or marked by a user: cancel the request if it is still queued at fal. One already
+        running is billed whatever happens, so it is left to finish: a clear of the task reattaches to it."""
         ref = RequestReference.from_dict(self.reference)
         if not self.cancel_on_stop:
             self.log.info(
@@ -170,9 +174,15 @@ class FalRequestTrigger(BaseTrigger):
             return
         hook = FalHook(self.fal_conn_id)
         try:
-            outcome = await hook.acancel(ref)
-            self.log.info("Task was cleared or marked; cancelled fal request %s: %s", ref.request_id, outcome)
-        except Sam3ProviderError as error:
-            self.log.warning("Task was cleared or marked; cancelling fal request %s failed: %s", ref.request_id, error)
+            report = await cancel_queued(hook, [ref], budget_seconds=ON_KILL_BUDGET_SECONDS)
+            if report.left_running:
+                self.log.info(
+                    "Task was cleared or marked; fal request %s has already started and is left alone (fal "
+                    "bills a request once it started, cancelled or not): a clear of the task fetches its result",
+                    ref.request_id,
+                )
+            else:
+                outcome = report.cancelled.get(ref.request_id, "no answer in time")
+                self.log.info("Task was cleared or marked; cancelled fal request %s: %s", ref.request_id, outcome)
         finally:
             await hook.aclose()

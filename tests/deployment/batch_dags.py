@@ -3,7 +3,6 @@ the manifest, with its outputs, and the emulator paid once per image (plus the c
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from manifests import manifest_rows
@@ -73,11 +72,10 @@ def dag_source(kill_after: int, deferrable: bool = True, submit_concurrency: int
     )
 
 
-def assert_every_image_once(
-    out: Path, paths: list[Path], summary: dict, fal_emulator, unrecorded: frozenset[str] = frozenset()
-) -> list[dict]:
-    """One succeeded row per image with its masks on disk, and every submission fal saw accounted for: the
-    summary's, plus ``unrecorded`` (requests a try created but could not save, which it cancelled at fal)."""
+def assert_every_image_once(out: Path, paths: list[Path], summary: dict, fal_emulator) -> list[dict]:
+    """One succeeded row per image with its masks on disk, and fal paid exactly once per image: every request
+    fal created is one the batch counted, fal billed one request per image, and each billed request is the one
+    whose result is in the manifest (none paid and thrown away)."""
     rows = manifest_rows(out)
     assert [row["source"] for row in rows] == [str(p) for p in paths]
     assert all(row["status"] == "succeeded" for row in rows), [r for r in rows if r["status"] != "succeeded"][:3]
@@ -86,18 +84,20 @@ def assert_every_image_once(
         for mask in row["masks"]:
             assert Path(mask["location"].removeprefix("file://")).is_file(), mask
     counters = fal_emulator.counters()
-    sent, planned = counters["submissions"]["total"], len(paths) + summary["resubmissions"]
-    assert sent == planned + len(unrecorded), (sent, planned, sorted(unrecorded))
-    assert planned == summary["submissions"], (planned, summary["submissions"])
-    cancelled = {r["request_id"] for r in fal_emulator.requests() if r["cancelled"]}
-    assert unrecorded <= cancelled, sorted(unrecorded - cancelled)
+    assert counters["submissions"]["total"] == summary["submissions"], (counters["submissions"], summary)
+    assert summary["submissions"] + summary["unseen"] == len(paths) + summary["resubmissions"], summary
+    billed = {r["request_id"] for r in fal_emulator.requests() if r["billed"]}
+    assert counters["billed"] == len(paths) == len(billed), (counters["billed"], len(paths))
+    assert billed == {row["request_id"] for row in rows}
     return rows
 
 
-def unrecorded_requests(dep, dag_id: str, run_id: str, task_id: str = "segment") -> frozenset[str]:
-    """The request ids the task's tries logged as created at fal, refused by the task state store, and cancelled.
-    Airflow 3.3 can fail a resumed try while it submits (a late executor event for its deferral: see
-    AIRFLOW_RESUME_RACE in test_sam3_deployment); its store writes then get 404."""
-    tries = dep.try_number(dag_id, run_id, task_id) or 1
-    logs = "".join(dep.task_log(dag_id, run_id, task_id, try_number=n) for n in range(1, tries + 1))
-    return frozenset(re.findall(r"request ([0-9a-f-]{36}) could not be saved in the task state store", logs))
+def assert_only_the_finished_summary_is_kept(dep, dag_id: str, run_id: str) -> None:
+    """A batch that succeeded keeps one task-state-store row per task: its summary, which a later try of the run
+    returns (Airflow can fail a try after it finished) and a clear of the run replaces. Every image's entry and
+    journal row is gone."""
+    rows = dep.query(
+        "SELECT task_id, map_index, key FROM task_state_store WHERE dag_id=? AND run_id=?", (dag_id, run_id)
+    )
+    assert {key for _, _, key in rows} <= {"fal_batch", "fal_request"}, rows
+    assert len(rows) == len({(task, index) for task, index, _ in rows}), rows

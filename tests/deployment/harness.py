@@ -746,6 +746,15 @@ class AirflowDeployment:
             f"task instances: {self.task_instances(dag_id, run_id)}"
         )
 
+    def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str, map_index: int | None = None) -> Any:
+        """Mark one task instance ``state`` through the REST API (what a user does in the UI)."""
+        path = "/api/v2/dags/{}/dagRuns/{}/taskInstances/{}".format(
+            urllib.parse.quote(dag_id, safe=""), urllib.parse.quote(run_id, safe=""), urllib.parse.quote(task_id)
+        )
+        if map_index is not None:
+            path += f"/{map_index}"
+        return self.api("PATCH", path, {"new_state": state})
+
     def set_run_state(self, dag_id: str, run_id: str, state: str = "failed") -> Any:
         """``PATCH /api/v2/dags/<dag>/dagRuns/<run>`` (``failed``/``success``/``queued``); marking a run
         finished ends its unfinished task instances and cancels their triggers (a user action)."""
@@ -870,27 +879,39 @@ class AirflowDeployment:
                 events.append(ev)
         return events
 
-    def clear_task(self, dag_id: str, run_id: str, task_id: str, via: str = "cli", downstream: bool = False) -> Any:
+    def clear_task(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        via: str = "cli",
+        downstream: bool = False,
+        map_index: int | None = None,
+    ) -> Any:
         """Clear one task instance of one run.
 
         ``via="cli"``: ``airflow tasks clear <dag> -t <task> -s <logical_date> -e <logical_date> -y`` (the CLI
         has no run-id filter; ``trigger()`` sets a unique logical_date for that reason; ``-t`` is a substring
         match in 3.3.2, so ids contained in another task id of the run are refused). ``via="api"``:
-        ``POST /api/v2/dags/<dag>/clearTaskInstances`` with ``dag_run_id`` and ``only_failed=false``.
+        ``POST /api/v2/dags/<dag>/clearTaskInstances`` with ``dag_run_id`` and ``only_failed=false`` (``map_index``:
+        only that mapped instance; api only).
         """
         if via == "api":
+            task: Any = [task_id, map_index] if map_index is not None else task_id
             return self.api(
                 "POST",
                 f"/api/v2/dags/{urllib.parse.quote(dag_id, safe='')}/clearTaskInstances",
                 {
                     "dry_run": False,
                     "dag_run_id": run_id,
-                    "task_ids": [task_id],
+                    "task_ids": [task],
                     "only_failed": False,
                     "include_downstream": downstream,
                     "reset_dag_runs": True,
                 },
             )
+        if map_index is not None:
+            raise self.error("clear_task(..., map_index=...) needs via='api'", 0)
         info = self.run_info(dag_id, run_id)
         if not info or not info["logical_date"]:
             raise self.error(f"run {dag_id}/{run_id} has no logical_date; use clear_task(..., via='api')", 20)

@@ -31,6 +31,7 @@ from typing import Any
 
 from manifests import find_manifest
 from photos import write_photos
+from waiting import wait_until
 
 SENTINEL_HEX = uuid.uuid4().hex
 SENTINEL = f"sentinel-{SENTINEL_HEX}"
@@ -277,7 +278,18 @@ def run_hygiene_dag(dep: Any, dag_writer: Callable, fal_emulator: Any, tmp_path:
     for key, sampler in list(dep._samplers.items()):
         if key[:2] == (dag_id, run_id):
             sampler.stop()
-    time.sleep(1.0)  # let the last log lines (task end, trigger cleanup) reach their files
+    # Task and trigger log lines reach their files asynchronously: wait for the last lines the assertions and the
+    # scan need (the failing tasks' errors, the canary's line), not for a time.
+    for task_id in FAILING:
+        wait_until(
+            lambda task_id=task_id: "HTTP 500" in dep.task_log(dag_id, run_id, task_id),
+            120,
+            0.2,
+            what=f"{task_id}'s fal error in its task log",
+        )
+    wait_until(
+        lambda: "canary password=" in dep.task_log(dag_id, run_id, CANARY), 120, 0.2, what="the canary's log line"
+    )
 
     counters = fal_emulator.counters()
     expected = 1 + BATCH_IMAGES + 1 + len(FAILING)  # segment, batch, submit, the two failing tasks

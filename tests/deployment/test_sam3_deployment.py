@@ -111,34 +111,75 @@ def test_deferrable_segmentation_goes_through_the_triggerer_and_downstream_reads
     assert fal_emulator.api_key not in log
 
 
-def test_clearing_a_deferred_task_cancels_the_request_at_fal(airflow_deployment, dag_writer, fal_emulator, photo):
+def hold_the_only_slot(fal_emulator) -> str:
+    """Submit a long request from the test that takes the account's only slot: the DAG's request then stays queued."""
+    from PIL import Image
+
+    from airflow_provider_sam3.hooks.fal import FalHook
+    from airflow_provider_sam3.media.inputs import prepare_image
+
+    fal_emulator.configure(concurrency=1, service_time_s=600.0)
+    image = Image.new("RGB", (40, 30), (10, 10, 10))
+    return FalHook().submit("fal-ai/sam-3/image", {"image_url": prepare_image(image).url, "prompt": "x"}).request_id
+
+
+def test_clearing_a_deferred_task_cancels_its_queued_request_at_fal(
+    airflow_deployment, dag_writer, fal_emulator, photo
+):
     dep = airflow_deployment
-    fal_emulator.configure(service_time_s=120.0)
+    blocker = hold_the_only_slot(fal_emulator)
     dag_id = dag_writer(dag_source(kill_after_submit=False))
     run_id = dep.trigger(dag_id, conf={"image": str(photo)}, watch=["segment"])
     sampler = dep.watch_task(dag_id, run_id, "segment")
     sampler.wait_for("deferred", timeout=60)
     wait_until(
-        lambda: "running" in dep.task_log(dag_id, run_id, "segment"), 30, 0.2, what="the trigger polling the request"
+        lambda: "queued at position" in dep.task_log(dag_id, run_id, "segment", try_number=1),
+        60,
+        0.2,
+        what="the trigger polling the queued request",
     )
-    first_request = fal_emulator.requests()[0]["request_id"]
+    queued = next(r["request_id"] for r in fal_emulator.requests() if r["request_id"] != blocker)
 
     dep.clear_task(dag_id, run_id, "segment", via="api")
     wait_until(
-        lambda: fal_emulator.counters()["cancels"]["total"] >= 1, 30, 0.2, what="the emulator recording a cancel"
-    )
-    cancelled = {r["request_id"] for r in fal_emulator.requests() if r.get("cancelled")}
-    assert first_request in cancelled
-    wait_until(
         lambda: "cancelled fal request" in dep.task_log(dag_id, run_id, "segment", try_number=1),
-        20,
+        60,
         0.2,
         what="the trigger's on_kill log line",
     )
-    dep.set_run_state(dag_id, run_id, "failed")  # stop try 2 from waiting two minutes
-    # Try 2 may still be submitting its own request (the first one was cancelled): let it end here, or it lands in
-    # the next test's emulator counters (the emulator is shared; a second "submission" seen under load came from here).
+    record = next(r for r in fal_emulator.requests() if r["request_id"] == queued)
+    assert record["cancelled"] and not record["billed"]  # cancelled before it started: fal bills nothing
+    dep.set_run_state(dag_id, run_id, "failed")  # stop try 2, which waits behind the blocker
+    # Try 2 may still be submitting its own request: let it end here, or it lands in the next test's counters.
     wait_until(lambda: dep.task_state(dag_id, run_id, "segment") in FINISHED, 60, 0.2, what="try 2 ending")
+
+
+def test_clearing_a_deferred_task_whose_request_runs_keeps_it_and_the_rerun_fetches_it(
+    airflow_deployment, dag_writer, fal_emulator, photo
+):
+    """fal bills a request once it started, cancelled or not: a clear leaves a running request to finish, and the
+    cleared task reattaches to it. One request, billed once, its result returned."""
+    dep = airflow_deployment
+    fal_emulator.configure(service_time_s=15.0)
+    dag_id = dag_writer(dag_source(kill_after_submit=False))
+    run_id = dep.trigger(dag_id, conf={"image": str(photo)}, watch=["segment"])
+    dep.watch_task(dag_id, run_id, "segment").wait_for("deferred", timeout=60)
+    wait_until(
+        lambda: "running" in dep.task_log(dag_id, run_id, "segment", try_number=1),
+        60,
+        0.2,
+        what="the trigger polling the running request",
+    )
+    dep.clear_task(dag_id, run_id, "segment", via="api")
+    assert dep.wait_for_run(dag_id, run_id, timeout=120) == "success", dep.task_instances(dag_id, run_id)
+
+    [record] = fal_emulator.requests()
+    assert record["billed"] and not record["cancelled"]
+    assert dep.xcom(dag_id, run_id, "segment")["request_id"] == record["request_id"]
+    log1 = dep.task_log(dag_id, run_id, "segment", try_number=1)
+    assert "has already started and is left alone" in log1
+    later = "".join(dep.task_log(dag_id, run_id, "segment", try_number=n) for n in (2, 3))
+    assert "Reattaching to request" in later or "already completed; fetching its result" in later
 
 
 def test_worker_killed_right_after_submit_does_not_submit_twice(airflow_deployment, dag_writer, fal_emulator, photo):
@@ -157,21 +198,25 @@ def test_worker_killed_right_after_submit_does_not_submit_twice(airflow_deployme
 
 
 def test_ten_clears_of_a_deferred_task_each_rerun_succeeds(airflow_deployment, dag_writer, fal_emulator, photo):
-    """Each clear cancels the running request (the trigger's on_kill) while the rerun starts: the rerun may
-    reattach to the request being cancelled. It must submit anew and say so, never fail on the cancel."""
+    """Each clear cancels the queued request (the trigger's on_kill) while the rerun starts: the rerun may
+    reattach to the request being cancelled. It must submit anew and say so, never fail on the cancel; and the
+    cancelled requests, which never started, cost nothing."""
     dep = airflow_deployment
-    fal_emulator.configure(service_time_s=60.0)  # nothing finishes while the clears go on
+    blocker = hold_the_only_slot(fal_emulator)  # the DAG's requests stay queued while the clears go on
     dag_id = dag_writer(dag_source(kill_after_submit=False))
     run_id = dep.trigger(dag_id, conf={"image": str(photo)}, watch=["segment"])
     clears = 10
 
+    def own_requests() -> list[dict]:
+        return [r for r in fal_emulator.requests() if r["request_id"] != blocker]
+
     def trigger_polling(number: int) -> bool:
         """The current try is deferred on request ``number + 1`` and its trigger runs in the triggerer (a clear
         before the trigger starts has nothing to cancel: the rerun reattaches, rightly, and pays nothing)."""
-        if dep.task_state(dag_id, run_id, "segment") != "deferred" or len(fal_emulator.requests()) < number + 1:
+        if dep.task_state(dag_id, run_id, "segment") != "deferred" or len(own_requests()) < number + 1:
             return False
         log = dep.task_log(dag_id, run_id, "segment", try_number=dep.try_number(dag_id, run_id, "segment"))
-        return f"request {fal_emulator.requests()[-1]['request_id']}:" in log
+        return f"request {own_requests()[-1]['request_id']}:" in log
 
     for number in range(clears):
         wait_until(
@@ -180,14 +225,15 @@ def test_ten_clears_of_a_deferred_task_each_rerun_succeeds(airflow_deployment, d
             0.2,
             what=f"the trigger polling request {number + 1} (before clear {number + 1})",
         )
-        if number == clears - 1:
-            fal_emulator.configure(service_time_s=0.5)  # the last rerun's request finishes
         dep.clear_task(dag_id, run_id, "segment", via="api")
+    wait_until(lambda: len(own_requests()) == clears + 1, 90, 0.2, what="the last rerun's request")
+    fal_emulator.configure(concurrency=2, service_time_s=0.5)  # the last rerun's request starts and finishes
     assert dep.wait_for_run(dag_id, run_id, timeout=180) == "success", dep.task_instances(dag_id, run_id)
 
-    requests = fal_emulator.requests()
-    assert len(requests) == clears + 1  # one request per try: none reused after its cancel, none paid twice
+    requests = own_requests()
+    assert len(requests) == clears + 1  # one request per try: none reused after its cancel
     assert sum(1 for r in requests if r.get("cancelled")) == clears
+    assert [r["request_id"] for r in requests if r["billed"]] == [requests[-1]["request_id"]]  # paid once
     document = dep.xcom(dag_id, run_id, "segment")
     assert document["request_id"] == requests[-1]["request_id"] and not requests[-1].get("cancelled")
     tries = dep.try_number(dag_id, run_id, "segment")

@@ -3,6 +3,11 @@
 Only IN_PROGRESS requests count against ``concurrency``; the rest wait FIFO, ``low`` priority behind every
 ``normal`` one. Everything runs on the server's event loop: one asyncio task per *running* request, none per
 queued request, so 10,000 queued requests cost two deques and their records.
+
+Billing follows fal: a request is billed once it *started* (IN_PROGRESS), whether it then completes, fails on
+bad input (422) or is cancelled while running (a cancel is not a refund). It is not billed when it never started
+(cancelled while queued, start deadline passed), when the app crashed (fal does not bill 5xx failures), or when
+fal lost it (the ``vanish`` fault: fal keeps no record to bill).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ class RequestRecord:
     headers: dict[str, str] = field(default_factory=dict)
     state: str = IN_QUEUE
     cancelled: bool = False
+    billed: bool = False
     submitted_at: float = field(default_factory=time.time)
     started_at: float | None = None
     completed_at: float | None = None
@@ -87,6 +93,7 @@ class RequestRecord:
             "headers": dict(self.headers),
             "fault": self.fault,
             "cancelled": self.cancelled,
+            "billed": self.billed,
             "submitted_at": self.submitted_at,
             "started_at": self.started_at,
             "completed_at": self.completed_at,
@@ -118,6 +125,7 @@ class Counters:
     stream_calls: int = 0
     result_calls: int = 0
     completed: int = 0
+    billed: int = 0
     max_in_progress: int = 0
     webhooks_sent: int = 0
     webhooks_failed: int = 0
@@ -185,6 +193,7 @@ class RequestQueue:
                 record.deadline.cancel()
             record.state = IN_PROGRESS
             record.started_at = time.time()
+            self._bill(record, True)
             self.in_progress += 1
             self.counters.max_in_progress = max(self.counters.max_in_progress, self.in_progress)
             record.task = asyncio.get_running_loop().create_task(self._run(record))
@@ -202,8 +211,15 @@ class RequestQueue:
             record.task.cancel()
         return "CANCELLATION_REQUESTED"
 
+    def _bill(self, record: RequestRecord, billed: bool) -> None:
+        """Bill ``record`` (it started) or take the charge back (its app crashed, or fal lost it)."""
+        if record.billed != billed:
+            record.billed = billed
+            self.counters.billed += 1 if billed else -1
+
     def forget(self, record: RequestRecord) -> None:
-        """Drop ``record`` without a trace (the ``vanish`` fault): later calls get 404."""
+        """Drop ``record`` without a trace (the ``vanish`` fault): later calls get 404, and it is not billed."""
+        self._bill(record, False)
         self.records.pop(record.request_id, None)
         if record.state == IN_QUEUE:
             self._unqueue(record)
@@ -318,6 +334,8 @@ class RequestQueue:
         record.arguments = None
         record.result_status, record.result_headers = result.status_code, result.headers
         record.error, record.error_type = result.error, result.error_type
+        if result.status_code >= 500:
+            self._bill(record, False)  # fal does not bill a request its app failed with a 5xx
         record.result_bytes = result.encoded()
         large = len(record.result_bytes) >= config.large_result_bytes
         retention = config.large_result_retention_s if large else config.result_retention_s

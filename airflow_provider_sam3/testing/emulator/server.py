@@ -131,6 +131,7 @@ class EmulatorCore:
             "cancels": {"total": sum(c.cancels.values()), "by_endpoint": dict(c.cancels)},
             "faults": {"total": sum(c.faults.values()), "by_kind": dict(c.faults)},
             "completed": c.completed,
+            "billed": c.billed,
             "max_in_progress": c.max_in_progress,
             "in_progress": self.queue.in_progress,
             "queue_length": self.queue.queue_length,

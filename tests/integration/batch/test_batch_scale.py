@@ -152,8 +152,9 @@ def test_a_throttled_round_stops_at_its_first_slice(fal_emulator):
     assert poller.throttle_pause(0.1) > 1.0  # the next rounds back off
 
 
-def test_a_cleared_trigger_cancels_what_waits_newest_first(fal_emulator):
-    """on_kill cancels the requests still waiting, newest first (the queued tail would run and be billed)."""
+def test_a_cleared_trigger_cancels_what_is_queued_newest_first_and_leaves_the_running_one(fal_emulator):
+    """on_kill cancels the requests still queued, newest first (the queued tail would run and be billed), and
+    leaves the one already running: fal bills it whatever happens, and a clear of the task fetches it."""
     fal_emulator.configure(concurrency=1, service_time_s=30.0)
 
     async def scenario():
@@ -169,9 +170,11 @@ def test_a_cleared_trigger_cancels_what_waits_newest_first(fal_emulator):
 
     ids = asyncio.run(scenario())
     records = {r["request_id"]: r for r in fal_emulator.requests()}
-    assert fal_emulator.counters()["cancels"]["total"] == 300
-    assert all(records[rid]["cancelled"] for rid in ids)
+    assert records[ids[0]]["state"] == "IN_PROGRESS" and not records[ids[0]]["cancelled"]  # the one running
+    assert fal_emulator.counters()["cancels"]["total"] == 299
+    assert all(records[rid]["cancelled"] and not records[rid]["billed"] for rid in ids[1:])
     assert records[ids[-1]]["completed_at"] <= records[ids[1]]["completed_at"]  # the tail went first
+    assert fal_emulator.counters()["billed"] == 1
 
 
 @dag(dag_id="sam3_batch_scale_trigger", schedule=None, params=PARAMS)

@@ -1,18 +1,19 @@
-"""A request fal created but the task state store refused to record is cancelled at once, and the next try pays
-for each image once. Airflow refuses a try's writes when the scheduler has moved the task instance on (seen under
-``airflow standalone``: a late executor event fails a resumed try while it submits, and its store writes get 404)."""
+"""A try whose task-state-store writes are refused (Airflow failed, cleared or replaced it while it submitted) stops
+before sending anything more; the requests fal created for its calls in flight are handed to the next try through
+the task's folder, and the next try adopts them: each image is sent once and billed once."""
 
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 
 from airflow_provider_sam3.batch.engine import BatchEngine, BatchOptions
 from airflow_provider_sam3.batch.manifest import write_manifest
 from airflow_provider_sam3.batch.state import BatchState
-from engine_runs import LOG, SHARED, PlainStore, planned, run_engine
+from airflow_provider_sam3.batch.unrecorded import LEDGER_FOLDER
+from airflow_provider_sam3.exceptions import StateStoreRefusedError
+from engine_runs import LOG, SHARED, LogLines, PlainStore, planned, run_engine
 
 
 class TakenAwayError(RuntimeError):
@@ -25,47 +26,50 @@ class StoreTakenAway(PlainStore):
     def __init__(self, journal_writes: int) -> None:
         super().__init__()
         self.journal_writes = journal_writes
+        self.refused = 0
 
     def set(self, key, value):
-        if key.startswith("fal_batch.j.") and self.journal_writes <= 0:
+        if self.journal_writes <= 0:
+            self.refused += 1
             raise TakenAwayError("API_SERVER_ERROR: 404 Task instance not found")
         if key.startswith("fal_batch.j."):
             self.journal_writes -= 1
         super().set(key, value)
 
 
-def test_a_submission_the_store_refuses_is_cancelled_and_the_next_try_pays_once(photos, tmp_path, fal_emulator, caplog):
-    fal_emulator.configure(concurrency=1, service_time_s=30.0)  # everything stays queued while the first try runs
+@pytest.mark.parametrize("writes", [4, 7], ids=["refused-after-the-reservations", "refused-mid-round"])
+def test_a_refused_try_hands_its_requests_over_and_the_next_try_pays_once(writes, photos, tmp_path, fal_emulator):
+    fal_emulator.configure(concurrency=4, service_time_s=0.05)  # requests start at once: a cancel would not refund
     paths = photos(12)
     endpoint, state = planned(paths)
-    store = StoreTakenAway(journal_writes=5)
+    store = StoreTakenAway(journal_writes=writes)
     state.save(store)
     options = BatchOptions(max_in_flight=12, submit_concurrency=4, poll_interval=0.1, shared_arguments=SHARED)
 
-    with caplog.at_level(logging.WARNING, logger=LOG.name), pytest.raises(TakenAwayError):
+    with LogLines() as lines, pytest.raises(StateStoreRefusedError):
         run_engine(BatchEngine(None, endpoint, state, tmp_path, store, options, LOG))
 
-    durable = BatchState.load(store)
-    assert durable is not None
-    recorded = {e.request_id for e in durable.entries.values() if e.state == "submitted"}
-    first_try = {r["request_id"]: r for r in fal_emulator.requests()}
-    unrecorded = set(first_try) - recorded
-    assert len(recorded) == 5
-    assert 1 <= len(unrecorded) <= options.submit_concurrency  # the calls that were in flight when writes stopped
-    assert all(first_try[request_id]["cancelled"] for request_id in unrecorded), first_try
-    assert not any(first_try[request_id]["cancelled"] for request_id in recorded)
-    warnings = "\n".join(r.getMessage() for r in caplog.records if "could not be saved" in r.getMessage())
-    assert all(request_id in warnings for request_id in unrecorded), warnings
-
-    # The next try: the store works, fal is quick. Nothing recorded is submitted again; nothing unrecorded is paid.
-    fal_emulator.configure(concurrency=4, service_time_s=0.05)
-    next_store = PlainStore()
+    first_try = {r["request_id"] for r in fal_emulator.requests()}
+    next_store = PlainStore()  # what the next try finds: everything the refused try made durable
     next_store.values = json.loads(json.dumps(store.values))
+    durable = BatchState.load(PlainStore.copy_of(next_store))
+    recorded = {e.request_id for e in durable.entries.values() if e.state == "submitted"}
+    reserved = [e for e in durable.entries.values() if e.state == "sending"]
+    handed = {path.name.split("-", 1)[1].removesuffix(".json") for path in (tmp_path / LEDGER_FOLDER).iterdir()}
+    assert first_try == recorded | handed and not recorded & handed  # every request is recorded or handed over
+    assert 1 <= len(handed) <= options.submit_concurrency  # only the calls in flight when the writes stopped
+    assert len(reserved) == len(handed)  # each was durably reserved before it was sent
+    assert store.refused == len(handed)  # one refused write per call in flight; nothing was reserved after it
+    warnings = "\n".join(line for line in lines if "handed to the next try" in line)
+    assert all(request_id in warnings for request_id in handed), warnings
+    assert fal_emulator.counters()["cancels"]["total"] == 0
+
+    # The next try: the store works. It adopts the handed-over requests and sends only what was never sent.
     resumed = BatchState.load(next_store)
     assert run_engine(BatchEngine(None, endpoint, resumed, tmp_path, next_store, options, LOG)) is None
     rows = [json.loads(line) for line in write_manifest(tmp_path, resumed.ordered()).read_text().splitlines()]
     assert [row["status"] for row in rows] == ["succeeded"] * 12
-    billed = {r["request_id"] for r in fal_emulator.requests() if r["state"] == "COMPLETED" and not r["cancelled"]}
-    assert billed == {row["request_id"] for row in rows}  # one paid request per image, each in the manifest
-    assert recorded <= billed
-    assert fal_emulator.counters()["submissions"]["total"] == 12 + len(unrecorded)
+    assert {row["request_id"] for row in rows} >= handed  # adopted, not paid again
+    counters = fal_emulator.counters()
+    assert counters["submissions"]["total"] == 12 == counters["billed"]
+    assert sum(row["submissions"] for row in rows) == 12

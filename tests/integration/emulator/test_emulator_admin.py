@@ -40,6 +40,7 @@ def test_admin_routes_need_no_key_and_drive_the_emulator(fal_emulator):
             "cancels": {"total": 0, "by_endpoint": {}},
             "faults": {"total": 1, "by_kind": {"nginx_502": 1}},
             "completed": 1,
+            "billed": 1,
             "max_in_progress": 1,
             "in_progress": 0,
             "queue_length": 0,

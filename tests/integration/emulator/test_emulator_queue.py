@@ -110,3 +110,38 @@ def test_request_faults_are_decided_at_submit_only():
         FaultRule(kind="nginx_502", first=1, rate=0.5)
     with pytest.raises(ValueError, match="not a registry endpoint"):
         FaultRule(kind="nginx_502", first=1, endpoint_id="fal-ai/sam-3/imag")
+
+
+def test_a_request_is_billed_once_it_started_and_only_then():
+    """As on fal: running is what costs. Cancelled while queued, timed out before it started, crashed (5xx) or lost
+    by fal: not billed. Cancelled while running, failed on bad input (422) or completed: billed."""
+
+    async def scenario() -> None:
+        config = EmulatorConfig(concurrency=2, service_time_s=0.2, in_progress_logs=0)
+
+        async def run_app(record: RequestRecord) -> AppResult:
+            return AppResult(422, {"detail": "bad"}) if record.request_id == "r-422" else AppResult(200, {})
+
+        counters = Counters()
+        queue = RequestQueue(lambda: config, run_app, lambda record, result: None, counters)
+        names = ("r-running-cancelled", "r-422", "r-queued-cancelled", "r-crash", "r-ok", "r-timeout", "r-vanished")
+        records = {name: RequestRecord(request_id=name, endpoint=ENDPOINT, arguments={}) for name in names}
+        records["r-crash"].fault = "app_500"
+        records["r-timeout"].start_timeout_s = 0.05
+        for name in names[:-1]:
+            queue.submit(records[name])
+        assert [records[n].state for n in names[:3]] == [IN_PROGRESS, IN_PROGRESS, "IN_QUEUE"]
+        queue.cancel(records["r-queued-cancelled"])
+        queue.cancel(records["r-running-cancelled"])
+        while any(records[name].state != COMPLETED for name in names[:-1]):
+            await asyncio.sleep(0.01)
+        queue.submit(records["r-vanished"])  # a free slot: it starts at once
+        assert records["r-vanished"].state == IN_PROGRESS and records["r-vanished"].billed
+        queue.forget(records["r-vanished"])  # fal lost it
+        billed = {name for name, record in records.items() if record.billed}
+        assert billed == {"r-running-cancelled", "r-422", "r-ok"}, billed
+        assert counters.billed == 3
+        assert records["r-timeout"].started_at is None  # its start deadline passed while it waited
+        queue.clear()
+
+    asyncio.run(scenario())

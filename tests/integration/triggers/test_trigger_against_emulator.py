@@ -1,5 +1,5 @@
 """FalRequestTrigger against the emulator: rebuilt from kwargs mid-wait, deadline and on_kill cancel (unless the
-waiting task does not own the request), polling backs off."""
+waiting task does not own the request, or it already runs), polling backs off."""
 
 from __future__ import annotations
 
@@ -68,11 +68,25 @@ def test_deadline_cancels_the_remote_request(fal_emulator):
     assert fal_emulator.counters()["cancels"]["total"] == 1
 
 
-def test_on_kill_cancels_the_remote_request(fal_emulator):
+def test_on_kill_cancels_the_request_while_it_is_queued(fal_emulator):
+    fal_emulator.configure(concurrency=1)
+    running = submit(fal_emulator, service_time=30.0)  # takes the account's only slot
+    queued = submit(fal_emulator, service_time=30.0)
+    asyncio.run(FalRequestTrigger(queued.to_dict()).on_kill())
+    records = {r["request_id"]: r for r in fal_emulator.requests()}
+    assert records[queued.request_id]["cancelled"] and not records[queued.request_id]["billed"]
+    assert not records[running.request_id]["cancelled"]
+    assert fal_emulator.counters()["cancels"]["total"] == 1
+
+
+def test_on_kill_leaves_a_running_request_to_finish(fal_emulator):
+    """fal bills a request once it started, cancelled or not: cancelling it would only lose a paid result that a
+    clear of the task can still fetch."""
     reference = submit(fal_emulator, service_time=30.0)
     asyncio.run(FalRequestTrigger(reference.to_dict()).on_kill())
-    assert fal_emulator.counters()["cancels"]["total"] == 1
-    assert fal_emulator.requests()[0]["cancelled"] is True
+    [record] = fal_emulator.requests()
+    assert record["state"] == "IN_PROGRESS" and record["billed"] and not record["cancelled"]
+    assert fal_emulator.counters()["cancels"]["total"] == 0
 
 
 def test_a_trigger_that_does_not_own_its_request_never_cancels_it(fal_emulator):

@@ -1,4 +1,5 @@
-"""The batch's task-state-store layout: per-submission journal rows, shard rewrites, replay after a crash."""
+"""The batch's task-state-store layout: journal rows (an outcome and the next reservation), shard rewrites, replay
+after a crash, and the finished batch's summary kept per run epoch."""
 
 from __future__ import annotations
 
@@ -34,10 +35,15 @@ def batch(images: int) -> BatchState:
     return state
 
 
-def submit(state: BatchState, store: DictStore, index: int) -> None:
+def submit(state: BatchState, store: DictStore, index: int, reserve: int | None = None) -> None:
+    """Record ``index``'s submission and, in the same row, reserve ``reserve`` (as a submit slot does)."""
     entry = state.entries[str(index)]
     entry.request_id, entry.state, entry.submissions = f"req-{index}", "submitted", entry.submissions + 1
-    state.record_submission(store, str(index))
+    keys = [str(index)]
+    if reserve is not None:
+        state.entries[str(reserve)].state, state.entries[str(reserve)].reserved_at = "sending", 10.0 + reserve
+        keys.append(str(reserve))
+    state.journal(store, *keys)
 
 
 def test_every_submission_survives_a_crash_right_after_it():
@@ -89,10 +95,10 @@ def test_write_amplification_per_submission_is_small():
     one_shard = max(size for key, size in store.writes if key.startswith("fal_batch.") and ".j." not in key)
     store.writes.clear()
     for index in range(images):
-        submit(state, store, index)
+        submit(state, store, index, reserve=index + 1 if index + 1 < images else None)
     state.save(store)
     journal = [size for key, size in store.writes if ".j." in key]
-    assert len(journal) == images and max(journal) < 400  # one small journal row per submission
+    assert len(journal) == images and max(journal) < 600  # one small row per submission, with the next reservation
     per_submission = sum(size for _, size in store.writes) / images
     assert per_submission < one_shard / 5, (per_submission, one_shard)  # vs a shard rewrite per submission
 
@@ -146,3 +152,59 @@ def test_a_finished_batch_keeps_its_summary_until_the_state_is_gone():
     state.save(store)
     store.delete("fal_batch.0")  # a clean-up that died half way
     assert BatchState.load(store).summary == {"manifest": "/out/manifest.jsonl", "images": 3}
+
+
+def test_a_reservation_in_a_submission_row_survives_a_crash():
+    store = DictStore()
+    state = batch(10)
+    state.save(store)
+    state.entries["0"].state, state.entries["0"].reserved_at = "sending", 5.0
+    state.journal(store, "0")  # the slot's first reservation, before its first submit
+    submit(state, store, 0, reserve=1)  # 0 answered; 1 reserved in the same row, then the process dies
+    loaded = BatchState.load(store)
+    assert (loaded.entries["0"].state, loaded.entries["0"].request_id) == ("submitted", "req-0")
+    assert (loaded.entries["1"].state, loaded.entries["1"].reserved_at) == ("sending", 11.0)
+    assert all(e.state == "pending" for e in loaded.ordered()[2:])
+
+
+def test_a_journal_row_older_than_its_shard_is_not_replayed():
+    store = DictStore()
+    state = batch(5)
+    state.save(store)
+    submit(state, store, 2)
+    state.entries["2"].state = "failed"  # a later outcome, saved with its shard, at the same version
+    state.touch("2")
+    state.save(store)
+    submit(state, store, 4)  # a newer row for another entry
+    loaded = BatchState.load(store)
+    assert loaded.entries["2"].state == "failed" and loaded.entries["4"].state == "submitted"
+
+
+def test_finishing_keeps_only_the_header_with_the_summary_and_epoch():
+    store = DictStore()
+    state = batch(SHARD_SIZE + 1)
+    state.save(store)
+    submit(state, store, 0)
+    state.epoch = 3
+    state.finish(store, {"manifest": "/out/manifest.jsonl", "images": SHARD_SIZE + 1})
+    assert sorted(store.values) == ["fal_batch"]
+    loaded = BatchState.load(store)
+    assert (loaded.summary["images"], loaded.epoch, len(loaded.entries)) == (SHARD_SIZE + 1, 3, 0)
+    loaded.forget(store)
+    assert store.values == {}
+
+
+def test_a_schema_2_journal_row_is_still_replayed():
+    """A batch journalled by the previous release (one bare entry per row, no versions) loses nothing on upgrade."""
+    store = DictStore()
+    state = batch(3)
+    state.save(store)
+    header = dict(store.values["fal_batch"], version=2)
+    store.set("fal_batch", header)
+    row = {
+        "k": "1",
+        **BatchEntry(index=1, source="/photos/00001.png", request_id="r1", state="submitted", submissions=1).to_json(),
+    }
+    store.set("fal_batch.j.0", row)
+    loaded = BatchState.load(store)
+    assert (loaded.entries["1"].state, loaded.entries["1"].request_id) == ("submitted", "r1")
