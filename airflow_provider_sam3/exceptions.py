@@ -217,3 +217,12 @@ class StateStoreRefusedError(Sam3ProviderError):
             "accepts this try's writes (it was failed, cleared or replaced while running). This try stops without "
             "sending anything more to fal; the next try goes on from what was saved"
         )
+
+
+class BatchHalt(Exception):
+    """Ends a batch's try (raised by the batch engine, turned into the task's failure by the operator): ``error``
+    says why; ``final`` when a retry could not change it."""
+
+    def __init__(self, error: Exception, *, final: bool) -> None:
+        super().__init__(str(error))
+        self.error, self.final = error, final

@@ -9,18 +9,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.batch.expiry import expire, settle_cancelled
-from airflow_provider_sam3.batch.inputs import InputLimits
 from airflow_provider_sam3.batch.memory import CycleCollector, body_bytes_estimate, release_free_memory
+from airflow_provider_sam3.batch.options import MAX_TRIGGER_REQUESTS, BatchOptions, Waiting
 from airflow_provider_sam3.batch.submit import ACCOUNT_ERRORS
-from airflow_provider_sam3.batch.unrecorded import UnrecordedLedger, resolve_reservations
-from airflow_provider_sam3.exceptions import FalRequestError
+from airflow_provider_sam3.batch.unrecorded import UnrecordedLedger, settle_reservations
+from airflow_provider_sam3.exceptions import BatchHalt, FalRequestError
 from airflow_provider_sam3.hooks.settings import MIN_SUBMIT_LEASE
 from airflow_provider_sam3.models.batch import request_id_of
-from airflow_provider_sam3.models.reference import RequestReference
 from airflow_provider_sam3.storage.state_store import guarded
 
 if TYPE_CHECKING:
@@ -43,46 +41,6 @@ COLLECT_EVERY_MIN = 100
 COLLECT_ROUNDS = 5
 """By default the trigger hands back finished requests about this many times per batch (at least
 ``COLLECT_EVERY_MIN`` at a time), so outputs are copied while fal still works on the rest."""
-DEFAULT_MAX_IN_FLIGHT = 256
-"""Requests waiting at fal at once by default: far more than an account's concurrency (so fal never runs dry),
-few enough that the trigger's kwargs stay about 10 KB and a clear cancels all of them within Airflow's 30 s."""
-MAX_TRIGGER_REQUESTS = 600
-"""Most requests one ``FalBatchTrigger`` waits for (its kwargs then hold about 24 KB of ids; MySQL's
-``trigger.kwargs`` is a 64 KB TEXT column, and Airflow encrypts kwargs, adding about a third)."""
-
-
-@dataclass(frozen=True)
-class BatchOptions:
-    """The operator's options the engine acts on."""
-
-    deferrable: bool = False
-    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
-    submit_concurrency: int = 8
-    max_resubmits: int = 2
-    collect_every: int | None = None
-    poll_interval: float | None = None
-    max_poll_interval: float | None = None
-    submit_options: Any = None
-    """fal's queue options for every submit (``models.submit_options.SubmitOptions``)."""
-    try_number: int = 1
-    shared_arguments: dict[str, Any] = field(default_factory=dict)
-    limits: InputLimits = field(default_factory=InputLimits)
-
-
-@dataclass(frozen=True)
-class Waiting:
-    """The stay ends with requests at fal: the operator defers on these ids (submission order)."""
-
-    request_ids: list[str]
-    fire_at: int | None
-
-
-class BatchHalt(Exception):
-    """Ends this try of the batch: ``error`` says why; ``final`` when a retry could not change it."""
-
-    def __init__(self, error: Exception, *, final: bool) -> None:
-        super().__init__(str(error))
-        self.error, self.final = error, final
 
 
 class BatchEngine:
@@ -221,43 +179,19 @@ class BatchEngine:
             )
 
     async def _resolve_reservations(self, poller: Any) -> None:
-        """Settle what an earlier try reserved but could not record (``batch.unrecorded``), before anything new is
+        """Settle what an earlier try reserved but could not record (``batch.unrecorded``) before anything new is
         sent for those images: an adopted request is waited for like any other."""
         if not any(entry.state == "sending" for entry in self.state.entries.values()):
             return
-        records = await asyncio.to_thread(self.ledger.read)
         queue_host = (await self.hook.aget_settings()).queue_host
-        records = [record for record in records if self._trusted_hand_over(record, queue_host)]
-        adopted = []
-        for entry in resolve_reservations(self.state, records, self.lease, self.log):
-            if entry.state == "submitted":
-                self.by_request[request_id_of(entry)] = str(entry.index)
-                adopted.append(entry)
-            self.state.touch(str(entry.index))
+        adopted = await settle_reservations(self.state, self.ledger, queue_host, self.lease, self.log)
+        for entry in adopted:
+            self.by_request[request_id_of(entry)] = str(entry.index)
         self.state.save(self.store)
         if adopted:
             poller.url_templates = self.state.url_templates or {}
             poller.explicit_urls.update({e.request_id: e.urls for e in adopted if e.urls})
             poller.add([request_id_of(e) for e in adopted])
-
-    def _trusted_hand_over(self, record: dict[str, Any], queue_host: str) -> bool:
-        """A hand-over file comes from disk: its request id and URLs must be the queue host's, or it is ignored."""
-        from airflow_provider_sam3.exceptions import FalUntrustedUrlError
-        from airflow_provider_sam3.hooks.trust import check_reference
-
-        reference = RequestReference(
-            endpoint_id=self.state.endpoint_id,
-            request_id=record["request_id"],
-            status_url=record["status_url"],
-            response_url=record["response_url"],
-            cancel_url=record["cancel_url"],
-        )
-        try:
-            check_reference(reference, queue_host, where=f"the hand-over file of images[{record['index']}]")
-        except FalUntrustedUrlError as error:
-            self.log.warning("Ignoring a hand-over file in %s: %s", self.ledger.folder, error)
-            return False
-        return True
 
     @staticmethod
     def _warm_storage(state: BatchState, folder: Any) -> None:
@@ -316,7 +250,7 @@ class BatchEngine:
 
         state = self.state
         waiting = sorted(state.in_state("submitted"), key=lambda e: (e.submitted_at or 0, e.index))
-        progress = progress_counts(state)
+        progress = state.progress()
         return BatchPoller(
             self.hook,
             state.endpoint_id,
@@ -461,14 +395,3 @@ class BatchEngine:
         if event["status"] == "error":
             error = FalRequestError(f"waiting for the batch failed: {event.get('message')}")
             raise BatchHalt(error, final=event.get("error_class") in ACCOUNT_ERRORS)
-
-
-def explicit_urls(state: BatchState, request_ids: list[str]) -> dict[str, dict[str, str]]:
-    """The URLs of these requests when they do not follow the batch's templates."""
-    wanted = set(request_ids)
-    return {e.request_id: e.urls for e in state.entries.values() if e.urls and e.request_id in wanted}
-
-
-def progress_counts(state: BatchState) -> dict[str, int]:
-    counts = state.counts()
-    return {"total": len(state.entries), "done": counts["done"], "failed": counts["failed"] + counts["invalid"]}

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 async def expire(engine: BatchEngine) -> None:
     """The batch's timeout passed: cancel what is at fal, and give up on what was not submitted. Results fal
     completed are still fetched (they are paid)."""
-    from airflow_provider_sam3.batch.polling import cancel_all, entry_reference
+    from airflow_provider_sam3.batch.cancels import cancel_all
+    from airflow_provider_sam3.batch.polling import entry_reference
 
     state = engine.state
     waiting = state.in_state("submitted")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_sam3.batch.cancels import cancel_all
 from airflow_provider_sam3.exceptions import (
     FalAuthenticationError,
     FalRateLimitedError,
@@ -36,10 +36,6 @@ BATCH_POLL_INTERVAL = 1.0
 MAX_BATCH_POLL_INTERVAL = 5.0
 """A batch always has something about to finish: its rounds never back off further than this."""
 PROGRESS_EVERY_SECONDS = 15.0
-CANCEL_CONCURRENCY = 32
-WORKER_ON_KILL_SECONDS = 4.0
-"""How long an operator's ``on_kill`` spends cancelling: Airflow's supervisor sends SIGKILL 5 s after SIGTERM. What is
-not cancelled in time stays recorded, so a clear of the task fetches it without paying again."""
 MAX_THROTTLED_PAUSE = 60.0
 """Longest pause between status rounds while fal keeps answering 429."""
 MAX_FAILED_ROUNDS = 20
@@ -68,6 +64,12 @@ def entry_reference(state: BatchState, entry: BatchEntry) -> RequestReference:
     request_id = request_id_of(entry)
     explicit = {request_id: entry.urls} if entry.urls else None
     return reference_for(request_id, state.endpoint_id, state.url_templates or {}, explicit)
+
+
+def explicit_urls(state: BatchState, request_ids: list[str]) -> dict[str, dict[str, str]]:
+    """The URLs of these requests when they do not follow the batch's templates."""
+    wanted = set(request_ids)
+    return {e.request_id: e.urls for e in state.entries.values() if e.urls and e.request_id in wanted}
 
 
 def url_templates_of(reference: RequestReference) -> dict[str, str]:
@@ -298,107 +300,3 @@ class BatchPoller:
             "rate": self.rate(),
             **extra,
         }
-
-
-async def cancel_all(
-    hook: FalHook, references: list[RequestReference], *, budget_seconds: float | None = None
-) -> dict[str, str]:
-    """Cancel requests at fal in the given order, ``CANCEL_CONCURRENCY`` at a time; request id -> outcome (or the
-    error text). With ``budget_seconds``, cancels not answered by then are abandoned and absent from the result."""
-    gate = asyncio.Semaphore(CANCEL_CONCURRENCY)
-    outcomes: dict[str, str] = {}
-
-    async def cancel(ref: RequestReference) -> None:
-        async with gate:
-            try:
-                outcomes[ref.request_id] = await hook.acancel(ref)
-            except Sam3ProviderError as error:
-                outcomes[ref.request_id] = f"cancel failed: {error}"
-
-    tasks = [asyncio.ensure_future(cancel(ref)) for ref in references]
-    if tasks:
-        _, late = await asyncio.wait(tasks, timeout=budget_seconds)
-        for task in late:
-            task.cancel()
-        if late:
-            await asyncio.gather(*late, return_exceptions=True)
-    return outcomes
-
-
-@dataclass
-class CancelReport:
-    """What ``cancel_queued`` did: the cancels fal answered, the requests left running, the ones not reached."""
-
-    cancelled: dict[str, str] = field(default_factory=dict)
-    left_running: list[str] = field(default_factory=list)
-    unanswered: list[str] = field(default_factory=list)
-
-    def describe(self) -> str:
-        text = (
-            f"sent {len(self.cancelled)} cancels to fal for the {len(self.cancelled) + len(self.unanswered)} requests "
-            "of this batch still queued there"
-        )
-        if self.left_running:
-            text += (
-                f"; {len(self.left_running)} already started were left alone (fal bills a request once it "
-                f"started, cancelled or not): a clear of the task fetches them: {', '.join(self.left_running)}"
-            )
-        if self.unanswered:
-            text += (
-                f"; {len(self.unanswered)} were not cancelled in time and may still run at fal (a clear of the task "
-                f"fetches them without paying again): {', '.join(self.unanswered)}"
-            )
-        return text
-
-
-async def cancel_queued(hook: FalHook, references: list[RequestReference], *, budget_seconds: float) -> CancelReport:
-    """Cancel the requests still queued at fal (``references`` in submission order), newest first, within the
-    budget. fal starts requests in queue order, so statuses are read from the head until a slice is entirely
-    queued: requests running (or finished) are left alone, since fal bills a request once it started and a later
-    try can still fetch its result; everything behind them is cancelled. A status that cannot be read counts as
-    queued."""
-    deadline = time.monotonic() + budget_seconds
-    running: list[str] = []
-    for start in range(0, len(references), POLL_CONCURRENCY):
-        chunk = references[start : start + POLL_CONCURRENCY]
-        calls = [hook.astatus(ref, single_attempt=True) for ref in chunk]
-        try:
-            answers = await asyncio.wait_for(
-                asyncio.gather(*calls, return_exceptions=True), max(0.1, (deadline - time.monotonic()) / 2)
-            )
-        except asyncio.TimeoutError:
-            break
-        started = [ref.request_id for ref, a in zip(chunk, answers) if getattr(a, "state", "IN_QUEUE") != "IN_QUEUE"]
-        running.extend(started)
-        if all(getattr(a, "state", None) == "IN_QUEUE" for a in answers):
-            break
-    kept = set(running)
-    queued = [ref for ref in reversed(references) if ref.request_id not in kept]
-    outcomes = await cancel_all(hook, queued, budget_seconds=max(0.1, deadline - time.monotonic()))
-    return CancelReport(
-        cancelled=outcomes,
-        left_running=running,
-        unanswered=[ref.request_id for ref in queued if ref.request_id not in outcomes],
-    )
-
-
-def cancel_queued_in_a_thread(
-    hook: FalHook, references: list[RequestReference], *, budget_seconds: float
-) -> CancelReport:
-    """``cancel_queued`` on an event loop of its own, in a thread, so it works from synchronous code and from
-    ``on_kill`` while the task's own loop is running; the hook is closed afterwards."""
-    import threading
-
-    report = CancelReport(unanswered=[ref.request_id for ref in references])
-
-    async def cancel() -> None:
-        nonlocal report
-        try:
-            report = await cancel_queued(hook, references, budget_seconds=budget_seconds)
-        finally:
-            await hook.aclose()
-
-    worker = threading.Thread(target=lambda: asyncio.run(cancel()), daemon=True)
-    worker.start()
-    worker.join(budget_seconds + 5)
-    return report

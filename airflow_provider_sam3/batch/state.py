@@ -110,6 +110,11 @@ class BatchState:
             counts[self.outcome_of(entry).state] += 1
         return counts
 
+    def progress(self) -> dict[str, int]:
+        """``{"total", "done", "failed"}`` for the progress line (invalid rows count as failed)."""
+        counts = self.counts()
+        return {"total": len(self.entries), "done": counts["done"], "failed": counts["failed"] + counts["invalid"]}
+
     # ------------------------------------------------------------------ the task state store
 
     def journal(self, store: Any, *keys: str) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.exceptions import (
+    BatchHalt,
     FalSubmitOutcomeUnknownError,
     FalUntrustedUrlError,
     InputValidationError,
@@ -90,8 +91,6 @@ class Submitter:
         """Submit these entries; ``on_submitted`` hears of each accepted one after it is durable. An account
         error stops the submissions and is raised (as ``BatchHalt``) once the calls in flight have returned; so is
         a refused write (``StateStoreRefusedError``), after what it left unrecorded was handed over."""
-        from airflow_provider_sam3.batch.engine import BatchHalt
-
         due = iter(keys)
         stop: list[Sam3ProviderError] = []
         crashed: list[BaseException] = []
@@ -172,7 +171,8 @@ class Submitter:
     async def _hand_over(self, entry: BatchEntry, refusal: StateStoreRefusedError) -> None:
         """fal created ``entry``'s request but this try can no longer record it: leave it running and hand it to
         the next try through the task's folder; cancel it only when that fails (no try could ever see it)."""
-        from airflow_provider_sam3.batch.polling import cancel_all, entry_reference
+        from airflow_provider_sam3.batch.cancels import cancel_all
+        from airflow_provider_sam3.batch.polling import entry_reference
 
         reference = entry_reference(self.state, entry)
         try:

@@ -16,18 +16,29 @@ it that no try ever saw.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.batch.manifest import atomic_writer, is_local
 
+from airflow_provider_sam3.exceptions import FalUntrustedUrlError
+from airflow_provider_sam3.hooks.trust import check_reference
+from airflow_provider_sam3.models.reference import RequestReference
+
 if TYPE_CHECKING:
     from airflow_provider_sam3.batch.state import BatchState
     from airflow_provider_sam3.models.batch import BatchEntry
-    from airflow_provider_sam3.models.reference import RequestReference
 
-__all__ = ["HAND_OVER_GRACE_SECONDS", "LEDGER_FOLDER", "UnrecordedLedger", "resolve_reservations"]
+__all__ = [
+    "HAND_OVER_GRACE_SECONDS",
+    "LEDGER_FOLDER",
+    "UnrecordedLedger",
+    "resolve_reservations",
+    "settle_reservations",
+    "trusted_records",
+]
 
 LEDGER_FOLDER = "_unrecorded"
 HAND_OVER_GRACE_SECONDS = 15.0
@@ -141,3 +152,32 @@ def resolve_reservations(
             continue
         changed.append(entry)
     return changed
+
+
+def trusted_records(records: list[dict[str, Any]], endpoint_id: str, queue_host: str, log: Any) -> list[dict[str, Any]]:
+    """The hand-over records whose request id and URLs are the queue host's (a file comes from disk: one that names
+    another host is ignored and logged, so the key is never sent there)."""
+    trusted = []
+    for record in records:
+        reference = RequestReference(
+            endpoint_id=endpoint_id, request_id=record["request_id"], **{name: record[name] for name in _URL_NAMES}
+        )
+        try:
+            check_reference(reference, queue_host, where=f"the hand-over file of images[{record['index']}]")
+        except FalUntrustedUrlError as error:
+            log.warning("Ignoring a hand-over file: %s", error)
+            continue
+        trusted.append(record)
+    return trusted
+
+
+async def settle_reservations(
+    state: BatchState, ledger: UnrecordedLedger, queue_host: str, lease: float, log: Any
+) -> list[BatchEntry]:
+    """Read the ledger (in a thread: it may be object storage) and settle the ``sending`` entries it answers or
+    whose lease has passed (``resolve_reservations``); returns the entries whose request was adopted."""
+    records = trusted_records(await asyncio.to_thread(ledger.read), state.endpoint_id, queue_host, log)
+    changed = resolve_reservations(state, records, lease, log)
+    for entry in changed:
+        state.touch(str(entry.index))
+    return [entry for entry in changed if entry.state == "submitted"]

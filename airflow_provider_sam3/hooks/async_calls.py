@@ -16,7 +16,7 @@ from airflow_provider_sam3.hooks.calls import (
     _afal_request_once,
     _cancel_status,
     _queue_timeout,
-    _raise,
+    raise_mapped,
 )
 from airflow_provider_sam3.hooks.errors import translate
 from airflow_provider_sam3.hooks.submit import (
@@ -25,6 +25,8 @@ from airflow_provider_sam3.hooks.submit import (
     attempt_timeout,
     lease_ended,
     submit_options,
+    submit_retry_delay,
+    submitted_reference,
 )
 
 if TYPE_CHECKING:
@@ -48,10 +50,6 @@ class AsyncQueueCalls:
         async def aget_settings(self) -> FalSettings: ...
         @staticmethod
         def _body(arguments: Mapping[str, Any] | Any) -> dict[str, Any]: ...
-        def _submitted(self, endpoint_id: str, response: Any, settings: FalSettings) -> RequestReference: ...
-        def _submit_retry_delay(
-            self, endpoint_id: str, error: Exception, attempt: int, *, max_delay: float
-        ) -> float: ...
         @staticmethod
         def _check_upload(settings: FalSettings) -> None: ...
         async def _atrusted(self, ref: RequestReference, name: str) -> None: ...
@@ -83,7 +81,7 @@ class AsyncQueueCalls:
             url, headers = _submit_call(settings.queue_host, endpoint_id, chosen)
             body = self._body(arguments)
         except Exception as error:  # noqa: BLE001 - a bad priority or start_timeout, refused by fal-client
-            _raise(translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
+            raise_mapped(translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
         http = await internals.async_http(client)
         attempt = 1
         while True:
@@ -96,11 +94,11 @@ class AsyncQueueCalls:
             except Exception as error:  # noqa: BLE001 - classified, then retried or translated
                 if deadline is not None and isinstance(error, asyncio.TimeoutError):
                     raise lease_ended(endpoint_id, error) from error
-                delay = self._submit_retry_delay(endpoint_id, error, attempt, max_delay=ASYNC_SUBMIT_MAX_DELAY)
+                delay = submit_retry_delay(self.log, endpoint_id, error, attempt, max_delay=ASYNC_SUBMIT_MAX_DELAY)
                 await asyncio.sleep(delay)
                 attempt += 1
                 continue
-            return self._submitted(endpoint_id, response, settings)
+            return submitted_reference(endpoint_id, response, settings.queue_host)
 
     async def _ahttp(self) -> Any:
         return await internals.async_http(await self.aget_conn())
@@ -124,7 +122,9 @@ class AsyncQueueCalls:
             try:
                 return self._status(await call())
             except Exception as error:  # noqa: BLE001 - translated for the caller
-                _raise(translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action="status"), error)
+                raise_mapped(
+                    translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action="status"), error
+                )
         return self._status(await self._aretrying("status", ref, call))
 
     async def aresult(self, ref: RequestReference) -> dict[str, Any]:
@@ -162,4 +162,4 @@ class AsyncQueueCalls:
         try:
             return await (await self.aget_conn()).upload(data, content_type, file_name)
         except Exception as error:  # noqa: BLE001
-            _raise(translate(error, endpoint_id=None, request_id=None, action="upload"), error)
+            raise_mapped(translate(error, endpoint_id=None, request_id=None, action="upload"), error)

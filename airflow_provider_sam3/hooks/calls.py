@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.models.status import QueueStatus
 
 
-def _raise(mapped: BaseException, error: BaseException) -> NoReturn:
+def raise_mapped(mapped: BaseException, error: BaseException) -> NoReturn:
     """``raise mapped from error``, except when ``mapped`` is ``error`` itself (already a provider error): an
     exception must never be its own cause (that drops the real one and sends chain walkers round forever)."""
     if mapped is error:

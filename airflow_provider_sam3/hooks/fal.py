@@ -26,7 +26,7 @@ from airflow_provider_sam3.hooks.calls import (  # noqa: F401 - re-exported
     queue_status,
     _fal_request,
     _queue_timeout,
-    _raise,
+    raise_mapped,
 )
 from airflow_provider_sam3.hooks import fal_client_internals as internals
 from airflow_provider_sam3.hooks.errors import translate
@@ -41,6 +41,8 @@ from airflow_provider_sam3.hooks.submit import (  # noqa: F401 - re-exported for
     _submit_fault,
     attempt_timeout,
     submit_options,
+    submit_retry_delay,
+    submitted_reference,
 )
 from airflow_provider_sam3.hooks.trust import check_reference
 from airflow_provider_sam3.models.reference import RequestReference
@@ -165,55 +167,6 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
         return arguments.to_request() if hasattr(arguments, "to_request") else dict(arguments)
 
     @staticmethod
-    def _reference(endpoint_id: str, handle: Any) -> RequestReference:
-        return RequestReference(
-            endpoint_id=endpoint_id,
-            request_id=handle.request_id,
-            status_url=handle.status_url,
-            response_url=handle.response_url,
-            cancel_url=handle.cancel_url,
-            submitted_at=time.time(),
-        )
-
-    def _submitted(self, endpoint_id: str, response: Any, settings: FalSettings) -> RequestReference:
-        """The reference in fal's answer to a submit, as fal-client reads it (the answer's URLs are used verbatim)."""
-        try:
-            handle = internals.submitted_handle(response)
-        except Exception as error:  # noqa: BLE001 - fal accepted the POST but its answer is unreadable
-            raise _outcome_unknown(
-                endpoint_id, error, f"its answer (HTTP {response.status_code}) could not be read"
-            ) from error
-        reference = self._reference(endpoint_id, handle)
-        check_reference(
-            reference,
-            settings.queue_host,
-            where="fal's answer to the submit",
-            note=" (fal created the request and may bill it: cancel it in fal's dashboard)",
-        )
-        return reference
-
-    def _submit_retry_delay(self, endpoint_id: str, error: Exception, attempt: int, *, max_delay: float) -> float:
-        """The pause before resending a submit that failed with ``error``; raises when it must not be resent."""
-        fault = _submit_fault(error)
-        if fault == "lost":
-            edge_timeout = getattr(error, "status_code", None) == 504
-            what = "fal's edge gave up waiting for the queue's answer" if edge_timeout else "its answer was lost"
-            raise _outcome_unknown(endpoint_id, error, what) from error
-        if fault != "not_created" or attempt >= internals.max_attempts():
-            _raise(translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
-        delay = internals.retry_delay(attempt, max_delay)
-        self.log.warning(
-            "Submit of %s was refused or never reached fal's queue (%s), so fal created nothing; "
-            "sending it again in %.1f s (attempt %d of %d)",
-            endpoint_id,
-            _describe(error),
-            delay,
-            attempt + 1,
-            internals.max_attempts(),
-        )
-        return delay
-
-    @staticmethod
     def _check_upload(settings: FalSettings) -> None:
         """An upload sends the key to fal's storage hosts: only with fal's own queue (or the emulator's)."""
         from airflow_provider_sam3.hooks.trust import upload_problem, untrusted
@@ -240,7 +193,7 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
         """The pause before trying ``action`` again after ``error``; raises the mapped error when it is not retried."""
         mapped = translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action=action)
         if not _worth_retrying(mapped, error) or attempt + 1 >= self.retry_attempts:
-            _raise(mapped, error)
+            raise_mapped(mapped, error)
         delay = RETRY_BACKOFF.delay(attempt)
         self.log.warning(
             "%s; retrying %s in %.1f s (attempt %d of %d)", mapped, action, delay, attempt + 2, self.retry_attempts
@@ -308,7 +261,7 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
             url, headers = _submit_call(settings.queue_host, endpoint_id, chosen)
             body = self._body(arguments)
         except Exception as error:  # noqa: BLE001 - a bad priority or start_timeout, refused by fal-client
-            _raise(translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
+            raise_mapped(translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
         http = internals.sync_http(client)
         attempt = 1
         while True:
@@ -325,11 +278,11 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
             except Sam3ProviderError:
                 raise  # the lease ended before an attempt could start: nothing was created
             except Exception as error:  # noqa: BLE001 - classified, then retried or translated
-                delay = self._submit_retry_delay(endpoint_id, error, attempt, max_delay=_fal_max_delay())
+                delay = submit_retry_delay(self.log, endpoint_id, error, attempt, max_delay=_fal_max_delay())
                 time.sleep(delay)
                 attempt += 1
                 continue
-            ref = self._submitted(endpoint_id, response, settings)
+            ref = submitted_reference(endpoint_id, response, settings.queue_host)
             self.log.info("Submitted %s request %s", endpoint_id, ref.request_id)
             return ref
 
@@ -378,7 +331,7 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
         try:
             return self.get_conn().upload(data, content_type, file_name)
         except Exception as error:  # noqa: BLE001
-            _raise(translate(error, endpoint_id=None, request_id=None, action="upload"), error)
+            raise_mapped(translate(error, endpoint_id=None, request_id=None, action="upload"), error)
 
     def wait(
         self,

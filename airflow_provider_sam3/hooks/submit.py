@@ -6,7 +6,7 @@ Split from ``hooks/fal.py``: pure classification, no state. ``FalHook.submit``/`
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.exceptions import Sam3ProviderError
 from airflow_provider_sam3.hooks import fal_client_internals as internals
@@ -17,6 +17,7 @@ SUBMIT_NOT_ACCEPTED_CODES = (408, 429)
 """Answers refusing a submit outright. fal-client also retries 409, whose meaning for a submit is undocumented."""
 
 if TYPE_CHECKING:
+    from airflow_provider_sam3.models.reference import RequestReference
     from airflow_provider_sam3.models.submit_options import SubmitOptions
 
 
@@ -111,6 +112,61 @@ def attempt_timeout(endpoint_id: str, default: float, deadline: float | None) ->
 def lease_ended(endpoint_id: str, error: BaseException) -> Sam3ProviderError:
     """The submit POST was still going when its reservation's lease ended: fal may have created the request."""
     return _outcome_unknown(endpoint_id, error, "it was still waiting for fal's answer when its reservation ended")
+
+
+def submitted_reference(endpoint_id: str, response: Any, queue_host: str) -> RequestReference:
+    """The reference in fal's answer to a submit, as fal-client reads it (the answer's URLs are used verbatim, once
+    checked to be the queue host's)."""
+    from airflow_provider_sam3.hooks.trust import check_reference
+    from airflow_provider_sam3.models.reference import RequestReference
+
+    try:
+        handle = internals.submitted_handle(response)
+    except Exception as error:  # noqa: BLE001 - fal accepted the POST but its answer is unreadable
+        raise _outcome_unknown(
+            endpoint_id, error, f"its answer (HTTP {response.status_code}) could not be read"
+        ) from error
+    reference = RequestReference(
+        endpoint_id=endpoint_id,
+        request_id=handle.request_id,
+        status_url=handle.status_url,
+        response_url=handle.response_url,
+        cancel_url=handle.cancel_url,
+        submitted_at=time.time(),
+    )
+    check_reference(
+        reference,
+        queue_host,
+        where="fal's answer to the submit",
+        note=" (fal created the request and may bill it: cancel it in fal's dashboard)",
+    )
+    return reference
+
+
+def submit_retry_delay(log: Any, endpoint_id: str, error: Exception, attempt: int, *, max_delay: float) -> float:
+    """The pause before resending a submit that failed with ``error`` (sync and async alike); raises when it must not
+    be resent (fal may have created it, or it was refused for good)."""
+    from airflow_provider_sam3.hooks.calls import raise_mapped
+    from airflow_provider_sam3.hooks.errors import translate
+
+    fault = _submit_fault(error)
+    if fault == "lost":
+        edge_timeout = getattr(error, "status_code", None) == 504
+        what = "fal's edge gave up waiting for the queue's answer" if edge_timeout else "its answer was lost"
+        raise _outcome_unknown(endpoint_id, error, what) from error
+    if fault != "not_created" or attempt >= internals.max_attempts():
+        raise_mapped(translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
+    delay = internals.retry_delay(attempt, max_delay)
+    log.warning(
+        "Submit of %s was refused or never reached fal's queue (%s), so fal created nothing; "
+        "sending it again in %.1f s (attempt %d of %d)",
+        endpoint_id,
+        _describe(error),
+        delay,
+        attempt + 1,
+        internals.max_attempts(),
+    )
+    return delay
 
 
 def _describe(error: BaseException) -> str:

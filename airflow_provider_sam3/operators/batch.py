@@ -19,13 +19,19 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
 
-from airflow_provider_sam3.batch.engine import DEFAULT_MAX_IN_FLIGHT
+from airflow_provider_sam3.batch.options import DEFAULT_MAX_IN_FLIGHT
 from airflow_provider_sam3.batch.inputs import DEFAULT_MAX_INPUT_BYTES, DEFAULT_UPLOAD_ABOVE_BYTES
 from airflow_provider_sam3.batch.state import BatchState
-from airflow_provider_sam3.exceptions import FalRequestError, InputValidationError, StateStoreRefusedError
+from airflow_provider_sam3.exceptions import (
+    BatchHalt,
+    FalRequestError,
+    InputValidationError,
+    StateStoreRefusedError,
+)
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
-from airflow_provider_sam3.batch.polling import WORKER_ON_KILL_SECONDS
-from airflow_provider_sam3.operators.batch_ending import CANCEL_WAIT_SECONDS, cancel_entries, finish_batch, stop_batch
+from airflow_provider_sam3.batch.cancels import WORKER_ON_KILL_SECONDS
+from airflow_provider_sam3.operators.batch_ending import cancel_entries, finish_batch, stop_batch
+from airflow_provider_sam3.operators.batch_resume import earlier_batch, finished_summary
 from airflow_provider_sam3.operators.queue import _seconds
 from airflow_provider_sam3.storage.state_store import guarded, run_epoch
 
@@ -233,12 +239,11 @@ class Sam3BatchOperator(BaseOperator):
             endpoint = self._endpoint()
             self._check_options()
             folder = self._folder(context)
-            state = self._resumed(store, endpoint)
+            state = earlier_batch(store, endpoint, self.fal_conn_id, self.log)
             if state is not None and state.summary is not None:
-                if state.epoch == self._epoch:
-                    return self._finished_before(state)
-                self.log.info("This run was cleared since its batch finished; starting the batch afresh")
-                state.forget(store)
+                summary = finished_summary(state, store, self._epoch, self.log)
+                if summary is not None:
+                    return summary
                 state = None
             if state is None:
                 state = self._new_state(endpoint, resolve_images(self.images))
@@ -280,59 +285,11 @@ class Sam3BatchOperator(BaseOperator):
             hook, submitted = engine.hook.detached_copy(), engine.state.in_state("submitted")
             cancel_entries(hook, engine.state, submitted, self.log, budget=WORKER_ON_KILL_SECONDS)
 
-    # ------------------------------------------------------------------ never pay twice
-
-    def _resumed(self, store: Any, endpoint: Endpoint) -> BatchState | None:
-        """The batch a previous try (or a cleared run) of this task left: its image list is used as it is (the
-        folder or glob is not listed again) and nothing it submitted is submitted again."""
-        previous = BatchState.load(store)
-        if previous is None or previous.summary is not None:
-            return previous
-        if previous.endpoint_id != endpoint.endpoint_id:
-            self.log.warning(
-                "A previous try ran this batch on %s; cancelling its requests and starting on %s",
-                previous.endpoint_id,
-                endpoint.endpoint_id,
-            )
-            from airflow_provider_sam3.hooks.fal import FalHook
-
-            hook = FalHook(self.fal_conn_id)
-            hook.get_settings()  # here, not in the thread that cancels: it must not talk to the task supervisor
-            cancel_entries(hook, previous, previous.in_state("submitted"), self.log, budget=CANCEL_WAIT_SECONDS)
-            previous.forget(store)
-            return None
-        counts = previous.counts()
-        self.log.info(
-            "Resuming this run's batch with the image list of its first try (%d rows; the images parameter is not "
-            "listed again): %d images already done, %d still at fal (not submitted again), %d completed at fal and "
-            "fetched again (not submitted again), %d being sent when a try stopped (resolved before anything is "
-            "sent again), %d failed, %d not submitted yet",
-            len(previous.entries),
-            counts["done"],
-            counts["submitted"],
-            counts["completed"],
-            counts["sending"],
-            counts["failed"],
-            counts["pending"],
-        )
-        return previous
-
-    def _finished_before(self, state: BatchState) -> dict[str, Any]:
-        """An earlier try of this run wrote the manifest and its summary, then Airflow failed that try (a crash
-        while cleaning up, or the scheduler failing it after it finished): return that summary; nothing is
-        listed, submitted or written again. The summary stays for any later try until the run is cleared."""
-        summary = dict(state.summary or {})
-        self.log.info(
-            "This batch finished in an earlier try of this run; returning its summary without paying again "
-            "(manifest: %s)",
-            summary.get("manifest"),
-        )
-        return summary
-
     def _engine(
         self, endpoint: Endpoint, state: BatchState, folder: Any, store: Any, hook: FalHook | None
     ) -> BatchEngine:
-        from airflow_provider_sam3.batch.engine import BatchEngine, BatchOptions
+        from airflow_provider_sam3.batch.engine import BatchEngine
+        from airflow_provider_sam3.batch.options import BatchOptions
 
         options = BatchOptions(
             deferrable=self.deferrable,
@@ -355,7 +312,6 @@ class Sam3BatchOperator(BaseOperator):
     def _run(
         self, context: Any, endpoint: Endpoint, state: BatchState, folder: Any, event: dict[str, Any] | None
     ) -> Any:
-        from airflow_provider_sam3.batch.engine import BatchHalt
         from airflow_provider_sam3.operators.completion import as_task_error
 
         store = guarded(context.get("task_state_store"))
@@ -392,7 +348,7 @@ class Sam3BatchOperator(BaseOperator):
         )
 
     def _trigger(self, state: BatchState, request_ids: list[str], fire_at: int | None) -> Any:
-        from airflow_provider_sam3.batch.engine import explicit_urls, progress_counts
+        from airflow_provider_sam3.batch.polling import explicit_urls
         from airflow_provider_sam3.triggers.batch import FalBatchTrigger, kwargs_size
 
         trigger = FalBatchTrigger(
@@ -404,7 +360,7 @@ class Sam3BatchOperator(BaseOperator):
             poll_interval=self.poll_interval,
             max_poll_interval=self.max_poll_interval,
             fire_at=fire_at,
-            progress=progress_counts(state),
+            progress=state.progress(),
             explicit_urls=explicit_urls(state, request_ids),
         )
         self.log.info(

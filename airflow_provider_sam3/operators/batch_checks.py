@@ -6,7 +6,7 @@ import math
 import os
 from typing import Any
 
-from airflow_provider_sam3.batch.engine import MAX_TRIGGER_REQUESTS
+from airflow_provider_sam3.batch.options import MAX_TRIGGER_REQUESTS
 from airflow_provider_sam3.exceptions import InputValidationError
 from airflow_provider_sam3.operators.checks import check_pacing, finite_number
 

@@ -23,7 +23,8 @@ def cancel_entries(hook: FalHook, state: BatchState, entries: list[BatchEntry], 
     ``hook`` must have its settings resolved (``FalHook.detached_copy``): this runs its own event loop in a thread,
     also from ``on_kill``, a signal handler that must not talk to the task supervisor. Never raises: an exception
     in a signal handler lands in whatever code it interrupted."""
-    from airflow_provider_sam3.batch.polling import cancel_queued_in_a_thread, entry_reference
+    from airflow_provider_sam3.batch.cancels import cancel_queued_in_a_thread
+    from airflow_provider_sam3.batch.polling import entry_reference
 
     try:
         submitted = sorted(

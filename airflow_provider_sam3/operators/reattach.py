@@ -247,19 +247,11 @@ class ReattachingSubmit:
         is billed whatever happens, so it is left to finish for a later try (a clear reattaches to it). Bounded by
         Airflow's SIGKILL 5 s later; never talks to the task supervisor; never raises (an exception in a signal
         handler lands in whatever code it interrupted)."""
-        from airflow_provider_sam3.batch.polling import WORKER_ON_KILL_SECONDS, cancel_queued_in_a_thread
+        from airflow_provider_sam3.batch.cancels import WORKER_ON_KILL_SECONDS, cancel_queued_in_a_thread
 
         try:
             report = cancel_queued_in_a_thread(hook.detached_copy(), [reference], budget_seconds=WORKER_ON_KILL_SECONDS)
-            if report.left_running:
-                self.log.info(
-                    "Request %s has already started at fal and is left alone (fal bills a request once it started, "
-                    "cancelled or not); a clear of the task fetches it",
-                    reference.request_id,
-                )
-            else:
-                outcome = report.cancelled.get(reference.request_id, "no answer in time")
-                self.log.info("Cancelled fal request %s: %s", reference.request_id, outcome)
+            self.log.info("Task was killed; %s", report.describe_one(reference.request_id))
         except Exception as error:  # noqa: BLE001 - see the docstring
             self.log.warning("Could not cancel request %s: %s", reference.request_id, error)
 

@@ -19,11 +19,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_sam3.batch.polling import BatchPoller, ProgressLine, cancel_queued, reference_for
+from airflow_provider_sam3.batch.cancels import TRIGGER_ON_KILL_SECONDS, cancel_queued
+from airflow_provider_sam3.batch.polling import BatchPoller, ProgressLine, reference_for
 from airflow_provider_sam3.hooks.fal import FalHook
-
-ON_KILL_BUDGET_SECONDS = 25.0
-"""Airflow gives a trigger's ``on_kill`` 30 s (``[triggerer] on_kill_timeout``); cancels stop a little before."""
 
 
 def kwargs_size(trigger: BaseTrigger) -> int:
@@ -116,7 +114,7 @@ class FalBatchTrigger(BaseTrigger):
 
     async def on_kill(self) -> None:
         """The task was cleared or marked: cancel what is still queued at fal, newest first, within Airflow's
-        on_kill window (``batch.polling.cancel_queued``). Requests already running are left to finish: fal bills
+        on_kill window (``batch.cancels.cancel_queued``). Requests already running are left to finish: fal bills
         a request once it started, cancelled or not, and they stay in the task state store, so a clear of the
         task reattaches to them and fetches their results (paid once, listed in its manifest)."""
         poller = getattr(self, "_poller", None)
@@ -124,7 +122,7 @@ class FalBatchTrigger(BaseTrigger):
         references = [reference_for(rid, self.endpoint_id, self.url_templates, self.explicit_urls) for rid in waiting]
         hook = FalHook(self.fal_conn_id)
         try:
-            report = await cancel_queued(hook, references, budget_seconds=ON_KILL_BUDGET_SECONDS)
+            report = await cancel_queued(hook, references, budget_seconds=TRIGGER_ON_KILL_SECONDS)
             self.log.info("Task was cleared or marked; %s", report.describe())
         finally:
             await asyncio.shield(hook.aclose())

@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_sam3.batch.polling import cancel_queued
+from airflow_provider_sam3.batch.cancels import TRIGGER_ON_KILL_SECONDS, cancel_queued
 from airflow_provider_sam3.exceptions import Sam3ProviderError
 from airflow_provider_sam3.hooks.backoff import MAX_FAILED_POLLS_IN_A_ROW, poll_backoff
 from airflow_provider_sam3.hooks.fal import FalHook
@@ -23,8 +23,6 @@ from airflow_provider_sam3.models.reference import RequestReference
 from airflow_provider_sam3.models.status import QueueStatus
 
 MAX_LOG_LINES_PER_POLL = 20
-ON_KILL_BUDGET_SECONDS = 25.0
-"""Airflow gives a trigger's ``on_kill`` 30 s (``[triggerer] on_kill_timeout``)."""
 MAX_LOG_MESSAGE_CHARS = 300
 
 
@@ -174,15 +172,7 @@ class FalRequestTrigger(BaseTrigger):
             return
         hook = FalHook(self.fal_conn_id)
         try:
-            report = await cancel_queued(hook, [ref], budget_seconds=ON_KILL_BUDGET_SECONDS)
-            if report.left_running:
-                self.log.info(
-                    "Task was cleared or marked; fal request %s has already started and is left alone (fal "
-                    "bills a request once it started, cancelled or not): a clear of the task fetches its result",
-                    ref.request_id,
-                )
-            else:
-                outcome = report.cancelled.get(ref.request_id, "no answer in time")
-                self.log.info("Task was cleared or marked; cancelled fal request %s: %s", ref.request_id, outcome)
+            report = await cancel_queued(hook, [ref], budget_seconds=TRIGGER_ON_KILL_SECONDS)
+            self.log.info("Task was cleared or marked; %s", report.describe_one(ref.request_id))
         finally:
             await hook.aclose()

@@ -9,7 +9,8 @@ import gc
 
 import httpx
 
-from airflow_provider_sam3.batch.engine import BatchEngine, BatchOptions
+from airflow_provider_sam3.batch.engine import BatchEngine
+from airflow_provider_sam3.batch.options import BatchOptions
 from airflow_provider_sam3.batch.memory import CycleCollector, body_bytes_estimate
 from airflow_provider_sam3.batch.results import FETCH_CONCURRENCY
 from engine_runs import LOG, SHARED, PlainStore, planned, run_engine

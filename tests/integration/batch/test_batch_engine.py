@@ -7,7 +7,8 @@ import json
 import subprocess
 import sys
 
-from airflow_provider_sam3.batch.engine import BatchEngine, BatchOptions
+from airflow_provider_sam3.batch.engine import BatchEngine
+from airflow_provider_sam3.batch.options import BatchOptions
 from airflow_provider_sam3.batch.manifest import write_manifest
 from airflow_provider_sam3.batch.state import BatchState
 from engine_runs import LOG, SHARED, PlainStore, planned, run_engine

@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from airflow_provider_sam3.batch.engine import BatchEngine, BatchOptions
+from airflow_provider_sam3.batch.engine import BatchEngine
+from airflow_provider_sam3.batch.options import BatchOptions
 from airflow_provider_sam3.batch.manifest import write_manifest
 from airflow_provider_sam3.batch.state import BatchState
 from airflow_provider_sam3.batch.unrecorded import LEDGER_FOLDER

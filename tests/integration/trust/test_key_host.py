@@ -250,7 +250,8 @@ def test_trigger_with_a_foreign_reference_fires_a_final_error(fal_emulator, conn
 def test_batch_references_built_from_templates_are_checked(fal_emulator, connect, hostile):
     """The batch rebuilds references from URL templates kept in its state: a template on another host (or an id
     that would change the URL's path) is refused by the hook's calls, for status and cancel alike."""
-    from airflow_provider_sam3.batch.polling import cancel_all, reference_for
+    from airflow_provider_sam3.batch.cancels import cancel_all
+    from airflow_provider_sam3.batch.polling import reference_for
 
     evil = hostile()
     templates = {

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from airflow_provider_sam3.batch.engine import DEFAULT_MAX_IN_FLIGHT, MAX_TRIGGER_REQUESTS
+from airflow_provider_sam3.batch.options import DEFAULT_MAX_IN_FLIGHT, MAX_TRIGGER_REQUESTS
 from airflow_provider_sam3.exceptions import InputValidationError
 from airflow_provider_sam3.operators.batch import Sam3BatchOperator
 from airflow_provider_sam3.triggers.batch import FalBatchTrigger, kwargs_size
