@@ -308,7 +308,7 @@ class BatchEngine:
         due = [str(entry.index) for entry in groups["pending"][:room]]
 
         async def body_for(entry: BatchEntry) -> dict[str, Any]:
-            image = BatchImage(entry.source, entry.conn_id, entry.arguments)
+            image = BatchImage(entry.source, entry.conn_id, entry.arguments, confined=entry.confined)
             body, facts = await build_body(
                 self.hook,
                 self.endpoint,

@@ -9,25 +9,22 @@ would hang the task, a device (``/dev/zero`` named ``.png``) would be read forev
 from __future__ import annotations
 
 import os
-import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.exceptions import InputValidationError, InvalidImageError
+from airflow_provider_sam3.guards import files
+from airflow_provider_sam3.guards.files import DEFAULT_MAX_INPUT_BYTES, MiB
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.batch.listing import BatchImage
     from airflow_provider_sam3.hooks.fal import FalHook
 
-MiB = 1024 * 1024
 DEFAULT_UPLOAD_ABOVE_BYTES = 4 * MiB
 """Inputs larger than this go through fal's storage and are sent as URLs (fal's guidance: URLs for anything but
 small files; a data URI grows the submit call by 4/3 of the file, and fal reads it from the request body). Measured
 in ``bench/batch_scale.py`` (docs/benchmarks.md, "batch-scale")."""
-DEFAULT_MAX_INPUT_BYTES = 64 * MiB
-"""Largest input file accepted. Photos are 1 to 10 MB; 64 MiB leaves room for large PNG scans while refusing
-video files, disk images and runaway files before any is read."""
 INSPECT_CONCURRENCY = 8
 """Image headers read at once while validating (object storage answers each read after a round trip)."""
 
@@ -76,10 +73,7 @@ def inspect_image(image: BatchImage, where: str, limits: InputLimits) -> ImageFa
     if _is_url(source) or source[:5].lower() == "data:":
         prepared = prepare_image(source, field=where)
         return ImageFacts(prepared.width, prepared.height, prepared.byte_size)
-    opened = image.opened()
-    size = _regular_file_size(opened, where)
-    _check_size(size, where, limits)
-    return _header_facts(opened, where)
+    return _header_facts(image.opened(), where, limits)
 
 
 async def build_body(
@@ -138,88 +132,26 @@ def _read_checked(image: BatchImage, where: str, limits: InputLimits) -> Any:
 
 
 def read_regular_file(opened: Any, where: str, limits: InputLimits) -> bytes:
-    """The bytes of a regular file (local path or object-store path) within ``limits.max_input_bytes``; anything
-    else (a FIFO, a device, a folder, a larger file) is refused naming ``where`` before a byte is read."""
-    _check_size(_regular_file_size(opened, where), where, limits)
-    with _open(opened) as handle:
-        data = handle.read(limits.max_input_bytes + 1)  # a file that grew since it was checked stops at the cap
-    _check_size(len(data), where, limits)
-    return data
+    """The bytes of a regular file within ``limits.max_input_bytes`` (``guards.files``)."""
+    return files.read_regular_file(opened, where, limits.max_input_bytes)
 
 
 def _is_url(source: str) -> bool:
     return source[:8].lower() == "https://" or source[:7].lower() == "http://"
 
 
-def _regular_file_size(opened: Any, where: str) -> int:
-    """The size of a regular file; anything else (a folder, FIFO, device, socket, missing file) is refused by name."""
-    if isinstance(opened, str):
-        try:
-            info = os.stat(os.path.expanduser(opened))  # follows symlinks: a link to /dev/zero is a device
-        except OSError as error:
-            raise InvalidImageError(
-                where, f"{opened!r} cannot be read ({error.strerror or error}); give the path of an existing file."
-            ) from None
-        if not stat.S_ISREG(info.st_mode):
-            raise InvalidImageError(
-                where,
-                f"{opened!r} is {_file_kind(info.st_mode)}, not a regular file; only image files can be sent "
-                "(reading a FIFO would hang the task, a device would be read forever).",
-            )
-        return info.st_size
-    try:
-        info = opened.stat()
-    except Exception as error:  # noqa: BLE001 - fsspec raises many kinds
-        raise InvalidImageError(
-            where, f"{opened} cannot be read ({type(error).__name__}: {error}); give the path of an existing file."
-        ) from None
-    kind = _get(info, "type")
-    if kind not in (None, "file"):
-        raise InvalidImageError(where, f"{opened} is a {kind}, not a file; give an image file.")
-    size = _get(info, "size")
-    if size is None:
-        size = _get(info, "st_size")
-    return int(size) if size is not None else 0
+def _header_facts(opened: Any, where: str, limits: InputLimits) -> ImageFacts:
+    """Format, size and orientation from the first bytes of a regular file within the cap (Pillow reads headers
+    lazily)."""
+    from PIL import UnidentifiedImageError, features
 
-
-def _get(info: Any, name: str) -> Any:
-    return info.get(name) if isinstance(info, dict) else getattr(info, name, None)
-
-
-def _file_kind(mode: int) -> str:
-    kinds = [
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ]
-    return next((name for test, name in kinds if test(mode)), "not a regular file")
-
-
-def _check_size(size: int, where: str, limits: InputLimits) -> None:
-    if size > limits.max_input_bytes:
-        raise InvalidImageError(
-            where,
-            f"is {size:,} bytes, more than max_input_bytes={limits.max_input_bytes:,}; downscale or recompress it, "
-            "or raise max_input_bytes.",
-        )
-
-
-def _open(opened: Any) -> Any:
-    return open(os.path.expanduser(opened), "rb") if isinstance(opened, str) else opened.open("rb")
-
-
-def _header_facts(opened: Any, where: str) -> ImageFacts:
-    """Format, size and orientation from the file's first bytes (Pillow reads headers lazily)."""
-    from PIL import Image, UnidentifiedImageError, features
-
-    from airflow_provider_sam3.media.inputs import DEFAULT_MAX_PIXELS, accepted_format
+    from airflow_provider_sam3.guards.images import open_image
+    from airflow_provider_sam3.media.inputs import accepted_format
 
     description = str(opened)
-    with _open(opened) as handle:
+    with files.open_regular_file(opened, where, limits.max_input_bytes) as handle:
         try:
-            image = Image.open(handle)
+            image = open_image(handle, where, description=description)
         except UnidentifiedImageError:
             handle.seek(0)
             head = handle.read(512)
@@ -230,19 +162,9 @@ def _header_facts(opened: Any, where: str) -> ImageFacts:
             raise InvalidImageError(
                 where, f"{description} is not an accepted image: its content looks like {_looks_like(head)}."
             ) from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-            raise InvalidImageError(where, f"{description} is too large: {error}.") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as error:
-            raise InvalidImageError(where, f"{description} is truncated or corrupt ({error}).") from None
         with image:
             accepted_format(image, description, where)
             width, height = image.size
-            if width * height > DEFAULT_MAX_PIXELS:
-                raise InvalidImageError(
-                    where,
-                    f"{description} is {width}x{height} = {width * height:,} pixels, more than the limit of "
-                    f"{DEFAULT_MAX_PIXELS:,} pixels; downscale it.",
-                )
             orientation = _header_orientation(image)
     if orientation in (5, 6, 7, 8):  # turned a quarter: fal sees it with width and height swapped
         width, height = height, width

@@ -8,13 +8,12 @@ entries are persisted, so files that arrive later do not change a batch that is 
 
 from __future__ import annotations
 
-import ast
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_sam3.exceptions import InputValidationError
+from airflow_provider_sam3.guards.structure import check_structure, parse_rendered
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".avif")
 GLOB_CHARACTERS = "*?["
@@ -32,13 +31,23 @@ class BatchImage:
     source: str
     conn_id: str | None = None
     arguments: dict[str, Any] = field(default_factory=dict)
+    confined: bool = False
+    """Listed from a local folder: ``source`` is the file's real path inside it, and must still be when read (a
+    link swapped in since would lead out of the folder)."""
 
     def opened(self) -> Any:
-        """What ``prepare_image`` reads: the string itself, or an ObjectStoragePath for object storage."""
+        """What ``prepare_image`` reads: the string itself, or an ObjectStoragePath for object storage. A file
+        listed from a folder is checked again to be its own real path (``confined``)."""
         if "://" in self.source and self.source.split("://", 1)[0].lower() not in ("http", "https", "file"):
             from airflow.sdk import ObjectStoragePath
 
             return ObjectStoragePath(self.source, conn_id=self.conn_id)
+        if self.confined and os.path.realpath(self.source) != self.source:
+            raise InputValidationError(
+                "images",
+                f"{self.source!r} was a file in the folder given when the batch was listed, and is now a link to "
+                f"{os.path.realpath(self.source)!r}; only files inside the folder are read.",
+            )
         return self.source
 
 
@@ -65,17 +74,11 @@ def resolve_images(images: Any, *, field_name: str = "images") -> list[BatchImag
 
 
 def _parsed(images: Any, field_name: str) -> Any:
-    """A list rendered by a Jinja template arrives as its text; read it back."""
+    """A list rendered by a Jinja template arrives as its text; read it back. Either way its depth and size are
+    bounded (``guards.structure``) before anything walks it."""
     if isinstance(images, str) and images.strip()[:1] == "[":
-        text = images.strip()
-        for parse in (json.loads, ast.literal_eval):
-            try:
-                return parse(text)
-            except (ValueError, SyntaxError):
-                continue
-        raise InputValidationError(
-            field_name, f"looks like a list but cannot be read: {text[:80]!r}.", allowed=_ACCEPTED
-        )
+        return parse_rendered(images.strip(), field_name)
+    check_structure(images, field_name)
     return images
 
 
@@ -173,7 +176,36 @@ def _listed(path: Any, where: str) -> list[BatchImage]:
     files = sorted(
         (match for match in matches if str(match).lower().endswith(IMAGE_SUFFIXES) and not _is_dir(match)), key=str
     )
+    if getattr(path, "protocol", "file") in ("", "file", "local"):
+        root = _local_root(text)
+        return [BatchImage(_confined(_source_text(match), root, where), confined=True) for match in files]
     return [BatchImage(_source_text(match), getattr(match, "conn_id", None)) for match in files]
+
+
+def _local_root(listed: str) -> str:
+    """The real path of the folder a local listing reads: the folder itself, or a glob's folder before its first
+    pattern."""
+    text = _source_text_of(listed)
+    parts = text.split("/")
+    first = next((i for i, part in enumerate(parts) if any(ch in part for ch in GLOB_CHARACTERS)), len(parts))
+    return os.path.realpath("/".join(parts[:first]) or "/")
+
+
+def _confined(source: str, root: str, where: str) -> str:
+    """A listed file's real path, refused by name when a link leads it out of the folder given."""
+    real = os.path.realpath(source)
+    if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+        raise InputValidationError(
+            where,
+            f"{source!r} is a link to {real!r}, outside {root!r}: a folder's files are read only inside it (a link out "
+            "of a shared folder would send a file its owner never meant to share). Remove the link, or list the "
+            "file explicitly.",
+        )
+    return real
+
+
+def _source_text_of(text: str) -> str:
+    return text[len("file://") :] if text.startswith("file://") else text
 
 
 def _describe(value: Any) -> str:

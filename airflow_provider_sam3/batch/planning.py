@@ -52,7 +52,13 @@ def plan_batch(
     to_inspect: list[tuple[str, BatchImage]] = []
     positions: list[int] = []
     for position, image in enumerate(images):
-        entry = BatchEntry(index=position, source=image.source, arguments=image.arguments, conn_id=image.conn_id)
+        entry = BatchEntry(
+            index=position,
+            source=image.source,
+            arguments=image.arguments,
+            conn_id=image.conn_id,
+            confined=image.confined,
+        )
         key = item_key(endpoint.endpoint_id, image.source, image.arguments)
         if key in first_of:
             entry.state, entry.repeat_of = "repeat", first_of[key]

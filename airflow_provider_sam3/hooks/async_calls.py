@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.hooks import fal_client_internals as internals
+from airflow_provider_sam3.hooks.deadlines import DOWNLOAD_CALLS, FalCallDeadlineError, abounded
 from airflow_provider_sam3.hooks.calls import (
     _afal_request,
     _afal_request_once,
@@ -18,7 +19,6 @@ from airflow_provider_sam3.hooks.calls import (
     _queue_timeout,
     raise_mapped,
 )
-from airflow_provider_sam3.hooks.errors import translate
 from airflow_provider_sam3.hooks.submit import (
     ASYNC_SUBMIT_MAX_DELAY,
     _submit_call,
@@ -31,7 +31,11 @@ from airflow_provider_sam3.hooks.submit import (
 
 if TYPE_CHECKING:
     import fal_client
+
+    from airflow_provider_sam3.exceptions import Sam3ProviderError
     from airflow.sdk.types import Logger
+
+    from airflow_provider_sam3.guards.text import Scrubber
 
     from airflow_provider_sam3.hooks.settings import FalSettings
     from airflow_provider_sam3.models.reference import RequestReference
@@ -53,8 +57,13 @@ class AsyncQueueCalls:
         @staticmethod
         def _check_upload(settings: FalSettings) -> None: ...
         async def _atrusted(self, ref: RequestReference, name: str) -> None: ...
-        @staticmethod
-        def _status(raw: Any) -> QueueStatus: ...
+        def _status(self, raw: Any) -> QueueStatus: ...
+        def _json(self, response: Any) -> Any: ...
+        def _translate(
+            self, error: BaseException, *, endpoint_id: str | None, request_id: str | None, action: str
+        ) -> Sam3ProviderError: ...
+        @property
+        def scrubber(self) -> Scrubber: ...
         async def _aretrying(self, action: str, ref: RequestReference, call: Callable[[], Any]) -> Any: ...
         @staticmethod
         def _cancel_outcome(error: Exception) -> str | None: ...
@@ -81,24 +90,26 @@ class AsyncQueueCalls:
             url, headers = _submit_call(settings.queue_host, endpoint_id, chosen)
             body = self._body(arguments)
         except Exception as error:  # noqa: BLE001 - a bad priority or start_timeout, refused by fal-client
-            raise_mapped(translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
+            raise_mapped(self._translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
         http = await internals.async_http(client)
         attempt = 1
         while True:
-            timeout = attempt_timeout(endpoint_id, client.default_timeout, deadline)
+            timeout = attempt_timeout(endpoint_id, client.default_timeout, deadline)  # raises: nothing was sent
             post = internals.arequest(
                 http, "POST", url, json=body, timeout=timeout, headers=headers, follow_redirects=False
             )
-            try:
-                response = await (post if deadline is None else asyncio.wait_for(post, timeout))
+            try:  # bounded in all (``hooks.deadlines``): a host trickling its answer cannot hold the submit
+                response = await abounded(post, timeout, what="submit", endpoint_id=endpoint_id)
             except Exception as error:  # noqa: BLE001 - classified, then retried or translated
-                if deadline is not None and isinstance(error, asyncio.TimeoutError):
+                if isinstance(error, FalCallDeadlineError):  # the body may have reached fal: never sent again
                     raise lease_ended(endpoint_id, error) from error
-                delay = submit_retry_delay(self.log, endpoint_id, error, attempt, max_delay=ASYNC_SUBMIT_MAX_DELAY)
+                delay = submit_retry_delay(
+                    self.log, endpoint_id, error, attempt, max_delay=ASYNC_SUBMIT_MAX_DELAY, clean=self.scrubber.text
+                )
                 await asyncio.sleep(delay)
                 attempt += 1
                 continue
-            return submitted_reference(endpoint_id, response, settings.queue_host)
+            return submitted_reference(endpoint_id, response, settings.queue_host, self.scrubber)
 
     async def _ahttp(self) -> Any:
         return await internals.async_http(await self.aget_conn())
@@ -120,10 +131,16 @@ class AsyncQueueCalls:
 
         if single_attempt:
             try:
-                return self._status(await call())
+                seconds = timeout.read  # the per-call timeout, now a bound on the whole call (``hooks.deadlines``)
+                return self._status(
+                    await abounded(
+                        call(), seconds, what="status", endpoint_id=ref.endpoint_id, request_id=ref.request_id
+                    )
+                )
             except Exception as error:  # noqa: BLE001 - translated for the caller
                 raise_mapped(
-                    translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action="status"), error
+                    self._translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action="status"),
+                    error,
                 )
         return self._status(await self._aretrying("status", ref, call))
 
@@ -134,7 +151,7 @@ class AsyncQueueCalls:
         timeout = _queue_timeout(await self.aget_settings())
 
         response = await self._aretrying("result", ref, lambda: _afal_request(client, "GET", ref.response_url, timeout))
-        return response.json()
+        return self._json(response)
 
     async def acancel(self, ref: RequestReference) -> str:
         """Async ``cancel``."""
@@ -150,7 +167,7 @@ class AsyncQueueCalls:
                 if outcome is None:
                     raise
                 return outcome
-            return _cancel_status(response)
+            return self.scrubber.text(_cancel_status(response))
 
         outcome = await self._aretrying("cancel", ref, call)
         self.log.info("Cancel of %s request %s: %s", ref.endpoint_id, ref.request_id, outcome)
@@ -158,8 +175,10 @@ class AsyncQueueCalls:
 
     async def aupload(self, data: bytes, content_type: str, file_name: str | None = None) -> str:
         """Async ``upload``."""
-        self._check_upload(await self.aget_settings())
+        settings = await self.aget_settings()
+        self._check_upload(settings)
         try:
-            return await (await self.aget_conn()).upload(data, content_type, file_name)
+            upload = (await self.aget_conn()).upload(data, content_type, file_name)
+            return await abounded(upload, settings.request_timeout * DOWNLOAD_CALLS, what="upload")
         except Exception as error:  # noqa: BLE001
-            raise_mapped(translate(error, endpoint_id=None, request_id=None, action="upload"), error)
+            raise_mapped(self._translate(error, endpoint_id=None, request_id=None, action="upload"), error)

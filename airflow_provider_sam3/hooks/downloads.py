@@ -389,14 +389,25 @@ class OutputDownloads:
         if url[:5].lower() == "data:":
             sink(data_uri_bytes(url, settings))
             return None
-        with sync_client(settings) as client:
-            return fetch(client, url, settings, sink)
+        from airflow_provider_sam3.hooks.deadlines import DOWNLOAD_CALLS, bounded
+
+        client = sync_client(settings)
+        with client:  # bounded in all (``hooks.deadlines``): closing the client ends a download that trickles
+            return bounded(
+                lambda: fetch(client, url, settings, sink),
+                settings.request_timeout * DOWNLOAD_CALLS,
+                on_expiry=client.close,
+                what=f"the download of {short(url)}",
+            )
 
     async def adownload(self, url: str) -> bytes:
         """Async ``download``; one connection pool per hook, so a batch does not pay a TLS handshake per file."""
         settings = await self.aget_settings()  # type: ignore[attr-defined]
         if url[:5].lower() == "data:":
             return data_uri_bytes(url, settings)
+        from airflow_provider_sam3.hooks.deadlines import DOWNLOAD_CALLS, abounded
+
         if self._download_client is None:
             self._download_client = async_client(settings, DOWNLOAD_CONNECTIONS)
-        return await afetch(self._download_client, url, settings)
+        fetched = afetch(self._download_client, url, settings)
+        return await abounded(fetched, settings.request_timeout * DOWNLOAD_CALLS, what=f"the download of {short(url)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from airflow_provider_sam3 import exceptions as exc
@@ -11,16 +12,27 @@ REQUEST_ID_HEADER = "x-fal-request-id"
 INGRESS_CODES = (502, 503, 504)
 
 
-def _detail_lines(detail: Any) -> tuple[str, list[dict[str, Any]]]:
-    """fal's ``detail`` is a string or a FastAPI-style list of field errors; list each field."""
+MAX_DETAILS = 50
+"""Field errors kept from one 422 answer."""
+
+
+def _detail_lines(detail: Any, clean: Callable[[Any], str]) -> tuple[str, list[dict[str, Any]]]:
+    """fal's ``detail`` is a string or a FastAPI-style list of field errors; list each field (cleaned)."""
     if isinstance(detail, list):
-        items = [d for d in detail if isinstance(d, dict)]
-        lines = []
-        for item in items:
-            loc = ".".join(str(p) for p in item.get("loc", []) if p != "body") or "input"
-            lines.append(f"{loc}: {item.get('msg', 'invalid')}")
-        return "; ".join(lines) or str(detail), items
-    return str(detail), []
+        items = []
+        for item in [d for d in detail if isinstance(d, dict)][:MAX_DETAILS]:
+            raw_loc = item.get("loc")
+            loc: list[Any] = raw_loc if isinstance(raw_loc, list) else []
+            items.append(
+                {
+                    "loc": [clean(p) if isinstance(p, str) else p for p in loc if isinstance(p, (str, int))],
+                    "msg": clean(item.get("msg", "invalid")),
+                    "type": clean(item.get("type", "")),
+                }
+            )
+        lines = [f"{'.'.join(str(p) for p in i['loc'] if p != 'body') or 'input'}: {i['msg']}" for i in items]
+        return clean("; ".join(lines) or str(detail)), items
+    return clean(detail), []
 
 
 def _body_detail(error: Any) -> Any:
@@ -35,9 +47,16 @@ def _body_detail(error: Any) -> Any:
 
 
 def translate(
-    error: BaseException, *, endpoint_id: str | None, request_id: str | None, action: str
+    error: BaseException,
+    *,
+    endpoint_id: str | None,
+    request_id: str | None,
+    action: str,
+    clean: Callable[[Any], str] = str,
 ) -> exc.Sam3ProviderError:
-    """Map one exception from fal-client or httpx to a provider error naming the endpoint and request."""
+    """Map one exception from fal-client or httpx to a provider error naming the endpoint and request. Every text
+    taken from fal's answer goes through ``clean`` (the hook's ``guards.text.Scrubber.text``: the key removed, the
+    length capped)."""
     import httpx
     from fal_client import FalClientHTTPError
 
@@ -54,17 +73,17 @@ def translate(
         except RuntimeError:  # httpx raises when the exception carries no request
             host = ""
         return exc.FalTransientError(
-            f"{action} lost its connection to fal's queue{host} ({type(error).__name__}: {error}); it is retried, and "
-            "if it persists check the network or the connection's queue host",
+            f"{action} lost its connection to fal's queue{host} ({type(error).__name__}: {clean(error)}); it is "
+            "retried, and if it persists check the network or the connection's queue host",
             **where,
         )
     if not isinstance(error, FalClientHTTPError):
-        return exc.FalRequestError(f"{action} failed: {type(error).__name__}: {error}", **where)
+        return exc.FalRequestError(f"{action} failed: {type(error).__name__}: {clean(error)}", **where)
 
     code = error.status_code
-    headers = {k.lower(): v for k, v in (error.response_headers or {}).items()}
-    error_type = error.error_type
-    message, details = _detail_lines(_body_detail(error))
+    headers = {k.lower(): clean(v) for k, v in (error.response_headers or {}).items()}
+    error_type = clean(error.error_type) if error.error_type is not None else None
+    message, details = _detail_lines(_body_detail(error), clean)
     common = {**where, "status_code": code, "error_type": error_type}
 
     if code == 401:

@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 
 from airflow_provider_sam3.exceptions import FalStartTimeoutError, Sam3ProviderError
+from airflow_provider_sam3.guards.text import Scrubber
 from airflow_provider_sam3.hooks.async_calls import AsyncQueueCalls
+from airflow_provider_sam3.hooks.deadlines import (
+    DOWNLOAD_CALLS,
+    FalCallDeadlineError,
+    abounded,
+    bounded,
+    call_seconds,
+)
 from airflow_provider_sam3.hooks.downloads import DOWNLOAD_CONNECTIONS, OutputDownloads  # noqa: F401
 from airflow_provider_sam3.hooks.backoff import RETRY_ATTEMPTS, RETRY_BACKOFF
 from airflow_provider_sam3.hooks.calls import (  # noqa: F401 - re-exported
@@ -40,6 +48,7 @@ from airflow_provider_sam3.hooks.submit import (  # noqa: F401 - re-exported for
     _submit_call,
     _submit_fault,
     attempt_timeout,
+    lease_ended,
     submit_options,
     submit_retry_delay,
     submitted_reference,
@@ -78,6 +87,7 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
         self.fal_conn_id = fal_conn_id
         self.retry_attempts = max(1, retry_attempts)
         self._settings: FalSettings | None = None
+        self._scrubber: Scrubber | None = None
         self._sync_client: fal_client.SyncClient | None = None
         self._async_client: fal_client.AsyncClient | None = None
         self._download_client: Any = None
@@ -110,12 +120,20 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
             self._mask(self._settings)
         return self._settings
 
-    @staticmethod
-    def _mask(settings: FalSettings) -> None:
+    def _mask(self, settings: FalSettings) -> None:
+        self._scrubber = Scrubber(settings.key)
         if settings.key:
             from airflow.sdk.log import mask_secret
 
             mask_secret(settings.key)
+
+    @property
+    def scrubber(self) -> Scrubber:
+        """Cleans text from fal's answers of this connection's key, in every form (``guards.text``)."""
+        if self._scrubber is None:
+            self.get_settings()
+        assert self._scrubber is not None
+        return self._scrubber
 
     def get_conn(self) -> fal_client.SyncClient:
         """fal-client's synchronous client, authenticated with this connection's key."""
@@ -158,6 +176,7 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
         connection up, which would talk to the task supervisor the interrupted code may be talking to)."""
         copy = FalHook(self.fal_conn_id, retry_attempts=self.retry_attempts)
         copy._settings = self.get_settings() if self._settings is None else self._settings
+        copy._scrubber = self.scrubber
         return copy
 
     # ---------------------------------------------------------------- helpers
@@ -187,11 +206,33 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
     async def _atrusted(self, ref: RequestReference, name: str) -> None:
         check_reference(ref, (await self.aget_settings()).queue_host, names=(name,))
 
-    _status = staticmethod(queue_status)
+    def _status(self, raw: Any) -> QueueStatus:
+        """fal-client's status object as a ``QueueStatus``, its texts (error, logs) cleaned of the key."""
+        status = queue_status(raw)
+        clean = self.scrubber.text
+        return status.model_copy(
+            update={
+                "error": clean(status.error) if status.error is not None else None,
+                "error_type": clean(status.error_type) if status.error_type is not None else None,
+                "logs": self.scrubber.tree(status.logs) if status.logs else status.logs,
+            }
+        )
+
+    def _json(self, response: Any) -> Any:
+        """A response's JSON body, cleaned of the key before it is parsed (one pass over the text)."""
+        import json
+
+        return json.loads(self.scrubber.clean(response.text))
+
+    def _translate(
+        self, error: BaseException, *, endpoint_id: str | None, request_id: str | None, action: str
+    ) -> Sam3ProviderError:
+        """``errors.translate`` with this connection's scrubber: no text from fal carries the key into an error."""
+        return translate(error, endpoint_id=endpoint_id, request_id=request_id, action=action, clean=self.scrubber.text)
 
     def _retry_delay(self, action: str, ref: RequestReference, error: Exception, attempt: int) -> float:
         """The pause before trying ``action`` again after ``error``; raises the mapped error when it is not retried."""
-        mapped = translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action=action)
+        mapped = self._translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action=action)
         if not _worth_retrying(mapped, error) or attempt + 1 >= self.retry_attempts:
             raise_mapped(mapped, error)
         delay = RETRY_BACKOFF.delay(attempt)
@@ -200,18 +241,50 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
         )
         return delay
 
-    def _retrying(self, action: str, ref: RequestReference, call: Callable[[], Any]) -> Any:
+    def _retrying(
+        self, action: str, ref: RequestReference, call: Callable[[], Any], deadline: float | None = None
+    ) -> Any:
+        """``call()`` with the hook's retries, each attempt a blocking HTTP call bounded in all (``hooks.deadlines``),
+        none started past ``deadline``."""
+        per_call = self.get_settings().request_timeout
         for attempt in range(self.retry_attempts):
             try:
-                return call()
+                return bounded(
+                    call,
+                    call_seconds(per_call, deadline),
+                    on_expiry=self._drop_sync_client,
+                    what=action,
+                    endpoint_id=ref.endpoint_id,
+                    request_id=ref.request_id,
+                )
             except Exception as error:  # noqa: BLE001 - every failure is translated, then re-raised or retried
-                time.sleep(self._retry_delay(action, ref, error, attempt))
+                delay = self._retry_delay(action, ref, error, attempt)
+                if deadline is not None and time.time() + delay >= deadline:
+                    raise_mapped(
+                        self._translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action=action),
+                        error,
+                    )
+                time.sleep(delay)
         raise AssertionError("unreachable")
 
+    def _drop_sync_client(self) -> None:
+        """Close the blocking client a call overran its deadline on (its read then fails) and build a new one for
+        the next call."""
+        client, self._sync_client = self._sync_client, None
+        if client is not None:
+            try:
+                internals.sync_http(client).close()
+            except Exception:  # noqa: BLE001 - closing a client in use may complain; it is dropped either way
+                pass
+
     async def _aretrying(self, action: str, ref: RequestReference, call: Callable[[], Any]) -> Any:
+        """``await call()`` with the hook's retries, each attempt bounded in all (``hooks.deadlines``)."""
+        per_call = (await self.aget_settings()).request_timeout
         for attempt in range(self.retry_attempts):
             try:
-                return await call()
+                return await abounded(
+                    call(), per_call, what=action, endpoint_id=ref.endpoint_id, request_id=ref.request_id
+                )
             except Exception as error:  # noqa: BLE001 - every failure is translated, then re-raised or retried
                 await asyncio.sleep(self._retry_delay(action, ref, error, attempt))
         raise AssertionError("unreachable")
@@ -254,84 +327,95 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
         it again, so a submit never pays twice. ``deadline`` (epoch seconds, the caller's reservation lease): no
         attempt starts after it, and each attempt's timeout ends by it.
         """
-        client = self.get_conn()
         settings = self.get_settings()
         try:
             chosen = submit_options(options, webhook_url, priority, start_timeout, hint)
             url, headers = _submit_call(settings.queue_host, endpoint_id, chosen)
             body = self._body(arguments)
         except Exception as error:  # noqa: BLE001 - a bad priority or start_timeout, refused by fal-client
-            raise_mapped(translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
-        http = internals.sync_http(client)
+            raise_mapped(self._translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
         attempt = 1
         while True:
+            seconds = attempt_timeout(endpoint_id, settings.request_timeout, deadline)  # raises: nothing was sent
+            http = internals.sync_http(self.get_conn())
             try:
-                response = internals.request(
-                    http,
-                    "POST",
-                    url,
-                    json=body,
-                    timeout=attempt_timeout(endpoint_id, client.default_timeout, deadline),
-                    headers=headers,
-                    follow_redirects=False,
+                response = bounded(
+                    lambda: internals.request(
+                        http, "POST", url, json=body, timeout=seconds, headers=headers, follow_redirects=False
+                    ),
+                    seconds,
+                    on_expiry=self._drop_sync_client,
+                    what="submit",
+                    endpoint_id=endpoint_id,
                 )
-            except Sam3ProviderError:
-                raise  # the lease ended before an attempt could start: nothing was created
+            except FalCallDeadlineError as error:  # the body may have reached fal: never sent again
+                raise lease_ended(endpoint_id, error) from error
             except Exception as error:  # noqa: BLE001 - classified, then retried or translated
-                delay = submit_retry_delay(self.log, endpoint_id, error, attempt, max_delay=_fal_max_delay())
+                delay = submit_retry_delay(
+                    self.log, endpoint_id, error, attempt, max_delay=_fal_max_delay(), clean=self.scrubber.text
+                )
                 time.sleep(delay)
                 attempt += 1
                 continue
-            ref = submitted_reference(endpoint_id, response, settings.queue_host)
+            ref = submitted_reference(endpoint_id, response, settings.queue_host, self.scrubber)
             self.log.info("Submitted %s request %s", endpoint_id, ref.request_id)
             return ref
 
-    def status(self, ref: RequestReference, *, with_logs: bool = False) -> QueueStatus:
-        """One status check."""
+    def status(self, ref: RequestReference, *, with_logs: bool = False, deadline: float | None = None) -> QueueStatus:
+        """One status check; no HTTP call of it runs past ``deadline`` (epoch), the caller's own deadline."""
         self._trusted(ref, "status_url")
-        client = internals.sync_http(self.get_conn())
         timeout = _queue_timeout(self.get_settings())
 
         def call() -> Any:
+            client = internals.sync_http(self.get_conn())
             response = _fal_request(client, "GET", ref.status_url, timeout, params={"logs": with_logs})
             return internals.parse_status(response.json())
 
-        return self._status(self._retrying("status", ref, call))
+        return self._status(self._retrying("status", ref, call, deadline))
 
     def result(self, ref: RequestReference) -> dict[str, Any]:
         """The completed request's output JSON; raises the mapped error when the request failed."""
         self._trusted(ref, "response_url")
-        client = internals.sync_http(self.get_conn())
         timeout = _queue_timeout(self.get_settings())
-        return self._retrying("result", ref, lambda: _fal_request(client, "GET", ref.response_url, timeout)).json()
+
+        def call() -> Any:
+            return _fal_request(internals.sync_http(self.get_conn()), "GET", ref.response_url, timeout)
+
+        return self._json(self._retrying("result", ref, call))
 
     def cancel(self, ref: RequestReference) -> str:
         """Ask fal to cancel; returns fal's outcome (CANCELLATION_REQUESTED, ALREADY_COMPLETED, NOT_FOUND)."""
         self._trusted(ref, "cancel_url")
-        client = internals.sync_http(self.get_conn())
         timeout = _queue_timeout(self.get_settings())
 
         def call() -> str:
             try:
-                response = _fal_request(client, "PUT", ref.cancel_url, timeout)
+                response = _fal_request(internals.sync_http(self.get_conn()), "PUT", ref.cancel_url, timeout)
             except Exception as error:
                 outcome = self._cancel_outcome(error)
                 if outcome is None:
                     raise
                 return outcome
-            return _cancel_status(response)
+            return self.scrubber.text(_cancel_status(response))
 
         outcome = self._retrying("cancel", ref, call)
         self.log.info("Cancel of %s request %s: %s", ref.endpoint_id, ref.request_id, outcome)
         return outcome
 
     def upload(self, data: bytes, content_type: str, file_name: str | None = None) -> str:
-        """Upload bytes to fal's storage and return their URL (for inputs too large for a data URI)."""
-        self._check_upload(self.get_settings())
+        """Upload bytes to fal's storage and return their URL (for inputs too large for a data URI), within
+        ``DOWNLOAD_CALLS`` per-call timeouts in all."""
+        settings = self.get_settings()
+        self._check_upload(settings)
         try:
-            return self.get_conn().upload(data, content_type, file_name)
+            return bounded(
+                lambda: self.get_conn().upload(data, content_type, file_name),
+                settings.request_timeout * DOWNLOAD_CALLS,
+                on_expiry=self._drop_sync_client,
+                what="upload",
+            )
         except Exception as error:  # noqa: BLE001
-            raise_mapped(translate(error, endpoint_id=None, request_id=None, action="upload"), error)
+            raise_mapped(self._translate(error, endpoint_id=None, request_id=None, action="upload"), error)
 
     def wait(
         self,

@@ -17,6 +17,9 @@ SUBMIT_NOT_ACCEPTED_CODES = (408, 429)
 """Answers refusing a submit outright. fal-client also retries 409, whose meaning for a submit is undocumented."""
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from airflow_provider_sam3.guards.text import Scrubber
     from airflow_provider_sam3.models.reference import RequestReference
     from airflow_provider_sam3.models.submit_options import SubmitOptions
 
@@ -110,13 +113,14 @@ def attempt_timeout(endpoint_id: str, default: float, deadline: float | None) ->
 
 
 def lease_ended(endpoint_id: str, error: BaseException) -> Sam3ProviderError:
-    """The submit POST was still going when its reservation's lease ended: fal may have created the request."""
-    return _outcome_unknown(endpoint_id, error, "it was still waiting for fal's answer when its reservation ended")
+    """The submit POST was still going when its time was up (its reservation's lease, or the per-call deadline):
+    fal may have created the request."""
+    return _outcome_unknown(endpoint_id, error, "it was still waiting for fal's answer when its time was up")
 
 
-def submitted_reference(endpoint_id: str, response: Any, queue_host: str) -> RequestReference:
+def submitted_reference(endpoint_id: str, response: Any, queue_host: str, scrubber: Scrubber) -> RequestReference:
     """The reference in fal's answer to a submit, as fal-client reads it (the answer's URLs are used verbatim, once
-    checked to be the queue host's)."""
+    checked to be the queue host's, and refused when they carry the key: they go into XCom, logs and kwargs)."""
     from airflow_provider_sam3.hooks.trust import check_reference
     from airflow_provider_sam3.models.reference import RequestReference
 
@@ -140,10 +144,29 @@ def submitted_reference(endpoint_id: str, response: Any, queue_host: str) -> Req
         where="fal's answer to the submit",
         note=" (fal created the request and may bill it: cancel it in fal's dashboard)",
     )
+    if any(
+        scrubber.leaks(getattr(reference, name)) for name in ("request_id", "status_url", "response_url", "cancel_url")
+    ):
+        from airflow_provider_sam3.hooks.trust import untrusted
+
+        raise untrusted(
+            "fal's answer to the submit echoes the API key in its request id or URLs; they are refused, so the key "
+            "reaches no log, XCom or trigger. fal created the request and may bill it: cancel it in fal's dashboard",
+            endpoint_id=endpoint_id,
+            request_id=None,
+        )
     return reference
 
 
-def submit_retry_delay(log: Any, endpoint_id: str, error: Exception, attempt: int, *, max_delay: float) -> float:
+def submit_retry_delay(
+    log: Any,
+    endpoint_id: str,
+    error: Exception,
+    attempt: int,
+    *,
+    max_delay: float,
+    clean: Callable[[Any], str] = str,
+) -> float:
     """The pause before resending a submit that failed with ``error`` (sync and async alike); raises when it must not
     be resent (fal may have created it, or it was refused for good)."""
     from airflow_provider_sam3.hooks.calls import raise_mapped
@@ -155,7 +178,7 @@ def submit_retry_delay(log: Any, endpoint_id: str, error: Exception, attempt: in
         what = "fal's edge gave up waiting for the queue's answer" if edge_timeout else "its answer was lost"
         raise _outcome_unknown(endpoint_id, error, what) from error
     if fault != "not_created" or attempt >= internals.max_attempts():
-        raise_mapped(translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
+        raise_mapped(translate(error, endpoint_id=endpoint_id, request_id=None, action="submit", clean=clean), error)
     delay = internals.retry_delay(attempt, max_delay)
     log.warning(
         "Submit of %s was refused or never reached fal's queue (%s), so fal created nothing; "

@@ -30,9 +30,15 @@ def wait_for(
     attempt, failed_polls = 0, 0
     while True:
         try:
-            status = hook.status(ref, with_logs=with_logs)
+            status = hook.status(ref, with_logs=with_logs, deadline=deadline)
         except Sam3ProviderError as error:
             failed_polls += 1
+            if deadline is not None and time.time() >= deadline:  # a call cut at the task's deadline
+                raise FalDeadlineExceededError(
+                    f"its deadline passed while fal's queue was not answering ({error})",
+                    endpoint_id=ref.endpoint_id,
+                    request_id=ref.request_id,
+                ) from error
             if not error.retryable or failed_polls >= MAX_FAILED_POLLS_IN_A_ROW:
                 raise
             hook.log.warning(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import os
-from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from airflow_provider_sam3.exceptions import InvalidImageError
+from airflow_provider_sam3.guards.files import DEFAULT_MAX_INPUT_BYTES, check_size, read_regular_file
 
 SOURCE_KINDS = (
     "a PIL image, bytes, a local file path, or an object with read_bytes() such as airflow.sdk.ObjectStoragePath"
@@ -23,23 +22,18 @@ def short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def read_path(path: str | os.PathLike[str], *, field: str) -> bytes:
-    """Read a local file, refusing missing paths and directories with a message naming the path."""
-    name = os.fspath(path)
-    target = Path(name).expanduser()
-    if not target.exists():
-        raise InvalidImageError(field, f"the file {name!r} does not exist; give the path of an existing image file.")
-    if target.is_dir():
-        raise InvalidImageError(field, f"{name!r} is a directory; give the path of an image file.")
-    try:
-        return target.read_bytes()
-    except OSError as exc:
-        raise InvalidImageError(field, f"the file {name!r} could not be read ({exc.strerror or exc}).") from exc
+def read_path(path: str | os.PathLike[str], *, field: str, max_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> bytes:
+    """Read a local regular file within ``max_bytes`` (``guards.files``): missing paths, folders, FIFOs, devices
+    and larger files are refused with a message naming the path."""
+    return read_regular_file(os.fspath(path), field, max_bytes)
 
 
-def read_object(source: Any, *, field: str) -> tuple[bytes, str]:
-    """Read an object with ``read_bytes()`` (ObjectStoragePath, pathlib.Path, ...) without importing Airflow."""
+def read_object(source: Any, *, field: str, max_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> tuple[bytes, str]:
+    """Read an object-store path (``ObjectStoragePath``: ``stat()`` and ``open()``, through ``guards.files``) or
+    another object with ``read_bytes()``, within ``max_bytes``, without importing Airflow."""
     description = short(str(source))
+    if callable(getattr(source, "stat", None)) and callable(getattr(source, "open", None)):
+        return read_regular_file(source, field, max_bytes), description
     try:
         data = source.read_bytes()
     except Exception as exc:
@@ -50,45 +44,50 @@ def read_object(source: Any, *, field: str) -> tuple[bytes, str]:
         raise InvalidImageError(
             field, f"{description}.read_bytes() returned {type(data).__name__}, not bytes, so it is not an image."
         )
+    check_size(len(data), field, max_bytes)
     return bytes(data), description
 
 
-def read_source(source: Any, *, field: str) -> tuple[bytes, str]:
-    """Bytes and a short description of a bytes-like, local path or read_bytes() source (remote paths: the latter)."""
+def read_source(source: Any, *, field: str, max_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> tuple[bytes, str]:
+    """Bytes and a short description of a bytes-like, local path or read_bytes() source (remote paths: the latter),
+    within ``max_bytes``."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
+        check_size(len(data), field, max_bytes)
         return data, f"bytes ({len(data)} B)"
     remote = getattr(source, "protocol", None) not in (None, "", "file", "local")
     if isinstance(source, (str, os.PathLike)) and not remote:
-        return read_path(source, field=field), os.fspath(source)
+        name = os.fspath(source)
+        return read_path(
+            name.removeprefix("file://") if name.startswith("file://") else name, field=field, max_bytes=max_bytes
+        ), name
     if callable(getattr(source, "read_bytes", None)):
-        return read_object(source, field=field)
+        return read_object(source, field=field, max_bytes=max_bytes)
     raise InvalidImageError(field, f"got {type(source).__name__}, which is not an image.", allowed=SOURCE_KINDS)
 
 
-def decode(data: bytes, description: str, *, field: str) -> Image.Image:
-    """Open and fully load image bytes, translating Pillow's failures into InvalidImageError."""
-    if not data:
-        raise InvalidImageError(field, f"{description} is empty; it must contain an image.")
-    try:
-        image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError as exc:
-        raise InvalidImageError(field, f"{description} is not an image Pillow can read.") from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InvalidImageError(field, f"{description} is too large to decode safely: {exc}") from exc
-    try:
-        image.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InvalidImageError(field, f"{description} is truncated or corrupt ({exc}).") from exc
-    return image
+def decode(data: bytes, description: str, *, field: str, expected_size: tuple[int, int] | None = None) -> Image.Image:
+    """Open and fully load image bytes through the one guarded decoder (``guards.images``: a pixel cap, and the
+    size the caller expects)."""
+    from airflow_provider_sam3.guards.images import decode_image
+
+    return decode_image(data, field, expected_size=expected_size, description=description)
 
 
-def load_image(source: Any, *, field: str) -> Image.Image:
-    """A loaded PIL image from a PIL image, bytes, a path, or a read_bytes() object."""
+def load_image(source: Any, *, field: str, expected_size: tuple[int, int] | None = None) -> Image.Image:
+    """A loaded PIL image from a PIL image, bytes, a path, or a read_bytes() object, within the pixel cap and, with
+    ``expected_size`` (``(width, height)``), of that size."""
     if isinstance(source, Image.Image):
+        from airflow_provider_sam3.guards.images import check_pixels
+
+        check_pixels(source.width, source.height, field)
+        if expected_size is not None and tuple(source.size) != tuple(expected_size):
+            raise InvalidImageError(
+                field, f"is {source.width}x{source.height}, not {expected_size[0]}x{expected_size[1]}."
+            )
         return source
     data, description = read_source(source, field=field)
-    return decode(data, description, field=field)
+    return decode(data, description, field=field, expected_size=expected_size)
 
 
 def upright(image: Image.Image) -> Image.Image | None:

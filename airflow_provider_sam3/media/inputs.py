@@ -20,14 +20,14 @@ from urllib.request import url2pathname
 from PIL import Image, UnidentifiedImageError, features
 
 from airflow_provider_sam3.exceptions import InputValidationError, InvalidImageError
+from airflow_provider_sam3.guards.files import DEFAULT_MAX_INPUT_BYTES
+from airflow_provider_sam3.guards.images import DEFAULT_MAX_PIXELS, check_pixels, open_image
 from airflow_provider_sam3.media._b64 import STRICT_BASE64, strict_b64decode
 from airflow_provider_sam3.media._sources import read_path, read_source, short, upright
 
 ACCEPTED_IMAGE_FORMATS = ("jpg", "jpeg", "png", "webp", "gif", "avif")
 """Image formats fal accepts, as users name them."""
 
-DEFAULT_MAX_PIXELS = 8192 * 8192
-"""Largest width x height accepted; Pillow itself refuses anything above 2 x ``Image.MAX_IMAGE_PIXELS``."""
 
 _ALLOWED = ", ".join(ACCEPTED_IMAGE_FORMATS)
 _SOURCES = (
@@ -45,7 +45,10 @@ _DATA_URI = "data:<media type>;base64,<payload>"
 
 @dataclass(frozen=True)
 class PreparedImage:
-    """An image ready for a fal image URL field, with what is known about it for logs and result checks."""
+    """An image ready for a fal image URL field, with what is known about it for logs and result checks.
+
+    ``upload`` holds ``(bytes, media type)`` of local content larger than the inline limit: the caller uploads it
+    to fal's storage and sends that URL (``url`` is then empty)."""
 
     url: str
     width: int | None
@@ -53,6 +56,7 @@ class PreparedImage:
     format: str | None
     byte_size: int | None
     source: str
+    upload: tuple[bytes, str] | None = None
 
 
 def to_data_uri(data: bytes, mime: str) -> str:
@@ -132,15 +136,6 @@ def _avif_brand(data: bytes) -> bool:
     return bool({b"avif", b"avis"} & set(brands))
 
 
-def _too_large(description: str, width: int, height: int, max_pixels: int, field: str) -> None:
-    if width * height > max_pixels:
-        raise InvalidImageError(
-            field,
-            f"{description} is {width}x{height} = {width * height:,} pixels, more than the limit of "
-            f"{max_pixels:,} pixels; downscale it or raise max_pixels.",
-        )
-
-
 def _encode(image: Image.Image, fmt: str, icc: bytes | None) -> bytes:
     target = _KEEP_ON_REENCODE.get(fmt, "PNG")
     options: dict[str, Any] = {"icc_profile": icc} if icc else {}
@@ -172,7 +167,7 @@ def check_image_bytes(data: bytes, description: str, field: str, max_pixels: int
     if not data:
         raise InvalidImageError(field, f"{description} is empty; it must contain an image.", allowed=_ALLOWED)
     try:
-        image: Image.Image = Image.open(io.BytesIO(data))
+        image: Image.Image = open_image(data, field, max_pixels=max_pixels, description=description)
     except UnidentifiedImageError:
         if _avif_brand(data):
             if not features.check("avif"):
@@ -185,16 +180,7 @@ def check_image_bytes(data: bytes, description: str, field: str, max_pixels: int
             f"{description} is not an accepted image: its content looks like {_looks_like(data)}.",
             allowed=_ALLOWED,
         ) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InvalidImageError(
-            field,
-            f"{description} is too large: Pillow refused it as a possible decompression bomb ({exc}). "
-            f"The limit here is {max_pixels:,} pixels.",
-        ) from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InvalidImageError(field, f"{description} is truncated or corrupt ({exc}).", allowed=_ALLOWED) from None
     fmt = accepted_format(image, description, field)
-    _too_large(description, image.width, image.height, max_pixels, field)
     try:
         image.load()
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -219,21 +205,23 @@ def accepted_format(image: Image.Image, description: str, field: str) -> str:
     return fmt
 
 
-def _from_bytes(data: bytes, description: str, field: str, max_pixels: int) -> PreparedImage:
+def _from_bytes(
+    data: bytes, description: str, field: str, max_pixels: int, inline_limit: int | None = None
+) -> PreparedImage:
     checked = check_image_bytes(data, description, field, max_pixels)
+    del data
+    size = len(checked.data)
+    if inline_limit is not None and size > inline_limit:
+        upload = (checked.data, checked.mime)
+        return PreparedImage("", checked.width, checked.height, checked.format, size, description, upload)
     return PreparedImage(
-        to_data_uri(checked.data, checked.mime),
-        checked.width,
-        checked.height,
-        checked.format,
-        len(checked.data),
-        description,
+        to_data_uri(checked.data, checked.mime), checked.width, checked.height, checked.format, size, description
     )
 
 
 def _from_pil(image: Image.Image, field: str, max_pixels: int) -> PreparedImage:
     description = f"PIL image ({image.mode}, {image.width}x{image.height})"
-    _too_large(description, image.width, image.height, max_pixels, field)
+    check_pixels(image.width, image.height, field, max_pixels=max_pixels)
     try:
         image.load()
         turned = upright(image)
@@ -243,7 +231,7 @@ def _from_pil(image: Image.Image, field: str, max_pixels: int) -> PreparedImage:
     return _from_bytes(data, description, field, max_pixels)
 
 
-def _from_string(text: str, field: str, max_pixels: int) -> PreparedImage:
+def _from_string(text: str, field: str, max_pixels: int, limits: tuple[int, int | None]) -> PreparedImage:
     if not text.strip():
         raise InvalidImageError(field, "is empty; give an image.", allowed=_SOURCES)
     scheme_match = _SCHEME.match(text)
@@ -258,27 +246,36 @@ def _from_string(text: str, field: str, max_pixels: int) -> PreparedImage:
         if parts.netloc not in ("", "localhost"):
             raise InvalidImageError(field, f"{short(text)!r} names a file on another host.", allowed=_SOURCES)
         path = url2pathname(parts.path)
-        return _from_bytes(read_path(path, field=field), path, field, max_pixels)
+        return _from_bytes(read_path(path, field=field, max_bytes=limits[0]), path, field, max_pixels, limits[1])
     if scheme is not None and not os.path.exists(text):
         remote = text[len(scheme) + 1 :].startswith("//")
         hint = " For object storage, pass an airflow.sdk.ObjectStoragePath instead of its URL." if remote else ""
         raise InvalidImageError(
             field, f"{scheme}: sources are not accepted (got {short(text, 80)!r}).{hint}", allowed=_SOURCES
         )
-    return _from_bytes(read_path(text, field=field), text, field, max_pixels)
+    return _from_bytes(read_path(text, field=field, max_bytes=limits[0]), text, field, max_pixels, limits[1])
 
 
-def prepare_image(source: Any, *, field: str = "image_url", max_pixels: int = DEFAULT_MAX_PIXELS) -> PreparedImage:
-    """Validate ``source`` and turn it into a URL fal accepts: http(s) passes through, the rest becomes a data URI."""
+def prepare_image(
+    source: Any,
+    *,
+    field: str = "image_url",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+    inline_limit: int | None = None,
+) -> PreparedImage:
+    """Validate ``source`` and turn it into a URL fal accepts: http(s) passes through, the rest becomes a data URI,
+    or, above ``inline_limit`` bytes, is returned for the caller to upload. Files are read through
+    ``guards.files`` (regular files within ``max_bytes`` only)."""
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise InputValidationError("max_pixels", f"must be a positive integer, got {max_pixels!r}.")
     if isinstance(source, str):
-        return _from_string(source, field, max_pixels)
+        return _from_string(source, field, max_pixels, (max_bytes, inline_limit))
     if isinstance(source, Image.Image):
         return _from_pil(source, field, max_pixels)
     if not isinstance(source, (bytes, bytearray, memoryview, os.PathLike)) and not callable(
         getattr(source, "read_bytes", None)
     ):
         raise InvalidImageError(field, f"got {type(source).__name__}, which is not an image.", allowed=_SOURCES)
-    data, description = read_source(source, field=field)
-    return _from_bytes(data, description, field, max_pixels)
+    data, description = read_source(source, field=field, max_bytes=max_bytes)
+    return _from_bytes(data, description, field, max_pixels, inline_limit)

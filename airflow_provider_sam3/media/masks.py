@@ -21,15 +21,21 @@ def _has_alpha(image: Image.Image) -> bool:
 
 
 def mask_from_image(
-    source: bytes | str | os.PathLike[str] | Image.Image | Any, *, threshold: int = 127, field: str = "mask"
+    source: bytes | str | os.PathLike[str] | Image.Image | Any,
+    *,
+    threshold: int = 127,
+    field: str = "mask",
+    size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Boolean ``(height, width)`` mask from a white-on-black mask image.
 
     Where the image has a non-opaque alpha channel, alpha > threshold marks the mask; otherwise luminance does.
+    Decoded through ``guards.images`` (the provider's pixel cap); with ``size`` (the image's ``(width, height)``), a
+    mask of any other size is refused before it is decoded.
     """
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) or not 0 <= threshold < 255:
         raise InputValidationError("threshold", f"must be a number from 0 to 254, got {threshold!r}.")
-    image = load_image(source, field=field)
+    image = load_image(source, field=field, expected_size=size)
     if _has_alpha(image):
         alpha = np.asarray(image.convert("RGBA").getchannel("A"))
         if alpha.min() < 255:

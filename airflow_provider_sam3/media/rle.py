@@ -69,8 +69,9 @@ def _first(bad: np.ndarray) -> int:
     return int(np.flatnonzero(bad)[0])
 
 
-def rle_decode(rle: str, width: int, height: int, *, field: str = "rle") -> np.ndarray:
-    """Decode one RLE string into a boolean mask of shape ``(height, width)``."""
+def rle_runs(rle: str, width: int, height: int, *, field: str = "rle") -> tuple[np.ndarray, np.ndarray]:
+    """The 0-based starts and the lengths of one RLE string's runs, checked against a ``width`` x ``height`` image
+    (1-based starts, lengths >= 1, ascending, inside the image) without decoding the mask."""
     total = _check_size(width, height)
     if not isinstance(rle, str):
         raise InputValidationError(field, f"must be a string, got {type(rle).__name__}.", allowed=_FORMAT)
@@ -105,6 +106,33 @@ def rle_decode(rle: str, width: int, height: int, *, field: str = "rle") -> np.n
             f"{ends[i - 1]}; runs must ascend without overlapping.",
             allowed=_FORMAT,
         )
+    return starts, lengths
+
+
+def rle_area(rle: str, width: int, height: int, *, field: str = "rle") -> int:
+    """Pixels set by one RLE string (its runs checked against the image, the mask not decoded)."""
+    return int(rle_runs(rle, width, height, field=field)[1].sum())
+
+
+def rle_box(rle: str, width: int, height: int, *, field: str = "rle") -> tuple[float, float, float, float] | None:
+    """Tight pixel box (maxima exclusive) of an RLE mask from its checked runs alone; a run that wraps a row spans
+    all columns. ``None`` for an empty mask."""
+    starts, lengths = rle_runs(rle, width, height, field=field)
+    if not starts.size:
+        return None
+    lasts = starts + lengths - 1
+    first_rows, last_rows = starts // width, lasts // width
+    wraps = first_rows != last_rows
+    x_min = 0 if wraps.any() else int((starts % width).min())
+    x_max = width if wraps.any() else int((lasts % width).max()) + 1
+    return (float(x_min), float(first_rows.min()), float(x_max), float(last_rows.max()) + 1)
+
+
+def rle_decode(rle: str, width: int, height: int, *, field: str = "rle") -> np.ndarray:
+    """Decode one RLE string into a boolean mask of shape ``(height, width)``."""
+    total = _check_size(width, height)
+    starts, lengths = rle_runs(rle, width, height, field=field)
+    ends = starts + lengths
     # The flat mask alternates gaps and runs: gap, run 0, gap, run 1, ..., run n-1, tail. np.repeat writes each
     # stretch in one pass (a cumulative sum over every pixel made decoding about 10x slower; bench/codec.py).
     stretches = np.empty(2 * starts.size + 1, dtype=np.int64)

@@ -45,7 +45,8 @@ class BatchEntry:
     completed without error (what it bills); ``fetch_failures`` failed attempts to fetch or store a completed result.
     ``reserved_at`` is when the last submit was reserved (``sending``); ``unseen`` counts reservations whose outcome no
     try saw (the try died mid-call: fal may have created a request nobody knows). ``version`` grows with every journal
-    write of the entry, so a journal row newer than its shard is told apart from an older one.
+    write of the entry, so a journal row newer than its shard is told apart from an older one. ``confined``: listed
+    from a local folder (``batch.listing.BatchImage.confined``).
     """
 
     index: int
@@ -69,6 +70,7 @@ class BatchEntry:
     reserved_at: float | None = None
     unseen: int = 0
     version: int = 0
+    confined: bool = False
 
     @property
     def final(self) -> bool:
@@ -102,6 +104,7 @@ class BatchEntry:
             "ra": self.reserved_at,
             "us": self.unseen or None,
             "v": self.version or None,
+            "cf": self.confined or None,
         }
         return {k: v for k, v in data.items() if v is not None}
 
@@ -129,6 +132,7 @@ class BatchEntry:
             reserved_at=data.get("ra"),
             unseen=data.get("us", 0),
             version=data.get("v", 0),
+            confined=bool(data.get("cf")),
         )
 
     def fail(self, error: str, error_class: str, *, retryable: bool = False, state: EntryState = "failed") -> None:

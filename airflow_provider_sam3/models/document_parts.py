@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Final, Literal, TypeVar
-from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from airflow_provider_sam3.exceptions import Sam3ProviderError
 
@@ -41,9 +40,19 @@ class ResultDocumentError(Sam3ProviderError, ValueError):
 # ---------------------------------------------------------------------------------------------- document parts
 
 
+MAX_MASKS = 1024
+"""Most masks a segmentation document may hold (fal returns at most 32 per image): a reader refuses more."""
+MAX_RLE_CHARS = 64 * 1024 * 1024
+"""Longest RLE string a document may hold; decoding is bounded by the image's pixel cap anyway."""
+MAX_STORED_FILE_BYTES = 256 * 1024 * 1024
+"""Largest stored file a reader reads (a mask image, an embedding, ``data.json``)."""
+MAX_NOTES = 64
+
+
 class _Part(BaseModel):
-    # Readers ignore fields they do not know: a later provider may add fields within schema version 1.
-    model_config = ConfigDict(extra="ignore")
+    # Readers ignore fields they do not know: a later provider may add fields within schema version 1. A document
+    # may come from anywhere (XCom, a file, a template): NaN and infinities are refused like any malformed value.
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 class Timings(_Part):
@@ -61,6 +70,19 @@ class ImageInfo(_Part):
     source: str | None = None
     width: int | None = None
     height: int | None = None
+
+    @model_validator(mode="after")
+    def _an_image_size(self) -> ImageInfo:
+        if self.width is not None or self.height is not None:
+            if self.width is None or self.height is None:
+                raise ValueError("width and height go together")
+            _pixels(self.width, self.height)
+        return self
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """``(width, height)`` when both are known."""
+        return (self.width, self.height) if self.width and self.height else None
 
 
 class FileEntry(_Part):
@@ -85,14 +107,14 @@ class MaskEntry(_Part):
     input image, maxima exclusive, computed from ``box`` and the image size (null when either is unknown).
     """
 
-    index: int
+    index: int = Field(ge=0, lt=MAX_MASKS)
     url: str | None = None
     stored_url: str | None = None
     content_type: str | None = None
     score: float | None = None
-    box: list[float] | None = None
-    pixel_box: list[float] | None = None
-    rle: str | None = None
+    box: list[float] | None = Field(default=None, min_length=4, max_length=4)
+    pixel_box: list[float] | None = Field(default=None, min_length=4, max_length=4)
+    rle: str | None = Field(default=None, max_length=MAX_RLE_CHARS)
 
     @property
     def location(self) -> str | None:
@@ -113,6 +135,34 @@ class _Document(_Part):
     timings: Timings
     image: ImageInfo | None = None
     output_location: str | None = None
+    notes: list[str] = Field(default_factory=list, max_length=MAX_NOTES)
+    """What the provider changed in fal's output and why (a NaN score stored as null, a box clamped to the image)."""
+
+    def read_stored(self, location: str, field: str, read: Fetch | None = None) -> bytes:
+        """The bytes of a file this document stored: a local file only inside its own ``output_location`` (links
+        resolved), a regular file within ``MAX_STORED_FILE_BYTES``; anything else through the caller's ``read``."""
+        from airflow_provider_sam3.exceptions import InputValidationError
+        from airflow_provider_sam3.guards.files import confined, local_path, read_regular_file
+
+        local = local_path(location)
+        if local is None:
+            if read is None:
+                raise ResultDocumentError(
+                    field,
+                    f"{location[:200]!r} is not a local file; pass read=lambda u: ObjectStoragePath(u).read_bytes().",
+                )
+            return read(location)
+        if not self.output_location:
+            raise ResultDocumentError(
+                field,
+                "names a local file, but the document has no output_location, so the reader does not know where its "
+                "files may be; read the file yourself and pass read=.",
+            )
+        try:
+            path = confined(local, self.output_location, field)
+            return read_regular_file(path, field, MAX_STORED_FILE_BYTES, setting="MAX_STORED_FILE_BYTES")
+        except InputValidationError as error:
+            raise ResultDocumentError(field, str(error).removeprefix(f"{field}: ")) from None
 
     def to_xcom(self) -> dict[str, Any]:
         """The plain-JSON dict an operator returns (what ``from_xcom`` reads back)."""
@@ -142,53 +192,48 @@ class _Document(_Part):
 
 
 _D = TypeVar("_D", bound=_Document)
+_T = TypeVar("_T")
 
 
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def local_path(location: str) -> str | None:
-    """The filesystem path of a local location (``/abs/path`` or ``file:///abs/path``), else None."""
-    if location.startswith("file://"):
-        parts = urlsplit(location)
-        return unquote(parts.path) if parts.netloc in ("", "localhost") else None
-    if "://" in location or location[:5].lower() == "data:":
-        return None
-    return location
+def _pixels(width: int, height: int) -> None:
+    """Refuse an image size no image can have: a document naming one is malformed (or hostile)."""
+    from airflow_provider_sam3.guards.images import DEFAULT_MAX_PIXELS, MAX_SIDE
+
+    if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE and width * height <= DEFAULT_MAX_PIXELS):
+        raise ValueError(
+            f"{width}x{height} is not an image size this provider reads (sides 1 to {MAX_SIDE}, at most "
+            f"{DEFAULT_MAX_PIXELS:,} pixels)"
+        )
 
 
-def _read_local(path: str, *, field: str) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as error:
-        raise ResultDocumentError(field, f"could not read {path!r} ({error.strerror or error}).") from error
-
-
-def _rle_area(rle: str | None) -> int | None:
+def rle_area(rle: str | None, size: tuple[int, int] | None, field: str) -> int | None:
+    """Pixels set by an RLE mask, its runs checked (against the image when its size is known)."""
     if rle is None:
         return None
-    return sum(int(v) for v in rle.split()[1::2])
+    from airflow_provider_sam3.guards.images import MAX_SIDE
+    from airflow_provider_sam3.media.rle import rle_area as area
+
+    width, height = size or (MAX_SIDE, MAX_SIDE)
+    return _as_document_error(field, lambda: area(rle, width, height, field=field))
 
 
-def _rle_box(rle: str, width: int) -> tuple[float, float, float, float] | None:
-    """Tight pixel box (maxima exclusive) of an RLE mask from its runs alone; a run that wraps spans all columns."""
-    values = [int(v) for v in rle.split()]
-    if not values:
-        return None
-    x_min, x_max, y_min, y_max = width, 0, None, 0
-    for start, length in zip(values[0::2], values[1::2]):
-        first, last = start - 1, start + length - 2  # 0-based, inclusive
-        row0, row1 = first // width, last // width
-        if row0 == row1:
-            x_min, x_max = min(x_min, first % width), max(x_max, last % width + 1)
-        else:
-            x_min, x_max = 0, width
-        y_min = row0 if y_min is None else min(y_min, row0)
-        y_max = max(y_max, row1 + 1)
-    if y_min is None:  # one number and no run: no pixel is set
-        return None
-    return (float(x_min), float(y_min), float(x_max), float(y_max))
+def rle_box(rle: str, size: tuple[int, int], field: str) -> tuple[float, float, float, float] | None:
+    """Tight pixel box (maxima exclusive) of an RLE mask from its checked runs alone."""
+    from airflow_provider_sam3.media.rle import rle_box as box
+
+    return _as_document_error(field, lambda: box(rle, size[0], size[1], field=field))
+
+
+def _as_document_error(field: str, call: Callable[[], _T]) -> _T:
+    from airflow_provider_sam3.exceptions import InputValidationError
+
+    try:
+        return call()
+    except InputValidationError as error:
+        raise ResultDocumentError(field, str(error).removeprefix(f"{field}: ")) from None
 
 
 def _as_mapping(value: Any) -> Mapping[str, Any]:

@@ -12,13 +12,15 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union, overload
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from airflow_provider_sam3.models.document_parts import (
     INLINE_DATA_LIMIT,
     KIND_EMBEDDING,
     KIND_FILES,
     KIND_SEGMENTATION,
+    MAX_MASKS,
+    MAX_STORED_FILE_BYTES,
     Fetch,
     FileEntry,
     MaskEntry,
@@ -26,10 +28,9 @@ from airflow_provider_sam3.models.document_parts import (
     _as_mapping,
     _check_version,
     _Document,
-    _read_local,
-    _rle_area,
-    _rle_box,
-    local_path,
+    _pixels,
+    rle_area,
+    rle_box,
 )
 
 if TYPE_CHECKING:
@@ -53,10 +54,17 @@ class SegmentationResult(_Document):
     document_kind: ClassVar[str] = KIND_SEGMENTATION
 
     kind: Literal["sam3.segmentation"] = KIND_SEGMENTATION
-    masks: list[MaskEntry] = Field(default_factory=list)
+    masks: list[MaskEntry] = Field(default_factory=list, max_length=MAX_MASKS)
     preview: FileEntry | None = None
-    rle_size: list[int] | None = None
+    rle_size: list[int] | None = Field(default=None, min_length=2, max_length=2)
     files: list[FileEntry] = Field(default_factory=list)
+
+    @field_validator("rle_size")
+    @classmethod
+    def _an_image_size(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None:
+            _pixels(value[0], value[1])
+        return value
 
     @property
     def is_rle(self) -> bool:
@@ -96,12 +104,20 @@ class SegmentationResult(_Document):
             return [rle_decode(m.rle or "", width, height, field=f"masks[{m.index}].rle") for m in self.masks]
         from airflow_provider_sam3.media.masks import mask_from_image
 
-        return [mask_from_image(self._mask_bytes(m, fetch, read), field=f"masks[{m.index}]") for m in self.masks]
+        expected = size or (self.image.size if self.image else None)  # fal writes masks at the input's size
+        return [
+            mask_from_image(self._mask_bytes(m, fetch, read), field=f"masks[{m.index}]", size=expected)
+            for m in self.masks
+        ]
 
     @property
     def areas(self) -> list[int | None]:
-        """Pixel count per mask from the RLE runs (no decoding); None for image documents (see ``to_rows``)."""
-        return [_rle_area(m.rle) if self.is_rle else None for m in self.masks]
+        """Pixel count per mask from the RLE runs (checked, not decoded); None for image documents (see
+        ``to_rows``)."""
+        if not self.is_rle:
+            return [None] * len(self.masks)
+        size = self._rle_dims(None, required=False)
+        return [rle_area(m.rle, size, f"masks[{m.index}].rle") for m in self.masks]
 
     def to_rows(
         self,
@@ -134,9 +150,9 @@ class SegmentationResult(_Document):
                 area = stats.area
                 box = box or (tuple(float(v) for v in stats.box) if stats.box else None)
             elif self.is_rle:
-                area = _rle_area(mask.rle)
+                area = rle_area(mask.rle, rle_dims, f"masks[{mask.index}].rle")
                 if box is None and rle_dims is not None:
-                    box = _rle_box(mask.rle or "", rle_dims[0])
+                    box = rle_box(mask.rle or "", rle_dims, f"masks[{mask.index}].rle")
             rows.append(
                 {
                     "image": self.image.source if self.image else None,
@@ -169,23 +185,18 @@ class SegmentationResult(_Document):
                 "give the operator an image whose size it can read.",
             )
         width, height = dims
+        try:
+            _pixels(int(width), int(height))
+        except (TypeError, ValueError) as error:
+            raise ResultDocumentError("size", str(error)) from None
         return int(width), int(height)
 
     def _mask_bytes(self, mask: MaskEntry, fetch: Fetch | None, read: Fetch | None) -> bytes:
         field = f"masks[{mask.index}]"
-        if mask.stored_url:
-            local = local_path(mask.stored_url)
-            if local is not None:
-                return _read_local(local, field=f"{field}.stored_url")
-            if read is not None:
-                return read(mask.stored_url)
+        if mask.stored_url and (read is not None or fetch is None or _local(mask.stored_url)):
+            return self.read_stored(mask.stored_url, f"{field}.stored_url", read)
         if mask.url and fetch is not None:
             return fetch(mask.url)
-        if mask.stored_url:
-            raise ResultDocumentError(
-                f"{field}.stored_url",
-                f"{mask.stored_url!r} is not a local file; pass read=lambda u: ObjectStoragePath(u).read_bytes().",
-            )
         if mask.url:
             raise ResultDocumentError(
                 f"{field}.url", "the mask was not copied; pass fetch=FalHook().download to read fal's URL."
@@ -220,26 +231,36 @@ class EmbeddingResult(_Document):
         ``source``: an object with ``read_bytes()`` (``ObjectStoragePath(doc.stored_url)``, needed for remote
         storage) or a local path; by default the local ``stored_url`` (a path or ``file://`` URL) is read.
         """
+        from airflow_provider_sam3.exceptions import InputValidationError
+        from airflow_provider_sam3.guards.files import local_path, read_regular_file
+
+        if self.byte_size > MAX_STORED_FILE_BYTES:  # checked before anything is read
+            raise ResultDocumentError(
+                "byte_size",
+                f"{self.byte_size:,} bytes is more than an embedding reader reads ({MAX_STORED_FILE_BYTES:,}).",
+            )
         if source is None:
             if not self.stored_url:
                 raise ResultDocumentError(
                     "stored_url",
                     "is null: the embedding was not written anywhere; give the operator an output_path.",
                 )
-            local = local_path(self.stored_url)
-            if local is None:
+            if not _local(self.stored_url):
                 raise ResultDocumentError(
                     "stored_url",
                     f"{self.stored_url!r} is not a local file; pass load_bytes(ObjectStoragePath(doc.stored_url)).",
                 )
-            data = _read_local(local, field="stored_url")
+            data = self.read_stored(self.stored_url, "stored_url")
+        elif callable(getattr(source, "stat", None)) or isinstance(source, (str, os.PathLike)):
+            location = local_path(os.fspath(source)) if isinstance(source, (str, os.PathLike)) else source
+            if location is None:
+                raise ResultDocumentError("source", f"{source!r} is not a local file; pass an ObjectStoragePath.")
+            try:  # the caller chose this file: a regular file no larger than byte_size says the document
+                data = read_regular_file(location, "source", self.byte_size, setting="byte_size")
+            except InputValidationError as error:
+                raise ResultDocumentError("source", str(error).removeprefix("source: ")) from None
         elif callable(getattr(source, "read_bytes", None)):
             data = bytes(source.read_bytes())
-        elif isinstance(source, (str, os.PathLike)):
-            local = local_path(os.fspath(source))
-            if local is None:
-                raise ResultDocumentError("source", f"{source!r} is not a local file; pass an ObjectStoragePath.")
-            data = _read_local(local, field="source")
         else:
             raise ResultDocumentError(
                 "source", f"got {type(source).__name__}; give an ObjectStoragePath, a local path, or nothing."
@@ -297,17 +318,14 @@ class FilesResult(_Document):
         """The metadata: inline, or read from ``data_stored_url`` (local directly; remote with ``read``)."""
         if self.data is not None or not self.data_stored_url:
             return self.data
-        local = local_path(self.data_stored_url)
-        if local is not None:
-            raw = _read_local(local, field="data_stored_url")
-        elif read is not None:
-            raw = read(self.data_stored_url)
-        else:
-            raise ResultDocumentError(
-                "data_stored_url",
-                f"{self.data_stored_url!r} is not local; pass read=lambda u: ObjectStoragePath(u).read_bytes().",
-            )
-        return json.loads(raw)
+        raw = self.read_stored(self.data_stored_url, "data_stored_url", read)
+        try:
+            data = json.loads(raw)
+        except ValueError as error:
+            raise ResultDocumentError("data_stored_url", f"the stored data is not JSON ({error}).") from None
+        if not isinstance(data, dict):
+            raise ResultDocumentError("data_stored_url", f"the stored data is a {type(data).__name__}, not an object.")
+        return data
 
 
 ResultDocument = Union[SegmentationResult, EmbeddingResult, FilesResult]
@@ -327,6 +345,12 @@ _KIND_OF_ENDPOINT = {
     "3d-body": KIND_FILES,
     "3d-align": KIND_FILES,
 }
+
+
+def _local(location: str) -> bool:
+    from airflow_provider_sam3.guards.files import local_path
+
+    return local_path(location) is not None
 
 
 def result_from_xcom(value: Any) -> ResultDocument:

@@ -30,6 +30,7 @@ from airflow_provider_sam3.models.documents import (
     ResultDocument,
     SegmentationResult,
 )
+from airflow_provider_sam3.guards.numbers import finite_score, finite_tree, unit_box
 from airflow_provider_sam3.models.files import File
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ def build_result(
             f"fal's result for {endpoint.endpoint_id} does not match its output model ({_first_error(error)}).",
         ) from None
     stored = dict(stored or {})
+    notes: list[str] = []
     header = {
         "endpoint_id": endpoint.endpoint_id,
         "request_id": reference.request_id,
@@ -76,6 +78,7 @@ def build_result(
         "timings": _timings(reference.submitted_at, completed_at, inference_seconds),
         "image": _image_info(image),
         "output_location": output_location,
+        "notes": notes,  # filled by the builders below (a list: they append to it before the model is made)
     }
     if kind == KIND_SEGMENTATION:
         return _segmentation(endpoint.kind, output, header, stored)
@@ -135,12 +138,14 @@ def _segmentation(
             skip = {"rle"}
             rle_size = [width, height] if width and height else None
             for index, rle in enumerate(output.rle_strings):
-                masks.append(_mask_entry(index, None, output, metadata, width, height, stored, rle=rle))
+                masks.append(
+                    _mask_entry(index, None, output, metadata, (width, height), stored, header["notes"], rle=rle)
+                )
         # An ``rle: File`` output keeps its RLE in a file: it is listed in ``files`` and ``masks`` stays empty.
     else:
         for index, file in enumerate(output.masks):
-            w, h = width or file.width, height or file.height  # fal writes masks at the input size
-            masks.append(_mask_entry(index, file, output, metadata, w, h, stored))
+            size = (width or file.width, height or file.height)  # fal writes masks at the input size
+            masks.append(_mask_entry(index, file, output, metadata, size, stored, header["notes"]))
     preview = getattr(output, "image", None) if endpoint_kind != "image-rle" else None
     files, _ = _split_files(output, skip=skip)
     return SegmentationResult(
@@ -166,12 +171,14 @@ def _mask_entry(
     file: Any,
     output: Any,
     metadata: dict[int, Any],
-    width: int | None,
-    height: int | None,
+    size: tuple[int | None, int | None],
     stored: dict[str, str],
+    notes: list[str],
     *,
     rle: str | None = None,
 ) -> MaskEntry:
+    """One mask's entry; its score and box pass ``guards.numbers`` (a NaN is stored as null, a box reaching
+    outside the image is clamped to it, each noted in the document)."""
     meta = metadata.get(index)
     score = _at(output.scores, index)
     if score is None and meta is not None:
@@ -179,15 +186,16 @@ def _mask_entry(
     box = _at(output.boxes, index)
     if box is None and meta is not None:
         box = meta.box
+    box = unit_box(box, f"masks[{index}].box", notes)
     url = file.url if file is not None else None
     return MaskEntry(
         index=index,
         url=_durable_url(url),
         stored_url=stored.get(url) if url else None,
         content_type=_content_type(file) if file is not None else None,
-        score=score,
-        box=list(box) if box is not None else None,
-        pixel_box=_pixel_box(box, width, height),
+        score=finite_score(score, f"masks[{index}].score", notes),
+        box=box,
+        pixel_box=_pixel_box(box, *size),
         rle=rle,
     )
 
@@ -197,17 +205,12 @@ def _at(values: list[Any] | None, index: int) -> Any:
 
 
 def _pixel_box(box: Sequence[float] | None, width: int | None, height: int | None) -> list[float] | None:
-    """Pixel corners of a normalized box; None when the box or image size is unknown or the box is malformed
-    (a paid result is kept whole rather than failed over one odd box; ``box`` still shows what fal sent)."""
+    """Pixel corners of a (checked, clamped) normalized box; None when the box or the image size is unknown."""
     if box is None or not width or not height:
         return None
-    from airflow_provider_sam3.exceptions import InputValidationError
     from airflow_provider_sam3.media.boxes import cxcywh_to_xyxy
 
-    try:
-        corners = cxcywh_to_xyxy(box, width, height)
-    except InputValidationError:
-        return None
+    corners = cxcywh_to_xyxy(box, width, height)
     return [round(v, 2) for v in corners]  # type: ignore[union-attr]  # 0.01 px; fal sends rounded fractions
 
 
@@ -252,6 +255,7 @@ def _embedding(output: Any, header: dict[str, Any], stored: dict[str, str]) -> E
 
 def _files_result(output: Any, header: dict[str, Any], stored: dict[str, str]) -> FilesResult:
     files, data = _split_files(output)
+    data = finite_tree(data, "data", header["notes"]) if data is not None else None
     data_bytes = len(json.dumps(data, separators=(",", ":"))) if data is not None else 0
     return FilesResult(
         **header,

@@ -32,7 +32,6 @@ from airflow_provider_sam3.models.document_parts import (
     MaskEntry,
     ResultDocumentError,
     Timings,
-    local_path,
 )
 from airflow_provider_sam3.models.documents import (
     DOCUMENT_CLASSES,
@@ -43,6 +42,7 @@ from airflow_provider_sam3.models.documents import (
     result_from_xcom,
 )
 from airflow_provider_sam3.models.result_building import build_result
+from airflow_provider_sam3.guards.files import local_path
 
 __all__ = [
     "DOCUMENT_CLASSES",

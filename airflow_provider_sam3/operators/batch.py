@@ -33,6 +33,7 @@ from airflow_provider_sam3.batch.cancels import WORKER_ON_KILL_SECONDS
 from airflow_provider_sam3.operators.batch_ending import cancel_entries, finish_batch, stop_batch
 from airflow_provider_sam3.operators.batch_resume import earlier_batch, finished_summary
 from airflow_provider_sam3.operators.queue import _seconds
+from airflow_provider_sam3.guards.structure import check_structure
 from airflow_provider_sam3.storage.state_store import guarded, run_epoch
 
 if TYPE_CHECKING:
@@ -236,6 +237,8 @@ class Sam3BatchOperator(BaseOperator):
         self._epoch = run_epoch(context)
         store = guarded(context.get("task_state_store"))
         try:
+            for name in ("arguments", "output_path", "version", "max_cost_usd"):  # images: when listed
+                check_structure(getattr(self, name), name)
             endpoint = self._endpoint()
             self._check_options()
             folder = self._folder(context)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -34,16 +35,43 @@ class PreparedRequest:
         object.__setattr__(self, "fingerprint", digest[:32])
 
 
+PLACEHOLDER_IMAGE_URL = "https://placeholder.invalid/image.png"
+"""Stands for a large local image while the request's other fields are checked; the upload comes last."""
+
+
+@dataclass(frozen=True)
+class PendingUpload:
+    """Local content too large to inline, uploaded to fal's storage once everything else was checked."""
+
+    field: str
+    data: bytes
+    content_type: str
+    file_name: str
+
+    def stable_value(self) -> str:
+        """What stands for the upload's URL in the request's fingerprint: the same content on every try."""
+        return "sha256:" + hashlib.sha256(self.data).hexdigest()
+
+
 def prepare_image_argument(
     endpoint: Any, source: Any, field: str, log: Any, conn_id: str | None = None
-) -> tuple[str, dict[str, Any]]:
-    """An image as fal takes it (sniffed, upright, local content as a data URI) and what the XCom document says of
-    it. fal's RLE output carries no size, so a URL image's size is read from its header for RLE endpoints; that
-    probe never reaches a private or loopback address other than the connection's queue host or media hosts."""
+) -> tuple[str, dict[str, Any], PendingUpload | None]:
+    """An image as fal takes it (sniffed, upright; local content as a data URI, or, above the batch's
+    ``DEFAULT_UPLOAD_ABOVE_BYTES``, a pending upload to fal's storage while a placeholder stands in the body) and
+    what the XCom document says of it. Local files go through ``guards.files`` (regular files within
+    ``DEFAULT_MAX_INPUT_BYTES``). fal's RLE output carries no size, so a URL image's size is read from its header
+    for RLE endpoints; that probe never reaches a private or loopback address other than the connection's queue host
+    or media hosts."""
+    from airflow_provider_sam3.batch.inputs import DEFAULT_UPLOAD_ABOVE_BYTES
     from airflow_provider_sam3.media.inputs import prepare_image
 
-    prepared = prepare_image(source, field=field)
+    prepared = prepare_image(source, field=field, inline_limit=DEFAULT_UPLOAD_ABOVE_BYTES)
     image = {"source": prepared.source, "width": prepared.width, "height": prepared.height}
+    pending = None
+    if prepared.upload is not None:
+        data, content_type = prepared.upload
+        name = os.path.basename(prepared.source.rstrip("/")) or "image"
+        pending = PendingUpload(field="image_url", data=data, content_type=content_type, file_name=name)
     if prepared.width is None and "rle" in endpoint.output_model.model_fields:
         from airflow_provider_sam3.media.probe import image_size_at_url
 
@@ -57,7 +85,20 @@ def prepare_image_argument(
                 prepared.source,
                 error,
             )
-    return prepared.url, image
+    return (PLACEHOLDER_IMAGE_URL if pending else prepared.url), image, pending
+
+
+def upload_pending(hook: Any, body: dict[str, Any], pending: list[PendingUpload], log: Any) -> dict[str, str]:
+    """Upload what was too large to inline (last: nothing is uploaded for a request refused before) and put its
+    URL in ``body``; returns the fingerprint's stand-ins for those URLs."""
+    stable = {}
+    for upload in pending:
+        body[upload.field] = hook.upload(upload.data, upload.content_type, upload.file_name)
+        stable[upload.field] = upload.stable_value()
+        log.info(
+            "Uploaded %s (%d bytes) to fal's storage; the request carries its URL", upload.file_name, len(upload.data)
+        )
+    return stable
 
 
 def _probe_check(conn_id: str | None) -> Any:
@@ -79,14 +120,12 @@ PLACEHOLDER_VIDEO_URL = "https://placeholder.invalid/video.mp4"
 VIDEO_TYPES = {".mp4": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm", ".avi": "video/x-msvideo"}
 
 
-def read_local_video(source: Any, field: str) -> tuple[bytes, str, str] | None:
-    """``(bytes, file name, content type)`` of a video fal cannot reach (a local file or an ObjectStoragePath),
-    checked to be a regular file within ``DEFAULT_MAX_VIDEO_BYTES``; None for an http(s) URL or a data URI, which
-    pass through. The caller uploads it to fal's storage: a video is never inlined as a data URI."""
-    import os
-
-    from airflow_provider_sam3.batch.inputs import InputLimits, read_regular_file
+def read_local_video(source: Any, field: str) -> PendingUpload | None:
+    """The upload of a video fal cannot reach (a local file or an ObjectStoragePath), checked to be a regular file
+    within ``DEFAULT_MAX_VIDEO_BYTES``; None for an http(s) URL or a data URI, which pass through. A video is never
+    inlined as a data URI."""
     from airflow_provider_sam3.exceptions import InputValidationError
+    from airflow_provider_sam3.guards.files import read_regular_file
 
     if isinstance(source, os.PathLike) and not hasattr(source, "protocol"):
         source = os.fspath(source)
@@ -106,6 +145,7 @@ def read_local_video(source: Any, field: str) -> tuple[bytes, str, str] | None:
         source = text
     elif not callable(getattr(source, "open", None)):
         raise InputValidationError(field, f"got {type(source).__name__}, which is not a video")
-    data = read_regular_file(source, field, InputLimits(max_input_bytes=DEFAULT_MAX_VIDEO_BYTES))
+    data = read_regular_file(source, field, DEFAULT_MAX_VIDEO_BYTES)
     name = os.path.basename(str(source).rstrip("/")) or "video.mp4"
-    return data, name, VIDEO_TYPES.get(os.path.splitext(name)[1].lower(), "application/octet-stream")
+    content_type = VIDEO_TYPES.get(os.path.splitext(name)[1].lower(), "application/octet-stream")
+    return PendingUpload(field="video_url", data=data, content_type=content_type, file_name=name)

@@ -178,15 +178,18 @@ class FalQueueOperator(ReattachingSubmit, BaseOperator):
             get_endpoint(self.endpoint_id)  # raises, naming the closest SAM 3 endpoint and every known one
         if endpoint is not None:
             arguments, image = dict(self.arguments) if isinstance(self.arguments, dict) else self.arguments, None
+            upload = None
             if isinstance(arguments, dict) and arguments.get("image_url") is not None:
-                arguments["image_url"], image = prepare_image_argument(
+                arguments["image_url"], image, upload = prepare_image_argument(
                     endpoint, arguments["image_url"], "image_url", self.log, self.fal_conn_id
                 )
             body = endpoint.validate_input(arguments).to_request()
             from airflow_provider_sam3.operators.checks import check_prompt_geometry
+            from airflow_provider_sam3.operators.prepared import upload_pending
 
             check_prompt_geometry(body, image)
-            return PreparedRequest(self.endpoint_id, body, image)
+            stable = upload_pending(self.hook, body, [upload], self.log) if upload else None
+            return PreparedRequest(self.endpoint_id, body, image, stable_fields=stable)
         if self.output_path is not None:
             raise InputValidationError(
                 "output_path",
@@ -226,7 +229,12 @@ class FalQueueOperator(ReattachingSubmit, BaseOperator):
     # ------------------------------------------------------------------ execute
 
     def validate(self, context: Any) -> PreparedRequest:
-        """Everything checked before anything is sent: the request body, the queue options and ``output_path``."""
+        """Everything checked before anything is sent: every templated value's depth and size, the request body,
+        the queue options and ``output_path``."""
+        from airflow_provider_sam3.guards.structure import check_structure
+
+        for name in self.template_fields:
+            check_structure(getattr(self, name, None), name)
         options = self._check_queue_options()
         self._check_output_path()
         request = self.prepare_request(context)  # last: a local video is uploaded once all else is checked

@@ -12,6 +12,7 @@ import inspect
 from typing import Any, ClassVar
 
 from airflow_provider_sam3.endpoints import ENDPOINTS, endpoint_for
+from airflow_provider_sam3.operators.prepared import upload_pending
 from airflow_provider_sam3.operators.queue import FalQueueOperator, PreparedRequest, prepare_image_argument
 
 
@@ -93,16 +94,19 @@ class Sam3Operator(FalQueueOperator):
         if self.image is not None and "image_url" in arguments:
             raise InputValidationError("image", "give either image or image_url, not both")
         source, field = (self.image, "image") if self.image is not None else (arguments.get("image_url"), "image_url")
-        image = None
+        image, pending = None, []
         if source is not None and "image_url" in endpoint.input_model.model_fields:
-            arguments["image_url"], image = prepare_image_argument(endpoint, source, field, self.log, self.fal_conn_id)
-        video = None
+            arguments["image_url"], image, upload = prepare_image_argument(
+                endpoint, source, field, self.log, self.fal_conn_id
+            )
+            pending += [upload] if upload else []
         if arguments.get("video_url") is not None and "video_url" in endpoint.input_model.model_fields:
             from airflow_provider_sam3.operators.prepared import PLACEHOLDER_VIDEO_URL, read_local_video
 
             video = read_local_video(arguments["video_url"], "video_url")
             if video is not None:  # the other fields are checked before the upload
                 arguments["video_url"] = PLACEHOLDER_VIDEO_URL
+                pending.append(video)
         body = endpoint.validate_input(arguments).to_request()
         from airflow_provider_sam3.operators.checks import check_prompt_geometry, ignored_fields_warning
 
@@ -114,14 +118,7 @@ class Sam3Operator(FalQueueOperator):
             raise InputValidationError(
                 "sync_mode", "returns masks inline as data URIs, too large for XCom; set output_path to keep them"
             )
-        stable = None
-        if video is not None:  # last: nothing is uploaded for a request refused above
-            import hashlib
-
-            data, name, content_type = video
-            body["video_url"] = self.hook.upload(data, content_type, name)
-            stable = {"video_url": "sha256:" + hashlib.sha256(data).hexdigest()}  # the same video on every try
-            self.log.info("Uploaded %s (%d bytes) to fal's storage; the request carries its URL", name, len(data))
+        stable = upload_pending(self.hook, body, pending, self.log) if pending else None  # last: after all checks
         return PreparedRequest(endpoint.endpoint_id, body, image, stable_fields=stable)
 
 

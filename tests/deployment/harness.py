@@ -583,21 +583,28 @@ class AirflowDeployment:
         return res
 
     def api(self, method: str, path: str, body: Any = None, timeout: float = 30.0) -> Any:
-        """JSON request to the api-server (all-admins mode: no token needed)."""
+        """JSON request to the api-server (all-admins mode: no token needed). A request refused because SQLite was
+        locked (a busy machine: the tasks' own writes hold the lock past SQLite's 5 s wait) is sent again: the
+        refusal comes before the request's own transaction, so nothing was done."""
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.api_port}{path}",
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")
-            raise self.error(f"{method} {path} -> HTTP {exc.code}: {detail}", lines=20) from None
-        return json.loads(raw) if raw else None
+        for attempt in range(20):
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{self.api_port}{path}",
+                data=data,
+                method=method,
+                headers={"Content-Type": "application/json", "Accept": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=timeout) as resp:
+                    raw = resp.read()
+            except urllib.error.HTTPError as exc:
+                detail = exc.read().decode(errors="replace")
+                if exc.code == 500 and _sqlite_locked(detail) and attempt < 19:
+                    time.sleep(0.5)
+                    continue
+                raise self.error(f"{method} {path} -> HTTP {exc.code}: {detail}", lines=20) from None
+            return json.loads(raw) if raw else None
+        raise AssertionError("unreachable")
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -925,6 +932,11 @@ class AirflowDeployment:
         if downstream:
             args.append("-d")
         return self.cli(*args)
+
+
+def _sqlite_locked(detail: str) -> bool:
+    """Whether an api-server error is SQLite's "database is locked" (Airflow answers it with an error id)."""
+    return "database is locked" in detail or "Error with id" in detail
 
 
 # ---------------------------------------------------------------------- process helpers

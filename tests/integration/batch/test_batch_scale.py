@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import re
 
@@ -89,11 +90,14 @@ refusals_dag = batch_refusals()
 def test_a_fifo_a_device_and_an_oversized_file_are_refused_before_any_submission(
     photos, tmp_path, run_batch_dag, fal_emulator, capfd
 ):
-    folder = photos(2)[0].parent
+    paths = photos(2)
+    folder = paths[0].parent
     os.mkfifo(folder / "pipe.png")
     (folder / "zero.png").symlink_to("/dev/zero")
     big_png(folder / "huge.png", 3)
-    state, results = run_batch_dag(refusals_dag, images=str(folder), out=str(tmp_path / "out"))
+    # Listed by name: a folder's listing refuses the link out of it before looking at the device (next test).
+    named = [str(p) for p in paths] + [str(folder / name) for name in ("pipe.png", "zero.png", "huge.png")]
+    state, results = run_batch_dag(refusals_dag, images=json.dumps(named), out=str(tmp_path / "out"))
     assert state == "failed"
     assert fal_emulator.counters()["submissions"]["total"] == 0
     assert fal_emulator.counters()["uploads"]["total"] == 0
@@ -103,6 +107,33 @@ def test_a_fifo_a_device_and_an_oversized_file_are_refused_before_any_submission
     assert re.search(r"images\[\d\] \(\S+zero\.png\): .*character device", log)
     assert re.search(r"images\[\d\] \(\S+huge\.png\): .*max_input_bytes=2,000,000", log)
     assert "not retried" in log
+
+
+def test_a_link_out_of_the_folder_given_is_refused_by_name_before_anything_is_sent(
+    photos, tmp_path, run_batch_dag, fal_emulator, capfd
+):
+    """``b.png -> ../private/passport.png`` inside a shared input folder: the listing resolves it and refuses it,
+    naming the link and where it leads; nothing is read or sent. A link that stays inside the folder is fine."""
+    folder = photos(2)[0].parent
+    private = tmp_path / "private"
+    private.mkdir()
+    photos(1, name="private")[0].rename(private / "passport.png")
+    (folder / "inside.png").symlink_to(folder / sorted(p.name for p in folder.iterdir())[0])
+    (folder / "b.png").symlink_to("../private/passport.png")
+    state, _ = run_batch_dag(refusals_dag, images=str(folder), out=str(tmp_path / "out"))
+    assert state == "failed"
+    log = capfd.readouterr().out
+    assert re.search(r"images: '\S+/b\.png' is a link to '\S+/private/passport\.png', outside '\S+/in'", log), log[
+        -2000:
+    ]
+    assert fal_emulator.counters()["submissions"]["total"] == 0 and fal_emulator.counters()["uploads"]["total"] == 0
+
+    (folder / "b.png").unlink()  # positive control: the same folder, its one link staying inside it
+    state, results = run_batch_dag(refusals_dag, images=str(folder), out=str(tmp_path / "out2"))
+    assert state == "success", results
+    summary = results["segment"][1]
+    # The inside link resolves to the file it names: the same image, listed twice, paid once.
+    assert (summary["images"], summary["repeats"], fal_emulator.counters()["submissions"]["total"]) == (3, 1, 2)
 
 
 async def submitted_requests(count: int) -> tuple[FalHook, list[str], dict[str, str]]:

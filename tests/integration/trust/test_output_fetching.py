@@ -315,7 +315,7 @@ def test_the_image_size_probe_never_reaches_the_workers_network(where, connect, 
     if where == "redirect_to_loopback":
         connect(media_hosts=[outer.host])
     log = logging.getLogger("probe-test")
-    sent, image = prepare_image_argument(ENDPOINTS["fal-ai/sam-3/image-rle"], url, "image", log)
+    sent, image, _ = prepare_image_argument(ENDPOINTS["fal-ai/sam-3/image-rle"], url, "image", log)
     assert sent == url and image["width"] is None
     assert inner.accepted == 0
     # the same probe on the queue host (the emulator) reads the size

@@ -139,11 +139,29 @@ def test_null_boxes_and_no_annotations():
     assert document.scores == [None]
 
 
-def test_malformed_box_is_kept_but_not_converted():
-    output = {"masks": [{"url": f"{MEDIA}/a.png"}], "boxes": [[0.5, 0.5, 0.2]]}
+def test_a_malformed_box_is_stored_as_null_with_a_note_and_the_result_kept():
+    output = {"masks": [{"url": f"{MEDIA}/a.png"}], "boxes": [[0.5, 0.5, 0.2]], "scores": [0.9]}
     document = build("fal-ai/sam-3/image", output, image=IMAGE)
-    assert document.masks[0].box == [0.5, 0.5, 0.2]
-    assert document.masks[0].pixel_box is None
+    assert document.masks[0].box is None and document.masks[0].pixel_box is None
+    assert document.masks[0].score == 0.9 and document.masks[0].url == f"{MEDIA}/a.png"  # the paid result is kept
+    assert document.notes == [
+        "masks[0].box: fal sent [0.5, 0.5, 0.2], not four finite numbers [cx, cy, w, h]; stored as null"
+    ]
+
+
+def test_nan_scores_are_stored_as_null_and_a_box_outside_the_image_is_clamped():
+    output = {
+        "masks": [{"url": f"{MEDIA}/a.png"}, {"url": f"{MEDIA}/b.png"}],
+        "scores": [float("nan"), float("inf")],
+        "boxes": [[-5, -5, 1e6, 1e6], [0.5, 0.5, 0.2, 0.2]],
+    }
+    document = build("fal-ai/sam-3/image", output, image=IMAGE)
+    assert document.scores == [None, None]
+    assert document.masks[0].box == [0.5, 0.5, 1.0, 1.0]  # the whole image, not 48 million pixels
+    assert document.pixel_boxes[0] == [0.0, 0.0, float(IMAGE["width"]), float(IMAGE["height"])]
+    assert document.masks[1].box == [0.5, 0.5, 0.2, 0.2]  # a box inside the image is untouched
+    assert len(document.notes) == 3 and "reaches outside the image; clamped" in document.notes[0]
+    json.loads(json.dumps(document.to_xcom(), allow_nan=False))  # strict JSON: no NaN anywhere
 
 
 def test_sync_mode_data_uris_are_not_kept_in_the_document():
@@ -347,9 +365,12 @@ def test_mask_size_reported_is_width_height():
     assert document.masks[0].pixel_box == [0.0, 0.0, float(WIDTH), float(HEIGHT)]
 
 
-def test_an_rle_without_any_run_has_no_box():
-    """A one-number RLE names no pixel: no box rather than a TypeError (reading a document must not crash on it)."""
-    from airflow_provider_sam3.models.document_parts import _rle_box
+def test_an_rle_box_comes_from_checked_runs():
+    """A one-number RLE is malformed: a clear error naming the mask, never a TypeError; an empty one has no box."""
+    from airflow_provider_sam3.models.document_parts import rle_box
 
-    assert _rle_box("5", 4) is None and _rle_box("", 4) is None
-    assert _rle_box("1 2", 4) == (0.0, 0.0, 2.0, 1.0)
+    assert rle_box("", (4, 4), "masks[0].rle") is None
+    assert rle_box("1 2", (4, 4), "masks[0].rle") == (0.0, 0.0, 2.0, 1.0)
+    assert rle_box("3 4", (4, 4), "masks[0].rle") == (0.0, 0.0, 4.0, 2.0)  # a run that wraps a row spans all columns
+    with pytest.raises(ResultDocumentError, match=r"masks\[0\]\.rle: has 1 integers, an odd number"):
+        rle_box("5", (4, 4), "masks[0].rle")

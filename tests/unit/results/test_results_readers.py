@@ -218,10 +218,14 @@ def test_mask_arrays_from_stored_png_files(tmp_path, image_output, mask_arrays):
         path.write_bytes(mask_to_png(mask))
         # one plain path, one file:// URL: both are local
         stored[f"{MEDIA}/mask_{i}.png"] = str(path) if i == 0 else path.as_uri()
-    document = build("fal-ai/sam-3/image", image_output, stored=stored)
+    document = build("fal-ai/sam-3/image", image_output, stored=stored, output_location=str(tmp_path))
     arrays = document.mask_arrays()  # no fetch: the stored copies are read directly
     for got, want in zip(arrays, mask_arrays):
         np.testing.assert_array_equal(got, want)
+    # A document that names no output location (or files outside it) gets no local file read.
+    unplaced = build("fal-ai/sam-3/image", image_output, stored=stored)
+    with pytest.raises(ResultDocumentError, match=r"masks\[0\]\.stored_url: names a local file, but the document"):
+        unplaced.mask_arrays()
 
 
 def test_mask_arrays_fetch_and_read_and_their_errors(image_output, downloads, mask_arrays, mask_pngs):
