@@ -149,7 +149,8 @@ def _header_facts(opened: Any, where: str, limits: InputLimits) -> ImageFacts:
     from airflow_provider_sam3.media.inputs import accepted_format
 
     description = str(opened)
-    with files.open_regular_file(opened, where, limits.max_input_bytes) as handle:
+    with files.open_regular_file(opened, where, limits.max_input_bytes) as opened_file:
+        handle = opened_file.file
         try:
             image = open_image(handle, where, description=description)
         except UnidentifiedImageError:

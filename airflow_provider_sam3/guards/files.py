@@ -26,6 +26,7 @@ __all__ = [
     "confined",
     "file_kind",
     "local_path",
+    "SizedFile",
     "open_regular_file",
     "read_regular_file",
     "regular_file_size",
@@ -96,9 +97,13 @@ def regular_file_size(opened: Any, where: str) -> int:
     return int(size) if size is not None else 0
 
 
-def check_size(size: int, where: str, max_bytes: int, *, setting: str = "max_input_bytes") -> None:
-    """Refuse a file larger than ``max_bytes``, naming ``where`` and the setting that raises the cap."""
+def check_size(size: int, where: str, max_bytes: int, *, setting: str | None = "max_input_bytes") -> None:
+    """Refuse a file larger than ``max_bytes``, naming ``where`` and the setting that raises the cap (or, where
+    there is none, what else to do)."""
     if size > max_bytes:
+        if setting is None:
+            advice = "downscale or recompress it, or put it in storage fal can read and pass its https URL."
+            raise InvalidImageError(where, f"is {size:,} bytes, more than the {max_bytes:,} read locally; {advice}")
         raise InvalidImageError(
             where,
             f"is {size:,} bytes, more than {setting}={max_bytes:,}; downscale or recompress it, or raise {setting}.",
@@ -106,19 +111,55 @@ def check_size(size: int, where: str, max_bytes: int, *, setting: str = "max_inp
 
 
 @contextmanager
-def open_regular_file(opened: Any, where: str, max_bytes: int, *, setting: str = "max_input_bytes") -> Iterator[IO]:
-    """A binary handle on a regular file within ``max_bytes``, checked before it is opened (to read a header)."""
-    check_size(regular_file_size(opened, where), where, max_bytes, setting=setting)
-    handle = open(os.path.expanduser(os.fspath(opened)), "rb") if _is_path(opened) else opened.open("rb")
-    with handle:
-        yield handle
+def open_regular_file(
+    opened: Any, where: str, max_bytes: int, *, setting: str | None = "max_input_bytes"
+) -> Iterator[SizedFile]:
+    """A binary handle on a regular file within ``max_bytes`` (to read a header); its ``size`` is the size
+    checked. A local file is opened without blocking and checked on the open descriptor, so a file swapped for a
+    FIFO or a device after it was listed is refused, never waited on."""
+    if not _is_path(opened):
+        size = regular_file_size(opened, where)
+        check_size(size, where, max_bytes, setting=setting)
+        with opened.open("rb") as handle:
+            yield SizedFile(handle, size)
+        return
+    regular_file_size(opened, where)  # the named reasons: missing, a folder, a FIFO, a device
+    name = os.path.expanduser(os.fspath(opened))
+    try:
+        descriptor = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as error:
+        raise InvalidImageError(
+            where, f"{name!r} cannot be read ({error.strerror or error}); give the path of an existing file."
+        ) from None
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidImageError(where, f"{name!r} is {file_kind(info.st_mode)}, not a regular file.")
+        os.set_blocking(descriptor, True)
+        check_size(info.st_size, where, max_bytes, setting=setting)
+        yield SizedFile(handle, info.st_size)
 
 
-def read_regular_file(opened: Any, where: str, max_bytes: int, *, setting: str = "max_input_bytes") -> bytes:
+class SizedFile:
+    """A binary file handle and the size checked when it was opened."""
+
+    def __init__(self, handle: IO, size: int) -> None:
+        self.file, self.size = handle, size
+
+    def read(self, count: int = -1) -> bytes:
+        return self.file.read(count)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.file, name)
+
+
+def read_regular_file(opened: Any, where: str, max_bytes: int, *, setting: str | None = "max_input_bytes") -> bytes:
     """The bytes of a regular file within ``max_bytes``; anything else is refused naming ``where`` before a byte
     is read, and a file that grew since it was checked stops at the cap."""
     with open_regular_file(opened, where, max_bytes, setting=setting) as handle:
-        data = handle.read(max_bytes + 1)
+        data = handle.read(handle.size + 1)  # read(n) reserves n bytes up front: what stat said, never the cap
+        if len(data) > handle.size:  # it grew since: read on, to the cap
+            data += handle.read(max_bytes + 1 - len(data))
     check_size(len(data), where, max_bytes, setting=setting)
     return data
 

@@ -65,14 +65,14 @@ def open_image(
         if type(error).__name__ == "UnidentifiedImageError":
             raise
         raise InvalidImageError(where, f"{description} is truncated or corrupt ({error}).") from None
-    check_pixels(image.width, image.height, where, max_pixels=max_pixels)
-    if expected_size is not None and tuple(image.size) != tuple(expected_size):
+    if expected_size is not None and tuple(image.size) != tuple(expected_size):  # the more precise reason first
         width, height = expected_size
         raise InvalidImageError(
             where,
             f"{description} is {image.width}x{image.height}, but its image is {width}x{height}: a mask is the size "
             "of the image it belongs to.",
         )
+    check_pixels(image.width, image.height, where, max_pixels=max_pixels)
     return image
 
 

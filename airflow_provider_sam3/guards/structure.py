@@ -15,13 +15,13 @@ from typing import Any
 
 from airflow_provider_sam3.exceptions import InputValidationError
 
-__all__ = ["MAX_DEPTH", "MAX_ITEMS", "MAX_TEXT_CHARS", "check_structure", "parse_rendered"]
+__all__ = ["MAX_DEPTH", "MAX_ITEMS", "MAX_RENDERED_CHARS", "check_structure", "parse_rendered"]
 
 MAX_DEPTH = 32
 """Deepest nesting of lists and mappings in a templated value (a prompt's points are 3 deep)."""
 MAX_ITEMS = 1_000_000
 """Most items (list elements and mapping entries, all levels together) in one templated value."""
-MAX_TEXT_CHARS = 256 * 1024 * 1024
+MAX_RENDERED_CHARS = 256 * 1024 * 1024
 """Longest rendered text read back as a list."""
 _SPECIAL = re.compile(r"[\"'\\\[\]{}()]")
 
@@ -55,8 +55,8 @@ def check_structure(value: Any, field: str, *, max_depth: int = MAX_DEPTH, max_i
 def parse_rendered(text: str, field: str) -> Any:
     """A list or mapping a template rendered as text, read back (JSON, else a Python literal) once its nesting was
     checked on the text itself, so no parser recurses past ``MAX_DEPTH``."""
-    if len(text) > MAX_TEXT_CHARS:
-        raise InputValidationError(field, f"is {len(text):,} characters of text, more than {MAX_TEXT_CHARS:,}")
+    if len(text) > MAX_RENDERED_CHARS:
+        raise InputValidationError(field, f"is {len(text):,} characters of text, more than {MAX_RENDERED_CHARS:,}")
     depth = 0
     quote: str | None = None
     escaped = False

@@ -74,3 +74,27 @@ class Scrubber:
         if isinstance(value, list):
             return [self.tree(item) for item in value]
         return value
+
+    def exception(self, error: BaseException) -> BaseException:
+        """``error`` and the exceptions it was raised from, their messages cleaned in place (a traceback prints
+        every exception of the chain: fal-client's own error carries fal's whole answer). Returns ``error``."""
+        seen: set[int] = set()
+        current: BaseException | None = error
+        while current is not None and id(current) not in seen and len(seen) < 32 and self.pattern is not None:
+            seen.add(id(current))
+            current.args = tuple(self._part(arg) for arg in current.args)
+            for name in ("message", "detail"):
+                if isinstance(getattr(current, name, None), (str, list, dict)):
+                    try:
+                        setattr(current, name, self._part(getattr(current, name)))
+                    except AttributeError:  # a read-only property
+                        pass
+            current = current.__cause__ or current.__context__
+        return error
+
+    def _part(self, value: Any) -> Any:
+        """An exception's argument cleaned: text cut and cleaned, a parsed JSON answer (fal-client keeps a 422's
+        ``detail`` list as its message) cleaned throughout."""
+        if isinstance(value, str):
+            return self.text(value)
+        return self.tree(value) if isinstance(value, (list, dict)) else value

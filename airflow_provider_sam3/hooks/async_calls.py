@@ -11,7 +11,13 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.hooks import fal_client_internals as internals
-from airflow_provider_sam3.hooks.deadlines import DOWNLOAD_CALLS, FalCallDeadlineError, abounded
+from airflow_provider_sam3.hooks.deadlines import (
+    DOWNLOAD_CALLS,
+    PHASE_TIMEOUTS_FIRST,
+    FalCallDeadlineError,
+    abounded,
+    call_seconds,
+)
 from airflow_provider_sam3.hooks.calls import (
     _afal_request,
     _afal_request_once,
@@ -58,13 +64,15 @@ class AsyncQueueCalls:
         def _check_upload(settings: FalSettings) -> None: ...
         async def _atrusted(self, ref: RequestReference, name: str) -> None: ...
         def _status(self, raw: Any) -> QueueStatus: ...
-        def _json(self, response: Any) -> Any: ...
+        def _json(self, response: Any, ref: RequestReference | None = None) -> Any: ...
         def _translate(
             self, error: BaseException, *, endpoint_id: str | None, request_id: str | None, action: str
         ) -> Sam3ProviderError: ...
         @property
         def scrubber(self) -> Scrubber: ...
-        async def _aretrying(self, action: str, ref: RequestReference, call: Callable[[], Any]) -> Any: ...
+        async def _aretrying(
+            self, action: str, ref: RequestReference, call: Callable[[], Any], deadline: float | None = None
+        ) -> Any: ...
         @staticmethod
         def _cancel_outcome(error: Exception) -> str | None: ...
 
@@ -99,12 +107,12 @@ class AsyncQueueCalls:
                 http, "POST", url, json=body, timeout=timeout, headers=headers, follow_redirects=False
             )
             try:  # bounded in all (``hooks.deadlines``): a host trickling its answer cannot hold the submit
-                response = await abounded(post, timeout, what="submit", endpoint_id=endpoint_id)
+                response = await abounded(post, timeout + PHASE_TIMEOUTS_FIRST, what="submit", endpoint_id=endpoint_id)
             except Exception as error:  # noqa: BLE001 - classified, then retried or translated
                 if isinstance(error, FalCallDeadlineError):  # the body may have reached fal: never sent again
                     raise lease_ended(endpoint_id, error) from error
                 delay = submit_retry_delay(
-                    self.log, endpoint_id, error, attempt, max_delay=ASYNC_SUBMIT_MAX_DELAY, clean=self.scrubber.text
+                    self.log, endpoint_id, error, attempt, max_delay=ASYNC_SUBMIT_MAX_DELAY, scrubber=self.scrubber
                 )
                 await asyncio.sleep(delay)
                 attempt += 1
@@ -115,11 +123,16 @@ class AsyncQueueCalls:
         return await internals.async_http(await self.aget_conn())
 
     async def astatus(
-        self, ref: RequestReference, *, with_logs: bool = False, single_attempt: bool = False
+        self,
+        ref: RequestReference,
+        *,
+        with_logs: bool = False,
+        single_attempt: bool = False,
+        deadline: float | None = None,
     ) -> QueueStatus:
         """Async ``status``. ``single_attempt``: one HTTP call, no retry of 429s or transient faults (a batch's
         status rounds handle those themselves: a throttled round ends and backs off as a whole, instead of every
-        one of its calls retrying on its own)."""
+        one of its calls retrying on its own). ``deadline`` (epoch): no call runs past it."""
         await self._atrusted(ref, "status_url")
         client = await self._ahttp()
         timeout = _queue_timeout(await self.aget_settings())
@@ -131,7 +144,7 @@ class AsyncQueueCalls:
 
         if single_attempt:
             try:
-                seconds = timeout.read  # the per-call timeout, now a bound on the whole call (``hooks.deadlines``)
+                seconds = call_seconds(timeout.read, deadline)  # a bound on the whole call (``hooks.deadlines``)
                 return self._status(
                     await abounded(
                         call(), seconds, what="status", endpoint_id=ref.endpoint_id, request_id=ref.request_id
@@ -142,7 +155,7 @@ class AsyncQueueCalls:
                     self._translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action="status"),
                     error,
                 )
-        return self._status(await self._aretrying("status", ref, call))
+        return self._status(await self._aretrying("status", ref, call, deadline))
 
     async def aresult(self, ref: RequestReference) -> dict[str, Any]:
         """Async ``result``."""
@@ -151,7 +164,7 @@ class AsyncQueueCalls:
         timeout = _queue_timeout(await self.aget_settings())
 
         response = await self._aretrying("result", ref, lambda: _afal_request(client, "GET", ref.response_url, timeout))
-        return self._json(response)
+        return self._json(response, ref)
 
     async def acancel(self, ref: RequestReference) -> str:
         """Async ``cancel``."""

@@ -18,10 +18,13 @@ from typing import Any, TypeVar
 
 from airflow_provider_sam3.exceptions import FalTransientError
 
-__all__ = ["DOWNLOAD_CALLS", "FalCallDeadlineError", "abounded", "bounded", "call_seconds"]
+__all__ = ["DOWNLOAD_CALLS", "PHASE_TIMEOUTS_FIRST", "FalCallDeadlineError", "abounded", "bounded", "call_seconds"]
 
 T = TypeVar("T")
 
+PHASE_TIMEOUTS_FIRST = 1.0
+"""A whole call is bounded this much later than httpx's own per-phase timeouts (connect, read), so a plain timeout
+is reported by httpx, naming its phase, and the bound only cuts an answer that keeps trickling in."""
 DOWNLOAD_CALLS = 5
 """An output download may take this many per-call timeouts in all (outputs are up to ``max_output_bytes``)."""
 
@@ -32,11 +35,13 @@ class FalCallDeadlineError(FalTransientError):
 
 
 def call_seconds(per_call: float, deadline: float | None = None) -> float:
-    """Seconds one call may take in all: ``per_call``, cut to what is left before ``deadline`` (epoch), at least a
-    moment (a call started just before the deadline still gets an answer or a clean failure)."""
+    """Seconds one call may take in all: ``per_call`` (plus ``PHASE_TIMEOUTS_FIRST``), cut to what is left before
+    ``deadline`` (epoch), at least a moment (a call started just before the deadline still gets an answer or a clean
+    failure)."""
+    whole = per_call + PHASE_TIMEOUTS_FIRST
     if deadline is None:
-        return per_call
-    return max(0.05, min(per_call, deadline - time.time()))
+        return whole
+    return max(0.05, min(whole, deadline - time.time()))
 
 
 def _expired(what: str, seconds: float, endpoint_id: str | None, request_id: str | None) -> FalCallDeadlineError:

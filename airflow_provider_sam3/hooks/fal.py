@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from airflow_provider_sam3.exceptions import FalStartTimeoutError, Sam3ProviderError
+from airflow_provider_sam3.exceptions import FalOutputRefusedError, FalStartTimeoutError, Sam3ProviderError
 from airflow_provider_sam3.guards.text import Scrubber
 from airflow_provider_sam3.hooks.async_calls import AsyncQueueCalls
 from airflow_provider_sam3.hooks.deadlines import (
     DOWNLOAD_CALLS,
+    PHASE_TIMEOUTS_FIRST,
     FalCallDeadlineError,
     abounded,
     bounded,
@@ -218,16 +219,27 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
             }
         )
 
-    def _json(self, response: Any) -> Any:
-        """A response's JSON body, cleaned of the key before it is parsed (one pass over the text)."""
+    def _json(self, response: Any, ref: RequestReference | None = None) -> Any:
+        """A response's JSON body, cleaned of the key before it is parsed (one pass over the text). A body that is
+        not JSON, or nests past what a parser can walk, is refused as an unusable answer naming the request."""
         import json
 
-        return json.loads(self.scrubber.clean(response.text))
+        try:
+            return json.loads(self.scrubber.clean(response.text))
+        except (ValueError, RecursionError) as error:
+            raise FalOutputRefusedError(
+                f"fal's answer could not be read as a JSON document ({type(error).__name__}); the request's result "
+                "stays on fal for its retention period: fetch it again with the request id",
+                endpoint_id=ref.endpoint_id if ref else None,
+                request_id=ref.request_id if ref else None,
+            ) from None
 
     def _translate(
         self, error: BaseException, *, endpoint_id: str | None, request_id: str | None, action: str
     ) -> Sam3ProviderError:
-        """``errors.translate`` with this connection's scrubber: no text from fal carries the key into an error."""
+        """``errors.translate`` with this connection's scrubber: no text from fal carries the key into an error, nor
+        stays in the original one it is raised from."""
+        self.scrubber.exception(error)
         return translate(error, endpoint_id=endpoint_id, request_id=request_id, action=action, clean=self.scrubber.text)
 
     def _retry_delay(self, action: str, ref: RequestReference, error: Exception, attempt: int) -> float:
@@ -277,16 +289,29 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
             except Exception:  # noqa: BLE001 - closing a client in use may complain; it is dropped either way
                 pass
 
-    async def _aretrying(self, action: str, ref: RequestReference, call: Callable[[], Any]) -> Any:
-        """``await call()`` with the hook's retries, each attempt bounded in all (``hooks.deadlines``)."""
+    async def _aretrying(
+        self, action: str, ref: RequestReference, call: Callable[[], Any], deadline: float | None = None
+    ) -> Any:
+        """``await call()`` with the hook's retries, each attempt bounded in all (``hooks.deadlines``), none started
+        past ``deadline``: the async twin of ``_retrying``."""
         per_call = (await self.aget_settings()).request_timeout
         for attempt in range(self.retry_attempts):
             try:
                 return await abounded(
-                    call(), per_call, what=action, endpoint_id=ref.endpoint_id, request_id=ref.request_id
+                    call(),
+                    call_seconds(per_call, deadline),
+                    what=action,
+                    endpoint_id=ref.endpoint_id,
+                    request_id=ref.request_id,
                 )
             except Exception as error:  # noqa: BLE001 - every failure is translated, then re-raised or retried
-                await asyncio.sleep(self._retry_delay(action, ref, error, attempt))
+                delay = self._retry_delay(action, ref, error, attempt)
+                if deadline is not None and time.time() + delay >= deadline:
+                    raise_mapped(
+                        self._translate(error, endpoint_id=ref.endpoint_id, request_id=ref.request_id, action=action),
+                        error,
+                    )
+                await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -343,7 +368,7 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
                     lambda: internals.request(
                         http, "POST", url, json=body, timeout=seconds, headers=headers, follow_redirects=False
                     ),
-                    seconds,
+                    seconds + PHASE_TIMEOUTS_FIRST,
                     on_expiry=self._drop_sync_client,
                     what="submit",
                     endpoint_id=endpoint_id,
@@ -352,7 +377,7 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
                 raise lease_ended(endpoint_id, error) from error
             except Exception as error:  # noqa: BLE001 - classified, then retried or translated
                 delay = submit_retry_delay(
-                    self.log, endpoint_id, error, attempt, max_delay=_fal_max_delay(), clean=self.scrubber.text
+                    self.log, endpoint_id, error, attempt, max_delay=_fal_max_delay(), scrubber=self.scrubber
                 )
                 time.sleep(delay)
                 attempt += 1
@@ -381,7 +406,7 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
         def call() -> Any:
             return _fal_request(internals.sync_http(self.get_conn()), "GET", ref.response_url, timeout)
 
-        return self._json(self._retrying("result", ref, call))
+        return self._json(self._retrying("result", ref, call), ref)
 
     def cancel(self, ref: RequestReference) -> str:
         """Ask fal to cancel; returns fal's outcome (CANCELLATION_REQUESTED, ALREADY_COMPLETED, NOT_FOUND)."""

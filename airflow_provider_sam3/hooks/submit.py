@@ -165,13 +165,18 @@ def submit_retry_delay(
     attempt: int,
     *,
     max_delay: float,
-    clean: Callable[[Any], str] = str,
+    scrubber: Scrubber | None = None,
 ) -> float:
     """The pause before resending a submit that failed with ``error`` (sync and async alike); raises when it must not
-    be resent (fal may have created it, or it was refused for good)."""
+    be resent (fal may have created it, or it was refused for good). ``scrubber`` cleans fal's text of the key, in
+    the error raised and in ``error`` itself."""
     from airflow_provider_sam3.hooks.calls import raise_mapped
     from airflow_provider_sam3.hooks.errors import translate
 
+    clean: Callable[[Any], str] = str
+    if scrubber is not None:
+        scrubber.exception(error)
+        clean = scrubber.text
     fault = _submit_fault(error)
     if fault == "lost":
         edge_timeout = getattr(error, "status_code", None) == 504

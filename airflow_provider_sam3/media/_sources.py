@@ -25,7 +25,7 @@ def short(text: str, limit: int = 200) -> str:
 def read_path(path: str | os.PathLike[str], *, field: str, max_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> bytes:
     """Read a local regular file within ``max_bytes`` (``guards.files``): missing paths, folders, FIFOs, devices
     and larger files are refused with a message naming the path."""
-    return read_regular_file(os.fspath(path), field, max_bytes)
+    return read_regular_file(os.fspath(path), field, max_bytes, setting=None)
 
 
 def read_object(source: Any, *, field: str, max_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> tuple[bytes, str]:
@@ -33,7 +33,7 @@ def read_object(source: Any, *, field: str, max_bytes: int = DEFAULT_MAX_INPUT_B
     another object with ``read_bytes()``, within ``max_bytes``, without importing Airflow."""
     description = short(str(source))
     if callable(getattr(source, "stat", None)) and callable(getattr(source, "open", None)):
-        return read_regular_file(source, field, max_bytes), description
+        return read_regular_file(source, field, max_bytes, setting=None), description
     try:
         data = source.read_bytes()
     except Exception as exc:
@@ -44,7 +44,7 @@ def read_object(source: Any, *, field: str, max_bytes: int = DEFAULT_MAX_INPUT_B
         raise InvalidImageError(
             field, f"{description}.read_bytes() returned {type(data).__name__}, not bytes, so it is not an image."
         )
-    check_size(len(data), field, max_bytes)
+    check_size(len(data), field, max_bytes, setting=None)
     return bytes(data), description
 
 
@@ -53,7 +53,7 @@ def read_source(source: Any, *, field: str, max_bytes: int = DEFAULT_MAX_INPUT_B
     within ``max_bytes``."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
-        check_size(len(data), field, max_bytes)
+        check_size(len(data), field, max_bytes, setting=None)
         return data, f"bytes ({len(data)} B)"
     remote = getattr(source, "protocol", None) not in (None, "", "file", "local")
     if isinstance(source, (str, os.PathLike)) and not remote:

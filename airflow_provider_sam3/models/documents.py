@@ -321,8 +321,8 @@ class FilesResult(_Document):
         raw = self.read_stored(self.data_stored_url, "data_stored_url", read)
         try:
             data = json.loads(raw)
-        except ValueError as error:
-            raise ResultDocumentError("data_stored_url", f"the stored data is not JSON ({error}).") from None
+        except (ValueError, RecursionError) as error:
+            raise ResultDocumentError("data_stored_url", f"the stored data is not readable JSON ({error}).") from None
         if not isinstance(data, dict):
             raise ResultDocumentError("data_stored_url", f"the stored data is a {type(data).__name__}, not an object.")
         return data

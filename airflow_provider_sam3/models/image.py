@@ -11,7 +11,10 @@ from airflow_provider_sam3.models.files import File, ImageFile
 from airflow_provider_sam3.models.prompts import BoxPrompt, PointPrompt, TextPrompt
 
 OutputFormat = Literal["jpeg", "png", "webp"]
-NormalizedBox = list[float]
+FalNumber = float | bool
+"""A number in fal's output. A boolean is kept as it came (pydantic's lax mode would read ``true`` as 1.0) so the
+result builder refuses it with a note, as it does NaN (``guards.numbers``)."""
+NormalizedBox = list[FalNumber]
 """An output box ``[cx, cy, w, h]`` in fractions of the image's width and height."""
 
 
@@ -56,13 +59,13 @@ class MaskMetadata(EndpointOutput):
     """Per-mask metadata; fal's own example returns it empty (``{}``), so every key is optional."""
 
     index: int | None = None
-    score: float | None = None
+    score: FalNumber | None = None
     box: NormalizedBox | None = None
 
 
 class _MaskAnnotations(EndpointOutput):
     metadata: list[MaskMetadata] | None = None
-    scores: list[float | None] | None = None
+    scores: list[FalNumber | None] | None = None
     boxes: list[NormalizedBox | None] | None = None
 
 

@@ -8,7 +8,7 @@ from pydantic import Field, NonNegativeInt, ValidationInfo, field_validator, mod
 
 from airflow_provider_sam3.models.base import EndpointInput, EndpointOutput, FileUrl
 from airflow_provider_sam3.models.files import File
-from airflow_provider_sam3.models.image import NormalizedBox
+from airflow_provider_sam3.models.image import FalNumber, NormalizedBox
 from airflow_provider_sam3.models.prompts import (
     BoxPrompt,
     BoxPromptBase,
@@ -83,7 +83,7 @@ class SegmentVideoRleOutput(EndpointOutput):
 
     rle: list[str | None] | str | None = None
     boxes: list[NormalizedBox | None] | None = None
-    scores: list[float | None] | None = None
+    scores: list[FalNumber | None] | None = None
     video: File | None = None
     boundingbox_frames_zip: File | None = None
 

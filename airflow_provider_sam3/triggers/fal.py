@@ -114,8 +114,11 @@ class FalRequestTrigger(BaseTrigger):
         logs_seen, attempt, last_state, failed_polls = 0, 0, None, 0
         while True:
             try:
-                status = await hook.astatus(ref, with_logs=self.forward_logs)
+                status = await hook.astatus(ref, with_logs=self.forward_logs, deadline=self.deadline)
             except Sam3ProviderError as error:
+                if self.deadline is not None and time.time() >= self.deadline:  # a call cut at the deadline
+                    unknown = f"unknown: fal's queue was not answering ({error})"
+                    return await self._cancel_at_deadline(hook, ref, unknown)
                 failed_polls += 1
                 if not error.retryable or failed_polls >= MAX_FAILED_POLLS_IN_A_ROW:
                     return error_event(self.reference, error)
@@ -143,12 +146,14 @@ class FalRequestTrigger(BaseTrigger):
             if self.deadline is not None:
                 left = self.deadline - time.time()
                 if left <= 0:
-                    return await self._cancel_at_deadline(hook, ref, status)
+                    return await self._cancel_at_deadline(hook, ref, f"still {status.describe()}")
                 pause = min(pause, left)
             await asyncio.sleep(pause)
             attempt += 1
 
-    async def _cancel_at_deadline(self, hook: FalHook, ref: RequestReference, status: QueueStatus) -> dict[str, Any]:
+    async def _cancel_at_deadline(self, hook: FalHook, ref: RequestReference, state: str) -> dict[str, Any]:
+        """Cancel (when this trigger owns the request) and describe ``ref`` at its deadline; ``state`` says what was
+        last known of it."""
         if not self.cancel_on_stop:
             outcome = "not cancelled: left running for the task that submitted it"
         else:
@@ -156,7 +161,7 @@ class FalRequestTrigger(BaseTrigger):
                 outcome = await hook.acancel(ref)
             except Sam3ProviderError as error:
                 outcome = f"cancel failed: {error}"
-        message = f"was still {status.describe()} when its deadline passed; cancel at fal: {outcome}"
+        message = f"was {state} when its deadline passed; cancel at fal: {outcome}"
         self.log.warning("%s request %s %s", ref.endpoint_id, ref.request_id, message)
         return {"status": "timeout", "reference": self.reference, "message": message, "cancel": outcome}
 

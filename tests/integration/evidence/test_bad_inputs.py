@@ -16,6 +16,7 @@ task runs, against the emulator (so a request that slipped through would be coun
 from __future__ import annotations
 
 import io
+import os
 import json
 import struct
 import zlib
@@ -67,6 +68,13 @@ ANY = FalQueueOperator
 BOX = {"x_min": 10, "y_min": 10, "x_max": 40, "y_max": 40}
 
 
+def nested(depth: int, inner: Any) -> Any:
+    """``inner`` wrapped in ``depth`` lists."""
+    for _ in range(depth):
+        inner = [inner]
+    return inner
+
+
 def box(**changes: Any) -> list[dict[str, Any]]:
     return [{**BOX, **changes}]
 
@@ -113,7 +121,7 @@ CASES: list[Case] = [
         SEG,
         {"image": "photos/missing.png", "prompt": "shoe"},
         "image",
-        ("image: the file 'photos/missing.png' does not exist", "path of an existing image file"),
+        ("image: the file 'photos/missing.png' does not exist", "path of an existing file"),
     ),
     Case(
         "image_absolute_missing_path",
@@ -127,7 +135,35 @@ CASES: list[Case] = [
         SEG,
         {"image": File("directory"), "prompt": "shoe"},
         "image",
-        ("is a directory; give the path of an image file",),
+        ("is a directory, not a regular file", "only regular files are read"),
+    ),
+    Case(
+        "image_fifo",
+        SEG,
+        {"image": File("fifo"), "prompt": "shoe"},
+        "image",
+        ("is a FIFO (named pipe), not a regular file", "would hang the task"),
+    ),
+    Case(
+        "image_png_link_to_dev_zero",
+        SEG,
+        {"image": File("zero_link"), "prompt": "shoe"},
+        "image",
+        ("is a character device, not a regular file", "only regular files are read"),
+    ),
+    Case(
+        "image_file_of_150_mb",
+        SEG,
+        {"image": File("sparse_150mb"), "prompt": "shoe"},
+        "image",
+        ("157,286,400 bytes", "67,108,864 read locally", "https URL"),
+    ),
+    Case(
+        "box_prompts_nested_40_deep",
+        SEG,
+        {"image": IMG, "box_prompts": nested(40, BOX)},
+        "box_prompts",
+        ("box_prompts: is nested more than 32 levels deep", "at most 32 levels"),
     ),
     Case(
         "image_empty_string",
@@ -435,7 +471,7 @@ CASES: list[Case] = [
         ops.SegmentVideoOperator,
         {"video_url": "/data/clip.mp4"},
         "video_url",
-        ("video_url: '/data/clip.mp4' cannot be read", "give the path of an existing file"),
+        ("video_url: the file '/data/clip.mp4' does not exist", "give the path of an existing file"),
     ),
     Case(
         "arguments_not_a_mapping",
@@ -772,6 +808,20 @@ BATCH_CASES: list[Case] = [
         ("matches no image files", ".png"),
     ),
     Case(
+        "batch_images_text_3000_deep",
+        BATCH,
+        {"images": "[" * 3000 + "'/data/a.png'" + "]" * 3000, "output_path": OUT},
+        "images",
+        ("images: is nested more than 32 levels deep", "at most 32 levels"),
+    ),
+    Case(
+        "batch_arguments_nested_40_deep",
+        BATCH,
+        {"images": [IMG], "output_path": OUT, "arguments": {"prompt": "shoe", "point_prompts": nested(40, 1)}},
+        "arguments",
+        ("arguments: is nested more than 32 levels deep", "at most 32 levels"),
+    ),
+    Case(
         "batch_relative_path",
         BATCH,
         {"images": ["photos/a.png"], "output_path": OUT},
@@ -924,6 +974,14 @@ def bad_files(tmp_path_factory) -> dict[str, str]:
     assert len(contents["bomb_png"][1]) < 200_000  # small bytes, huge dimensions
     (root / "folder").mkdir()
     paths["directory"] = str(root / "folder")
+    os.mkfifo(root / "camera.png")
+    paths["fifo"] = str(root / "camera.png")
+    (root / "zero.png").symlink_to("/dev/zero")
+    paths["zero_link"] = str(root / "zero.png")
+    with open(root / "sparse.png", "wb") as handle:  # 150 MB on paper, nothing on disk
+        handle.write(b"\x89PNG\r\n\x1a\n")
+        handle.truncate(150 * 1024 * 1024)
+    paths["sparse_150mb"] = str(root / "sparse.png")
     paths["out_dir"] = str(root / "out")
     paths["under_a_file"] = str(root / "a_file.txt" / "out")
     return paths

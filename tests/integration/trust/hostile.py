@@ -12,6 +12,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +20,10 @@ from pathlib import Path
 from typing import Any
 
 Answer = tuple[int, dict[str, str], bytes]
+TRICKLE = "X-Test-Trickle-Seconds"
+"""An answer header (not sent): write the body one byte per this many seconds."""
+HOLD = "X-Test-Hold-Seconds"
+"""An answer header (not sent): wait this long before the status line."""
 
 
 @dataclass
@@ -37,6 +42,7 @@ class HostileServer:
     answer: Callable[[str, str, HostileServer], Answer] = lambda method, path, server: (404, {}, b"{}")
     tls: bool = True
     accepted: int = 0
+    trickles_cut: int = 0
     requests: list[Seen] = field(default_factory=list)
 
     def start(self) -> HostileServer:
@@ -53,6 +59,9 @@ class HostileServer:
                     self.rfile.read(min(length, 10_000_000))
                 owner.requests.append(Seen(self.command, self.path, dict(self.headers.items())))
                 status, headers, body = owner.answer(self.command, self.path, owner)
+                headers = dict(headers)
+                trickle = float(headers.pop(TRICKLE, 0) or 0)
+                time.sleep(float(headers.pop(HOLD, 0) or 0))
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -67,6 +76,14 @@ class HostileServer:
                         piece = body[start : start + 4096]
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                     self.wfile.write(b"0\r\n\r\n")
+                elif trickle:
+                    try:
+                        for byte in range(len(body)):
+                            self.wfile.write(body[byte : byte + 1])
+                            self.wfile.flush()
+                            time.sleep(trickle)
+                    except OSError:
+                        owner.trickles_cut += 1
                 else:
                     self.wfile.write(body)
 
