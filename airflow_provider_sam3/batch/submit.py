@@ -85,6 +85,7 @@ class Submitter:
         self.lease = lease
         self.try_number = try_number
         self.halted = halted
+        self._known_ids: set[str] | None = None
         self.after_each = after_each
 
     async def submit(self, keys: list[str], on_submitted: Callable[[list[BatchEntry]], None]) -> None:
@@ -236,6 +237,17 @@ class Submitter:
                 )
             entry.fail(f"submit failed: {error}", type(error).__name__, retryable=worth_resubmitting(error))
             return error
+        if self._claimed_already(ref.request_id):
+            entry.submissions += 1  # the queue accepted it; its answer cannot be told from another image's
+            replayed = FalUntrustedUrlError(
+                "fal's queue answered this submit with a request id it gave another image of this batch; the answer "
+                "cannot be trusted (a proxy replaying answers?), so this image was not recorded under it",
+                endpoint_id=self.endpoint.endpoint_id,
+                request_id=ref.request_id,
+            )
+            self.log.warning("images[%d]: %s", entry.index, replayed)
+            entry.fail(f"submit failed: {replayed}", type(replayed).__name__, retryable=False)
+            return replayed
         templates = url_templates_of(ref)
         if self.state.url_templates is None:
             self.state.url_templates = templates
@@ -248,3 +260,13 @@ class Submitter:
         entry.submissions += 1
         entry.state, entry.error, entry.error_class, entry.retryable = "submitted", None, None, False
         return None
+
+    def _claimed_already(self, request_id: str) -> bool:
+        """Whether another image of this batch holds ``request_id``; else it is claimed for the caller's image. (The
+        ids already recorded are read once: a set, not a scan per submit.)"""
+        if self._known_ids is None:
+            self._known_ids = {e.request_id for e in self.state.entries.values() if e.request_id}
+        if request_id in self._known_ids:
+            return True
+        self._known_ids.add(request_id)
+        return False

@@ -194,8 +194,8 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
         problem = upload_problem(settings.queue_host)
         if problem:
             raise untrusted(
-                f"upload refused: {problem}; the fal key was not sent. Send local files as data URIs "
-                "(the operators do), or host them yourself",
+                f"upload refused: {problem}; the fal key was not sent. Give images up to 4 MiB (sent inline as data "
+                "URIs), or host larger files yourself and pass their https URL",
                 endpoint_id=None,
                 request_id=None,
             )

@@ -3,7 +3,8 @@
 Each operator takes the endpoint's input fields as keyword arguments (templated; or as an ``arguments`` mapping,
 e.g. from XCom), plus ``version="3"`` or ``"3.1"``
 to pick the SAM version, and ``image`` for endpoints that take an image: a URL, a data URI, a local path,
-bytes or an ``ObjectStoragePath`` (local content is sent as a data URI, so no upload is needed).
+bytes or an ``ObjectStoragePath`` (local content up to 4 MiB is sent as a data URI; larger images are uploaded to
+fal storage, as the batch does, and sent as its URL).
 """
 
 from __future__ import annotations

@@ -287,3 +287,21 @@ def test_a_result_body_that_cannot_be_read_names_the_request(raw, hostile, keyed
     assert not any(isinstance(e, RecursionError) for e in chain)
     refused = [e for e in chain if isinstance(e, exc.FalOutputRefusedError)]
     assert refused and refused[0].request_id == RID and "JSON document" in str(refused[0])
+
+
+def test_one_request_id_for_two_images_is_refused_not_waited_on(hostile, keyed, photos, tmp_path, airflow_db):
+    """A queue (or a proxy replaying answers) that gives two submits one request id: before, the batch waited for a
+    second completion that could never come until its timeout. Now the second answer is refused, naming the id."""
+    queue = hostile(fal_queue())  # RID for every submit
+    keyed(queue.host)
+    paths = photos(3)
+    out = tmp_path / "out"
+    dag_run = ECHO_BATCH.test(run_conf={"images": str(paths[0].parent), "out": str(out)})
+    (ti,) = dag_run.get_task_instances()
+    rows = read_manifest(find_manifest(out))
+    assert len(rows) == 3
+    refused = [row for row in rows if row["error_class"] == "FalUntrustedUrlError"]
+    posts = sum(1 for seen in queue.requests if seen.method == "POST")
+    assert posts >= 2 and len(refused) == posts - 1  # every answer after the first (submits run concurrently)
+    assert all("request id it gave another image" in row["error"] for row in refused)
+    assert ti.state == "failed"
