@@ -12,30 +12,9 @@ import os
 import uuid
 
 import pytest
-from airflow.sdk import dag
 from hostile import json_answer, submit_answer
 from manifests import find_manifest, read_manifest
-
-from airflow_provider_sam3.operators.batch import Sam3BatchOperator
-
-PARAMS = {"images": "", "out": ""}
-
-
-@dag(dag_id="sam3_trust_batch", schedule=None, params=PARAMS)
-def trust_batch():
-    Sam3BatchOperator(
-        task_id="segment",
-        images="{{ params.images }}",
-        output_path="{{ params.out }}",
-        kind="image",
-        arguments={"prompt": "box"},
-        deferrable=False,
-        on_image_failure="report",
-        max_resubmits=0,
-    )
-
-
-batch_dag = trust_batch()
+from trust_dags import batch_dag
 
 
 def hostile_queue(*, urls_on: str | None = None, request_id=None, mask_url: str = "data:image/png;base64,iVBORw0KGgo="):

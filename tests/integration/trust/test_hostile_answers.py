@@ -17,12 +17,11 @@ import time
 import uuid
 
 import pytest
-from airflow.sdk import dag
 from hostile import HOLD, TRICKLE, json_answer, submit_answer
 from manifests import find_manifest, read_manifest
+from trust_dags import batch_dag
 
 from airflow_provider_sam3 import exceptions as exc
-from airflow_provider_sam3.operators.batch import Sam3BatchOperator
 from airflow_provider_sam3.operators.sam3 import SegmentImageOperator
 
 RID = "7a1c2e3f-4b5d-4e6f-8a9b-0c1d2e3f4a5b"
@@ -203,26 +202,6 @@ def test_a_key_echoed_in_logs_and_results_never_reaches_the_log_or_xcom(hostile,
     assert leaked(log) == [] and leaked(json.dumps(document)) == []
 
 
-PARAMS = {"images": "", "out": ""}
-
-
-@dag(dag_id="sam3_trust_echo_batch", schedule=None, params=PARAMS)
-def echo_batch():
-    Sam3BatchOperator(
-        task_id="segment",
-        images="{{ params.images }}",
-        output_path="{{ params.out }}",
-        kind="image",
-        arguments={"prompt": "box"},
-        deferrable=False,
-        on_image_failure="report",
-        max_resubmits=0,
-    )
-
-
-ECHO_BATCH = echo_batch()
-
-
 @pytest.mark.parametrize("where", ["submit", "result", "logs"])
 def test_a_key_echoed_to_the_batch_never_reaches_its_manifest_or_files(
     where, hostile, keyed, photos, tmp_path, capfd, airflow_db
@@ -232,7 +211,7 @@ def test_a_key_echoed_to_the_batch_never_reaches_its_manifest_or_files(
     keyed(queue.host)
     paths = photos(2)
     out = tmp_path / "out"
-    ECHO_BATCH.test(run_conf={"images": str(paths[0].parent), "out": str(out)})
+    batch_dag.test(run_conf={"images": str(paths[0].parent), "out": str(out)})
     log = "".join(capfd.readouterr())
     written = "".join(path.read_text(errors="replace") for path in out.rglob("*") if path.is_file())
     rows = read_manifest(find_manifest(out))
@@ -296,7 +275,7 @@ def test_one_request_id_for_two_images_is_refused_not_waited_on(hostile, keyed, 
     keyed(queue.host)
     paths = photos(3)
     out = tmp_path / "out"
-    dag_run = ECHO_BATCH.test(run_conf={"images": str(paths[0].parent), "out": str(out)})
+    dag_run = batch_dag.test(run_conf={"images": str(paths[0].parent), "out": str(out)})
     (ti,) = dag_run.get_task_instances()
     rows = read_manifest(find_manifest(out))
     assert len(rows) == 3
