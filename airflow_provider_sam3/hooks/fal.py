@@ -220,12 +220,13 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
         )
 
     def _json(self, response: Any, ref: RequestReference | None = None) -> Any:
-        """A response's JSON body, cleaned of the key before it is parsed (one pass over the text). A body that is
-        not JSON, or nests past what a parser can walk, is refused as an unusable answer naming the request."""
+        """A response's JSON body, every string in it cleaned of the key once parsed (so text written in JSON's
+        escapes is cleaned too). A body that is not JSON, or nests past what a parser can walk, is refused as an
+        unusable answer naming the request."""
         import json
 
         try:
-            return json.loads(self.scrubber.clean(response.text))
+            return self.scrubber.tree(json.loads(response.text))
         except (ValueError, RecursionError) as error:
             raise FalOutputRefusedError(
                 f"fal's answer could not be read as a JSON document ({type(error).__name__}); the request's result "

@@ -169,7 +169,9 @@ def echoing_queue(where: str):
             return json_answer({"status": "COMPLETED", "logs": logs if where == "logs" else None, "request_id": rid})
         if where == "result":
             return json_answer(ECHO, 422)
-        return json_answer({"masks": [{"url": MASK_PNG, "content_type": "image/png", "file_name": KEY_SECRET}]})
+        escaped = "".join(f"\\u{ord(char):04x}" for char in KEY)  # the key in JSON's \u escapes
+        body = '{"masks": [{"url": "%s", "content_type": "image/png; by=%s", "file_name": "%s"}]}'
+        return 200, {"Content-Type": "application/json"}, (body % (MASK_PNG, escaped, KEY_SECRET)).encode()
 
     return answer
 
@@ -197,6 +199,7 @@ def test_a_key_echoed_in_logs_and_results_never_reaches_the_log_or_xcom(hostile,
     operator = SegmentImageOperator(task_id="t", image=str(photo), prompt="square", deferrable=False)
     document = operator.execute({})
     assert document["masks"][0]["url"] is None  # the data URI is not kept; the name fal gave it is cleaned
+    assert document["masks"][0]["content_type"] == "image/png; by=***"  # written in JSON's escapes, cleaned too
     log = "".join(capfd.readouterr())
     assert "auth seen" in log  # positive control: fal's log line is forwarded
     assert leaked(log) == [] and leaked(json.dumps(document)) == []
