@@ -54,14 +54,14 @@ class FalRequestSensor(BaseSensorOperator):
         self.cancel_on_stop = cancel_on_stop
 
     def _reference_dict(self) -> Any:
-        value = self.reference
-        if isinstance(value, str):
-            import json
+        """The reference as given or rendered, its nesting and size bounded (``guards.structure``) before it is
+        read."""
+        from airflow_provider_sam3.guards.structure import check_structure, parse_rendered
 
-            try:
-                value = json.loads(value)
-            except ValueError:
-                raise InputValidationError("reference", "is a string that is not a JSON request reference") from None
+        value = self.reference
+        if isinstance(value, str):  # a JSON request reference, as XCom or dag_run.conf renders it
+            value = parse_rendered(value.strip(), "reference")
+        check_structure(value, "reference")
         return value
 
     def _image(self) -> dict[str, Any] | None:

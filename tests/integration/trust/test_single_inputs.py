@@ -7,7 +7,9 @@ Each attack has a positive control beside it: the same operator with an ordinary
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import os
 import warnings
 
@@ -188,3 +190,27 @@ def test_a_nested_value_given_to_the_single_operator_names_its_field(depth, fail
     assert isinstance(raised.value.__cause__, InputValidationError)
     assert "box_prompts" in str(raised.value) and "levels deep" in str(raised.value)
     assert sent(fal_emulator) == (0, 0)
+
+
+@pytest.mark.parametrize(("depth", "fails"), [(3000, True), (0, False)])
+def test_a_sensor_reference_nested_3000_deep_names_its_field(depth, fails, fal_emulator, connect, photo):
+    """A reference rendered from ``dag_run.conf`` as text 3,000 deep: refused naming ``reference``, no call made. The
+    control is a real reference, the same sensor finding its request done."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_provider_sam3.hooks.fal import FalHook
+    from airflow_provider_sam3.sensors.fal import FalRequestSensor
+
+    image_url = "data:image/png;base64," + base64.b64encode(photo.read_bytes()).decode()
+    reference = FalHook().submit("fal-ai/sam-3/image", {"image_url": image_url, "prompt": "square"})
+    text = json.dumps(reference.to_dict())
+    sensor = FalRequestSensor(
+        task_id="s", reference="[" * depth + text + "]" * depth, deferrable=False, poke_interval=0.2
+    )
+    if not fails:
+        sensor.execute({})
+        return
+    with pytest.raises(AirflowFailException) as raised:
+        sensor.execute({})
+    assert "reference" in str(raised.value) and "levels deep" in str(raised.value)
+    assert fal_emulator.counters()["status_calls"] == 0
