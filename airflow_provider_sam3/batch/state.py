@@ -216,16 +216,18 @@ class BatchState:
         same epoch returns the summary (Airflow can fail a try after it finished); a clear starts afresh."""
         self.summary = summary
         self.save(store)  # first: a try stopped during the deletes below still finds the summary
-        self._delete_entries(store)
+        self.delete_entries(store)
 
     def forget(self, store: Any) -> None:
         """Remove the batch from the store: a try after a clear of a finished batch starts afresh."""
-        self._delete_entries(store)
+        self.delete_entries(store)
         if store is not None:
             store.delete(STATE_KEY)
         self.saved_header = None
 
-    def _delete_entries(self, store: Any) -> None:
+    def delete_entries(self, store: Any) -> None:
+        """Delete the rows of the entries (shards and journal slots); the header stays. Idempotent: a later try
+        finishes the cleanup of a try Airflow failed halfway through it."""
         if store is None:
             return
         for number in range(int((self.saved_header or {}).get("shards") or self.shard_count)):

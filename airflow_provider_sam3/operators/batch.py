@@ -244,7 +244,7 @@ class Sam3BatchOperator(BaseOperator):
             folder = self._folder(context)
             state = earlier_batch(store, endpoint, self.fal_conn_id, self.log)
             if state is not None and state.summary is not None:
-                summary = finished_summary(state, store, self._epoch, self.log)
+                summary = finished_summary(state, store, self._epoch, self.log, folder)
                 if summary is not None:
                     return summary
                 state = None

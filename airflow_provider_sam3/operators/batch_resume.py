@@ -54,7 +54,9 @@ def earlier_batch(store: Any, endpoint: Endpoint, fal_conn_id: str, log: Any) ->
     return previous
 
 
-def finished_summary(state: BatchState, store: Any, epoch: int | None, log: Any) -> dict[str, Any] | None:
+def finished_summary(
+    state: BatchState, store: Any, epoch: int | None, log: Any, folder: Any = None
+) -> dict[str, Any] | None:
     """The summary of a batch an earlier try of this run finished (Airflow failed that try afterwards: a crash
     while cleaning up, or its scheduler failing it after it finished); nothing is listed, submitted or written
     again, and the summary stays for any later try. ``None`` after a clear of the run: the old batch is forgotten."""
@@ -67,4 +69,12 @@ def finished_summary(state: BatchState, store: Any, epoch: int | None, log: Any)
         "This batch finished in an earlier try of this run; returning its summary without paying again (manifest: %s)",
         summary.get("manifest"),
     )
+    # What that try could not clean up before Airflow stopped accepting its writes: its rows, part files, ledger.
+    state.delete_entries(store)
+    if folder is not None:
+        from airflow_provider_sam3.batch.manifest import remove_parts
+        from airflow_provider_sam3.batch.unrecorded import UnrecordedLedger
+
+        remove_parts(folder)
+        UnrecordedLedger(folder).clear()
     return summary
