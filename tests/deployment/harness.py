@@ -935,8 +935,12 @@ class AirflowDeployment:
 
 
 def _sqlite_locked(detail: str) -> bool:
-    """Whether an api-server error is SQLite's "database is locked" (Airflow answers it with an error id)."""
-    return "database is locked" in detail or "Error with id" in detail
+    """Whether an api-server error is SQLite's "database is locked" (Airflow answers it with an error id, or as a
+    "Database error" whose details it hides)."""
+    return any(
+        sign in detail
+        for sign in ("database is locked", "Error with id", '"reason":"Database error"', '"reason": "Database error"')
+    )
 
 
 # ---------------------------------------------------------------------- process helpers
