@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_sam3.exceptions import Sam3ProviderError
 
@@ -23,7 +24,11 @@ __all__ = [
     "cancel_all",
     "cancel_queued",
     "cancel_queued_in_a_thread",
+    "outlasting_repeated_cancels",
 ]
+
+T = TypeVar("T")
+_OUTLIVING: set[asyncio.Future[Any]] = set()
 
 CANCEL_CONCURRENCY = 32
 STATUS_SLICE = 8
@@ -124,6 +129,26 @@ async def cancel_queued(hook: FalHook, references: list[RequestReference], *, bu
         left_running=running,
         unanswered=[ref.request_id for ref in queued if ref.request_id not in outcomes],
     )
+
+
+async def outlasting_repeated_cancels(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` to its end although the caller is cancelled again meanwhile. Airflow 3.3's triggerer cancels a
+    killed trigger's task once more at every sync with its supervisor (about each second) until the trigger ends,
+    which would cut ``on_kill`` short long before ``[triggerer] on_kill_timeout``; ``work`` bounds its own time.
+    Where the caller is torn down regardless (``asyncio.wait_for`` before Python 3.12 gives up after a second
+    cancel), ``work`` still runs to its end in the triggerer's loop."""
+    task = asyncio.ensure_future(work)
+    _OUTLIVING.add(task)
+    task.add_done_callback(_OUTLIVING.discard)
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():  # the work itself was cancelled
+                raise
+            current = asyncio.current_task()
+            if current is not None and hasattr(current, "uncancel"):  # Python 3.11+: this cancel is absorbed
+                current.uncancel()
 
 
 def cancel_queued_in_a_thread(

@@ -19,9 +19,10 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_sam3.batch.cancels import TRIGGER_ON_KILL_SECONDS, cancel_queued
+from airflow_provider_sam3.batch.cancels import TRIGGER_ON_KILL_SECONDS, cancel_queued, outlasting_repeated_cancels
 from airflow_provider_sam3.batch.polling import BatchPoller, ProgressLine, reference_for
 from airflow_provider_sam3.hooks.fal import FalHook
+from airflow_provider_sam3.models.reference import RequestReference
 
 
 def kwargs_size(trigger: BaseTrigger) -> int:
@@ -119,10 +120,19 @@ class FalBatchTrigger(BaseTrigger):
         task reattaches to them and fetches their results (paid once, listed in its manifest)."""
         poller = getattr(self, "_poller", None)
         waiting = list(poller.waiting) if poller is not None else list(self.request_ids)
+        # Said first: on Airflow 3.3 under Python 3.11 the trigger's log may close before the cancels end.
+        self.log.info(
+            "Task was cleared or marked; cancelling the requests of this batch still queued at fal, newest first "
+            "(%d waiting there); requests already running are left to finish, and a clear of the task fetches them",
+            len(waiting),
+        )
         references = [reference_for(rid, self.endpoint_id, self.url_templates, self.explicit_urls) for rid in waiting]
+        await outlasting_repeated_cancels(self._cancel_queued(references))
+
+    async def _cancel_queued(self, references: list[RequestReference]) -> None:
         hook = FalHook(self.fal_conn_id)
         try:
             report = await cancel_queued(hook, references, budget_seconds=TRIGGER_ON_KILL_SECONDS)
             self.log.info("Task was cleared or marked; %s", report.describe())
         finally:
-            await asyncio.shield(hook.aclose())
+            await hook.aclose()

@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_sam3.batch.cancels import TRIGGER_ON_KILL_SECONDS, cancel_queued
+from airflow_provider_sam3.batch.cancels import TRIGGER_ON_KILL_SECONDS, cancel_queued, outlasting_repeated_cancels
 from airflow_provider_sam3.exceptions import Sam3ProviderError
 from airflow_provider_sam3.hooks.backoff import MAX_FAILED_POLLS_IN_A_ROW, poll_backoff
 from airflow_provider_sam3.hooks.fal import FalHook
@@ -175,6 +175,9 @@ class FalRequestTrigger(BaseTrigger):
                 ref.request_id,
             )
             return
+        await outlasting_repeated_cancels(self._cancel_if_queued(ref))
+
+    async def _cancel_if_queued(self, ref: RequestReference) -> None:
         hook = FalHook(self.fal_conn_id)
         try:
             report = await cancel_queued(hook, [ref], budget_seconds=TRIGGER_ON_KILL_SECONDS)

@@ -30,16 +30,21 @@ def dag_writer(airflow_deployment, request: pytest.FixtureRequest):
     The file is written into the dags folder and the call returns once the DAG is parsed and unpaused.
     """
     written: list[str] = []
+    dag_ids: list[str] = []
 
     def write(source: str, suffix: str = "") -> str:
         base = re.sub(r"[^A-Za-z0-9_]+", "_", request.node.name).strip("_")[:60]
         dag_id = f"deploy_{base}{('_' + suffix) if suffix else ''}"
         airflow_deployment.write_dag(f"{dag_id}.py", source.replace("{dag_id}", dag_id))
         written.append(f"{dag_id}.py")
+        dag_ids.append(dag_id)
         airflow_deployment.wait_for_dag(dag_id)
         return dag_id
 
     yield write
+    if airflow_deployment.usable():  # nothing a finished test started keeps running into the next test's counts
+        for dag_id in dag_ids:
+            airflow_deployment.stop_dag(dag_id)
     # Keep the shared dag-processor's parse load flat: a finished test's DAG file goes away (the DAG turns
     # stale; its runs, logs and code stay in the DB / logs folder for post-mortem reading).
     for filename in written:

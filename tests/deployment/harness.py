@@ -664,6 +664,21 @@ class AirflowDeployment:
         with contextlib.suppress(FileNotFoundError):
             (self.dags_folder / filename).unlink()
 
+    def stop_dag(self, dag_id: str, timeout: float = 180.0) -> None:
+        """End every unfinished run of ``dag_id`` (marked failed, as a user would) and wait until none of its task
+        instances is running, deferred or waiting to run: the deployment is shared, and a test's leftover run would
+        otherwise keep submitting to the emulator while the next test counts its requests."""
+        for (run_id,) in self.query(
+            "SELECT run_id FROM dag_run WHERE dag_id=? AND state NOT IN ('success', 'failed')", (dag_id,)
+        ):
+            self.set_run_state(dag_id, run_id, "failed")
+        active = "('running', 'deferred', 'queued', 'scheduled', 'up_for_retry', 'up_for_reschedule', 'restarting')"
+        deadline = time.monotonic() + timeout
+        while self.query_one(f"SELECT 1 FROM task_instance WHERE dag_id=? AND state IN {active}", (dag_id,)):
+            if time.monotonic() > deadline:
+                raise self.error(f"{dag_id} still has unfinished task instances {timeout:.0f} s after its runs ended")
+            time.sleep(0.3)
+
     def import_errors(self) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in self.query("SELECT filename, stacktrace FROM import_error")]
 

@@ -208,6 +208,53 @@ def test_a_cleared_trigger_cancels_what_is_queued_newest_first_and_leaves_the_ru
     assert fal_emulator.counters()["billed"] == 1
 
 
+def test_a_cleared_trigger_cancels_every_queued_request_although_the_triggerer_cancels_it_again(fal_emulator):
+    """Airflow 3.3's triggerer runs ``on_kill`` under a 30 s ``wait_for`` but cancels the trigger's task again at
+    each sync (about each second) until it ends: ``on_kill`` must not stop at the first of those cancels."""
+    import structlog
+
+    fal_emulator.configure(concurrency=1, service_time_s=30.0)
+
+    def logged(text: str) -> bool:
+        return any(text in entry["event"] for entry in logs)
+
+    async def scenario():
+        hook, ids, templates = await submitted_requests(120)
+        await hook.aclose()
+        trigger = FalBatchTrigger("fal-ai/sam-3/image", templates, ids, poll_interval=0.2)
+
+        async def trigger_task() -> None:  # what the triggerer runs for the trigger (airflow 3.3's run_trigger)
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:  # the user's clear
+                await asyncio.wait_for(trigger.on_kill(), timeout=30)
+                raise
+
+        task = asyncio.ensure_future(trigger_task())
+        await asyncio.sleep(0)
+        task.cancel()
+        while not logged("cancelling the requests of this batch"):  # on_kill has started
+            await asyncio.sleep(0.01)
+        while not task.done():  # then the cancel the triggerer repeats at each sync
+            task.cancel()
+            await asyncio.sleep(0.05)
+        await asyncio.gather(task, return_exceptions=True)
+        for _ in range(600):  # the cancels go on in the loop: wait for the summary logged after the last answer
+            if logged("cancels to fal for the"):
+                break
+            await asyncio.sleep(0.1)
+        return ids
+
+    with structlog.testing.capture_logs() as logs:
+        ids = asyncio.run(scenario())
+    records = {r["request_id"]: r for r in fal_emulator.requests()}
+    assert not records[ids[0]]["cancelled"]  # the one running is left to finish
+    assert all(records[rid]["cancelled"] and not records[rid]["billed"] for rid in ids[1:])
+    assert fal_emulator.counters()["cancels"]["total"] == 119
+    assert logged("cancelling the requests of this batch still queued at fal, newest first (120 waiting there)")
+    assert logged("sent 119 cancels to fal for the 119 requests of this batch still queued")
+
+
 @dag(dag_id="sam3_batch_scale_trigger", schedule=None, params=PARAMS)
 def batch_bounded_trigger():
     Sam3BatchOperator(
