@@ -193,6 +193,13 @@ class FalUntrustedUrlError(FalRequestError):
     retryable = False
 
 
+class FalTlsError(FalRequestError):
+    """A host's TLS certificate could not be verified: nothing was sent over that connection. Final: a retry meets
+    the same certificate; the fix is the trust store of the process (``SSL_CERT_FILE``), see the error's text."""
+
+    retryable = False
+
+
 class FalOutputRefusedError(FalRequestError):
     """An output file was not fetched: its URL is not https or a data URI, resolves to a private, loopback or
     link-local address that is neither the queue host nor an allowed media host, redirects to one, or is larger

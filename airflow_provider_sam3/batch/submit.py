@@ -39,9 +39,10 @@ __all__ = ["ACCOUNT_ERRORS", "UNRECORDED_CANCEL_SECONDS", "Submitter"]
 UNRECORDED_CANCEL_SECONDS = 10.0
 """How long cancelling a request that could be neither recorded nor handed over may take."""
 
-ACCOUNT_ERRORS = ("FalAuthenticationError", "FalBalanceExhaustedError", "FalUntrustedUrlError")
+ACCOUNT_ERRORS = ("FalAuthenticationError", "FalBalanceExhaustedError", "FalUntrustedUrlError", "FalTlsError")
 """Errors that stop the whole batch: no other image could be submitted or fetched with this key (or through this
-queue host: one that answers with another host's URLs answers every submit that way)."""
+queue host: one that answers with another host's URLs, or with a certificate the worker cannot verify, answers every
+submit that way)."""
 
 
 class Submitter:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from airflow_provider_sam3.exceptions import Sam3ProviderError
+from airflow_provider_sam3.hooks.errors import certificate_error
 from airflow_provider_sam3.hooks.settings import FalSettings
 
 PROBE_PATH = "fal-ai/sam-3/requests/00000000-0000-0000-0000-000000000000/status"
@@ -24,6 +25,9 @@ def connection_test(settings: Callable[[], FalSettings], conn_id: str) -> tuple[
     try:
         response = httpx.get(f"https://{host}/{PROBE_PATH}", headers={"Authorization": f"Key {key}"}, timeout=10.0)
     except httpx.HTTPError as error:
+        tls = certificate_error(error, f"Connecting to fal's queue at {host}")
+        if tls is not None:
+            return False, tls.detail
         return False, f"Cannot reach fal's queue at {host}: {type(error).__name__}. Check the host."
     if response.status_code == 401:
         return False, f"fal rejected the API key (from {resolved.key_source}). Check the key."

@@ -26,7 +26,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from airflow_provider_sam3.exceptions import FalOutputRefusedError, FalResultUnavailableError, FalTransientError
+from airflow_provider_sam3.exceptions import (
+    FalOutputRefusedError,
+    FalRequestError,
+    FalResultUnavailableError,
+    FalTransientError,
+)
+from airflow_provider_sam3.hooks.errors import certificate_error
 from airflow_provider_sam3.hooks.trust import HOST_SHAPE, URL_CHARACTERS, redact, same_host, split_host
 
 if TYPE_CHECKING:
@@ -308,7 +314,10 @@ def _next_url(response: Any, url: str) -> str:
     return str(response.url.join(location))
 
 
-def _transport_error(error: Exception, url: str) -> FalTransientError:
+def _transport_error(error: Exception, url: str) -> FalRequestError:
+    tls = certificate_error(error, f"download of {short(url)}")
+    if tls is not None:
+        return tls
     return FalTransientError(
         f"download of {short(url)} failed: {type(error).__name__}: {error}; it is retried, "
         "and if it persists check the worker's network",

@@ -46,6 +46,40 @@ def _body_detail(error: Any) -> Any:
     return getattr(error, "message", str(error))
 
 
+TLS_ADVICE = (
+    "Python checks certificates against SSL_CERT_FILE, or certifi's bundle when it is unset: against the fal "
+    "emulator, every Airflow process (scheduler, workers, triggerer, api-server) needs SSL_CERT_FILE set to the "
+    "emulator's certificate (its env file names it); behind a TLS-inspecting proxy, to a bundle with the proxy's CA"
+)
+
+
+def certificate_problem(error: BaseException) -> str | None:
+    """Why TLS verification failed, when it did anywhere in ``error``'s chain (httpx wraps the ``ssl`` error)."""
+    import ssl
+
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return str(seen.verify_message or seen.reason or "certificate verify failed")
+        if "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return "certificate verify failed"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def certificate_error(error: BaseException, what: str, **where: Any) -> exc.FalTlsError | None:
+    """The error a user can act on when ``error`` is a failed certificate check during ``what`` (a sentence
+    fragment naming the call and host); ``None`` when it is not one."""
+    problem = certificate_problem(error)
+    if problem is None:
+        return None
+    return exc.FalTlsError(
+        f"{what} stopped: the host's TLS certificate could not be verified ({problem}). {TLS_ADVICE}", **where
+    )
+
+
 def translate(
     error: BaseException,
     *,
@@ -63,18 +97,18 @@ def translate(
     where: dict[str, Any] = {"endpoint_id": endpoint_id, "request_id": request_id}
     if isinstance(error, exc.Sam3ProviderError):
         return error
+    if isinstance(error, httpx.TransportError):
+        tls = certificate_error(error, f"{action} at fal's queue{_host_of(error)}", **where)
+        if tls is not None:
+            return tls
     if isinstance(error, httpx.TimeoutException):
         return exc.FalTransientError(
             f"{action} timed out talking to fal's queue ({type(error).__name__}); it will be retried", **where
         )
     if isinstance(error, httpx.TransportError):
-        try:
-            host = f" at {error.request.url.host}:{error.request.url.port or 443}"
-        except RuntimeError:  # httpx raises when the exception carries no request
-            host = ""
         return exc.FalTransientError(
-            f"{action} lost its connection to fal's queue{host} ({type(error).__name__}: {clean(error)}); it is "
-            "retried, and if it persists check the network or the connection's queue host",
+            f"{action} lost its connection to fal's queue{_host_of(error)} ({type(error).__name__}: {clean(error)}); "
+            "it is retried, and if it persists check the network or the connection's queue host",
             **where,
         )
     if not isinstance(error, FalClientHTTPError):
@@ -124,3 +158,11 @@ def translate(
     if code >= 500:
         return exc.FalTransientError(f"fal answered a server error during {action} ({message})", **common)
     return exc.FalRequestError(f"fal refused {action} ({message})", **common)
+
+
+def _host_of(error: Any) -> str:
+    """`` at host:port`` of the request an httpx error carries, or nothing."""
+    try:
+        return f" at {error.request.url.host}:{error.request.url.port or 443}"
+    except RuntimeError:  # httpx raises when the exception carries no request
+        return ""

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.exceptions import Sam3ProviderError
 from airflow_provider_sam3.hooks import fal_client_internals as internals
+from airflow_provider_sam3.hooks.errors import certificate_problem
 
 ASYNC_SUBMIT_MAX_DELAY = 10.0
 """fal-client's async retry loop caps its delay at 10 s (its sync loop at ``MAX_DELAY``, 30 s); submit does the same."""
@@ -86,6 +87,8 @@ def _submit_fault(error: BaseException) -> str:
         if response is not None and internals.is_ingress_error(response):
             return "lost" if error.status_code == 504 else "not_created"
         return "refused"
+    if certificate_problem(error) is not None:
+        return "refused"  # nothing was sent, and every resend would meet the same certificate
     if isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
         return "not_created"
     if isinstance(error, (httpx.ProxyError, httpx.UnsupportedProtocol, httpx.LocalProtocolError)):

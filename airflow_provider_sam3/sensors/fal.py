@@ -30,6 +30,10 @@ class FalRequestSensor(BaseSensorOperator):
     :param cancel_on_stop: cancel the request at fal when this sensor times out or is cleared or marked. Off by
         default: the request belongs to the task that submitted it, and a cleared sensor waits for it again.
 
+    Deferrable, it polls at the connection's ``poll_interval`` (2 s by default, backing off to its
+    ``max_poll_interval``) unless ``poke_interval`` is given: Airflow's 60 s default would make a 4 s request take a
+    minute. In ``poke`` and ``reschedule`` modes it follows ``poke_interval`` as every sensor does.
+
     A timeout raises ``AirflowSensorTimeout`` in every mode, so ``soft_fail`` and ``never_fail`` apply as usual.
     """
 
@@ -52,6 +56,7 @@ class FalRequestSensor(BaseSensorOperator):
         self.output_path = output_path
         self.deferrable = deferrable
         self.cancel_on_stop = cancel_on_stop
+        self.poke_interval_given = "poke_interval" in kwargs
 
     def _reference_dict(self) -> Any:
         """The reference as given or rendered, its nesting and size bounded (``guards.structure``) before it is
@@ -139,8 +144,8 @@ class FalRequestSensor(BaseSensorOperator):
                 reference=ref.to_dict(),
                 fal_conn_id=self.fal_conn_id,
                 deadline=deadline,
-                poll_interval=self.poke_interval,
-                max_poll_interval=max(self.poke_interval, 30),
+                poll_interval=self.poke_interval if self.poke_interval_given else None,  # None: the connection's
+                max_poll_interval=max(self.poke_interval, 30) if self.poke_interval_given else None,
                 cancel_on_stop=self.cancel_on_stop,
             ),
             method_name="execute_complete",

@@ -61,3 +61,23 @@ def test_an_unusable_timeout_fails_the_dag_file(timeout):
 
     with pytest.raises(InputValidationError, match="^timeout: "):
         Sam3BatchOperator(task_id="segment", images=["/tmp/a.png"], output_path="/tmp/out", timeout=timeout)
+
+
+TLS_DAG = make_dag("tls")
+
+
+def test_a_queue_certificate_the_worker_cannot_verify_stops_the_batch_with_the_fix(
+    photos, tmp_path, run_batch_dag, fal_emulator, capfd, monkeypatch
+):
+    """Every submit would meet the same certificate: the batch stops at the first, says why and what to set, and
+    is not retried (a retry meets the same certificate); nothing reaches fal."""
+    import certifi
+
+    monkeypatch.setenv("SSL_CERT_FILE", certifi.where())  # a real CA bundle without the emulator's certificate
+    paths = photos(20)
+    state, results = run_batch_dag(TLS_DAG, images=str(paths[0].parent), out=str(tmp_path / "out"))
+    assert state == "failed" and results["segment"][0] == "failed"
+    assert fal_emulator.counters()["submissions"]["total"] == 0
+    log = capfd.readouterr().out
+    assert "TLS certificate could not be verified" in log and "SSL_CERT_FILE" in log, log[-3000:]
+    assert "not retried" in log

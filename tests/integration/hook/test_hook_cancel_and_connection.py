@@ -192,3 +192,22 @@ def test_two_connections_submit_to_their_own_hosts(fal_emulator, monkeypatch, tm
         assert hosts == [fal_emulator.host, second.host] * 2
         assert fal_emulator.counters()["submissions"]["total"] == 2
         assert second.counters()["submissions"]["total"] == 2
+
+
+def test_a_certificate_the_process_cannot_verify_is_reported_as_such_with_the_fix(fal_emulator, fal_conn, monkeypatch):
+    """An Airflow process without the emulator's SSL_CERT_FILE (or behind a TLS-inspecting proxy) meets a
+    certificate it cannot verify: the Test button and a submit say so, with the fix, and nothing reaches fal."""
+    import certifi
+
+    from airflow_provider_sam3.exceptions import FalTlsError
+
+    monkeypatch.setenv("SSL_CERT_FILE", certifi.where())  # a real CA bundle without the emulator's certificate
+    ok, message = FalHook().test_connection()
+    assert not ok
+    assert f"Connecting to fal's queue at {fal_emulator.host} stopped: the host's TLS certificate" in message
+    assert "SSL_CERT_FILE" in message and "Check the host" not in message
+    with pytest.raises(FalTlsError) as raised:
+        FalHook().submit(IMAGE_ENDPOINT, ARGS)
+    assert "TLS certificate could not be verified" in str(raised.value) and "SSL_CERT_FILE" in str(raised.value)
+    assert raised.value.retryable is False
+    assert fal_emulator.counters()["submissions"]["total"] == 0

@@ -137,3 +137,42 @@ def test_a_sensor_timeout_leaves_the_request_to_its_owner_unless_told_to_cancel(
         assert request["request_id"] in out + err and "CANCELLATION_REQUESTED" in out + err
     else:
         assert request["request_id"] in out + err and "left running for the task that submitted it" in out + err
+
+
+@dag(dag_id="sam3_sensor_connection_cadence", schedule=None, params={"image": ""})
+def connection_cadence():
+    submit = SegmentImageOperator(
+        task_id="submit",
+        image="{{ params.image }}",
+        prompt="square",
+        wait_for_completion=False,
+        fal_conn_id="fal_fast",
+    )
+    FalRequestSensor(task_id="wait", reference=submit.output, fal_conn_id="fal_fast", timeout=120, deferrable=True)
+
+
+CONNECTION_CADENCE_DAG = connection_cadence()
+
+
+def test_a_deferrable_sensor_without_poke_interval_polls_at_the_connections_interval(
+    run_dag, photo, fal_emulator, monkeypatch
+):
+    """Airflow's 60 s ``poke_interval`` default would poll twice in all (at the start and a minute later): the
+    sensor follows the connection's ``poll_interval`` instead, counted at fal as status calls."""
+    import json
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_FAL_FAST",
+        json.dumps(
+            {
+                "conn_type": "fal",
+                "password": fal_emulator.api_key,
+                "host": fal_emulator.host,
+                "extra": {"poll_interval": 0.2, "max_poll_interval": 0.4},
+            }
+        ),
+    )
+    fal_emulator.configure(service_time_s=3.0)
+    results = run_dag(CONNECTION_CADENCE_DAG, image=str(photo))
+    assert results["wait"][0] == "success", results
+    assert fal_emulator.counters()["status_calls"] >= 4  # 60 s apart, the 3 s request would have had 2
