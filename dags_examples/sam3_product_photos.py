@@ -5,8 +5,9 @@ Each run takes the images that arrived since the last run (a processed-images in
 segments all of them with one ``Sam3BatchOperator`` task (one trigger waits for the whole batch; the task writes in
 its own folder ``<output_path>/masks/<dag_id>/<run_id>/segment/``: each image's masks under ``<request_id>/`` and
 ``manifest.jsonl``, which lists every image, failed ones included; the summary in XCom names it), then renders an
-overlay per image and a transparent cutout per mask (under ``<output_path>/overlays`` and ``/cutouts``), and the
-run's ``metadata.jsonl`` / ``metadata.csv`` next to its manifest, so no run overwrites another's.
+overlay per image and a transparent cutout per mask (under ``<output_path>/overlays`` and ``/cutouts``, named by
+the image's stem and a hash of its source, so ``shoe.png`` and ``shoe.jpg`` keep their own), and the run's
+``metadata.jsonl`` / ``metadata.csv`` next to its manifest, so no run overwrites another's.
 
 Runs as is against fal.ai (a ``fal`` connection, or ``FAL_KEY``) or against the bundled emulator
 (``python -m airflow_provider_sam3.testing.emulator --env-file fal.env`` then ``set -a; . ./fal.env``).
@@ -35,6 +36,15 @@ METADATA_COLUMNS = (
     "mask",
     "cutout",
 )
+
+
+def picture_name(source: str) -> str:
+    """A file name for an image's pictures that no other image shares: its stem (readable) and a short hash of its
+    whole source (``shoe.png`` and ``shoe.jpg``, or ``a/shoe.jpg`` and ``b/shoe.jpg``, are different images)."""
+    import hashlib
+
+    stem = source.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return f"{stem}-{hashlib.sha256(source.encode()).hexdigest()[:10]}"
 
 
 def _storage(path: str):
@@ -108,12 +118,12 @@ def sam3_product_photos():
                 failures.append({"image": image["source"], "error": image["error"]})
                 continue
             photo = _storage(image["source"]).read_bytes()
-            stem = image["source"].rsplit("/", 1)[-1].rsplit(".", 1)[0]
+            name = picture_name(image["source"])
             arrays = []
             for number, mask in enumerate(image["masks"]):
                 array = mask_from_image(_storage(mask["location"]).read_bytes())
                 arrays.append(array)
-                cut = root / "cutouts" / f"{stem}_{number}.png"
+                cut = root / "cutouts" / f"{name}_{number}.png"
                 cut.write_bytes(encode_png(cutout(photo, array)))
                 box = mask["pixel_box"] or [None] * 4
                 rows.append(
@@ -132,7 +142,7 @@ def sam3_product_photos():
                         "cutout": str(cut),
                     }
                 )
-            (root / "overlays" / f"{stem}.png").write_bytes(encode_png(overlay(photo, arrays)))
+            (root / "overlays" / f"{name}.png").write_bytes(encode_png(overlay(photo, arrays)))
             processed.append({"source": image["source"], "request_id": image["request_id"]})
         run_folder = _storage(summary["output_path"])  # this run's batch folder, beside its manifest
         (run_folder / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))

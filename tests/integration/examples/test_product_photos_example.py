@@ -33,12 +33,13 @@ def test_product_photo_example_writes_masks_cutouts_overlays_and_metadata(airflo
     from PIL import Image
 
     overlays = sorted((out / "overlays").iterdir())
-    assert [p.stem for p in overlays] == [p.stem for p in images]
+    assert [p.stem for p in overlays] == [sam3_product_photos.picture_name(str(p)) for p in images]
     for overlay, image in zip(overlays, images):
         assert Image.open(overlay).size == Image.open(image).size
         assert Image.open(overlay).tobytes() != Image.open(image).convert("RGB").tobytes()  # the mask is drawn
-    cutout = Image.open(next((out / "cutouts").iterdir()))
-    assert cutout.mode == "RGBA" and cutout.getextrema()[3] == (0, 255)
+    cutouts = [Image.open(path) for path in sorted((out / "cutouts").iterdir())]
+    assert cutouts and all(cutout.mode == "RGBA" for cutout in cutouts)
+    assert any(cutout.getextrema()[3] == (0, 255) for cutout in cutouts)  # the mask cuts the object out
     summary = next(ti for ti in run.get_task_instances() if ti.task_id == "render").xcom_pull(task_ids="render")
     first_manifest = Path(summary["manifest"].removeprefix("file://"))
     run_folder = first_manifest.parent
@@ -60,7 +61,9 @@ def test_product_photo_example_writes_masks_cutouts_overlays_and_metadata(airflo
     run = run_example(dag, tmp_path / "inputs", out)
     assert {ti.task_id: ti.state for ti in run.get_task_instances()}["render"] == "success"
     assert fal_emulator.counters()["submissions"]["total"] == len(images) + 1
-    assert (out / "overlays" / "zz_new.png").is_file()
+    assert (
+        out / "overlays" / f"{sam3_product_photos.picture_name(str(tmp_path / 'inputs' / 'zz_new.jpg'))}.png"
+    ).is_file()
     # Each run wrote its own manifest and metadata: the first run's are still there, whole.
     manifests = sorted((out / "masks").rglob("manifest.jsonl"))
     assert len(manifests) == 2 and first_manifest in manifests
@@ -70,3 +73,37 @@ def test_product_photo_example_writes_masks_cutouts_overlays_and_metadata(airflo
         str(tmp_path / "inputs" / "zz_new.jpg")
     ]
     assert len((run_folder / "metadata.jsonl").read_text().splitlines()) == len(rows)
+
+
+def test_images_with_the_same_stem_keep_their_own_pictures_and_rows(airflow_db, fal_emulator, tmp_path):
+    """``shoe.png`` and ``shoe.jpg`` are two images: two overlays, their own cutouts, rows pointing at each."""
+    sys.path.insert(0, str(REPO / "dags_examples"))
+    try:
+        import _demo
+        import sam3_product_photos
+    finally:
+        sys.path.pop(0)
+    first, second = _demo.make_sample_images(tmp_path / "made", 2)
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    from PIL import Image
+
+    Image.open(first).save(inputs / "shoe.png")
+    Image.open(second).convert("RGB").save(inputs / "shoe.jpg")
+    out = tmp_path / "out"
+    run = run_example(sam3_product_photos.sam3_product_photos(), inputs, out)
+    assert {ti.task_id: ti.state for ti in run.get_task_instances()}["render"] == "success"
+    overlays = sorted(p.name for p in (out / "overlays").iterdir())
+    assert len(overlays) == 2 and all(name.startswith("shoe-") for name in overlays)
+    summary = next(ti for ti in run.get_task_instances() if ti.task_id == "render").xcom_pull(task_ids="render")
+    rows = [
+        json.loads(line)
+        for line in Path(summary["metadata"].removeprefix("file://")).with_suffix(".jsonl").read_text().splitlines()
+    ]
+    by_image: dict[str, set[str]] = {}
+    for row in rows:
+        by_image.setdefault(row["image"], set()).add(row["cutout"])
+    assert set(by_image) == {str(inputs / "shoe.png"), str(inputs / "shoe.jpg")}
+    assert not by_image[str(inputs / "shoe.png")] & by_image[str(inputs / "shoe.jpg")]  # no cutout shared
+    assert all(Path(c.removeprefix("file://")).is_file() for cutouts in by_image.values() for c in cutouts)
+    assert len({cutout for cutouts in by_image.values() for cutout in cutouts}) == len(rows)
