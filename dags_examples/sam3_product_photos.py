@@ -104,46 +104,34 @@ def sam3_product_photos():
         import io
         import json
 
-        from airflow_provider_sam3.media.masks import mask_from_image, mask_stats
+        from airflow_provider_sam3.media.masks import mask_stats
         from airflow_provider_sam3.media.render import cutout, encode_png, overlay
+        from airflow_provider_sam3.storage.batch_results import BatchResults
 
         root = _storage(output_path)
         for folder in ("overlays", "cutouts"):
             (root / folder).mkdir(parents=True, exist_ok=True)
-        manifest = _storage(summary["manifest"])
-        rows, processed, failures = [], [], []
-        for line in manifest.read_text().splitlines():
-            image = json.loads(line)
-            if image["status"] != "succeeded":
-                failures.append({"image": image["source"], "error": image["error"]})
-                continue
-            photo = _storage(image["source"]).read_bytes()
-            name = picture_name(image["source"])
-            arrays = []
-            for number, mask in enumerate(image["masks"]):
-                array = mask_from_image(_storage(mask["location"]).read_bytes())
-                arrays.append(array)
-                cut = root / "cutouts" / f"{name}_{number}.png"
+        batch = BatchResults.from_xcom(summary)
+        failures = [{"image": row.source, "error": row.error} for row in batch.failed()]
+        rows, processed = [], []
+        for image, document in batch.documents():  # each image that succeeded, with its result document
+            photo = _storage(image.source).read_bytes()
+            name = picture_name(image.source)
+            arrays = document.mask_arrays()
+            for mask, array in zip(document.to_rows(prompt), arrays):
+                cut = root / "cutouts" / f"{name}_{mask['mask_index']}.png"
                 cut.write_bytes(encode_png(cutout(photo, array)))
-                box = mask["pixel_box"] or [None] * 4
                 rows.append(
                     {
-                        "image": image["source"],
-                        "label": prompt,
-                        "request_id": image["request_id"],
-                        "mask_index": number,
-                        "score": mask["score"],
-                        "x_min": box[0],
-                        "y_min": box[1],
-                        "x_max": box[2],
-                        "y_max": box[3],
+                        **{column: mask.get(column) for column in METADATA_COLUMNS},
+                        "image": image.source,
                         "area": mask_stats(array).area,
-                        "mask": mask["location"],
+                        "mask": mask["mask_url"],
                         "cutout": str(cut),
                     }
                 )
             (root / "overlays" / f"{name}.png").write_bytes(encode_png(overlay(photo, arrays)))
-            processed.append({"source": image["source"], "request_id": image["request_id"]})
+            processed.append({"source": image.source, "request_id": image.request_id})
         run_folder = _storage(summary["output_path"])  # this run's batch folder, beside its manifest
         (run_folder / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
         table = io.StringIO()

@@ -253,7 +253,21 @@ def _as_mapping(value: Any) -> Mapping[str, Any]:
     return value
 
 
+BATCH_READER_ADVICE = (
+    "read a batch with airflow_provider_sam3.storage.batch_results.BatchResults.from_xcom(summary): it iterates the "
+    "manifest's rows, and row.document() is the image's result document"
+)
+
+
 def _check_version(data: Mapping[str, Any]) -> None:
+    if data.get("kind") == "sam3.batch" or ("manifest" in data and "images" in data):
+        raise ResultDocumentError(
+            "kind", f"this is a batch's summary, not one image's result document; {BATCH_READER_ADVICE}."
+        )
+    if "kind" not in data and "status" in data and "source" in data:
+        raise ResultDocumentError(
+            "kind", f"this is a row of a batch manifest, not a result document; {BATCH_READER_ADVICE}."
+        )
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
         raise ResultDocumentError(

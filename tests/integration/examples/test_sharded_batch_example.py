@@ -40,3 +40,12 @@ def test_four_shards_cover_the_folder_once_and_merge_into_one_manifest(
     ]
     assert local(merged["manifest"]).parent.name == "merge"
     assert fal_emulator.counters()["submissions"]["total"] == 12 == merged["submissions"]
+
+    # The merged manifest reads like one batch's: every row's document lies in its shard's folder of this run.
+    from airflow_provider_sam3.storage.batch_results import BatchResults
+
+    batch = BatchResults.from_xcom(merged)
+    documents = list(batch.documents())
+    assert [row.source for row, _ in documents] == [row["source"] for row in rows]
+    assert all(document.request_id == row.request_id for row, document in documents)
+    assert len(list(batch.to_rows("product"))) == sum(len(document.masks) for _, document in documents)
