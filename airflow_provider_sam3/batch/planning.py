@@ -74,6 +74,7 @@ def plan_batch(
             positions.append(position)
         state.add(entry)
     problems: list[str] = []
+    shared_faults: list[InputValidationError] = []
     for position, (where, image), facts in zip(positions, to_inspect, inspect_images(to_inspect, limits)):
         entry = state.entries[str(position)]
         try:
@@ -84,6 +85,15 @@ def plan_batch(
         except InputValidationError as error:
             problems.append(f"{where} ({image.source}): {error}")
             entry.fail(str(error), type(error).__name__, state="invalid")
+            if not isinstance(facts, InputValidationError) and _names_a_shared_field(error, shared, image):
+                shared_faults.append(error)
+    if to_inspect and len(shared_faults) == len(to_inspect):
+        first = shared_faults[0]
+        raise InputValidationError(
+            f"arguments.{first.field}",
+            f"every image was refused for this field of the batch's shared arguments, so nothing was submitted "
+            f"({first}). Fix arguments: skip_invalid=True would only record every image as invalid",
+        )
     if problems and not skip_invalid:
         shown = "; ".join(problem.rstrip(".") for problem in problems[:INVALID_SHOWN])
         more = f"; and {len(problems) - INVALID_SHOWN} more" if len(problems) > INVALID_SHOWN else ""
@@ -118,3 +128,9 @@ def check_cost(
             f"max_cost_usd=${max_cost_usd:.2f}, so nothing was submitted; raise max_cost_usd or split the batch",
         )
     return estimate
+
+
+def _names_a_shared_field(error: InputValidationError, shared: dict[str, Any], image: BatchImage) -> bool:
+    """Whether ``error`` is about a field the batch's shared ``arguments`` set (and this image does not override)."""
+    top = error.field.split(".", 1)[0].split("[", 1)[0]
+    return top in shared and top not in image.arguments

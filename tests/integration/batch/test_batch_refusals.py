@@ -17,7 +17,7 @@ def make_dag(case: str, **options):
             task_id="segment",
             images="{{ params.images }}",
             output_path=options.pop("output_path", "{{ params.out }}"),
-            arguments={"prompt": "box"},
+            arguments=options.pop("arguments_override", {"prompt": "box"}),
             retries=2,
             **options,
         )
@@ -81,3 +81,24 @@ def test_a_queue_certificate_the_worker_cannot_verify_stops_the_batch_with_the_f
     log = capfd.readouterr().out
     assert "TLS certificate could not be verified" in log and "SSL_CERT_FILE" in log, log[-3000:]
     assert "not retried" in log
+
+
+TYPO_DAGS = {
+    skip: make_dag(f"typo_skip_{skip}", arguments_override={"prompt": "box", "max_mask": 2}, skip_invalid=skip)
+    for skip in (False, True)
+}
+
+
+@pytest.mark.parametrize("skip_invalid", [False, True])
+def test_a_typo_in_the_shared_arguments_names_arguments_whatever_skip_invalid_says(
+    skip_invalid, photos, tmp_path, run_batch_dag, fal_emulator, capfd
+):
+    """Every image is refused for the same shared field: the batch fails naming ``arguments``; it neither advises
+    ``skip_invalid=True`` nor, with it set, succeeds with every image recorded invalid."""
+    paths = photos(3)
+    state, results = run_batch_dag(TYPO_DAGS[skip_invalid], images=str(paths[0].parent), out=str(tmp_path / "out"))
+    assert state == "failed" and results["segment"][0] == "failed"
+    assert fal_emulator.counters()["submissions"]["total"] == 0
+    log = capfd.readouterr().out
+    assert "arguments.max_mask: every image was refused" in log and "did you mean 'max_masks'" in log, log[-3000:]
+    assert "or set skip_invalid=True" not in log
