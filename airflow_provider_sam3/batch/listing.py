@@ -63,6 +63,7 @@ def resolve_images(images: Any, *, field_name: str = "images") -> list[BatchImag
         if not resolved:
             raise InputValidationError(field_name, "names no image files.", allowed=_ACCEPTED)
         return resolved
+    _refuse_a_missing_path(images, field_name)
     found = _item(images, field_name)
     if not found:
         raise InputValidationError(
@@ -71,6 +72,22 @@ def resolve_images(images: Any, *, field_name: str = "images") -> list[BatchImag
             allowed=_ACCEPTED,
         )
     return found
+
+
+def _refuse_a_missing_path(images: Any, field_name: str) -> None:
+    """The batch's one local path names nothing: say so (a folder is what is usually meant), not that some file of
+    it is missing. In a list, a missing file is that row's problem (recorded ``invalid`` with ``skip_invalid``)."""
+    if not isinstance(images, str) or "://" in images or any(ch in images for ch in GLOB_CHARACTERS):
+        return
+    text = os.path.expanduser(images.strip())
+    if os.path.isabs(text) and not os.path.lexists(text):
+        kind = "image file" if text.lower().endswith(IMAGE_SUFFIXES) else "folder or file"
+        raise InputValidationError(
+            field_name,
+            f"{images.strip()!r} does not exist: no {kind} by that name on this worker; give an existing folder of "
+            "images, an image file, or a list of them (a shared folder must be mounted on every worker).",
+            allowed=_ACCEPTED,
+        )
 
 
 def _parsed(images: Any, field_name: str) -> Any:
