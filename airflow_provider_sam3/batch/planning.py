@@ -94,6 +94,20 @@ def plan_batch(
             f"every image was refused for this field of the batch's shared arguments, so nothing was submitted "
             f"({first}). Fix arguments: skip_invalid=True would only record every image as invalid",
         )
+    if problems and skip_invalid:
+        shown = "; ".join(problem.rstrip(".") for problem in problems[:INVALID_SHOWN])
+        more = (
+            f"; and {len(problems) - INVALID_SHOWN} more (the manifest lists them all)"
+            if len(problems) > INVALID_SHOWN
+            else ""
+        )
+        log.warning(
+            "%d of %d images cannot be sent and are recorded as invalid (skip_invalid=True): %s%s",
+            len(problems),
+            len(images),
+            shown,
+            more,
+        )
     if problems and not skip_invalid:
         shown = "; ".join(problem.rstrip(".") for problem in problems[:INVALID_SHOWN])
         more = f"; and {len(problems) - INVALID_SHOWN} more" if len(problems) > INVALID_SHOWN else ""

@@ -98,8 +98,9 @@ class ProgressLine:
         done = self.done_before + finished - failed
         eta = f"{waiting * elapsed / finished:.0f} s" if finished and waiting else "unknown" if waiting else "0 s"
         return (
-            f"batch on {self.endpoint_id}: {done} done, {self.failed_before + failed} failed, {waiting} waiting "
-            f"at fal ({running} running, {waiting - running} queued) of {self.total} images; ETA {eta}"
+            f"batch on {self.endpoint_id}: {done} done, {self.failed_before + failed} failed or invalid, "
+            f"{waiting} waiting at fal ({running} running, {waiting - running} queued) of {self.total} images; "
+            f"ETA {eta}"
         )
 
 

@@ -110,7 +110,7 @@ def test_cost_within_ceiling_runs(photos, tmp_path, run_batch_dag, fal_emulator)
     assert results["segment"][1]["succeeded"] == 4 and results["segment"][1]["cost_usd"] == 0.02
 
 
-def test_invalid_images_are_reported_not_sent(photos, tmp_path, run_batch_dag, fal_emulator):
+def test_invalid_images_are_reported_not_sent(photos, tmp_path, run_batch_dag, fal_emulator, capfd):
     paths = photos(5)
     (paths[0].parent / "notes.png").write_text("this is not an image")
     (paths[0].parent / "empty.jpg").write_bytes(b"")
@@ -124,6 +124,9 @@ def test_invalid_images_are_reported_not_sent(photos, tmp_path, run_batch_dag, f
     assert rows["notes.png"]["status"] == "invalid" and "looks like text" in rows["notes.png"]["error"]
     assert rows["empty.jpg"]["status"] == "invalid" and "empty" in rows["empty.jpg"]["error"]
     assert rows["notes.png"]["request_id"] is None
+    log = capfd.readouterr().out
+    said = "2 of 7 images cannot be sent and are recorded as invalid (skip_invalid=True): images["
+    assert said in log and "notes.png" in log and "empty.jpg" in log  # the log names each skipped file
 
 
 def test_invalid_images_refuse_the_batch_by_default(photos, tmp_path, run_batch_dag, fal_emulator, capfd):
