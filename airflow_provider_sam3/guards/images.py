@@ -16,7 +16,10 @@ from airflow_provider_sam3.exceptions import InvalidImageError
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["DEFAULT_MAX_PIXELS", "MAX_SIDE", "check_pixels", "decode_image", "open_image"]
+__all__ = ["BROKEN_FILE_ADVICE", "DEFAULT_MAX_PIXELS", "MAX_SIDE", "check_pixels", "decode_image", "open_image"]
+
+BROKEN_FILE_ADVICE = "export or copy it again (an upload or copy that stopped early leaves such files)"
+"""What to do about a file of an accepted format that does not decode: its format is fine, its bytes are not."""
 
 DEFAULT_MAX_PIXELS = 8192 * 8192
 """Largest width x height accepted anywhere: inputs, masks, renders, documents' image sizes."""
@@ -64,7 +67,9 @@ def open_image(
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         if type(error).__name__ == "UnidentifiedImageError":
             raise
-        raise InvalidImageError(where, f"{description} is truncated or corrupt ({error}).") from None
+        raise InvalidImageError(
+            where, f"{description} is truncated or corrupt ({error}); {BROKEN_FILE_ADVICE}."
+        ) from None
     if expected_size is not None and tuple(image.size) != tuple(expected_size):  # the more precise reason first
         width, height = expected_size
         raise InvalidImageError(
@@ -96,5 +101,7 @@ def decode_image(
     try:
         image.load()
     except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise InvalidImageError(where, f"{description} is truncated or corrupt ({error}).") from None
+        raise InvalidImageError(
+            where, f"{description} is truncated or corrupt ({error}); {BROKEN_FILE_ADVICE}."
+        ) from None
     return image

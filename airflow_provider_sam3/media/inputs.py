@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError, features
 
 from airflow_provider_sam3.exceptions import InputValidationError, InvalidImageError
 from airflow_provider_sam3.guards.files import DEFAULT_MAX_INPUT_BYTES
-from airflow_provider_sam3.guards.images import DEFAULT_MAX_PIXELS, check_pixels, open_image
+from airflow_provider_sam3.guards.images import BROKEN_FILE_ADVICE, DEFAULT_MAX_PIXELS, check_pixels, open_image
 from airflow_provider_sam3.media._b64 import STRICT_BASE64, strict_b64decode
 from airflow_provider_sam3.media._sources import read_path, read_source, short, upright
 
@@ -107,6 +107,23 @@ def _check_url(url: str, field: str) -> PreparedImage:
     return PreparedImage(url=url, width=None, height=None, format=None, byte_size=None, source=_redact_url(url))
 
 
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+)
+
+
+def _image_signature(data: bytes) -> str | None:
+    """The accepted format whose magic bytes ``data`` starts with, or is the start of (WebP: RIFF....WEBP)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    if len(data) < 3:
+        return None
+    return next((name for magic, name in _SIGNATURES if data[: len(magic)] == magic[: len(data)]), None)
+
+
 def _looks_like(data: bytes) -> str:
     head = data[:512]
     if head[4:8] == b"ftyp":
@@ -175,6 +192,11 @@ def check_image_bytes(data: bytes, description: str, field: str, max_pixels: int
             raise InvalidImageError(
                 field, f"{description} is an AVIF file that is truncated or corrupt.", allowed=_ALLOWED
             ) from None
+        signature = _image_signature(data)
+        if signature is not None:  # an accepted format whose header is cut short: the file is broken, not foreign
+            raise InvalidImageError(
+                field, f"{description} is a {signature} file that is truncated or corrupt; {BROKEN_FILE_ADVICE}."
+            )
         raise InvalidImageError(
             field,
             f"{description} is not an accepted image: its content looks like {_looks_like(data)}.",
@@ -184,7 +206,9 @@ def check_image_bytes(data: bytes, description: str, field: str, max_pixels: int
     try:
         image.load()
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InvalidImageError(field, f"{description} is truncated or corrupt ({exc}).", allowed=_ALLOWED) from None
+        raise InvalidImageError(
+            field, f"{description} is truncated or corrupt ({exc}); {BROKEN_FILE_ADVICE}."
+        ) from None
     turned = upright(image)
     if turned is not None:
         data = _encode(turned, fmt, image.info.get("icc_profile"))

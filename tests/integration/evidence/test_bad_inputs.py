@@ -213,7 +213,7 @@ CASES: list[Case] = [
         SEG,
         {"image": File("truncated_png"), "prompt": "shoe"},
         "image",
-        ("is truncated or corrupt", IMAGE_FORMATS),
+        ("is truncated or corrupt", "export or copy it again"),
     ),
     Case(
         "empty_file",
@@ -860,8 +860,8 @@ BATCH_CASES: list[Case] = [
         "batch_shared_field_typo",
         BATCH,
         {"images": [IMG], "arguments": {"promt": "shoe"}, "output_path": OUT},
-        "images",
-        ("promt", "did you mean 'prompt'"),
+        "arguments.promt",
+        ("every image was refused for this field of the batch's shared arguments", "did you mean 'prompt'"),
     ),
     Case(
         "batch_image_in_arguments",

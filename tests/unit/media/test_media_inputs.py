@@ -188,10 +188,15 @@ def test_file_uri_is_a_local_path(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
 def test_truncated_image(fmt):
+    """A broken file of an accepted format is told it is broken, not which formats are accepted."""
     data = _encode(PHOTO, fmt)
     with pytest.raises(InvalidImageError) as info:
         prepare_image(data[: len(data) // 2])
-    assert "truncated or corrupt" in str(info.value)
+    assert "truncated or corrupt" in str(info.value) and "allowed:" not in str(info.value)
+    assert "export or copy it again" in str(info.value)
+    with pytest.raises(InvalidImageError) as info:
+        prepare_image(data[:4])  # cut inside its header: Pillow cannot even tell its format
+    assert f"is a {fmt} file that is truncated or corrupt" in str(info.value) and "allowed:" not in str(info.value)
 
 
 def test_pixel_limit_checked_before_decoding():
