@@ -155,6 +155,7 @@ def main() -> int:
             f"{counters.get('status_calls')} status calls"
         )
     print("Where to look:")
+    print(f"  contact sheet: {_local(summary.get('contact_sheet') or '?')} (the run's overlays at a glance)")
     print(f"  overlays:      {out / 'output' / 'overlays'}")
     print(f"  cutouts:       {out / 'output' / 'cutouts'}")
     print(f"  masks:         {out / 'output' / 'masks'}")

@@ -5,7 +5,8 @@ Each run takes the images that arrived since the last run (a processed-images in
 segments all of them with one ``Sam3BatchOperator`` task (one trigger waits for the whole batch; the task writes in
 its own folder ``<output_path>/masks/<dag_id>/<run_id>/segment/``: each image's masks under ``<request_id>/`` and
 ``manifest.jsonl``, which lists every image, failed ones included; the summary in XCom names it), then renders an
-overlay per image and a transparent cutout per mask (under ``<output_path>/overlays`` and ``/cutouts``, named by
+overlay per image (each mask outlined and tagged with the prompt and its score), a contact sheet of the run's
+overlays, and a transparent cutout per mask (under ``<output_path>/overlays`` and ``/cutouts``, named by
 the image's stem and a hash of its source, so ``shoe.png`` and ``shoe.jpg`` keep their own), and the run's
 ``metadata.jsonl`` / ``metadata.csv`` next to its manifest, so no run overwrites another's.
 
@@ -22,6 +23,9 @@ from airflow.sdk import dag, task
 from airflow_provider_sam3.operators.batch import Sam3BatchOperator
 
 INDEX_FILE = "processed.jsonl"
+CONTACT_SHEET_IMAGES = 48
+"""Overlays shown on a run's contact sheet (the first ones; every overlay is in ``overlays/``)."""
+CONTACT_SHEET_THUMB = 320
 METADATA_COLUMNS = (
     "image",
     "label",
@@ -105,7 +109,7 @@ def sam3_product_photos():
         import json
 
         from airflow_provider_sam3.media.masks import mask_stats
-        from airflow_provider_sam3.media.render import cutout, encode_png, overlay
+        from airflow_provider_sam3.media.render import contact_sheet, cutout, encode_png, overlay
         from airflow_provider_sam3.storage.batch_results import BatchResults
 
         root = _storage(output_path)
@@ -113,7 +117,7 @@ def sam3_product_photos():
             (root / folder).mkdir(parents=True, exist_ok=True)
         batch = BatchResults.from_xcom(summary)
         failures = [{"image": row.source, "error": row.error} for row in batch.failed()]
-        rows, processed = [], []
+        rows, processed, sheet = [], [], []
         for image, document in batch.documents():  # each image that succeeded, with its result document
             photo = _storage(image.source).read_bytes()
             name = picture_name(image.source)
@@ -130,9 +134,19 @@ def sam3_product_photos():
                         "cutout": str(cut),
                     }
                 )
-            (root / "overlays" / f"{name}.png").write_bytes(encode_png(overlay(photo, arrays)))
+            picture = overlay(photo, arrays, labels=[prompt] * len(arrays), scores=document.scores)
+            (root / "overlays" / f"{name}.png").write_bytes(encode_png(picture))
+            if len(sheet) < CONTACT_SHEET_IMAGES:
+                picture.thumbnail((CONTACT_SHEET_THUMB, CONTACT_SHEET_THUMB))  # only the thumbnail is kept
+                sheet.append((picture, f"{image.source.rsplit('/', 1)[-1][:28]}: {len(arrays)} masks"))
             processed.append({"source": image.source, "request_id": image.request_id})
         run_folder = _storage(summary["output_path"])  # this run's batch folder, beside its manifest
+        sheet_path = run_folder / "contact_sheet.png"
+        if sheet:
+            pictures, captions = zip(*sheet)
+            sheet_path.write_bytes(
+                encode_png(contact_sheet(pictures, columns=4, thumb=CONTACT_SHEET_THUMB, captions=captions))
+            )
         (run_folder / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
         table = io.StringIO()
         writer = csv.DictWriter(table, fieldnames=METADATA_COLUMNS)
@@ -150,6 +164,7 @@ def sam3_product_photos():
             "cost_usd": summary["cost_usd"],
             "manifest": summary["manifest"],
             "metadata": str(run_folder / "metadata.csv"),
+            "contact_sheet": str(sheet_path) if sheet else None,
         }
 
     render(segment.output, "{{ params.output_path }}", "{{ params.prompt }}")

@@ -20,6 +20,7 @@ _EXPORTS = {
     "mask_from_image": "masks",
     "mask_stats": "masks",
     "PALETTE": "render",
+    "contact_sheet": "render",
     "cutout": "render",
     "encode_png": "render",
     "mask_to_png": "render",
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
     )
     from airflow_provider_sam3.media.masks import MaskStats, mask_from_image, mask_stats
     from airflow_provider_sam3.media.probe import image_size_at_url
-    from airflow_provider_sam3.media.render import PALETTE, cutout, encode_png, mask_to_png, overlay
+    from airflow_provider_sam3.media.render import PALETTE, contact_sheet, cutout, encode_png, mask_to_png, overlay
     from airflow_provider_sam3.media.rle import rle_decode, rle_decode_many, rle_encode
 
 

@@ -41,6 +41,8 @@ def test_product_photo_example_writes_masks_cutouts_overlays_and_metadata(airflo
     assert cutouts and all(cutout.mode == "RGBA" for cutout in cutouts)
     assert any(cutout.getextrema()[3] == (0, 255) for cutout in cutouts)  # the mask cuts the object out
     summary = next(ti for ti in run.get_task_instances() if ti.task_id == "render").xcom_pull(task_ids="render")
+    sheet = Image.open(summary["contact_sheet"].removeprefix("file://"))
+    assert sheet.size == (4 * (320 + 8) + 8, 1 * (320 + 32 + 8) + 8)  # one row of four cells for three images
     first_manifest = Path(summary["manifest"].removeprefix("file://"))
     run_folder = first_manifest.parent
     assert run_folder.name == "segment" and run_folder.parent.parent.name == "sam3_product_photos"

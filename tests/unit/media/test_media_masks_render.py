@@ -193,3 +193,40 @@ def test_overlay_and_cutout_turn_an_exif_rotated_photo_upright_as_it_was_sent_to
     assert piece.size == (20, 10)
     red, green, blue, alpha = (np.asarray(piece)[..., i] for i in range(4))
     assert (alpha == 255).all() and (red > 200).all() and (green < 60).all()
+
+
+def test_overlay_tags_each_mask_with_its_label_and_score_in_its_colour():
+    """A tag ("cup 0.93") sits above each mask's box, filled with the mask's colour; untagged pixels stay as the
+    untagged overlay draws them."""
+    big = Image.new("RGB", (400, 300), (0, 0, 0))
+    first = np.zeros((300, 400), dtype=bool)
+    first[120:200, 40:160] = True
+    second = np.zeros((300, 400), dtype=bool)
+    second[150:260, 220:380] = True
+    plain = np.asarray(overlay(big, [first, second]))
+    tagged = np.asarray(overlay(big, [first, second], labels=["cup", "saucer"], scores=[0.93, None]))
+    changed = np.any(tagged != plain, axis=2)
+    assert changed[:120, 40:160].any() and changed[:150, 220:380].any()  # a tag above each mask
+    assert not changed[270:, :].any()  # nothing drawn far from the masks
+    above_first = tagged[:120, 40:160].reshape(-1, 3)
+    assert (above_first == PALETTE[0]).all(axis=1).sum() > 100  # the first tag's fill is the first mask's colour
+    with pytest.raises(InputValidationError) as info:
+        overlay(big, [first, second], labels=["only one"])
+    assert info.value.field == "labels"
+
+
+def test_contact_sheet_lays_pictures_out_in_columns_with_captions():
+    from airflow_provider_sam3.media.render import contact_sheet
+
+    pictures = [Image.new("RGB", (200, 100), color) for color in [(255, 0, 0), (0, 255, 0), (0, 0, 255)]]
+    sheet = contact_sheet(pictures, columns=2, thumb=100, captions=["red", "green", "blue"])
+    gap = 4
+    assert sheet.size == (2 * (100 + gap) + gap, 2 * (100 + 10 + gap) + gap)
+    pixels = np.asarray(sheet)
+    assert tuple(pixels[gap + 50, gap + 50]) == (255, 0, 0)  # first cell, scaled to 100 x 50, centred
+    assert tuple(pixels[gap + 50, gap + 104 + 50]) == (0, 255, 0)  # second column
+    assert tuple(pixels[gap + 114 + 50, gap + 50]) == (0, 0, 255)  # second row
+    for bad, field in (({"columns": 0}, "columns"), ({"thumb": True}, "thumb"), ({"captions": ["x"]}, "captions")):
+        with pytest.raises(InputValidationError) as info:
+            contact_sheet(pictures, **bad)
+        assert info.value.field == field
