@@ -874,6 +874,15 @@ class AirflowDeployment:
         triggers = sorted(base.glob(f"attempt={try_number}.log.trigger.*.log"), key=lambda p: p.stat().st_mtime)
         return [p for p in [main, *triggers] if p.exists()]
 
+    def trigger_logs(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
+        """Every triggerer log of every try of one task instance. Airflow 3.3.2 may name a trigger's log after the
+        try before (a loaded CI run: try 10's trigger, "segment/-1/9", wrote to ``attempt=9.log.trigger.*.log``):
+        look for a trigger's lines here, not in one try's files."""
+        base = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        if map_index >= 0:
+            base = base / f"map_index={map_index}"
+        return "\n".join(path.read_text(errors="replace") for path in sorted(base.glob("attempt=*.log.trigger.*.log")))
+
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1) -> str:
         """Worker log of one try followed by its triggerer log(s); each file preceded by a ``==> name <==``
         header. Lines are structlog JSON (``event``, ``level``, ``logger``, ``timestamp``...)."""

@@ -215,8 +215,7 @@ def test_ten_clears_of_a_deferred_task_each_rerun_succeeds(airflow_deployment, d
         before the trigger starts has nothing to cancel: the rerun reattaches, rightly, and pays nothing)."""
         if dep.task_state(dag_id, run_id, "segment") != "deferred" or len(own_requests()) < number + 1:
             return False
-        log = dep.task_log(dag_id, run_id, "segment", try_number=dep.try_number(dag_id, run_id, "segment"))
-        return f"request {own_requests()[-1]['request_id']}:" in log
+        return f"request {own_requests()[-1]['request_id']}:" in dep.trigger_logs(dag_id, run_id, "segment")
 
     for number in range(clears):
         wait_until(
