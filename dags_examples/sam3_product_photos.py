@@ -138,7 +138,8 @@ def sam3_product_photos():
             (root / "overlays" / f"{name}.png").write_bytes(encode_png(picture))
             if len(sheet) < CONTACT_SHEET_IMAGES:
                 picture.thumbnail((CONTACT_SHEET_THUMB, CONTACT_SHEET_THUMB))  # only the thumbnail is kept
-                sheet.append((picture, f"{image.source.rsplit('/', 1)[-1][:28]}: {len(arrays)} masks"))
+                masks = f"{len(arrays)} mask{'' if len(arrays) == 1 else 's'}"
+                sheet.append((picture, f"{image.source.rsplit('/', 1)[-1][:28]}: {masks}"))
             processed.append({"source": image.source, "request_id": image.request_id})
         run_folder = _storage(summary["output_path"])  # this run's batch folder, beside its manifest
         sheet_path = run_folder / "contact_sheet.png"

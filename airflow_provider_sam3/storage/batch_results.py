@@ -14,29 +14,35 @@ folder, or for a merged manifest its run folder), and ``result.json`` is read th
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
-from airflow_provider_sam3.guards.files import confined, local_path, read_regular_file
+from airflow_provider_sam3.guards.files import confined, local_path, open_regular_file, read_regular_file
 from airflow_provider_sam3.guards.structure import check_structure
 from airflow_provider_sam3.models.results import ResultDocument, ResultDocumentError, result_from_xcom
 from airflow_provider_sam3.storage.outputs import RESULT_FILE, resolve_output_path
 
-__all__ = ["MAX_RESULT_BYTES", "MAX_ROW_CHARS", "BatchResults", "BatchRow"]
+__all__ = ["MAX_MANIFEST_BYTES", "MAX_RESULT_BYTES", "MAX_ROW_CHARS", "BatchResults", "BatchRow"]
 
 MAX_ROW_CHARS = 4 * 1024 * 1024
 """The longest manifest line read (a row with 32 inline RLE masks of a large photo is a few hundred KB)."""
 MAX_RESULT_BYTES = 64 * 1024 * 1024
 """The largest ``result.json`` read."""
+MAX_MANIFEST_BYTES = 1 << 40
+"""The largest manifest read (it is streamed: this only refuses what cannot be one)."""
 
 
 class BatchRow(BaseModel):
     """One image of a batch, as its manifest row says: where it came from, what happened, where its result is."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
+
+    _root: Any = PrivateAttr(default=None)  # the folder its outputs must lie in, set by BatchResults
 
     index: int
     source: str
@@ -59,7 +65,10 @@ class BatchRow(BaseModel):
 
     def document(self, *, root: Any = None) -> ResultDocument:
         """This image's result document (``result.json`` in its ``output_location``), as a single-image task's.
-        ``root``: the folder it must lie in (``BatchResults`` passes its own)."""
+
+        Everything it names must lie inside ``root``: rows from ``BatchResults`` carry the batch's own; a row built
+        by hand needs ``root=``. The folder, ``result.json`` itself (links resolved) and the document's own
+        ``output_location`` (where its readers read masks) are all checked before use."""
         if not self.succeeded or not self.output_location:
             raise ResultDocumentError(
                 "status",
@@ -67,15 +76,23 @@ class BatchRow(BaseModel):
                 + (f": {self.error}" if self.error else "")
                 + "; iterate BatchResults.succeeded() to read only the images that have one.",
             )
+        root = root if root is not None else self._root
+        if root is None:
+            raise ResultDocumentError(
+                "root", "is needed for a row read by hand: pass the batch's folder (document(root=...))."
+            )
         where = f"images[{self.index}].output_location"
         folder = resolve_output_path(self.output_location)
         assert folder is not None  # output_location is a non-empty text here
-        if root is not None:
-            confined(str(folder), str(root), where)
+        confined(str(folder), str(root), where)
         path = folder / RESULT_FILE
+        confined(str(path), str(root), f"{where}/{RESULT_FILE}")  # a result.json that links elsewhere is refused
         local = local_path(str(path))
         data = read_regular_file(local or path, f"{where}/{RESULT_FILE}", MAX_RESULT_BYTES, setting=None)
-        return result_from_xcom(_parsed(data.decode("utf-8", errors="replace"), f"{where}/{RESULT_FILE}"))
+        document = result_from_xcom(_parsed(data.decode("utf-8", errors="replace"), f"{where}/{RESULT_FILE}"))
+        if document.output_location:  # the folder its readers read masks from
+            confined(str(document.output_location), str(root), f"{where}/{RESULT_FILE}: output_location")
+        return document
 
 
 class BatchResults:
@@ -120,6 +137,7 @@ class BatchResults:
                     folder = self.manifest.parent
                     root = folder.parent if row.shard is not None else folder
                     self.root = root
+                row._root = root
                 yield row
 
     def succeeded(self) -> Iterator[BatchRow]:
@@ -146,11 +164,13 @@ class BatchResults:
             for mask_row in to_rows(label, with_area=with_area):
                 yield {"index": row.index, **mask_row}
 
-    def _open(self) -> Any:
+    @contextmanager
+    def _open(self) -> Iterator[Any]:
+        """The manifest as text, opened through ``guards.files``: a regular file only (a FIFO or a device put in its
+        place is refused, never waited on); bytes that are not UTF-8 are replaced, not fatal."""
         local = local_path(str(self.manifest))
-        if local is not None:
-            return open(local, encoding="utf-8")
-        return self.manifest.open("r", encoding="utf-8")
+        with open_regular_file(local or self.manifest, "manifest", MAX_MANIFEST_BYTES, setting=None) as handle:
+            yield io.TextIOWrapper(handle.file, encoding="utf-8", errors="replace")
 
 
 def _lines(handle: Any) -> Iterator[tuple[int, str]]:

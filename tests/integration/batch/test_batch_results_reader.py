@@ -104,3 +104,65 @@ def test_a_damaged_manifest_is_refused_naming_the_line(tmp_path, line, field):
     with pytest.raises(ResultDocumentError) as raised:
         list(write_manifest(tmp_path / "segment", line))
     assert raised.value.field == field
+
+
+def planted(tmp_path, document: dict):
+    """A batch folder whose one row points at ``<folder>/req`` holding ``document`` as its result.json."""
+    folder = tmp_path / "run" / "segment"
+    (folder / "req").mkdir(parents=True)
+    (folder / "req" / "result.json").write_text(json.dumps(document))
+    row = {"index": 0, "source": "a.jpg", "status": "succeeded", "output_location": str(folder / "req")}
+    return write_manifest(folder, json.dumps(row)), folder
+
+
+def test_a_result_file_linking_out_of_the_batch_or_naming_another_folder_is_refused(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "secret.json").write_text("{}")
+    batch, folder = planted(tmp_path, {})
+    (folder / "req" / "result.json").unlink()
+    (folder / "req" / "result.json").symlink_to(elsewhere / "secret.json")
+    with pytest.raises(InvalidImageError, match="outside"):
+        next(batch.documents())
+
+    document = {
+        "schema_version": 1,
+        "kind": "sam3.segmentation",
+        "endpoint_id": "fal-ai/sam-3/image",
+        "request_id": "r",
+        "timings": {"completed_at": 1.0},
+        "output_location": str(elsewhere),  # where its readers would then read masks from
+        "masks": [],
+    }
+    batch, _ = planted(tmp_path / "second", document)
+    with pytest.raises(InvalidImageError, match="output_location"):
+        next(batch.documents())
+
+
+def test_a_row_read_by_hand_needs_the_folder_its_outputs_must_lie_in(tmp_path):
+    from airflow_provider_sam3.storage.batch_results import BatchRow
+
+    row = BatchRow(index=0, source="a.jpg", status="succeeded", output_location=str(tmp_path))
+    with pytest.raises(ResultDocumentError) as raised:
+        row.document()
+    assert raised.value.field == "root"
+
+
+def test_a_fifo_in_place_of_the_manifest_is_refused_not_waited_on(tmp_path):
+    import os
+
+    folder = tmp_path / "segment"
+    folder.mkdir()
+    os.mkfifo(folder / "manifest.jsonl")
+    with pytest.raises(InvalidImageError, match="FIFO"):
+        list(BatchResults(str(folder / "manifest.jsonl")))
+
+
+def test_bytes_that_are_not_utf8_are_a_damaged_line_not_a_crash(tmp_path):
+    folder = tmp_path / "segment"
+    folder.mkdir()
+    (folder / "manifest.jsonl").write_bytes(b'{"index": 0, "source": "\xff\xfe", "status": "invalid"}\n\xff\n')
+    batch = BatchResults(str(folder / "manifest.jsonl"))
+    with pytest.raises(ResultDocumentError) as raised:
+        list(batch)
+    assert raised.value.field == "manifest line 2"
