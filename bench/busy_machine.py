@@ -67,7 +67,12 @@ def main() -> int:
     from airflow_provider_sam3.testing import EmulatorConfig, FalEmulator
 
     stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+
+    def on_sigterm(*_: object) -> None:  # stop now, mid-run too: the finally block takes the load's Airflow down
+        stop["now"] = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     hogs = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) for _ in range(args.hogs)]
     work = Path(tempfile.mkdtemp(prefix="busy-machine-"))
     emulator = FalEmulator(EmulatorConfig(service_time_s=0.3, concurrency=8, cert_dir=str(work / "cert")))
