@@ -22,9 +22,15 @@ def airflow_deployment_env(fal_emulator_server) -> dict[str, str]:
 
 
 def sharded_example_source() -> str:
+    """The example as shipped, with its own dag id, and retries a few seconds apart: Airflow 3.3.2 may fail a
+    cleared shard's next try too (a 404 "Task instance not found" on its writes, seen on a quiet machine), and
+    the default 5 min ``retry_delay`` would outlast the wait; every try still pays nothing twice."""
     source = (Path(__file__).resolve().parents[2] / "dags_examples" / "sam3_sharded_batch.py").read_text()
-    assert "@dag(\n    schedule=None," in source
-    return source.replace("@dag(\n    schedule=None,", '@dag(\n    dag_id="{dag_id}",\n    schedule=None,')
+    assert "@dag(\n    schedule=None," in source and "        retries=2,\n" in source
+    source = source.replace("@dag(\n    schedule=None,", '@dag(\n    dag_id="{dag_id}",\n    schedule=None,')
+    return source.replace(
+        "        retries=2,\n", "        retries=4,\n        retry_delay=pendulum.duration(seconds=5),\n"
+    )
 
 
 def running_shard(dep, dag_id: str, run_id: str) -> tuple[int] | None:
