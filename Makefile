@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine (Python 3.10+, make, bash): `make demo` and `make test`.
-# Both create .venv and prepare a private AIRFLOW_HOME; `make demo` installs only the provider (what the demo needs),
-# `make test` the provider with its test extra (pytest, the cluster suite's providers, ruff, mypy).
+# Both create .venv and prepare a private AIRFLOW_HOME; `make demo` installs only the provider and the demo's photos
+# (the demo extra: scikit-image), `make test` the provider with its test extra (pytest, the cluster suite's providers,
+# ruff, mypy, scikit-image).
 
 PYTHON ?= python3
 VENV := .venv
@@ -23,7 +24,7 @@ $(STAMP): pyproject.toml
 $(DEMO_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ is required"'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e ".[demo]"
 	@touch $(DEMO_STAMP)
 
 install: $(STAMP)

@@ -6,6 +6,8 @@ lazily by the modules that need them.
 
 from __future__ import annotations
 
+__all__ = ["DISTRIBUTION", "get_provider_info"]
+
 __version__ = "0.1.0"
 
 DISTRIBUTION = "airflow-provider-sam3"

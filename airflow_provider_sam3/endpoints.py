@@ -23,6 +23,23 @@ from airflow_provider_sam3.exceptions import InputValidationError
 if TYPE_CHECKING:
     from airflow_provider_sam3.models.base import EndpointInput, EndpointOutput
 
+__all__ = [
+    "BillingUnit",
+    "DEPRECATED_FIELDS",
+    "ENDPOINTS",
+    "Endpoint",
+    "FRAMES_PER_VIDEO_UNIT",
+    "INPUT_FIELDS",
+    "Kind",
+    "MODELS_PACKAGE",
+    "RegistryError",
+    "VERSIONS",
+    "endpoint_for",
+    "get_endpoint",
+    "input_model_for",
+    "resolve_model",
+]
+
 BillingUnit = Literal["request", "16 frames"]
 Kind = Literal[
     "image", "image-rle", "embed", "video", "video-rle", "video-rle-objects", "3d-objects", "3d-body", "3d-align"
@@ -43,12 +60,12 @@ def resolve_model(ref: str) -> type[Any]:
 
 
 @functools.lru_cache(maxsize=None)
-def _input_model(ref: str, fields: tuple[str, ...], endpoint_id: str) -> type[Any]:
+def input_model_for(ref: str, fields: tuple[str, ...], endpoint_id: str) -> type[Any]:
     model = resolve_model(ref)
     if tuple(model.model_fields) != fields:
         raise RegistryError(
             f"{endpoint_id}: the registry lists input fields {fields}, but {model.__name__} has "
-            f"{tuple(model.model_fields)}; update _FIELDS in airflow_provider_sam3/endpoints.py"
+            f"{tuple(model.model_fields)}; update INPUT_FIELDS in airflow_provider_sam3/endpoints.py"
         )
     return model
 
@@ -74,7 +91,7 @@ class Endpoint:
 
     @property
     def input_model(self) -> type[EndpointInput]:
-        return _input_model(self.input_ref, self.input_fields, self.endpoint_id)
+        return input_model_for(self.input_ref, self.input_fields, self.endpoint_id)
 
     @property
     def output_model(self) -> type[EndpointOutput]:
@@ -159,7 +176,7 @@ def _model_at(model: type[EndpointInput], loc: tuple[Any, ...]) -> type[Endpoint
 
 
 # Input field names per input model, in the model's order (checked against the model on first use and by tests).
-_FIELDS = {
+INPUT_FIELDS = {
     "image:SegmentImageInput": (
         "image_url",
         "prompt",
@@ -216,8 +233,8 @@ _FIELDS = {
     "three_d:Align3DInput": ("image_url", "body_mesh_url", "body_mask_url", "object_mesh_url", "focal_length"),
 }
 # SAM 3.1's video endpoints add a cap on tracked objects to SAM 3's fields.
-_FIELDS["video:SegmentVideoInputV31"] = (*_FIELDS["video:SegmentVideoInput"], "max_num_objects")
-_FIELDS["video:SegmentVideoRleInputV31"] = (*_FIELDS["video:SegmentVideoRleInput"], "max_num_objects")
+INPUT_FIELDS["video:SegmentVideoInputV31"] = (*INPUT_FIELDS["video:SegmentVideoInput"], "max_num_objects")
+INPUT_FIELDS["video:SegmentVideoRleInputV31"] = (*INPUT_FIELDS["video:SegmentVideoRleInput"], "max_num_objects")
 
 
 _REQUEST: BillingUnit = "request"
@@ -351,7 +368,15 @@ _TABLE: list[tuple[str, Kind, str, str, str, float | None, BillingUnit | None]] 
 def _entries() -> list[Endpoint]:
     return [
         Endpoint(
-            endpoint_id, kind, "3.1" if "/sam-3-1/" in endpoint_id else "3", title, inp, out, price, unit, _FIELDS[inp]
+            endpoint_id,
+            kind,
+            "3.1" if "/sam-3-1/" in endpoint_id else "3",
+            title,
+            inp,
+            out,
+            price,
+            unit,
+            INPUT_FIELDS[inp],
         )
         for endpoint_id, kind, title, inp, out, price, unit in _TABLE
     ]

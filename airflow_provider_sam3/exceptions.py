@@ -11,6 +11,32 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+__all__ = [
+    "BatchHalt",
+    "FalAppError",
+    "FalAuthenticationError",
+    "FalBalanceExhaustedError",
+    "FalDeadlineExceededError",
+    "FalNoMasksError",
+    "FalOutputRefusedError",
+    "FalRateLimitedError",
+    "FalRequestCancelledError",
+    "FalRequestError",
+    "FalRequestNotFoundError",
+    "FalResultUnavailableError",
+    "FalStartTimeoutError",
+    "FalSubmitOutcomeUnknownError",
+    "FalTlsError",
+    "FalTransientError",
+    "FalUntrustedUrlError",
+    "FalValidationError",
+    "InputValidationError",
+    "InvalidImageError",
+    "Sam3ProviderError",
+    "StateStoreRefusedError",
+    "UnknownParameterError",
+]
+
 
 class Sam3ProviderError(Exception):
     """Base class of every error raised by airflow-provider-sam3."""

@@ -6,6 +6,8 @@ from typing import Any
 
 from airflow.sdk import BaseOperatorLink
 
+__all__ = ["DASHBOARD_URL", "EMULATOR_URL", "FalRequestLink", "LINK_XCOM_KEY", "request_link"]
+
 LINK_XCOM_KEY = "fal_request_url"
 DASHBOARD_URL = "https://fal.ai/dashboard/requests/{request_id}"
 EMULATOR_URL = "https://{host}/_emulator/requests/{request_id}"

@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "deployment"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from harness import AirflowDeployment  # noqa: E402
 from _doc import command_line, machine, today, update_section  # noqa: E402
+from harness import AirflowDeployment  # noqa: E402
 
 BLOCK_WARNING = re.compile(r"blocked|event loop|took too long", re.IGNORECASE)
 

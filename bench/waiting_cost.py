@@ -305,8 +305,8 @@ def submit(count: int, concurrency: int) -> list[dict]:
 
 def batch_kwargs(refs: list[dict], fire_at: int | None, deadline: float) -> dict:
     """The FalBatchTrigger the batch operator defers on, serialized as the triggerer stores it."""
-    from airflow_provider_sam3.models.reference import RequestReference
     from airflow_provider_sam3.batch.polling import url_templates_of
+    from airflow_provider_sam3.models.reference import RequestReference
     from airflow_provider_sam3.triggers.batch import FalBatchTrigger
 
     templates = url_templates_of(RequestReference.from_dict(refs[0]))
@@ -460,7 +460,7 @@ def main() -> None:
         os.environ.pop(name, None)
     print(f"work directory: {workdir}", file=sys.stderr, flush=True)
 
-    from airflow_provider_sam3.operators.batch import COLLECT_EVERY_MIN, COLLECT_ROUNDS
+    from airflow_provider_sam3.batch.engine import COLLECT_EVERY_MIN, COLLECT_ROUNDS
 
     waiting: list[dict] = []
     emulator = _emulator(workdir / "emulator-waiting", service_time=3600.0, concurrency=1)

@@ -1,6 +1,10 @@
-"""The README's first command: the product-photo example DAG over sample images, offline, against the emulator.
+"""The README's first command: the product-photo example DAG over real photos, offline, against the emulator.
 
     python dags_examples/_demo.py [--real] [--images N] [--out DIR]
+
+The photos are the public-domain and CC0 ones scikit-image ships (``airflow_provider_sam3.samples.demo_photos``,
+the ``demo`` extra), each with its own prompt and box in a ``prompts.json`` beside it; ``--images N`` uses N
+generated flat shapes instead (what the tests use).
 
 Starts the bundled fal emulator exactly as a user would (its CLI and env file), migrates a private Airflow DB,
 runs ``sam3_product_photos`` (one ``Sam3BatchOperator`` task for all images) with ``dag.test()``, prints a summary
@@ -47,6 +51,23 @@ def make_sample_images(folder: Path, count: int) -> list[Path]:
     return paths
 
 
+def copy_demo_photos(folder: Path) -> list[Path]:
+    """The demo's real photos in ``folder`` (``<name>.<ext>``) and their ``prompts.json`` (prompt and box each)."""
+    from airflow_provider_sam3.samples.demo_photos import DEMO_PHOTOS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths, arguments = [], {}
+    for photo in DEMO_PHOTOS:
+        path = folder / f"{photo.name}{Path(photo.file).suffix}"
+        shutil.copyfile(photo.path(), path)
+        x_min, y_min, x_max, y_max = photo.box
+        box = {"x_min": x_min, "y_min": y_min, "x_max": x_max, "y_max": y_max}
+        arguments[path.name] = {"prompt": photo.prompt, "box_prompts": [box]}
+        paths.append(path)
+    (folder / "prompts.json").write_text(json.dumps(arguments, indent=2) + "\n")
+    return sorted(paths)
+
+
 def start_emulator(workdir: Path) -> tuple[subprocess.Popen, dict[str, str]]:
     env_file = workdir / "fal-emulator.env"
     env_file.unlink(missing_ok=True)
@@ -85,7 +106,7 @@ def start_emulator(workdir: Path) -> tuple[subprocess.Popen, dict[str, str]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--real", action="store_true", help="use fal.ai with FAL_KEY instead of the emulator")
-    parser.add_argument("--images", type=int, default=12, help="how many sample images to generate (default 12)")
+    parser.add_argument("--images", type=int, help="generate this many flat-shape images instead of the real photos")
     parser.add_argument("--out", type=Path, default=REPO / "out" / "demo", help="output folder (default out/demo)")
     args = parser.parse_args()
     out = args.out.resolve()
@@ -95,7 +116,7 @@ def main() -> int:
     started = time.time()
     for owned in ("inputs", "output"):  # a fresh demo each time: the example only segments images it has not seen
         shutil.rmtree(out / owned, ignore_errors=True)
-    inputs = make_sample_images(out / "inputs", args.images)
+    inputs = make_sample_images(out / "inputs", args.images) if args.images else copy_demo_photos(out / "inputs")
     emulator = None
     if not args.real:
         emulator, fal_env = start_emulator(out)
@@ -123,7 +144,7 @@ def main() -> int:
             run_conf={
                 "input_folder": str(out / "inputs"),
                 "output_path": str(out / "output"),
-                "prompt": "product",
+                "prompt": "product",  # the real photos have their own, in prompts.json
                 "max_cost_usd": 5.0,
             }
         )
@@ -141,8 +162,11 @@ def main() -> int:
     failures = sum(len(v) for k, v in states.items() if k != "success")
     print()
     print("SAM 3 demo", "against fal.ai" if args.real else "against the local fal emulator (offline, nothing billed)")
-    print(f"  images:        {len(inputs)} (generated in {out / 'inputs'})")
+    made = "generated" if args.images else "real photos, with their prompts.json,"
+    print(f"  images:        {len(inputs)} ({made} in {out / 'inputs'})")
     print(f"  masks:         {summary.get('masks', 0)} (one metadata row each)")
+    if emulator is not None:
+        print("                 offline, masks come from the emulator's classical stand-in segmenter, not SAM 3")
     failed_images = summary.get("failed") or []
     failed_tasks = {k: v for k, v in states.items() if k != "success"}
     print(f"  failed images: {len(failed_images)}{' ' + json.dumps(failed_images) if failed_images else ''}")
@@ -155,7 +179,10 @@ def main() -> int:
             f"{counters.get('status_calls')} status calls"
         )
     print("Where to look:")
-    print(f"  contact sheet: {_local(summary.get('contact_sheet') or '?')} (the run's overlays at a glance)")
+    sheet = summary.get("contact_sheet")
+    if sheet:
+        shutil.copyfile(_local(sheet), out / "contact_sheet.png")
+    print(f"  contact sheet: {out / 'contact_sheet.png'} (the run's overlays at a glance; the README's picture)")
     print(f"  overlays:      {out / 'output' / 'overlays'}")
     print(f"  cutouts:       {out / 'output' / 'cutouts'}")
     print(f"  masks:         {out / 'output' / 'masks'}")

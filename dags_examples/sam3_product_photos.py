@@ -10,6 +10,10 @@ overlays, and a transparent cutout per mask (under ``<output_path>/overlays`` an
 the image's stem and a hash of its source, so ``shoe.png`` and ``shoe.jpg`` keep their own), and the run's
 ``metadata.jsonl`` / ``metadata.csv`` next to its manifest, so no run overwrites another's.
 
+One prompt serves the whole folder (``prompt``); a ``prompts.json`` beside the photos can give some of them their own
+batch arguments, by file name: ``{"coffee.png": {"prompt": "coffee cup", "box_prompts": [{"x_min": 170, ...}]}}``
+(the demo's real photos come with one).
+
 Runs as is against fal.ai (a ``fal`` connection, or ``FAL_KEY``) or against the bundled emulator
 (``python -m airflow_provider_sam3.testing.emulator --env-file fal.env`` then ``set -a; . ./fal.env``).
 Parameters: ``input_folder`` (a local folder or object-store URL), ``output_path``, ``prompt``, ``max_cost_usd``.
@@ -23,6 +27,7 @@ from airflow.sdk import dag, task
 from airflow_provider_sam3.operators.batch import Sam3BatchOperator
 
 INDEX_FILE = "processed.jsonl"
+PROMPTS_FILE = "prompts.json"
 CONTACT_SHEET_IMAGES = 48
 """Overlays shown on a run's contact sheet (the first ones; every overlay is in ``overlays/``)."""
 CONTACT_SHEET_THUMB = 320
@@ -51,6 +56,19 @@ def picture_name(source: str) -> str:
     return f"{stem}-{hashlib.sha256(source.encode()).hexdigest()[:10]}"
 
 
+def image_arguments(input_folder: str) -> dict[str, dict]:
+    """The per-photo batch arguments of ``prompts.json`` in ``input_folder`` (file name -> arguments), if any."""
+    import json
+
+    sidecar = _storage(input_folder) / PROMPTS_FILE
+    if not sidecar.exists():
+        return {}
+    arguments = json.loads(sidecar.read_text())
+    if not isinstance(arguments, dict) or not all(isinstance(v, dict) for v in arguments.values()):
+        raise ValueError(f"{sidecar} must map file names to batch arguments, like {{'a.jpg': {{'prompt': 'cup'}}}}.")
+    return arguments
+
+
 def _storage(path: str):
     from airflow.sdk import ObjectStoragePath
 
@@ -72,8 +90,9 @@ def _storage(path: str):
 )
 def sam3_product_photos():
     @task
-    def new_images(input_folder: str, output_path: str) -> list[str]:
-        """Images in the folder that no earlier run processed, sorted; skips the run when there are none."""
+    def new_images(input_folder: str, output_path: str) -> list:
+        """Images in the folder that no earlier run processed, sorted, with their own arguments from
+        ``prompts.json`` where it has some; skips the run when there are none."""
         import json
 
         from airflow.sdk.exceptions import AirflowSkipException
@@ -85,7 +104,8 @@ def sam3_product_photos():
         fresh = [image.source for image in resolve_images(input_folder) if image.source not in done]
         if not fresh:
             raise AirflowSkipException(f"no new images in {input_folder}")
-        return fresh
+        own = image_arguments(input_folder)
+        return [{"image": s, **own[name]} if (name := s.rsplit("/", 1)[-1]) in own else s for s in fresh]
 
     images = new_images("{{ params.input_folder }}", "{{ params.output_path }}")
 
@@ -102,7 +122,7 @@ def sam3_product_photos():
     )
 
     @task
-    def render(summary: dict, output_path: str, prompt: str) -> dict:
+    def render(summary: dict, output_path: str, input_folder: str, prompt: str) -> dict:
         """An overlay per image, a cutout per mask and one metadata row per mask, from the batch's manifest."""
         import csv
         import io
@@ -116,13 +136,15 @@ def sam3_product_photos():
         for folder in ("overlays", "cutouts"):
             (root / folder).mkdir(parents=True, exist_ok=True)
         batch = BatchResults.from_xcom(summary)
+        own = image_arguments(input_folder)
         failures = [{"image": row.source, "error": row.error} for row in batch.failed()]
         rows, processed, sheet = [], [], []
         for image, document in batch.documents():  # each image that succeeded, with its result document
             photo = _storage(image.source).read_bytes()
             name = picture_name(image.source)
             arrays = document.mask_arrays()
-            for mask, array in zip(document.to_rows(prompt), arrays):
+            label = own.get(image.source.rsplit("/", 1)[-1], {}).get("prompt", prompt)
+            for mask, array in zip(document.to_rows(label), arrays):
                 cut = root / "cutouts" / f"{name}_{mask['mask_index']}.png"
                 cut.write_bytes(encode_png(cutout(photo, array)))
                 rows.append(
@@ -134,7 +156,7 @@ def sam3_product_photos():
                         "cutout": str(cut),
                     }
                 )
-            picture = overlay(photo, arrays, labels=[prompt] * len(arrays), scores=document.scores)
+            picture = overlay(photo, arrays, labels=[label] * len(arrays), scores=document.scores)
             (root / "overlays" / f"{name}.png").write_bytes(encode_png(picture))
             if len(sheet) < CONTACT_SHEET_IMAGES:
                 picture.thumbnail((CONTACT_SHEET_THUMB, CONTACT_SHEET_THUMB))  # only the thumbnail is kept
@@ -168,7 +190,7 @@ def sam3_product_photos():
             "contact_sheet": str(sheet_path) if sheet else None,
         }
 
-    render(segment.output, "{{ params.output_path }}", "{{ params.prompt }}")
+    render(segment.output, "{{ params.output_path }}", "{{ params.input_folder }}", "{{ params.prompt }}")
 
 
 sam3_product_photos()

@@ -27,6 +27,16 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.models.batch import BatchEntry
 
+__all__ = [
+    "BatchEngine",
+    "COLLECT_EVERY_MIN",
+    "COLLECT_ROUNDS",
+    "END_POLL_INTERVAL",
+    "FETCH_ATTEMPTS",
+    "SUBMISSION_LEAD",
+    "WORKER_WAIT_SECONDS",
+]
+
 FETCH_ATTEMPTS = 5
 """Attempts per try to fetch and store a result fal completed before the try fails (its retry fetches it again)."""
 WORKER_WAIT_SECONDS = 5.0

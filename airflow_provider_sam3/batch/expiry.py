@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from airflow_provider_sam3.batch.engine import BatchEngine
 
+__all__ = ["expire", "settle_cancelled"]
+
 
 async def expire(engine: BatchEngine) -> None:
     """The batch's timeout passed: cancel what is at fal, and give up on what was not submitted. Results fal

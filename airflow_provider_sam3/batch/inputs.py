@@ -21,6 +21,19 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.batch.listing import BatchImage
     from airflow_provider_sam3.hooks.fal import FalHook
 
+__all__ = [
+    "DEFAULT_UPLOAD_ABOVE_BYTES",
+    "INSPECT_CONCURRENCY",
+    "ImageFacts",
+    "InputLimits",
+    "PLACEHOLDER_IMAGE_URL",
+    "build_body",
+    "check_image_fields",
+    "inspect_image",
+    "inspect_images",
+    "read_regular_file",
+]
+
 DEFAULT_UPLOAD_ABOVE_BYTES = 4 * MiB
 """Inputs larger than this go through fal's storage and are sent as URLs (fal's guidance: URLs for anything but
 small files; a data URI grows the submit call by 4/3 of the file, and fal reads it from the request body). Measured
@@ -156,12 +169,12 @@ def _header_facts(opened: Any, where: str, limits: InputLimits) -> ImageFacts:
         except UnidentifiedImageError:
             handle.seek(0)
             head = handle.read(512)
-            from airflow_provider_sam3.media.inputs import _avif_brand, _looks_like
+            from airflow_provider_sam3.media.inputs import has_avif_brand, looks_like
 
-            if _avif_brand(head) and not features.check("avif"):
+            if has_avif_brand(head) and not features.check("avif"):
                 return ImageFacts(None, None, None)
             raise InvalidImageError(
-                where, f"{description} is not an accepted image: its content looks like {_looks_like(head)}."
+                where, f"{description} is not an accepted image: its content looks like {looks_like(head)}."
             ) from None
         with image:
             accepted_format(image, description, where)

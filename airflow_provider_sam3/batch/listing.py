@@ -15,6 +15,8 @@ from typing import Any
 from airflow_provider_sam3.exceptions import InputValidationError
 from airflow_provider_sam3.guards.structure import check_structure, parse_rendered
 
+__all__ = ["BatchImage", "GLOB_CHARACTERS", "IMAGE_SUFFIXES", "resolve_images"]
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".avif")
 GLOB_CHARACTERS = "*?["
 _ACCEPTED = (

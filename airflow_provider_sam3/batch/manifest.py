@@ -22,6 +22,19 @@ from typing import Any
 
 from airflow_provider_sam3.models.batch import BatchEntry, failure_row, repeat_row
 
+__all__ = [
+    "MANIFEST_FILE",
+    "MERGE_FAN_IN",
+    "PARTS_FOLDER",
+    "atomic_writer",
+    "batch_folder",
+    "is_local",
+    "merge_manifests",
+    "remove_parts",
+    "write_manifest",
+    "write_part",
+]
+
 MANIFEST_FILE = "manifest.jsonl"
 PARTS_FOLDER = "_manifest"
 MERGE_FAN_IN = 64

@@ -26,6 +26,17 @@ import sys
 from types import TracebackType
 from typing import Any
 
+__all__ = [
+    "COLLECT_AFTER_BYTES",
+    "CycleCollector",
+    "MIN_CALL_BYTES",
+    "MMAP_THRESHOLD_BYTES",
+    "M_MMAP_THRESHOLD",
+    "body_bytes_estimate",
+    "keep_large_buffers_off_the_heap",
+    "release_free_memory",
+]
+
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 128 * 1024
 _done = False

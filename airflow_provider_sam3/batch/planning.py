@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.batch.listing import BatchImage
     from airflow_provider_sam3.endpoints import Endpoint
 
+__all__ = ["INVALID_SHOWN", "check_cost", "plan_batch", "shard_of"]
+
 INVALID_SHOWN = 5
 
 

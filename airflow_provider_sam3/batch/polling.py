@@ -28,6 +28,21 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.models.batch import BatchEntry
 
+__all__ = [
+    "BATCH_POLL_INTERVAL",
+    "BatchPoller",
+    "MAX_BATCH_POLL_INTERVAL",
+    "MAX_FAILED_ROUNDS",
+    "MAX_THROTTLED_PAUSE",
+    "POLL_CONCURRENCY",
+    "PROGRESS_EVERY_SECONDS",
+    "ProgressLine",
+    "entry_reference",
+    "explicit_urls",
+    "reference_for",
+    "url_templates_of",
+]
+
 POLL_CONCURRENCY = 8
 """Status calls in flight at once; also the size of the slices a round polls (more only adds client overhead:
 measured on loopback, 8 concurrent calls answer faster in total than 16)."""

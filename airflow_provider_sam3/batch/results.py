@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.models.reference import RequestReference
 
+__all__ = ["FETCH_CONCURRENCY", "ResultCollector", "completed_error", "worth_resubmitting"]
+
 FETCH_CONCURRENCY = 8
 
 

@@ -202,8 +202,8 @@ class Submitter:
         )
 
     async def _submit_one(self, entry: BatchEntry) -> Sam3ProviderError | None:
-        from airflow_provider_sam3.batch.results import worth_resubmitting
         from airflow_provider_sam3.batch.polling import url_templates_of
+        from airflow_provider_sam3.batch.results import worth_resubmitting
 
         try:
             body = await self.body_for(entry)

@@ -9,6 +9,8 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.batch.state import BatchState
     from airflow_provider_sam3.endpoints import Endpoint
 
+__all__ = ["BATCH_SUMMARY_KIND", "SUMMARY_FAILURES_SHOWN", "build_summary"]
+
 BATCH_SUMMARY_KIND = "sam3.batch"
 SUMMARY_FAILURES_SHOWN = 20
 

@@ -22,7 +22,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.batch.manifest import atomic_writer, is_local
-
 from airflow_provider_sam3.exceptions import FalUntrustedUrlError
 from airflow_provider_sam3.hooks.trust import check_reference
 from airflow_provider_sam3.models.reference import RequestReference

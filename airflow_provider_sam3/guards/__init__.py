@@ -11,3 +11,5 @@ get their total deadline in ``hooks.deadlines``. Every path (single-image operat
 result readers, the examples) goes through these; a path that reads outside bytes any other way is a bug.
 Pure Python: no Airflow, no network; Pillow and numpy only inside ``images``.
 """
+
+__all__ = []

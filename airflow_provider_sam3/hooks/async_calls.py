@@ -11,6 +11,13 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.hooks import fal_client_internals as internals
+from airflow_provider_sam3.hooks.calls import (
+    afal_request,
+    afal_request_once,
+    cancel_status,
+    queue_timeout,
+    raise_mapped,
+)
 from airflow_provider_sam3.hooks.deadlines import (
     DOWNLOAD_CALLS,
     PHASE_TIMEOUTS_FIRST,
@@ -18,18 +25,11 @@ from airflow_provider_sam3.hooks.deadlines import (
     abounded,
     call_seconds,
 )
-from airflow_provider_sam3.hooks.calls import (
-    _afal_request,
-    _afal_request_once,
-    _cancel_status,
-    _queue_timeout,
-    raise_mapped,
-)
 from airflow_provider_sam3.hooks.submit import (
     ASYNC_SUBMIT_MAX_DELAY,
-    _submit_call,
     attempt_timeout,
     lease_ended,
+    submit_call,
     submit_options,
     submit_retry_delay,
     submitted_reference,
@@ -37,16 +37,16 @@ from airflow_provider_sam3.hooks.submit import (
 
 if TYPE_CHECKING:
     import fal_client
-
-    from airflow_provider_sam3.exceptions import Sam3ProviderError
     from airflow.sdk.types import Logger
 
+    from airflow_provider_sam3.exceptions import Sam3ProviderError
     from airflow_provider_sam3.guards.text import Scrubber
-
     from airflow_provider_sam3.hooks.settings import FalSettings
     from airflow_provider_sam3.models.reference import RequestReference
     from airflow_provider_sam3.models.status import QueueStatus
     from airflow_provider_sam3.models.submit_options import SubmitOptions
+
+__all__ = ["AsyncQueueCalls"]
 
 
 class AsyncQueueCalls:
@@ -95,7 +95,7 @@ class AsyncQueueCalls:
         settings = await self.aget_settings()
         try:
             chosen = submit_options(options, webhook_url, priority, start_timeout, hint)
-            url, headers = _submit_call(settings.queue_host, endpoint_id, chosen)
+            url, headers = submit_call(settings.queue_host, endpoint_id, chosen)
             body = self._body(arguments)
         except Exception as error:  # noqa: BLE001 - a bad priority or start_timeout, refused by fal-client
             raise_mapped(self._translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
@@ -135,8 +135,8 @@ class AsyncQueueCalls:
         one of its calls retrying on its own). ``deadline`` (epoch): no call runs past it."""
         await self._atrusted(ref, "status_url")
         client = await self._ahttp()
-        timeout = _queue_timeout(await self.aget_settings())
-        request = _afal_request_once if single_attempt else _afal_request
+        timeout = queue_timeout(await self.aget_settings())
+        request = afal_request_once if single_attempt else afal_request
 
         async def call() -> Any:
             response = await request(client, "GET", ref.status_url, timeout, params={"logs": with_logs})
@@ -161,26 +161,26 @@ class AsyncQueueCalls:
         """Async ``result``."""
         await self._atrusted(ref, "response_url")
         client = await self._ahttp()
-        timeout = _queue_timeout(await self.aget_settings())
+        timeout = queue_timeout(await self.aget_settings())
 
-        response = await self._aretrying("result", ref, lambda: _afal_request(client, "GET", ref.response_url, timeout))
+        response = await self._aretrying("result", ref, lambda: afal_request(client, "GET", ref.response_url, timeout))
         return self._json(response, ref)
 
     async def acancel(self, ref: RequestReference) -> str:
         """Async ``cancel``."""
         await self._atrusted(ref, "cancel_url")
         client = await self._ahttp()
-        timeout = _queue_timeout(await self.aget_settings())
+        timeout = queue_timeout(await self.aget_settings())
 
         async def call() -> str:
             try:
-                response = await _afal_request(client, "PUT", ref.cancel_url, timeout)
+                response = await afal_request(client, "PUT", ref.cancel_url, timeout)
             except Exception as error:
                 outcome = self._cancel_outcome(error)
                 if outcome is None:
                     raise
                 return outcome
-            return self.scrubber.text(_cancel_status(response))
+            return self.scrubber.text(cancel_status(response))
 
         outcome = await self._aretrying("cancel", ref, call)
         self.log.info("Cancel of %s request %s: %s", ref.endpoint_id, ref.request_id, outcome)

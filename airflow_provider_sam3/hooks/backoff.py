@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+__all__ = ["Backoff", "MAX_FAILED_POLLS_IN_A_ROW", "RETRY_ATTEMPTS", "RETRY_BACKOFF", "poll_backoff"]
+
 
 @dataclass(frozen=True)
 class Backoff:

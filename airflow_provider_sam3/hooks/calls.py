@@ -10,6 +10,16 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.settings import FalSettings
     from airflow_provider_sam3.models.status import QueueStatus
 
+__all__ = [
+    "afal_request",
+    "afal_request_once",
+    "cancel_status",
+    "fal_request",
+    "queue_status",
+    "queue_timeout",
+    "raise_mapped",
+]
+
 
 def raise_mapped(mapped: BaseException, error: BaseException) -> NoReturn:
     """``raise mapped from error``, except when ``mapped`` is ``error`` itself (already a provider error): an
@@ -19,14 +29,14 @@ def raise_mapped(mapped: BaseException, error: BaseException) -> NoReturn:
     raise mapped from error
 
 
-def _queue_timeout(settings: FalSettings) -> Any:
+def queue_timeout(settings: FalSettings) -> Any:
     """The connection's ``request_timeout`` for one status/result/cancel call (fal-client's handles use 120 s)."""
     import httpx
 
     return httpx.Timeout(settings.request_timeout, connect=min(settings.request_timeout, 30.0))
 
 
-def _fal_request(client: Any, method: str, url: str, timeout: Any, **kwargs: Any) -> Any:
+def fal_request(client: Any, method: str, url: str, timeout: Any, **kwargs: Any) -> Any:
     """One queue call through fal-client's own retrying request (the one its request handles use). Redirects are
     not followed (fal's sync client would): a queue call goes to the URL that was checked, and nowhere else."""
     from airflow_provider_sam3.hooks.fal_client_internals import retrying_request
@@ -34,20 +44,20 @@ def _fal_request(client: Any, method: str, url: str, timeout: Any, **kwargs: Any
     return retrying_request(client, method, url, timeout=timeout, follow_redirects=False, **kwargs)
 
 
-async def _afal_request(client: Any, method: str, url: str, timeout: Any, **kwargs: Any) -> Any:
+async def afal_request(client: Any, method: str, url: str, timeout: Any, **kwargs: Any) -> Any:
     from airflow_provider_sam3.hooks.fal_client_internals import aretrying_request
 
     return await aretrying_request(client, method, url, timeout=timeout, follow_redirects=False, **kwargs)
 
 
-async def _afal_request_once(client: Any, method: str, url: str, timeout: Any, **kwargs: Any) -> Any:
+async def afal_request_once(client: Any, method: str, url: str, timeout: Any, **kwargs: Any) -> Any:
     """One HTTP call, no retry (fal-client's errors for a bad status)."""
     from airflow_provider_sam3.hooks.fal_client_internals import arequest
 
     return await arequest(client, method, url, timeout=timeout, follow_redirects=False, **kwargs)
 
 
-def _cancel_status(response: Any) -> str:
+def cancel_status(response: Any) -> str:
     try:
         return str(response.json().get("status", "CANCELLATION_REQUESTED"))
     except ValueError:

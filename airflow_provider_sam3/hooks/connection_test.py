@@ -8,6 +8,8 @@ from airflow_provider_sam3.exceptions import Sam3ProviderError
 from airflow_provider_sam3.hooks.errors import certificate_error
 from airflow_provider_sam3.hooks.settings import FalSettings
 
+__all__ = ["PROBE_PATH", "connection_test"]
+
 PROBE_PATH = "fal-ai/sam-3/requests/00000000-0000-0000-0000-000000000000/status"
 """The status of a request id that cannot exist: authenticated, free, and answered 404 when the key is good."""
 

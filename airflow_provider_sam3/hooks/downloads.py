@@ -38,6 +38,28 @@ from airflow_provider_sam3.hooks.trust import HOST_SHAPE, URL_CHARACTERS, redact
 if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.settings import FalSettings
 
+__all__ = [
+    "BUDGET_HELP",
+    "CHUNK_BYTES",
+    "DOWNLOAD_CONNECTIONS",
+    "MAX_REDIRECTS",
+    "OutputDownloads",
+    "address_problem",
+    "afetch",
+    "async_client",
+    "check_async",
+    "check_sync",
+    "data_uri_bytes",
+    "fetch",
+    "probe_check",
+    "refused",
+    "resolution_problem",
+    "short",
+    "sync_client",
+    "trusted_host",
+    "url_target",
+]
+
 DOWNLOAD_CONNECTIONS = 8
 """Connections one hook keeps for output files: more only adds pool bookkeeping (measured on loopback)."""
 MAX_REDIRECTS = 5

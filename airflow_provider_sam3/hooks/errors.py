@@ -7,6 +7,17 @@ from typing import Any
 
 from airflow_provider_sam3 import exceptions as exc
 
+__all__ = [
+    "INGRESS_CODES",
+    "MAX_DETAILS",
+    "REQUEST_ID_HEADER",
+    "TIMEOUT_TYPE_HEADER",
+    "TLS_ADVICE",
+    "certificate_error",
+    "certificate_problem",
+    "translate",
+]
+
 TIMEOUT_TYPE_HEADER = "x-fal-request-timeout-type"
 REQUEST_ID_HEADER = "x-fal-request-id"
 INGRESS_CODES = (502, 503, 504)

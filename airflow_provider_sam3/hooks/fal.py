@@ -19,7 +19,16 @@ from airflow.sdk import BaseHook
 
 from airflow_provider_sam3.exceptions import FalOutputRefusedError, FalStartTimeoutError, Sam3ProviderError
 from airflow_provider_sam3.guards.text import Scrubber
+from airflow_provider_sam3.hooks import fal_client_internals as internals
 from airflow_provider_sam3.hooks.async_calls import AsyncQueueCalls
+from airflow_provider_sam3.hooks.backoff import RETRY_ATTEMPTS, RETRY_BACKOFF
+from airflow_provider_sam3.hooks.calls import (
+    cancel_status,
+    fal_request,
+    queue_status,
+    queue_timeout,
+    raise_mapped,
+)
 from airflow_provider_sam3.hooks.deadlines import (
     DOWNLOAD_CALLS,
     PHASE_TIMEOUTS_FIRST,
@@ -28,28 +37,14 @@ from airflow_provider_sam3.hooks.deadlines import (
     bounded,
     call_seconds,
 )
-from airflow_provider_sam3.hooks.downloads import DOWNLOAD_CONNECTIONS, OutputDownloads  # noqa: F401
-from airflow_provider_sam3.hooks.backoff import RETRY_ATTEMPTS, RETRY_BACKOFF
-from airflow_provider_sam3.hooks.calls import (  # noqa: F401 - re-exported
-    _cancel_status,
-    queue_status,
-    _fal_request,
-    _queue_timeout,
-    raise_mapped,
-)
-from airflow_provider_sam3.hooks import fal_client_internals as internals
+from airflow_provider_sam3.hooks.downloads import OutputDownloads
 from airflow_provider_sam3.hooks.errors import translate
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID, FalSettings, resolve_settings
-from airflow_provider_sam3.hooks.submit import (  # noqa: F401 - re-exported for callers and tests
-    ASYNC_SUBMIT_MAX_DELAY,
-    SUBMIT_NOT_ACCEPTED_CODES,
-    _describe,
-    _fal_max_delay,
-    _outcome_unknown,
-    _submit_call,
-    _submit_fault,
+from airflow_provider_sam3.hooks.submit import (
     attempt_timeout,
+    fal_max_delay,
     lease_ended,
+    submit_call,
     submit_options,
     submit_retry_delay,
     submitted_reference,
@@ -62,6 +57,8 @@ if TYPE_CHECKING:
     import fal_client
 
     from airflow_provider_sam3.models.submit_options import SubmitOptions
+
+__all__ = ["CANCEL_OUTCOMES", "FalHook"]
 
 CANCEL_OUTCOMES = {400: "ALREADY_COMPLETED", 404: "NOT_FOUND"}
 
@@ -189,7 +186,7 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
     @staticmethod
     def _check_upload(settings: FalSettings) -> None:
         """An upload sends the key to fal's storage hosts: only with fal's own queue (or the emulator's)."""
-        from airflow_provider_sam3.hooks.trust import upload_problem, untrusted
+        from airflow_provider_sam3.hooks.trust import untrusted, upload_problem
 
         problem = upload_problem(settings.queue_host)
         if problem:
@@ -348,7 +345,7 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
         ``webhook_url``, ``priority``, ``start_timeout`` and ``hint`` keywords; not both.
 
         The POST is fal-client's own (URL, headers, authenticated client, error parsing) but sent here, one attempt
-        at a time: it is resent only when fal certainly created nothing (see ``_submit_fault``). When the answer is
+        at a time: it is resent only when fal certainly created nothing (see ``submit_fault``). When the answer is
         lost after the body may have reached fal, this raises ``FalSubmitOutcomeUnknownError`` instead of sending
         it again, so a submit never pays twice. ``deadline`` (epoch seconds, the caller's reservation lease): no
         attempt starts after it, and each attempt's timeout ends by it.
@@ -356,7 +353,7 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
         settings = self.get_settings()
         try:
             chosen = submit_options(options, webhook_url, priority, start_timeout, hint)
-            url, headers = _submit_call(settings.queue_host, endpoint_id, chosen)
+            url, headers = submit_call(settings.queue_host, endpoint_id, chosen)
             body = self._body(arguments)
         except Exception as error:  # noqa: BLE001 - a bad priority or start_timeout, refused by fal-client
             raise_mapped(self._translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
@@ -378,7 +375,7 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
                 raise lease_ended(endpoint_id, error) from error
             except Exception as error:  # noqa: BLE001 - classified, then retried or translated
                 delay = submit_retry_delay(
-                    self.log, endpoint_id, error, attempt, max_delay=_fal_max_delay(), scrubber=self.scrubber
+                    self.log, endpoint_id, error, attempt, max_delay=fal_max_delay(), scrubber=self.scrubber
                 )
                 time.sleep(delay)
                 attempt += 1
@@ -390,11 +387,11 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
     def status(self, ref: RequestReference, *, with_logs: bool = False, deadline: float | None = None) -> QueueStatus:
         """One status check; no HTTP call of it runs past ``deadline`` (epoch), the caller's own deadline."""
         self._trusted(ref, "status_url")
-        timeout = _queue_timeout(self.get_settings())
+        timeout = queue_timeout(self.get_settings())
 
         def call() -> Any:
             client = internals.sync_http(self.get_conn())
-            response = _fal_request(client, "GET", ref.status_url, timeout, params={"logs": with_logs})
+            response = fal_request(client, "GET", ref.status_url, timeout, params={"logs": with_logs})
             return internals.parse_status(response.json())
 
         return self._status(self._retrying("status", ref, call, deadline))
@@ -402,27 +399,27 @@ class FalHook(AsyncQueueCalls, OutputDownloads, BaseHook):
     def result(self, ref: RequestReference) -> dict[str, Any]:
         """The completed request's output JSON; raises the mapped error when the request failed."""
         self._trusted(ref, "response_url")
-        timeout = _queue_timeout(self.get_settings())
+        timeout = queue_timeout(self.get_settings())
 
         def call() -> Any:
-            return _fal_request(internals.sync_http(self.get_conn()), "GET", ref.response_url, timeout)
+            return fal_request(internals.sync_http(self.get_conn()), "GET", ref.response_url, timeout)
 
         return self._json(self._retrying("result", ref, call), ref)
 
     def cancel(self, ref: RequestReference) -> str:
         """Ask fal to cancel; returns fal's outcome (CANCELLATION_REQUESTED, ALREADY_COMPLETED, NOT_FOUND)."""
         self._trusted(ref, "cancel_url")
-        timeout = _queue_timeout(self.get_settings())
+        timeout = queue_timeout(self.get_settings())
 
         def call() -> str:
             try:
-                response = _fal_request(internals.sync_http(self.get_conn()), "PUT", ref.cancel_url, timeout)
+                response = fal_request(internals.sync_http(self.get_conn()), "PUT", ref.cancel_url, timeout)
             except Exception as error:
                 outcome = self._cancel_outcome(error)
                 if outcome is None:
                     raise
                 return outcome
-            return self.scrubber.text(_cancel_status(response))
+            return self.scrubber.text(cancel_status(response))
 
         outcome = self._retrying("cancel", ref, call)
         self.log.info("Cancel of %s request %s: %s", ref.endpoint_id, ref.request_id, outcome)

@@ -18,6 +18,31 @@ from typing import TYPE_CHECKING, Any, cast
 if TYPE_CHECKING:
     from types import ModuleType
 
+__all__ = [
+    "CONTRACT",
+    "LIFECYCLE_HEADER",
+    "STORE_IO_HEADER",
+    "TESTED_RANGE",
+    "arequest",
+    "aretrying_request",
+    "async_http",
+    "built_async_http",
+    "fal_retries",
+    "is_ingress_error",
+    "lifecycle_header_value",
+    "lifecycle_names",
+    "max_attempts",
+    "max_delay",
+    "parse_status",
+    "request",
+    "retry_delay",
+    "retrying_request",
+    "storage_urls",
+    "submit_headers",
+    "submitted_handle",
+    "sync_http",
+]
+
 TESTED_RANGE = ">=1.0.2,<1.1"
 """The fal-client versions this module was written and tested against (pinned in pyproject.toml)."""
 

@@ -15,6 +15,21 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+__all__ = [
+    "DEFAULT_CONN_ID",
+    "DEFAULT_MAX_OUTPUT_BYTES",
+    "DEFAULT_MAX_POLL_INTERVAL",
+    "DEFAULT_POLL_INTERVAL",
+    "DEFAULT_QUEUE_HOST",
+    "DEFAULT_REQUEST_TIMEOUT",
+    "FalSettings",
+    "MAX_REQUEST_TIMEOUT",
+    "MIN_POLL_INTERVAL",
+    "MIN_SUBMIT_LEASE",
+    "key_from_environment",
+    "resolve_settings",
+]
+
 DEFAULT_CONN_ID = "fal_default"
 DEFAULT_QUEUE_HOST = "queue.fal.run"
 DEFAULT_REQUEST_TIMEOUT = 120.0

@@ -12,6 +12,21 @@ from airflow_provider_sam3.exceptions import Sam3ProviderError
 from airflow_provider_sam3.hooks import fal_client_internals as internals
 from airflow_provider_sam3.hooks.errors import certificate_problem
 
+__all__ = [
+    "ASYNC_SUBMIT_MAX_DELAY",
+    "SUBMIT_NOT_ACCEPTED_CODES",
+    "attempt_timeout",
+    "describe_error",
+    "fal_max_delay",
+    "lease_ended",
+    "outcome_unknown",
+    "submit_call",
+    "submit_fault",
+    "submit_options",
+    "submit_retry_delay",
+    "submitted_reference",
+]
+
 ASYNC_SUBMIT_MAX_DELAY = 10.0
 """fal-client's async retry loop caps its delay at 10 s (its sync loop at ``MAX_DELAY``, 30 s); submit does the same."""
 SUBMIT_NOT_ACCEPTED_CODES = (408, 429)
@@ -25,7 +40,7 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.models.submit_options import SubmitOptions
 
 
-def _fal_max_delay() -> float:
+def fal_max_delay() -> float:
     return internals.max_delay()
 
 
@@ -49,7 +64,7 @@ def submit_options(
     return options
 
 
-def _submit_call(queue_host: str, endpoint_id: str, options: SubmitOptions) -> tuple[str, dict[str, str]]:
+def submit_call(queue_host: str, endpoint_id: str, options: SubmitOptions) -> tuple[str, dict[str, str]]:
     """The submit's URL and headers, built as fal-client's ``submit`` builds them (and validated by its helpers), on
     this connection's queue host: fal-client's own ``QUEUE_URL_FORMAT`` is a process-wide global, shared by every
     connection and by user code, so it is neither read nor changed here. fal-client 1.0.x has no submit parameter
@@ -67,7 +82,7 @@ def _submit_call(queue_host: str, endpoint_id: str, options: SubmitOptions) -> t
     return url, headers
 
 
-def _submit_fault(error: BaseException) -> str:
+def submit_fault(error: BaseException) -> str:
     """What a failed submit POST means for the request it carried.
 
     ``not_created``: fal certainly created nothing, so sending it again cannot pay twice: the connection was never
@@ -118,7 +133,7 @@ def attempt_timeout(endpoint_id: str, default: float, deadline: float | None) ->
 def lease_ended(endpoint_id: str, error: BaseException) -> Sam3ProviderError:
     """The submit POST was still going when its time was up (its reservation's lease, or the per-call deadline):
     fal may have created the request."""
-    return _outcome_unknown(endpoint_id, error, "it was still waiting for fal's answer when its time was up")
+    return outcome_unknown(endpoint_id, error, "it was still waiting for fal's answer when its time was up")
 
 
 def submitted_reference(endpoint_id: str, response: Any, queue_host: str, scrubber: Scrubber) -> RequestReference:
@@ -130,7 +145,7 @@ def submitted_reference(endpoint_id: str, response: Any, queue_host: str, scrubb
     try:
         handle = internals.submitted_handle(response)
     except Exception as error:  # noqa: BLE001 - fal accepted the POST but its answer is unreadable
-        raise _outcome_unknown(
+        raise outcome_unknown(
             endpoint_id, error, f"its answer (HTTP {response.status_code}) could not be read"
         ) from error
     reference = RequestReference(
@@ -180,11 +195,11 @@ def submit_retry_delay(
     if scrubber is not None:
         scrubber.exception(error)
         clean = scrubber.text
-    fault = _submit_fault(error)
+    fault = submit_fault(error)
     if fault == "lost":
         edge_timeout = getattr(error, "status_code", None) == 504
         what = "fal's edge gave up waiting for the queue's answer" if edge_timeout else "its answer was lost"
-        raise _outcome_unknown(endpoint_id, error, what) from error
+        raise outcome_unknown(endpoint_id, error, what) from error
     if fault != "not_created" or attempt >= internals.max_attempts():
         raise_mapped(translate(error, endpoint_id=endpoint_id, request_id=None, action="submit", clean=clean), error)
     delay = internals.retry_delay(attempt, max_delay)
@@ -192,7 +207,7 @@ def submit_retry_delay(
         "Submit of %s was refused or never reached fal's queue (%s), so fal created nothing; "
         "sending it again in %.1f s (attempt %d of %d)",
         endpoint_id,
-        _describe(error),
+        describe_error(error),
         delay,
         attempt + 1,
         internals.max_attempts(),
@@ -200,7 +215,7 @@ def submit_retry_delay(
     return delay
 
 
-def _describe(error: BaseException) -> str:
+def describe_error(error: BaseException) -> str:
     from fal_client import FalClientHTTPError
 
     if isinstance(error, FalClientHTTPError):
@@ -209,12 +224,12 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def _outcome_unknown(endpoint_id: str, error: BaseException, what: str) -> Sam3ProviderError:
+def outcome_unknown(endpoint_id: str, error: BaseException, what: str) -> Sam3ProviderError:
     from airflow_provider_sam3.exceptions import FalSubmitOutcomeUnknownError
 
     return FalSubmitOutcomeUnknownError(
-        f"submit sent the request but {what} ({_describe(error)}): fal may have created the request, and will bill "
-        "it, though its id is unknown. It was not resubmitted automatically, to avoid paying twice. Look for it in "
-        "fal's dashboard (its request history) before running it again; a retry of the task submits a new request",
+        f"submit sent the request but {what} ({describe_error(error)}): fal may have created the request, and will "
+        "bill it, though its id is unknown. It was not resubmitted automatically, to avoid paying twice. Look for it "
+        "in fal's dashboard (its request history) before running it again; a retry of the task submits a new request",
         endpoint_id=endpoint_id,
     )

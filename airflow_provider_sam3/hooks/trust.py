@@ -23,6 +23,26 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from airflow_provider_sam3.models.reference import RequestReference
 
+__all__ = [
+    "FAL_QUEUE_HOST",
+    "FAL_STORAGE_URLS",
+    "HOST_SHAPE",
+    "MAX_REQUEST_ID_LENGTH",
+    "REQUEST_ID_SHAPE",
+    "TRUST_HELP",
+    "URL_CHARACTERS",
+    "check_queue_host",
+    "check_reference",
+    "check_request_id",
+    "redact",
+    "request_id_problem",
+    "same_host",
+    "split_host",
+    "untrusted",
+    "upload_problem",
+    "url_problem",
+]
+
 MAX_REQUEST_ID_LENGTH = 128
 """fal's ids are UUIDs (36 characters); anything far longer is not one of them."""
 REQUEST_ID_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

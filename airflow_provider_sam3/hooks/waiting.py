@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.models.reference import RequestReference
     from airflow_provider_sam3.models.status import QueueStatus
 
+__all__ = ["wait_for"]
+
 
 def wait_for(
     hook: FalHook,

@@ -6,6 +6,8 @@ import base64
 import binascii
 import re
 
+__all__ = ["STRICT_BASE64", "TOLERANT_BASE64", "strict_b64decode", "tolerant_b64decode"]
+
 STRICT_BASE64 = "standard base64 alphabet with '=' padding, no whitespace"
 
 

@@ -10,6 +10,8 @@ from PIL import Image, ImageOps
 from airflow_provider_sam3.exceptions import InvalidImageError
 from airflow_provider_sam3.guards.files import DEFAULT_MAX_INPUT_BYTES, check_size, read_regular_file
 
+__all__ = ["SOURCE_KINDS", "decode", "load_image", "read_object", "read_path", "read_source", "short", "upright"]
+
 SOURCE_KINDS = (
     "a PIL image, bytes, a local file path, or an object with read_bytes() such as airflow.sdk.ObjectStoragePath"
 )

@@ -13,6 +13,8 @@ import numpy as np
 
 from airflow_provider_sam3.exceptions import InputValidationError
 
+__all__ = ["cxcywh_to_xyxy", "mask_box", "xyxy_to_cxcywh"]
+
 
 def _size(width: float, height: float) -> tuple[float, float]:
     for name, value in (("width", width), ("height", height)):

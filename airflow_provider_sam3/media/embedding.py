@@ -13,6 +13,8 @@ import numpy.typing as npt
 from airflow_provider_sam3.exceptions import InputValidationError
 from airflow_provider_sam3.media._b64 import TOLERANT_BASE64, tolerant_b64decode
 
+__all__ = ["embedding_array", "embedding_bytes", "encode_embedding"]
+
 _FIELD = "embedding_b64"
 
 

@@ -25,6 +25,20 @@ from airflow_provider_sam3.guards.images import BROKEN_FILE_ADVICE, DEFAULT_MAX_
 from airflow_provider_sam3.media._b64 import STRICT_BASE64, strict_b64decode
 from airflow_provider_sam3.media._sources import read_path, read_source, short, upright
 
+__all__ = [
+    "ACCEPTED_IMAGE_FORMATS",
+    "CheckedImage",
+    "DEFAULT_MAX_PIXELS",
+    "PreparedImage",
+    "accepted_format",
+    "check_image_bytes",
+    "has_avif_brand",
+    "looks_like",
+    "parse_data_uri",
+    "prepare_image",
+    "to_data_uri",
+]
+
 ACCEPTED_IMAGE_FORMATS = ("jpg", "jpeg", "png", "webp", "gif", "avif")
 """Image formats fal accepts, as users name them."""
 
@@ -124,7 +138,7 @@ def _image_signature(data: bytes) -> str | None:
     return next((name for magic, name in _SIGNATURES if data[: len(magic)] == magic[: len(data)]), None)
 
 
-def _looks_like(data: bytes) -> str:
+def looks_like(data: bytes) -> str:
     head = data[:512]
     if head[4:8] == b"ftyp":
         return f"an ISO media file of brand {head[8:12].decode('latin-1')!r} (HEIC, MP4 or similar)"
@@ -144,7 +158,7 @@ def _looks_like(data: bytes) -> str:
     return "text"
 
 
-def _avif_brand(data: bytes) -> bool:
+def has_avif_brand(data: bytes) -> bool:
     if len(data) < 16 or data[4:8] != b"ftyp":
         return False
     size = int.from_bytes(data[:4], "big")
@@ -186,7 +200,7 @@ def check_image_bytes(data: bytes, description: str, field: str, max_pixels: int
     try:
         image: Image.Image = open_image(data, field, max_pixels=max_pixels, description=description)
     except UnidentifiedImageError:
-        if _avif_brand(data):
+        if has_avif_brand(data):
             if not features.check("avif"):
                 return CheckedImage(data, "image/avif", "avif", None, None)
             raise InvalidImageError(
@@ -199,7 +213,7 @@ def check_image_bytes(data: bytes, description: str, field: str, max_pixels: int
             )
         raise InvalidImageError(
             field,
-            f"{description} is not an accepted image: its content looks like {_looks_like(data)}.",
+            f"{description} is not an accepted image: its content looks like {looks_like(data)}.",
             allowed=_ALLOWED,
         ) from None
     fmt = accepted_format(image, description, field)

@@ -13,6 +13,8 @@ from airflow_provider_sam3.exceptions import InputValidationError
 from airflow_provider_sam3.media._sources import load_image
 from airflow_provider_sam3.media.boxes import mask_box
 
+__all__ = ["MaskStats", "mask_from_image", "mask_stats"]
+
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 
 

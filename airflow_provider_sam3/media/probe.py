@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 from PIL import ImageFile
 
+__all__ = ["MAX_REDIRECTS", "PROBE_MAX_BYTES", "image_size_at_url"]
+
 MAX_REDIRECTS = 5
 PROBE_MAX_BYTES = 1 << 20
 """Headers sit in the first few KB (JPEG: after its EXIF block, rarely beyond 64 KB); stop reading after this much."""

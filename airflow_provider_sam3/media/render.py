@@ -15,6 +15,8 @@ from airflow_provider_sam3.exceptions import InputValidationError
 from airflow_provider_sam3.media._sources import load_image, upright
 from airflow_provider_sam3.media.boxes import mask_box
 
+__all__ = ["ImageSource", "PALETTE", "contact_sheet", "cutout", "encode_png", "mask_to_png", "overlay"]
+
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (31, 119, 180),
     (255, 127, 14),

@@ -14,6 +14,17 @@ import numpy as np
 
 from airflow_provider_sam3.exceptions import InputValidationError
 
+__all__ = [
+    "parse_canonical_counts",
+    "parse_counts",
+    "rle_area",
+    "rle_box",
+    "rle_decode",
+    "rle_decode_many",
+    "rle_encode",
+    "rle_runs",
+]
+
 _FORMAT = "whitespace-separated 'start length' integer pairs, start 1-based, runs ascending and non-overlapping"
 
 
@@ -27,11 +38,11 @@ def _check_size(width: int, height: int) -> int:
 _INT64_MAX = np.iinfo(np.int64).max
 
 
-def _parse_canonical(rle: str) -> np.ndarray | None:
+def parse_canonical_counts(rle: str) -> np.ndarray | None:
     """Fast path for the form fal and ``rle_encode`` write: ASCII digits separated by single spaces.
 
     Returns ``None`` for anything else, and whenever it cannot be sure it read every token exactly (a value at or
-    past int64's limit, which numpy's text parser would clamp); ``_parse`` then decides, as it always did.
+    past int64's limit, which numpy's text parser would clamp); ``parse_counts`` then decides, as it always did.
     """
     if not rle.isascii():
         return None
@@ -44,8 +55,8 @@ def _parse_canonical(rle: str) -> np.ndarray | None:
     return values
 
 
-def _parse(rle: str, field: str) -> np.ndarray:
-    values = _parse_canonical(rle)
+def parse_counts(rle: str, field: str) -> np.ndarray:
+    values = parse_canonical_counts(rle)
     if values is not None:
         return values
     tokens = rle.split()
@@ -75,7 +86,7 @@ def rle_runs(rle: str, width: int, height: int, *, field: str = "rle") -> tuple[
     total = _check_size(width, height)
     if not isinstance(rle, str):
         raise InputValidationError(field, f"must be a string, got {type(rle).__name__}.", allowed=_FORMAT)
-    values = _parse(rle, field)
+    values = parse_counts(rle, field)
     if values.size % 2:
         raise InputValidationError(
             field, f"has {values.size} integers, an odd number, so the last run has no length.", allowed=_FORMAT

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator
 
+__all__ = ["ACCEPTED_URL_SCHEMES", "EndpointInput", "EndpointOutput", "FileUrl"]
+
 ACCEPTED_URL_SCHEMES = ("https://", "http://", "data:")
 
 

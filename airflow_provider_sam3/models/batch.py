@@ -12,6 +12,19 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+__all__ = [
+    "BATCH_SCHEMA_VERSION",
+    "BatchEntry",
+    "EntryState",
+    "FINAL_STATES",
+    "MANIFEST_SCHEMA_VERSION",
+    "failure_row",
+    "item_key",
+    "repeat_row",
+    "request_id_of",
+    "success_row",
+]
+
 BATCH_SCHEMA_VERSION = 3
 MANIFEST_SCHEMA_VERSION = 1
 

@@ -10,9 +10,36 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Final, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from airflow_provider_sam3.exceptions import Sam3ProviderError
+
+__all__ = [
+    "BATCH_READER_ADVICE",
+    "DocumentHeader",
+    "Fetch",
+    "FileEntry",
+    "INLINE_DATA_LIMIT",
+    "ImageInfo",
+    "KIND_EMBEDDING",
+    "KIND_FILES",
+    "KIND_SEGMENTATION",
+    "MAX_MASKS",
+    "MAX_NOTES",
+    "MAX_RLE_CHARS",
+    "MAX_STORED_FILE_BYTES",
+    "MaskEntry",
+    "ResultDocumentError",
+    "SCHEMA_VERSION",
+    "Timings",
+    "as_mapping",
+    "check_document_pixels",
+    "check_version",
+    "error_field",
+    "first_error",
+    "rle_area",
+    "rle_box",
+]
 
 SCHEMA_VERSION: Final = 1
 """Version of every document this module writes; readers refuse others (a newer provider wrote them)."""
@@ -56,10 +83,12 @@ class _Part(BaseModel):
 
 
 class Timings(_Part):
-    """Epoch seconds of submit and completion; ``wait_seconds`` is their difference (queue + inference)."""
+    """When the request was submitted and completed (UTC; ISO 8601 in XCom, e.g. ``2026-12-07T03:30:29.123Z``);
+    ``wait_seconds`` is their difference (queue + inference). Epoch seconds (what earlier documents held) read as the
+    same moments."""
 
-    submitted_at: float | None = None
-    completed_at: float
+    submitted_at: AwareDatetime | None = None
+    completed_at: AwareDatetime
     wait_seconds: float | None = None
     inference_seconds: float | None = None
 
@@ -76,7 +105,7 @@ class ImageInfo(_Part):
         if self.width is not None or self.height is not None:
             if self.width is None or self.height is None:
                 raise ValueError("width and height go together")
-            _pixels(self.width, self.height)
+            check_document_pixels(self.width, self.height)
         return self
 
     @property
@@ -122,7 +151,7 @@ class MaskEntry(_Part):
         return self.stored_url or self.url
 
 
-class _Document(_Part):
+class DocumentHeader(_Part):
     """The header every result document carries."""
 
     document_kind: ClassVar[str] = ""
@@ -174,8 +203,8 @@ class _Document(_Part):
 
         Refuses documents of another ``kind`` or ``schema_version`` with a message saying what to do.
         """
-        data = _as_mapping(value)
-        _check_version(data)
+        data = as_mapping(value)
+        check_version(data)
         kind = data.get("kind")
         if cls.document_kind and kind != cls.document_kind:
             raise ResultDocumentError(
@@ -187,18 +216,18 @@ class _Document(_Part):
             return cls.model_validate(data)
         except ValidationError as error:
             raise ResultDocumentError(
-                _error_field(error), f"the {kind} document is malformed ({_first_error(error)})."
+                error_field(error), f"the {kind} document is malformed ({first_error(error)})."
             ) from None
 
 
-_D = TypeVar("_D", bound=_Document)
+_D = TypeVar("_D", bound=DocumentHeader)
 _T = TypeVar("_T")
 
 
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def _pixels(width: int, height: int) -> None:
+def check_document_pixels(width: int, height: int) -> None:
     """Refuse an image size no image can have: a document naming one is malformed (or hostile)."""
     from airflow_provider_sam3.guards.images import DEFAULT_MAX_PIXELS, MAX_SIDE
 
@@ -236,8 +265,8 @@ def _as_document_error(field: str, call: Callable[[], _T]) -> _T:
         raise ResultDocumentError(field, str(error).removeprefix(f"{field}: ")) from None
 
 
-def _as_mapping(value: Any) -> Mapping[str, Any]:
-    if isinstance(value, _Document):
+def as_mapping(value: Any) -> Mapping[str, Any]:
+    if isinstance(value, DocumentHeader):
         return value.model_dump(mode="json")
     if isinstance(value, (bytes, bytearray)):
         value = value.decode("utf-8")
@@ -259,7 +288,7 @@ BATCH_READER_ADVICE = (
 )
 
 
-def _check_version(data: Mapping[str, Any]) -> None:
+def check_version(data: Mapping[str, Any]) -> None:
     if data.get("kind") == "sam3.batch" or ("manifest" in data and "images" in data):
         raise ResultDocumentError(
             "kind", f"this is a batch's summary, not one image's result document; {BATCH_READER_ADVICE}."
@@ -281,7 +310,7 @@ def _check_version(data: Mapping[str, Any]) -> None:
         )
 
 
-def _error_field(error: ValidationError) -> str:
+def error_field(error: ValidationError) -> str:
     errors = error.errors(include_url=False)
     loc = errors[0].get("loc", ()) if errors else ()
     out = ""
@@ -290,10 +319,10 @@ def _error_field(error: ValidationError) -> str:
     return out or "output"
 
 
-def _first_error(error: ValidationError) -> str:
+def first_error(error: ValidationError) -> str:
     errors = error.errors(include_url=False)
     if not errors:
         return str(error)
     first = errors[0]
     more = f" and {len(errors) - 1} more" if len(errors) > 1 else ""
-    return f"{_error_field(error)}: {first.get('msg')}{more}"
+    return f"{error_field(error)}: {first.get('msg')}{more}"

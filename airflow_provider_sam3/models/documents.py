@@ -21,14 +21,14 @@ from airflow_provider_sam3.models.document_parts import (
     KIND_SEGMENTATION,
     MAX_MASKS,
     MAX_STORED_FILE_BYTES,
+    DocumentHeader,
     Fetch,
     FileEntry,
     MaskEntry,
     ResultDocumentError,
-    _as_mapping,
-    _check_version,
-    _Document,
-    _pixels,
+    as_mapping,
+    check_document_pixels,
+    check_version,
     rle_area,
     rle_box,
 )
@@ -37,10 +37,20 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
+__all__ = [
+    "DOCUMENT_CLASSES",
+    "EmbeddingResult",
+    "FilesResult",
+    "KIND_OF_ENDPOINT",
+    "ResultDocument",
+    "SegmentationResult",
+    "result_from_xcom",
+]
+
 # ---------------------------------------------------------------------------------------------- segmentation
 
 
-class SegmentationResult(_Document):
+class SegmentationResult(DocumentHeader):
     """Result of ``image`` and ``image-rle``: one entry per mask, the preview, and any other output files.
 
     Readers follow one convention: what is read from the document alone, without arguments or I/O, is a property
@@ -63,7 +73,7 @@ class SegmentationResult(_Document):
     @classmethod
     def _an_image_size(cls, value: list[int] | None) -> list[int] | None:
         if value is not None:
-            _pixels(value[0], value[1])
+            check_document_pixels(value[0], value[1])
         return value
 
     @property
@@ -186,7 +196,7 @@ class SegmentationResult(_Document):
             )
         width, height = dims
         try:
-            _pixels(int(width), int(height))
+            check_document_pixels(int(width), int(height))
         except (TypeError, ValueError) as error:
             raise ResultDocumentError("size", str(error)) from None
         return int(width), int(height)
@@ -211,7 +221,7 @@ class SegmentationResult(_Document):
 # ---------------------------------------------------------------------------------------------- embedding
 
 
-class EmbeddingResult(_Document):
+class EmbeddingResult(DocumentHeader):
     """Result of ``image/embed``: a reference to the embedding bytes, never the bytes.
 
     fal does not document the embedding's dtype or shape: ``load_array`` asks for both and checks the byte count.
@@ -287,7 +297,7 @@ class EmbeddingResult(_Document):
 # ---------------------------------------------------------------------------------------------- files
 
 
-class FilesResult(_Document):
+class FilesResult(DocumentHeader):
     """Result of the video and 3D endpoints: every File in the output, plus the rest of the output as ``data``.
 
     ``data`` is fal's output without its files, kept as fal sent it (3D poses and body metadata, video-rle's
@@ -329,12 +339,12 @@ class FilesResult(_Document):
 
 
 ResultDocument = Union[SegmentationResult, EmbeddingResult, FilesResult]
-DOCUMENT_CLASSES: dict[str, type[_Document]] = {
+DOCUMENT_CLASSES: dict[str, type[DocumentHeader]] = {
     KIND_SEGMENTATION: SegmentationResult,
     KIND_EMBEDDING: EmbeddingResult,
     KIND_FILES: FilesResult,
 }
-_KIND_OF_ENDPOINT = {
+KIND_OF_ENDPOINT = {
     "image": KIND_SEGMENTATION,
     "image-rle": KIND_SEGMENTATION,
     "embed": KIND_EMBEDDING,
@@ -355,8 +365,8 @@ def _local(location: str) -> bool:
 
 def result_from_xcom(value: Any) -> ResultDocument:
     """Read any result document (dict, JSON text or model), choosing the class by its ``kind``."""
-    data = _as_mapping(value)
-    _check_version(data)
+    data = as_mapping(value)
+    check_version(data)
     kind = data.get("kind")
     cls = DOCUMENT_CLASSES.get(kind)  # type: ignore[arg-type]
     if cls is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from airflow_provider_sam3.models.base import EndpointOutput
 
+__all__ = ["File", "ImageFile"]
+
 
 class File(EndpointOutput):
     """A file fal stores for a while: download it before its URL expires."""

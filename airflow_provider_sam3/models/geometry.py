@@ -7,6 +7,8 @@ from typing import Any
 
 from airflow_provider_sam3.exceptions import InputValidationError
 
+__all__ = ["check_prompt_geometry"]
+
 
 def check_prompt_geometry(body: Mapping[str, Any], image: Mapping[str, Any] | None) -> None:
     """Points and boxes of ``body`` inside the image, when its width and height are known (a local image).

@@ -10,6 +10,19 @@ from airflow_provider_sam3.models.base import EndpointInput, EndpointOutput, Fil
 from airflow_provider_sam3.models.files import File, ImageFile
 from airflow_provider_sam3.models.prompts import BoxPrompt, PointPrompt, TextPrompt
 
+__all__ = [
+    "EmbedImageInput",
+    "EmbedImageOutput",
+    "ExplicitPromptMixin",
+    "FalNumber",
+    "MaskMetadata",
+    "NormalizedBox",
+    "OutputFormat",
+    "SegmentImageInput",
+    "SegmentImageOutput",
+    "SegmentImageRleOutput",
+]
+
 OutputFormat = Literal["jpeg", "png", "webp"]
 FalNumber = float | bool
 """A number in fal's output. A boolean is kept as it came (pydantic's lax mode would read ``true`` as 1.0) so the

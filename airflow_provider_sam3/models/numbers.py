@@ -12,6 +12,8 @@ import math
 from numbers import Integral, Real
 from typing import Any, Literal, overload
 
+__all__ = ["finite_number", "whole_number"]
+
 
 def _refuse(field: str, value: Any, what: str, allowed: str) -> Exception:
     from airflow_provider_sam3.exceptions import InputValidationError

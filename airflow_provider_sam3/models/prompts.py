@@ -8,6 +8,20 @@ from pydantic import BeforeValidator, Field, NonNegativeInt, ValidationInfo, fie
 
 from airflow_provider_sam3.models.base import EndpointInput
 
+__all__ = [
+    "BoxPrompt",
+    "BoxPromptBase",
+    "Label",
+    "LowThreshold",
+    "MAX_PIXEL_COORDINATE",
+    "MAX_PROMPT_LENGTH",
+    "PixelCoordinate",
+    "PointPrompt",
+    "PointPromptBase",
+    "TextPrompt",
+    "Threshold",
+]
+
 
 def _coerce_label(value: Any) -> Any:
     """fal's older schema used the strings "0"/"1"; accept both forms and always send an integer."""

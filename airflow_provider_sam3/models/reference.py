@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+__all__ = ["RequestReference"]
+
 
 class RequestReference(BaseModel):
     """Identifies one submitted request. Lives in trigger kwargs, XCom and the task state store.

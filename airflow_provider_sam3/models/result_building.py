@@ -8,10 +8,12 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from airflow_provider_sam3.guards.numbers import finite_score, finite_tree, unit_box
 from airflow_provider_sam3.models.document_parts import (
     KIND_EMBEDDING,
     KIND_SEGMENTATION,
@@ -20,22 +22,23 @@ from airflow_provider_sam3.models.document_parts import (
     MaskEntry,
     ResultDocumentError,
     Timings,
-    _error_field,
-    _first_error,
+    error_field,
+    first_error,
 )
 from airflow_provider_sam3.models.documents import (
-    _KIND_OF_ENDPOINT,
+    KIND_OF_ENDPOINT,
     EmbeddingResult,
     FilesResult,
     ResultDocument,
     SegmentationResult,
 )
-from airflow_provider_sam3.guards.numbers import finite_score, finite_tree, unit_box
 from airflow_provider_sam3.models.files import File
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.endpoints import Endpoint
     from airflow_provider_sam3.models.reference import RequestReference
+
+__all__ = ["build_result"]
 
 # ---------------------------------------------------------------------------------------------- builder
 
@@ -57,7 +60,7 @@ def build_result(
     ``stored``: fal URL (or data URI) -> stored copy, for outputs already copied; the embedding's copy is keyed
     ``"embedding_b64"``. Raises ``ResultDocumentError`` (a ValueError) when fal's body does not match the model.
     """
-    kind = _KIND_OF_ENDPOINT.get(endpoint.kind)
+    kind = KIND_OF_ENDPOINT.get(endpoint.kind)
     if kind is None:
         raise ResultDocumentError("endpoint.kind", f"{endpoint.kind!r} has no result document; add it to results.py.")
     if not isinstance(output_json, Mapping):
@@ -66,8 +69,8 @@ def build_result(
         output = endpoint.parse_output(dict(output_json))
     except ValidationError as error:
         raise ResultDocumentError(
-            f"output.{_error_field(error)}",
-            f"fal's result for {endpoint.endpoint_id} does not match its output model ({_first_error(error)}).",
+            f"output.{error_field(error)}",
+            f"fal's result for {endpoint.endpoint_id} does not match its output model ({first_error(error)}).",
         ) from None
     stored = dict(stored or {})
     notes: list[str] = []
@@ -88,10 +91,18 @@ def build_result(
 
 
 def _timings(submitted_at: float | None, completed_at: float, inference_seconds: float | None) -> Timings:
+    """The document's timings from epoch seconds: UTC moments to the millisecond, and the wait between them."""
     wait = round(completed_at - submitted_at, 3) if submitted_at is not None else None
     return Timings(
-        submitted_at=submitted_at, completed_at=completed_at, wait_seconds=wait, inference_seconds=inference_seconds
+        submitted_at=_utc(submitted_at) if submitted_at is not None else None,
+        completed_at=_utc(completed_at),
+        wait_seconds=wait,
+        inference_seconds=inference_seconds,
     )
+
+
+def _utc(epoch_seconds: float) -> datetime:
+    return datetime.fromtimestamp(round(epoch_seconds, 3), tz=timezone.utc)
 
 
 def _image_info(image: Mapping[str, Any] | None) -> ImageInfo | None:

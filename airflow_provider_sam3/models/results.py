@@ -20,6 +20,7 @@ readers) and ``result_building`` (from fal's output to a document). This module 
 
 from __future__ import annotations
 
+from airflow_provider_sam3.guards.files import local_path
 from airflow_provider_sam3.models.document_parts import (
     INLINE_DATA_LIMIT,
     KIND_EMBEDDING,
@@ -42,7 +43,6 @@ from airflow_provider_sam3.models.documents import (
     result_from_xcom,
 )
 from airflow_provider_sam3.models.result_building import build_result
-from airflow_provider_sam3.guards.files import local_path
 
 __all__ = [
     "DOCUMENT_CLASSES",

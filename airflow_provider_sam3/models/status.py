@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+__all__ = ["QueueState", "QueueStatus"]
+
 QueueState = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
 
 

@@ -11,6 +11,19 @@ from airflow_provider_sam3.models.files import File
 from airflow_provider_sam3.models.image import ExplicitPromptMixin
 from airflow_provider_sam3.models.prompts import BoxPromptBase, PointPromptBase, TextPrompt, Threshold
 
+__all__ = [
+    "Align3DInput",
+    "Align3DOutput",
+    "AlignmentInfo",
+    "BodyMetadata",
+    "BodyPerson",
+    "ObjectPose",
+    "Reconstruct3DBodyInput",
+    "Reconstruct3DBodyOutput",
+    "Reconstruct3DObjectsInput",
+    "Reconstruct3DObjectsOutput",
+]
+
 
 class Reconstruct3DObjectsInput(ExplicitPromptMixin):
     """Input of ``fal-ai/sam-3/3d-objects``: reconstruct the prompted objects of one image in 3D."""

@@ -19,6 +19,21 @@ from airflow_provider_sam3.models.prompts import (
     Threshold,
 )
 
+__all__ = [
+    "MAX_NUM_OBJECTS_LIMIT",
+    "ObjectsFrame",
+    "SegmentVideoInput",
+    "SegmentVideoInputV31",
+    "SegmentVideoObjectsInput",
+    "SegmentVideoObjectsOutput",
+    "SegmentVideoOutput",
+    "SegmentVideoRleInput",
+    "SegmentVideoRleInputV31",
+    "SegmentVideoRleOutput",
+    "TrackedObject",
+    "VideoOutputType",
+]
+
 VideoOutputType = Literal["X264 (.mp4)", "VP9 (.webm)"]
 MAX_NUM_OBJECTS_LIMIT = 128
 """fal's upper bound of SAM 3.1's ``max_num_objects`` (default 16)."""

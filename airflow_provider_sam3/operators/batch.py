@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
 
+from airflow_provider_sam3.batch.cancels import WORKER_ON_KILL_SECONDS
+from airflow_provider_sam3.batch.inputs import DEFAULT_UPLOAD_ABOVE_BYTES
 from airflow_provider_sam3.batch.options import DEFAULT_MAX_IN_FLIGHT
-from airflow_provider_sam3.batch.inputs import DEFAULT_MAX_INPUT_BYTES, DEFAULT_UPLOAD_ABOVE_BYTES
 from airflow_provider_sam3.batch.state import BatchState
 from airflow_provider_sam3.exceptions import (
     BatchHalt,
@@ -28,12 +29,12 @@ from airflow_provider_sam3.exceptions import (
     InputValidationError,
     StateStoreRefusedError,
 )
+from airflow_provider_sam3.guards.files import DEFAULT_MAX_INPUT_BYTES
+from airflow_provider_sam3.guards.structure import check_structure
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
-from airflow_provider_sam3.batch.cancels import WORKER_ON_KILL_SECONDS
 from airflow_provider_sam3.operators.batch_ending import cancel_entries, finish_batch, stop_batch
 from airflow_provider_sam3.operators.batch_resume import earlier_batch, finished_summary
-from airflow_provider_sam3.operators.queue import _seconds
-from airflow_provider_sam3.guards.structure import check_structure
+from airflow_provider_sam3.operators.checks import as_seconds
 from airflow_provider_sam3.storage.state_store import guarded, run_epoch
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.batch.listing import BatchImage
     from airflow_provider_sam3.endpoints import Endpoint
     from airflow_provider_sam3.hooks.fal import FalHook
+
+__all__ = ["BATCH_DEFAULTS", "BATCH_KINDS", "DEFAULT_BATCH_TIMEOUT", "DEFER_GRACE_SECONDS", "Sam3BatchOperator"]
 
 BATCH_KINDS = ("image", "image-rle", "embed")
 DEFAULT_BATCH_TIMEOUT = timedelta(hours=6)
@@ -142,7 +145,7 @@ class Sam3BatchOperator(BaseOperator):
         self.on_image_failure = on_image_failure
         self.max_cost_usd = max_cost_usd
         self.skip_invalid = skip_invalid
-        self.batch_timeout = _seconds(timeout)
+        self.batch_timeout = as_seconds(timeout)
         self.collect_every = collect_every
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval

@@ -10,6 +10,8 @@ from airflow_provider_sam3.batch.options import MAX_TRIGGER_REQUESTS
 from airflow_provider_sam3.exceptions import InputValidationError
 from airflow_provider_sam3.operators.checks import check_pacing, finite_number
 
+__all__ = ["FAILURE_POLICIES", "check_batch_options", "check_shard", "task_folder"]
+
 FAILURE_POLICIES = ("fail", "report")
 
 

@@ -9,9 +9,11 @@ from airflow_provider_sam3.exceptions import FalRequestError
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.batch.state import BatchState
-    from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.endpoints import Endpoint
+    from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.models.batch import BatchEntry
+
+__all__ = ["CANCEL_WAIT_SECONDS", "cancel_entries", "finish_batch", "stop_batch", "write_stopped_manifest"]
 
 CANCEL_WAIT_SECONDS = 25
 """How long cancelling a previous try's requests may take (a new endpoint: the old requests are useless)."""

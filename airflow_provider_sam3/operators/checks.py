@@ -3,7 +3,7 @@
 - ``finite_number`` / ``whole_number``: numbers that refuse NaN, +-inf and booleans, naming the field;
 - ``preflight_output_path``: an ``output_path`` resolved and, when local, proved writable before paying;
 - ``check_prompt_geometry``: points and boxes checked against the image's size when it is known locally;
-- ``check_pacing`` and ``_seconds``: queue priority, polling intervals and durations (moved from ``queue.py``, which
+- ``check_pacing`` and ``as_seconds``: queue priority, polling intervals and durations (moved from ``queue.py``, which
   re-exports them);
 - ``check_submit_options``: fal's queue options of a submit (priority, start deadline, runner hint, webhook, media
   lifetime, request history), checked once and returned as the ``SubmitOptions`` the hook's submit takes.
@@ -20,22 +20,24 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.exceptions import InputValidationError
+from airflow_provider_sam3.models.geometry import check_prompt_geometry
 from airflow_provider_sam3.models.numbers import finite_number, whole_number
-from airflow_provider_sam3.models.geometry import check_prompt_geometry  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.models.submit_options import SubmitOptions
 
 __all__ = [
+    "SuggestingPartial",
+    "as_seconds",
     "check_pacing",
     "check_prompt_geometry",
     "check_submit_options",
-    "submit_options_of",
-    "SuggestingPartial",
-    "ignored_fields_warning",
-    "unknown_parameter_error",
     "finite_number",
+    "ignored_fields_warning",
+    "is_number",
     "preflight_output_path",
+    "submit_options_of",
+    "unknown_parameter_error",
     "whole_number",
 ]
 
@@ -56,7 +58,7 @@ def preflight_output_path(field: str, output_path: Any) -> Any:
     Raises ``InputValidationError(field, ...)`` with a sentence saying what is wrong; returns the resolved path
     (``None`` stays ``None``).
     """
-    from airflow_provider_sam3.storage.outputs import _PATH_KINDS, LOCAL_PROTOCOLS, resolve_output_path
+    from airflow_provider_sam3.storage.outputs import LOCAL_PROTOCOLS, OUTPUT_PATH_KINDS, resolve_output_path
 
     try:
         path = resolve_output_path(output_path)
@@ -65,7 +67,9 @@ def preflight_output_path(field: str, output_path: Any) -> Any:
             raise
         raise InputValidationError(field, str(error).split(": ", 1)[-1]) from None
     except (ValueError, TypeError, ImportError) as error:
-        raise InputValidationError(field, f"{output_path!r} cannot be used ({error})", allowed=_PATH_KINDS) from None
+        raise InputValidationError(
+            field, f"{output_path!r} cannot be used ({error})", allowed=OUTPUT_PATH_KINDS
+        ) from None
     if path is None or getattr(path, "protocol", "") not in LOCAL_PROTOCOLS:
         return path
     target = os.path.abspath(path.path if hasattr(path, "path") else str(path))
@@ -74,7 +78,7 @@ def preflight_output_path(field: str, output_path: Any) -> Any:
         raise InputValidationError(
             field,
             f"{problem}; nothing was sent to fal, so nothing was paid",
-            allowed=f"{_PATH_KINDS}, that this worker can create and write",
+            allowed=f"{OUTPUT_PATH_KINDS}, that this worker can create and write",
         )
     return path
 
@@ -113,22 +117,22 @@ def _local_problem(target: str) -> str | None:
     return None
 
 
-def _seconds(value: float | timedelta | None) -> float | None:
+def as_seconds(value: float | timedelta | None) -> float | None:
     """A duration in seconds; anything else (a string, a boolean, NaN, infinity) fails the DAG file with the
     parameter named: a NaN or infinite deadline would be paid for, then could never be waited for."""
     if value is None:
         return None
     if isinstance(value, timedelta):
         return value.total_seconds()
-    if _is_number(value):
+    if is_number(value):
         return float(value)
     from airflow_provider_sam3.exceptions import InputValidationError
 
-    what = "is not a finite duration" if _is_number(value, finite=False) else "is not a duration"
+    what = "is not a finite duration" if is_number(value, finite=False) else "is not a duration"
     raise InputValidationError("timeout", f"{value!r} {what}", allowed="a number of seconds or a timedelta")
 
 
-def _is_number(value: Any, *, finite: bool = True) -> bool:
+def is_number(value: Any, *, finite: bool = True) -> bool:
     """An int or float, not a boolean, and (``finite``) neither NaN nor infinite."""
     import math
 
@@ -148,12 +152,12 @@ def check_pacing(priority: Any, poll_interval: Any, max_poll_interval: Any) -> N
     if priority not in (None, "normal", "low"):
         raise InputValidationError("priority", f"{priority!r} is not a queue priority", allowed="normal, low")
     for name, value in (("poll_interval", poll_interval), ("max_poll_interval", max_poll_interval)):
-        if value is not None and not (_is_number(value) and value >= MIN_POLL_INTERVAL):
+        if value is not None and not (is_number(value) and value >= MIN_POLL_INTERVAL):
             why = (
                 "is a boolean, not a number"
                 if isinstance(value, bool)
                 else "is not a finite number"
-                if _is_number(value, finite=False) and not _is_number(value)
+                if is_number(value, finite=False) and not is_number(value)
                 else "would poll fal too fast or is not a number"
             )
             raise InputValidationError(
@@ -209,7 +213,7 @@ def check_submit_options(
 
     if priority not in (None, "normal", "low"):
         raise InputValidationError("priority", f"{priority!r} is not a queue priority", allowed="normal, low")
-    if start_timeout is not None and not (_is_number(start_timeout) and 1 < start_timeout <= MAX_TIMEOUT_SECONDS):
+    if start_timeout is not None and not (is_number(start_timeout) and 1 < start_timeout <= MAX_TIMEOUT_SECONDS):
         raise InputValidationError(
             "start_timeout",
             f"{start_timeout!r} is not a start deadline",

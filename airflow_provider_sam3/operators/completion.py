@@ -21,6 +21,17 @@ from airflow_provider_sam3.models.reference import RequestReference
 if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.fal import FalHook
 
+__all__ = [
+    "NOT_WORTH_RETRYING",
+    "NOT_WORTH_RETRYING_NAMES",
+    "RAW_SCHEMA_VERSION",
+    "as_task_error",
+    "fetch_result_document",
+    "raise_for_event",
+    "raise_task_error",
+    "root_cause",
+]
+
 RAW_SCHEMA_VERSION = 1
 NOT_WORTH_RETRYING = (
     FalAuthenticationError,

@@ -9,6 +9,8 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_sam3.exceptions import FalRequestError, InputValidationError
 
+__all__ = ["MERGED_SUMMARY_KIND", "Sam3MergeManifestsOperator"]
+
 MERGED_SUMMARY_KIND = "sam3.batch.merged"
 
 

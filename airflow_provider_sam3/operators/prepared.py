@@ -14,6 +14,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from airflow_provider_sam3.models.submit_options import SubmitOptions
 
+__all__ = [
+    "DEFAULT_MAX_VIDEO_BYTES",
+    "PLACEHOLDER_IMAGE_URL",
+    "PLACEHOLDER_VIDEO_URL",
+    "PendingUpload",
+    "PreparedRequest",
+    "VIDEO_TYPES",
+    "prepare_image_argument",
+    "read_local_video",
+    "upload_pending",
+]
+
 
 @dataclass(frozen=True)
 class PreparedRequest:

@@ -25,13 +25,11 @@ from airflow_provider_sam3.exceptions import (
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
 from airflow_provider_sam3.links import FalRequestLink
 from airflow_provider_sam3.models.reference import RequestReference
-from airflow_provider_sam3.operators.checks import (  # noqa: F401 - re-exported
+from airflow_provider_sam3.operators.checks import (
     MAX_TIMEOUT_SECONDS,
-    _is_number,
-    _seconds,
-    check_pacing,
     SuggestingPartial,
-    check_submit_options,
+    as_seconds,
+    check_pacing,
     submit_options_of,
     unknown_parameter_error,
 )
@@ -41,18 +39,28 @@ from airflow_provider_sam3.operators.completion import (
     raise_for_event,
     raise_task_error,
 )
-from airflow_provider_sam3.operators.prepared import PreparedRequest, prepare_image_argument  # noqa: F401
-from airflow_provider_sam3.storage.state_store import guarded
-from airflow_provider_sam3.operators.reattach import (  # noqa: F401 - re-exported
+from airflow_provider_sam3.operators.prepared import PreparedRequest, prepare_image_argument
+from airflow_provider_sam3.operators.reattach import (
     CANCEL_RESUBMITS,
     RESULT_GONE,
     STATE_KEY,
     ReattachingSubmit,
 )
+from airflow_provider_sam3.storage.state_store import guarded
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.models.submit_options import SubmitOptions
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "DEFER_GRACE_SECONDS",
+    "ENDPOINT_ID_SHAPE",
+    "FalQueueOperator",
+    "MAX_CANCEL_RESUBMITS",
+    "SAM3_APP_IDS",
+    "hook_for",
+]
 
 MAX_CANCEL_RESUBMITS = 3
 """Times one try submits anew after finding its request cancelled (a clear racing its own trigger's cancel)."""
@@ -65,7 +73,7 @@ DEFER_GRACE_SECONDS = 120
 """Airflow's own defer timeout fires this long after the trigger's deadline, so the trigger cancels first."""
 
 
-def _hook(conn_id: str) -> FalHook:
+def hook_for(conn_id: str) -> FalHook:
     """The hook, imported on first use: DAG files import this module, and only execution needs the hook."""
     from airflow_provider_sam3.hooks.fal import FalHook
 
@@ -136,7 +144,7 @@ class FalQueueOperator(ReattachingSubmit, BaseOperator):
         self.fal_conn_id = fal_conn_id
         self.deferrable = deferrable
         self.wait_for_completion = wait_for_completion
-        self.request_timeout = _seconds(timeout)
+        self.request_timeout = as_seconds(timeout)
         self.output_path = output_path
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
@@ -154,7 +162,7 @@ class FalQueueOperator(ReattachingSubmit, BaseOperator):
 
     @property
     def hook(self) -> FalHook:
-        return _hook(self.fal_conn_id)
+        return hook_for(self.fal_conn_id)
 
     # ------------------------------------------------------------------ what to send
 

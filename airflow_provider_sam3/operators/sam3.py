@@ -13,8 +13,21 @@ import inspect
 from typing import Any, ClassVar
 
 from airflow_provider_sam3.endpoints import ENDPOINTS, endpoint_for
-from airflow_provider_sam3.operators.prepared import upload_pending
-from airflow_provider_sam3.operators.queue import FalQueueOperator, PreparedRequest, prepare_image_argument
+from airflow_provider_sam3.operators.prepared import PreparedRequest, prepare_image_argument, upload_pending
+from airflow_provider_sam3.operators.queue import FalQueueOperator
+
+__all__ = [
+    "Align3DOperator",
+    "EmbedImageOperator",
+    "Reconstruct3DBodyOperator",
+    "Reconstruct3DObjectsOperator",
+    "Sam3Operator",
+    "SegmentImageOperator",
+    "SegmentImageRleOperator",
+    "SegmentVideoObjectsOperator",
+    "SegmentVideoOperator",
+    "SegmentVideoRleOperator",
+]
 
 
 def _fields_of_kind(kind: str) -> tuple[str, ...]:

@@ -18,7 +18,9 @@ from airflow_provider_sam3.operators.completion import (
     raise_for_event,
     raise_task_error,
 )
-from airflow_provider_sam3.operators.queue import _hook
+from airflow_provider_sam3.operators.queue import hook_for
+
+__all__ = ["FalRequestSensor"]
 
 
 class FalRequestSensor(BaseSensorOperator):
@@ -121,7 +123,7 @@ class FalRequestSensor(BaseSensorOperator):
     def execute(self, context: Any) -> Any:
         from airflow_provider_sam3.operators.completion import raise_task_error
 
-        hook = _hook(self.fal_conn_id)
+        hook = hook_for(self.fal_conn_id)
         try:
             ref = self._reference()
             self._check_parameters(ref, hook.get_settings().queue_host)
@@ -154,7 +156,7 @@ class FalRequestSensor(BaseSensorOperator):
 
     def poke(self, context: Any) -> PokeReturnValue:
         ref = self._reference()
-        hook = _hook(self.fal_conn_id)
+        hook = hook_for(self.fal_conn_id)
         try:
             status = hook.status(ref)
         except Sam3ProviderError as error:
@@ -173,7 +175,7 @@ class FalRequestSensor(BaseSensorOperator):
         ref = raise_for_event(event)
         assert event is not None  # raise_for_event refused anything but a dict
         return fetch_result_document(
-            _hook(self.fal_conn_id),
+            hook_for(self.fal_conn_id),
             ref,
             image=self._image(),
             metrics=event.get("metrics"),
@@ -196,7 +198,7 @@ class FalRequestSensor(BaseSensorOperator):
             )
             return
         try:
-            outcome = _hook(self.fal_conn_id).cancel(ref)
+            outcome = hook_for(self.fal_conn_id).cancel(ref)
             self.log.info("Sensor %s; cancelled fal request %s: %s", why, ref.request_id, outcome)
         except Sam3ProviderError as error:
             self.log.warning("Sensor %s; cancelling fal request %s failed: %s", why, ref.request_id, error)

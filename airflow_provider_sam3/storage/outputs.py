@@ -39,6 +39,20 @@ if TYPE_CHECKING:
 
     from airflow_provider_sam3.endpoints import Endpoint
 
+__all__ = [
+    "DATA_FILE",
+    "EMBEDDING_FILE",
+    "LOCAL_PROTOCOLS",
+    "MAX_OUTPUT_FILES",
+    "OUTPUT_PATH_KINDS",
+    "RESULT_FILE",
+    "copy_outputs",
+    "output_urls",
+    "request_folder",
+    "require_output_path",
+    "resolve_output_path",
+]
+
 LOCAL_PROTOCOLS = ("", "file", "local")
 RESULT_FILE = "result.json"
 DATA_FILE = "data.json"
@@ -67,7 +81,9 @@ else ``.bin``. A result cannot choose ``.html``, ``.sh`` or ``.py`` for a file w
 MAX_OUTPUT_FILES = 1_000
 """Files copied for one request at most (each within the connection's ``max_output_bytes``)."""
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}$")
-_PATH_KINDS = "an absolute path, a file:// or object-store URL (s3://conn_id@bucket/prefix), or an ObjectStoragePath"
+OUTPUT_PATH_KINDS = (
+    "an absolute path, a file:// or object-store URL (s3://conn_id@bucket/prefix), or an ObjectStoragePath"
+)
 
 
 def resolve_output_path(output_path: Any) -> ObjectStoragePath | None:
@@ -84,7 +100,7 @@ def resolve_output_path(output_path: Any) -> ObjectStoragePath | None:
     if isinstance(output_path, os.PathLike):
         output_path = os.fspath(output_path)
     if not isinstance(output_path, str) or not output_path.strip():
-        raise InputValidationError("output_path", f"got {output_path!r}.", allowed=_PATH_KINDS)
+        raise InputValidationError("output_path", f"got {output_path!r}.", allowed=OUTPUT_PATH_KINDS)
     text = os.path.expanduser(output_path.strip())
     if "://" in text:
         return ObjectStoragePath(text)
@@ -92,7 +108,7 @@ def resolve_output_path(output_path: Any) -> ObjectStoragePath | None:
         raise InputValidationError(
             "output_path",
             f"{output_path!r} is relative; workers differ in working directory, so give an absolute path or a URL.",
-            allowed=_PATH_KINDS,
+            allowed=OUTPUT_PATH_KINDS,
         )
     return ObjectStoragePath("file://" + text)
 

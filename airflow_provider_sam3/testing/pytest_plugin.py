@@ -19,6 +19,8 @@ import pytest
 
 from airflow_provider_sam3.testing import EmulatorConfig, FalEmulator
 
+__all__ = ["FIXTURE_CONFIG", "FIXTURE_SERVICE_TIME_S", "fal_emulator", "fal_emulator_server"]
+
 FIXTURE_SERVICE_TIME_S = 0.05
 FIXTURE_CONFIG = EmulatorConfig(service_time_s=FIXTURE_SERVICE_TIME_S)
 """Defaults, except a short service time so tests do not wait."""

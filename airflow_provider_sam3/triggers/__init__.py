@@ -1,1 +1,3 @@
 """Triggers that wait on fal's queue in the triggerer."""
+
+__all__ = []

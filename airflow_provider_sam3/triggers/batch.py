@@ -24,6 +24,8 @@ from airflow_provider_sam3.batch.polling import BatchPoller, ProgressLine, refer
 from airflow_provider_sam3.hooks.fal import FalHook
 from airflow_provider_sam3.models.reference import RequestReference
 
+__all__ = ["FalBatchTrigger", "kwargs_size"]
+
 
 def kwargs_size(trigger: BaseTrigger) -> int:
     """Bytes of the trigger's kwargs as JSON (before Airflow's encryption, which adds about a third)."""

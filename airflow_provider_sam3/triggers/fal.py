@@ -22,6 +22,8 @@ from airflow_provider_sam3.hooks.fal import FalHook
 from airflow_provider_sam3.models.reference import RequestReference
 from airflow_provider_sam3.models.status import QueueStatus
 
+__all__ = ["FalRequestTrigger", "MAX_LOG_LINES_PER_POLL", "MAX_LOG_MESSAGE_CHARS", "error_event", "forward_new_logs"]
+
 MAX_LOG_LINES_PER_POLL = 20
 MAX_LOG_MESSAGE_CHARS = 300
 

@@ -5,3 +5,5 @@
 segmentation), ``fetch`` (input files), ``placeholders`` (stand-in 3D/video files), ``results`` (app answers),
 ``webhooks``, ``runner`` (in-process ``FalEmulator``) and ``__main__`` (CLI).
 """
+
+__all__ = []

@@ -26,7 +26,6 @@ from airflow_provider_sam3.testing.emulator.config import (
 )
 from airflow_provider_sam3.testing.emulator.runner import FalEmulator
 
-
 ADMIN_HELP = f"""admin endpoints (no key needed), under https://127.0.0.1:PORT:
   GET  /_emulator/counters   what the emulator saw: submissions (by endpoint), status/result/stream calls, cancels,
                              faults injected, completed, in progress, queue length, webhooks, bytes held
@@ -42,7 +41,7 @@ targets: {", ".join(FAULT_TARGETS)}; give exactly one of rate, first or every.
 """
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m airflow_provider_sam3.testing.emulator",
         description="Run the fal emulator in the foreground.",
@@ -105,7 +104,7 @@ def _keep_large_buffers_mapped() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     _keep_large_buffers_mapped()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     knobs = {

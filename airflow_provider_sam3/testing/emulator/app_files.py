@@ -17,6 +17,17 @@ from airflow_provider_sam3.media.inputs import to_data_uri
 from airflow_provider_sam3.testing.emulator.fetch import decode_image, fetch_bytes
 from airflow_provider_sam3.testing.emulator.media_store import MediaStore
 
+__all__ = [
+    "AppContext",
+    "LIFECYCLE_HEADER",
+    "PendingFile",
+    "RequestContext",
+    "load_image",
+    "normalized_box",
+    "publish",
+    "requested_media_lifetime",
+]
+
 
 class AppContext(Protocol):
     media: MediaStore

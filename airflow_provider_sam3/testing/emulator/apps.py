@@ -34,7 +34,7 @@ from airflow_provider_sam3.media.embedding import encode_embedding
 from airflow_provider_sam3.media.render import encode_png, overlay
 from airflow_provider_sam3.media.rle import rle_encode
 from airflow_provider_sam3.testing.emulator import placeholders
-from airflow_provider_sam3.testing.emulator.app_files import (  # noqa: F401 - PendingFile, publish re-exported
+from airflow_provider_sam3.testing.emulator.app_files import (
     AppContext,
     PendingFile,
     load_image,
@@ -45,6 +45,27 @@ from airflow_provider_sam3.testing.emulator.fetch import fetch_bytes
 from airflow_provider_sam3.testing.emulator.image_app import segment_image
 from airflow_provider_sam3.testing.emulator.results import INVALID_JSON, AppError, AppResult, validation_failed
 from airflow_provider_sam3.testing.emulator.segmenter import segment
+
+__all__ = [
+    "APPS",
+    "App",
+    "EMBEDDING_DTYPE",
+    "EMBEDDING_SHAPE",
+    "KEYPOINT_NAMES",
+    "NOT_JSON",
+    "VIDEO_FRAME_HEIGHT",
+    "VIDEO_FRAME_WIDTH",
+    "VIDEO_NUM_FRAMES",
+    "align_body",
+    "embed_image",
+    "embedding_of",
+    "reconstruct_body",
+    "reconstruct_objects",
+    "run_app",
+    "segment_video",
+    "segment_video_objects",
+    "segment_video_rle",
+]
 
 EMBEDDING_DTYPE = "<f4"
 EMBEDDING_SHAPE = (32, 16, 16)

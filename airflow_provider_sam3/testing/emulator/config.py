@@ -9,6 +9,17 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+__all__ = [
+    "DEFAULT_API_KEY",
+    "EmulatorConfig",
+    "FAULT_KINDS",
+    "FAULT_TARGETS",
+    "FaultKind",
+    "FaultRule",
+    "FaultTarget",
+    "REQUEST_FAULTS",
+]
+
 FaultKind = Literal[
     "rate_limit_429",
     "nginx_502",

@@ -16,6 +16,8 @@ from starlette.types import Receive, Scope, Send
 
 from airflow_provider_sam3.testing.emulator.config import REQUEST_FAULTS, FaultRule
 
+__all__ = ["DroppedResponse", "EDGE_FAULTS", "FaultInjector", "fault_response"]
+
 EDGE_FAULTS = frozenset({"rate_limit_429", "nginx_502", "nginx_503", "nginx_504", "runner_503"})
 """Faults answered in place of the call, which then has no other effect."""
 _NGINX_TITLES = {502: "502 Bad Gateway", 503: "503 Service Temporarily Unavailable", 504: "504 Gateway Time-out"}

@@ -17,6 +17,16 @@ from airflow_provider_sam3.media.inputs import parse_data_uri
 from airflow_provider_sam3.testing.emulator.media_store import MediaStore
 from airflow_provider_sam3.testing.emulator.results import unprocessable
 
+__all__ = [
+    "DOWNLOAD_TIMEOUT_S",
+    "FetchContext",
+    "LOOPBACK_HOSTS",
+    "ORIENTATION_TAG",
+    "decode_image",
+    "decode_image_reduced",
+    "fetch_bytes",
+]
+
 ORIENTATION_TAG = 0x0112
 """EXIF orientation: 5 to 8 turn the picture a quarter, swapping width and height."""
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})

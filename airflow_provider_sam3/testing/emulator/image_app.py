@@ -23,6 +23,8 @@ from airflow_provider_sam3.testing.emulator.fetch import decode_image_reduced, f
 from airflow_provider_sam3.testing.emulator.results import NO_MASKS, AppError
 from airflow_provider_sam3.testing.emulator.segmenter import BoxSpec, PointSpec, segment
 
+__all__ = ["IMAGE_FORMATS", "PNG_COMPRESSION", "PREVIEW_MAX_SIDE", "encode", "segment_image", "segment_image_sync"]
+
 PREVIEW_MAX_SIDE = 1024
 IMAGE_FORMATS = {
     "png": ("PNG", "image/png", "png"),

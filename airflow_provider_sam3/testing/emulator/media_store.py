@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
+__all__ = ["INPUTS_PREFIX", "MEDIA_PREFIX", "MediaStore", "StoredFile"]
+
 MEDIA_PREFIX = "media"
 INPUTS_PREFIX = "inputs"
 

@@ -12,6 +12,17 @@ import struct
 import zipfile
 from typing import Any
 
+__all__ = [
+    "GLB_CONTENT_TYPE",
+    "PLY_CONTENT_TYPE",
+    "VIDEO_CONTENT_TYPES",
+    "ZIP_CONTENT_TYPE",
+    "glb",
+    "ply",
+    "video",
+    "zip_of",
+]
+
 GLB_CONTENT_TYPE = "model/gltf-binary"
 PLY_CONTENT_TYPE = "application/octet-stream"
 ZIP_CONTENT_TYPE = "application/zip"

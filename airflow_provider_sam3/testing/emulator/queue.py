@@ -27,6 +27,8 @@ from airflow_provider_sam3.endpoints import Endpoint
 from airflow_provider_sam3.testing.emulator.config import EmulatorConfig
 from airflow_provider_sam3.testing.emulator.results import CANCELLED, CRASHED, START_TIMEOUT, AppResult
 
+__all__ = ["Counters", "RequestQueue", "RequestRecord"]
+
 IN_QUEUE, IN_PROGRESS, COMPLETED = "IN_QUEUE", "IN_PROGRESS", "COMPLETED"
 log = logging.getLogger("airflow_provider_sam3.testing.emulator")
 

@@ -22,6 +22,8 @@ from airflow_provider_sam3.testing.emulator.queue import COMPLETED, RequestRecor
 if TYPE_CHECKING:
     from airflow_provider_sam3.testing.emulator.server import EmulatorCore
 
+__all__ = ["APP_IDS", "QueueRoutes", "REQUEST_ROUTES", "json_response"]
+
 log = logging.getLogger("airflow_provider_sam3.testing.emulator")
 APP_IDS = frozenset(e.app_id for e in ENDPOINTS.values())
 REQUEST_ROUTES = {

@@ -9,6 +9,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
+__all__ = [
+    "AppError",
+    "AppResult",
+    "CANCELLED",
+    "CRASHED",
+    "INVALID_JSON",
+    "NO_MASKS",
+    "START_TIMEOUT",
+    "unprocessable",
+    "validation_failed",
+]
+
 
 @dataclass(frozen=True)
 class AppResult:

@@ -17,6 +17,8 @@ from airflow_provider_sam3.testing.emulator.config import EmulatorConfig, FaultK
 from airflow_provider_sam3.testing.emulator.media_store import INPUTS_PREFIX
 from airflow_provider_sam3.testing.emulator.tls import generate_certificate
 
+__all__ = ["CALL_TIMEOUT_S", "FalEmulator", "HOST", "START_TIMEOUT_S", "T"]
+
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 30.0
 CALL_TIMEOUT_S = 30.0

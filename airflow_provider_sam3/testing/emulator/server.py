@@ -29,6 +29,8 @@ from airflow_provider_sam3.testing.emulator.results import AppResult
 from airflow_provider_sam3.testing.emulator.uploads import UploadRoutes
 from airflow_provider_sam3.testing.emulator.webhooks import deliverable, send_webhook, webhook_payload
 
+__all__ = ["AccessLog", "AdminRoutes", "EmulatorCore", "FileRoutes", "LOG_BODY_CHARS", "SWEEP_INTERVAL_S", "build_app"]
+
 log = logging.getLogger("airflow_provider_sam3.testing.emulator")
 SWEEP_INTERVAL_S = 1.0
 LOG_BODY_CHARS = 200

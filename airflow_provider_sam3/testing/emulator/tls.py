@@ -12,6 +12,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+__all__ = ["CertPaths", "generate_certificate"]
+
 
 @dataclass(frozen=True)
 class CertPaths:

@@ -19,6 +19,8 @@ from airflow_provider_sam3.testing.emulator.media_store import INPUTS_PREFIX
 if TYPE_CHECKING:
     from airflow_provider_sam3.testing.emulator.server import EmulatorCore
 
+__all__ = ["PendingUpload", "UPLOAD_TOKEN_TYPE", "UploadRoutes"]
+
 UPLOAD_TOKEN_TYPE = "Bearer"
 
 

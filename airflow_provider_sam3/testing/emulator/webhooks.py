@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 from airflow_provider_sam3.testing.emulator.fetch import LOOPBACK_HOSTS
 
+__all__ = ["WEBHOOK_TIMEOUT_S", "deliverable", "send_webhook", "webhook_payload"]
+
 log = logging.getLogger("airflow_provider_sam3.testing.emulator")
 WEBHOOK_TIMEOUT_S = 5.0
 

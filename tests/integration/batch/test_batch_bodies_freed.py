@@ -8,12 +8,12 @@ from __future__ import annotations
 import gc
 
 import httpx
+from engine_runs import LOG, SHARED, PlainStore, planned, run_engine
 
 from airflow_provider_sam3.batch.engine import BatchEngine
-from airflow_provider_sam3.batch.options import BatchOptions
 from airflow_provider_sam3.batch.memory import CycleCollector, body_bytes_estimate
+from airflow_provider_sam3.batch.options import BatchOptions
 from airflow_provider_sam3.batch.results import FETCH_CONCURRENCY
-from engine_runs import LOG, SHARED, PlainStore, planned, run_engine
 
 SIDE = 560
 LARGE = 256 * 1024

@@ -7,11 +7,12 @@ import json
 import subprocess
 import sys
 
-from airflow_provider_sam3.batch.engine import BatchEngine
-from airflow_provider_sam3.batch.options import BatchOptions
-from airflow_provider_sam3.batch.manifest import write_manifest
-from airflow_provider_sam3.batch.state import BatchState
 from engine_runs import LOG, SHARED, PlainStore, planned, run_engine
+
+from airflow_provider_sam3.batch.engine import BatchEngine
+from airflow_provider_sam3.batch.manifest import write_manifest
+from airflow_provider_sam3.batch.options import BatchOptions
+from airflow_provider_sam3.batch.state import BatchState
 
 
 def test_the_engine_runs_a_batch_without_airflow(photos, tmp_path, fal_emulator):

@@ -7,14 +7,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from engine_runs import LOG, SHARED, LogLines, PlainStore, planned, run_engine
 
 from airflow_provider_sam3.batch.engine import BatchEngine
-from airflow_provider_sam3.batch.options import BatchOptions
 from airflow_provider_sam3.batch.manifest import write_manifest
+from airflow_provider_sam3.batch.options import BatchOptions
 from airflow_provider_sam3.batch.state import BatchState
 from airflow_provider_sam3.batch.unrecorded import LEDGER_FOLDER
 from airflow_provider_sam3.exceptions import StateStoreRefusedError
-from engine_runs import LOG, SHARED, LogLines, PlainStore, planned, run_engine
 
 
 class TakenAwayError(RuntimeError):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from waiting import wait_until  # noqa: F401 - re-exported for these tests
-
 import io
 import ssl
 from collections.abc import Sequence
@@ -11,6 +9,7 @@ from collections.abc import Sequence
 import httpx
 import numpy as np
 from PIL import Image
+from waiting import wait_until  # noqa: F401 - re-exported for these tests
 
 from airflow_provider_sam3.media.inputs import to_data_uri
 

@@ -113,10 +113,10 @@ def test_cli_serves_a_separate_stock_fal_client_and_stops_on_sigterm(tmp_path):
 
 
 def test_cli_help_documents_the_admin_endpoints_and_every_fault_kind():
-    from airflow_provider_sam3.testing.emulator.__main__ import _parser
+    from airflow_provider_sam3.testing.emulator.__main__ import build_parser
     from airflow_provider_sam3.testing.emulator.config import FAULT_KINDS
 
-    text = _parser().format_help()
+    text = build_parser().format_help()
     for route in (
         "/_emulator/counters",
         "/_emulator/requests",

@@ -9,7 +9,8 @@ import pytest
 from emulator_helpers import box_mask, iou, squares_image
 from PIL import Image
 
-from airflow_provider_sam3.testing.emulator.segmenter import BoxSpec, PointSpec, label_components, segment
+from airflow_provider_sam3.testing.emulator.pixels import label_components
+from airflow_provider_sam3.testing.emulator.segmenter import BoxSpec, PointSpec, segment
 
 WIDTH, HEIGHT = 400, 300
 SQUARE = (120, 90, 260, 210)

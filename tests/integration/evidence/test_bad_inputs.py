@@ -16,8 +16,8 @@ task runs, against the emulator (so a request that slipped through would be coun
 from __future__ import annotations
 
 import io
-import os
 import json
+import os
 import struct
 import zlib
 from dataclasses import dataclass

@@ -109,3 +109,52 @@ def test_images_with_the_same_stem_keep_their_own_pictures_and_rows(airflow_db, 
     assert not by_image[str(inputs / "shoe.png")] & by_image[str(inputs / "shoe.jpg")]  # no cutout shared
     assert all(Path(c.removeprefix("file://")).is_file() for cutouts in by_image.values() for c in cutouts)
     assert len({cutout for cutouts in by_image.values() for cutout in cutouts}) == len(rows)
+
+
+def test_the_demo_photos_get_their_own_prompts_and_draw_the_readme_picture(airflow_db, fal_emulator, tmp_path):
+    """The demo's real photos with their prompts.json: each is sent with its own prompt and box, labelled with its
+    prompt, and the run's contact sheet is the picture the README shows (so the README cannot drift from the demo)."""
+    sys.path.insert(0, str(REPO / "dags_examples"))
+    try:
+        import _demo
+        import sam3_product_photos
+    finally:
+        sys.path.pop(0)
+    from PIL import Image
+
+    from airflow_provider_sam3.samples.demo_photos import DEMO_PHOTOS
+
+    photos = _demo.copy_demo_photos(tmp_path / "inputs")
+    assert len(photos) == len(DEMO_PHOTOS)
+    out = tmp_path / "out"
+    run = run_example(sam3_product_photos.sam3_product_photos(), tmp_path / "inputs", out)
+    assert {ti.task_id: ti.state for ti in run.get_task_instances()}["render"] == "success"
+    assert fal_emulator.counters()["submissions"]["total"] == len(DEMO_PHOTOS)
+    summary = next(ti for ti in run.get_task_instances() if ti.task_id == "render").xcom_pull(task_ids="render")
+    rows = [
+        json.loads(line)
+        for line in Path(summary["metadata"].removeprefix("file://")).with_suffix(".jsonl").read_text().splitlines()
+    ]
+    prompts = {photo.name: photo.prompt for photo in DEMO_PHOTOS}
+    assert {Path(row["image"]).stem: row["label"] for row in rows} == prompts  # each labelled by its own prompt
+    for photo in DEMO_PHOTOS:  # the box was sent: the first mask lies within it (a text prompt alone strays)
+        row = next(r for r in rows if Path(r["image"]).stem == photo.name and r["mask_index"] == 0)
+        x0, y0, x1, y1 = photo.box
+        slack = 4  # the emulator segments a copy of at most 256 px a side: an edge is good to one of its pixels
+        assert x0 - slack <= row["x_min"] and row["x_max"] <= x1 + slack, (photo.name, row)
+        assert y0 - slack <= row["y_min"] and row["y_max"] <= y1 + slack, (photo.name, row)
+
+    import numpy as np
+
+    made = np.asarray(Image.open(summary["contact_sheet"].removeprefix("file://")).convert("RGB"), dtype=np.int16)
+    committed = np.asarray(Image.open(REPO / "docs" / "demo-contact-sheet.png").convert("RGB"), dtype=np.int16)
+    assert made.shape == committed.shape
+    assert np.abs(made - committed).mean() < 2.0  # rerun `make demo`, copy out/demo/contact_sheet.png to docs/
+
+
+def test_the_readme_credits_every_demo_photo():
+    from airflow_provider_sam3.samples.demo_photos import DEMO_PHOTOS
+
+    readme = (REPO / "README.md").read_text()
+    for photo in DEMO_PHOTOS:
+        assert f"| {photo.file} | {photo.prompt} | {photo.credit} |" in readme, photo.name

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from waiting import wait_until  # noqa: F401 - re-exported for these tests
-
 import io
 import json
 import socket
 
 from PIL import Image, ImageDraw
+from waiting import wait_until  # noqa: F401 - re-exported for these tests
 
 from airflow_provider_sam3.media.inputs import to_data_uri
 from airflow_provider_sam3.models.reference import RequestReference

@@ -12,10 +12,10 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from engine_runs import PlainStore
 
 from airflow_provider_sam3.operators.reattach import STATE_KEY
 from airflow_provider_sam3.operators.sam3 import SegmentImageOperator
-from engine_runs import PlainStore
 
 
 class RefusingStore(PlainStore):

@@ -19,7 +19,7 @@ import warnings
 import pytest
 
 from airflow_provider_sam3.exceptions import InputValidationError
-from airflow_provider_sam3.models.documents import (
+from airflow_provider_sam3.models.results import (
     EmbeddingResult,
     FilesResult,
     ResultDocumentError,

@@ -11,8 +11,7 @@ import httpx
 import pytest
 
 from airflow_provider_sam3.exceptions import FalSubmitOutcomeUnknownError, FalTransientError
-from airflow_provider_sam3.hooks.fal import _outcome_unknown, _submit_call, _submit_fault
-from airflow_provider_sam3.hooks.submit import submit_options
+from airflow_provider_sam3.hooks.submit import outcome_unknown, submit_call, submit_fault, submit_options
 
 REQUEST = httpx.Request("POST", "https://queue.fal.run/fal-ai/sam-3/image")
 NGINX = "<html><head><title>503 Service Temporarily Unavailable</title></head><hr><center>nginx</center></html>"
@@ -37,7 +36,7 @@ def fal_error(code: int, text: str = '{"detail": "x"}', **headers: str) -> Excep
     ids=type,
 )
 def test_nothing_sent_is_safe_to_resend(error):
-    assert _submit_fault(error) == "not_created"
+    assert submit_fault(error) == "not_created"
 
 
 @pytest.mark.parametrize(
@@ -50,7 +49,7 @@ def test_nothing_sent_is_safe_to_resend(error):
     ],
 )
 def test_refusals_by_fals_edge_are_safe_to_resend(code, text, headers):
-    assert _submit_fault(fal_error(code, text, **headers)) == "not_created"
+    assert submit_fault(fal_error(code, text, **headers)) == "not_created"
 
 
 @pytest.mark.parametrize(
@@ -67,7 +66,7 @@ def test_refusals_by_fals_edge_are_safe_to_resend(code, text, headers):
     ],
 )
 def test_other_answers_are_not_resent(code, text, headers):
-    assert _submit_fault(fal_error(code, text, **headers)) == "refused"
+    assert submit_fault(fal_error(code, text, **headers)) == "refused"
 
 
 @pytest.mark.parametrize(
@@ -84,22 +83,22 @@ def test_other_answers_are_not_resent(code, text, headers):
     ids=type,
 )
 def test_lost_answers_are_never_resent(error):
-    assert _submit_fault(error) == "lost"
+    assert submit_fault(error) == "lost"
 
 
 def test_an_edge_timeout_is_a_lost_answer():
     """nginx's 504 means it forwarded the POST and gave up waiting: the queue may have created the request."""
     error = fal_error(504, NGINX.replace("503 Service Temporarily Unavailable", "504 Gateway Time-out"))
-    assert _submit_fault(error) == "lost"
+    assert submit_fault(error) == "lost"
 
 
 def test_local_failures_are_not_resent():
-    assert _submit_fault(ValueError("Priority must be one of ('normal', 'low')")) == "refused"
-    assert _submit_fault(httpx.UnsupportedProtocol("ftp", request=REQUEST)) == "refused"
+    assert submit_fault(ValueError("Priority must be one of ('normal', 'low')")) == "refused"
+    assert submit_fault(httpx.UnsupportedProtocol("ftp", request=REQUEST)) == "refused"
 
 
 def test_the_lost_answer_error_says_what_happened_and_what_to_do():
-    error = _outcome_unknown("fal-ai/sam-3/image", httpx.ReadError("connection reset"), "its answer was lost")
+    error = outcome_unknown("fal-ai/sam-3/image", httpx.ReadError("connection reset"), "its answer was lost")
     assert isinstance(error, FalSubmitOutcomeUnknownError) and isinstance(error, FalTransientError)
     text = str(error)
     assert text.startswith(
@@ -120,21 +119,21 @@ def test_submit_url_and_headers_are_fal_clients_on_the_connections_host(monkeypa
 
     monkeypatch.setattr(fal_module, "QUEUE_URL_FORMAT", "https://another-connections-host/")  # never read
     host = "queue.example:8443"
-    url, headers = _submit_call(host, "fal-ai/sam-3/image", Opts("https://hooks.example/x?a=1", "low", 30, "gpu"))
+    url, headers = submit_call(host, "fal-ai/sam-3/image", Opts("https://hooks.example/x?a=1", "low", 30, "gpu"))
     assert url == "https://queue.example:8443/fal-ai/sam-3/image?fal_webhook=https%3A%2F%2Fhooks.example%2Fx%3Fa%3D1"
     assert headers == {"X-Fal-Runner-Hint": "gpu", "X-Fal-Queue-Priority": "low", "X-Fal-Request-Timeout": "30.0"}
-    bare = _submit_call(host, "fal-ai/sam-3/image", Opts(None, None, None, None))
+    bare = submit_call(host, "fal-ai/sam-3/image", Opts(None, None, None, None))
     assert bare == ("https://queue.example:8443/fal-ai/sam-3/image", {})
     with pytest.raises(ValueError, match="Priority"):
-        _submit_call(host, "fal-ai/sam-3/image", Opts(None, "urgent", None, None))
+        submit_call(host, "fal-ai/sam-3/image", Opts(None, "urgent", None, None))
     with pytest.raises(ValueError, match="Timeout"):
-        _submit_call(host, "fal-ai/sam-3/image", Opts(None, None, 0.5, None))
+        submit_call(host, "fal-ai/sam-3/image", Opts(None, None, 0.5, None))
 
 
 def test_media_lifetime_and_request_history_headers_are_fals():
     from airflow_provider_sam3.models.submit_options import SubmitOptions
 
-    url, headers = _submit_call("q.example", "fal-ai/sam-3/image", SubmitOptions(media_expires_in=3600, store_io=False))
+    url, headers = submit_call("q.example", "fal-ai/sam-3/image", SubmitOptions(media_expires_in=3600, store_io=False))
     assert headers == {
         "X-Fal-Object-Lifecycle-Preference": '{"expiration_duration_seconds": 3600}',
         "X-Fal-Store-IO": "0",

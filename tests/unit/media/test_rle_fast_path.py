@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_sam3.exceptions import InputValidationError
-from airflow_provider_sam3.media.rle import _parse, _parse_canonical, rle_decode
+from airflow_provider_sam3.media.rle import parse_canonical_counts, parse_counts, rle_decode
 
 INT64_MAX = np.iinfo(np.int64).max
 
@@ -31,21 +31,21 @@ def test_fast_path_reads_exactly_what_the_strict_path_reads(items, separator, pa
     rle = separator.join(items)
     if padded:
         rle = f" {rle} "
-    fast = _parse_canonical(rle)
+    fast = parse_canonical_counts(rle)
     if fast is not None:
         np.testing.assert_array_equal(fast, strict(rle))
-    np.testing.assert_array_equal(_parse(rle, "rle"), strict(rle))
+    np.testing.assert_array_equal(parse_counts(rle, "rle"), strict(rle))
 
 
 def test_fast_path_takes_canonical_strings_only():
-    assert _parse_canonical("1 5 10 3") is not None
+    assert parse_canonical_counts("1 5 10 3") is not None
     for other in ["", " ", " 1 5", "1 5 ", "1  5", "1\n5", "+1 5", "1_0 5", "\u0663 5", "1e3", "-1 5"]:
-        assert _parse_canonical(other) is None, other
+        assert parse_canonical_counts(other) is None, other
 
 
 @pytest.mark.parametrize("rle", ["9223372036854775808 1", "1 99999999999999999999", str(INT64_MAX)])
 def test_values_at_the_int64_limit_go_to_the_strict_path(rle):
-    assert _parse_canonical(rle) is None  # numpy's text parser would clamp them silently
+    assert parse_canonical_counts(rle) is None  # numpy's text parser would clamp them silently
 
 
 def test_too_large_tokens_are_still_named():

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from airflow_provider_sam3.models.batch import BatchEntry
 from airflow_provider_sam3.batch.state import JOURNAL_SLOTS, SHARD_SIZE, BatchState
+from airflow_provider_sam3.models.batch import BatchEntry
 
 
 class DictStore:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import airflow_provider_sam3.models as models
-from airflow_provider_sam3.endpoints import _FIELDS, ENDPOINTS, RegistryError, _input_model, resolve_model
+from airflow_provider_sam3.endpoints import ENDPOINTS, INPUT_FIELDS, RegistryError, input_model_for, resolve_model
 
 PACKAGE = Path(models.__file__).resolve().parents[1]
 DAG_FACING = [
@@ -70,13 +70,13 @@ def test_registry_field_names_match_the_models(endpoint_id):
 
 
 def test_every_listed_input_model_is_used_and_checked():
-    assert set(_FIELDS) == {e.input_ref for e in ENDPOINTS.values()}
+    assert set(INPUT_FIELDS) == {e.input_ref for e in ENDPOINTS.values()}
 
 
 def test_a_stale_field_list_is_a_loud_error():
     endpoint = ENDPOINTS["fal-ai/sam-3/image"]
-    with pytest.raises(RegistryError, match="update _FIELDS"):
-        _input_model(endpoint.input_ref, endpoint.input_fields[:-1], endpoint.endpoint_id)
+    with pytest.raises(RegistryError, match="update INPUT_FIELDS"):
+        input_model_for(endpoint.input_ref, endpoint.input_fields[:-1], endpoint.endpoint_id)
 
 
 def test_lazy_models_package_gives_the_submodules_classes():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from datetime import datetime, timezone
 
 import pytest
 from results_helpers import HEIGHT, MEDIA, SEEDS, WIDTH, build
@@ -61,8 +62,14 @@ def test_third_party_image_response():
     assert document.request_id == "req-1"
     assert document.cost_usd == 0.005
     assert document.timings.model_dump() == {
-        "submitted_at": 1000.0,
-        "completed_at": 1012.5,
+        "submitted_at": datetime(1970, 1, 1, 0, 16, 40, tzinfo=timezone.utc),
+        "completed_at": datetime(1970, 1, 1, 0, 16, 52, 500000, tzinfo=timezone.utc),
+        "wait_seconds": 12.5,
+        "inference_seconds": 2.25,
+    }
+    assert document.to_xcom()["timings"] == {  # what a person reads in XCom: UTC moments, not epoch floats
+        "submitted_at": "1970-01-01T00:16:40Z",
+        "completed_at": "1970-01-01T00:16:52.500000Z",
         "wait_seconds": 12.5,
         "inference_seconds": 2.25,
     }
@@ -341,8 +348,9 @@ def test_output_not_matching_the_model_names_the_field():
 
 
 def test_unknown_submit_time_leaves_wait_unknown():
-    from airflow_provider_sam3.models.results import build_result
     from results_helpers import reference
+
+    from airflow_provider_sam3.models.results import build_result
 
     ref = reference().model_copy(update={"submitted_at": None})
     document = build_result(
@@ -353,7 +361,8 @@ def test_unknown_submit_time_leaves_wait_unknown():
         completed_at=5.0,
         inference_seconds=None,
     )
-    assert document.timings.wait_seconds is None and document.timings.completed_at == 5.0
+    assert document.timings.wait_seconds is None
+    assert document.timings.completed_at == datetime(1970, 1, 1, 0, 0, 5, tzinfo=timezone.utc)
 
 
 def test_mask_size_reported_is_width_height():
@@ -374,3 +383,15 @@ def test_an_rle_box_comes_from_checked_runs():
     assert rle_box("3 4", (4, 4), "masks[0].rle") == (0.0, 0.0, 4.0, 2.0)  # a run that wraps a row spans all columns
     with pytest.raises(ResultDocumentError, match=r"masks\[0\]\.rle: has 1 integers, an odd number"):
         rle_box("5", (4, 4), "masks[0].rle")
+
+
+def test_a_document_with_epoch_second_timings_still_reads_as_the_same_utc_moments():
+    document = build("fal-ai/sam-3/image", SEEDS["third_party_response"], image=IMAGE)
+    older = document.to_xcom()
+    older["timings"] = {"submitted_at": 1000.0, "completed_at": 1012.5, "wait_seconds": 12.5}
+    read = SegmentationResult.from_xcom(older)
+    assert read.timings.submitted_at == document.timings.submitted_at
+    assert read.timings.completed_at == document.timings.completed_at
+    naive = {**older, "timings": {"completed_at": "2026-12-07T03:30:29"}}  # a moment without its zone is ambiguous
+    with pytest.raises(ResultDocumentError, match="timings"):
+        SegmentationResult.from_xcom(naive)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib
 import json
 
-from airflow_provider_sam3.triggers.fal import MAX_LOG_LINES_PER_POLL, FalRequestTrigger, forward_new_logs
 from airflow_provider_sam3.models.status import QueueStatus
+from airflow_provider_sam3.triggers.fal import MAX_LOG_LINES_PER_POLL, FalRequestTrigger, forward_new_logs
 
 REFERENCE = {
     "endpoint_id": "fal-ai/sam-3/image",
