@@ -22,10 +22,13 @@ Parameters: ``input_folder`` (a local folder or object-store URL), ``output_path
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import Asset, dag, task
 
 from airflow_provider_sam3.operators.batch import Sam3BatchOperator
 
+PRODUCT_MASKS = Asset("sam3_product_masks")
+"""The batch task's outlet: each run that segments photos emits an event naming its manifest, counts and cost
+(``sam3_masks_to_table`` runs on it)."""
 INDEX_FILE = "processed.jsonl"
 PROMPTS_FILE = "prompts.json"
 CONTACT_SHEET_IMAGES = 48
@@ -119,6 +122,7 @@ def sam3_product_photos():
         on_image_failure="report",
         deferrable=True,
         retries=2,
+        outlets=[PRODUCT_MASKS],
     )
 
     @task

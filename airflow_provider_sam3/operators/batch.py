@@ -35,6 +35,13 @@ from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
 from airflow_provider_sam3.operators.batch_ending import cancel_entries, finish_batch, stop_batch
 from airflow_provider_sam3.operators.batch_resume import earlier_batch, finished_summary
 from airflow_provider_sam3.operators.checks import as_seconds
+from airflow_provider_sam3.operators.lineage import (
+    input_folders,
+    keep_failure,
+    keep_inputs,
+    keeps_result,
+    task_lineage,
+)
 from airflow_provider_sam3.storage.state_store import guarded, run_epoch
 
 if TYPE_CHECKING:
@@ -231,6 +238,18 @@ class Sam3BatchOperator(BaseOperator):
 
     # ------------------------------------------------------------------ execute
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The folder (or glob base, or listing file) it was given, else the folders its images lie in."""
+        given = input_folders(self.images) if isinstance(self.images, str) else []
+        try:
+            endpoint_id: str | None = self._endpoint().endpoint_id
+        except Exception:  # noqa: BLE001 - a task that failed on its parameters still reports what it can
+            endpoint_id = None
+        return task_lineage(self, inputs=given, endpoint_id=endpoint_id)
+
+    get_openlineage_facets_on_failure = get_openlineage_facets_on_complete
+
+    @keeps_result
     def execute(self, context: Any) -> Any:
         from airflow_provider_sam3.batch.listing import resolve_images
         from airflow_provider_sam3.batch.planning import check_cost
@@ -264,6 +283,7 @@ class Sam3BatchOperator(BaseOperator):
         state.save(store)
         return self._run(context, endpoint, state, folder, event=None)
 
+    @keeps_result
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         """Resumed after the batch trigger fired: collect what finished, then submit more, wait again or finish."""
         from airflow_provider_sam3.endpoints import get_endpoint
@@ -313,6 +333,17 @@ class Sam3BatchOperator(BaseOperator):
         engine = self.engine_class or BatchEngine
         return engine(hook, endpoint, state, folder, store, options, self.log)  # type: ignore[arg-type]
 
+    def _keep_failure(self, endpoint: Endpoint, state: BatchState, folder: Any) -> None:
+        """What the failing batch knew, for its lineage (never in the way of the error being raised)."""
+        from airflow_provider_sam3.batch.manifest import MANIFEST_FILE
+        from airflow_provider_sam3.batch.summary import build_summary
+
+        try:
+            keep_inputs(self, (entry.source for entry in state.ordered()))
+            keep_failure(self, build_summary(endpoint, state, folder, folder / MANIFEST_FILE))
+        except Exception as error:  # noqa: BLE001 - lineage is best effort; the task's own error matters
+            self.log.debug("no lineage for this failed batch: %s", error)
+
     # ------------------------------------------------------------------ one stay on the worker after another
 
     def _run(
@@ -338,15 +369,24 @@ class Sam3BatchOperator(BaseOperator):
             waiting = asyncio.run(stay())
         except StateStoreRefusedError as refused:
             self.log.error("%s", refused)  # nothing more is written: the next try may already be running
+            self._keep_failure(endpoint, state, folder)
             raise as_task_error(refused) from refused
         except BatchHalt as halt:
             stop_batch(store, state, folder, str(halt.error), self.log)
+            self._keep_failure(endpoint, state, folder)
             raise as_task_error(halt.error, retry_useless=halt.final) from halt.error
         except Exception as error:
             stop_batch(store, state, folder, str(error), self.log)
+            self._keep_failure(endpoint, state, folder)
             raise
         if waiting is None:
-            return finish_batch(store, endpoint, state, folder, self.on_image_failure, self.log, epoch=self._epoch)
+            if not isinstance(self.images, str):
+                keep_inputs(self, (entry.source for entry in state.ordered()))
+            try:
+                return finish_batch(store, endpoint, state, folder, self.on_image_failure, self.log, epoch=self._epoch)
+            except Exception:
+                self._keep_failure(endpoint, state, folder)
+                raise
         self.defer(
             trigger=self._trigger(state, waiting.request_ids, waiting.fire_at),
             method_name="execute_complete",

@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_sam3.exceptions import FalRequestError, InputValidationError
+from airflow_provider_sam3.operators.lineage import keeps_result, task_lineage
 
 __all__ = ["MERGED_SUMMARY_KIND", "Sam3MergeManifestsOperator"]
 
@@ -35,6 +36,12 @@ class Sam3MergeManifestsOperator(BaseOperator):
         self.summaries = summaries
         self.output_path = output_path
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        return task_lineage(self)  # its inputs are the shard manifests its result names
+
+    get_openlineage_facets_on_failure = get_openlineage_facets_on_complete
+
+    @keeps_result
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_provider_sam3.batch.manifest import MANIFEST_FILE, merge_manifests
         from airflow_provider_sam3.operators.batch_checks import task_folder

@@ -39,6 +39,7 @@ from airflow_provider_sam3.operators.completion import (
     raise_for_event,
     raise_task_error,
 )
+from airflow_provider_sam3.operators.lineage import keeps_result, parameter_inputs, task_lineage
 from airflow_provider_sam3.operators.prepared import PreparedRequest, prepare_image_argument
 from airflow_provider_sam3.operators.reattach import (
     CANCEL_RESUBMITS,
@@ -269,6 +270,12 @@ class FalQueueOperator(ReattachingSubmit, BaseOperator):
                 failure.__cause__ = error
                 raise as_task_error(failure, retry_useless=True) from failure
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        return task_lineage(self, inputs=parameter_inputs(self))
+
+    get_openlineage_facets_on_failure = get_openlineage_facets_on_complete
+
+    @keeps_result
     def execute(self, context: Any) -> Any:
         from airflow_provider_sam3.exceptions import InputValidationError
 
@@ -308,6 +315,7 @@ class FalQueueOperator(ReattachingSubmit, BaseOperator):
             )
         return self._wait_on_worker(context, hook, reference, deadline, request.image)
 
+    @keeps_result
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         """Resumed after the trigger fired: check the event, fetch the result, publish it."""
         try:

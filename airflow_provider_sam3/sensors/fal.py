@@ -18,6 +18,7 @@ from airflow_provider_sam3.operators.completion import (
     raise_for_event,
     raise_task_error,
 )
+from airflow_provider_sam3.operators.lineage import keeps_result, task_lineage
 from airflow_provider_sam3.operators.queue import hook_for
 
 __all__ = ["FalRequestSensor"]
@@ -120,6 +121,12 @@ class FalRequestSensor(BaseSensorOperator):
         if self.output_path is not None:
             preflight_output_path("output_path", self.output_path)
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        return task_lineage(self)
+
+    get_openlineage_facets_on_failure = get_openlineage_facets_on_complete
+
+    @keeps_result
     def execute(self, context: Any) -> Any:
         from airflow_provider_sam3.operators.completion import raise_task_error
 
@@ -169,6 +176,7 @@ class FalRequestSensor(BaseSensorOperator):
         )
         return PokeReturnValue(is_done=True, xcom_value=document)
 
+    @keeps_result
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         if isinstance(event, dict) and event.get("status") == "timeout":
             raise AirflowSensorTimeout(f"fal request {event['reference'].get('request_id')} {event.get('message')}")

@@ -358,3 +358,56 @@ def test_marking_a_running_batch_failed_then_clearing_it_pays_each_image_once(
     summary = dep.xcom(dag_id, run_id, "segment")
     assert (summary["images"], summary["succeeded"]) == (120, 120), summary
     assert_every_image_once(out, paths, summary, fal_emulator)
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "dags_examples"
+
+
+def test_the_product_photo_batch_triggers_the_table_dag_through_its_asset(airflow_deployment, fal_emulator, tmp_path):
+    """The example pair under the real scheduler: the batch's outlet event carries its manifest, counts and cost;
+    the downstream DAG, scheduled on that asset, runs after it and loads the manifest's masks into SQLite."""
+    dep = airflow_deployment
+    paths = write_photos(tmp_path / "in", 5, seed=13)
+    out, database = tmp_path / "out", tmp_path / "masks.sqlite"
+    producer = (EXAMPLES / "sam3_product_photos.py").read_text().replace('schedule="@hourly"', "schedule=None")
+    consumer = (EXAMPLES / "sam3_masks_to_table.py").read_text().replace("/tmp/sam3-output/masks.sqlite", str(database))
+    assert "schedule=None" in producer and str(database) in consumer  # the copies differ only there
+    dep.write_dag("sam3_product_photos.py", producer)
+    dep.write_dag("sam3_masks_to_table.py", consumer)
+    try:
+        dep.wait_for_dag("sam3_product_photos")
+        dep.wait_for_dag("sam3_masks_to_table")
+        conf = {"input_folder": str(paths[0].parent), "output_path": str(out), "prompt": "box", "max_cost_usd": 1.0}
+        run_id = dep.trigger("sam3_product_photos", conf=conf)
+        assert dep.wait_for_run("sam3_product_photos", run_id, timeout=240) == "success"
+        summary = dep.xcom("sam3_product_photos", run_id, "segment")
+        [(extra,)] = dep.query(
+            "SELECT e.extra FROM asset_event e WHERE e.source_dag_id = ? AND e.source_run_id = ?",
+            ("sam3_product_photos", run_id),
+        )
+        extra = json.loads(extra) if isinstance(extra, str) else extra
+        assert extra["manifest"] == summary["manifest"] and extra["succeeded"] == 5 and extra["cost_usd"] > 0
+
+        def downstream_run():
+            rows = dep.query(
+                "SELECT run_id, run_type FROM dag_run WHERE dag_id = ? ORDER BY id", ("sam3_masks_to_table",)
+            )
+            return rows[-1] if rows else None
+
+        found = wait_until(downstream_run, 120, 0.5, what="the scheduler creating the asset-triggered run")
+        consumer_run, run_type = found
+        assert run_type == "asset_triggered"
+        assert dep.wait_for_run("sam3_masks_to_table", consumer_run, timeout=180) == "success"
+        loaded = dep.xcom("sam3_masks_to_table", consumer_run, "load")
+        assert loaded["manifests"] == [summary["manifest"]]
+        import sqlite3
+
+        with sqlite3.connect(database) as db:
+            images = {image for (image,) in db.execute("SELECT image FROM sam3_masks")}
+            count = db.execute("SELECT COUNT(*) FROM sam3_masks").fetchone()[0]
+        assert images == {str(p) for p in paths} and count == loaded["rows"] >= 5
+    finally:
+        for dag_id in ("sam3_masks_to_table", "sam3_product_photos"):
+            dep.stop_dag(dag_id)
+        dep.remove_dag_file("sam3_masks_to_table.py")
+        dep.remove_dag_file("sam3_product_photos.py")
