@@ -26,6 +26,10 @@ def shard_of(source: str, shard_count: int) -> int:
     return int(hashlib.sha256(source.encode("utf-8")).hexdigest()[:12], 16) % shard_count
 
 
+_ToInspect = tuple[int, str, "BatchImage"]
+"""(position in the batch, ``images[i]`` for messages, the image)."""
+
+
 def plan_batch(
     endpoint: Endpoint,
     images: list[BatchImage],
@@ -40,9 +44,6 @@ def plan_batch(
     """The run's batch: one entry per input row (of shard ``(index, count)`` when given). Raises
     ``InputValidationError`` naming up to ``INVALID_SHOWN`` unusable images, unless ``skip_invalid`` records them
     as ``invalid`` entries."""
-    from airflow_provider_sam3.batch.inputs import PLACEHOLDER_IMAGE_URL, check_image_fields, inspect_images
-    from airflow_provider_sam3.models.batch import BatchEntry, item_key
-
     if shard is not None:
         index, count = shard
         listed = len(images)
@@ -50,9 +51,27 @@ def plan_batch(
         log.info("Shard %d of %d: %d of the %d images listed", index, count, len(images), listed)
     now = time.time()
     state = BatchState(endpoint_id=endpoint.endpoint_id, started_at=now, deadline=now + timeout)
+    to_inspect = _add_entries(state, endpoint, images, log)
+    problems, shared_faults = _inspect_entries(state, endpoint, to_inspect, shared, limits)
+    if to_inspect and len(shared_faults) == len(to_inspect):
+        first = shared_faults[0]
+        raise InputValidationError(
+            f"arguments.{first.field}",
+            f"every image was refused for this field of the batch's shared arguments, so nothing was submitted "
+            f"({first}). Fix arguments: skip_invalid=True would only record every image as invalid",
+        )
+    if problems:
+        _report_invalid(problems, len(images), skip_invalid, log)
+    return state
+
+
+def _add_entries(state: BatchState, endpoint: Endpoint, images: list[BatchImage], log: Any) -> list[_ToInspect]:
+    """One entry per image; an image repeating an earlier one with the same fields is a ``repeat`` of it (one
+    request answers both rows). Returns the first occurrences, which are inspected."""
+    from airflow_provider_sam3.models.batch import BatchEntry, item_key
+
     first_of: dict[str, int] = {}
-    to_inspect: list[tuple[str, BatchImage]] = []
-    positions: list[int] = []
+    to_inspect: list[_ToInspect] = []
     for position, image in enumerate(images):
         entry = BatchEntry(
             index=position,
@@ -72,12 +91,22 @@ def plan_batch(
             )
         else:
             first_of[key] = position
-            to_inspect.append((f"images[{position}]", image))
-            positions.append(position)
+            to_inspect.append((position, f"images[{position}]", image))
         state.add(entry)
+    return to_inspect
+
+
+def _inspect_entries(
+    state: BatchState, endpoint: Endpoint, to_inspect: list[_ToInspect], shared: dict[str, Any], limits: InputLimits
+) -> tuple[list[str], list[InputValidationError]]:
+    """Each image's header and fields checked as fal would: the problems (one line each, the entry marked
+    ``invalid``), and those caused by a field of the batch's shared ``arguments``."""
+    from airflow_provider_sam3.batch.inputs import PLACEHOLDER_IMAGE_URL, check_image_fields, inspect_images
+
     problems: list[str] = []
     shared_faults: list[InputValidationError] = []
-    for position, (where, image), facts in zip(positions, to_inspect, inspect_images(to_inspect, limits)):
+    inspected = inspect_images([(where, image) for _, where, image in to_inspect], limits)
+    for (position, where, image), facts in zip(to_inspect, inspected):
         entry = state.entries[str(position)]
         try:
             if isinstance(facts, InputValidationError):
@@ -89,36 +118,29 @@ def plan_batch(
             entry.fail(str(error), type(error).__name__, state="invalid")
             if not isinstance(facts, InputValidationError) and _names_a_shared_field(error, shared, image):
                 shared_faults.append(error)
-    if to_inspect and len(shared_faults) == len(to_inspect):
-        first = shared_faults[0]
-        raise InputValidationError(
-            f"arguments.{first.field}",
-            f"every image was refused for this field of the batch's shared arguments, so nothing was submitted "
-            f"({first}). Fix arguments: skip_invalid=True would only record every image as invalid",
-        )
-    if problems and skip_invalid:
-        shown = "; ".join(problem.rstrip(".") for problem in problems[:INVALID_SHOWN])
-        more = (
-            f"; and {len(problems) - INVALID_SHOWN} more (the manifest lists them all)"
-            if len(problems) > INVALID_SHOWN
-            else ""
-        )
+    return problems, shared_faults
+
+
+def _report_invalid(problems: list[str], images: int, skip_invalid: bool, log: Any) -> None:
+    """Log the invalid images (``skip_invalid``: they are recorded and the batch goes on), else refuse the batch."""
+    shown = "; ".join(problem.rstrip(".") for problem in problems[:INVALID_SHOWN])
+    extra = len(problems) - INVALID_SHOWN
+    if skip_invalid:
+        more = f"; and {extra} more (the manifest lists them all)" if extra > 0 else ""
         log.warning(
             "%d of %d images cannot be sent and are recorded as invalid (skip_invalid=True): %s%s",
             len(problems),
-            len(images),
+            images,
             shown,
             more,
         )
-    if problems and not skip_invalid:
-        shown = "; ".join(problem.rstrip(".") for problem in problems[:INVALID_SHOWN])
-        more = f"; and {len(problems) - INVALID_SHOWN} more" if len(problems) > INVALID_SHOWN else ""
-        raise InputValidationError(
-            "images",
-            f"{len(problems)} of {len(images)} images cannot be sent, so nothing was submitted: "
-            f"{shown}{more}. Fix them, or set skip_invalid=True to record them as invalid and go on",
-        )
-    return state
+        return
+    more = f"; and {extra} more" if extra > 0 else ""
+    raise InputValidationError(
+        "images",
+        f"{len(problems)} of {images} images cannot be sent, so nothing was submitted: "
+        f"{shown}{more}. Fix them, or set skip_invalid=True to record them as invalid and go on",
+    )
 
 
 def check_cost(

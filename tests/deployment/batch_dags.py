@@ -49,6 +49,7 @@ def the_dag():
         arguments={"prompt": "box"},
         deferrable=DEFERRABLE,
         submit_concurrency=SUBMIT_CONCURRENCY,
+        max_resubmits=MAX_RESUBMITS,
         on_image_failure="report",
         poll_interval=0.5,
         retries=2,  # one for the kill, one spare for Airflow 3.3.2's resume race (see test_sam3_deployment)
@@ -60,7 +61,7 @@ the_dag()
 '''
 
 
-def dag_source(kill_after: int, deferrable: bool = True, submit_concurrency: int = 8) -> str:
+def dag_source(kill_after: int, deferrable: bool = True, submit_concurrency: int = 8, max_resubmits: int = 2) -> str:
     """The kill comes from a slot right after its submission was saved, before that slot's next call. Other slots
     may have calls in flight then, which fal may have created (the documented window: at most
     ``submit_concurrency`` calls); the kill tests use two slots, so the only other call in flight is the one
@@ -69,6 +70,7 @@ def dag_source(kill_after: int, deferrable: bool = True, submit_concurrency: int
         BATCH_DAG.replace("KILL_AFTER", str(kill_after))
         .replace("DEFERRABLE", str(deferrable))
         .replace("SUBMIT_CONCURRENCY", str(submit_concurrency))
+        .replace("MAX_RESUBMITS", str(max_resubmits))
     )
 
 
