@@ -35,13 +35,7 @@ from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
 from airflow_provider_sam3.operators.batch_ending import cancel_entries, finish_batch, stop_batch
 from airflow_provider_sam3.operators.batch_resume import earlier_batch, finished_summary
 from airflow_provider_sam3.operators.checks import as_seconds
-from airflow_provider_sam3.operators.lineage import (
-    input_folders,
-    keep_failure,
-    keep_inputs,
-    keeps_result,
-    task_lineage,
-)
+from airflow_provider_sam3.operators.kept_result import keep_failure, keep_inputs, keeps_result
 from airflow_provider_sam3.storage.state_store import guarded, run_epoch
 
 if TYPE_CHECKING:
@@ -240,6 +234,8 @@ class Sam3BatchOperator(BaseOperator):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """The folder (or glob base, or listing file) it was given, else the folders its images lie in."""
+        from airflow_provider_sam3.operators.lineage import input_folders, task_lineage
+
         given = input_folders(self.images) if isinstance(self.images, str) else []
         try:
             endpoint_id: str | None = self._endpoint().endpoint_id
@@ -380,7 +376,7 @@ class Sam3BatchOperator(BaseOperator):
             self._keep_failure(endpoint, state, folder)
             raise
         if waiting is None:
-            if not isinstance(self.images, str):
+            if not isinstance(self.images, str):  # the folder it was given is named as is
                 keep_inputs(self, (entry.source for entry in state.ordered()))
             try:
                 return finish_batch(store, endpoint, state, folder, self.on_image_failure, self.log, epoch=self._epoch)

@@ -4,15 +4,16 @@ run facet of the provider's own, and the ``extra`` of its outlets' asset events.
 
 Built only from what the task kept while it ran (a resumed deferrable task is a fresh operator: execute_complete
 keeps it too), never one dataset per image: a batch names its input folders and its own output folder and manifest.
-The OpenLineage provider is an optional extra: its classes are imported only when it asks for lineage.
+The OpenLineage provider is an optional extra: its classes are imported only when it asks for lineage. This module
+is imported only then too, or when a finished task publishes its asset events (``kept_result`` is what DAG files
+import).
 """
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 __all__ = [
     "ASSET_EXTRA_FIELDS",
@@ -21,17 +22,11 @@ __all__ = [
     "asset_extra",
     "dataset_for",
     "input_folders",
-    "keep_failure",
-    "keep_inputs",
-    "keeps_result",
     "openlineage_for",
     "parameter_inputs",
-    "publish_asset_extra",
     "result_lineage",
     "task_lineage",
 ]
-
-Method = TypeVar("Method", bound=Callable[..., Any])
 
 FACET_NAME = "sam3"
 """The key of the provider's run facet in OpenLineage events."""
@@ -39,9 +34,6 @@ MAX_INPUT_DATASETS = 10
 """A batch names at most this many input folders; more are named by their common prefix."""
 FACET_SCHEMA = "https://github.com/airflow-provider-sam3/airflow-provider-sam3/blob/main/docs/lineage.md#sam3-run-facet"
 GLOB_CHARACTERS = "*?["
-KEPT_INPUTS = "_sam3_kept_inputs"
-KEPT_RESULT = "_sam3_kept_result"
-"""The operator attribute holding what its execute or execute_complete returned (or what a failed batch knew)."""
 ASSET_EXTRA_FIELDS = (
     *("manifest", "output_path", "output_location", "endpoint_id", "request_id", "images", "succeeded", "failed"),
     *("invalid", "unfinished", "billed_requests", "cost_usd", "shards"),
@@ -151,19 +143,6 @@ def asset_extra(result: Mapping[str, Any] | None) -> dict[str, Any]:
     return {key: result[key] for key in ASSET_EXTRA_FIELDS if result.get(key) is not None}
 
 
-def publish_asset_extra(context: Any, outlets: Iterable[Any], result: Mapping[str, Any] | None) -> None:
-    """Put ``asset_extra(result)`` on the asset event of each of the task's outlets."""
-    extra = asset_extra(result)
-    events = context.get("outlet_events") if isinstance(context, Mapping) else None
-    if not extra or events is None:
-        return
-    for outlet in outlets or ():
-        try:
-            events[outlet].extra.update(extra)
-        except (KeyError, TypeError, AttributeError):  # not an asset (a dataset alias, a plain object): no event
-            continue
-
-
 def openlineage_for(inputs: Iterable[tuple[str, str]], outputs: Iterable[tuple[str, str]], facts: Mapping) -> Any:
     """An ``OperatorLineage`` with these datasets and the provider's run facet (only called by the OpenLineage
     provider, which brings its classes)."""
@@ -191,31 +170,6 @@ def _run_facet(facts: Mapping[str, Any]) -> Any:
     return Sam3RunFacet().with_additional_properties(**{key: facts[key] for key in _FACET_FIELDS if key in facts})
 
 
-def keeps_result(method: Method) -> Method:
-    """For ``execute`` and ``execute_complete``: keep what the task returns on the operator (the OpenLineage provider
-    asks for lineage after the method, in the same process) and put it on the outlets' asset events."""
-
-    @functools.wraps(method)
-    def kept(self: Any, context: Any, *args: Any, **kwargs: Any) -> Any:
-        result = method(self, context, *args, **kwargs)
-        setattr(self, KEPT_RESULT, result)
-        publish_asset_extra(context, getattr(self, "outlets", None) or (), result)
-        return result
-
-    return kept  # type: ignore[return-value]
-
-
-def keep_failure(operator: Any, summary: Mapping[str, Any]) -> None:
-    """What a batch that failed knew (its summary so far), for the lineage of the failed run."""
-    setattr(operator, KEPT_RESULT, dict(summary))
-
-
-def keep_inputs(operator: Any, sources: Iterable[Any]) -> None:
-    """The folders a batch's images lie in, kept while they are at hand: lineage is asked for later, in a forked
-    process where an upstream task's lazily pulled XCom must not be read again."""
-    setattr(operator, KEPT_INPUTS, input_folders(list(sources)))
-
-
 def parameter_inputs(operator: Any) -> list[tuple[str, str]]:
     """The image a single-image task was given (``image`` or ``arguments["image_url"]``), as a dataset."""
     image = getattr(operator, "image", None)
@@ -229,6 +183,8 @@ def task_lineage(operator: Any, *, inputs: Iterable[tuple[str, str]] = (), endpo
     """The ``OperatorLineage`` of a SAM 3 task from what it kept (see ``keeps_result`` and ``keep_inputs``), plus
     ``inputs`` it knows from its parameters; ``None`` when it kept nothing and knows no dataset. Never reads an
     upstream task's XCom (it runs in a forked process)."""
+    from airflow_provider_sam3.operators.kept_result import KEPT_INPUTS, KEPT_RESULT
+
     found_inputs, outputs, facts = result_lineage(getattr(operator, KEPT_RESULT, None))
     found_inputs += getattr(operator, KEPT_INPUTS, None) or []
     endpoint_id = facts.get("endpoint_id") or endpoint_id or getattr(operator, "endpoint_id", None)

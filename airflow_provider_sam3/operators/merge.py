@@ -8,7 +8,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_sam3.exceptions import FalRequestError, InputValidationError
-from airflow_provider_sam3.operators.lineage import keeps_result, task_lineage
+from airflow_provider_sam3.operators.kept_result import keeps_result
 
 __all__ = ["MERGED_SUMMARY_KIND", "Sam3MergeManifestsOperator"]
 
@@ -37,6 +37,8 @@ class Sam3MergeManifestsOperator(BaseOperator):
         self.output_path = output_path
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from airflow_provider_sam3.operators.lineage import task_lineage
+
         return task_lineage(self)  # its inputs are the shard manifests its result names
 
     get_openlineage_facets_on_failure = get_openlineage_facets_on_complete

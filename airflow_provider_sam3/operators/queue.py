@@ -39,7 +39,7 @@ from airflow_provider_sam3.operators.completion import (
     raise_for_event,
     raise_task_error,
 )
-from airflow_provider_sam3.operators.lineage import keeps_result, parameter_inputs, task_lineage
+from airflow_provider_sam3.operators.kept_result import keeps_result
 from airflow_provider_sam3.operators.prepared import PreparedRequest, prepare_image_argument
 from airflow_provider_sam3.operators.reattach import (
     CANCEL_RESUBMITS,
@@ -271,6 +271,8 @@ class FalQueueOperator(ReattachingSubmit, BaseOperator):
                 raise as_task_error(failure, retry_useless=True) from failure
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from airflow_provider_sam3.operators.lineage import parameter_inputs, task_lineage
+
         return task_lineage(self, inputs=parameter_inputs(self))
 
     get_openlineage_facets_on_failure = get_openlineage_facets_on_complete

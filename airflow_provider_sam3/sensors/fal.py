@@ -18,7 +18,7 @@ from airflow_provider_sam3.operators.completion import (
     raise_for_event,
     raise_task_error,
 )
-from airflow_provider_sam3.operators.lineage import keeps_result, task_lineage
+from airflow_provider_sam3.operators.kept_result import keeps_result
 from airflow_provider_sam3.operators.queue import hook_for
 
 __all__ = ["FalRequestSensor"]
@@ -122,6 +122,8 @@ class FalRequestSensor(BaseSensorOperator):
             preflight_output_path("output_path", self.output_path)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from airflow_provider_sam3.operators.lineage import task_lineage
+
         return task_lineage(self)
 
     get_openlineage_facets_on_failure = get_openlineage_facets_on_complete
