@@ -28,7 +28,18 @@ def get_provider_info() -> dict:
                 "tags": ["ml"],
             }
         ],
-        "hooks": [{"integration-name": "fal SAM 3", "python-modules": ["airflow_provider_sam3.hooks.fal"]}],
+        "hooks": [
+            {
+                "integration-name": "fal SAM 3",
+                "python-modules": [
+                    "airflow_provider_sam3.hooks.async_calls",
+                    "airflow_provider_sam3.hooks.connection",
+                    "airflow_provider_sam3.hooks.downloads",
+                    "airflow_provider_sam3.hooks.fal",
+                    "airflow_provider_sam3.hooks.sync_calls",
+                ],
+            }
+        ],
         "operators": [
             {
                 "integration-name": "fal SAM 3",
@@ -36,7 +47,9 @@ def get_provider_info() -> dict:
                     "airflow_provider_sam3.operators.batch",
                     "airflow_provider_sam3.operators.merge",
                     "airflow_provider_sam3.operators.queue",
+                    "airflow_provider_sam3.operators.queue_options",
                     "airflow_provider_sam3.operators.sam3",
+                    "airflow_provider_sam3.operators.sam3_base",
                 ],
             }
         ],
@@ -44,7 +57,11 @@ def get_provider_info() -> dict:
         "triggers": [
             {
                 "integration-name": "fal SAM 3",
-                "python-modules": ["airflow_provider_sam3.triggers.batch", "airflow_provider_sam3.triggers.fal"],
+                "python-modules": [
+                    "airflow_provider_sam3.triggers.base",
+                    "airflow_provider_sam3.triggers.batch",
+                    "airflow_provider_sam3.triggers.fal",
+                ],
             }
         ],
         "extra-links": ["airflow_provider_sam3.links.FalRequestLink"],

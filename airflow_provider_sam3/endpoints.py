@@ -1,7 +1,8 @@
 """The endpoint registry: endpoint id -> input model, output model, price and billing unit.
 
 This is the one place an endpoint is described. Operators, the emulator, cost estimates, docs and tests read it;
-adding a SAM version is a few entries here.
+adding a SAM version is a few rows in its table (``models.endpoint_table``: ids, kinds, models, prices, and the
+input models' field names).
 
 DAG files import this module (through the operators), so it is cheap: an entry names its pydantic models by
 ``"module:Class"`` and imports them on first use (validation, parsing), and carries the input model's field names
@@ -16,21 +17,19 @@ import importlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.exceptions import InputValidationError
+from airflow_provider_sam3.models.endpoint_table import ENDPOINT_ROWS, INPUT_FIELDS, BillingUnit, Kind
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.models.base import EndpointInput, EndpointOutput
 
 __all__ = [
-    "BillingUnit",
     "DEPRECATED_FIELDS",
     "ENDPOINTS",
     "Endpoint",
     "FRAMES_PER_VIDEO_UNIT",
-    "INPUT_FIELDS",
-    "Kind",
     "MODELS_PACKAGE",
     "RegistryError",
     "VERSIONS",
@@ -40,10 +39,6 @@ __all__ = [
     "resolve_model",
 ]
 
-BillingUnit = Literal["request", "16 frames"]
-Kind = Literal[
-    "image", "image-rle", "embed", "video", "video-rle", "video-rle-objects", "3d-objects", "3d-body", "3d-align"
-]
 FRAMES_PER_VIDEO_UNIT = 16
 MODELS_PACKAGE = "airflow_provider_sam3.models"
 
@@ -65,7 +60,7 @@ def input_model_for(ref: str, fields: tuple[str, ...], endpoint_id: str) -> type
     if tuple(model.model_fields) != fields:
         raise RegistryError(
             f"{endpoint_id}: the registry lists input fields {fields}, but {model.__name__} has "
-            f"{tuple(model.model_fields)}; update INPUT_FIELDS in airflow_provider_sam3/endpoints.py"
+            f"{tuple(model.model_fields)}; update INPUT_FIELDS in airflow_provider_sam3/models/endpoint_table.py"
         )
     return model
 
@@ -175,196 +170,6 @@ def _model_at(model: type[EndpointInput], loc: tuple[Any, ...]) -> type[Endpoint
     return current
 
 
-# Input field names per input model, in the model's order (checked against the model on first use and by tests).
-INPUT_FIELDS = {
-    "image:SegmentImageInput": (
-        "image_url",
-        "prompt",
-        "point_prompts",
-        "box_prompts",
-        "apply_mask",
-        "sync_mode",
-        "output_format",
-        "return_multiple_masks",
-        "max_masks",
-        "include_scores",
-        "include_boxes",
-    ),
-    "image:EmbedImageInput": ("image_url",),
-    "video:SegmentVideoInput": (
-        "video_url",
-        "prompt",
-        "point_prompts",
-        "box_prompts",
-        "apply_mask",
-        "detection_threshold",
-        "video_output_type",
-    ),
-    "video:SegmentVideoRleInput": (
-        "video_url",
-        "mask_url",
-        "frame_index",
-        "prompt",
-        "point_prompts",
-        "box_prompts",
-        "apply_mask",
-        "boundingbox_zip",
-        "detection_threshold",
-    ),
-    "video:SegmentVideoObjectsInput": ("video_url", "prompt", "detection_threshold"),
-    "three_d:Reconstruct3DObjectsInput": (
-        "image_url",
-        "mask_urls",
-        "prompt",
-        "point_prompts",
-        "box_prompts",
-        "detection_threshold",
-        "seed",
-        "pointmap_url",
-        "export_textured_glb",
-    ),
-    "three_d:Reconstruct3DBodyInput": (
-        "image_url",
-        "mask_url",
-        "export_meshes",
-        "include_3d_keypoints",
-        "include_mhr_params",
-    ),
-    "three_d:Align3DInput": ("image_url", "body_mesh_url", "body_mask_url", "object_mesh_url", "focal_length"),
-}
-# SAM 3.1's video endpoints add a cap on tracked objects to SAM 3's fields.
-INPUT_FIELDS["video:SegmentVideoInputV31"] = (*INPUT_FIELDS["video:SegmentVideoInput"], "max_num_objects")
-INPUT_FIELDS["video:SegmentVideoRleInputV31"] = (*INPUT_FIELDS["video:SegmentVideoRleInput"], "max_num_objects")
-
-
-_REQUEST: BillingUnit = "request"
-_VIDEO: BillingUnit = "16 frames"
-
-# endpoint id, kind, title, input model, output model, price (USD), billing unit. Prices are fal's published ones
-# (its model pages); two come from a third party where fal's page shows none (sam-3/image-rle, sam-3-1/image: the
-# same apps' published prices); None where nothing is known. tests/fixtures/fal_published_schemas.json names the
-# source of each, and tests/unit/models/test_schema_drift.py checks this table against it.
-_TABLE: list[tuple[str, Kind, str, str, str, float | None, BillingUnit | None]] = [
-    (
-        "fal-ai/sam-3/image",
-        "image",
-        "SAM 3 image segmentation",
-        "image:SegmentImageInput",
-        "image:SegmentImageOutput",
-        0.005,
-        _REQUEST,
-    ),
-    (
-        "fal-ai/sam-3/image-rle",
-        "image-rle",
-        "SAM 3 RLE",
-        "image:SegmentImageInput",
-        "image:SegmentImageRleOutput",
-        0.005,
-        _REQUEST,
-    ),
-    (
-        "fal-ai/sam-3/image/embed",
-        "embed",
-        "SAM 3 Vision (embeddings)",
-        "image:EmbedImageInput",
-        "image:EmbedImageOutput",
-        0.005,
-        _REQUEST,
-    ),
-    (
-        "fal-ai/sam-3/video",
-        "video",
-        "SAM 3 video",
-        "video:SegmentVideoInput",
-        "video:SegmentVideoOutput",
-        0.005,
-        _VIDEO,
-    ),
-    (
-        "fal-ai/sam-3/video-rle",
-        "video-rle",
-        "SAM 3 video RLE",
-        "video:SegmentVideoRleInput",
-        "video:SegmentVideoRleOutput",
-        0.005,
-        _VIDEO,
-    ),
-    (
-        "fal-ai/sam-3/video-rle-objects",
-        "video-rle-objects",
-        "SAM 3 video RLE per object",
-        "video:SegmentVideoObjectsInput",
-        "video:SegmentVideoObjectsOutput",
-        None,
-        None,
-    ),
-    (
-        "fal-ai/sam-3/3d-objects",
-        "3d-objects",
-        "SAM 3 3D Objects",
-        "three_d:Reconstruct3DObjectsInput",
-        "three_d:Reconstruct3DObjectsOutput",
-        0.02,
-        _REQUEST,
-    ),
-    (
-        "fal-ai/sam-3/3d-body",
-        "3d-body",
-        "SAM 3 3D Body",
-        "three_d:Reconstruct3DBodyInput",
-        "three_d:Reconstruct3DBodyOutput",
-        0.02,
-        _REQUEST,
-    ),
-    (
-        "fal-ai/sam-3/3d-align",
-        "3d-align",
-        "SAM 3 3D align",
-        "three_d:Align3DInput",
-        "three_d:Align3DOutput",
-        0.02,
-        _REQUEST,
-    ),
-    (
-        "fal-ai/sam-3-1/image",
-        "image",
-        "SAM 3.1 image segmentation",
-        "image:SegmentImageInput",
-        "image:SegmentImageOutput",
-        0.01,
-        _REQUEST,
-    ),
-    (
-        "fal-ai/sam-3-1/image-rle",
-        "image-rle",
-        "SAM 3.1 RLE",
-        "image:SegmentImageInput",
-        "image:SegmentImageRleOutput",
-        0.01,
-        _REQUEST,
-    ),
-    (
-        "fal-ai/sam-3-1/video",
-        "video",
-        "SAM 3.1 video",
-        "video:SegmentVideoInputV31",
-        "video:SegmentVideoOutput",
-        0.01,
-        _VIDEO,
-    ),
-    (
-        "fal-ai/sam-3-1/video-rle",
-        "video-rle",
-        "SAM 3.1 video RLE",
-        "video:SegmentVideoRleInputV31",
-        "video:SegmentVideoRleOutput",
-        None,
-        None,
-    ),
-]
-
-
 def _entries() -> list[Endpoint]:
     return [
         Endpoint(
@@ -378,7 +183,7 @@ def _entries() -> list[Endpoint]:
             unit,
             INPUT_FIELDS[inp],
         )
-        for endpoint_id, kind, title, inp, out, price, unit in _TABLE
+        for endpoint_id, kind, title, inp, out, price, unit in ENDPOINT_ROWS
     ]
 
 

@@ -460,7 +460,7 @@ def main() -> None:
         os.environ.pop(name, None)
     print(f"work directory: {workdir}", file=sys.stderr, flush=True)
 
-    from airflow_provider_sam3.batch.engine import COLLECT_EVERY_MIN, COLLECT_ROUNDS
+    from airflow_provider_sam3.batch.pacing import COLLECT_EVERY_MIN, COLLECT_ROUNDS
 
     waiting: list[dict] = []
     emulator = _emulator(workdir / "emulator-waiting", service_time=3600.0, concurrency=1)

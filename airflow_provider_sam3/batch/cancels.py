@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow_provider_sam3.exceptions import Sam3ProviderError
 
 if TYPE_CHECKING:
-    from airflow_provider_sam3.hooks.fal import FalHook
+    from airflow_provider_sam3.batch.ports import FalQueue
     from airflow_provider_sam3.models.reference import RequestReference
 
 __all__ = [
@@ -41,7 +41,7 @@ not cancelled in time stays recorded, so a clear of the task fetches it without 
 
 
 async def cancel_all(
-    hook: FalHook, references: list[RequestReference], *, budget_seconds: float | None = None
+    hook: FalQueue, references: list[RequestReference], *, budget_seconds: float | None = None
 ) -> dict[str, str]:
     """Cancel requests at fal in the given order, ``CANCEL_CONCURRENCY`` at a time; request id -> outcome (or the
     error text). With ``budget_seconds``, cancels not answered by then are abandoned and absent from the result."""
@@ -100,7 +100,7 @@ class CancelReport:
         return text
 
 
-async def cancel_queued(hook: FalHook, references: list[RequestReference], *, budget_seconds: float) -> CancelReport:
+async def cancel_queued(hook: FalQueue, references: list[RequestReference], *, budget_seconds: float) -> CancelReport:
     """Cancel the requests still queued at fal (``references`` in submission order), newest first, within the
     budget. fal starts requests in queue order, so statuses are read from the head until a slice is entirely
     queued: requests running (or finished) are left alone, since fal bills a request once it started and a later
@@ -152,7 +152,7 @@ async def outlasting_repeated_cancels(work: Coroutine[Any, Any, T]) -> T:
 
 
 def cancel_queued_in_a_thread(
-    hook: FalHook, references: list[RequestReference], *, budget_seconds: float
+    hook: FalQueue, references: list[RequestReference], *, budget_seconds: float
 ) -> CancelReport:
     """``cancel_queued`` on an event loop of its own, in a thread, so it works from synchronous code and from
     ``on_kill`` while the task's own loop is running; the hook is closed afterwards."""

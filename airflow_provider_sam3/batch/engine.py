@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_sam3.batch.expiry import expire, settle_cancelled
 from airflow_provider_sam3.batch.memory import CycleCollector, body_bytes_estimate, release_free_memory
 from airflow_provider_sam3.batch.options import MAX_TRIGGER_REQUESTS, BatchOptions, Waiting
+from airflow_provider_sam3.batch.pacing import fire_at_count, worth_staying
+from airflow_provider_sam3.batch.planning import requeue_failures
 from airflow_provider_sam3.batch.submit import ACCOUNT_ERRORS
 from airflow_provider_sam3.batch.unrecorded import UnrecordedLedger, settle_reservations
 from airflow_provider_sam3.exceptions import BatchHalt, FalRequestError
@@ -22,35 +24,25 @@ from airflow_provider_sam3.models.batch import request_id_of
 from airflow_provider_sam3.storage.state_store import guarded
 
 if TYPE_CHECKING:
+    from airflow_provider_sam3.batch.ports import FalQueue, KeyValueStore, ResultFolder
     from airflow_provider_sam3.batch.state import BatchState
     from airflow_provider_sam3.endpoints import Endpoint
-    from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.models.batch import BatchEntry
 
 __all__ = [
     "BatchEngine",
-    "COLLECT_EVERY_MIN",
-    "COLLECT_ROUNDS",
     "END_POLL_INTERVAL",
     "FETCH_ATTEMPTS",
     "SUBMISSION_LEAD",
-    "WORKER_WAIT_SECONDS",
 ]
 
 FETCH_ATTEMPTS = 5
 """Attempts per try to fetch and store a result fal completed before the try fails (its retry fetches it again)."""
-WORKER_WAIT_SECONDS = 5.0
-"""When the next thing worth doing (the batch's end, or room to submit more) is estimated closer than this, the
-worker waits for it itself: a deferral round trip (about 4 s measured on Airflow 3.3.2 here) would cost more."""
 END_POLL_INTERVAL = 0.5
 """Status rounds while the worker stays: the batch's end is what the user waits for."""
 SUBMISSION_LEAD = 100
 """While submitting, results are stored only when at least this many requests wait at fal: submitting first keeps
 fal's queue from running dry, storing fills the time the queue is long anyway."""
-COLLECT_EVERY_MIN = 100
-COLLECT_ROUNDS = 5
-"""By default the trigger hands back finished requests about this many times per batch (at least
-``COLLECT_EVERY_MIN`` at a time), so outputs are copied while fal still works on the rest."""
 
 
 class BatchEngine:
@@ -58,11 +50,11 @@ class BatchEngine:
 
     def __init__(
         self,
-        hook: FalHook,
+        hook: FalQueue,
         endpoint: Endpoint,
         state: BatchState,
-        folder: Any,
-        store: Any,
+        folder: ResultFolder,
+        store: KeyValueStore | None,
         options: BatchOptions,
         log: Any,
     ) -> None:
@@ -79,29 +71,6 @@ class BatchEngine:
         self.lease = MIN_SUBMIT_LEASE
         self.halted = False
         """Set when the task is killed (``on_kill``): nothing is reserved or sent after that."""
-
-    # ------------------------------------------------------------------ rules shared with the operator
-
-    def requeue(self) -> None:
-        """Failures that a new submission may fix go back in line: at most ``max_resubmits`` times per image per
-        try on average (``max_resubmits`` x the try number in all). Final failures (rejected input, app errors)
-        are never submitted again; after the batch's deadline nothing is, until a later try."""
-        state = self.state
-        if time.time() >= state.deadline:
-            return
-        budget = self.options.max_resubmits * self.options.try_number
-        for key, entry in state.entries.items():
-            if entry.state == "failed" and entry.retryable and entry.retries < budget:
-                self.log.warning(
-                    "images[%d] (%s) failed (%s); submitting it again (%d of %d)",
-                    entry.index,
-                    entry.source,
-                    entry.error,
-                    entry.retries + 1,
-                    budget,
-                )
-                entry.state = "pending"  # its retries count when it is sent: the deadline may come first
-                state.touch(key)
 
     # ------------------------------------------------------------------ one stay
 
@@ -140,9 +109,9 @@ class BatchEngine:
         while True:
             self._stop_if_killed()
             await self._resolve_reservations(poller)
-            self.requeue()
+            requeue_failures(state, self.options, self.log)
             if time.time() >= state.deadline:
-                await expire(self)
+                await expire(hook, state, self.by_request, self.store)
             groups = state.grouped()
             if groups["pending"]:
                 await self._submit_while_storing(groups, poller, collector)
@@ -164,14 +133,14 @@ class BatchEngine:
                 await asyncio.sleep(min(2.0**idle / 4, 30.0))
                 continue
             rate = poller.rate() or rate
-            fire_at = self._fire_at(len(waiting), pending, rate)
+            fire_at = fire_at_count(len(waiting), pending, rate, self.options)
             # Results waiting to be fetched again keep the task here (bounded by FETCH_ATTEMPTS): fal keeps a
             # result for a limited time, and one that expires during a long deferral would be paid again.
             if (
                 self.options.deferrable
                 and not left_unstored
                 and not unresolved  # an earlier try's reservation is settled here, once its lease has passed
-                and not self._worth_staying(len(waiting), fire_at, rate)
+                and not worth_staying(len(waiting), fire_at, rate)
             ):
                 state.save(store)
                 waiting.sort(key=lambda e: (e.submitted_at or 0, e.index))
@@ -232,27 +201,6 @@ class BatchEngine:
                 ),
                 final=False,
             )
-
-    @staticmethod
-    def _worth_staying(waiting: int, fire_at: int | None, rate: float | None) -> bool:
-        """Whether the trigger would fire so soon (the batch's end, or room to submit more) that a deferral round
-        trip would cost more than waiting here."""
-        if rate is None:
-            return False
-        return (fire_at or waiting) / rate <= WORKER_WAIT_SECONDS
-
-    def _fire_at(self, waiting: int, pending: int, rate: float | None) -> int | None:
-        """How many finished requests make the trigger fire early: to submit more (``max_in_flight``), to come
-        back for the last few seconds of the batch, or to store outputs while fal works on the rest."""
-        candidates = []
-        if pending:
-            candidates.append(max(1, min(waiting, self.options.max_in_flight // 2)))
-        if rate:
-            candidates.append(waiting - int(rate * WORKER_WAIT_SECONDS))
-        if self.options.collect_every != 0:
-            candidates.append(self.options.collect_every or max(COLLECT_EVERY_MIN, waiting // COLLECT_ROUNDS))
-        useful = [count for count in candidates if 0 < count < waiting]
-        return min(useful, default=None)
 
     def _poller(self) -> Any:
         """A poller for the requests at fal now; submissions add to it as they go."""
@@ -400,7 +348,7 @@ class BatchEngine:
     async def _absorb(self, event: dict[str, Any], collector: Any) -> None:
         """What the trigger reports: store what finished, record cancellations, and end on a fatal error."""
         await self._store_finished(event.get("finished") or {}, collector)
-        await settle_cancelled(self, event.get("cancelled") or {})
+        await settle_cancelled(self.hook, self.state, self.by_request, event.get("cancelled") or {})
         self.state.save(self.store)
         if event["status"] == "error":
             error = FalRequestError(f"waiting for the batch failed: {event.get('message')}")

@@ -7,22 +7,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from airflow_provider_sam3.batch.engine import BatchEngine
+    from airflow_provider_sam3.batch.ports import FalQueue, KeyValueStore
+    from airflow_provider_sam3.batch.state import BatchState
 
 __all__ = ["expire", "settle_cancelled"]
 
 
-async def expire(engine: BatchEngine) -> None:
+async def expire(queue: FalQueue, state: BatchState, by_request: dict[str, str], store: KeyValueStore | None) -> None:
     """The batch's timeout passed: cancel what is at fal, and give up on what was not submitted. Results fal
-    completed are still fetched (they are paid)."""
+    completed are still fetched (they are paid). ``by_request``: entry key by request id."""
     from airflow_provider_sam3.batch.cancels import cancel_all
     from airflow_provider_sam3.batch.polling import entry_reference
 
-    state = engine.state
     waiting = state.in_state("submitted")
     newest_first = [entry_reference(state, e) for e in reversed(waiting)]
-    outcomes = await cancel_all(engine.hook, newest_first) if waiting else {}
-    await settle_cancelled(engine, outcomes)
+    outcomes = await cancel_all(queue, newest_first) if waiting else {}
+    await settle_cancelled(queue, state, by_request, outcomes)
     for key, entry in state.entries.items():
         if entry.state == "pending":  # nothing paid: a later try (a retry or a clear) may submit it
             entry.fail(
@@ -31,10 +31,12 @@ async def expire(engine: BatchEngine) -> None:
                 retryable=True,
             )
             state.touch(key)
-    state.save(engine.store)
+    state.save(store)
 
 
-async def settle_cancelled(engine: BatchEngine, outcomes: dict[str, str]) -> None:
+async def settle_cancelled(
+    queue: FalQueue, state: BatchState, by_request: dict[str, str], outcomes: dict[str, str]
+) -> None:
     """Requests the batch's timeout cancelled. A cancel fal confirmed leaves nothing to pay: a later try may
     submit the image again. Any other answer (fal had finished it, or the cancel failed) is checked once: a
     completed request is paid and its result is fetched; a failed one fails as fal says."""
@@ -42,9 +44,8 @@ async def settle_cancelled(engine: BatchEngine, outcomes: dict[str, str]) -> Non
     from airflow_provider_sam3.batch.results import completed_error, worth_resubmitting
     from airflow_provider_sam3.exceptions import Sam3ProviderError
 
-    state = engine.state
     for request_id, outcome in outcomes.items():
-        key = engine.by_request.get(request_id)
+        key = by_request.get(request_id)
         if key is None or state.entries[key].state != "submitted":
             continue
         entry = state.entries[key]
@@ -52,7 +53,7 @@ async def settle_cancelled(engine: BatchEngine, outcomes: dict[str, str]) -> Non
         status = None
         if outcome != "CANCELLATION_REQUESTED":
             try:
-                status = await engine.hook.astatus(entry_reference(state, entry))
+                status = await queue.astatus(entry_reference(state, entry))
             except Sam3ProviderError:
                 status = None
         if status is not None and status.done and not status.error:

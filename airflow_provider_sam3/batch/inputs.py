@@ -19,7 +19,7 @@ from airflow_provider_sam3.guards.files import DEFAULT_MAX_INPUT_BYTES, MiB
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.batch.listing import BatchImage
-    from airflow_provider_sam3.hooks.fal import FalHook
+    from airflow_provider_sam3.batch.ports import FalQueue
 
 __all__ = [
     "DEFAULT_UPLOAD_ABOVE_BYTES",
@@ -90,7 +90,7 @@ def inspect_image(image: BatchImage, where: str, limits: InputLimits) -> ImageFa
 
 
 async def build_body(
-    hook: FalHook,
+    hook: FalQueue,
     endpoint: Any,
     image: BatchImage,
     shared: dict[str, Any],

@@ -13,9 +13,10 @@ from airflow_provider_sam3.exceptions import InputValidationError
 if TYPE_CHECKING:
     from airflow_provider_sam3.batch.inputs import InputLimits
     from airflow_provider_sam3.batch.listing import BatchImage
+    from airflow_provider_sam3.batch.options import BatchOptions
     from airflow_provider_sam3.endpoints import Endpoint
 
-__all__ = ["INVALID_SHOWN", "check_cost", "plan_batch", "shard_of"]
+__all__ = ["INVALID_SHOWN", "check_cost", "plan_batch", "requeue_failures", "shard_of"]
 
 INVALID_SHOWN = 5
 
@@ -172,3 +173,24 @@ def _names_a_shared_field(error: InputValidationError, shared: dict[str, Any], i
     """Whether ``error`` is about a field the batch's shared ``arguments`` set (and this image does not override)."""
     top = error.field.split(".", 1)[0].split("[", 1)[0]
     return top in shared and top not in image.arguments
+
+
+def requeue_failures(state: BatchState, options: BatchOptions, log: Any) -> None:
+    """Failures that a new submission may fix go back in line: at most ``max_resubmits`` times per image per try
+    on average (``max_resubmits`` x the try number in all). Final failures (rejected input, app errors) are never
+    submitted again; after the batch's deadline nothing is, until a later try."""
+    if time.time() >= state.deadline:
+        return
+    budget = options.max_resubmits * options.try_number
+    for key, entry in state.entries.items():
+        if entry.state == "failed" and entry.retryable and entry.retries < budget:
+            log.warning(
+                "images[%d] (%s) failed (%s); submitting it again (%d of %d)",
+                entry.index,
+                entry.source,
+                entry.error,
+                entry.retries + 1,
+                budget,
+            )
+            entry.state = "pending"  # its retries count when it is sent: the deadline may come first
+            state.touch(key)

@@ -20,12 +20,13 @@ from airflow_provider_sam3.exceptions import (
     FalRequestNotFoundError,
     Sam3ProviderError,
 )
-from airflow_provider_sam3.hooks.backoff import poll_backoff
+from airflow_provider_sam3.hooks.backoff import Backoff, poll_backoff
+from airflow_provider_sam3.hooks.poll_policy import PollPolicy, throttled_pause
 from airflow_provider_sam3.models.reference import RequestReference
 
 if TYPE_CHECKING:
+    from airflow_provider_sam3.batch.ports import FalQueue
     from airflow_provider_sam3.batch.state import BatchState
-    from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.models.batch import BatchEntry
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "MAX_THROTTLED_PAUSE",
     "POLL_CONCURRENCY",
     "PROGRESS_EVERY_SECONDS",
+    "THROTTLED_BACKOFF",
     "ProgressLine",
     "entry_reference",
     "explicit_urls",
@@ -53,6 +55,8 @@ MAX_BATCH_POLL_INTERVAL = 5.0
 PROGRESS_EVERY_SECONDS = 15.0
 MAX_THROTTLED_PAUSE = 60.0
 """Longest pause between status rounds while fal keeps answering 429."""
+THROTTLED_BACKOFF = Backoff(first=BATCH_POLL_INTERVAL, factor=2.0, cap=MAX_THROTTLED_PAUSE, jitter=0.0)
+"""The least pause after ``n`` rounds in a row that fal answered 429: ``BATCH_POLL_INTERVAL * 2**n``, capped."""
 MAX_FAILED_ROUNDS = 20
 """Rounds in a row in which every status call failed before the trigger gives up (fal unreachable)."""
 
@@ -124,7 +128,7 @@ class BatchPoller:
 
     def __init__(
         self,
-        hook: FalHook,
+        hook: FalQueue,
         endpoint_id: str,
         url_templates: dict[str, str],
         request_ids: list[str],
@@ -159,16 +163,14 @@ class BatchPoller:
         self.throttled_rounds = 0
 
     def interval(self, round_number: int) -> float:
-        """The pause between rounds polled from the worker: the batch's interval, doubled for each throttled
-        round in a row (up to ``MAX_THROTTLED_PAUSE``)."""
-        base = self.poll_interval or BATCH_POLL_INTERVAL
-        return self.throttle_pause(base)
+        """The pause between rounds polled from the worker: the batch's interval, lengthened after throttled
+        rounds."""
+        return self.throttle_pause(self.poll_interval or BATCH_POLL_INTERVAL)
 
     def throttle_pause(self, pause: float) -> float:
-        """``pause``, lengthened after throttled rounds (fal answered 429)."""
-        if not self.throttled_rounds:
-            return pause
-        return max(pause, min(BATCH_POLL_INTERVAL * 2.0**self.throttled_rounds, MAX_THROTTLED_PAUSE))
+        """``pause``, lengthened after rounds in a row that fal answered 429 (doubling, up to
+        ``MAX_THROTTLED_PAUSE``)."""
+        return throttled_pause(pause, THROTTLED_BACKOFF, self.throttled_rounds)
 
     def add(self, request_ids: list[str]) -> None:
         """More requests to wait for (the worker adds them as it submits)."""
@@ -196,40 +198,47 @@ class BatchPoller:
         except Sam3ProviderError as error:
             return error
 
-    async def run(self) -> dict[str, Any]:
+    async def policy(self) -> PollPolicy:
+        """The batch's poll policy: short rounds (it always has something about to finish), a backoff that starts
+        again whenever requests finished, longer pauses while throttled, ``MAX_FAILED_ROUNDS`` unanswered rounds."""
         settings = await self.hook.aget_settings()
         first = self.poll_interval or min(settings.poll_interval, BATCH_POLL_INTERVAL)
-        backoff = poll_backoff(
-            first, max(first, min(self.max_poll_interval or settings.max_poll_interval, MAX_BATCH_POLL_INTERVAL))
+        cap = max(first, min(self.max_poll_interval or settings.max_poll_interval, MAX_BATCH_POLL_INTERVAL))
+        return PollPolicy(
+            poll_backoff(first, cap), deadline=self.deadline, max_failures=MAX_FAILED_ROUNDS, throttle=THROTTLED_BACKOFF
         )
-        idle_rounds, failed_rounds, round_number = 0, 0, 0
+
+    async def run(self) -> dict[str, Any]:
+        policy = await self.policy()
+        round_number = 0
         while self.waiting:
             before = len(self.finished)
             answered, fatal = await self.poll_once(round_number)
             round_number += 1
             if fatal is not None:
                 return self._event("error", message=str(fatal), error_class=type(fatal).__name__)
-            failed_rounds = 0 if answered or self.throttled else failed_rounds + 1
-            if failed_rounds >= MAX_FAILED_ROUNDS:
-                return self._event(
-                    "error",
-                    message=f"fal did not answer {failed_rounds} rounds of status calls in "
-                    "a row; the requests are still recorded and a retry reattaches",
-                )
             if self.progress.due():
                 self.log.info(self.progress.describe(len(self.finished), self.failed, self.running, len(self.waiting)))
             if not self.waiting:
                 break
             if self.fire_at is not None and len(self.finished) >= self.fire_at:
                 return self._event("progress")
-            idle_rounds = 0 if len(self.finished) > before else idle_rounds + 1
-            pause = self.throttle_pause(backoff.delay(idle_rounds))
-            if self.deadline is not None:
-                left = self.deadline - time.time()
-                if left <= 0:
-                    return await self._cancel_rest()
-                pause = min(pause, left)
-            await asyncio.sleep(pause)
+            if answered or self.throttled:
+                progressed = len(self.finished) > before
+                step = policy.after_answer(
+                    time.time(), finished=False, progressed=progressed, throttled_rounds=self.throttled_rounds
+                )
+            else:
+                step = policy.after_failure(time.time())
+            if step.action == "fail":
+                return self._event(
+                    "error",
+                    message=f"fal did not answer {policy.failures} rounds of status calls in "
+                    "a row; the requests are still recorded and a retry reattaches",
+                )
+            if step.action == "deadline":
+                return await self._cancel_rest()
+            await asyncio.sleep(step.seconds)
         self.log.info(self.progress.describe(len(self.finished), self.failed, 0, 0))
         return self._event("finished")
 

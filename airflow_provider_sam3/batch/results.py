@@ -10,11 +10,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from airflow_provider_sam3 import exceptions as exc
+from airflow_provider_sam3.hooks.errors import is_runner_fault
 from airflow_provider_sam3.models.batch import BatchEntry, success_row
 
 if TYPE_CHECKING:
+    from airflow_provider_sam3.batch.ports import FalQueue
     from airflow_provider_sam3.endpoints import Endpoint
-    from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.models.reference import RequestReference
 
 __all__ = ["FETCH_CONCURRENCY", "ResultCollector", "completed_error", "worth_resubmitting"]
@@ -38,7 +39,7 @@ def completed_error(error: str, error_type: str | None, *, endpoint_id: str, req
         return cls(f"fal rejected the input: {error}", **where)
     if kind == "request_cancelled":
         return exc.FalRequestCancelledError(f"the request was cancelled: {error}", **where)
-    if kind.startswith("runner_") or kind in ("startup_timeout", "request_timeout"):
+    if is_runner_fault(kind):
         return exc.FalTransientError(f"fal's runner failed: {error}", **where)
     if kind == "FalRequestNotFoundError":
         return exc.FalRequestNotFoundError(error, **where)
@@ -59,7 +60,7 @@ class ResultCollector:
 
     def __init__(
         self,
-        hook: FalHook,
+        hook: FalQueue,
         endpoint: Endpoint,
         output_path: Any,
         log: Any,

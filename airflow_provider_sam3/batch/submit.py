@@ -28,10 +28,10 @@ from airflow_provider_sam3.exceptions import (
 )
 
 if TYPE_CHECKING:
+    from airflow_provider_sam3.batch.ports import FalQueue
     from airflow_provider_sam3.batch.state import BatchState
     from airflow_provider_sam3.batch.unrecorded import UnrecordedLedger
     from airflow_provider_sam3.endpoints import Endpoint
-    from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.models.batch import BatchEntry
 
 __all__ = ["ACCOUNT_ERRORS", "UNRECORDED_CANCEL_SECONDS", "Submitter"]
@@ -59,7 +59,7 @@ class Submitter:
 
     def __init__(
         self,
-        hook: FalHook,
+        hook: FalQueue,
         endpoint: Endpoint,
         state: BatchState,
         store: Any,
@@ -93,84 +93,25 @@ class Submitter:
         """Submit these entries; ``on_submitted`` hears of each accepted one after it is durable. An account
         error stops the submissions and is raised (as ``BatchHalt``) once the calls in flight have returned; so is
         a refused write (``StateStoreRefusedError``), after what it left unrecorded was handed over."""
-        due = iter(keys)
-        stop: list[Sam3ProviderError] = []
-        crashed: list[BaseException] = []
-        refused: list[StateStoreRefusedError] = []
-        accepted = 0
-
-        def reserve_next() -> str | None:
-            """The next image to send, reserved in memory (the caller's journal row makes it durable)."""
-            if stop or crashed or refused or self.halted():
-                return None
-            key = next(due, None)
-            if key is not None:
-                entry = self.state.entries[key]
-                entry.state, entry.reserved_at = "sending", time.time()
-            return key
-
-        def unreserve(key: str | None) -> None:
-            """A reservation that never became durable: the image was not sent and goes back in line."""
-            if key is not None:
-                self.state.entries[key].state = "pending"
-
-        async def slot() -> None:
-            nonlocal accepted
-            key = reserve_next()
-            if key is None:
-                return
-            try:
-                self.state.journal(self.store, key)
-            except StateStoreRefusedError as error:
-                unreserve(key)
-                refused.append(error)
-                return
-            while key is not None:  # one shared iterator: each slot takes the next image when its call returns
-                entry = self.state.entries[key]
-                if entry.error is not None:  # an attempt after a failure: a resubmission, counted when it is made
-                    entry.retries += 1
-                try:
-                    outcome = await self._submit_one(entry)
-                except BaseException as error:  # the other slots finish their calls in flight, then it is raised
-                    crashed.append(error)  # the entry stays ``sending``: a later try resolves its reservation
-                    return
-                finally:
-                    if self.after_each is not None:
-                        self.after_each(entry)
-                if outcome is not None and type(outcome).__name__ in ACCOUNT_ERRORS and not outcome.retryable:
-                    stop.append(outcome)  # before the next reservation: nothing more is sent with this account
-                following = reserve_next()
-                try:
-                    self.state.journal(self.store, *(k for k in (key, following) if k is not None))
-                except StateStoreRefusedError as error:
-                    unreserve(following)
-                    refused.append(error)
-                    if entry.state == "submitted":
-                        await self._hand_over(entry, error)
-                    return
-                if outcome is None:
-                    accepted += 1
-                    on_submitted([entry])
-                key = following
-
+        round_ = _SubmitRound(self, keys, on_submitted)
         try:
-            await asyncio.gather(*(slot() for _ in range(min(self.concurrency, len(keys)))))
-            if crashed:
-                raise crashed[0]
-            if refused:
-                raise refused[0]
+            await asyncio.gather(*(round_.slot() for _ in range(min(self.concurrency, len(keys)))))
+            if round_.crashed:
+                raise round_.crashed[0]
+            if round_.refused:
+                raise round_.refused[0]
         finally:  # every accepted submission is in the log, even when the account stops the batch
-            if accepted:
+            if round_.accepted:
                 self.log.info(
                     "Submitted %d requests to %s (%d waiting at fal)",
-                    accepted,
+                    round_.accepted,
                     self.endpoint.endpoint_id,
                     len(self.state.in_state("submitted")),
                 )
-        if stop:
-            raise BatchHalt(stop[0], final=True)
+        if round_.stop:
+            raise BatchHalt(round_.stop[0], final=True)
 
-    async def _hand_over(self, entry: BatchEntry, refusal: StateStoreRefusedError) -> None:
+    async def hand_over(self, entry: BatchEntry, refusal: StateStoreRefusedError) -> None:
         """fal created ``entry``'s request but this try can no longer record it: leave it running and hand it to
         the next try through the task's folder; cancel it only when that fails (no try could ever see it)."""
         from airflow_provider_sam3.batch.cancels import cancel_all
@@ -201,7 +142,7 @@ class Submitter:
             where,
         )
 
-    async def _submit_one(self, entry: BatchEntry) -> Sam3ProviderError | None:
+    async def submit_one(self, entry: BatchEntry) -> Sam3ProviderError | None:
         from airflow_provider_sam3.batch.polling import url_templates_of
         from airflow_provider_sam3.batch.results import worth_resubmitting
 
@@ -271,3 +212,76 @@ class Submitter:
             return True
         self._known_ids.add(request_id)
         return False
+
+
+class _SubmitRound:
+    """One ``Submitter.submit``: slots that share one iterator of due images, each reserving its next image in
+    the same journal write that records its last submission, so nothing is sent without a durable reservation."""
+
+    def __init__(self, submitter: Submitter, keys: list[str], on_submitted: Callable[[list[BatchEntry]], None]):
+        self.submitter = submitter
+        self.state = submitter.state
+        self.due = iter(keys)
+        self.on_submitted = on_submitted
+        self.stop: list[Sam3ProviderError] = []
+        self.crashed: list[BaseException] = []
+        self.refused: list[StateStoreRefusedError] = []
+        self.accepted = 0
+
+    def reserve_next(self) -> str | None:
+        """The next image to send, reserved in memory (the caller's journal row makes it durable)."""
+        if self.stop or self.crashed or self.refused or self.submitter.halted():
+            return None
+        key = next(self.due, None)
+        if key is not None:
+            entry = self.state.entries[key]
+            entry.state, entry.reserved_at = "sending", time.time()
+        return key
+
+    def unreserve(self, key: str | None) -> None:
+        """A reservation that never became durable: the image was not sent and goes back in line."""
+        if key is not None:
+            self.state.entries[key].state = "pending"
+
+    def journal(self, *keys: str | None) -> StateStoreRefusedError | None:
+        """Make these entries durable in the task state store; the refusal, if the store refused."""
+        try:
+            self.state.journal(self.submitter.store, *(k for k in keys if k is not None))
+        except StateStoreRefusedError as error:
+            self.refused.append(error)
+            return error
+        return None
+
+    async def slot(self) -> None:
+        """Submit one image after another until none is due or the round stops."""
+        key = self.reserve_next()
+        if key is None:
+            return
+        if self.journal(key) is not None:
+            self.unreserve(key)
+            return
+        while key is not None:
+            entry = self.state.entries[key]
+            if entry.error is not None:  # an attempt after a failure: a resubmission, counted when it is made
+                entry.retries += 1
+            try:
+                outcome = await self.submitter.submit_one(entry)
+            except BaseException as error:  # the other slots finish their calls in flight, then it is raised
+                self.crashed.append(error)  # the entry stays ``sending``: a later try resolves its reservation
+                return
+            finally:
+                if self.submitter.after_each is not None:
+                    self.submitter.after_each(entry)
+            if outcome is not None and type(outcome).__name__ in ACCOUNT_ERRORS and not outcome.retryable:
+                self.stop.append(outcome)  # before the next reservation: nothing more is sent with this account
+            following = self.reserve_next()
+            refusal = self.journal(key, following)
+            if refusal is not None:
+                self.unreserve(following)
+                if entry.state == "submitted":
+                    await self.submitter.hand_over(entry, refusal)
+                return
+            if outcome is None:
+                self.accepted += 1
+                self.on_submitted([entry])
+            key = following

@@ -1,47 +1,27 @@
-"""The hook's asynchronous twins of submit, status, result, cancel and upload, for the triggerer.
-
-A mixin of ``FalHook`` (split from ``hooks/fal.py``): the same trust checks, retries and error mapping as the
-synchronous calls, through the methods ``FalHook`` defines (``aget_conn``, ``aget_settings``, ``_aretrying``...).
-"""
+"""The hook's asynchronous queue calls, for the triggerer: asubmit, astatus, aresult, acancel and aupload, the twins
+of ``hooks.sync_calls``' with the same trust checks, error mapping and retry decisions (``hooks.retries``)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.hooks import fal_client_internals as internals
 from airflow_provider_sam3.hooks.calls import (
     afal_request,
     afal_request_once,
+    cancel_outcome,
     cancel_status,
     queue_timeout,
     raise_mapped,
 )
-from airflow_provider_sam3.hooks.deadlines import (
-    DOWNLOAD_CALLS,
-    PHASE_TIMEOUTS_FIRST,
-    FalCallDeadlineError,
-    abounded,
-    call_seconds,
-)
-from airflow_provider_sam3.hooks.submit import (
-    ASYNC_SUBMIT_MAX_DELAY,
-    attempt_timeout,
-    lease_ended,
-    submit_call,
-    submit_options,
-    submit_retry_delay,
-    submitted_reference,
-)
+from airflow_provider_sam3.hooks.connection import FalConnection
+from airflow_provider_sam3.hooks.deadlines import DOWNLOAD_CALLS, abounded, call_seconds
+from airflow_provider_sam3.hooks.submit import ASYNC_SUBMIT_MAX_DELAY
+from airflow_provider_sam3.hooks.trust import check_upload
 
 if TYPE_CHECKING:
-    import fal_client
-    from airflow.sdk.types import Logger
-
-    from airflow_provider_sam3.exceptions import Sam3ProviderError
-    from airflow_provider_sam3.guards.text import Scrubber
-    from airflow_provider_sam3.hooks.settings import FalSettings
     from airflow_provider_sam3.models.reference import RequestReference
     from airflow_provider_sam3.models.status import QueueStatus
     from airflow_provider_sam3.models.submit_options import SubmitOptions
@@ -49,32 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["AsyncQueueCalls"]
 
 
-class AsyncQueueCalls:
-    """``asubmit``, ``astatus``, ``aresult``, ``acancel``, ``aupload`` (``FalHook`` provides what they call)."""
-
-    if TYPE_CHECKING:
-        # Provided by FalHook (and its BaseHook); declared here for the type checker only.
-        @property
-        def log(self) -> Logger: ...
-        async def aget_conn(self) -> fal_client.AsyncClient: ...
-        async def aget_settings(self) -> FalSettings: ...
-        @staticmethod
-        def _body(arguments: Mapping[str, Any] | Any) -> dict[str, Any]: ...
-        @staticmethod
-        def _check_upload(settings: FalSettings) -> None: ...
-        async def _atrusted(self, ref: RequestReference, name: str) -> None: ...
-        def _status(self, raw: Any) -> QueueStatus: ...
-        def _json(self, response: Any, ref: RequestReference | None = None) -> Any: ...
-        def _translate(
-            self, error: BaseException, *, endpoint_id: str | None, request_id: str | None, action: str
-        ) -> Sam3ProviderError: ...
-        @property
-        def scrubber(self) -> Scrubber: ...
-        async def _aretrying(
-            self, action: str, ref: RequestReference, call: Callable[[], Any], deadline: float | None = None
-        ) -> Any: ...
-        @staticmethod
-        def _cancel_outcome(error: Exception) -> str | None: ...
+class AsyncQueueCalls(FalConnection):
+    """``asubmit``, ``astatus``, ``aresult``, ``acancel`` and ``aupload`` (awaited, never blocking the loop)."""
 
     async def asubmit(
         self,
@@ -93,31 +49,25 @@ class AsyncQueueCalls:
         no attempt starts after it, and an attempt still waiting for fal's answer then ends as an unknown outcome."""
         client = await self.aget_conn()
         settings = await self.aget_settings()
-        try:
-            chosen = submit_options(options, webhook_url, priority, start_timeout, hint)
-            url, headers = submit_call(settings.queue_host, endpoint_id, chosen)
-            body = self._body(arguments)
-        except Exception as error:  # noqa: BLE001 - a bad priority or start_timeout, refused by fal-client
-            raise_mapped(self._translate(error, endpoint_id=endpoint_id, request_id=None, action="submit"), error)
+        attempts = self._submit_attempts(
+            settings,
+            endpoint_id,
+            arguments,
+            (options, webhook_url, priority, start_timeout, hint),
+            per_call=client.default_timeout,
+            deadline=deadline,
+            max_delay=ASYNC_SUBMIT_MAX_DELAY,
+        )
         http = await internals.async_http(client)
-        attempt = 1
         while True:
-            timeout = attempt_timeout(endpoint_id, client.default_timeout, deadline)  # raises: nothing was sent
-            post = internals.arequest(
-                http, "POST", url, json=body, timeout=timeout, headers=headers, follow_redirects=False
-            )
+            timeout = attempts.timeout()  # raises when the deadline has passed: nothing was sent
+            post = internals.arequest(http, "POST", attempts.url, **attempts.post(timeout))
             try:  # bounded in all (``hooks.deadlines``): a host trickling its answer cannot hold the submit
-                response = await abounded(post, timeout + PHASE_TIMEOUTS_FIRST, what="submit", endpoint_id=endpoint_id)
-            except Exception as error:  # noqa: BLE001 - classified, then retried or translated
-                if isinstance(error, FalCallDeadlineError):  # the body may have reached fal: never sent again
-                    raise lease_ended(endpoint_id, error) from error
-                delay = submit_retry_delay(
-                    self.log, endpoint_id, error, attempt, max_delay=ASYNC_SUBMIT_MAX_DELAY, scrubber=self.scrubber
-                )
-                await asyncio.sleep(delay)
-                attempt += 1
+                response = await abounded(post, attempts.bound(timeout), what="submit", endpoint_id=endpoint_id)
+            except Exception as error:  # noqa: BLE001 - classified, then resent or raised
+                await asyncio.sleep(attempts.pause_after(error))
                 continue
-            return submitted_reference(endpoint_id, response, settings.queue_host, self.scrubber)
+            return attempts.reference(response)
 
     async def _ahttp(self) -> Any:
         return await internals.async_http(await self.aget_conn())
@@ -176,7 +126,7 @@ class AsyncQueueCalls:
             try:
                 response = await afal_request(client, "PUT", ref.cancel_url, timeout)
             except Exception as error:
-                outcome = self._cancel_outcome(error)
+                outcome = cancel_outcome(error)
                 if outcome is None:
                     raise
                 return outcome
@@ -189,7 +139,7 @@ class AsyncQueueCalls:
     async def aupload(self, data: bytes, content_type: str, file_name: str | None = None) -> str:
         """Async ``upload``."""
         settings = await self.aget_settings()
-        self._check_upload(settings)
+        check_upload(settings.queue_host)
         try:
             upload = (await self.aget_conn()).upload(data, content_type, file_name)
             return await abounded(upload, settings.request_timeout * DOWNLOAD_CALLS, what="upload")

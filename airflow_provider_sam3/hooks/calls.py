@@ -1,9 +1,10 @@
-"""Small helpers every queue call of the hook uses, sync and async: one call through fal-client's own retrying
-request, its timeout, the outcome of a cancel, a status as the provider's ``QueueStatus``, and raising a mapped
-error without making it its own cause."""
+"""Small helpers every queue call of the hook uses, sync and async: a request's body, one call through fal-client's
+own retrying request, its timeout, the outcome of a cancel, a status as the provider's ``QueueStatus``, and raising a
+mapped error without making it its own cause."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
@@ -11,14 +12,19 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.models.status import QueueStatus
 
 __all__ = [
+    "CANCEL_OUTCOMES",
     "afal_request",
     "afal_request_once",
+    "cancel_outcome",
     "cancel_status",
     "fal_request",
     "queue_status",
     "queue_timeout",
     "raise_mapped",
+    "request_body",
 ]
+
+CANCEL_OUTCOMES = {400: "ALREADY_COMPLETED", 404: "NOT_FOUND"}
 
 
 def raise_mapped(mapped: BaseException, error: BaseException) -> NoReturn:
@@ -55,6 +61,23 @@ async def afal_request_once(client: Any, method: str, url: str, timeout: Any, **
     from airflow_provider_sam3.hooks.fal_client_internals import arequest
 
     return await arequest(client, method, url, timeout=timeout, follow_redirects=False, **kwargs)
+
+
+def request_body(arguments: Mapping[str, Any] | Any) -> dict[str, Any]:
+    """A submit's JSON body: an input model's request form, or a plain mapping."""
+    return arguments.to_request() if hasattr(arguments, "to_request") else dict(arguments)
+
+
+def cancel_outcome(error: Exception) -> str | None:
+    """fal answers a cancel of a finished or unknown request with 400/404; those are outcomes, not failures."""
+    from fal_client import FalClientHTTPError
+
+    if isinstance(error, FalClientHTTPError) and error.status_code in CANCEL_OUTCOMES:
+        try:
+            return str(error.response.json().get("status") or CANCEL_OUTCOMES[error.status_code])
+        except ValueError:
+            return CANCEL_OUTCOMES[error.status_code]
+    return None
 
 
 def cancel_status(response: Any) -> str:

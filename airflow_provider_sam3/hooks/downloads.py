@@ -1,30 +1,17 @@
 """Fetching the output files fal's results name, without letting a result turn the worker into a proxy.
 
-A result's URLs come from fal's answer, which the provider does not control. A URL is fetched only when:
-
-- it is https (or an inline ``data:`` URI, decoded here), with no credentials in it;
-- its host is the connection's queue host (the emulator serves its media there), a host the connection's extra
-  ``media_hosts`` lists, or a host whose every address is public: loopback, private, link-local, shared, multicast
-  and reserved addresses are refused (``http://2130706433/``, ``localhost``, ``169.254.169.254``, ``[::1]`` ...).
-  The check is made again when the connection is opened, against the address actually connected to, so a name
-  that resolves differently the second time (DNS rebinding) is refused too. Behind an https proxy
-  (``HTTPS_PROXY``) the proxy connects: a name that resolves locally is still checked, one that does not is left
-  to the proxy;
-- each redirect is followed by hand and checked the same way (at most ``MAX_REDIRECTS``);
-- the body is at most the connection's ``max_output_bytes`` (default 512 MiB): ``Content-Length`` is checked
-  first, then the bytes are counted while they stream (decoded, so a compressed bomb is caught as well).
-
-The API key is never sent with these requests: fal's media URLs are public. A refusal is
-``FalOutputRefusedError``: final, and truthful about why.
+Which URLs may be fetched is ``hooks.output_urls``' to say, checked before each request and, through the clients
+built here, again against the address each connection is opened to. Each redirect is followed by hand and checked the
+same way (at most ``MAX_REDIRECTS``); an inline ``data:`` URI is decoded here. The body is at most the connection's
+``max_output_bytes`` (default 512 MiB): ``Content-Length`` is checked first, then the bytes are counted while they
+stream (decoded, so a compressed bomb is caught as well). The API key is never sent with these requests: fal's media
+URLs are public.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from airflow_provider_sam3.exceptions import (
     FalOutputRefusedError,
@@ -32,8 +19,17 @@ from airflow_provider_sam3.exceptions import (
     FalResultUnavailableError,
     FalTransientError,
 )
+from airflow_provider_sam3.hooks.connection import FalConnection
 from airflow_provider_sam3.hooks.errors import certificate_error
-from airflow_provider_sam3.hooks.trust import HOST_SHAPE, URL_CHARACTERS, redact, same_host, split_host
+from airflow_provider_sam3.hooks.output_urls import (
+    aconnect_address,
+    behind_proxy,
+    check_async,
+    check_sync,
+    connect_address,
+    refused,
+    short,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.settings import FalSettings
@@ -44,20 +40,12 @@ __all__ = [
     "DOWNLOAD_CONNECTIONS",
     "MAX_REDIRECTS",
     "OutputDownloads",
-    "address_problem",
     "afetch",
     "async_client",
-    "check_async",
-    "check_sync",
     "data_uri_bytes",
     "fetch",
     "probe_check",
-    "refused",
-    "resolution_problem",
-    "short",
     "sync_client",
-    "trusted_host",
-    "url_target",
 ]
 
 DOWNLOAD_CONNECTIONS = 8
@@ -65,111 +53,6 @@ DOWNLOAD_CONNECTIONS = 8
 MAX_REDIRECTS = 5
 CHUNK_BYTES = 1024 * 1024
 BUDGET_HELP = "raise the fal connection's extra max_output_bytes if such outputs are expected"
-
-
-def short(url: str) -> str:
-    """A URL shortened for messages, without its query string (media URLs may be presigned) or credentials."""
-    text = redact(url.split("?", 1)[0])
-    return text if len(text) <= 100 else text[:97] + "..."
-
-
-def refused(url: str, why: str) -> FalOutputRefusedError:
-    return FalOutputRefusedError(
-        f"output file {short(url)} was not fetched: {why}. Outputs are fetched only over https from public "
-        "addresses, the connection's queue host and the hosts in its extra media_hosts (add a host there if it is "
-        "yours); the result was not stored"
-    )
-
-
-def trusted_host(host: str, port: int, settings: FalSettings) -> bool:
-    """The queue host and the ``media_hosts`` allow-list may resolve to private addresses (the emulator does)."""
-    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return any(same_host(netloc, allowed) for allowed in (settings.queue_host, *settings.media_hosts))
-
-
-def address_problem(address: str) -> str | None:
-    """Why a resolved address may not be fetched from, or None for a public address."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return f"{address!r} is not an IP address"
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_loopback:
-        return f"it resolves to the loopback address {ip}"
-    if ip.is_link_local:
-        return f"it resolves to the link-local address {ip} (cloud metadata services live there)"
-    if ip.is_private or ip.is_unspecified or ip.is_reserved or ip.is_multicast or not ip.is_global:
-        return f"it resolves to the private or reserved address {ip}"
-    return None
-
-
-def url_target(url: str) -> tuple[str, int]:
-    """``(host, port)`` of an output URL, after the checks that need no resolution; raises ``refused``."""
-    if not URL_CHARACTERS.match(url) or "\\" in url:
-        raise refused(url, "its URL contains spaces, backslashes or characters outside printable ASCII")
-    try:
-        parts = urlsplit(url)
-        port = parts.port or 443
-    except ValueError:
-        raise refused(url, "its URL cannot be parsed") from None
-    if parts.scheme.lower() != "https":
-        raise refused(url, f"it uses {parts.scheme or 'no'}:// (only https and inline data: URIs are accepted)")
-    if "@" in parts.netloc:
-        raise refused(url, "its address carries credentials (user@host), which hides its real host")
-    if not parts.netloc or not HOST_SHAPE.match(parts.netloc):
-        raise refused(url, f"its host {parts.netloc!r} is not a host name")
-    host, _ = split_host(parts.netloc)
-    return host, port
-
-
-def resolution_problem(host: str, port: int, infos: list[Any]) -> str | None:
-    """Why the addresses ``host`` resolved to may not be fetched from, or None."""
-    if not infos:
-        return f"host {host!r} resolves to no address"
-    for info in infos:
-        problem = address_problem(str(info[4][0]))
-        if problem:
-            return f"host {host!r} is not allowed: {problem}"
-    return None
-
-
-def check_sync(url: str, settings: FalSettings) -> None:
-    """Refuse ``url`` unless it may be fetched (resolves its host; blocking)."""
-    host, port = url_target(url)
-    if trusted_host(host, port, settings):
-        return
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as error:
-        if _proxied():
-            return  # behind an https proxy only the proxy may resolve public names; it connects, not this worker
-        raise FalTransientError(
-            f"output file {short(url)} could not be fetched: host {host!r} does not resolve ({error})", retryable=True
-        ) from None
-    problem = resolution_problem(host, port, infos)
-    if problem:
-        raise refused(url, problem)
-
-
-async def check_async(url: str, settings: FalSettings) -> None:
-    """``check_sync`` without blocking the event loop."""
-    import asyncio
-
-    host, port = url_target(url)
-    if trusted_host(host, port, settings):
-        return
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as error:
-        if _proxied():
-            return
-        raise FalTransientError(
-            f"output file {short(url)} could not be fetched: host {host!r} does not resolve ({error})", retryable=True
-        ) from None
-    problem = resolution_problem(host, port, infos)
-    if problem:
-        raise refused(url, problem)
 
 
 def probe_check(settings: FalSettings) -> Callable[[str], None]:
@@ -190,14 +73,6 @@ def probe_check(settings: FalSettings) -> Callable[[str], None]:
 # ------------------------------------------------------------------ the HTTP clients
 
 
-def _proxied() -> bool:
-    """With an https proxy the connection goes to the proxy, whose address is the network's business."""
-    import urllib.request
-
-    proxies = urllib.request.getproxies()
-    return bool(proxies.get("https") or proxies.get("all"))
-
-
 class _SyncGuard:
     """httpcore network backend checking the address it connects to (against DNS rebinding)."""
 
@@ -213,14 +88,7 @@ class _SyncGuard:
         socket_options: Any = None,
     ) -> Any:
         return self.inner.connect_tcp(
-            _pinned(
-                host,
-                port,
-                self.settings,
-                socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-                if not trusted_host(host, port, self.settings)
-                else None,
-            ),
+            connect_address(host, port, self.settings, f"https://{host}:{port}/"),
             port,
             timeout=timeout,
             local_address=local_address,
@@ -243,13 +111,8 @@ class _AsyncGuard:
         local_address: str | None = None,
         socket_options: Any = None,
     ) -> Any:
-        import asyncio
-
-        infos = None
-        if not trusted_host(host, port, self.settings):
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         return await self.inner.connect_tcp(
-            _pinned(host, port, self.settings, infos),
+            await aconnect_address(host, port, self.settings, f"https://{host}:{port}/"),
             port,
             timeout=timeout,
             local_address=local_address,
@@ -260,19 +123,9 @@ class _AsyncGuard:
         return getattr(self.inner, name)
 
 
-def _pinned(host: str, port: int, settings: FalSettings, infos: list[Any] | None) -> str:
-    """The address to connect to: ``host`` itself when trusted, else its first checked public address."""
-    if infos is None:
-        return host
-    problem = resolution_problem(host, port, infos)
-    if problem:
-        raise refused(f"https://{host}:{port}/", problem)
-    return str(infos[0][4][0])
-
-
 def _guard(client: Any, settings: FalSettings, guard_cls: type) -> Any:
     """Install the connect-time check on ``client``'s connection pool (skipped behind a proxy)."""
-    if _proxied():
+    if behind_proxy():
         return client
     pool = getattr(getattr(client, "_transport", None), "_pool", None)
     backend = getattr(pool, "_network_backend", None)
@@ -398,10 +251,8 @@ async def afetch(client: Any, url: str, settings: FalSettings) -> bytes:
     raise refused(url, f"it redirected more than {MAX_REDIRECTS} times")
 
 
-class OutputDownloads:
-    """``FalHook``'s output fetching (a mixin; ``FalHook`` provides the settings and the async client slot)."""
-
-    _download_client: Any = None
+class OutputDownloads(FalConnection):
+    """``download``, ``download_to`` and ``adownload``: the output files a result names, fetched without the key."""
 
     def download(self, url: str) -> bytes:
         """Fetch an output file fal produced (a media URL or a data URI), before fal's URL expires.
@@ -416,7 +267,7 @@ class OutputDownloads:
 
     def download_to(self, url: str, sink: Callable[[bytes], Any]) -> str | None:
         """Stream an output file into ``sink`` (called with each chunk); returns its content type if known."""
-        settings = self.get_settings()  # type: ignore[attr-defined]
+        settings = self.get_settings()
         if url[:5].lower() == "data:":
             sink(data_uri_bytes(url, settings))
             return None
@@ -433,7 +284,7 @@ class OutputDownloads:
 
     async def adownload(self, url: str) -> bytes:
         """Async ``download``; one connection pool per hook, so a batch does not pay a TLS handshake per file."""
-        settings = await self.aget_settings()  # type: ignore[attr-defined]
+        settings = await self.aget_settings()
         if url[:5].lower() == "data:":
             return data_uri_bytes(url, settings)
         from airflow_provider_sam3.hooks.deadlines import DOWNLOAD_CALLS, abounded

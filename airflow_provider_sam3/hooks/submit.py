@@ -1,6 +1,6 @@
 """Submitting without paying twice: the submit's URL and headers, and what a failed submit POST means.
 
-Split from ``hooks/fal.py``: pure classification, no state. ``FalHook.submit``/``asubmit`` use it.
+Pure classification, no state: ``hooks.retries.SubmitAttempts`` uses it for the sync and async submit alike.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ __all__ = [
     "check_queue_host",
     "check_reference",
     "check_request_id",
+    "check_upload",
     "redact",
     "request_id_problem",
     "same_host",
@@ -174,6 +175,19 @@ def upload_problem(queue_host: str) -> str | None:
             f"{queue_host!r} nor fal's own storage used with fal's own queue"
         )
     return None
+
+
+def check_upload(queue_host: str) -> None:
+    """Refuse an upload (``FalUntrustedUrlError``) unless fal-client's storage hosts may see the key with
+    ``queue_host``: only with fal's own queue (or the emulator's)."""
+    problem = upload_problem(queue_host)
+    if problem:
+        raise untrusted(
+            f"upload refused: {problem}; the fal key was not sent. Give images up to 4 MiB (sent inline as data "
+            "URIs), or host larger files yourself and pass their https URL",
+            endpoint_id=None,
+            request_id=None,
+        )
 
 
 def check_reference(

@@ -17,11 +17,11 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, conf
+from airflow.sdk import conf
 
 from airflow_provider_sam3.batch.cancels import WORKER_ON_KILL_SECONDS
 from airflow_provider_sam3.batch.inputs import DEFAULT_UPLOAD_ABOVE_BYTES
-from airflow_provider_sam3.batch.options import DEFAULT_MAX_IN_FLIGHT
+from airflow_provider_sam3.batch.options import DEFAULT_MAX_IN_FLIGHT, BatchOptions
 from airflow_provider_sam3.batch.state import BatchState
 from airflow_provider_sam3.exceptions import (
     BatchHalt,
@@ -34,28 +34,29 @@ from airflow_provider_sam3.guards.structure import check_structure
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
 from airflow_provider_sam3.operators.batch_ending import cancel_entries, finish_batch, stop_batch
 from airflow_provider_sam3.operators.batch_resume import earlier_batch, finished_summary
+from airflow_provider_sam3.operators.batch_start import (
+    batch_endpoint,
+    input_limits,
+    new_batch_state,
+    shared_arguments,
+)
 from airflow_provider_sam3.operators.checks import as_seconds
 from airflow_provider_sam3.operators.kept_result import keep_failure, keep_inputs, keeps_result
+from airflow_provider_sam3.operators.queue_options import QueueOptionsOperator
 from airflow_provider_sam3.storage.state_store import guarded, run_epoch
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.batch.engine import BatchEngine
-    from airflow_provider_sam3.batch.listing import BatchImage
     from airflow_provider_sam3.endpoints import Endpoint
     from airflow_provider_sam3.hooks.fal import FalHook
 
-__all__ = ["BATCH_DEFAULTS", "BATCH_KINDS", "DEFAULT_BATCH_TIMEOUT", "DEFER_GRACE_SECONDS", "Sam3BatchOperator"]
+__all__ = ["DEFAULT_BATCH_TIMEOUT", "DEFER_GRACE_SECONDS", "Sam3BatchOperator"]
 
-BATCH_KINDS = ("image", "image-rle", "embed")
 DEFAULT_BATCH_TIMEOUT = timedelta(hours=6)
 DEFER_GRACE_SECONDS = 120
-BATCH_DEFAULTS = {"include_scores": True, "include_boxes": True, "sync_mode": True}
-"""Asked for by default (same price): scores and boxes for the manifest, and outputs inline in the result
-(``sync_mode``), so storing an image's outputs takes one call to fal instead of one per file, and no URL can
-expire before it is copied. ``arguments`` may turn any of them off."""
 
 
-class Sam3BatchOperator(BaseOperator):
+class Sam3BatchOperator(QueueOptionsOperator):
     """Segment (or embed) many images with one SAM 3 image endpoint; every image ends in the manifest.
 
     :param images: the images (templated): a list of URLs, paths or ObjectStoragePaths, or of mappings
@@ -65,7 +66,7 @@ class Sam3BatchOperator(BaseOperator):
     :param version: ``"3"`` or ``"3.1"``.
     :param arguments: fields shared by every image (templated), e.g. ``{"prompt": "shoe", "max_masks": 4}``;
         an image's own fields win. Segmentation batches ask for scores, boxes and inline outputs unless told
-        otherwise (see ``BATCH_DEFAULTS``).
+        otherwise (see ``operators.batch_start.BATCH_DEFAULTS``).
     :param output_path: where outputs and the manifest go (required, templated): an absolute path, a ``file://``
         or object-store URL, or an ObjectStoragePath. Each task writes only in its own folder,
         ``<output_path>/<dag_id>/<run_id>/<task_id>[/<map_index>]/`` (``manifest.jsonl``, and each image's
@@ -78,7 +79,7 @@ class Sam3BatchOperator(BaseOperator):
         (default 4 MiB); smaller ones are sent inline as data URIs. ``None``: always inline.
     :param max_input_bytes: input files larger than this are refused before anything is sent (default 64 MiB).
     :param priority, start_timeout, hint, webhook_url, media_expires_in, store_io: fal's queue options for every
-        request of the batch, as on the single-image operators (checked by ``check_submit_options`` first).
+        request of the batch, as on the single-image operators (``QueueOptionsOperator``'s, checked first).
     :param shard_index, shard_count: run one shard of the listing: the images whose source hashes to
         ``shard_index`` (0 to ``shard_count - 1``). Map ``shard_index`` with ``.expand(shard_index=[0, 1, ...])``
         to spread one listing over several tasks, then join their manifests with ``Sam3MergeManifestsOperator``.
@@ -91,14 +92,13 @@ class Sam3BatchOperator(BaseOperator):
     :param timeout: how long the whole batch may take; then what is still at fal is cancelled.
     :param collect_every: copy outputs whenever this many requests have finished, while fal works on the rest
         (default: about five times per batch, at least 100 at a time; 0: only once all have finished).
-    :param poll_interval, max_poll_interval: the batch's status rounds (default: 1 s, backing off to 5 s).
+    :param poll_interval, max_poll_interval: the batch's status rounds (default: 1 s, backing off to 5 s; also
+        ``QueueOptionsOperator``'s).
     """
 
     template_fields: tuple[str, ...] = ("images", "arguments", "output_path", "version", "max_cost_usd")
     template_fields_renderers = {"arguments": "json", "images": "json"}
     ui_color = "#dfe9ff"
-    engine_class: type[BatchEngine] | None = None
-    """The engine that does the work (``batch.engine.BatchEngine`` unless a subclass names another)."""
 
     def __init__(
         self,
@@ -118,14 +118,6 @@ class Sam3BatchOperator(BaseOperator):
         skip_invalid: bool = False,
         timeout: float | timedelta = DEFAULT_BATCH_TIMEOUT,
         collect_every: int | None = None,
-        poll_interval: float | None = None,
-        max_poll_interval: float | None = None,
-        priority: str | None = None,
-        start_timeout: float | None = None,
-        hint: str | None = None,
-        webhook_url: str | None = None,
-        media_expires_in: Any = None,
-        store_io: bool = True,
         upload_above_bytes: int | None = DEFAULT_UPLOAD_ABOVE_BYTES,
         max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
         shard_index: int | None = None,
@@ -148,30 +140,19 @@ class Sam3BatchOperator(BaseOperator):
         self.skip_invalid = skip_invalid
         self.batch_timeout = as_seconds(timeout)
         self.collect_every = collect_every
-        self.poll_interval = poll_interval
-        self.max_poll_interval = max_poll_interval
-        self.priority = priority
-        self.start_timeout = start_timeout
-        self.hint = hint
-        self.webhook_url = webhook_url
-        self.media_expires_in = media_expires_in
-        self.store_io = store_io
         self.upload_above_bytes = upload_above_bytes
         self.max_input_bytes = max_input_bytes
         self.shard_index = shard_index
         self.shard_count = shard_count
-        self._live_engine: BatchEngine | None = None
+        self._live: tuple[BatchEngine, FalHook] | None = None
+        """The engine on the worker now and its hook (``on_kill`` stops the one and cancels through the other)."""
         self._try_number = 1
         self._epoch: int | None = None
 
     # ------------------------------------------------------------------ checks made before anything is sent
 
     def _endpoint(self) -> Endpoint:
-        from airflow_provider_sam3.endpoints import endpoint_for
-
-        if self.kind not in BATCH_KINDS:
-            raise InputValidationError("kind", f"{self.kind!r} cannot be batched", allowed=", ".join(BATCH_KINDS))
-        return endpoint_for(self.kind, str(self.version))
+        return batch_endpoint(self.kind, self.version)
 
     def _check_options(self) -> None:
         from airflow_provider_sam3.operators.batch_checks import check_batch_options
@@ -183,52 +164,6 @@ class Sam3BatchOperator(BaseOperator):
         from airflow_provider_sam3.operators.batch_checks import task_folder
 
         return task_folder(self, self.output_path, context)
-
-    def _warn_of_ignored_fields(self, endpoint: Endpoint) -> None:
-        """Fields shared by every image that fal would ignore (``max_masks`` without ``return_multiple_masks``)."""
-        from airflow_provider_sam3.batch.inputs import PLACEHOLDER_IMAGE_URL
-        from airflow_provider_sam3.operators.checks import ignored_fields_warning
-
-        try:
-            body = endpoint.validate_input(
-                {**self._shared_arguments(endpoint), "image_url": PLACEHOLDER_IMAGE_URL}
-            ).to_request()
-        except (InputValidationError, ValueError):
-            return  # the planning names what is wrong, image by image
-        warning = ignored_fields_warning(self.arguments, body)
-        if warning:
-            self.log.warning("%s", warning)
-
-    def _submit_options(self) -> Any:
-        from airflow_provider_sam3.operators.checks import submit_options_of
-
-        return submit_options_of(self)
-
-    def _shared_arguments(self, endpoint: Endpoint) -> dict[str, Any]:
-        defaults = BATCH_DEFAULTS if endpoint.kind != "embed" else {}
-        return {**defaults, **self.arguments}
-
-    def _limits(self) -> Any:
-        from airflow_provider_sam3.batch.inputs import InputLimits
-
-        return InputLimits(upload_above_bytes=self.upload_above_bytes, max_input_bytes=self.max_input_bytes)
-
-    def _new_state(self, endpoint: Endpoint, images: list[BatchImage]) -> BatchState:
-        from airflow_provider_sam3.batch.planning import plan_batch
-
-        assert self.batch_timeout is not None  # checked before anything runs
-        shard = (self.shard_index, self.shard_count) if self.shard_count and self.shard_index is not None else None
-        self._warn_of_ignored_fields(endpoint)
-        return plan_batch(
-            endpoint,
-            images,
-            shared=self._shared_arguments(endpoint),
-            limits=self._limits(),
-            timeout=self.batch_timeout,
-            skip_invalid=self.skip_invalid,
-            shard=shard,
-            log=self.log,
-        )
 
     # ------------------------------------------------------------------ execute
 
@@ -248,7 +183,7 @@ class Sam3BatchOperator(BaseOperator):
     @keeps_result
     def execute(self, context: Any) -> Any:
         from airflow_provider_sam3.batch.listing import resolve_images
-        from airflow_provider_sam3.batch.planning import check_cost
+        from airflow_provider_sam3.batch.planning import check_cost, requeue_failures
         from airflow_provider_sam3.operators.completion import as_task_error
 
         self._try_number = max(1, int(getattr(context.get("ti"), "try_number", 1) or 1))
@@ -267,10 +202,10 @@ class Sam3BatchOperator(BaseOperator):
                     return summary
                 state = None
             if state is None:
-                state = self._new_state(endpoint, resolve_images(self.images))
+                state = new_batch_state(self, endpoint, resolve_images(self.images))
             assert self.batch_timeout is not None  # checked before anything runs
             state.deadline = time.time() + self.batch_timeout  # each try gets the whole timeout
-            self._engine(endpoint, state, folder, store, hook=None).requeue()
+            requeue_failures(state, self._options(endpoint), self.log)  # earlier tries' retryable failures
             estimate = check_cost(endpoint, state, self.max_cost_usd, self.max_resubmits, self.log)
         except InputValidationError as error:
             raise as_task_error(error, retry_useless=True) from error
@@ -301,19 +236,15 @@ class Sam3BatchOperator(BaseOperator):
         """The task was killed while on the worker: send nothing more, and cancel what is still queued at fal (a
         request already running is billed whatever happens: it is left for a later try to fetch). The trigger's
         on_kill covers a deferred batch."""
-        engine = self._live_engine
-        if engine is not None:
+        if self._live is not None:
+            engine, hook = self._live
             engine.halted = True
-            hook, submitted = engine.hook.detached_copy(), engine.state.in_state("submitted")
-            cancel_entries(hook, engine.state, submitted, self.log, budget=WORKER_ON_KILL_SECONDS)
+            submitted = engine.state.in_state("submitted")
+            cancel_entries(hook.detached_copy(), engine.state, submitted, self.log, budget=WORKER_ON_KILL_SECONDS)
 
-    def _engine(
-        self, endpoint: Endpoint, state: BatchState, folder: Any, store: Any, hook: FalHook | None
-    ) -> BatchEngine:
-        from airflow_provider_sam3.batch.engine import BatchEngine
-        from airflow_provider_sam3.batch.options import BatchOptions
-
-        options = BatchOptions(
+    def _options(self, endpoint: Endpoint) -> BatchOptions:
+        """The engine's options, from this operator's parameters (checked once, before anything runs)."""
+        return BatchOptions(
             deferrable=self.deferrable,
             max_in_flight=self.max_in_flight,
             submit_concurrency=self.submit_concurrency,
@@ -321,13 +252,11 @@ class Sam3BatchOperator(BaseOperator):
             collect_every=self.collect_every,
             poll_interval=self.poll_interval,
             max_poll_interval=self.max_poll_interval,
-            submit_options=self._submit_options(),
+            submit_options=self.checked_queue_options(),
             try_number=self._try_number,
-            shared_arguments=self._shared_arguments(endpoint),
-            limits=self._limits(),
+            shared_arguments=shared_arguments(endpoint, self.arguments),
+            limits=input_limits(self),
         )
-        engine = self.engine_class or BatchEngine
-        return engine(hook, endpoint, state, folder, store, options, self.log)  # type: ignore[arg-type]
 
     def _keep_failure(self, endpoint: Endpoint, state: BatchState, folder: Any) -> None:
         """What the failing batch knew, for its lineage (never in the way of the error being raised)."""
@@ -350,15 +279,16 @@ class Sam3BatchOperator(BaseOperator):
         store = guarded(context.get("task_state_store"))
 
         async def stay() -> Any:
+            from airflow_provider_sam3.batch.engine import BatchEngine
             from airflow_provider_sam3.hooks.fal import FalHook
 
             hook = FalHook(self.fal_conn_id)
-            engine = self._engine(endpoint, state, folder, store, hook)
-            self._live_engine = engine
+            engine = BatchEngine(hook, endpoint, state, folder, store, self._options(endpoint), self.log)
+            self._live = (engine, hook)
             try:
                 return await engine.run(event)
             finally:
-                self._live_engine = None
+                self._live = None
                 await hook.aclose()
 
         try:

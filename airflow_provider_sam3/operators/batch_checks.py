@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow_provider_sam3.batch.options import MAX_TRIGGER_REQUESTS
 from airflow_provider_sam3.exceptions import InputValidationError
-from airflow_provider_sam3.operators.checks import check_pacing, finite_number
+from airflow_provider_sam3.operators.checks import finite_number
 
 __all__ = ["FAILURE_POLICIES", "check_batch_options", "check_shard", "task_folder"]
 
@@ -43,8 +43,7 @@ def check_batch_options(op: Any) -> None:
         raise InputValidationError(
             "on_image_failure", f"{op.on_image_failure!r} is not a policy", allowed=", ".join(FAILURE_POLICIES)
         )
-    check_pacing(op.priority, op.poll_interval, op.max_poll_interval)
-    op._submit_options()  # priority, start_timeout, hint, webhook_url, media_expires_in, store_io
+    op.checked_queue_options()  # polling, priority, start_timeout, hint, webhook_url, media_expires_in, store_io
     if op.batch_timeout is None or not math.isfinite(op.batch_timeout) or op.batch_timeout <= 0:
         raise InputValidationError("timeout", f"{op.batch_timeout!r} must be a finite positive duration")
     op.max_cost_usd = finite_number("max_cost_usd", op.max_cost_usd, minimum=0, allow_none=True)

@@ -3,10 +3,10 @@
 - ``finite_number`` / ``whole_number``: numbers that refuse NaN, +-inf and booleans, naming the field;
 - ``preflight_output_path``: an ``output_path`` resolved and, when local, proved writable before paying;
 - ``check_prompt_geometry``: points and boxes checked against the image's size when it is known locally;
-- ``check_pacing`` and ``as_seconds``: queue priority, polling intervals and durations (moved from ``queue.py``, which
-  re-exports them);
+- ``check_pacing`` and ``as_seconds``: polling intervals and durations;
 - ``check_submit_options``: fal's queue options of a submit (priority, start deadline, runner hint, webhook, media
-  lifetime, request history), checked once and returned as the ``SubmitOptions`` the hook's submit takes.
+  lifetime, request history), checked once and returned as the ``SubmitOptions`` the hook's submit takes (the
+  operators call both through ``operators.queue_options.QueueOptionsOperator.checked_queue_options``).
 
 Cheap to import: no Airflow, httpx, PIL or numpy at module level.
 """
@@ -36,7 +36,6 @@ __all__ = [
     "ignored_fields_warning",
     "is_number",
     "preflight_output_path",
-    "submit_options_of",
     "unknown_parameter_error",
     "whole_number",
 ]
@@ -144,13 +143,12 @@ def is_number(value: Any, *, finite: bool = True) -> bool:
         return False
 
 
-def check_pacing(priority: Any, poll_interval: Any, max_poll_interval: Any) -> None:
-    """The queue priority and polling intervals an operator was given, checked before anything is sent."""
+def check_pacing(poll_interval: Any, max_poll_interval: Any) -> None:
+    """The polling intervals an operator was given, checked before anything is sent (the queue priority is one of
+    ``check_submit_options``'s)."""
     from airflow_provider_sam3.exceptions import InputValidationError
     from airflow_provider_sam3.hooks.settings import MIN_POLL_INTERVAL
 
-    if priority not in (None, "normal", "low"):
-        raise InputValidationError("priority", f"{priority!r} is not a queue priority", allowed="normal, low")
     for name, value in (("poll_interval", poll_interval), ("max_poll_interval", max_poll_interval)):
         if value is not None and not (is_number(value) and value >= MIN_POLL_INTERVAL):
             why = (
@@ -169,19 +167,6 @@ def check_pacing(priority: Any, poll_interval: Any, max_poll_interval: Any) -> N
             f"{max_poll_interval!r} is below poll_interval {poll_interval!r}",
             allowed=f"at least {poll_interval!r}",
         )
-
-
-def submit_options_of(operator: Any) -> SubmitOptions:
-    """``check_submit_options`` for an operator's ``priority``, ``start_timeout``, ``hint``, ``webhook_url``,
-    ``media_expires_in`` and ``store_io`` attributes (the single operators and the batch take the same ones)."""
-    return check_submit_options(
-        priority=operator.priority,
-        start_timeout=operator.start_timeout,
-        hint=operator.hint,
-        webhook_url=operator.webhook_url,
-        media_expires_in=operator.media_expires_in,
-        store_io=operator.store_io,
-    )
 
 
 def check_submit_options(

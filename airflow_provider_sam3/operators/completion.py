@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow_provider_sam3.endpoints import ENDPOINTS
 from airflow_provider_sam3.exceptions import (
@@ -19,7 +19,9 @@ from airflow_provider_sam3.exceptions import (
 from airflow_provider_sam3.models.reference import RequestReference
 
 if TYPE_CHECKING:
+    from airflow_provider_sam3.endpoints import Endpoint
     from airflow_provider_sam3.hooks.fal import FalHook
+    from airflow_provider_sam3.models.documents import ResultDocument
 
 __all__ = [
     "NOT_WORTH_RETRYING",
@@ -74,7 +76,7 @@ def as_task_error(error: Exception, *, retry_useless: bool | None = None) -> Exc
     return failure
 
 
-def raise_task_error(error: Exception, *, retry_useless: bool | None = None) -> None:
+def raise_task_error(error: Exception, *, retry_useless: bool | None = None) -> NoReturn:
     """Raise ``as_task_error(error)`` keeping ``error``'s own cause chain intact."""
     task_error = as_task_error(error, retry_useless=retry_useless)
     if task_error is error:
@@ -154,19 +156,41 @@ def fetch_result_document(
     completed_at = time.time()
     endpoint = ENDPOINTS.get(reference.endpoint_id)
     if endpoint is None:
-        document: dict[str, Any] = {
+        return {
             "schema_version": RAW_SCHEMA_VERSION,
             "kind": "fal.raw",
             "endpoint_id": reference.endpoint_id,
             "request_id": reference.request_id,
             "output": output,
         }
-        return document
+    result = _built_result(endpoint, output, reference, image, completed_at, metrics)
+    if output_path is not None:
+        result = _copied_outputs(result, output, output_path, hook, reference)
+    document = result.model_dump(mode="json")
+    if log is not None:
+        cost = document.get("cost_usd")
+        log.info(
+            "fal %s request %s completed; fal charges %s",
+            reference.endpoint_id,
+            reference.request_id,
+            f"${cost:.4f}" if cost is not None else "an unpublished price",
+        )
+    return document
 
+
+def _built_result(
+    endpoint: Endpoint,
+    output: Any,
+    reference: RequestReference,
+    image: dict[str, Any] | None,
+    completed_at: float,
+    metrics: dict[str, Any] | None,
+) -> ResultDocument:
+    """The result model of a SAM 3 endpoint's output; an output it cannot read is a ``FalRequestError``."""
     from airflow_provider_sam3.models.results import build_result
 
     try:
-        result = build_result(
+        return build_result(
             endpoint,
             output,
             reference=reference,
@@ -180,26 +204,21 @@ def fetch_result_document(
             endpoint_id=reference.endpoint_id,
             request_id=reference.request_id,
         ) from error
-    if output_path is not None:
-        from airflow_provider_sam3.storage.outputs import copy_outputs
 
-        try:
-            result = copy_outputs(
-                result,
-                output_path,
-                download=hook.download,
-                output_json=output,
-                stream=getattr(hook, "download_to", None),
-            )
-        except FalRequestError as error:
-            raise_task_error(error.for_request(reference.endpoint_id, reference.request_id))
-    document = result.model_dump(mode="json")
-    if log is not None:
-        cost = document.get("cost_usd")
-        log.info(
-            "fal %s request %s completed; fal charges %s",
-            reference.endpoint_id,
-            reference.request_id,
-            f"${cost:.4f}" if cost is not None else "an unpublished price",
+
+def _copied_outputs(
+    result: ResultDocument, output: Any, output_path: Any, hook: FalHook, reference: RequestReference
+) -> ResultDocument:
+    """``result`` with every output file copied under ``output_path`` (``storage.outputs.copy_outputs``)."""
+    from airflow_provider_sam3.storage.outputs import copy_outputs
+
+    try:
+        return copy_outputs(
+            result,
+            output_path,
+            download=hook.download,
+            output_json=output,
+            stream=getattr(hook, "download_to", None),
         )
-    return document
+    except FalRequestError as error:
+        raise_task_error(error.for_request(reference.endpoint_id, reference.request_id))

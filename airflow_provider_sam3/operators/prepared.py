@@ -1,6 +1,7 @@
 """What an operator sends: a validated request body with its fingerprint, and an image argument as fal takes it.
 
-Split from ``operators/queue.py``; the typed operators and the generic one share it.
+Split from ``operators/queue.py``; the typed operators and the generic one share it. ``prepare_fal_request`` is
+what ``FalQueueOperator`` sends for an ``endpoint_id`` and ``arguments``.
 """
 
 from __future__ import annotations
@@ -8,23 +9,35 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from airflow_provider_sam3.endpoints import Endpoint
+    from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.models.submit_options import SubmitOptions
 
 __all__ = [
     "DEFAULT_MAX_VIDEO_BYTES",
+    "ENDPOINT_ID_SHAPE",
     "PLACEHOLDER_IMAGE_URL",
     "PLACEHOLDER_VIDEO_URL",
     "PendingUpload",
     "PreparedRequest",
+    "SAM3_APP_IDS",
     "VIDEO_TYPES",
+    "prepare_fal_request",
     "prepare_image_argument",
     "read_local_video",
     "upload_pending",
 ]
+
+ENDPOINT_ID_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)+$")
+"""``owner/app`` or ``owner/app/path``: what fal-client turns into a queue URL."""
+SAM3_APP_IDS = ("fal-ai/sam-3", "fal-ai/sam-3-1")
+"""fal apps every endpoint of which is in the registry: an unknown id under them is a typo, not a new endpoint."""
 
 
 @dataclass(frozen=True)
@@ -161,3 +174,65 @@ def read_local_video(source: Any, field: str) -> PendingUpload | None:
     name = os.path.basename(str(source).rstrip("/")) or "video.mp4"
     content_type = VIDEO_TYPES.get(os.path.splitext(name)[1].lower(), "application/octet-stream")
     return PendingUpload(field="video_url", data=data, content_type=content_type, file_name=name)
+
+
+def prepare_fal_request(
+    endpoint_id: Any, arguments: Any, *, output_path: Any, conn_id: str, log: Any, hook: Callable[[], FalHook]
+) -> PreparedRequest:
+    """The request for any fal endpoint: a SAM 3 one validated with the registry's model (its image prepared,
+    uploaded last), any other sent as given. Raises ``InputValidationError`` before anything is sent; ``hook``
+    gives the hook an upload needs."""
+    from airflow_provider_sam3.endpoints import ENDPOINTS
+
+    _check_endpoint_id(endpoint_id)
+    endpoint = ENDPOINTS.get(endpoint_id)
+    if endpoint is not None:
+        return _sam3_request(endpoint, arguments, conn_id=conn_id, log=log, hook=hook)
+    from airflow_provider_sam3.exceptions import InputValidationError
+
+    if output_path is not None:
+        raise InputValidationError(
+            "output_path",
+            f"works for the SAM 3 endpoints this provider knows; it cannot tell which parts of "
+            f"{endpoint_id}'s output are files. Copy them in a downstream task, or leave output_path unset",
+        )
+    try:
+        body = json.loads(json.dumps(arguments))
+    except (TypeError, ValueError) as error:
+        raise InputValidationError("arguments", f"must be JSON-serializable ({error})") from None
+    if not isinstance(body, dict):
+        raise InputValidationError("arguments", f"must be a mapping, not {type(body).__name__}")
+    return PreparedRequest(endpoint_id, body)
+
+
+def _check_endpoint_id(endpoint_id: Any) -> None:
+    """A fal endpoint id; under a SAM 3 app, one the registry knows (else the closest one is named)."""
+    from airflow_provider_sam3.endpoints import ENDPOINTS, get_endpoint
+    from airflow_provider_sam3.exceptions import InputValidationError
+
+    if not endpoint_id or not isinstance(endpoint_id, str):
+        raise InputValidationError("endpoint_id", "is required, e.g. 'fal-ai/sam-3/image'")
+    if not ENDPOINT_ID_SHAPE.match(endpoint_id):
+        raise InputValidationError(
+            "endpoint_id",
+            f"{endpoint_id!r} is not a fal endpoint id",
+            allowed="'owner/app' or 'owner/app/path' (letters, digits, '.', '_', '-'), e.g. 'fal-ai/sam-3/image'",
+        )
+    if endpoint_id not in ENDPOINTS and "/".join(endpoint_id.split("/")[:2]) in SAM3_APP_IDS:
+        get_endpoint(endpoint_id)  # raises, naming the closest SAM 3 endpoint and every known one
+
+
+def _sam3_request(
+    endpoint: Endpoint, arguments: Any, *, conn_id: str, log: Any, hook: Callable[[], FalHook]
+) -> PreparedRequest:
+    from airflow_provider_sam3.models.geometry import check_prompt_geometry
+
+    arguments, image, upload = dict(arguments) if isinstance(arguments, dict) else arguments, None, None
+    if isinstance(arguments, dict) and arguments.get("image_url") is not None:
+        arguments["image_url"], image, upload = prepare_image_argument(
+            endpoint, arguments["image_url"], "image_url", log, conn_id
+        )
+    body = endpoint.validate_input(arguments).to_request()
+    check_prompt_geometry(body, image)
+    stable = upload_pending(hook(), body, [upload], log) if upload else None
+    return PreparedRequest(endpoint.endpoint_id, body, image, stable_fields=stable)

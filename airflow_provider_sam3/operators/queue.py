@@ -8,13 +8,11 @@ try left in the task state store, or submit and save its reference there at once
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
 import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, conf
+from airflow.sdk import conf
 
 from airflow_provider_sam3.exceptions import (
     FalDeadlineExceededError,
@@ -29,8 +27,6 @@ from airflow_provider_sam3.operators.checks import (
     MAX_TIMEOUT_SECONDS,
     SuggestingPartial,
     as_seconds,
-    check_pacing,
-    submit_options_of,
     unknown_parameter_error,
 )
 from airflow_provider_sam3.operators.completion import (
@@ -40,35 +36,16 @@ from airflow_provider_sam3.operators.completion import (
     raise_task_error,
 )
 from airflow_provider_sam3.operators.kept_result import keeps_result
-from airflow_provider_sam3.operators.prepared import PreparedRequest, prepare_image_argument
-from airflow_provider_sam3.operators.reattach import (
-    CANCEL_RESUBMITS,
-    RESULT_GONE,
-    STATE_KEY,
-    ReattachingSubmit,
-)
-from airflow_provider_sam3.storage.state_store import guarded
+from airflow_provider_sam3.operators.prepared import PreparedRequest, prepare_fal_request
+from airflow_provider_sam3.operators.queue_options import QueueOptionsOperator
+from airflow_provider_sam3.operators.reattach import ReattachingSubmit
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.models.submit_options import SubmitOptions
 
-__all__ = [
-    "DEFAULT_TIMEOUT",
-    "DEFER_GRACE_SECONDS",
-    "ENDPOINT_ID_SHAPE",
-    "FalQueueOperator",
-    "MAX_CANCEL_RESUBMITS",
-    "SAM3_APP_IDS",
-    "hook_for",
-]
+__all__ = ["DEFAULT_TIMEOUT", "DEFER_GRACE_SECONDS", "FalQueueOperator", "hook_for"]
 
-MAX_CANCEL_RESUBMITS = 3
-"""Times one try submits anew after finding its request cancelled (a clear racing its own trigger's cancel)."""
-ENDPOINT_ID_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)+$")
-"""``owner/app`` or ``owner/app/path``: what fal-client turns into a queue URL."""
-SAM3_APP_IDS = ("fal-ai/sam-3", "fal-ai/sam-3-1")
-"""fal apps every endpoint of which is in the registry: an unknown id under them is a typo, not a new endpoint."""
 DEFAULT_TIMEOUT = timedelta(hours=1)
 DEFER_GRACE_SECONDS = 120
 """Airflow's own defer timeout fires this long after the trigger's deadline, so the trigger cancels first."""
@@ -81,7 +58,7 @@ def hook_for(conn_id: str) -> FalHook:
     return FalHook(conn_id)
 
 
-class FalQueueOperator(ReattachingSubmit, BaseOperator):
+class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
     """Run any fal endpoint through fal's queue.
 
     :param endpoint_id: e.g. ``fal-ai/sam-3/image``. SAM 3 endpoints are validated locally with the registry's
@@ -94,17 +71,11 @@ class FalQueueOperator(ReattachingSubmit, BaseOperator):
     :param timeout: how long the request may take from submission; then it is cancelled and the task fails.
     :param output_path: copy every output file here (``file://``, ``s3://``, any ObjectStoragePath) before fal's
         URLs expire; the document carries both locations. Templated.
-    :param poll_interval, max_poll_interval: status polling starts at the first and backs off to the second
-        (default: the connection's settings).
-    :param priority, start_timeout, webhook_url, hint: passed to fal's queue on submit. ``priority="low"`` needs
-        ``start_timeout``: fal serves low-priority requests after every normal request of every fal user.
-    :param media_expires_in: how long fal keeps the output media (``X-Fal-Object-Lifecycle-Preference``): seconds,
-        a ``timedelta``, or ``"immediate"``, ``"1h"``, ``"1d"``, ``"7d"``, ``"30d"``, ``"1y"``; ``None``: fal's
-        default. Copy outputs with ``output_path`` before it passes.
-    :param store_io: ``False`` asks fal not to keep the inputs and outputs in its request history
-        (``X-Fal-Store-IO: 0``).
+    :param forward_logs: copy fal's request logs into the task log while waiting.
 
-    All queue options are checked by ``operators.checks.check_submit_options`` before anything is sent.
+    The queue options (``poll_interval``, ``max_poll_interval``, ``priority``, ``start_timeout``, ``webhook_url``,
+    ``hint``, ``media_expires_in``, ``store_io``) are ``QueueOptionsOperator``'s, shared with the batch operator
+    and checked before anything is sent.
     """
 
     template_fields: tuple[str, ...] = ("endpoint_id", "arguments", "output_path")
@@ -122,14 +93,6 @@ class FalQueueOperator(ReattachingSubmit, BaseOperator):
         wait_for_completion: bool = True,
         timeout: float | timedelta = DEFAULT_TIMEOUT,
         output_path: Any = None,
-        poll_interval: float | None = None,
-        max_poll_interval: float | None = None,
-        priority: str | None = None,
-        start_timeout: float | None = None,
-        webhook_url: str | None = None,
-        hint: str | None = None,
-        media_expires_in: int | str | timedelta | None = None,
-        store_io: bool = True,
         forward_logs: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -147,14 +110,6 @@ class FalQueueOperator(ReattachingSubmit, BaseOperator):
         self.wait_for_completion = wait_for_completion
         self.request_timeout = as_seconds(timeout)
         self.output_path = output_path
-        self.poll_interval = poll_interval
-        self.max_poll_interval = max_poll_interval
-        self.priority = priority
-        self.start_timeout = start_timeout
-        self.webhook_url = webhook_url
-        self.hint = hint
-        self.media_expires_in = media_expires_in
-        self.store_io = store_io
         self.forward_logs = forward_logs
         self._inflight: tuple[FalHook, RequestReference] | None = None
         """The hook and request the worker is waiting for (``on_kill`` cancels it while it is queued)."""
@@ -169,56 +124,21 @@ class FalQueueOperator(ReattachingSubmit, BaseOperator):
 
     def prepare_request(self, context: Any) -> PreparedRequest:
         """Validate the rendered parameters; raise ``InputValidationError`` before anything is sent."""
-        from airflow_provider_sam3.endpoints import ENDPOINTS
-        from airflow_provider_sam3.exceptions import InputValidationError
-
-        if not self.endpoint_id or not isinstance(self.endpoint_id, str):
-            raise InputValidationError("endpoint_id", "is required, e.g. 'fal-ai/sam-3/image'")
-        if not ENDPOINT_ID_SHAPE.match(self.endpoint_id):
-            raise InputValidationError(
-                "endpoint_id",
-                f"{self.endpoint_id!r} is not a fal endpoint id",
-                allowed="'owner/app' or 'owner/app/path' (letters, digits, '.', '_', '-'), e.g. 'fal-ai/sam-3/image'",
-            )
-        endpoint = ENDPOINTS.get(self.endpoint_id)
-        if endpoint is None and "/".join(self.endpoint_id.split("/")[:2]) in SAM3_APP_IDS:
-            from airflow_provider_sam3.endpoints import get_endpoint
-
-            get_endpoint(self.endpoint_id)  # raises, naming the closest SAM 3 endpoint and every known one
-        if endpoint is not None:
-            arguments, image = dict(self.arguments) if isinstance(self.arguments, dict) else self.arguments, None
-            upload = None
-            if isinstance(arguments, dict) and arguments.get("image_url") is not None:
-                arguments["image_url"], image, upload = prepare_image_argument(
-                    endpoint, arguments["image_url"], "image_url", self.log, self.fal_conn_id
-                )
-            body = endpoint.validate_input(arguments).to_request()
-            from airflow_provider_sam3.operators.checks import check_prompt_geometry
-            from airflow_provider_sam3.operators.prepared import upload_pending
-
-            check_prompt_geometry(body, image)
-            stable = upload_pending(self.hook, body, [upload], self.log) if upload else None
-            return PreparedRequest(self.endpoint_id, body, image, stable_fields=stable)
-        if self.output_path is not None:
-            raise InputValidationError(
-                "output_path",
-                f"works for the SAM 3 endpoints this provider knows; it cannot tell which parts of "
-                f"{self.endpoint_id}'s output are files. Copy them in a downstream task, or leave output_path unset",
-            )
-        try:
-            body = json.loads(json.dumps(self.arguments))
-        except (TypeError, ValueError) as error:
-            raise InputValidationError("arguments", f"must be JSON-serializable ({error})") from None
-        if not isinstance(body, dict):
-            raise InputValidationError("arguments", f"must be a mapping, not {type(body).__name__}")
-        return PreparedRequest(self.endpoint_id, body)
+        return prepare_fal_request(
+            self.endpoint_id,
+            self.arguments,
+            output_path=self.output_path,
+            conn_id=self.fal_conn_id,
+            log=self.log,
+            hook=lambda: self.hook,
+        )
 
     def _check_queue_options(self) -> SubmitOptions:
-        """fal's queue options, checked before anything is sent; the options the submit sends."""
+        """fal's queue options and this request's timeout, checked before anything is sent; the options the
+        submit sends."""
         from airflow_provider_sam3.exceptions import InputValidationError
 
-        options = submit_options_of(self)
-        check_pacing(self.priority, self.poll_interval, self.max_poll_interval)
+        options = self.checked_queue_options()
         if self.request_timeout is not None and not 0 < self.request_timeout <= MAX_TIMEOUT_SECONDS:
             raise InputValidationError(
                 "timeout",
@@ -328,27 +248,6 @@ class FalQueueOperator(ReattachingSubmit, BaseOperator):
         except FalRequestCancelledError as error:
             return self._submit_anew_after_cancel(context, error)
 
-    def _submit_anew_after_cancel(self, context: Any, error: FalRequestCancelledError) -> Any:
-        """The request was cancelled before it finished: by the cancel of an earlier try that a clear stopped
-        (which can land after this try reattached to it), or by someone at fal. The task still wants the result,
-        and fal does not bill a cancelled request, so the image is submitted anew (a few times per try at most)."""
-        store = guarded(context.get("task_state_store"))
-        record = store.get(STATE_KEY) if store is not None else None
-        try_number = getattr(context.get("ti"), "try_number", None)
-        done_in_try, count = (record or {}).get(CANCEL_RESUBMITS) or [None, 0]
-        count = count if done_in_try == try_number else 0
-        if store is None or not record or count >= MAX_CANCEL_RESUBMITS:
-            raise error
-        self.log.warning(
-            "Request %s was cancelled at fal before it finished (the cancel of an earlier try that "
-            "was cleared, or a cancel at fal); submitting the image anew (%d of %d in this try)",
-            error.request_id,
-            count + 1,
-            MAX_CANCEL_RESUBMITS,
-        )
-        store.set(STATE_KEY, {**record, RESULT_GONE: "cancelled", CANCEL_RESUBMITS: [try_number, count + 1]})
-        return self.execute(context)
-
     def on_kill(self) -> None:
         """The synchronous path was killed (the trigger's ``on_kill`` covers the deferred one): cancel the request
         if it is still queued at fal; a running one is billed whatever happens and is left for a clear to fetch."""
@@ -413,12 +312,7 @@ class FalQueueOperator(ReattachingSubmit, BaseOperator):
                 hook, reference, image=image, metrics=metrics, output_path=self.output_path, log=self.log
             )
         except FalRequestNotFoundError:
-            # The result expired (or the request vanished) after fal finished it: reattaching would fetch the
-            # same missing result forever, so the next try is told to submit anew.
-            store = guarded(context.get("task_state_store"))
-            record = store.get(STATE_KEY) if store is not None else None
-            if store is not None and record:
-                store.set(STATE_KEY, {**record, RESULT_GONE: True})
+            self._mark_result_gone(context)
             raise
         self._keep_finished(context, reference, document)
         return document

@@ -31,6 +31,7 @@ from airflow_provider_sam3.storage.state_store import delete_parts, get_parts, g
 if TYPE_CHECKING:
     from airflow.sdk.types import Logger
 
+    from airflow_provider_sam3.exceptions import FalRequestCancelledError
     from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.models.status import QueueStatus
     from airflow_provider_sam3.operators.prepared import PreparedRequest
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ANSWER_LOST",
     "CANCEL_RESUBMITS",
+    "MAX_CANCEL_RESUBMITS",
     "RESERVATION_GRACE_SECONDS",
     "RESULT_GONE",
     "STATE_KEY",
@@ -50,17 +52,21 @@ RESULT_GONE = "result_gone"
 CANCEL_RESUBMITS = "cancel_resubmits"
 ANSWER_LOST = "answer_lost"
 """Set when a submit's answer was lost: fal may have created a request nobody can see; the next try sends anew."""
+MAX_CANCEL_RESUBMITS = 3
+"""Times one try submits anew after finding its request cancelled (a clear racing its own trigger's cancel)."""
 RESERVATION_GRACE_SECONDS = 5.0
 """Added to a reservation's lease before a new try treats its submit as over."""
 
 
 class ReattachingSubmit:
-    """``_reattach_or_submit`` and its helpers (``FalQueueOperator`` provides ``log``)."""
+    """``_reattach_or_submit`` and its helpers (``FalQueueOperator`` provides ``log`` and ``execute``)."""
 
     if TYPE_CHECKING:
 
         @property
         def log(self) -> Logger: ...
+
+        def execute(self, context: Any) -> Any: ...
 
     def _finished_before(self, context: Any, request: PreparedRequest) -> Any:
         """What an earlier try of this run returned for this same request (Airflow failed that try after it
@@ -268,3 +274,32 @@ class ReattachingSubmit:
         ti = context.get("ti")
         if ti is not None:
             ti.xcom_push(key=LINK_XCOM_KEY, value=request_link(hook.get_settings().queue_host, reference.request_id))
+
+    def _mark_result_gone(self, context: Any) -> None:
+        """The result expired (or the request vanished) after fal finished it: reattaching would fetch the same
+        missing result forever, so the next try is told to submit anew."""
+        store = guarded(context.get("task_state_store"))
+        record = store.get(STATE_KEY) if store is not None else None
+        if store is not None and record:
+            store.set(STATE_KEY, {**record, RESULT_GONE: True})
+
+    def _submit_anew_after_cancel(self, context: Any, error: FalRequestCancelledError) -> Any:
+        """The request was cancelled before it finished: by the cancel of an earlier try that a clear stopped
+        (which can land after this try reattached to it), or by someone at fal. The task still wants the result,
+        and fal does not bill a cancelled request, so the image is submitted anew (a few times per try at most)."""
+        store = guarded(context.get("task_state_store"))
+        record = store.get(STATE_KEY) if store is not None else None
+        try_number = getattr(context.get("ti"), "try_number", None)
+        done_in_try, count = (record or {}).get(CANCEL_RESUBMITS) or [None, 0]
+        count = count if done_in_try == try_number else 0
+        if store is None or not record or count >= MAX_CANCEL_RESUBMITS:
+            raise error
+        self.log.warning(
+            "Request %s was cancelled at fal before it finished (the cancel of an earlier try that "
+            "was cleared, or a cancel at fal); submitting the image anew (%d of %d in this try)",
+            error.request_id,
+            count + 1,
+            MAX_CANCEL_RESUBMITS,
+        )
+        store.set(STATE_KEY, {**record, RESULT_GONE: "cancelled", CANCEL_RESUBMITS: [try_number, count + 1]})
+        return self.execute(context)

@@ -159,6 +159,13 @@ def copy_outputs(
     copy = document.model_copy(deep=True)
     copy.output_location = str(folder)
     writer = _Writer(folder, download, output_json, stream)
+    _copy_files_of(copy, writer, output_json)
+    writer.write(RESULT_FILE, copy.model_dump_json(indent=2).encode("utf-8"))
+    return copy
+
+
+def _copy_files_of(copy: ResultDocument, writer: _Writer, output_json: Mapping[str, Any] | None) -> None:
+    """Copy each file ``copy`` names (masks, preview, other files, embedding, large data) and point it at its copy."""
     if isinstance(copy, SegmentationResult):
         for mask in copy.masks:
             if mask.rle is None:
@@ -184,8 +191,6 @@ def copy_outputs(
             copy.data_stored_url = writer.write(DATA_FILE, text)
             if len(text) > INLINE_DATA_LIMIT:
                 copy.data = None
-    writer.write(RESULT_FILE, copy.model_dump_json(indent=2).encode("utf-8"))
-    return copy
 
 
 def request_folder(base_path: Any, request_id: Any, *, endpoint_id: str | None = None) -> Any:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -23,6 +22,7 @@ from airflow_provider_sam3.batch.cancels import TRIGGER_ON_KILL_SECONDS, cancel_
 from airflow_provider_sam3.batch.polling import BatchPoller, ProgressLine, reference_for
 from airflow_provider_sam3.hooks.fal import FalHook
 from airflow_provider_sam3.models.reference import RequestReference
+from airflow_provider_sam3.triggers.base import ConstructorSerializedTrigger
 
 __all__ = ["FalBatchTrigger", "kwargs_size"]
 
@@ -32,7 +32,7 @@ def kwargs_size(trigger: BaseTrigger) -> int:
     return len(json.dumps(trigger.serialize()[1], separators=(",", ":")))
 
 
-class FalBatchTrigger(BaseTrigger):
+class FalBatchTrigger(ConstructorSerializedTrigger):
     """Waits in the triggerer for many fal requests of one endpoint (see the module docstring for events).
 
     :param request_ids: the requests to wait for, in submission order (fal's queue order).
@@ -67,23 +67,6 @@ class FalBatchTrigger(BaseTrigger):
         self.max_poll_interval = max_poll_interval
         self.fire_at = fire_at
         self.progress = dict(progress or {})
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "endpoint_id": self.endpoint_id,
-                "url_templates": self.url_templates,
-                "request_ids": self.request_ids,
-                "fal_conn_id": self.fal_conn_id,
-                "deadline": self.deadline,
-                "poll_interval": self.poll_interval,
-                "max_poll_interval": self.max_poll_interval,
-                "fire_at": self.fire_at,
-                "progress": self.progress,
-                "explicit_urls": self.explicit_urls,
-            },
-        )
 
     def poller(self, hook: FalHook) -> BatchPoller:
         progress = ProgressLine(

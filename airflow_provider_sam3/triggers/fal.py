@@ -9,18 +9,18 @@ task does not own the request (``cancel_on_stop=False``, the sensor's default).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_sam3.batch.cancels import TRIGGER_ON_KILL_SECONDS, cancel_queued, outlasting_repeated_cancels
 from airflow_provider_sam3.exceptions import Sam3ProviderError
-from airflow_provider_sam3.hooks.backoff import MAX_FAILED_POLLS_IN_A_ROW, poll_backoff
 from airflow_provider_sam3.hooks.fal import FalHook
+from airflow_provider_sam3.hooks.waiting import apoll_until_done, request_poll_policy
 from airflow_provider_sam3.models.reference import RequestReference
 from airflow_provider_sam3.models.status import QueueStatus
+from airflow_provider_sam3.triggers.base import ConstructorSerializedTrigger
 
 __all__ = ["FalRequestTrigger", "MAX_LOG_LINES_PER_POLL", "MAX_LOG_MESSAGE_CHARS", "error_event", "forward_new_logs"]
 
@@ -53,7 +53,7 @@ def error_event(reference: dict[str, Any], error: Sam3ProviderError) -> dict[str
     }
 
 
-class FalRequestTrigger(BaseTrigger):
+class FalRequestTrigger(ConstructorSerializedTrigger):
     """Polls one request until fal reports it COMPLETED, or its deadline passes.
 
     Events (JSON): ``{"status": "completed", "reference", "error", "error_type", "metrics"}``,
@@ -84,21 +84,6 @@ class FalRequestTrigger(BaseTrigger):
         self.echo = echo or {}
         self.cancel_on_stop = cancel_on_stop
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "reference": self.reference,
-                "fal_conn_id": self.fal_conn_id,
-                "deadline": self.deadline,
-                "poll_interval": self.poll_interval,
-                "max_poll_interval": self.max_poll_interval,
-                "forward_logs": self.forward_logs,
-                "echo": self.echo,
-                "cancel_on_stop": self.cancel_on_stop,
-            },
-        )
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
         ref = RequestReference.from_dict(self.reference)
         hook = FalHook(self.fal_conn_id)
@@ -110,48 +95,44 @@ class FalRequestTrigger(BaseTrigger):
 
     async def _wait(self, hook: FalHook, ref: RequestReference) -> dict[str, Any]:
         settings = await hook.aget_settings()
-        backoff = poll_backoff(
-            self.poll_interval or settings.poll_interval, self.max_poll_interval or settings.max_poll_interval
+        policy = request_poll_policy(
+            self.poll_interval or settings.poll_interval,
+            self.max_poll_interval or settings.max_poll_interval,
+            self.deadline,
         )
-        logs_seen, attempt, last_state, failed_polls = 0, 0, None, 0
-        while True:
-            try:
-                status = await hook.astatus(ref, with_logs=self.forward_logs, deadline=self.deadline)
-            except Sam3ProviderError as error:
-                if self.deadline is not None and time.time() >= self.deadline:  # a call cut at the deadline
-                    unknown = f"unknown: fal's queue was not answering ({error})"
-                    return await self._cancel_at_deadline(hook, ref, unknown)
-                failed_polls += 1
-                if not error.retryable or failed_polls >= MAX_FAILED_POLLS_IN_A_ROW:
-                    return error_event(self.reference, error)
-                self.log.warning(
-                    "%s; polling again (%d of %d polls in a row failed)", error, failed_polls, MAX_FAILED_POLLS_IN_A_ROW
-                )
-                await asyncio.sleep(backoff.delay(attempt))
-                attempt += 1
-                continue
-            failed_polls = 0
-            if status.state != last_state:
+        seen: dict[str, Any] = {"logs": 0, "state": None}
+
+        def on_status(status: QueueStatus) -> None:
+            if status.state != seen["state"]:
                 self.log.info("fal %s request %s: %s", ref.endpoint_id, ref.request_id, status.describe())
-                last_state = status.state
+                seen["state"] = status.state
             if self.forward_logs:
-                logs_seen = forward_new_logs(self.log, status, logs_seen, ref.request_id)
-            if status.done:
-                return {
-                    "status": "completed",
-                    "reference": self.reference,
-                    "error": status.error,
-                    "error_type": status.error_type,
-                    "metrics": status.metrics or {},
-                }
-            pause = backoff.delay(attempt)
-            if self.deadline is not None:
-                left = self.deadline - time.time()
-                if left <= 0:
-                    return await self._cancel_at_deadline(hook, ref, f"still {status.describe()}")
-                pause = min(pause, left)
-            await asyncio.sleep(pause)
-            attempt += 1
+                seen["logs"] = forward_new_logs(self.log, status, seen["logs"], ref.request_id)
+
+        outcome = await apoll_until_done(
+            lambda: hook.astatus(ref, with_logs=self.forward_logs, deadline=self.deadline),
+            policy,
+            on_status=on_status,
+            log=self.log,
+        )
+        if outcome.step.action == "done" and outcome.status is not None:
+            status = outcome.status
+            return {
+                "status": "completed",
+                "reference": self.reference,
+                "error": status.error,
+                "error_type": status.error_type,
+                "metrics": status.metrics or {},
+            }
+        if outcome.step.action == "deadline":
+            if outcome.error is not None:
+                return await self._cancel_at_deadline(
+                    hook, ref, f"unknown: fal's queue was not answering ({outcome.error})"
+                )
+            last = outcome.status.describe() if outcome.status is not None else "waiting"
+            return await self._cancel_at_deadline(hook, ref, f"still {last}")
+        assert outcome.error is not None
+        return error_event(self.reference, outcome.error)
 
     async def _cancel_at_deadline(self, hook: FalHook, ref: RequestReference, state: str) -> dict[str, Any]:
         """Cancel (when this trigger owns the request) and describe ``ref`` at its deadline; ``state`` says what was

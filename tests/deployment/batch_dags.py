@@ -18,23 +18,26 @@ from airflow_provider_sam3.batch.engine import BatchEngine
 from airflow_provider_sam3.operators.batch import Sam3BatchOperator
 
 
-class DiesWhileSubmittingEngine(BatchEngine):
+UNPATCHED_SUBMIT_DUE = getattr(BatchEngine._submit_due, "unpatched", BatchEngine._submit_due)
+
+
+async def submit_and_die(self, groups, on_submitted):
     """On try 1, SIGKILLs its own worker once KILL_AFTER requests were submitted and saved (0: never), whatever
-    other submit calls are still in flight."""
+    other submit calls are still in flight. Patched in by this DAG file alone: the package has no test seam."""
+    def watched(entries):
+        on_submitted(entries)
+        done = sum(1 for e in self.state.entries.values() if e.state == "submitted")
+        if KILL_AFTER and done >= KILL_AFTER and self.options.try_number == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
 
-    async def _submit_due(self, groups, on_submitted):
-        def watched(entries):
-            on_submitted(entries)
-            done = sum(1 for e in self.state.entries.values() if e.state == "submitted")
-            if KILL_AFTER and done >= KILL_AFTER and self.options.try_number == 1:
-                os.kill(os.getpid(), signal.SIGKILL)
+    return await UNPATCHED_SUBMIT_DUE(self, groups, watched)
 
-        return await super()._submit_due(groups, watched)
+
+submit_and_die.unpatched = UNPATCHED_SUBMIT_DUE  # a second parse in one process patches the original again
+BatchEngine._submit_due = submit_and_die
 
 
 class DiesWhileSubmitting(Sam3BatchOperator):
-    engine_class = DiesWhileSubmittingEngine
-
     def execute(self, context):
         self._try_number = context["ti"].try_number
         return super().execute(context)

@@ -12,6 +12,7 @@ from engine_runs import LOG, SHARED, PlainStore, planned, run_engine
 from airflow_provider_sam3.batch.engine import BatchEngine
 from airflow_provider_sam3.batch.manifest import write_manifest
 from airflow_provider_sam3.batch.options import BatchOptions
+from airflow_provider_sam3.batch.planning import requeue_failures
 from airflow_provider_sam3.batch.state import BatchState
 
 
@@ -62,7 +63,7 @@ def test_a_failure_put_back_in_line_counts_as_a_resubmission_only_once_sent(phot
     state.deadline = time.time() + 8  # room for a busy machine to submit the first two before it passes
     options = BatchOptions(max_in_flight=2, submit_concurrency=2, poll_interval=0.2, shared_arguments=SHARED)
     engine = BatchEngine(None, endpoint, state, tmp_path, PlainStore(), options, LOG)
-    engine.requeue()
+    requeue_failures(state, options, LOG)
     assert state.counts()["pending"] == 6
 
     assert run_engine(engine) is None  # the deadline ends the batch: what was sent is cancelled

@@ -31,7 +31,7 @@ def fal_conn(fal_emulator, monkeypatch):
 @pytest.fixture
 def fast_retries(monkeypatch):
     """The hook's own retry delays shrunk to milliseconds (our code, not fal_client)."""
-    monkeypatch.setattr("airflow_provider_sam3.hooks.fal.RETRY_BACKOFF", Backoff(first=0.01, cap=0.05))
+    monkeypatch.setattr("airflow_provider_sam3.hooks.retries.RETRY_BACKOFF", Backoff(first=0.01, cap=0.05))
 
 
 @pytest.fixture

@@ -170,10 +170,10 @@ def test_timeout_cancels_the_remote_request(run_dag, photo, fal_emulator, capfd,
 def test_retry_after_a_failure_mid_wait_reattaches_without_a_second_submission(
     run_dag, photo, fal_emulator, capfd, monkeypatch
 ):
-    from airflow_provider_sam3.hooks import fal as fal_hook_module
+    from airflow_provider_sam3.hooks import retries as hook_retries
     from airflow_provider_sam3.hooks.backoff import Backoff
 
-    monkeypatch.setattr(fal_hook_module, "RETRY_BACKOFF", Backoff(first=0.01, cap=0.02))
+    monkeypatch.setattr(hook_retries, "RETRY_BACKOFF", Backoff(first=0.01, cap=0.02))
     fal_emulator.configure(service_time_s=1.0)
     # 5 polls in a row of the hook's 5 attempts each: try 1 fails mid-wait
     fal_emulator.add_fault("runner_503", target="status", first=25)
@@ -191,10 +191,10 @@ def test_retry_of_a_finished_request_fetches_it_without_deferring_again(
 ):
     """A deferral costs a round trip through the triggerer (and, in Airflow 3.3.2, exposes the task to the
     scheduler's stale defer-exit race): a retry that finds its request finished fetches it on the worker."""
-    from airflow_provider_sam3.hooks import fal as fal_hook_module
+    from airflow_provider_sam3.hooks import retries as hook_retries
     from airflow_provider_sam3.hooks.backoff import Backoff
 
-    monkeypatch.setattr(fal_hook_module, "RETRY_BACKOFF", Backoff(first=0.01, cap=0.02))
+    monkeypatch.setattr(hook_retries, "RETRY_BACKOFF", Backoff(first=0.01, cap=0.02))
     fal_emulator.add_fault("runner_503", target="result", first=6)  # outlasts the hook's attempts: try 1 fails
     results = run_dag(DAGS["sam3_retry_finds_it_done"], image=str(photo))
     assert results["seg"][0] == "success"

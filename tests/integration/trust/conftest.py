@@ -1,23 +1,12 @@
-"""Fixtures of the trust-boundary tests: hostile local servers, a fal connection, the operators' photo and runner."""
+"""Fixtures of the trust-boundary tests: hostile local servers and a fal connection (the photo and runner come from
+``tests/integration/conftest.py``)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 from hostile import HostileServer
-
-_spec = importlib.util.spec_from_file_location(
-    "sam3_trust_operator_fixtures", Path(__file__).resolve().parents[1] / "operators" / "conftest.py"
-)
-_fixtures = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_fixtures)
-
-photo = _fixtures.photo
-run_dag = _fixtures.run_dag
-square_photo = _fixtures.square_photo
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ def quick(monkeypatch):
     from airflow_provider_sam3.hooks.backoff import Backoff
 
     monkeypatch.setattr(fal_client.client, "MAX_ATTEMPTS", 1)
-    monkeypatch.setattr("airflow_provider_sam3.hooks.fal.RETRY_BACKOFF", Backoff(first=0.01, cap=0.02))
+    monkeypatch.setattr("airflow_provider_sam3.hooks.retries.RETRY_BACKOFF", Backoff(first=0.01, cap=0.02))
 
 
 def reference_on(host: str) -> RequestReference:

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 import airflow_provider_sam3.models as models
-from airflow_provider_sam3.endpoints import ENDPOINTS, INPUT_FIELDS, RegistryError, input_model_for, resolve_model
+from airflow_provider_sam3.endpoints import ENDPOINTS, RegistryError, input_model_for, resolve_model
+from airflow_provider_sam3.models.endpoint_table import INPUT_FIELDS
 
 PACKAGE = Path(models.__file__).resolve().parents[1]
 DAG_FACING = [

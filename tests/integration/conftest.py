@@ -1,4 +1,5 @@
-"""Shared pieces for operator tests: a sample photo on disk and a DAG runner under dag.test()."""
+"""Shared pieces for the integration suites (operators, evidence, trust): a sample photo on disk and a DAG runner
+under dag.test()."""
 
 from __future__ import annotations
 
