@@ -164,9 +164,12 @@ def main() -> None:
 
 
 def render(results: dict, args: argparse.Namespace) -> str:
+    import airflow_provider_sam3
+
     lines = [
         f"{args.images} images, emulator service time {args.service_time} s, account concurrency {args.concurrency}"
-        f" (python {sys.version.split()[0]}, {os.cpu_count()} cores)",
+        f" (python {sys.version.split()[0]}, {os.cpu_count()} cores; provider from "
+        f"`{Path(airflow_provider_sam3.__file__).parent.parent}`)",
         "",
         "| path | succeeded | wall (s) | CPU (s) | CPU per image (ms) | x fair peer (CPU) | submissions |",
         "|---|---|---|---|---|---|---|",

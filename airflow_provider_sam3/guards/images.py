@@ -16,7 +16,15 @@ from airflow_provider_sam3.exceptions import InvalidImageError
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["BROKEN_FILE_ADVICE", "DEFAULT_MAX_PIXELS", "MAX_SIDE", "check_pixels", "decode_image", "open_image"]
+__all__ = [
+    "BROKEN_FILE_ADVICE",
+    "DEFAULT_MAX_PIXELS",
+    "MAX_SIDE",
+    "check_pixels",
+    "decode_image",
+    "load_pixels",
+    "open_image",
+]
 
 BROKEN_FILE_ADVICE = "export or copy it again (an upload or copy that stopped early leaves such files)"
 """What to do about a file of an accepted format that does not decode: its format is fine, its bytes are not."""
@@ -98,10 +106,15 @@ def decode_image(
         image = open_image(data, where, max_pixels=max_pixels, expected_size=expected_size, description=description)
     except UnidentifiedImageError:
         raise InvalidImageError(where, f"{description} is not an image Pillow can read.") from None
+    load_pixels(image, where, description)
+    return image
+
+
+def load_pixels(image: Image.Image, where: str, description: str) -> None:
+    """Decode ``image``'s pixels now; a truncated or corrupt file is refused by name (``InvalidImageError``)."""
     try:
         image.load()
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise InvalidImageError(
             where, f"{description} is truncated or corrupt ({error}); {BROKEN_FILE_ADVICE}."
         ) from None
-    return image

@@ -3,7 +3,7 @@
 NaN is not valid JSON for strict parsers (nor for a Postgres JSON column), and a box of ``[-5, -5, 1e6, 1e6]``
 becomes a pixel box of 48 million. A paid result is never failed over one odd number: what cannot be used is stored
 as null and what reaches outside the image is clamped to it, each with a note in the document saying what was
-changed and why (``notes``). Numbers a user gives are checked in ``models.numbers``.
+changed and why (``notes``). Numbers a user gives are checked in ``models.checked_numbers``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.hooks import fal_client_internals as internals
-from airflow_provider_sam3.hooks.calls import (
+from airflow_provider_sam3.hooks.connection import FalConnection
+from airflow_provider_sam3.hooks.deadlines import DOWNLOAD_CALLS, abounded, call_seconds
+from airflow_provider_sam3.hooks.queue_requests import (
     afal_request,
     afal_request_once,
     cancel_outcome,
@@ -16,8 +18,6 @@ from airflow_provider_sam3.hooks.calls import (
     queue_timeout,
     raise_mapped,
 )
-from airflow_provider_sam3.hooks.connection import FalConnection
-from airflow_provider_sam3.hooks.deadlines import DOWNLOAD_CALLS, abounded, call_seconds
 from airflow_provider_sam3.hooks.submit import ASYNC_SUBMIT_MAX_DELAY
 from airflow_provider_sam3.hooks.trust import check_upload
 

@@ -16,9 +16,9 @@ from airflow_provider_sam3.exceptions import FalOutputRefusedError, Sam3Provider
 from airflow_provider_sam3.guards.text import Scrubber
 from airflow_provider_sam3.hooks import fal_client_internals as internals
 from airflow_provider_sam3.hooks.backoff import RETRY_ATTEMPTS
-from airflow_provider_sam3.hooks.calls import queue_status, raise_mapped, request_body
 from airflow_provider_sam3.hooks.deadlines import abounded, bounded
 from airflow_provider_sam3.hooks.errors import translate, translate_scrubbed
+from airflow_provider_sam3.hooks.queue_requests import queue_status, raise_mapped, request_body
 from airflow_provider_sam3.hooks.retries import CallRetries, SubmitAttempts
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID, FalSettings, resolve_settings
 from airflow_provider_sam3.hooks.submit import submit_call, submit_options

@@ -65,7 +65,7 @@ class FalHook(SyncQueueCalls, AsyncQueueCalls, OutputDownloads):
         Used by operators that do not defer. Raises ``FalDeadlineExceededError`` when the deadline passes (the
         caller decides whether to cancel).
         """
-        from airflow_provider_sam3.hooks.waiting import wait_for
+        from airflow_provider_sam3.hooks.status_polling import wait_for
 
         return wait_for(self, ref, deadline=deadline, on_status=on_status, with_logs=with_logs)
 

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_sam3.exceptions import FalStartTimeoutError, Sam3ProviderError
 from airflow_provider_sam3.hooks import fal_client_internals as internals
 from airflow_provider_sam3.hooks.backoff import RETRY_BACKOFF
-from airflow_provider_sam3.hooks.calls import raise_mapped
 from airflow_provider_sam3.hooks.deadlines import PHASE_TIMEOUTS_FIRST, FalCallDeadlineError, call_seconds
 from airflow_provider_sam3.hooks.errors import translate_scrubbed
+from airflow_provider_sam3.hooks.queue_requests import raise_mapped
 from airflow_provider_sam3.hooks.submit import attempt_timeout, lease_ended, submit_retry_delay, submitted_reference
 
 if TYPE_CHECKING:

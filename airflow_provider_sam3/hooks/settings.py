@@ -112,7 +112,7 @@ def _number(
     strict_minimum: bool = False,
 ) -> float:
     """A numeric extra: a finite number of at least ``minimum`` (NaN, inf, booleans and negatives refused)."""
-    from airflow_provider_sam3.models.numbers import finite_number
+    from airflow_provider_sam3.models.checked_numbers import finite_number
 
     value = extra.get(name)
     if value in (None, ""):
@@ -153,7 +153,7 @@ def resolve_settings(conn_id: str, connection: Any | None, extra: dict[str, Any]
         key, source = key_from_environment()
     key = _checked_key(key, source)
     from airflow_provider_sam3.hooks.trust import check_queue_host
-    from airflow_provider_sam3.models.numbers import whole_number
+    from airflow_provider_sam3.models.checked_numbers import whole_number
 
     connection_host = getattr(connection, "host", None)
     if connection_host:

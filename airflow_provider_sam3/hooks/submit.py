@@ -188,8 +188,8 @@ def submit_retry_delay(
     """The pause before resending a submit that failed with ``error`` (sync and async alike); raises when it must not
     be resent (fal may have created it, or it was refused for good). ``scrubber`` cleans fal's text of the key, in
     the error raised and in ``error`` itself."""
-    from airflow_provider_sam3.hooks.calls import raise_mapped
     from airflow_provider_sam3.hooks.errors import translate
+    from airflow_provider_sam3.hooks.queue_requests import raise_mapped
 
     clean: Callable[[Any], str] = str
     if scrubber is not None:

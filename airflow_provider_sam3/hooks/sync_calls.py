@@ -8,9 +8,15 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.hooks import fal_client_internals as internals
-from airflow_provider_sam3.hooks.calls import cancel_outcome, cancel_status, fal_request, queue_timeout, raise_mapped
 from airflow_provider_sam3.hooks.connection import FalConnection
 from airflow_provider_sam3.hooks.deadlines import DOWNLOAD_CALLS, bounded
+from airflow_provider_sam3.hooks.queue_requests import (
+    cancel_outcome,
+    cancel_status,
+    fal_request,
+    queue_timeout,
+    raise_mapped,
+)
 from airflow_provider_sam3.hooks.submit import fal_max_delay
 from airflow_provider_sam3.hooks.trust import check_upload
 
@@ -39,7 +45,7 @@ class SyncQueueCalls(FalConnection):
     ) -> RequestReference:
         """Queue one request and return its reference.
 
-        Queue options come either as ``options`` (a ``SubmitOptions`` from ``operators.checks.check_submit_options``,
+        Queue options come either as ``options`` (a ``SubmitOptions`` from ``operators.preflight.check_submit_options``,
         which also carries the media lifetime and the request-history opt-out) or, as before, as the separate
         ``webhook_url``, ``priority``, ``start_timeout`` and ``hint`` keywords; not both.
 

@@ -21,7 +21,13 @@ from PIL import Image, UnidentifiedImageError, features
 
 from airflow_provider_sam3.exceptions import InputValidationError, InvalidImageError
 from airflow_provider_sam3.guards.files import DEFAULT_MAX_INPUT_BYTES
-from airflow_provider_sam3.guards.images import BROKEN_FILE_ADVICE, DEFAULT_MAX_PIXELS, check_pixels, open_image
+from airflow_provider_sam3.guards.images import (
+    BROKEN_FILE_ADVICE,
+    DEFAULT_MAX_PIXELS,
+    check_pixels,
+    load_pixels,
+    open_image,
+)
 from airflow_provider_sam3.media._b64 import STRICT_BASE64, strict_b64decode
 from airflow_provider_sam3.media._sources import read_path, read_source, short, upright
 
@@ -217,12 +223,7 @@ def check_image_bytes(data: bytes, description: str, field: str, max_pixels: int
             allowed=_ALLOWED,
         ) from None
     fmt = accepted_format(image, description, field)
-    try:
-        image.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InvalidImageError(
-            field, f"{description} is truncated or corrupt ({exc}); {BROKEN_FILE_ADVICE}."
-        ) from None
+    load_pixels(image, field, description)
     turned = upright(image)
     if turned is not None:
         data = _encode(turned, fmt, image.info.get("icc_profile"))

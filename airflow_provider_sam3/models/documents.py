@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union, overload
 
 from pydantic import Field, field_validator
 
-from airflow_provider_sam3.models.document_parts import (
+from airflow_provider_sam3.models.document_fields import (
     INLINE_DATA_LIMIT,
     KIND_EMBEDDING,
     KIND_FILES,

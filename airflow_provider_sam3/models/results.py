@@ -14,14 +14,15 @@ Three kinds, one header (``schema_version``, ``kind``, ``endpoint_id``, ``reques
 
 Pure: pydantic here; numpy and Pillow are imported inside the helpers that decode masks or embeddings.
 
-Three modules do the work: ``document_parts`` (header, parts, version), ``documents`` (the three kinds and their
-readers) and ``result_building`` (from fal's output to a document). This module is where users import them from.
+Three modules do the work: ``document_fields`` (header, parts, version), ``documents`` (the three kinds and their
+readers) and ``document_builder`` (from fal's output to a document). This module is where users import them from.
 """
 
 from __future__ import annotations
 
 from airflow_provider_sam3.guards.files import local_path
-from airflow_provider_sam3.models.document_parts import (
+from airflow_provider_sam3.models.document_builder import build_result
+from airflow_provider_sam3.models.document_fields import (
     INLINE_DATA_LIMIT,
     KIND_EMBEDDING,
     KIND_FILES,
@@ -42,7 +43,6 @@ from airflow_provider_sam3.models.documents import (
     SegmentationResult,
     result_from_xcom,
 )
-from airflow_provider_sam3.models.result_building import build_result
 
 __all__ = [
     "DOCUMENT_CLASSES",

@@ -1,5 +1,5 @@
 """The queue options of one submit (priority, start deadline, runner hint, webhook, media lifetime, request
-history), checked once by ``operators.checks.check_submit_options`` and carried as one frozen value to
+history), checked once by ``operators.preflight.check_submit_options`` and carried as one frozen value to
 ``FalHook.submit``/``asubmit``, which turn it into fal's query string and headers. Pure Python."""
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from airflow_provider_sam3.exceptions import (
 from airflow_provider_sam3.guards.files import DEFAULT_MAX_INPUT_BYTES
 from airflow_provider_sam3.guards.structure import check_structure
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
-from airflow_provider_sam3.operators.batch_ending import cancel_entries, finish_batch, stop_batch
+from airflow_provider_sam3.operators.batch_finish import cancel_entries, finish_batch, stop_batch
 from airflow_provider_sam3.operators.batch_resume import earlier_batch, finished_summary
 from airflow_provider_sam3.operators.batch_start import (
     batch_endpoint,
@@ -40,8 +40,8 @@ from airflow_provider_sam3.operators.batch_start import (
     new_batch_state,
     shared_arguments,
 )
-from airflow_provider_sam3.operators.checks import as_seconds
 from airflow_provider_sam3.operators.kept_result import keep_failure, keep_inputs, keeps_result
+from airflow_provider_sam3.operators.preflight import as_seconds
 from airflow_provider_sam3.operators.queue_options import QueueOptionsOperator
 from airflow_provider_sam3.storage.state_store import guarded, run_epoch
 
@@ -184,7 +184,7 @@ class Sam3BatchOperator(QueueOptionsOperator):
     def execute(self, context: Any) -> Any:
         from airflow_provider_sam3.batch.listing import resolve_images
         from airflow_provider_sam3.batch.planning import check_cost, requeue_failures
-        from airflow_provider_sam3.operators.completion import as_task_error
+        from airflow_provider_sam3.operators.fetched_results import as_task_error
 
         self._try_number = max(1, int(getattr(context.get("ti"), "try_number", 1) or 1))
         self._epoch = run_epoch(context)
@@ -274,7 +274,7 @@ class Sam3BatchOperator(QueueOptionsOperator):
     def _run(
         self, context: Any, endpoint: Endpoint, state: BatchState, folder: Any, event: dict[str, Any] | None
     ) -> Any:
-        from airflow_provider_sam3.operators.completion import as_task_error
+        from airflow_provider_sam3.operators.fetched_results import as_task_error
 
         store = guarded(context.get("task_state_store"))
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow_provider_sam3.batch.options import MAX_TRIGGER_REQUESTS
 from airflow_provider_sam3.exceptions import InputValidationError
-from airflow_provider_sam3.operators.checks import finite_number
+from airflow_provider_sam3.operators.preflight import finite_number
 
 __all__ = ["FAILURE_POLICIES", "check_batch_options", "check_shard", "task_folder"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.batch.state import BatchState
-from airflow_provider_sam3.operators.batch_ending import CANCEL_WAIT_SECONDS, cancel_entries
+from airflow_provider_sam3.operators.batch_finish import CANCEL_WAIT_SECONDS, cancel_entries
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.endpoints import Endpoint

@@ -66,7 +66,7 @@ def new_batch_state(op: Any, endpoint: Endpoint, images: list[BatchImage]) -> Ba
 def _warn_of_ignored_fields(op: Any, endpoint: Endpoint) -> None:
     """Fields shared by every image that fal would ignore (``max_masks`` without ``return_multiple_masks``)."""
     from airflow_provider_sam3.batch.inputs import PLACEHOLDER_IMAGE_URL
-    from airflow_provider_sam3.operators.checks import ignored_fields_warning
+    from airflow_provider_sam3.operators.preflight import ignored_fields_warning
 
     try:
         body = endpoint.validate_input(

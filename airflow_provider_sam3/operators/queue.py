@@ -23,22 +23,22 @@ from airflow_provider_sam3.exceptions import (
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
 from airflow_provider_sam3.links import FalRequestLink
 from airflow_provider_sam3.models.reference import RequestReference
-from airflow_provider_sam3.operators.checks import (
-    MAX_TIMEOUT_SECONDS,
-    SuggestingPartial,
-    as_seconds,
-    unknown_parameter_error,
-)
-from airflow_provider_sam3.operators.completion import (
+from airflow_provider_sam3.operators.fetched_results import (
     as_task_error,
     fetch_result_document,
     raise_for_event,
     raise_task_error,
 )
 from airflow_provider_sam3.operators.kept_result import keeps_result
-from airflow_provider_sam3.operators.prepared import PreparedRequest, prepare_fal_request
+from airflow_provider_sam3.operators.preflight import (
+    MAX_TIMEOUT_SECONDS,
+    SuggestingPartial,
+    as_seconds,
+    unknown_parameter_error,
+)
 from airflow_provider_sam3.operators.queue_options import QueueOptionsOperator
 from airflow_provider_sam3.operators.reattach import ReattachingSubmit
+from airflow_provider_sam3.operators.request_bodies import PreparedRequest, prepare_fal_request
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.fal import FalHook
@@ -150,7 +150,7 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
     def _check_output_path(self) -> None:
         """A bad ``output_path`` is refused before submitting: copying happens after fal has been paid. A local
         one is created if missing and proved writable."""
-        from airflow_provider_sam3.operators.checks import preflight_output_path
+        from airflow_provider_sam3.operators.preflight import preflight_output_path
 
         if self.output_path is not None:
             preflight_output_path("output_path", self.output_path)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_sam3.operators.checks import check_pacing, check_submit_options
+from airflow_provider_sam3.operators.preflight import check_pacing, check_submit_options
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.models.submit_options import SubmitOptions
@@ -30,7 +30,7 @@ class QueueOptionsOperator(BaseOperator):
     :param store_io: ``False`` asks fal not to keep the inputs and outputs in its request history
         (``X-Fal-Store-IO: 0``).
 
-    ``checked_queue_options()`` checks them all (``operators.checks``) before anything is sent.
+    ``checked_queue_options()`` checks them all (``operators.preflight``) before anything is sent.
     """
 
     def __init__(

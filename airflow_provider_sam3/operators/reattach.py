@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_sam3.exceptions import FalRequestNotFoundError, Sam3ProviderError, StateStoreRefusedError
 from airflow_provider_sam3.links import LINK_XCOM_KEY, request_link
 from airflow_provider_sam3.models.reference import RequestReference
-from airflow_provider_sam3.operators.completion import raise_task_error
+from airflow_provider_sam3.operators.fetched_results import raise_task_error
 from airflow_provider_sam3.storage.state_store import delete_parts, get_parts, guarded, put_parts, run_epoch
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.exceptions import FalRequestCancelledError
     from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.models.status import QueueStatus
-    from airflow_provider_sam3.operators.prepared import PreparedRequest
+    from airflow_provider_sam3.operators.request_bodies import PreparedRequest
 
 __all__ = [
     "ANSWER_LOST",

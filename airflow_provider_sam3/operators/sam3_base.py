@@ -16,8 +16,8 @@ import inspect
 from typing import Any, ClassVar
 
 from airflow_provider_sam3.endpoints import ENDPOINTS, endpoint_for
-from airflow_provider_sam3.operators.prepared import PreparedRequest, prepare_image_argument, upload_pending
 from airflow_provider_sam3.operators.queue import FalQueueOperator
+from airflow_provider_sam3.operators.request_bodies import PreparedRequest, prepare_image_argument, upload_pending
 
 __all__ = ["SET_BY_THE_OPERATOR", "Sam3Operator"]
 
@@ -110,14 +110,14 @@ class Sam3Operator(FalQueueOperator):
             )
             pending += [upload] if upload else []
         if arguments.get("video_url") is not None and "video_url" in endpoint.input_model.model_fields:
-            from airflow_provider_sam3.operators.prepared import PLACEHOLDER_VIDEO_URL, read_local_video
+            from airflow_provider_sam3.operators.request_bodies import PLACEHOLDER_VIDEO_URL, read_local_video
 
             video = read_local_video(arguments["video_url"], "video_url")
             if video is not None:  # the other fields are checked before the upload
                 arguments["video_url"] = PLACEHOLDER_VIDEO_URL
                 pending.append(video)
         body = endpoint.validate_input(arguments).to_request()
-        from airflow_provider_sam3.operators.checks import check_prompt_geometry, ignored_fields_warning
+        from airflow_provider_sam3.operators.preflight import check_prompt_geometry, ignored_fields_warning
 
         check_prompt_geometry(body, image)
         warning = ignored_fields_warning(arguments, body)

@@ -13,7 +13,7 @@ from airflow_provider_sam3.exceptions import InputValidationError, Sam3ProviderE
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
 from airflow_provider_sam3.links import LINK_XCOM_KEY, FalRequestLink, request_link
 from airflow_provider_sam3.models.reference import RequestReference
-from airflow_provider_sam3.operators.completion import (
+from airflow_provider_sam3.operators.fetched_results import (
     fetch_result_document,
     raise_for_event,
     raise_task_error,
@@ -100,7 +100,7 @@ class FalRequestSensor(BaseSensorOperator):
         must not be able to send the key elsewhere)."""
         from airflow_provider_sam3.hooks.settings import MIN_POLL_INTERVAL
         from airflow_provider_sam3.hooks.trust import url_problem
-        from airflow_provider_sam3.operators.checks import finite_number, preflight_output_path
+        from airflow_provider_sam3.operators.preflight import finite_number, preflight_output_path
 
         finite_number("poke_interval", self.poke_interval)
         if self.poke_interval < MIN_POLL_INTERVAL:
@@ -130,7 +130,7 @@ class FalRequestSensor(BaseSensorOperator):
 
     @keeps_result
     def execute(self, context: Any) -> Any:
-        from airflow_provider_sam3.operators.completion import raise_task_error
+        from airflow_provider_sam3.operators.fetched_results import raise_task_error
 
         hook = hook_for(self.fal_conn_id)
         try:

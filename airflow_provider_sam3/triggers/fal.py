@@ -17,7 +17,7 @@ from airflow.triggers.base import TriggerEvent
 from airflow_provider_sam3.batch.cancels import TRIGGER_ON_KILL_SECONDS, cancel_queued, outlasting_repeated_cancels
 from airflow_provider_sam3.exceptions import Sam3ProviderError
 from airflow_provider_sam3.hooks.fal import FalHook
-from airflow_provider_sam3.hooks.waiting import apoll_until_done, request_poll_policy
+from airflow_provider_sam3.hooks.status_polling import apoll_until_done, request_poll_policy
 from airflow_provider_sam3.models.reference import RequestReference
 from airflow_provider_sam3.models.status import QueueStatus
 from airflow_provider_sam3.triggers.base import ConstructorSerializedTrigger

@@ -7,7 +7,7 @@ import asyncio
 from hook_helpers import ARGS, IMAGE_ENDPOINT
 
 from airflow_provider_sam3.hooks.fal import FalHook
-from airflow_provider_sam3.operators.checks import check_submit_options
+from airflow_provider_sam3.operators.preflight import check_submit_options
 
 OPTIONS = check_submit_options(
     priority="low",

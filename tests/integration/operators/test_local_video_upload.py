@@ -45,7 +45,7 @@ def test_a_fifo_named_like_a_video_is_refused_before_anything_is_sent(run_dag, f
 
 
 def test_the_fingerprint_of_a_local_video_survives_a_new_upload_url():
-    from airflow_provider_sam3.operators.prepared import PreparedRequest
+    from airflow_provider_sam3.operators.request_bodies import PreparedRequest
 
     first = PreparedRequest("fal-ai/sam-3/video", {"video_url": "https://a/1.mp4"}, stable_fields={"video_url": "x"})
     again = PreparedRequest("fal-ai/sam-3/video", {"video_url": "https://a/2.mp4"}, stable_fields={"video_url": "x"})

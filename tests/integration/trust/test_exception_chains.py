@@ -10,7 +10,7 @@ import pytest
 from airflow_provider_sam3 import exceptions as exc
 from airflow_provider_sam3.hooks.fal import FalHook
 from airflow_provider_sam3.models.reference import RequestReference
-from airflow_provider_sam3.operators.completion import (
+from airflow_provider_sam3.operators.fetched_results import (
     as_task_error,
     fetch_result_document,
     raise_task_error,

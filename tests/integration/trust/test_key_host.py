@@ -222,7 +222,7 @@ def test_trigger_with_a_foreign_reference_fires_a_final_error(fal_emulator, conn
     """A reference in trigger kwargs (e.g. edited in the database) is refused in the triggerer too."""
     import time
 
-    from airflow_provider_sam3.operators.completion import raise_for_event
+    from airflow_provider_sam3.operators.fetched_results import raise_for_event
     from airflow_provider_sam3.triggers.fal import FalRequestTrigger
 
     evil = hostile()

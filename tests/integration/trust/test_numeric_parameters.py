@@ -13,7 +13,7 @@ import pytest
 
 from airflow_provider_sam3 import exceptions as exc
 from airflow_provider_sam3.operators import sam3 as ops
-from airflow_provider_sam3.operators.checks import finite_number, whole_number
+from airflow_provider_sam3.operators.preflight import finite_number, whole_number
 from airflow_provider_sam3.operators.queue import FalQueueOperator
 
 NAN, INF = float("nan"), float("inf")

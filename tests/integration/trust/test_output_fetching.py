@@ -194,7 +194,7 @@ def test_copy_outputs_streams_to_storage_and_removes_a_partial_file(connect, hos
     from airflow_provider_sam3.endpoints import ENDPOINTS
     from airflow_provider_sam3.models.reference import RequestReference
     from airflow_provider_sam3.models.results import build_result
-    from airflow_provider_sam3.operators.completion import fetch_result_document  # noqa: F401 - same wiring
+    from airflow_provider_sam3.operators.fetched_results import fetch_result_document  # noqa: F401 - same wiring
     from airflow_provider_sam3.storage.outputs import copy_outputs
 
     media = hostile(
@@ -301,7 +301,7 @@ def test_the_image_size_probe_never_reaches_the_workers_network(where, connect, 
     from PIL import Image
 
     from airflow_provider_sam3.endpoints import ENDPOINTS
-    from airflow_provider_sam3.operators.prepared import prepare_image_argument
+    from airflow_provider_sam3.operators.request_bodies import prepare_image_argument
 
     buffer = io.BytesIO()
     Image.new("RGB", (40, 30)).save(buffer, format="PNG")

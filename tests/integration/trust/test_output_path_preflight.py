@@ -11,7 +11,7 @@ import pytest
 
 from airflow_provider_sam3 import exceptions as exc
 from airflow_provider_sam3.operators import sam3 as ops
-from airflow_provider_sam3.operators.checks import PROBE_PREFIX, preflight_output_path
+from airflow_provider_sam3.operators.preflight import PROBE_PREFIX, preflight_output_path
 from airflow_provider_sam3.operators.queue import FalQueueOperator
 
 UNWRITABLE = {

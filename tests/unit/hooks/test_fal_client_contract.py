@@ -101,7 +101,7 @@ def test_submit_headers_match_what_fal_clients_helpers_and_upload_lifecycle_writ
 
 
 def test_the_named_media_lifetimes_are_fal_clients():
-    from airflow_provider_sam3.operators.checks import MEDIA_LIFETIMES
+    from airflow_provider_sam3.operators.preflight import MEDIA_LIFETIMES
 
     theirs = {name: seconds for name, seconds in internals.lifecycle_names().items() if seconds is not None}
     assert MEDIA_LIFETIMES == theirs

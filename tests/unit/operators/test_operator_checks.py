@@ -15,7 +15,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_sam3 import exceptions as exc
 from airflow_provider_sam3.hooks.settings import FalSettings
 from airflow_provider_sam3.models.reference import RequestReference
-from airflow_provider_sam3.operators.completion import raise_for_event
+from airflow_provider_sam3.operators.fetched_results import raise_for_event
 from airflow_provider_sam3.operators.queue import FalQueueOperator
 from airflow_provider_sam3.operators.reattach import RESULT_GONE, STATE_KEY
 from airflow_provider_sam3.operators.sam3 import EmbedImageOperator, SegmentImageOperator

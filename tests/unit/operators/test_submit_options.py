@@ -9,7 +9,7 @@ import pytest
 
 from airflow_provider_sam3.exceptions import InputValidationError
 from airflow_provider_sam3.models.submit_options import SubmitOptions
-from airflow_provider_sam3.operators.checks import check_submit_options
+from airflow_provider_sam3.operators.preflight import check_submit_options
 
 
 def test_defaults_ask_nothing_special():

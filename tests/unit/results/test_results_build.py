@@ -376,7 +376,7 @@ def test_mask_size_reported_is_width_height():
 
 def test_an_rle_box_comes_from_checked_runs():
     """A one-number RLE is malformed: a clear error naming the mask, never a TypeError; an empty one has no box."""
-    from airflow_provider_sam3.models.document_parts import rle_box
+    from airflow_provider_sam3.models.document_fields import rle_box
 
     assert rle_box("", (4, 4), "masks[0].rle") is None
     assert rle_box("1 2", (4, 4), "masks[0].rle") == (0.0, 0.0, 2.0, 1.0)

@@ -20,8 +20,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.exceptions import InputValidationError
+from airflow_provider_sam3.models.checked_numbers import finite_number, whole_number
 from airflow_provider_sam3.models.geometry import check_prompt_geometry
-from airflow_provider_sam3.models.numbers import finite_number, whole_number
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.models.submit_options import SubmitOptions

@@ -85,7 +85,7 @@ def finish_batch(
     from airflow_provider_sam3.batch.manifest import remove_parts, write_manifest
     from airflow_provider_sam3.batch.summary import build_summary
     from airflow_provider_sam3.batch.unrecorded import UnrecordedLedger
-    from airflow_provider_sam3.operators.completion import as_task_error
+    from airflow_provider_sam3.operators.fetched_results import as_task_error
 
     manifest = write_manifest(folder, state.ordered(), keep_parts=True)  # may find rows lost since: count after
     summary = build_summary(endpoint, state, folder, manifest)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from airflow_provider_sam3.guards.numbers import finite_score, finite_tree, unit_box
-from airflow_provider_sam3.models.document_parts import (
+from airflow_provider_sam3.models.document_fields import (
     KIND_EMBEDDING,
     KIND_SEGMENTATION,
     FileEntry,
