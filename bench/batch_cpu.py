@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import base64
 import cProfile
-import json
 import os
 import sys
 import tempfile
@@ -33,9 +32,20 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 
 from engine_runs import LOG, SHARED, PlainStore, planned  # noqa: E402
-from throughput import Emulator, write_photos  # noqa: E402
+from throughput import Emulator, run_peer, write_photos  # noqa: E402
 
 ENDPOINT = "fal-ai/sam-3/image"
+
+
+class SlowStore(PlainStore):
+    """A task state store whose every write blocks for ``latency`` seconds, as a round trip from the task to its
+    supervisor and Airflow's API server does (the provider writes from its event loop, synchronously)."""
+
+    latency = 0.0
+
+    def set(self, key, value):
+        time.sleep(self.latency)
+        super().set(key, value)
 
 
 def run_batch(paths: list[Path], out: Path, concurrency: int) -> dict:
@@ -46,7 +56,7 @@ def run_batch(paths: list[Path], out: Path, concurrency: int) -> dict:
     from airflow_provider_sam3.hooks.fal import FalHook
 
     endpoint, state = planned(paths)
-    store = PlainStore()
+    store = SlowStore()
     options = BatchOptions(submit_concurrency=8, shared_arguments=SHARED, poll_interval=0.2)
 
     async def stays() -> None:
@@ -62,40 +72,6 @@ def run_batch(paths: list[Path], out: Path, concurrency: int) -> dict:
     write_manifest(out, state.ordered())
     counts = state.counts()
     return {"succeeded": counts.get("done", 0), "state_store_writes": store.writes}
-
-
-def run_peer(paths: list[Path], out: Path, concurrency: int) -> dict:
-    """A hand-written async loop: submit, wait, store each mask and the result JSON, ``concurrency`` at a time."""
-    import fal_client
-
-    async def main() -> int:
-        client = fal_client.AsyncClient()
-        gate = asyncio.Semaphore(concurrency)
-
-        async def one(path: Path) -> int:
-            async with gate:
-                data = await asyncio.to_thread(path.read_bytes)
-                image_url = "data:image/png;base64," + base64.b64encode(data).decode()
-                handle = await client.submit(ENDPOINT, arguments={"image_url": image_url, **SHARED})
-                result = await handle.get()
-            folder = out / handle.request_id
-            await asyncio.to_thread(store_result, folder, result)
-            return len(result.get("masks") or [])
-
-        masks = await asyncio.gather(*(one(path) for path in paths))
-        return sum(1 for count in masks if count)
-
-    return {"succeeded": asyncio.run(main())}
-
-
-def store_result(folder: Path, result: dict) -> None:
-    """Each mask's bytes (inline data URIs, as the batch asks for) in a file, then the result JSON."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for number, mask in enumerate(result.get("masks") or []):
-        url = mask.get("url", "")
-        if url.startswith("data:"):
-            (folder / f"mask_{number:03d}.png").write_bytes(base64.b64decode(url.split(",", 1)[1]))
-    (folder / "result.json").write_text(json.dumps(result))
 
 
 def run_pool(paths: list[Path], out: Path, concurrency: int) -> dict:
@@ -142,7 +118,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--only", choices=sorted(PATHS), action="append")
     parser.add_argument("--profile", help="write a cProfile of the (single) path measured here")
+    parser.add_argument(
+        "--store-latency-ms", type=float, default=0.0, help="block each task state store write this long"
+    )
     args = parser.parse_args()
+    SlowStore.latency = args.store_latency_ms / 1000
     which = args.only or ["batch", "peer", "pool"]
     workdir = Path(tempfile.mkdtemp(prefix="sam3-batch-cpu-"))
     paths = write_photos(workdir / "images", args.images)
@@ -183,7 +163,10 @@ def render(results: dict, args: argparse.Namespace) -> str:
             f"{per_image:.2f} | {ratio} | {result['submissions']} |"
         )
     if "batch" in results:
-        lines.append(f"\nTask state store writes by the batch: {results['batch']['state_store_writes']}.")
+        lines.append(
+            f"\nTask state store writes by the batch: {results['batch']['state_store_writes']}, each blocking "
+            f"{args.store_latency_ms:g} ms."
+        )
     return "\n".join(lines)
 
 

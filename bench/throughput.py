@@ -12,6 +12,8 @@ thread pool runs in this process. Times are from triggering the DAG run to its e
 from __future__ import annotations
 
 import argparse
+import asyncio
+import base64
 import io
 import json
 import os
@@ -31,6 +33,9 @@ sys.path.insert(0, str(REPO / "bench"))
 from _doc import command_line, machine, today, update_section  # noqa: E402
 from harness import AirflowDeployment  # noqa: E402
 
+ENDPOINT = "fal-ai/sam-3/image"
+PEER_ARGUMENTS = {"prompt": "box", "include_scores": True, "include_boxes": True, "sync_mode": True}
+"""What the batch sends for each image by default (its ``BATCH_DEFAULTS`` and the DAG's prompt)."""
 BLOCK_WARNING = re.compile(r"blocked|event loop|took too long", re.IGNORECASE)
 
 BATCH_DAG = """
@@ -156,28 +161,67 @@ def triggerer_block_warnings(deployment: AirflowDeployment) -> list[str]:
     return lines
 
 
-def subscribe_pool(emulator: Emulator, paths: list[Path], concurrency: int) -> dict:
-    """What a user would otherwise write: fal_client.subscribe in a thread pool (no Airflow at all)."""
-    os.environ.update(emulator.env)
+def run_peer(paths: list[Path], out: Path, concurrency: int) -> dict:
+    """A hand-written async loop: submit, wait, store each mask and the result JSON, ``concurrency`` at a time."""
     import fal_client
+
+    async def main() -> int:
+        client = fal_client.AsyncClient()
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(path: Path) -> int:
+            async with gate:
+                data = await asyncio.to_thread(path.read_bytes)
+                image_url = "data:image/png;base64," + base64.b64encode(data).decode()
+                handle = await client.submit(ENDPOINT, arguments={"image_url": image_url, **PEER_ARGUMENTS})
+                result = await handle.get()
+            folder = out / handle.request_id
+            await asyncio.to_thread(store_result, folder, result)
+            return len(result.get("masks") or [])
+
+        masks = await asyncio.gather(*(one(path) for path in paths))
+        return sum(1 for count in masks if count)
+
+    return {"succeeded": asyncio.run(main())}
+
+
+def store_result(folder: Path, result: dict) -> None:
+    """Each mask's bytes (inline data URIs, as the batch asks for) in a file, then the result JSON."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for number, mask in enumerate(result.get("masks") or []):
+        url = mask.get("url", "")
+        if url.startswith("data:"):
+            (folder / f"mask_{number:03d}.png").write_bytes(base64.b64decode(url.split(",", 1)[1]))
+    (folder / "result.json").write_text(json.dumps(result))
+
+
+def in_process(path, emulator: Emulator, *args) -> dict:
+    """Run a path in this process against the emulator, with its wall time and this process's CPU time."""
+    os.environ.update(emulator.env)
     import fal_client.client as fal_module
+
+    fal_module.QUEUE_URL_FORMAT = f"https://{emulator.env['FAL_QUEUE_RUN_HOST']}/"
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = path(*args)
+    seconds = time.perf_counter() - wall
+    return {"state": "success", **result, "seconds": seconds, "cpu_seconds": time.process_time() - cpu}
+
+
+def subscribe_pool(paths: list[Path], concurrency: int) -> dict:
+    """The lower bound: ``fal_client.subscribe`` in a thread pool, storing nothing (no Airflow at all)."""
+    import fal_client
 
     from airflow_provider_sam3.media.inputs import prepare_image
 
-    fal_module.QUEUE_URL_FORMAT = f"https://{emulator.env['FAL_QUEUE_RUN_HOST']}/"
-    client = fal_client.SyncClient(key=emulator.env["FAL_KEY"])
+    client = fal_client.SyncClient()
 
     def one(path: Path) -> dict:
         image_url = prepare_image(str(path)).url
-        return client.subscribe("fal-ai/sam-3/image", arguments={"image_url": image_url, "prompt": "box"})
+        return client.subscribe(ENDPOINT, arguments={"image_url": image_url, **PEER_ARGUMENTS})
 
-    started = time.monotonic()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         results = list(pool.map(one, paths))
-    return {
-        "state": "success" if all(r.get("masks") for r in results) else "failed",
-        "seconds": time.monotonic() - started,
-    }
+    return {"succeeded": sum(1 for result in results if result.get("masks"))}
 
 
 def main() -> None:
@@ -185,10 +229,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--service-time", type=float, default=0.5)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--only", choices=["batch", "mapped", "subscribe"], action="append")
+    parser.add_argument("--only", choices=["batch", "mapped", "peer", "subscribe"], action="append")
     parser.add_argument("--out", type=Path, help="update the throughput section of this markdown file")
     args = parser.parse_args()
-    which = args.only or ["batch", "mapped", "subscribe"]
+    which = args.only or ["batch", "mapped", "peer", "subscribe"]
     ideal = args.images / args.concurrency * args.service_time
 
     workdir = Path(tempfile.mkdtemp(prefix="sam3-bench-"))
@@ -250,9 +294,15 @@ def main() -> None:
                     (results["mapped"]["run_id"],),
                 )
             )
+        if "peer" in which:
+            emulator.reset()
+            results["peer"] = in_process(run_peer, emulator, paths, workdir / "out-peer", args.concurrency)
+            results["peer"]["state"] = "success" if results["peer"]["succeeded"] == len(paths) else "failed"
+            results["peer"]["submissions"] = emulator.counters()["submissions"]["total"]
         if "subscribe" in which:
             emulator.reset()
-            results["subscribe"] = subscribe_pool(emulator, paths, args.concurrency)
+            results["subscribe"] = in_process(subscribe_pool, emulator, paths, args.concurrency)
+            results["subscribe"]["state"] = "success" if results["subscribe"]["succeeded"] == len(paths) else "failed"
             results["subscribe"]["submissions"] = emulator.counters()["submissions"]["total"]
     finally:
         if deployment is not None:
@@ -270,10 +320,11 @@ def render(results: dict, args: argparse.Namespace, ideal: float) -> str:
     names = {
         "batch": "Sam3BatchOperator (one task, one trigger)",
         "mapped": "one deferrable SegmentImageOperator per image (dynamic mapping)",
-        "subscribe": "fal_client.subscribe in a 16-thread pool (no Airflow)",
+        "peer": "fair peer: async fal-client loop storing masks + result JSON (no Airflow)",
+        "subscribe": f"fal_client.subscribe in a {args.concurrency}-thread pool, storing nothing (no Airflow)",
     }
     lines = [
-        "## Throughput: batch vs one task per image vs a subscribe thread pool",
+        "## Throughput: batch vs one task per image vs a fair hand-written loop vs a subscribe thread pool",
         "",
         f"Machine: {machine()}. Measured {today()} with `{command_line()}`.",
         "",
@@ -283,21 +334,27 @@ def render(results: dict, args: argparse.Namespace, ideal: float) -> str:
         "manifest (the summary's `wall_seconds`). The emulator, the Airflow components and the client share the "
         "same 2 cores.",
         "",
-        "| path | state | run wall time (s) | x ideal | batch's own time (s) | x ideal | submissions |",
-        "|---|---|---|---|---|---|---|",
+        "| path | state | run wall time (s) | x ideal | batch's own time (s) | x ideal | CPU per image (ms) "
+        "| submissions |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for key, result in results.items():
         own = result.get("task_seconds")
         own_cells = f"{own:.1f} | {own / ideal:.2f}" if own else "- | -"
+        cpu = result.get("cpu_seconds")
+        cpu_cell = f"{cpu / args.images * 1000:.2f}" if cpu else "-"
         lines.append(
             f"| {names[key]} | {result['state']} | {result['seconds']:.1f} | "
-            f"{result['seconds'] / ideal:.2f} | {own_cells} | {result.get('submissions')} |"
+            f"{result['seconds'] / ideal:.2f} | {own_cells} | {cpu_cell} | {result.get('submissions')} |"
         )
     lines.append("")
     if "batch" in results and "mapped" in results:
         lines.append(
             f"Batch vs one task per image: {results['mapped']['seconds'] / results['batch']['seconds']:.1f}x faster.  "
         )
+    if "batch" in results and "peer" in results and results["batch"].get("task_seconds"):
+        ratio = results["batch"]["task_seconds"] / results["peer"]["seconds"]
+        lines.append(f"Batch's own time vs the fair peer: {ratio:.2f}x.  ")
     if "mapped" in results:
         census = ", ".join(f"{count} {state}" for state, count in sorted(results["mapped"]["task_states"].items()))
         lines.append(f"Mapped task instances at the end: {census}.  ")
