@@ -49,10 +49,10 @@ def sam3_mapped_small_batch():
     def list_images(params: dict | None = None) -> list[str]:
         """The explicit ``images`` list if given, else every image file in ``input_folder``, sorted (resolved as the
         batch operator resolves its ``images``: folders and globs, local or on object storage)."""
-        from airflow_provider_sam3.batch.listing import resolve_images
+        from airflow_provider_sam3.operators.image_listing import list_images
 
         field, given = ("images", params["images"]) if params["images"] else ("input_folder", params["input_folder"])
-        images = [image.source for image in resolve_images(given, field_name=field)]
+        images = list_images(given, field_name=field)
         if len(images) > int(params["max_images"]):
             raise ValueError(
                 f"{len(images)} images is more than max_images={params['max_images']}: one task per "

@@ -100,11 +100,11 @@ def sam3_product_photos():
 
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from airflow_provider_sam3.batch.listing import resolve_images
+        from airflow_provider_sam3.operators.image_listing import list_images
 
         index = _storage(output_path) / INDEX_FILE
         done = {json.loads(line)["source"] for line in index.read_text().splitlines()} if index.exists() else set()
-        fresh = [image.source for image in resolve_images(input_folder) if image.source not in done]
+        fresh = [source for source in list_images(input_folder) if source not in done]
         if not fresh:
             raise AirflowSkipException(f"no new images in {input_folder}")
         own = image_arguments(input_folder)

@@ -93,10 +93,10 @@ def sam3_sql_enrichment():
     def list_images(params: dict | None = None) -> list[str]:
         """The explicit ``images`` list if given, else every image file in ``input_folder``, sorted (resolved as the
         batch operator resolves its ``images``: folders and globs, local or on object storage)."""
-        from airflow_provider_sam3.batch.listing import resolve_images
+        from airflow_provider_sam3.operators.image_listing import list_images
 
         field, given = ("images", params["images"]) if params["images"] else ("input_folder", params["input_folder"])
-        return [image.source for image in resolve_images(given, field_name=field)]
+        return list_images(given, field_name=field)
 
     masks = SegmentImageOperator.partial(
         task_id="segment",

@@ -228,11 +228,11 @@ class Submitter:
 
 
 class GroupJournal:
-    """Journal rows written for every submit slot ready at the same moment: a slot whose call returned asks for its
-    outcome and its next reservation to be made durable, and waits; the write happens once the event loop has run
-    every slot that was ready, so slots whose answers arrived during the previous write share one row. Nothing is
-    sent before its reservation is durable, as with one row per slot; there are only fewer rows (each a blocking
-    round trip to Airflow's task state store)."""
+    """Journal rows shared by the submit slots ready at about the same moment: a slot whose call returned asks for
+    its outcome and its next reservation to be made durable, and waits; the row is written as long after the first
+    ask as the last write took (at most ``JOURNAL_GROUP_WINDOW``), so slots whose answers arrive meanwhile share it.
+    Nothing is sent before its reservation is durable, as with one row per slot; there are only fewer rows (each a
+    blocking round trip to Airflow's task state store)."""
 
     def __init__(self, state: BatchState, store: Any) -> None:
         self.state = state
