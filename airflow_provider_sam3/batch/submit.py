@@ -1,14 +1,14 @@
 """Submitting a batch's images to fal: ``submit_concurrency`` calls in flight (a sliding window, so one slow call
 holds back nobody), none sent without a durable reservation, each outcome durable the moment its call returns.
 
-When its call returns, a submit slot has its outcome and the reservation of the image it sends next made durable in one
-journal row (``BatchState.journal``), shared with the other slots whose calls returned meanwhile (``GroupJournal``), and
-sends nothing before that row is written. So a try that Airflow has failed, cleared or replaced (its writes are refused)
-stops before sending anything more: at most the calls already in flight when its writes stopped (``submit_concurrency``)
-reach fal unrecorded. Those requests are handed to the next try through the task's folder (``batch.unrecorded``), which
-waits for them instead of paying again; only when that fails are they cancelled. What no try can know is a call in
-flight when its worker process died at once (SIGKILL): fal may have created that request, and fal has no idempotency key
-to find it by. Such an image is sent again once that call can no longer be in flight, and counted as ``unseen``.
+Each submit slot writes one journal row per image: the outcome of the call that just returned and the reservation
+of the image it sends next (``BatchState.journal``). So a try that Airflow has failed, cleared or replaced (its writes
+are refused) stops before sending anything more: at most the calls already in flight when its writes stopped
+(``submit_concurrency``) reach fal unrecorded. Those requests are handed to the next try through the task's folder
+(``batch.unrecorded``), which waits for them instead of paying again; only when that fails are they cancelled.
+What no try can know is a call in flight when its worker process died at once (SIGKILL): fal may have created that
+request, and fal has no idempotency key to find it by. Such an image is sent again once that call can no longer be
+in flight, and counted as ``unseen``.
 """
 
 from __future__ import annotations
@@ -34,21 +34,8 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.endpoints import Endpoint
     from airflow_provider_sam3.models.batch import BatchEntry
 
-__all__ = [
-    "ACCOUNT_ERRORS",
-    "JOURNAL_GROUP",
-    "JOURNAL_GROUP_WINDOW",
-    "UNRECORDED_CANCEL_SECONDS",
-    "GroupJournal",
-    "Submitter",
-]
+__all__ = ["ACCOUNT_ERRORS", "UNRECORDED_CANCEL_SECONDS", "Submitter"]
 
-JOURNAL_GROUP = 32
-"""Most entries in one journal row (about 400 bytes each, well under the store's 64 KB per value)."""
-JOURNAL_GROUP_WINDOW = 0.010
-"""The longest a journal write waits for other slots' answers to share its row. It waits as long as the last write
-took: a write is a blocking round trip to Airflow's API server, so a slow store groups more and is written less
-often, and an instant one is written at once."""
 UNRECORDED_CANCEL_SECONDS = 10.0
 """How long cancelling a request that could be neither recorded nor handed over may take."""
 
@@ -227,49 +214,6 @@ class Submitter:
         return False
 
 
-class GroupJournal:
-    """Journal rows shared by the submit slots ready at about the same moment: a slot whose call returned asks for
-    its outcome and its next reservation to be made durable, and waits; the row is written as long after the first
-    ask as the last write took (at most ``JOURNAL_GROUP_WINDOW``), so slots whose answers arrive meanwhile share it.
-    Nothing is sent before its reservation is durable, as with one row per slot; there are only fewer rows (each a
-    blocking round trip to Airflow's task state store)."""
-
-    def __init__(self, state: BatchState, store: Any) -> None:
-        self.state = state
-        self.store = store
-        self.keys: list[str] = []
-        self.waiting: list[asyncio.Future[StateStoreRefusedError | None]] = []
-        self.rows = 0
-        self.last_write_seconds = 0.0
-
-    async def commit(self, keys: list[str]) -> StateStoreRefusedError | None:
-        """Make ``keys``' entries durable with the others asked for now; the refusal, if the store refused."""
-        loop = asyncio.get_running_loop()
-        if not self.waiting:
-            loop.call_later(min(self.last_write_seconds, JOURNAL_GROUP_WINDOW), self.write)
-        self.keys.extend(keys)
-        done: asyncio.Future[StateStoreRefusedError | None] = loop.create_future()
-        self.waiting.append(done)
-        return await done
-
-    def write(self) -> None:
-        """One journal row per ``JOURNAL_GROUP`` entries asked for since the last write; every waiter hears the
-        outcome."""
-        keys, waiting = list(dict.fromkeys(self.keys)), self.waiting
-        self.keys, self.waiting = [], []
-        refusal, started = None, time.perf_counter()
-        try:
-            for start in range(0, len(keys), JOURNAL_GROUP):
-                self.state.journal(self.store, *keys[start : start + JOURNAL_GROUP])
-                self.rows += 1
-        except StateStoreRefusedError as error:
-            refusal = error
-        self.last_write_seconds = time.perf_counter() - started
-        for done in waiting:
-            if not done.done():
-                done.set_result(refusal)
-
-
 class _SubmitRound:
     """One ``Submitter.submit``: slots that share one iterator of due images, each reserving its next image in
     the same journal write that records its last submission, so nothing is sent without a durable reservation."""
@@ -283,7 +227,6 @@ class _SubmitRound:
         self.crashed: list[BaseException] = []
         self.refused: list[StateStoreRefusedError] = []
         self.accepted = 0
-        self.group = GroupJournal(submitter.state, submitter.store)
 
     def reserve_next(self) -> str | None:
         """The next image to send, reserved in memory (the caller's journal row makes it durable)."""
@@ -300,20 +243,21 @@ class _SubmitRound:
         if key is not None:
             self.state.entries[key].state = "pending"
 
-    async def journal(self, *keys: str | None) -> StateStoreRefusedError | None:
-        """Make these entries durable in the task state store (in one row with those of the other slots ready at
-        the same moment); the refusal, if the store refused."""
-        refusal = await self.group.commit([key for key in keys if key is not None])
-        if refusal is not None:
-            self.refused.append(refusal)
-        return refusal
+    def journal(self, *keys: str | None) -> StateStoreRefusedError | None:
+        """Make these entries durable in the task state store; the refusal, if the store refused."""
+        try:
+            self.state.journal(self.submitter.store, *(k for k in keys if k is not None))
+        except StateStoreRefusedError as error:
+            self.refused.append(error)
+            return error
+        return None
 
     async def slot(self) -> None:
         """Submit one image after another until none is due or the round stops."""
         key = self.reserve_next()
         if key is None:
             return
-        if await self.journal(key) is not None:
+        if self.journal(key) is not None:
             self.unreserve(key)
             return
         while key is not None:
@@ -331,7 +275,7 @@ class _SubmitRound:
             if outcome is not None and type(outcome).__name__ in ACCOUNT_ERRORS and not outcome.retryable:
                 self.stop.append(outcome)  # before the next reservation: nothing more is sent with this account
             following = self.reserve_next()
-            refusal = await self.journal(key, following)
+            refusal = self.journal(key, following)
             if refusal is not None:
                 self.unreserve(following)
                 if entry.state == "submitted":
