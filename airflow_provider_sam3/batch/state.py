@@ -6,12 +6,13 @@ batch keeps:
 - a header (``fal_batch``): endpoint, fal's URL templates, deadline, how many shards;
 - shards (``fal_batch.<n>``) of ``SHARD_SIZE`` entries in input order: the image list of the run's first try
   (retries and clears use it, they never list the folder again) and every image's state;
-- a journal of ``JOURNAL_SLOTS`` small rows (``fal_batch.j.<slot>``): before an image is sent its reservation is
-  written there, and as soon as its submit call returns its outcome is, in the same row as the reservation of the
-  image that submit slot sends next (about 400 bytes). Every ``JOURNAL_SLOTS`` rows the changed shards are written
-  and the slots start over. A reader applies a journal row's entry when its ``version`` is newer than the shard's.
-  So nothing is sent without a durable reservation, a request id is durable one small write after fal answers, and
-  100,000 images cost about 100,000 journal writes plus one shard rewrite per 32 of them.
+- a journal of ``JOURNAL_SLOTS`` small rows (``fal_batch.j.<slot>``): before an image is sent its reservation is written
+  there, and as soon as its submit call returns its outcome is, in the same row as the reservation of the image that
+  submit slot sends next (about 400 bytes per entry; slots whose calls returned together share a row). Every
+  ``JOURNAL_SLOTS`` rows the changed shards are written and the slots start over. A reader applies a journal row's entry
+  when its ``version`` is newer than the shard's. So nothing is sent without a durable reservation, a request id is
+  durable one small write after fal answers, and 100,000 images cost at most about 100,000 journal writes (fewer when
+  the store is slow and slots share rows) plus one shard rewrite per 32 of them.
 
 A finished batch leaves only its header, holding the summary and the run's clear count (``epoch``): a later try of
 the same run (Airflow failed the try after the batch finished) returns that summary instead of paying again; a try
@@ -125,7 +126,9 @@ class BatchState:
             self.touch(key)
         if store is None:
             return
-        row = {"e": [{"k": key, **self.entries[key].to_json()} for key in keys]}
+        row: dict[str, Any] = {"e": [{"k": key, **self.entries[key].to_json()} for key in keys]}
+        if self.url_templates and (self.saved_header or {}).get("url_templates") != self.url_templates:
+            row["u"] = self.url_templates  # until the header holds fal's URL templates, the rows that need them do
         store.set(journal_key(self.journal_next % JOURNAL_SLOTS), row)
         self.journal_next += 1
         if self.journal_next % JOURNAL_SLOTS == 0:
@@ -199,6 +202,8 @@ class BatchState:
         """Apply what was journalled after the last shard write: each row entry newer (``version``) than its shard's."""
         for slot in range(JOURNAL_SLOTS):
             row = store.get(journal_key(slot)) or {}
+            if self.url_templates is None and isinstance(row.get("u"), dict):
+                self.url_templates = row["u"]
             for item in row.get("e") or ([row] if "k" in row else []):  # schema 2 wrote one bare entry per row
                 key = item.get("k")
                 if key not in self.entries:

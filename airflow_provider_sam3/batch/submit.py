@@ -1,14 +1,14 @@
 """Submitting a batch's images to fal: ``submit_concurrency`` calls in flight (a sliding window, so one slow call
 holds back nobody), none sent without a durable reservation, each outcome durable the moment its call returns.
 
-Each submit slot writes one journal row per image: the outcome of the call that just returned and the reservation
-of the image it sends next (``BatchState.journal``). So a try that Airflow has failed, cleared or replaced (its writes
-are refused) stops before sending anything more: at most the calls already in flight when its writes stopped
-(``submit_concurrency``) reach fal unrecorded. Those requests are handed to the next try through the task's folder
-(``batch.unrecorded``), which waits for them instead of paying again; only when that fails are they cancelled.
-What no try can know is a call in flight when its worker process died at once (SIGKILL): fal may have created that
-request, and fal has no idempotency key to find it by. Such an image is sent again once that call can no longer be
-in flight, and counted as ``unseen``.
+When its call returns, a submit slot has its outcome and the reservation of the image it sends next made durable in one
+journal row (``BatchState.journal``), shared with the other slots whose calls returned meanwhile (``GroupJournal``), and
+sends nothing before that row is written. So a try that Airflow has failed, cleared or replaced (its writes are refused)
+stops before sending anything more: at most the calls already in flight when its writes stopped (``submit_concurrency``)
+reach fal unrecorded. Those requests are handed to the next try through the task's folder (``batch.unrecorded``), which
+waits for them instead of paying again; only when that fails are they cancelled. What no try can know is a call in
+flight when its worker process died at once (SIGKILL): fal may have created that request, and fal has no idempotency key
+to find it by. Such an image is sent again once that call can no longer be in flight, and counted as ``unseen``.
 """
 
 from __future__ import annotations
@@ -34,8 +34,21 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.endpoints import Endpoint
     from airflow_provider_sam3.models.batch import BatchEntry
 
-__all__ = ["ACCOUNT_ERRORS", "UNRECORDED_CANCEL_SECONDS", "Submitter"]
+__all__ = [
+    "ACCOUNT_ERRORS",
+    "JOURNAL_GROUP",
+    "JOURNAL_GROUP_WINDOW",
+    "UNRECORDED_CANCEL_SECONDS",
+    "GroupJournal",
+    "Submitter",
+]
 
+JOURNAL_GROUP = 32
+"""Most entries in one journal row (about 400 bytes each, well under the store's 64 KB per value)."""
+JOURNAL_GROUP_WINDOW = 0.010
+"""The longest a journal write waits for other slots' answers to share its row. It waits as long as the last write
+took: a write is a blocking round trip to Airflow's API server, so a slow store groups more and is written less
+often, and an instant one is written at once."""
 UNRECORDED_CANCEL_SECONDS = 10.0
 """How long cancelling a request that could be neither recorded nor handed over may take."""
 
@@ -101,6 +114,7 @@ class Submitter:
             if round_.refused:
                 raise round_.refused[0]
         finally:  # every accepted submission is in the log, even when the account stops the batch
+            round_.group.flush()
             if round_.accepted:
                 self.log.info(
                     "Submitted %d requests to %s (%d waiting at fal)",
@@ -214,6 +228,66 @@ class Submitter:
         return False
 
 
+class GroupJournal:
+    """Journal rows shared by the submit slots ready at about the same moment: a slot whose call returned asks for
+    its outcome and its next reservation to be made durable, and waits; the row is written as long after the first
+    ask as the last write took (at most ``JOURNAL_GROUP_WINDOW``), so slots whose answers arrive meanwhile share it.
+    Nothing is sent before its reservation is durable, as with one row per slot; there are only fewer rows (each a
+    blocking round trip to Airflow's task state store)."""
+
+    def __init__(self, state: BatchState, store: Any) -> None:
+        self.state = state
+        self.store = store
+        self.waiting: list[tuple[list[str], asyncio.Future[StateStoreRefusedError | None]]] = []
+        self.rows = 0
+        self.last_write_seconds = 0.0
+
+    async def commit(self, keys: list[str]) -> StateStoreRefusedError | None:
+        """Make ``keys``' entries durable with the others asked for now; the refusal, if the store refused."""
+        loop = asyncio.get_running_loop()
+        if not self.waiting:
+            loop.call_later(min(self.last_write_seconds, JOURNAL_GROUP_WINDOW), self.write)
+        done: asyncio.Future[StateStoreRefusedError | None] = loop.create_future()
+        self.waiting.append((keys, done))
+        return await done
+
+    def write(self) -> None:
+        """One journal row per ``JOURNAL_GROUP`` entries asked for since the last write, none after a refused one; a
+        waiter hears the refusal only if one of its entries is not durable."""
+        waiting, self.waiting = self.waiting, []
+        keys = list(dict.fromkeys(key for asked, _ in waiting for key in asked))
+        durable: set[str] = set()
+        refusal: StateStoreRefusedError | None = None
+        failure: Exception | None = None
+        started = time.perf_counter()
+        try:
+            for start in range(0, len(keys), JOURNAL_GROUP):
+                row = keys[start : start + JOURNAL_GROUP]
+                self.state.journal(self.store, *row)
+                durable.update(row)
+                self.rows += 1
+        except StateStoreRefusedError as error:
+            refusal = error
+        except Exception as error:  # noqa: BLE001 - raised in each waiting slot, as a write of its own would be
+            failure = error
+        self.last_write_seconds = time.perf_counter() - started
+        for asked, done in waiting:
+            if done.done():  # its slot was cancelled
+                continue
+            if durable.issuperset(asked):
+                done.set_result(None)
+            elif failure is not None:
+                done.set_exception(failure)
+            else:
+                done.set_result(refusal)
+
+    def flush(self) -> None:
+        """Write what is still asked for now (the round is ending, e.g. cancelled: the scheduled write may never
+        run)."""
+        if self.waiting:
+            self.write()
+
+
 class _SubmitRound:
     """One ``Submitter.submit``: slots that share one iterator of due images, each reserving its next image in
     the same journal write that records its last submission, so nothing is sent without a durable reservation."""
@@ -227,6 +301,7 @@ class _SubmitRound:
         self.crashed: list[BaseException] = []
         self.refused: list[StateStoreRefusedError] = []
         self.accepted = 0
+        self.group = GroupJournal(submitter.state, submitter.store)
 
     def reserve_next(self) -> str | None:
         """The next image to send, reserved in memory (the caller's journal row makes it durable)."""
@@ -243,21 +318,20 @@ class _SubmitRound:
         if key is not None:
             self.state.entries[key].state = "pending"
 
-    def journal(self, *keys: str | None) -> StateStoreRefusedError | None:
-        """Make these entries durable in the task state store; the refusal, if the store refused."""
-        try:
-            self.state.journal(self.submitter.store, *(k for k in keys if k is not None))
-        except StateStoreRefusedError as error:
-            self.refused.append(error)
-            return error
-        return None
+    async def journal(self, *keys: str | None) -> StateStoreRefusedError | None:
+        """Make these entries durable in the task state store (in one row with those of the other slots ready at
+        the same moment); the refusal, if the store refused."""
+        refusal = await self.group.commit([key for key in keys if key is not None])
+        if refusal is not None:
+            self.refused.append(refusal)
+        return refusal
 
     async def slot(self) -> None:
         """Submit one image after another until none is due or the round stops."""
         key = self.reserve_next()
         if key is None:
             return
-        if self.journal(key) is not None:
+        if await self.journal(key) is not None:
             self.unreserve(key)
             return
         while key is not None:
@@ -275,7 +349,7 @@ class _SubmitRound:
             if outcome is not None and type(outcome).__name__ in ACCOUNT_ERRORS and not outcome.retryable:
                 self.stop.append(outcome)  # before the next reservation: nothing more is sent with this account
             following = self.reserve_next()
-            refusal = self.journal(key, following)
+            refusal = await self.journal(key, following)
             if refusal is not None:
                 self.unreserve(following)
                 if entry.state == "submitted":

@@ -22,28 +22,37 @@ class TakenAwayError(RuntimeError):
 
 
 class StoreTakenAway(PlainStore):
-    """Accepts ``journal_writes`` journal rows, then refuses every write, as Airflow does for a replaced try."""
+    """Accepts the journal rows that keep the recorded submissions at most ``limit`` (rows of reservations alone are
+    always accepted), then refuses every write, as Airflow does for a replaced try. Counted in submissions, not rows:
+    slots whose calls return together share a row, so how many rows a round writes depends on timing."""
 
-    def __init__(self, journal_writes: int) -> None:
+    def __init__(self, limit: int) -> None:
         super().__init__()
-        self.journal_writes = journal_writes
-        self.refused = 0
+        self.limit = limit
+        self.accepted: list[str] = []
+        """Request ids whose outcome was in an accepted journal row."""
+        self.refusing = False
+        self.refused_submissions: list[str] = []
+        """Request ids whose outcome was in a refused journal row."""
 
     def set(self, key, value):
-        if self.journal_writes <= 0:
-            self.refused += 1
+        submissions = (
+            [e["r"] for e in value["e"] if e.get("st") == "submitted"] if key.startswith("fal_batch.j.") else []
+        )
+        self.refusing = self.refusing or len(self.accepted) + len(submissions) > self.limit
+        if self.refusing:
+            self.refused_submissions += submissions
             raise TakenAwayError("API_SERVER_ERROR: 404 Task instance not found")
-        if key.startswith("fal_batch.j."):
-            self.journal_writes -= 1
+        self.accepted += submissions
         super().set(key, value)
 
 
-@pytest.mark.parametrize("writes", [4, 7], ids=["refused-after-the-reservations", "refused-mid-round"])
-def test_a_refused_try_hands_its_requests_over_and_the_next_try_pays_once(writes, photos, tmp_path, fal_emulator):
+@pytest.mark.parametrize("limit", [0, 3], ids=["refused-after-the-reservations", "refused-mid-round"])
+def test_a_refused_try_hands_its_requests_over_and_the_next_try_pays_once(limit, photos, tmp_path, fal_emulator):
     fal_emulator.configure(concurrency=4, service_time_s=0.05)  # requests start at once: a cancel would not refund
     paths = photos(12)
     endpoint, state = planned(paths)
-    store = StoreTakenAway(journal_writes=writes)
+    store = StoreTakenAway(limit=limit)
     state.save(store)
     options = BatchOptions(max_in_flight=12, submit_concurrency=4, poll_interval=0.1, shared_arguments=SHARED)
 
@@ -60,7 +69,10 @@ def test_a_refused_try_hands_its_requests_over_and_the_next_try_pays_once(writes
     assert first_try == recorded | handed and not recorded & handed  # every request is recorded or handed over
     assert 1 <= len(handed) <= options.submit_concurrency  # only the calls in flight when the writes stopped
     assert len(reserved) == len(handed)  # each was durably reserved before it was sent
-    assert store.refused == len(handed)  # one refused write per call in flight; nothing was reserved after it
+    assert recorded == set(store.accepted) and len(recorded) <= limit  # what the store accepted, nothing more
+    # each call in flight had its outcome in exactly one refused journal row (slots that returned together share a
+    # row), and nothing was written or reserved after the refusal
+    assert sorted(store.refused_submissions) == sorted(handed)
     warnings = "\n".join(line for line in lines if "handed to the next try" in line)
     assert all(request_id in warnings for request_id in handed), warnings
     assert fal_emulator.counters()["cancels"]["total"] == 0

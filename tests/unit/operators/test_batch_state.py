@@ -208,3 +208,29 @@ def test_a_schema_2_journal_row_is_still_replayed():
     store.set("fal_batch.j.0", row)
     loaded = BatchState.load(store)
     assert (loaded.entries["1"].state, loaded.entries["1"].request_id) == ("submitted", "r1")
+
+
+def test_submissions_journalled_before_the_header_knows_fal_s_url_templates_can_still_be_polled():
+    from airflow_provider_sam3.batch.polling import entry_reference
+
+    store = DictStore()
+    state = batch(12)
+    state.save(store)  # the header, before any submission: no URL templates yet
+    templates = {
+        name: f"https://queue.fal.run/fal-ai/sam-3/requests/{{request_id}}{tail}"
+        for name, tail in (("status_url", "/status"), ("response_url", ""), ("cancel_url", "/cancel"))
+    }
+    state.url_templates = templates  # learnt from fal's first answer
+    for index in range(3):
+        submit(state, store, index)
+    # The try stops here (its writes refused, or killed): no shard or header write after these rows.
+    assert store.values["fal_batch"]["url_templates"] is None
+    loaded = BatchState.load(store)
+    assert loaded.url_templates == templates
+    reference = entry_reference(loaded, loaded.entries["2"])
+    assert reference.status_url == "https://queue.fal.run/fal-ai/sam-3/requests/req-2/status"
+    loaded.save(store)  # the header now holds them: later rows no longer repeat them
+    submit(loaded, store, 3)
+    last_row = store.writes[-1][0]
+    assert last_row.startswith("fal_batch.j.") and "u" not in store.values[last_row]
+    assert store.values["fal_batch"]["url_templates"] == templates
