@@ -59,15 +59,26 @@ class FalHook(SyncQueueCalls, AsyncQueueCalls, OutputDownloads):
         deadline: float | None = None,
         on_status: Callable[[QueueStatus], None] | None = None,
         with_logs: bool = True,
+        poll_interval: float | None = None,
+        max_poll_interval: float | None = None,
     ) -> QueueStatus:
-        """Poll until COMPLETED, backing off between checks; ``deadline`` is an absolute epoch time.
+        """Poll until COMPLETED, backing off between checks; ``deadline`` is an absolute epoch time. The poll
+        intervals default to the connection's.
 
         Used by operators that do not defer. Raises ``FalDeadlineExceededError`` when the deadline passes (the
         caller decides whether to cancel).
         """
         from airflow_provider_sam3.hooks.status_polling import wait_for
 
-        return wait_for(self, ref, deadline=deadline, on_status=on_status, with_logs=with_logs)
+        return wait_for(
+            self,
+            ref,
+            deadline=deadline,
+            on_status=on_status,
+            with_logs=with_logs,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+        )
 
     # ---------------------------------------------------------------- connection test (UI "Test" button)
 

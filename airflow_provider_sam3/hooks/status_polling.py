@@ -93,12 +93,16 @@ def wait_for(
     deadline: float | None,
     on_status: Callable[[QueueStatus], None] | None,
     with_logs: bool,
+    poll_interval: float | None = None,
+    max_poll_interval: float | None = None,
 ) -> QueueStatus:
-    """Poll ``ref`` with ``hook`` until COMPLETED; ``FalDeadlineExceededError`` when ``deadline`` (epoch) passes."""
+    """Poll ``ref`` with ``hook`` until COMPLETED; ``FalDeadlineExceededError`` when ``deadline`` (epoch) passes. The
+    intervals given win over the connection's (as in the trigger)."""
     settings = hook.get_settings()
+    first = poll_interval or settings.poll_interval
     outcome = poll_until_done(
         lambda: hook.status(ref, with_logs=with_logs, deadline=deadline),
-        request_poll_policy(settings.poll_interval, settings.max_poll_interval, deadline),
+        request_poll_policy(first, max(max_poll_interval or settings.max_poll_interval, first), deadline),
         on_status=on_status or (lambda status: None),
         log=hook.log,
     )

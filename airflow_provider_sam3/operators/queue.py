@@ -270,19 +270,16 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
             if self.forward_logs:
                 seen["logs"] = forward_new_logs(self.log, status, seen["logs"], reference.request_id)
 
-        if self.poll_interval is not None or self.max_poll_interval is not None:
-            # hook.wait polls at the connection's intervals; the operator's own ones win, as in the trigger.
-            settings = hook.get_settings()
-            hook._settings = dataclasses.replace(
-                settings,
-                poll_interval=self.poll_interval or settings.poll_interval,
-                max_poll_interval=max(
-                    self.max_poll_interval or settings.max_poll_interval, self.poll_interval or settings.poll_interval
-                ),
-            )
         self._inflight = (hook, reference)
         try:
-            status = hook.wait(reference, deadline=deadline, on_status=on_status, with_logs=self.forward_logs)
+            status = hook.wait(
+                reference,
+                deadline=deadline,
+                on_status=on_status,
+                with_logs=self.forward_logs,
+                poll_interval=self.poll_interval,
+                max_poll_interval=self.max_poll_interval,
+            )
         except FalDeadlineExceededError:
             self._cancel_quietly(hook, reference)
             raise

@@ -166,6 +166,17 @@ def test_wait_raises_when_its_deadline_passes(fal_emulator, fal_conn):
     assert hook.cancel(ref) == "CANCELLATION_REQUESTED"
 
 
+def test_wait_polls_at_the_intervals_it_is_given_over_the_connection_s(fal_emulator, fal_conn):
+    fal_emulator.configure(service_time_s=3.0)
+    fal_conn(poll_interval=30.0)  # the connection's pause would allow 2 polls: one now, one after 30 s
+    hook = FalHook()
+    ref = hook.submit(IMAGE_ENDPOINT, ARGS)
+    seen = []
+    final = hook.wait(ref, on_status=seen.append, poll_interval=0.1, max_poll_interval=0.5)
+    assert final.done and len(seen) >= 3, [status.state for status in seen]
+    assert hook.get_settings().poll_interval == 30.0  # the override did not change the hook's settings
+
+
 def test_expired_media_download_says_the_file_is_gone(fal_emulator, fal_conn):
     fal_emulator.configure(media_ttl_s=0.2)
     hook = FalHook()
