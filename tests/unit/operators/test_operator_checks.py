@@ -286,8 +286,8 @@ def test_worker_polling_uses_the_operators_intervals():
     seen = {}
 
     class WaitingHook(Hook):
-        def wait(self, ref, **_):
-            seen.update(first=self._settings.poll_interval, cap=self._settings.max_poll_interval)
+        def wait(self, ref, **kwargs):
+            seen.update(first=kwargs["poll_interval"], cap=kwargs["max_poll_interval"])
             raise exc.FalAppError("stop here")
 
     operator = FalQueueOperator(
