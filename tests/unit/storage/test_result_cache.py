@@ -1,0 +1,170 @@
+"""The result cache's entries (``storage.result_cache.ResultCache``): written once, checked when read, a damaged or
+partial entry a miss that the next write replaces, and claims that let one task of several pay for a key."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import pytest
+
+from airflow_provider_sam3.exceptions import InputValidationError
+from airflow_provider_sam3.storage.result_cache import ResultCache
+
+KEY = "ab" + "0" * 62
+OTHER = "cd" + "1" * 62
+DOCUMENT = {"kind": "sam3.image", "masks": [{"path": "mask_000.png", "score": 0.9}]}
+FILES = {"mask_000.png": b"\x89PNG mask bytes", "result.json": b'{"masks": 1}'}
+
+
+def filled(tmp_path, **kwargs) -> ResultCache:
+    cache = ResultCache(tmp_path / "cache", **kwargs)
+    cache.put(KEY, endpoint_id="fal-ai/sam-3/image", request_id="req-1", document=DOCUMENT, files=FILES, cost_usd=0.005)
+    return cache
+
+
+def test_an_entry_reads_back_with_its_document_files_and_the_request_that_paid(tmp_path):
+    cache = filled(tmp_path)
+    hit = cache.get(KEY)
+    assert hit is not None and hit.document == DOCUMENT and hit.request_id == "req-1" and hit.cost_usd == 0.005
+    assert {name: path.read_bytes() for name, path in hit.files.items()} == FILES
+    assert cache.get(OTHER) is None
+    assert not [p for p in (tmp_path / "cache").rglob("*.tmp")]  # nothing half-written left behind
+
+
+def test_an_entry_is_written_once_the_first_writer_s_entry_stays(tmp_path):
+    cache = filled(tmp_path)
+    again = cache.put(KEY, endpoint_id="fal-ai/sam-3/image", request_id="req-2", document={}, files={}, cost_usd=0.005)
+    assert again is not None and again.request_id == "req-1" and cache.get(KEY).request_id == "req-1"
+    refreshed = ResultCache(tmp_path / "cache", mode="refresh").put(
+        KEY, endpoint_id="fal-ai/sam-3/image", request_id="req-3", document={}, files={}, cost_usd=0.005
+    )
+    assert refreshed is not None and refreshed.request_id == "req-3"
+
+
+def damage_truncated_file(folder):
+    path = folder / "files" / "mask_000.png"
+    path.write_bytes(path.read_bytes()[:-3])
+
+
+def damage_same_size_file(folder):
+    path = folder / "files" / "mask_000.png"
+    path.write_bytes(b"X" * len(path.read_bytes()))
+
+
+def damage_edited_json(folder):
+    record = json.loads((folder / "entry.json").read_text())
+    record["files"][0]["size"] += 1
+    (folder / "entry.json").write_text(json.dumps(record))
+
+
+def damage_half_json(folder):
+    text = (folder / "entry.json").read_text()
+    (folder / "entry.json").write_text(text[: len(text) // 2])
+
+
+def damage_missing_file(folder):
+    (folder / "files" / "result.json").unlink()
+
+
+def damage_escaping_name(folder):
+    record = json.loads((folder / "entry.json").read_text())
+    record["files"][0]["name"] = "../../../../etc/passwd"
+    (folder / "entry.json").write_text(json.dumps(record))
+
+
+def damage_symlink_out(folder):
+    outside = folder.parent / "outside.png"
+    outside.write_bytes(FILES["mask_000.png"])
+    target = folder / "files" / "mask_000.png"
+    target.unlink()
+    os.symlink(outside, target)
+
+
+def damage_fifo(folder):
+    target = folder / "files" / "mask_000.png"
+    target.unlink()
+    os.mkfifo(target)
+
+
+def damage_deep_json(folder):
+    (folder / "entry.json").write_text("[" * 100_000 + "]" * 100_000)
+
+
+def damage_nan_cost(folder):
+    text = (folder / "entry.json").read_text().replace('"cost_usd": 0.005', '"cost_usd": NaN')
+    (folder / "entry.json").write_text(text)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        damage_truncated_file,
+        damage_same_size_file,
+        damage_edited_json,
+        damage_half_json,
+        damage_missing_file,
+        damage_escaping_name,
+        damage_symlink_out,
+        damage_fifo,
+        damage_deep_json,
+        damage_nan_cost,
+    ],
+)
+def test_a_damaged_entry_is_a_logged_miss_and_the_next_write_replaces_it(damage, tmp_path, caplog):
+    cache = filled(tmp_path)
+    damage(cache.folder(KEY))
+    cache.log = logging.getLogger("cache-test")
+    with caplog.at_level(logging.WARNING, logger="cache-test"):
+        assert cache.get(KEY) is None
+    assert f"result cache entry {KEY} is damaged" in caplog.text
+    refilled = cache.put(
+        KEY, endpoint_id="fal-ai/sam-3/image", request_id="req-2", document=DOCUMENT, files=FILES, cost_usd=0.005
+    )
+    assert refilled is not None and refilled.request_id == "req-2" and cache.get(KEY).request_id == "req-2"
+
+
+def test_an_entry_without_its_entry_json_is_not_there_yet(tmp_path):
+    cache = filled(tmp_path)
+    (cache.folder(KEY) / "entry.json").unlink()  # a writer that died after the files, before the entry
+    assert cache.get(KEY) is None
+
+
+def test_modes_and_max_age(tmp_path):
+    filled(tmp_path)
+    root = tmp_path / "cache"
+    assert ResultCache(root, mode="read").get(KEY) is not None
+    assert ResultCache(root, mode="write").get(KEY) is None
+    assert ResultCache(root, mode="refresh").get(KEY) is None
+    assert (
+        ResultCache(root, mode="read").put(OTHER, endpoint_id="e", request_id="r", document={}, files={}, cost_usd=None)
+        is None
+    )
+    aged = ResultCache(root, max_age=60)
+    created = aged.get(KEY).created_at
+    assert aged.get(KEY, now=created + 59) is not None and aged.get(KEY, now=created + 61) is None
+
+
+@pytest.mark.parametrize(
+    ("field", "kwargs"),
+    [
+        ("cache_mode", {"mode": "sometimes"}),
+        ("cache_max_age", {"max_age": float("nan")}),
+        ("cache_max_age", {"max_age": True}),
+        ("cache_max_age", {"max_age": -1}),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_field(field, kwargs, tmp_path):
+    with pytest.raises(InputValidationError, match=field):
+        ResultCache(tmp_path, **kwargs)
+
+
+def test_one_claim_at_a_time_until_it_is_released_or_expires(tmp_path):
+    cache = ResultCache(tmp_path / "cache")
+    assert cache.claim(KEY, "shard-1", lease=600, now=1000.0) is None
+    assert cache.claim(KEY, "shard-2", lease=600, now=1001.0) == "shard-1"
+    assert cache.claim(KEY, "shard-1", lease=600, now=1002.0) is None  # its own claim, renewed
+    assert cache.claim(KEY, "shard-2", lease=600, now=1700.0) is None  # shard-1's lease ran out: taken over
+    cache.release(KEY, "shard-1")  # not its claim any more: nothing happens
+    assert cache.claim(KEY, "shard-3", lease=600, now=1701.0) == "shard-2"
