@@ -3,7 +3,8 @@
 Precedence (documented in the README):
 1. the Airflow connection ``fal_conn_id`` (default ``fal_default``): password = API key, host = queue host,
    extra ``request_timeout``, ``poll_interval``, ``max_poll_interval``, ``media_hosts`` (hosts outputs may also
-   be fetched from when they resolve to private addresses), ``max_output_bytes`` (per-output size cap);
+   be fetched from when they resolve to private addresses), ``max_output_bytes`` (per-output size cap),
+   ``result_cache`` (the result cache folder the operators use when they set none);
 2. if that connection does not exist, or has no password: ``FAL_KEY``, then ``FAL_KEY_ID`` + ``FAL_KEY_SECRET``
    (fal-client's own order), and ``FAL_QUEUE_RUN_HOST`` for the host.
 """
@@ -58,6 +59,7 @@ class FalSettings:
     max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL
     media_hosts: tuple[str, ...] = ()
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    result_cache: str | None = None
 
     @property
     def submit_lease(self) -> float:
@@ -195,4 +197,21 @@ def resolve_settings(conn_id: str, connection: Any | None, extra: dict[str, Any]
         max_poll_interval=max(max_poll_interval, poll_interval),
         media_hosts=_media_hosts(extra, conn_id),
         max_output_bytes=max_output_bytes,
+        result_cache=_result_cache(extra, conn_id),
     )
+
+
+def _result_cache(extra: dict[str, Any], conn_id: str) -> str | None:
+    """The extra ``result_cache``: a folder's path or URL (``/shared/sam3-cache``, ``s3://bucket/cache``)."""
+    value = extra.get("result_cache")
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or len(value) > 2000 or not value.isprintable():
+        from airflow_provider_sam3.exceptions import InputValidationError
+
+        raise InputValidationError(
+            f"connection {conn_id!r} extra result_cache",
+            f"{str(value)[:80]!r} is not a folder path or URL",
+            allowed="a local path or an object-storage URL such as s3://bucket/sam3-cache",
+        )
+    return value

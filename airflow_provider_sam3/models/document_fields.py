@@ -16,6 +16,7 @@ from airflow_provider_sam3.exceptions import Sam3ProviderError
 
 __all__ = [
     "BATCH_READER_ADVICE",
+    "CacheNote",
     "DocumentHeader",
     "Fetch",
     "FileEntry",
@@ -93,6 +94,16 @@ class Timings(_Part):
     inference_seconds: float | None = None
 
 
+class CacheNote(_Part):
+    """The result cache's part in this document: ``hit`` (no request was sent; ``request_id`` is the request that
+    paid, ``saved_usd`` what this task did not pay) or stored after this task paid for it (``hit`` false)."""
+
+    key: str = Field(pattern=r"^[0-9a-f]{64}$")
+    hit: bool
+    request_id: str | None = Field(default=None, max_length=200)
+    saved_usd: float | None = Field(default=None, ge=0)
+
+
 class ImageInfo(_Part):
     """The input image: where it came from (a URL or path, never a data URI) and its pixel size when known."""
 
@@ -164,6 +175,7 @@ class DocumentHeader(_Part):
     timings: Timings
     image: ImageInfo | None = None
     output_location: str | None = None
+    cache: CacheNote | None = None
     notes: list[str] = Field(default_factory=list, max_length=MAX_NOTES)
     """What the provider changed in fal's output and why (a NaN score stored as null, a box clamped to the image)."""
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.endpoints import Endpoint
     from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.models.documents import ResultDocument
+    from airflow_provider_sam3.operators.cached_results import CacheSlot
 
 __all__ = [
     "NOT_WORTH_RETRYING",
@@ -147,8 +148,10 @@ def fetch_result_document(
     metrics: dict[str, Any] | None = None,
     output_path: Any = None,
     log: Any = None,
+    cache: CacheSlot | None = None,
 ) -> dict[str, Any]:
-    """Fetch a completed request's output and turn it into the task's XCom document (copying outputs first)."""
+    """Fetch a completed request's output and turn it into the task's XCom document (copying outputs first); keep
+    it in ``cache`` when given."""
     try:
         output = hook.result(reference)
     except Sam3ProviderError as error:
@@ -166,6 +169,10 @@ def fetch_result_document(
     result = _built_result(endpoint, output, reference, image, completed_at, metrics)
     if output_path is not None:
         result = _copied_outputs(result, output, output_path, hook, reference)
+    if cache is not None:
+        from airflow_provider_sam3.operators.cached_results import remember_result
+
+        remember_result(cache, hook=hook, reference=reference, output=output, result=result, metrics=metrics, log=log)
     document = result.model_dump(mode="json")
     if log is not None:
         cost = document.get("cost_usd")

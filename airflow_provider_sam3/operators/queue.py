@@ -43,6 +43,7 @@ from airflow_provider_sam3.operators.request_bodies import PreparedRequest, prep
 if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.models.submit_options import SubmitOptions
+    from airflow_provider_sam3.operators.cached_results import CacheSlot
 
 __all__ = ["DEFAULT_TIMEOUT", "DEFER_GRACE_SECONDS", "FalQueueOperator", "hook_for"]
 
@@ -72,13 +73,19 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
     :param output_path: copy every output file here (``file://``, ``s3://``, any ObjectStoragePath) before fal's
         URLs expire; the document carries both locations. Templated.
     :param forward_logs: copy fal's request logs into the task log while waiting.
+    :param result_cache: a folder (local or any ObjectStoragePath) shared by runs, backfills and shards: a request
+        whose exact computation is there already (same endpoint, fields, image bytes) is not sent; a paid one is
+        kept there. Off unless set (templated). ``cache_mode``: ``read_write`` (default), ``read``, ``write`` or
+        ``refresh``; ``cache_max_age``: seconds after which an entry misses; ``cache_salt``: any text that starts a
+        new generation of keys (templated); ``cache_urls``: key http(s) inputs by their URL (their bytes may
+        change; off by default, so such requests are not cached).
 
     The queue options (``poll_interval``, ``max_poll_interval``, ``priority``, ``start_timeout``, ``webhook_url``,
     ``hint``, ``media_expires_in``, ``store_io``) are ``QueueOptionsOperator``'s, shared with the batch operator
     and checked before anything is sent.
     """
 
-    template_fields: tuple[str, ...] = ("endpoint_id", "arguments", "output_path")
+    template_fields: tuple[str, ...] = ("endpoint_id", "arguments", "output_path", "result_cache", "cache_salt")
     template_fields_renderers = {"arguments": "json"}
     operator_extra_links = (FalRequestLink(),)
     ui_color = "#e8f0ff"
@@ -94,6 +101,11 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
         timeout: float | timedelta = DEFAULT_TIMEOUT,
         output_path: Any = None,
         forward_logs: bool = True,
+        result_cache: Any = None,
+        cache_mode: str = "read_write",
+        cache_max_age: float | None = None,
+        cache_salt: str | None = None,
+        cache_urls: bool = False,
         **kwargs: Any,
     ) -> None:
         try:
@@ -111,6 +123,11 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
         self.request_timeout = as_seconds(timeout)
         self.output_path = output_path
         self.forward_logs = forward_logs
+        self.result_cache = result_cache
+        self.cache_mode = cache_mode
+        self.cache_max_age = cache_max_age
+        self.cache_salt = cache_salt
+        self.cache_urls = cache_urls
         self._inflight: tuple[FalHook, RequestReference] | None = None
         """The hook and request the worker is waiting for (``on_kill`` cancels it while it is queued)."""
 
@@ -205,18 +222,22 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
             request = self.validate(context)
             hook = self.hook
             hook.get_settings()  # the connection's host and extras, checked before anything is sent
+            slot = self._cache_slot(request, hook)
         except InputValidationError as error:  # a retry would render and validate the same values
             raise as_task_error(error, retry_useless=True) from error
         earlier = self._finished_before(context, request)
         if earlier is not None:
             return earlier
+        cached = self._from_cache(slot, request) if slot is not None else None
+        if cached is not None:
+            return cached
         reference, finished = self._reattach_or_submit(context, hook, request)
         if not self.wait_for_completion:  # the image's size rides along, for the sensor's pixel boxes and RLE
             value = {**reference.to_dict(), **({"image": request.image} if request.image else {})}
             self._keep_finished(context, reference, value)
             return value
         if finished is not None:  # fetched here: deferring on a finished request would only add a round trip
-            return self._finish(context, hook, reference, image=request.image, metrics=finished.metrics)
+            return self._finish(context, hook, reference, image=request.image, metrics=finished.metrics, cache=slot)
 
         deadline = (reference.submitted_at or time.time()) + (self.request_timeout or DEFAULT_TIMEOUT.total_seconds())
         if self.deferrable:
@@ -230,12 +251,12 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
                     poll_interval=self.poll_interval,
                     max_poll_interval=self.max_poll_interval,
                     forward_logs=self.forward_logs,
-                    echo={"image": request.image},
+                    echo={"image": request.image, "cache_key": slot.key if slot else None},
                 ),
                 method_name="execute_complete",
                 timeout=timedelta(seconds=max(deadline - time.time(), 0) + DEFER_GRACE_SECONDS),
             )
-        return self._wait_on_worker(context, hook, reference, deadline, request.image)
+        return self._wait_on_worker(context, hook, reference, deadline, request.image, slot)
 
     @keeps_result
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
@@ -244,9 +265,51 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
             reference = raise_for_event(event)
             assert event is not None  # raise_for_event refused anything but a dict
             echo = event.get("echo") or {}
-            return self._finish(context, self.hook, reference, image=echo.get("image"), metrics=event.get("metrics"))
+            slot = self._slot_for_key(echo.get("cache_key"))
+            return self._finish(
+                context, self.hook, reference, image=echo.get("image"), metrics=event.get("metrics"), cache=slot
+            )
         except FalRequestCancelledError as error:
             return self._submit_anew_after_cancel(context, error)
+
+    # ------------------------------------------------------------------ the result cache
+
+    def _cache_slot(self, request: PreparedRequest, hook: FalHook) -> CacheSlot | None:
+        """The request's place in ``result_cache`` (or the connection's extra ``result_cache``; its settings
+        checked), or ``None`` when it is not cached."""
+        from airflow_provider_sam3.operators.cached_results import cache_slot
+
+        if not self.wait_for_completion:  # the caller wants a request reference, which a hit does not have
+            return None
+        return cache_slot(
+            request,
+            result_cache=self.result_cache or hook.get_settings().result_cache,
+            mode=self.cache_mode,
+            max_age=self.cache_max_age,
+            salt=self.cache_salt,
+            key_urls=self.cache_urls,
+            log=self.log,
+        )
+
+    def _from_cache(self, slot: CacheSlot, request: PreparedRequest) -> Any:
+        """The task's document from the cache when the request's result is there (nothing is sent), else None."""
+        from airflow_provider_sam3.operators.cached_results import document_from_cache
+
+        hit = slot.cache.get(slot.key)
+        if hit is None:
+            return None
+        return document_from_cache(hit, image=request.image, output_path=self.output_path, log=self.log)
+
+    def _slot_for_key(self, key: Any) -> CacheSlot | None:
+        """The cache slot a deferred request's key names (the key came back in the trigger's event)."""
+        from airflow_provider_sam3.operators.cached_results import CacheSlot
+        from airflow_provider_sam3.storage.result_cache import ResultCache
+
+        folder = self.result_cache or (self.hook.get_settings().result_cache if isinstance(key, str) else None)
+        if not isinstance(key, str) or not folder:
+            return None
+        cache = ResultCache(folder, mode=self.cache_mode, max_age=self.cache_max_age, log=self.log)
+        return CacheSlot(cache, key)
 
     def on_kill(self) -> None:
         """The synchronous path was killed (the trigger's ``on_kill`` covers the deferred one): cancel the request
@@ -257,7 +320,13 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
     # ------------------------------------------------------------------ waiting and finishing
 
     def _wait_on_worker(
-        self, context: Any, hook: FalHook, reference: RequestReference, deadline: float, image: dict[str, Any] | None
+        self,
+        context: Any,
+        hook: FalHook,
+        reference: RequestReference,
+        deadline: float,
+        image: dict[str, Any] | None,
+        slot: CacheSlot | None = None,
     ) -> Any:
         from airflow_provider_sam3.triggers.fal import forward_new_logs
 
@@ -291,7 +360,7 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
         finally:
             self._inflight = None
         try:
-            return self._finish(context, hook, reference, image=image, metrics=status.metrics)
+            return self._finish(context, hook, reference, image=image, metrics=status.metrics, cache=slot)
         except FalRequestCancelledError as error:  # cancelled between its last status and the result call
             return self._submit_anew_after_cancel(context, error)
 
@@ -303,10 +372,11 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
         *,
         image: dict[str, Any] | None,
         metrics: dict[str, Any] | None,
+        cache: CacheSlot | None = None,
     ) -> Any:
         try:
             document = fetch_result_document(
-                hook, reference, image=image, metrics=metrics, output_path=self.output_path, log=self.log
+                hook, reference, image=image, metrics=metrics, output_path=self.output_path, log=self.log, cache=cache
             )
         except FalRequestNotFoundError:
             self._mark_result_gone(context)

@@ -33,6 +33,11 @@ class _SharedParameters(TypedDict, total=False):
     timeout: float | timedelta
     output_path: Any
     forward_logs: bool
+    result_cache: Any
+    cache_mode: str
+    cache_max_age: float | None
+    cache_salt: str | None
+    cache_urls: bool
     poll_interval: float | None
     max_poll_interval: float | None
     priority: str | None

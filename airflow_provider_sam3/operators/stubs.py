@@ -225,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     text = render_stub()
     current = STUB_PATH.read_text(encoding="utf-8") if STUB_PATH.exists() else None
     if "--check" in (sys.argv[1:] if argv is None else argv):
-        print(f"{STUB_PATH}: {'up to date' if current == text else 'stale; run python -m ' + __name__}")
+        verdict = "up to date" if current == text else "stale; run python -m airflow_provider_sam3.operators.stubs"
+        print(f"{STUB_PATH}: {verdict}")
         return 0 if current == text else 1
     if current != text:
         STUB_PATH.write_text(text, encoding="utf-8")

@@ -3,9 +3,11 @@
 Layout under ``result_cache`` (a local folder or any ``ObjectStoragePath``), one folder per key
 (``storage.cache_keys.request_key``)::
 
-    v1/<key[:2]>/<key>/files/<name>   the request's output files (masks, preview, embedding, result.json, ...)
-    v1/<key[:2]>/<key>/entry.json     written last: the result document, the request id that paid for it, what
-                                      it cost, when, and each file's size and sha256
+    v1/<key[:2]>/<key>/<writer>/<name> the request's output files (masks, preview, meshes, ...), in a folder of
+                                      the writer's own, so two tasks writing one key never mix their files
+    v1/<key[:2]>/<key>/entry.json     written last: the caller's payload (fal's result body), the request id that
+                                      paid for it, what it cost, when, each file's size and sha256, and which fal
+                                      URL each file was fetched from
     v1/<key[:2]>/<key>/claim.json     a task paying for this key now (``claim``)
 
 An entry exists once its ``entry.json`` does: a local one is written under a temporary name and renamed, an object
@@ -46,15 +48,28 @@ _CHUNK = 1024 * 1024
 
 @dataclass(frozen=True)
 class CachedResult:
-    """One checked entry: the document, the request that paid for it and where its files are in the cache."""
+    """One checked entry: the caller's payload, the request that paid for it, where its files are in the cache and
+    which fal URL each one stands for."""
 
     key: str
     endpoint_id: str
     request_id: str
-    document: dict[str, Any]
+    payload: dict[str, Any]
     cost_usd: float | None
     created_at: float
     files: dict[str, Any]
+    sources: dict[str, str]
+
+    def read(self, url: str) -> bytes:
+        """The bytes of the file fetched from ``url`` when the entry was made (checked again as they are read)."""
+        from airflow_provider_sam3.guards.files import read_regular_file
+
+        name = self.sources.get(url)
+        if name is None:
+            raise ValueError(f"result cache entry {self.key} holds no file for {url[:120]!r}")
+        return read_regular_file(
+            self.files[name], f"result cache entry {self.key}: {name}", MAX_FILE_BYTES, setting=None
+        )
 
 
 class ResultCache:
@@ -109,19 +124,23 @@ class ResultCache:
         if not isinstance(record, dict) or record.get("format") != 1 or record.get("key") != key:
             raise ValueError("its entry.json is not an entry of this key")
         files: dict[str, Any] = {}
+        writer = record.get("writer")
+        if not isinstance(writer, str) or not re.fullmatch(r"[0-9a-f]{32}", writer):
+            raise ValueError(f"its writer {str(writer)[:80]!r} is not a writer's folder")
         for item in _list(record.get("files"), "files"):
             name, size, digest = _file_record(item)
-            path = folder / "files" / name
+            path = folder / writer / name
             _verify_file(confined(path, folder, where), where, name, size, digest)
             files[name] = path
         return CachedResult(
             key=key,
             endpoint_id=_text(record.get("endpoint_id"), "endpoint_id"),
             request_id=_text(record.get("request_id"), "request_id"),
-            document=_mapping(record.get("document"), "document"),
+            payload=_mapping(record.get("payload"), "payload"),
             cost_usd=_number(record.get("cost_usd"), "cost_usd", optional=True),
             created_at=_number(record.get("created_at"), "created_at"),
             files=files,
+            sources=_sources(record.get("sources"), files),
         )
 
     # ------------------------------------------------------------------ writing
@@ -132,34 +151,37 @@ class ResultCache:
         *,
         endpoint_id: str,
         request_id: str,
-        document: Mapping[str, Any],
+        payload: Mapping[str, Any],
         files: Mapping[str, bytes],
         cost_usd: float | None,
+        sources: Mapping[str, str] | None = None,
         now: float | None = None,
     ) -> CachedResult | None:
         """Add ``key``'s entry (files first, ``entry.json`` last), unless the mode does not write or a sound entry
         is there already (written once: the first writer's entry stays, except in ``refresh`` mode)."""
         if self.mode == "read":
             return None
-        if self.mode != "refresh":
-            existing = ResultCache(self.root, mode="read", log=self.log).get(key)
+        if self.mode != "refresh":  # an entry too old to use is replaced, else every later run would pay again
+            existing = ResultCache(self.root, mode="read", max_age=self.max_age, log=self.log).get(key, now=now)
             if existing is not None:
                 return existing
-        folder = self.folder(key)
+        folder, writer = self.folder(key), uuid.uuid4().hex
         records = []
         for name, data in files.items():
             if not _NAME.fullmatch(name) or ".." in name:
                 raise ValueError(f"{name!r} is not a cache file name")
-            _write_once(folder / "files" / name, data)
+            _write_once(folder / writer / name, data)
             records.append({"name": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
         record = {
             "format": 1,
             "key": key,
             "endpoint_id": endpoint_id,
             "request_id": request_id,
-            "document": dict(document),
+            "payload": dict(payload),
+            "sources": dict(sources or {}),
             "cost_usd": cost_usd,
             "created_at": time.time() if now is None else now,
+            "writer": writer,
             "files": records,
         }
         _write_once(folder / "entry.json", json.dumps(record, allow_nan=False, sort_keys=True).encode("utf-8"))
@@ -282,6 +304,14 @@ def _file_record(item: Any) -> tuple[str, int, str]:
     if not isinstance(digest, str) or not _KEY.fullmatch(digest):
         raise ValueError(f"{name}: {str(digest)[:80]!r} is not a sha256")
     return name, size, digest
+
+
+def _sources(value: Any, files: Mapping[str, Any]) -> dict[str, str]:
+    sources = _mapping(value, "sources")
+    for url, name in sources.items():
+        if not isinstance(name, str) or name not in files or len(url) > 8192:
+            raise ValueError(f"sources names {str(name)[:80]!r}, which is not a file of the entry")
+    return sources
 
 
 def _list(value: Any, field: str) -> list[Any]:

@@ -94,3 +94,13 @@ def test_a_key_no_header_can_carry_is_refused_without_quoting_it(monkeypatch, br
     message = str(refused.value)
     assert "connection 'fal_default'" in message and "paste the key again" in message
     assert "key-id" not in message and "key\x00id" not in message  # no part of the key
+
+
+def test_the_result_cache_extra_is_a_folder_or_refused_by_name(monkeypatch):
+    set_connection(monkeypatch, password="k", extra={"result_cache": "s3://bucket/sam3-cache"})
+    assert FalHook().get_settings().result_cache == "s3://bucket/sam3-cache"
+    set_connection(monkeypatch, password="k")
+    assert FalHook().get_settings().result_cache is None
+    set_connection(monkeypatch, password="k", extra={"result_cache": ["not", "a", "path"]})
+    with pytest.raises(InputValidationError, match="extra result_cache"):
+        FalHook().get_settings()

@@ -14,42 +14,53 @@ from airflow_provider_sam3.storage.result_cache import ResultCache
 
 KEY = "ab" + "0" * 62
 OTHER = "cd" + "1" * 62
-DOCUMENT = {"kind": "sam3.image", "masks": [{"path": "mask_000.png", "score": 0.9}]}
+PAYLOAD = {"output": {"masks": [{"url": "https://v3.fal.media/files/m0.png"}]}}
 FILES = {"mask_000.png": b"\x89PNG mask bytes", "result.json": b'{"masks": 1}'}
 
 
 def filled(tmp_path, **kwargs) -> ResultCache:
     cache = ResultCache(tmp_path / "cache", **kwargs)
-    cache.put(KEY, endpoint_id="fal-ai/sam-3/image", request_id="req-1", document=DOCUMENT, files=FILES, cost_usd=0.005)
+    cache.put(
+        KEY,
+        endpoint_id="fal-ai/sam-3/image",
+        request_id="req-1",
+        payload=PAYLOAD,
+        files=FILES,
+        cost_usd=0.005,
+        sources={"https://v3.fal.media/files/m0.png": "mask_000.png"},
+    )
     return cache
 
 
 def test_an_entry_reads_back_with_its_document_files_and_the_request_that_paid(tmp_path):
     cache = filled(tmp_path)
     hit = cache.get(KEY)
-    assert hit is not None and hit.document == DOCUMENT and hit.request_id == "req-1" and hit.cost_usd == 0.005
+    assert hit is not None and hit.payload == PAYLOAD and hit.request_id == "req-1" and hit.cost_usd == 0.005
     assert {name: path.read_bytes() for name, path in hit.files.items()} == FILES
+    assert hit.read("https://v3.fal.media/files/m0.png") == FILES["mask_000.png"]
+    with pytest.raises(ValueError, match="holds no file"):
+        hit.read("https://v3.fal.media/files/other.png")
     assert cache.get(OTHER) is None
     assert not [p for p in (tmp_path / "cache").rglob("*.tmp")]  # nothing half-written left behind
 
 
 def test_an_entry_is_written_once_the_first_writer_s_entry_stays(tmp_path):
     cache = filled(tmp_path)
-    again = cache.put(KEY, endpoint_id="fal-ai/sam-3/image", request_id="req-2", document={}, files={}, cost_usd=0.005)
+    again = cache.put(KEY, endpoint_id="fal-ai/sam-3/image", request_id="req-2", payload={}, files={}, cost_usd=0.005)
     assert again is not None and again.request_id == "req-1" and cache.get(KEY).request_id == "req-1"
     refreshed = ResultCache(tmp_path / "cache", mode="refresh").put(
-        KEY, endpoint_id="fal-ai/sam-3/image", request_id="req-3", document={}, files={}, cost_usd=0.005
+        KEY, endpoint_id="fal-ai/sam-3/image", request_id="req-3", payload={}, files={}, cost_usd=0.005
     )
     assert refreshed is not None and refreshed.request_id == "req-3"
 
 
 def damage_truncated_file(folder):
-    path = folder / "files" / "mask_000.png"
+    path = next(p for p in folder.iterdir() if p.is_dir()) / "mask_000.png"
     path.write_bytes(path.read_bytes()[:-3])
 
 
 def damage_same_size_file(folder):
-    path = folder / "files" / "mask_000.png"
+    path = next(p for p in folder.iterdir() if p.is_dir()) / "mask_000.png"
     path.write_bytes(b"X" * len(path.read_bytes()))
 
 
@@ -65,7 +76,7 @@ def damage_half_json(folder):
 
 
 def damage_missing_file(folder):
-    (folder / "files" / "result.json").unlink()
+    (next(p for p in folder.iterdir() if p.is_dir()) / "result.json").unlink()
 
 
 def damage_escaping_name(folder):
@@ -77,19 +88,25 @@ def damage_escaping_name(folder):
 def damage_symlink_out(folder):
     outside = folder.parent / "outside.png"
     outside.write_bytes(FILES["mask_000.png"])
-    target = folder / "files" / "mask_000.png"
+    target = next(p for p in folder.iterdir() if p.is_dir()) / "mask_000.png"
     target.unlink()
     os.symlink(outside, target)
 
 
 def damage_fifo(folder):
-    target = folder / "files" / "mask_000.png"
+    target = next(p for p in folder.iterdir() if p.is_dir()) / "mask_000.png"
     target.unlink()
     os.mkfifo(target)
 
 
 def damage_deep_json(folder):
     (folder / "entry.json").write_text("[" * 100_000 + "]" * 100_000)
+
+
+def damage_source_naming_no_file(folder):
+    record = json.loads((folder / "entry.json").read_text())
+    record["sources"] = {"https://v3.fal.media/files/m0.png": "../../secret"}
+    (folder / "entry.json").write_text(json.dumps(record))
 
 
 def damage_nan_cost(folder):
@@ -110,6 +127,7 @@ def damage_nan_cost(folder):
         damage_fifo,
         damage_deep_json,
         damage_nan_cost,
+        damage_source_naming_no_file,
     ],
 )
 def test_a_damaged_entry_is_a_logged_miss_and_the_next_write_replaces_it(damage, tmp_path, caplog):
@@ -120,7 +138,7 @@ def test_a_damaged_entry_is_a_logged_miss_and_the_next_write_replaces_it(damage,
         assert cache.get(KEY) is None
     assert f"result cache entry {KEY} is damaged" in caplog.text
     refilled = cache.put(
-        KEY, endpoint_id="fal-ai/sam-3/image", request_id="req-2", document=DOCUMENT, files=FILES, cost_usd=0.005
+        KEY, endpoint_id="fal-ai/sam-3/image", request_id="req-2", payload=PAYLOAD, files=FILES, cost_usd=0.005
     )
     assert refilled is not None and refilled.request_id == "req-2" and cache.get(KEY).request_id == "req-2"
 
@@ -138,7 +156,7 @@ def test_modes_and_max_age(tmp_path):
     assert ResultCache(root, mode="write").get(KEY) is None
     assert ResultCache(root, mode="refresh").get(KEY) is None
     assert (
-        ResultCache(root, mode="read").put(OTHER, endpoint_id="e", request_id="r", document={}, files={}, cost_usd=None)
+        ResultCache(root, mode="read").put(OTHER, endpoint_id="e", request_id="r", payload={}, files={}, cost_usd=None)
         is None
     )
     aged = ResultCache(root, max_age=60)
@@ -168,3 +186,23 @@ def test_one_claim_at_a_time_until_it_is_released_or_expires(tmp_path):
     assert cache.claim(KEY, "shard-2", lease=600, now=1700.0) is None  # shard-1's lease ran out: taken over
     cache.release(KEY, "shard-1")  # not its claim any more: nothing happens
     assert cache.claim(KEY, "shard-3", lease=600, now=1701.0) == "shard-2"
+
+
+def test_an_entry_too_old_to_use_is_replaced_by_the_next_write(tmp_path):
+    cache = filled(tmp_path)
+    created = cache.get(KEY).created_at
+    aged = ResultCache(tmp_path / "cache", max_age=60)
+    later = created + 3600
+    assert aged.get(KEY, now=later) is None
+    fresh = aged.put(KEY, endpoint_id="e", request_id="req-new", payload={}, files={}, cost_usd=None, now=later)
+    assert fresh is not None and fresh.request_id == "req-new"
+
+
+def test_two_writers_of_one_key_never_mix_their_files(tmp_path):
+    first, second = ResultCache(tmp_path / "cache", mode="refresh"), ResultCache(tmp_path / "cache", mode="refresh")
+    one = {"mask_000.png": b"one writer's mask"}
+    other = {"mask_000.png": b"another writer's, longer mask"}
+    first.put(KEY, endpoint_id="e", request_id="req-a", payload={}, files=one, cost_usd=None)
+    second.put(KEY, endpoint_id="e", request_id="req-b", payload={}, files=other, cost_usd=None)
+    hit = ResultCache(tmp_path / "cache").get(KEY)
+    assert hit.request_id == "req-b" and hit.files["mask_000.png"].read_bytes() == other["mask_000.png"]
