@@ -147,7 +147,6 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
             output_path=self.output_path,
             conn_id=self.fal_conn_id,
             log=self.log,
-            hook=lambda: self.hook,
         )
 
     def _check_queue_options(self) -> SubmitOptions:
@@ -183,7 +182,7 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
             check_structure(getattr(self, name, None), name)
         options = self._check_queue_options()
         self._check_output_path()
-        request = self.prepare_request(context)  # last: a local video is uploaded once all else is checked
+        request = self.prepare_request(context)  # last; its uploads are made only when it is sent
         return dataclasses.replace(request, options=options)
 
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
@@ -231,6 +230,7 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
         cached = self._from_cache(slot, request) if slot is not None else None
         if cached is not None:
             return cached
+        request = request.uploaded(hook, self.log)  # a large local image or video goes to fal's storage now
         reference, finished = self._reattach_or_submit(context, hook, request)
         if not self.wait_for_completion:  # the image's size rides along, for the sensor's pixel boxes and RLE
             value = {**reference.to_dict(), **({"image": request.image} if request.image else {})}

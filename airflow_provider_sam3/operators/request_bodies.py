@@ -6,17 +6,16 @@ what ``FalQueueOperator`` sends for an ``endpoint_id`` and ``arguments``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.endpoints import Endpoint
-    from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.models.submit_options import SubmitOptions
 
 __all__ = [
@@ -45,19 +44,38 @@ class PreparedRequest:
     """A validated request body, ready to submit; ``image`` describes the input image for the XCom document;
     ``options`` are the checked queue options (not part of the fingerprint: they do not change the result).
     ``stable_fields`` replace body fields in the fingerprint whose value changes from try to try for the same
-    input (a local video's storage URL: its content hash stands for it, so a retry reattaches)."""
+    input (a local video's storage URL: its content hash stands for it, so a retry reattaches). ``pending``: local
+    content still to upload to fal's storage (``uploaded``), done only once the request is known to be sent (after
+    the result cache was asked); a placeholder stands in the body until then."""
 
     endpoint_id: str
     body: dict[str, Any]
     image: dict[str, Any] | None = None
     options: SubmitOptions | None = None
     stable_fields: dict[str, str] | None = None
+    pending: tuple[PendingUpload, ...] = ()
     fingerprint: str = field(init=False)
 
     def __post_init__(self) -> None:
         identity = {**self.body, **(self.stable_fields or {})}
         digest = hashlib.sha256(json.dumps([self.endpoint_id, identity], sort_keys=True).encode()).hexdigest()
         object.__setattr__(self, "fingerprint", digest[:32])
+
+    @classmethod
+    def with_uploads(
+        cls, endpoint_id: str, body: dict[str, Any], image: dict[str, Any] | None, pending: list[PendingUpload]
+    ) -> PreparedRequest:
+        """A request whose ``pending`` uploads are still to be made: their content hashes stand in the fingerprint."""
+        stable = {upload.field: upload.stable_value() for upload in pending} or None
+        return cls(endpoint_id, body, image, stable_fields=stable, pending=tuple(pending))
+
+    def uploaded(self, hook: Any, log: Any) -> PreparedRequest:
+        """This request with its pending uploads made and their URLs in the body (the fingerprint is unchanged)."""
+        if not self.pending:
+            return self
+        body = dict(self.body)
+        upload_pending(hook, body, list(self.pending), log)
+        return dataclasses.replace(self, body=body, pending=())
 
 
 PLACEHOLDER_IMAGE_URL = "https://placeholder.invalid/image.png"
@@ -177,17 +195,17 @@ def read_local_video(source: Any, field: str) -> PendingUpload | None:
 
 
 def prepare_fal_request(
-    endpoint_id: Any, arguments: Any, *, output_path: Any, conn_id: str, log: Any, hook: Callable[[], FalHook]
+    endpoint_id: Any, arguments: Any, *, output_path: Any, conn_id: str, log: Any
 ) -> PreparedRequest:
     """The request for any fal endpoint: a SAM 3 one validated with the registry's model (its image prepared,
-    uploaded last), any other sent as given. Raises ``InputValidationError`` before anything is sent; ``hook``
-    gives the hook an upload needs."""
+    uploaded when it is sent: ``PreparedRequest.uploaded``), any other sent as given. Raises
+    ``InputValidationError`` before anything is sent."""
     from airflow_provider_sam3.endpoints import ENDPOINTS
 
     _check_endpoint_id(endpoint_id)
     endpoint = ENDPOINTS.get(endpoint_id)
     if endpoint is not None:
-        return _sam3_request(endpoint, arguments, conn_id=conn_id, log=log, hook=hook)
+        return _sam3_request(endpoint, arguments, conn_id=conn_id, log=log)
     from airflow_provider_sam3.exceptions import InputValidationError
 
     if output_path is not None:
@@ -222,9 +240,7 @@ def _check_endpoint_id(endpoint_id: Any) -> None:
         get_endpoint(endpoint_id)  # raises, naming the closest SAM 3 endpoint and every known one
 
 
-def _sam3_request(
-    endpoint: Endpoint, arguments: Any, *, conn_id: str, log: Any, hook: Callable[[], FalHook]
-) -> PreparedRequest:
+def _sam3_request(endpoint: Endpoint, arguments: Any, *, conn_id: str, log: Any) -> PreparedRequest:
     from airflow_provider_sam3.models.geometry import check_prompt_geometry
 
     arguments, image, upload = dict(arguments) if isinstance(arguments, dict) else arguments, None, None
@@ -234,5 +250,4 @@ def _sam3_request(
         )
     body = endpoint.validate_input(arguments).to_request()
     check_prompt_geometry(body, image)
-    stable = upload_pending(hook(), body, [upload], log) if upload else None
-    return PreparedRequest(endpoint.endpoint_id, body, image, stable_fields=stable)
+    return PreparedRequest.with_uploads(endpoint.endpoint_id, body, image, [upload] if upload else [])

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from airflow_provider_sam3.endpoints import ENDPOINTS, endpoint_for
 from airflow_provider_sam3.operators.queue import FalQueueOperator
-from airflow_provider_sam3.operators.request_bodies import PreparedRequest, prepare_image_argument, upload_pending
+from airflow_provider_sam3.operators.request_bodies import PreparedRequest, prepare_image_argument
 
 __all__ = ["SET_BY_THE_OPERATOR", "Sam3Operator"]
 
@@ -127,5 +127,4 @@ class Sam3Operator(FalQueueOperator):
             raise InputValidationError(
                 "sync_mode", "returns masks inline as data URIs, too large for XCom; set output_path to keep them"
             )
-        stable = upload_pending(self.hook, body, pending, self.log) if pending else None  # last: after all checks
-        return PreparedRequest(endpoint.endpoint_id, body, image, stable_fields=stable)
+        return PreparedRequest.with_uploads(endpoint.endpoint_id, body, image, pending)  # uploaded when sent

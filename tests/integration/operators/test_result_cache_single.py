@@ -191,3 +191,20 @@ def test_the_connection_s_result_cache_serves_operators_that_set_none(photo, tmp
     assert run(tmp_path / "o1")["cache"]["hit"] is False
     assert run(tmp_path / "o2")["cache"]["hit"] is True and submissions(fal_emulator) == 1
     assert (tmp_path / "shared-cache" / "v1").is_dir()
+
+
+def test_a_hit_on_a_large_photo_uploads_nothing(tmp_path, fal_emulator, monkeypatch):
+    import os
+
+    import fal_client.client
+    from PIL import Image
+
+    monkeypatch.setattr(fal_client.client, "REST_URL", fal_emulator.base_url)
+    monkeypatch.setattr(fal_client.client, "CDN_URL", fal_emulator.base_url)
+    large = tmp_path / "large.png"
+    Image.frombytes("RGB", (1400, 1200), os.urandom(1400 * 1200 * 3)).save(large)
+    assert large.stat().st_size > 4 * 1024 * 1024  # above the inline limit: sent through fal's storage
+    assert segment(large, tmp_path / "cache", tmp_path / "o1")["cache"]["hit"] is False
+    assert fal_emulator.counters()["uploads"]["total"] == 1
+    assert segment(large, tmp_path / "cache", tmp_path / "o2")["cache"]["hit"] is True
+    assert fal_emulator.counters()["uploads"]["total"] == 1 and submissions(fal_emulator) == 1
