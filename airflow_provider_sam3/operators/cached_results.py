@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_sam3.exceptions import Sam3ProviderError
+
 if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.fal import FalHook
     from airflow_provider_sam3.models.documents import ResultDocument
@@ -91,7 +93,7 @@ def document_from_cache(
         )
         if output_path is not None:
             result = copy_outputs(result, output_path, download=hit.read, output_json=output)
-    except (ValueError, TypeError) as error:
+    except (Sam3ProviderError, ValueError, TypeError) as error:  # e.g. a request id that would leave output_path
         log.warning("result cache entry %s cannot be used (%s); sending the request instead", hit.key, error)
         return None
     result.cache = CacheNote(key=hit.key, hit=True, request_id=hit.request_id, saved_usd=hit.cost_usd)

@@ -208,3 +208,32 @@ def test_a_hit_on_a_large_photo_uploads_nothing(tmp_path, fal_emulator, monkeypa
     assert fal_emulator.counters()["uploads"]["total"] == 1
     assert segment(large, tmp_path / "cache", tmp_path / "o2")["cache"]["hit"] is True
     assert fal_emulator.counters()["uploads"]["total"] == 1 and submissions(fal_emulator) == 1
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        ("request_id", "../../../escaped"),  # a folder outside output_path
+        ("output", {"masks": "not a list"}),  # not the endpoint's output
+        ("output", {"masks": [{"url": "https://169.254.169.254/latest/meta-data", "content_type": "image/png"}]}),
+    ],
+    ids=["escaping-request-id", "malformed-output", "url-with-no-cached-file"],
+)
+def test_a_hostile_entry_is_a_miss_and_writes_nothing_outside_output_path(edit, photo, tmp_path, fal_emulator):
+    import json
+
+    cache = tmp_path / "cache"
+    segment(photo, cache, tmp_path / "o1")
+    entry_json = next((cache / "v1").glob("*/*/entry.json"))
+    record = json.loads(entry_json.read_text())
+    field, value = edit
+    if field == "request_id":
+        record["payload"]["reference"]["request_id"] = value
+    else:
+        record["payload"]["output"] = value
+    entry_json.write_text(json.dumps(record))
+    before = {path for path in tmp_path.rglob("*")}
+    again = segment(photo, cache, tmp_path / "out" / "o2")
+    assert again["cache"]["hit"] is False and submissions(fal_emulator) == 2  # sent again, kept again
+    written = {path for path in tmp_path.rglob("*")} - before
+    assert all(str(path).startswith((str(tmp_path / "out"), str(cache))) for path in written), written

@@ -205,6 +205,19 @@ def test_a_key_echoed_in_logs_and_results_never_reaches_the_log_or_xcom(hostile,
     assert leaked(log) == [] and leaked(json.dumps(document)) == []
 
 
+def test_a_key_echoed_in_a_result_never_reaches_the_result_cache(hostile, keyed, photo, tmp_path):
+    queue = hostile(echoing_queue("logs"))
+    keyed(queue.host)
+    cache = tmp_path / "cache"
+    kwargs = {"task_id": "t", "image": str(photo), "prompt": "square", "deferrable": False, "result_cache": str(cache)}
+    first = SegmentImageOperator(**kwargs, output_path=str(tmp_path / "o1")).execute({})
+    second = SegmentImageOperator(**kwargs, output_path=str(tmp_path / "o2")).execute({})
+    assert first["cache"]["hit"] is False and second["cache"]["hit"] is True  # positive control: it was cached
+    kept = "".join(path.read_text(errors="replace") for path in cache.rglob("*") if path.is_file())
+    assert "image/png; by=***" in kept  # fal's text is kept, cleaned
+    assert leaked(kept) == [] and leaked(json.dumps(second)) == []
+
+
 @pytest.mark.parametrize("where", ["submit", "result", "logs"])
 def test_a_key_echoed_to_the_batch_never_reaches_its_manifest_or_files(
     where, hostile, keyed, photos, tmp_path, capfd, airflow_db
