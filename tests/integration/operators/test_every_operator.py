@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from airflow.sdk import dag
+from documents import stable
 
 from airflow_provider_sam3.operators import sam3 as ops
 
@@ -44,17 +45,6 @@ def make_dag(deferrable: bool):
 
 
 DAGS = {True: make_dag(True), False: make_dag(False)}
-
-VOLATILE = {"request_id", "timings", "url", "stored_url", "output_location", "data_stored_url"}
-
-
-def stable(value):
-    """The document without what differs between two runs of the same request (ids, times, URLs)."""
-    if isinstance(value, dict):
-        return {k: stable(v) for k, v in value.items() if k not in VOLATILE}
-    if isinstance(value, list):
-        return [stable(v) for v in value]
-    return value
 
 
 @pytest.fixture
