@@ -114,7 +114,7 @@ def main() -> int:
         raise SystemExit("--real needs FAL_KEY set to your fal.ai key")
 
     started = time.time()
-    for owned in ("inputs", "output"):  # a fresh demo each time: the example only segments images it has not seen
+    for owned in ("inputs", "output"):  # a fresh demo each time (the example's result cache is under output/ too)
         shutil.rmtree(out / owned, ignore_errors=True)
     inputs = make_sample_images(out / "inputs", args.images) if args.images else copy_demo_photos(out / "inputs")
     emulator = None
@@ -173,6 +173,7 @@ def main() -> int:
     print(f"  failed tasks:  {failures}{' ' + json.dumps(failed_tasks) if failures else ''}")
     print(f"  wall time:     {time.time() - started:.1f} s")
     print(f"  fal would charge: ${summary.get('cost_usd', 0):.3f}")
+    print(f"  result cache:  {summary.get('cache_hits', 0)} images answered from it (nothing sent for them)")
     if emulator is not None:
         print(
             f"  emulator:      {counters.get('submissions', {}).get('total')} submissions, "

@@ -1,10 +1,12 @@
-"""Scheduled product-photo pipeline: new images in a folder -> SAM 3 masks -> transparent cutouts, overlays and a
+"""Scheduled product-photo pipeline: the images in a folder -> SAM 3 masks -> transparent cutouts, overlays and a
 metadata table (one row per mask).
 
-Each run takes the images that arrived since the last run (a processed-images index lives next to the outputs),
-segments all of them with one ``Sam3BatchOperator`` task (one trigger waits for the whole batch; the task writes in
-its own folder ``<output_path>/masks/<dag_id>/<run_id>/segment/``: each image's masks under ``<request_id>/`` and
-``manifest.jsonl``, which lists every image, failed ones included; the summary in XCom names it), then renders an
+Each run takes every image in the folder and segments it with one ``Sam3BatchOperator`` task; the result cache
+under ``<output_path>/cache`` answers every image whose exact request was already paid (same bytes, same prompt and
+fields), so a run over a folder that mostly holds yesterday's photos pays only for the new or changed ones, and a
+run over an unchanged folder sends nothing and bills $0. One trigger waits for the whole batch. The task writes in
+its own folder ``<output_path>/masks/<dag_id>/<run_id>/segment/`` (each image's masks under ``<request_id>/`` and
+``manifest.jsonl``, which lists every image, failed ones included; the summary in XCom names it). Then it renders an
 overlay per image (each mask outlined and tagged with the prompt and its score), a contact sheet of the run's
 overlays, and a transparent cutout per mask (under ``<output_path>/overlays`` and ``/cutouts``, named by
 the image's stem and a hash of its source, so ``shoe.png`` and ``shoe.jpg`` keep their own), and the run's
@@ -29,7 +31,6 @@ from airflow_provider_sam3.operators.batch import Sam3BatchOperator
 PRODUCT_MASKS = Asset("sam3_product_masks")
 """The batch task's outlet: each run that segments photos emits an event naming its manifest, counts and cost
 (``sam3_masks_to_table`` runs on it)."""
-INDEX_FILE = "processed.jsonl"
 PROMPTS_FILE = "prompts.json"
 CONTACT_SHEET_IMAGES = 48
 """Overlays shown on a run's contact sheet (the first ones; every overlay is in ``overlays/``)."""
@@ -93,24 +94,20 @@ def _storage(path: str):
 )
 def sam3_product_photos():
     @task
-    def new_images(input_folder: str, output_path: str) -> list:
-        """Images in the folder that no earlier run processed, sorted, with their own arguments from
-        ``prompts.json`` where it has some; skips the run when there are none."""
-        import json
-
+    def folder_images(input_folder: str) -> list:
+        """Every image in the folder, sorted, with its own arguments from ``prompts.json`` where it has some;
+        skips the run when there are none. (No index of what earlier runs did: the result cache knows.)"""
         from airflow.sdk.exceptions import AirflowSkipException
 
         from airflow_provider_sam3.operators.image_listing import list_images
 
-        index = _storage(output_path) / INDEX_FILE
-        done = {json.loads(line)["source"] for line in index.read_text().splitlines()} if index.exists() else set()
-        fresh = [source for source in list_images(input_folder) if source not in done]
-        if not fresh:
-            raise AirflowSkipException(f"no new images in {input_folder}")
+        sources = list_images(input_folder)
+        if not sources:
+            raise AirflowSkipException(f"no images in {input_folder}")
         own = image_arguments(input_folder)
-        return [{"image": s, **own[name]} if (name := s.rsplit("/", 1)[-1]) in own else s for s in fresh]
+        return [{"image": s, **own[name]} if (name := s.rsplit("/", 1)[-1]) in own else s for s in sources]
 
-    images = new_images("{{ params.input_folder }}", "{{ params.output_path }}")
+    images = folder_images("{{ params.input_folder }}")
 
     segment = Sam3BatchOperator(
         task_id="segment",
@@ -118,6 +115,7 @@ def sam3_product_photos():
         kind="image",
         arguments={"prompt": "{{ params.prompt }}", "apply_mask": False, "return_multiple_masks": True, "max_masks": 4},
         output_path="{{ params.output_path }}/masks",
+        result_cache="{{ params.output_path }}/cache",
         max_cost_usd="{{ params.max_cost_usd }}",
         on_image_failure="report",
         deferrable=True,
@@ -142,7 +140,7 @@ def sam3_product_photos():
         batch = BatchResults.from_xcom(summary)
         own = image_arguments(input_folder)
         failures = [{"image": row.source, "error": row.error} for row in batch.failed()]
-        rows, processed, sheet = [], [], []
+        rows, succeeded, sheet = [], 0, []
         for image, document in batch.documents():  # each image that succeeded, with its result document
             photo = _storage(image.source).read_bytes()
             name = picture_name(image.source)
@@ -166,7 +164,7 @@ def sam3_product_photos():
                 picture.thumbnail((CONTACT_SHEET_THUMB, CONTACT_SHEET_THUMB))  # only the thumbnail is kept
                 masks = f"{len(arrays)} mask{'' if len(arrays) == 1 else 's'}"
                 sheet.append((picture, f"{image.source.rsplit('/', 1)[-1][:28]}: {masks}"))
-            processed.append({"source": image.source, "request_id": image.request_id})
+            succeeded += 1
         run_folder = _storage(summary["output_path"])  # this run's batch folder, beside its manifest
         sheet_path = run_folder / "contact_sheet.png"
         if sheet:
@@ -180,15 +178,13 @@ def sam3_product_photos():
         writer.writeheader()
         writer.writerows(rows)
         (run_folder / "metadata.csv").write_text(table.getvalue())
-        index = root / INDEX_FILE
-        earlier = index.read_text() if index.exists() else ""
-        index.write_text(earlier + "".join(json.dumps(entry) + "\n" for entry in processed))
         return {
             "images": summary["images"],
-            "succeeded": len(processed),
+            "succeeded": succeeded,
             "failed": failures,
             "masks": len(rows),
             "cost_usd": summary["cost_usd"],
+            "cache_hits": summary["cache_hits"],
             "manifest": summary["manifest"],
             "metadata": str(run_folder / "metadata.csv"),
             "contact_sheet": str(sheet_path) if sheet else None,

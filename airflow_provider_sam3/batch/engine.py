@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_sam3.batch.cache import HIT_ROWS_PER_PART
 from airflow_provider_sam3.batch.expiry import expire, settle_cancelled
 from airflow_provider_sam3.batch.memory import CycleCollector, body_bytes_estimate, release_free_memory
 from airflow_provider_sam3.batch.options import MAX_TRIGGER_REQUESTS, BatchOptions, Waiting
@@ -71,6 +72,8 @@ class BatchEngine:
         self.lease = MIN_SUBMIT_LEASE
         self.halted = False
         """Set when the task is killed (``on_kill``): nothing is reserved or sent after that."""
+        self.cache: Any = None
+        """The result cache as this stay uses it (``batch.cache.BatchCache``), when the batch has one."""
 
     # ------------------------------------------------------------------ one stay
 
@@ -89,9 +92,18 @@ class BatchEngine:
         """An image's submit or result call is over: its bodies are garbage, collected once enough piled up."""
         self.cycles.passed(body_bytes_estimate(entry.width, entry.height))
 
-    async def _stay(self, event: dict[str, Any] | None) -> Waiting | None:
+    def _collector(self) -> Any:
+        """Where finished requests become manifest rows, and paid results entries of the batch's result cache."""
+        from airflow_provider_sam3.batch.cache import BatchCache
         from airflow_provider_sam3.batch.results import ResultCollector
 
+        if self.options.cache is not None:
+            self.cache = BatchCache(self.options.cache, self.endpoint, self.state, self.folder, self.log)
+        return ResultCollector(
+            self.hook, self.endpoint, self.folder, self.log, after_each=self._bodies_done, cache=self.cache
+        )
+
+    async def _stay(self, event: dict[str, Any] | None) -> Waiting | None:
         hook, state, store = self.hook, self.state, self.store
         # Before anything runs concurrently: the task state store is written synchronously from this loop, and
         # Airflow refuses a synchronous supervisor call while an async one (a connection lookup) is in flight.
@@ -99,7 +111,7 @@ class BatchEngine:
         # Storage connections too, in a thread: a worker thread looking a connection up holds the supervisor
         # channel, and a state-store write from this loop at that moment is refused in the same way.
         await asyncio.to_thread(self._warm_storage, state, self.folder)
-        collector = ResultCollector(hook, self.endpoint, self.folder, self.log, after_each=self._bodies_done)
+        collector = self._collector()
         self.by_request = state.by_request_id()
         rate = (event or {}).get("rate")
         if event is not None:
@@ -129,6 +141,9 @@ class BatchEngine:
                 state.save(store)
                 return None
             if not waiting:  # images whose submission failed for now, results to fetch again, or reservations
+                if self._only_claimed_elsewhere(groups["pending"], left_unstored + unresolved):
+                    state.save(store)
+                    return Waiting([], None)  # off the worker: the tasks paying for those keys may need its slot
                 idle += 1
                 await asyncio.sleep(min(2.0**idle / 4, 30.0))
                 continue
@@ -149,6 +164,17 @@ class BatchEngine:
             await asyncio.sleep(poller.throttle_pause(min(poller.interval(round_number), END_POLL_INTERVAL)))
             await self._poll_and_store(poller, collector, round_number)
             round_number += 1
+
+    def _only_claimed_elsewhere(self, pending: list[BatchEntry], unfinished: int) -> bool:
+        """Whether a deferrable batch has nothing left but images waiting for keys other tasks are paying for."""
+        cache = self.cache
+        return (
+            self.options.deferrable
+            and cache is not None
+            and bool(pending)
+            and not unfinished
+            and all(cache.blocked(entry) for entry in pending)
+        )
 
     def _stop_if_killed(self) -> None:
         if self.halted:
@@ -258,25 +284,29 @@ class BatchEngine:
     ) -> None:
         """Submit pending images in input order (at most ``max_in_flight`` waiting at fal); each body is built
         when its turn comes, and each request id is in the task state store as soon as its submit call returns."""
-        from airflow_provider_sam3.batch.inputs import build_body
+        from airflow_provider_sam3.batch.inputs import image_fields, image_url, read_image
         from airflow_provider_sam3.batch.listing import BatchImage
         from airflow_provider_sam3.batch.submit import Submitter
 
-        room = max(0, self.options.max_in_flight - len(groups["submitted"]))
-        due = [str(entry.index) for entry in groups["pending"][:room]]
+        cache, options = self.cache, self.options
+        room = max(0, options.max_in_flight - len(groups["submitted"]))
+        ready = (e for e in groups["pending"] if cache is None or not cache.blocked(e))
+        due = [str(entry.index) for entry, _ in zip(ready, range(room))]
+        if not due:
+            return
 
-        async def body_for(entry: BatchEntry) -> dict[str, Any]:
+        async def body_for(entry: BatchEntry) -> dict[str, Any] | str:
             image = BatchImage(entry.source, entry.conn_id, entry.arguments, confined=entry.confined)
-            body, facts = await build_body(
-                self.hook,
-                self.endpoint,
-                image,
-                self.options.shared_arguments,
-                f"images[{entry.index}]",
-                self.options.limits,
-            )
-            entry.width, entry.height = facts.width, facts.height
-            return body
+            read = await read_image(image, f"images[{entry.index}]", options.limits)
+            entry.width, entry.height = read.facts.width, read.facts.height
+            if cache is not None:
+                answered = await cache.answer(entry, image, options.shared_arguments, read)
+                if answered is not None:
+                    if len(cache.rows) >= HIT_ROWS_PER_PART:
+                        await self._write_answered()
+                    return answered
+            url = await image_url(self.hook, image, read, options.limits)
+            return image_fields(self.endpoint, image, options.shared_arguments, url, read.facts)
 
         submitter = Submitter(
             self.hook,
@@ -293,8 +323,31 @@ class BatchEngine:
             halted=lambda: self.halted,
             after_each=self._bodies_done,
         )
-        await submitter.submit(due, on_submitted)
+        try:
+            await submitter.submit(due, on_submitted)
+        finally:
+            await self._write_answered()
+            self._unclaim_failures(self.state.entries[key] for key in due)
         self.state.save(self.store)
+
+    def _unclaim_failures(self, entries: Iterable[BatchEntry]) -> None:
+        """Images that failed for good pay for nothing: their claims in the result cache are dropped, so a task
+        waiting for one of their keys pays for it itself instead of waiting for the claim's lease."""
+        if self.cache is not None:
+            for entry in entries:
+                if entry.state in ("failed", "invalid") and not entry.retryable and entry.cache_key:
+                    self.cache.release(entry)
+
+    async def _write_answered(self) -> None:
+        """Write the rows of the images the result cache answered, then mark them done."""
+        from airflow_provider_sam3.batch.manifest import write_part
+
+        if self.cache is None or not self.cache.rows:
+            return
+        await asyncio.to_thread(write_part, self.folder, self.state.cycle, self.cache.take_rows())
+        self.state.cycle += 1
+        answered = self.cache.mark_answered()
+        self.log.info("Answered %d images from the result cache (nothing sent for them)", answered)
 
     async def _poll_and_store(self, poller: Any, collector: Any, round_number: int) -> None:
         """One status round on the worker, then store whatever finished."""
@@ -333,6 +386,7 @@ class BatchEngine:
             entry.state, entry.error, entry.error_class, entry.retryable = "done", None, None, False
         for request_id in items:
             state.touch(self.by_request[request_id])
+        self._unclaim_failures(entry for entry, _, _ in items.values())
         state.save(self.store)
         await asyncio.to_thread(release_free_memory)
         failed = sum(1 for entry, _, _ in items.values() if entry.state == "failed")

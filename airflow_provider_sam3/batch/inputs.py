@@ -27,10 +27,14 @@ __all__ = [
     "ImageFacts",
     "InputLimits",
     "PLACEHOLDER_IMAGE_URL",
+    "ReadImage",
     "build_body",
     "check_image_fields",
+    "image_fields",
+    "image_url",
     "inspect_image",
     "inspect_images",
+    "read_image",
     "read_regular_file",
 ]
 
@@ -89,6 +93,52 @@ def inspect_image(image: BatchImage, where: str, limits: InputLimits) -> ImageFa
     return _header_facts(image.opened(), where, limits)
 
 
+@dataclass(frozen=True)
+class ReadImage:
+    """An image read when its turn comes: the bytes to send (a local or object-storage file, checked and turned
+    upright) with their ``content_digest``, or the URL to send (an http(s) URL or data URI, checked)."""
+
+    facts: ImageFacts
+    url: str | None = None
+    data: bytes | None = None
+    mime: str | None = None
+    digest: str | None = None
+
+
+async def read_image(image: BatchImage, where: str, limits: InputLimits) -> ReadImage:
+    """Read one image for its request: the file is read (again checked to be a regular file within the cap),
+    decoded and turned upright; a URL is checked as the single operators check it."""
+    import asyncio
+
+    if _is_url(image.source) or image.source[:5].lower() == "data:":
+        url, facts = await asyncio.to_thread(_prepared_url, image.source, where)
+        return ReadImage(facts, url=url)
+    checked = await asyncio.to_thread(_read_checked, image, where, limits)
+    from airflow_provider_sam3.storage.cache_keys import content_digest
+
+    facts = ImageFacts(checked.width, checked.height, len(checked.data))
+    return ReadImage(facts, data=checked.data, mime=checked.mime, digest=content_digest(checked.data))
+
+
+async def image_url(hook: FalQueue, image: BatchImage, read: ReadImage, limits: InputLimits) -> str:
+    """What the request's ``image_url`` holds: the URL given, the bytes inline (data URI), or, above
+    ``upload_above_bytes``, a fal storage URL they were uploaded to."""
+    if read.url is not None:
+        return read.url
+    assert read.data is not None and read.mime is not None  # a file read always has both
+    if limits.upload_above_bytes is not None and len(read.data) > limits.upload_above_bytes:
+        name = os.path.basename(image.source.rstrip("/")) or "image"
+        return await hook.aupload(read.data, read.mime, name)
+    from airflow_provider_sam3.media.inputs import to_data_uri
+
+    return to_data_uri(read.data, read.mime)
+
+
+def image_fields(endpoint: Any, image: BatchImage, shared: dict[str, Any], url: str, facts: ImageFacts) -> dict:
+    """The request body of one image: the batch's fields, the image's own, and its ``image_url``."""
+    return check_image_fields(endpoint, {**shared, **image.arguments, "image_url": url}, facts)
+
+
 async def build_body(
     hook: FalQueue,
     endpoint: Any,
@@ -97,25 +147,10 @@ async def build_body(
     where: str,
     limits: InputLimits,
 ) -> tuple[dict[str, Any], ImageFacts]:
-    """The request body for one image, built when its turn comes: the file is read (again checked to be a
-    regular file within the cap), decoded, turned upright, and sent inline or uploaded to fal's storage."""
-    import asyncio
-
-    if _is_url(image.source) or image.source[:5].lower() == "data:":
-        url, facts = await asyncio.to_thread(_prepared_url, image.source, where)
-    else:
-        checked = await asyncio.to_thread(_read_checked, image, where, limits)
-        facts = ImageFacts(checked.width, checked.height, len(checked.data))
-        if limits.upload_above_bytes is not None and len(checked.data) > limits.upload_above_bytes:
-            name = os.path.basename(image.source.rstrip("/")) or "image"
-            url = await hook.aupload(checked.data, checked.mime, name)
-        else:
-            from airflow_provider_sam3.media.inputs import to_data_uri
-
-            url = to_data_uri(checked.data, checked.mime)
-        del checked
-    body = check_image_fields(endpoint, {**shared, **image.arguments, "image_url": url}, facts)
-    return body, facts
+    """The request body for one image, built when its turn comes (``read_image``, then ``image_url``)."""
+    read = await read_image(image, where, limits)
+    url = await image_url(hook, image, read, limits)
+    return image_fields(endpoint, image, shared, url, read.facts), read.facts
 
 
 PLACEHOLDER_IMAGE_URL = "https://placeholder.invalid/image.png"

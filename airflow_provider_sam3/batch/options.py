@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_sam3.batch.cache import CacheSettings
 from airflow_provider_sam3.batch.inputs import InputLimits
 
 __all__ = ["DEFAULT_MAX_IN_FLIGHT", "MAX_TRIGGER_REQUESTS", "BatchOptions", "Waiting"]
@@ -34,11 +35,14 @@ class BatchOptions:
     try_number: int = 1
     shared_arguments: dict[str, Any] = field(default_factory=dict)
     limits: InputLimits = field(default_factory=InputLimits)
+    cache: CacheSettings | None = None
+    """The result cache the batch uses, or None."""
 
 
 @dataclass(frozen=True)
 class Waiting:
-    """The stay ends with requests at fal: the operator defers on these ids (submission order)."""
+    """The stay ends with requests at fal: the operator defers on these ids (submission order). No ids: nothing is
+    at fal, and the images left wait for keys other tasks are paying for (``batch.cache``): it defers on a timer."""
 
     request_ids: list[str]
     fire_at: int | None

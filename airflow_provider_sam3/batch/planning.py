@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.batch.state import BatchState
@@ -145,18 +146,31 @@ def _report_invalid(problems: list[str], images: int, skip_invalid: bool, log: A
 
 
 def check_cost(
-    endpoint: Endpoint, state: BatchState, max_cost_usd: float | None, max_resubmits: int, log: Any
+    endpoint: Endpoint,
+    state: BatchState,
+    max_cost_usd: float | None,
+    max_resubmits: int,
+    log: Any,
+    answered: Callable[[], int] | None = None,
 ) -> float | None:
-    """Log the estimated cost of what is left to submit; refuse it above ``max_cost_usd`` (nothing sent)."""
+    """Log the estimated cost of what is left to submit; refuse it above ``max_cost_usd`` (nothing sent). When it
+    is above and the batch has a result cache, ``answered()`` counts the images the cache answers (each read and
+    looked up once): only the others count against the ceiling."""
     to_pay = len(state.in_state("pending"))
     estimate = endpoint.estimate_cost(requests=to_pay)
+    over = max_cost_usd is not None and estimate is not None and estimate > max_cost_usd
+    hits = answered() if over and answered is not None else 0
+    if hits:
+        to_pay -= hits
+        estimate = endpoint.estimate_cost(requests=to_pay)
     price = f"${estimate:.2f}" if estimate is not None else "an unpublished price"
     log.info(
-        "Batch of %d images on %s: %d requests to submit, estimated cost %s (fal bills successful requests "
+        "Batch of %d images on %s: %d requests to submit%s, estimated cost %s (fal bills successful requests "
         "only; resubmissions after failures add at most %d requests)",
         len(state.entries),
         endpoint.endpoint_id,
         to_pay,
+        f" ({hits} more answered by the result cache)" if hits else "",
         price,
         to_pay * max_resubmits,
     )

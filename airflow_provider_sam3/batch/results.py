@@ -14,6 +14,7 @@ from airflow_provider_sam3.hooks.errors import is_runner_fault
 from airflow_provider_sam3.models.batch import BatchEntry, success_row
 
 if TYPE_CHECKING:
+    from airflow_provider_sam3.batch.cache import BatchCache
     from airflow_provider_sam3.batch.ports import FalQueue
     from airflow_provider_sam3.endpoints import Endpoint
     from airflow_provider_sam3.models.reference import RequestReference
@@ -56,6 +57,7 @@ class ResultCollector:
     """Turns finished requests into manifest rows, updating their entries (done, or failed and why).
 
     :param after_each: called with each entry once its result is dealt with (its bodies are then garbage).
+    :param cache: where each paid result is kept (``batch.cache``), when the batch uses a result cache.
     """
 
     def __init__(
@@ -65,8 +67,10 @@ class ResultCollector:
         output_path: Any,
         log: Any,
         after_each: Callable[[BatchEntry], None] | None = None,
+        cache: BatchCache | None = None,
     ) -> None:
         self.hook = hook
+        self.cache = cache
         self.endpoint = endpoint
         self.output_path = output_path
         self.log = log
@@ -185,6 +189,12 @@ class ResultCollector:
         copied = await asyncio.to_thread(
             copy_outputs, result, self.output_path, download=downloaded, output_json=output
         )
+        if self.cache is not None and entry.cache_key is not None:
+            metrics = {"inference_time": inference} if inference is not None else None
+            if await asyncio.to_thread(self.cache.keep, entry, ref, output, files, result.cost_usd, metrics):
+                from airflow_provider_sam3.models.document_fields import CacheNote
+
+                copied.cache = CacheNote(key=entry.cache_key, hit=False)
         return copied.model_dump(mode="json")
 
     def _failed(self, entry: BatchEntry, error: exc.Sam3ProviderError) -> None:

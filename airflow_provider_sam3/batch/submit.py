@@ -63,7 +63,8 @@ class Submitter:
 
     :param options: fal's queue options for every submit (``models.submit_options.SubmitOptions``), or None.
     :param body_for: ``async (entry) -> request body``, built when the image's turn comes: at most one body per
-        slot exists at a time, so memory does not grow with the batch.
+        slot exists at a time, so memory does not grow with the batch. A text instead of a body says the image is
+        not to be sent (``batch.cache``: answered from the result cache, or waiting; the entry is ``pending``).
     :param ledger: where requests this try cannot record are handed to the next try.
     :param lease: the most seconds one submit call may take (its reservation's lease).
     :param halted: tells whether the task was killed: no new reservation is made after that.
@@ -79,7 +80,7 @@ class Submitter:
         *,
         concurrency: int,
         options: Any,
-        body_for: Callable[[BatchEntry], Awaitable[Any]],
+        body_for: Callable[[BatchEntry], Awaitable[dict[str, Any] | str]],
         log: Any,
         ledger: UnrecordedLedger,
         lease: float,
@@ -172,6 +173,8 @@ class Submitter:
                 retryable=worth_resubmitting(error),
             )
             return error
+        if not isinstance(body, dict):  # answered by the result cache, or waits for the request paying for its key
+            return None
         try:
             deadline = (entry.reserved_at or time.time()) + self.lease  # the reservation's lease bounds the call
             ref = await self.hook.asubmit(self.endpoint.endpoint_id, body, options=self.options, deadline=deadline)
@@ -355,7 +358,7 @@ class _SubmitRound:
                 if entry.state == "submitted":
                     await self.submitter.hand_over(entry, refusal)
                 return
-            if outcome is None:
+            if outcome is None and entry.state == "submitted":
                 self.accepted += 1
                 self.on_submitted([entry])
             key = following

@@ -19,11 +19,14 @@ def build_summary(endpoint: Endpoint, state: BatchState, folder: Any, manifest: 
     """Counts by outcome, submissions, what fal bills, and the first failures (the manifest lists them all).
 
     ``unseen`` counts submits whose outcome no try saw (a try died while the call was in flight): fal may have
-    created a request for each that nobody could fetch; those images were sent again (``resubmissions``)."""
+    created a request for each that nobody could fetch; those images were sent again (``resubmissions``).
+    ``cache_hits`` counts images answered from the result cache (nothing sent), ``cache_saved_usd`` what they would
+    have cost."""
     entries = state.ordered()
     counts = state.counts()
     price = endpoint.estimate_cost(requests=1)
     billed = sum(e.billed for e in entries)
+    hits = sum(1 for e in entries if e.cache_hit)
     missing = [e for e in entries if state.outcome_of(e).state != "done"]
     return {
         "schema_version": 1,
@@ -40,6 +43,8 @@ def build_summary(endpoint: Endpoint, state: BatchState, folder: Any, manifest: 
         "billed_requests": billed,
         "cost_usd": round(price * billed, 6) if price is not None else None,
         "cost_estimate_usd": state.estimate_usd,
+        "cache_hits": hits,
+        "cache_saved_usd": round(price * hits, 6) if price is not None else None,
         "wall_seconds": round(time.time() - state.started_at, 3),
         "output_path": str(folder),
         "manifest": str(manifest),

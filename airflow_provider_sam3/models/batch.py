@@ -59,7 +59,9 @@ class BatchEntry:
     ``reserved_at`` is when the last submit was reserved (``sending``); ``unseen`` counts reservations whose outcome no
     try saw (the try died mid-call: fal may have created a request nobody knows). ``version`` grows with every journal
     write of the entry, so a journal row newer than its shard is told apart from an older one. ``confined``: listed
-    from a local folder (``batch.listing.BatchImage.confined``).
+    from a local folder (``batch.listing.BatchImage.confined``). ``cache_key``: the request's key in the result
+    cache, when one is used; ``cache_hit``: the image was answered from it (``request_id`` is then the request that
+    paid, in another task or run).
     """
 
     index: int
@@ -84,6 +86,8 @@ class BatchEntry:
     unseen: int = 0
     version: int = 0
     confined: bool = False
+    cache_key: str | None = None
+    cache_hit: bool = False
 
     @property
     def final(self) -> bool:
@@ -118,6 +122,8 @@ class BatchEntry:
             "us": self.unseen or None,
             "v": self.version or None,
             "cf": self.confined or None,
+            "ck": self.cache_key,
+            "ch": self.cache_hit or None,
         }
         return {k: v for k, v in data.items() if v is not None}
 
@@ -146,6 +152,8 @@ class BatchEntry:
             unseen=data.get("us", 0),
             version=data.get("v", 0),
             confined=bool(data.get("cf")),
+            cache_key=data.get("ck"),
+            cache_hit=bool(data.get("ch")),
         )
 
     def fail(self, error: str, error_class: str, *, retryable: bool = False, state: EntryState = "failed") -> None:
@@ -223,6 +231,8 @@ def success_row(entry: BatchEntry, document: dict[str, Any]) -> dict[str, Any]:
         ]
         row["mask_count"] = len(row["masks"])
         row["scores"] = [mask["score"] for mask in row["masks"]]
+    if document.get("cache"):
+        row["cache"] = document["cache"]
     if document.get("kind") == "sam3.embedding":
         row["embedding"] = {k: document.get(k) for k in ("stored_url", "byte_size", "sha256")}
     return row

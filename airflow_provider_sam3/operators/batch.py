@@ -36,6 +36,8 @@ from airflow_provider_sam3.operators.batch_finish import cancel_entries, finish_
 from airflow_provider_sam3.operators.batch_resume import earlier_batch, finished_summary
 from airflow_provider_sam3.operators.batch_start import (
     batch_endpoint,
+    cache_settings,
+    count_answered,
     input_limits,
     new_batch_state,
     shared_arguments,
@@ -53,6 +55,8 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_BATCH_TIMEOUT", "DEFER_GRACE_SECONDS", "Sam3BatchOperator"]
 
 DEFAULT_BATCH_TIMEOUT = timedelta(hours=6)
+CLAIM_WAIT_SECONDS = 30
+"""How long a deferrable batch left with only images other tasks are paying for waits off the worker."""
 DEFER_GRACE_SECONDS = 120
 
 
@@ -96,7 +100,15 @@ class Sam3BatchOperator(QueueOptionsOperator):
         ``QueueOptionsOperator``'s).
     """
 
-    template_fields: tuple[str, ...] = ("images", "arguments", "output_path", "version", "max_cost_usd")
+    template_fields: tuple[str, ...] = (
+        "images",
+        "arguments",
+        "output_path",
+        "version",
+        "max_cost_usd",
+        "result_cache",
+        "cache_salt",
+    )
     template_fields_renderers = {"arguments": "json", "images": "json"}
     ui_color = "#dfe9ff"
 
@@ -190,7 +202,7 @@ class Sam3BatchOperator(QueueOptionsOperator):
         self._epoch = run_epoch(context)
         store = guarded(context.get("task_state_store"))
         try:
-            for name in ("arguments", "output_path", "version", "max_cost_usd"):  # images: when listed
+            for name in ("arguments", "output_path", "version", "max_cost_usd", "result_cache", "cache_salt"):
                 check_structure(getattr(self, name), name)
             endpoint = self._endpoint()
             self._check_options()
@@ -206,7 +218,14 @@ class Sam3BatchOperator(QueueOptionsOperator):
             assert self.batch_timeout is not None  # checked before anything runs
             state.deadline = time.time() + self.batch_timeout  # each try gets the whole timeout
             requeue_failures(state, self._options(endpoint), self.log)  # earlier tries' retryable failures
-            estimate = check_cost(endpoint, state, self.max_cost_usd, self.max_resubmits, self.log)
+            estimate = check_cost(
+                endpoint,
+                state,
+                self.max_cost_usd,
+                self.max_resubmits,
+                self.log,
+                answered=lambda: count_answered(self, self._options(endpoint), endpoint, state, folder),
+            )
         except InputValidationError as error:
             raise as_task_error(error, retry_useless=True) from error
         if state.estimate_usd is None:
@@ -217,10 +236,19 @@ class Sam3BatchOperator(QueueOptionsOperator):
     @keeps_result
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         """Resumed after the batch trigger fired: collect what finished, then submit more, wait again or finish."""
-        from airflow_provider_sam3.endpoints import get_endpoint
-
         if not isinstance(event, dict) or event.get("status") not in ("finished", "progress", "timeout", "error"):
             raise FalRequestError(f"the batch trigger sent an event this provider does not understand: {event!r}")
+        return self._resume(context, event)
+
+    @keeps_result
+    def execute_after_claim_wait(self, context: Any, event: Any = None) -> Any:
+        """Resumed after waiting off the worker for keys other tasks were paying for: look them up again."""
+        return self._resume(context, None)
+
+    def _resume(self, context: Any, event: dict[str, Any] | None) -> Any:
+        """Back on the worker after a deferral: the batch as the task state store holds it, one more stay."""
+        from airflow_provider_sam3.endpoints import get_endpoint
+
         self._try_number = max(1, int(getattr(context.get("ti"), "try_number", 1) or 1))
         self._epoch = run_epoch(context)
         store = guarded(context.get("task_state_store"))
@@ -279,11 +307,15 @@ class Sam3BatchOperator(QueueOptionsOperator):
         store = guarded(context.get("task_state_store"))
 
         async def stay() -> Any:
+            from dataclasses import replace
+
             from airflow_provider_sam3.batch.engine import BatchEngine
             from airflow_provider_sam3.hooks.fal import FalHook
 
             hook = FalHook(self.fal_conn_id)
-            engine = BatchEngine(hook, endpoint, state, folder, store, self._options(endpoint), self.log)
+            options = self._options(endpoint)
+            cache = cache_settings(self, (await hook.aget_settings()).result_cache, folder)
+            engine = BatchEngine(hook, endpoint, state, folder, store, replace(options, cache=cache), self.log)
             self._live = (engine, hook)
             try:
                 return await engine.run(event)
@@ -313,10 +345,20 @@ class Sam3BatchOperator(QueueOptionsOperator):
             except Exception:
                 self._keep_failure(endpoint, state, folder)
                 raise
+        timeout = timedelta(seconds=max(state.deadline - time.time(), 0) + DEFER_GRACE_SECONDS)
+        if not waiting.request_ids:  # only images whose keys other tasks are paying for: look again later
+            from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+
+            self.log.info("Waiting %d s off the worker for results other tasks are paying for", CLAIM_WAIT_SECONDS)
+            self.defer(
+                trigger=TimeDeltaTrigger(timedelta(seconds=CLAIM_WAIT_SECONDS)),
+                method_name="execute_after_claim_wait",
+                timeout=timeout,
+            )
         self.defer(
             trigger=self._trigger(state, waiting.request_ids, waiting.fire_at),
             method_name="execute_complete",
-            timeout=timedelta(seconds=max(state.deadline - time.time(), 0) + DEFER_GRACE_SECONDS),
+            timeout=timeout,
         )
 
     def _trigger(self, state: BatchState, request_ids: list[str], fire_at: int | None) -> Any:

@@ -44,6 +44,7 @@ def check_batch_options(op: Any) -> None:
             "on_image_failure", f"{op.on_image_failure!r} is not a policy", allowed=", ".join(FAILURE_POLICIES)
         )
     op.checked_queue_options()  # polling, priority, start_timeout, hint, webhook_url, media_expires_in, store_io
+    op.check_cache_options()
     if op.batch_timeout is None or not math.isfinite(op.batch_timeout) or op.batch_timeout <= 0:
         raise InputValidationError("timeout", f"{op.batch_timeout!r} must be a finite positive duration")
     op.max_cost_usd = finite_number("max_cost_usd", op.max_cost_usd, minimum=0, allow_none=True)

@@ -8,12 +8,23 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_sam3.exceptions import InputValidationError
 
 if TYPE_CHECKING:
+    from airflow_provider_sam3.batch.cache import CacheSettings
     from airflow_provider_sam3.batch.inputs import InputLimits
     from airflow_provider_sam3.batch.listing import BatchImage
+    from airflow_provider_sam3.batch.options import BatchOptions
     from airflow_provider_sam3.batch.state import BatchState
     from airflow_provider_sam3.endpoints import Endpoint
 
-__all__ = ["BATCH_DEFAULTS", "BATCH_KINDS", "batch_endpoint", "input_limits", "new_batch_state", "shared_arguments"]
+__all__ = [
+    "BATCH_DEFAULTS",
+    "BATCH_KINDS",
+    "batch_endpoint",
+    "cache_settings",
+    "count_answered",
+    "input_limits",
+    "new_batch_state",
+    "shared_arguments",
+]
 
 BATCH_KINDS = ("image", "image-rle", "embed")
 BATCH_DEFAULTS = {"include_scores": True, "include_boxes": True, "sync_mode": True}
@@ -77,3 +88,29 @@ def _warn_of_ignored_fields(op: Any, endpoint: Endpoint) -> None:
     warning = ignored_fields_warning(op.arguments, body)
     if warning:
         op.log.warning("%s", warning)
+
+
+def cache_settings(op: Any, connection_cache: str | None, folder: Any) -> CacheSettings | None:
+    """The result cache a batch uses (its own ``result_cache``, else the connection's), or None. Its claims name
+    the task's folder, so the task's own retry takes them back."""
+    from airflow_provider_sam3.batch.cache import CacheSettings
+
+    root = op.result_cache or connection_cache
+    if not root:
+        return None
+    return CacheSettings(root, op.cache_mode, op.cache_max_age, op.cache_salt, op.cache_urls, owner=str(folder))
+
+
+def count_answered(op: Any, options: BatchOptions, endpoint: Endpoint, state: BatchState, folder: Any) -> int:
+    """How many pending images the result cache answers now (0 without a cache): asked only when the batch's
+    estimate is above ``max_cost_usd``, so that only the others count against it."""
+    import asyncio
+
+    from airflow_provider_sam3.batch.cache import BatchCache
+    from airflow_provider_sam3.hooks.fal import FalHook
+
+    settings = cache_settings(op, FalHook(op.fal_conn_id).get_settings().result_cache, folder)
+    if settings is None:
+        return 0
+    cache = BatchCache(settings, endpoint, state, folder, op.log)
+    return asyncio.run(cache.count_answered(state.in_state("pending"), options.shared_arguments, options.limits))

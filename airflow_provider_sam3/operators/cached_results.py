@@ -1,11 +1,8 @@
 """The result cache on the single-image path: look a request up before it is sent, keep a paid result after.
 
-A hit sends nothing: the document is built from the cached fal result body exactly as from a live one
-(``models.results.build_result``) and its files are copied under ``output_path`` from the cache
-(``storage.outputs.copy_outputs``), so a hit and a miss give the same document, apart from its ``cache`` note. The
-entry holds fal's result body (checked again by the endpoint's output model when read), the reference of the request
-that paid, and every output file, read back from the task's own copies (or fetched from fal when there is no
-``output_path``).
+A hit sends nothing and gives the document a miss would have given, apart from its ``cache`` note
+(``storage.cached_documents`` builds both). A paid result's files are read back from the task's own copies (or
+fetched from fal when there is no ``output_path``).
 """
 
 from __future__ import annotations
@@ -13,8 +10,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from airflow_provider_sam3.exceptions import Sam3ProviderError
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.hooks.fal import FalHook
@@ -48,10 +43,11 @@ def cache_slot(
     given as a URL that is not keyed (said in the log). Raises ``InputValidationError`` for bad cache settings."""
     from airflow_provider_sam3.endpoints import ENDPOINTS
     from airflow_provider_sam3.storage.cache_keys import request_key
-    from airflow_provider_sam3.storage.result_cache import ResultCache
+    from airflow_provider_sam3.storage.result_cache import ResultCache, check_cache_settings
 
     if result_cache in (None, ""):
         return None
+    check_cache_settings(root=result_cache, mode=mode, max_age=max_age, salt=salt, key_urls=key_urls)
     cache = ResultCache(result_cache, mode=mode, max_age=max_age, log=log)
     endpoint = ENDPOINTS.get(request.endpoint_id)
     if endpoint is None:
@@ -67,36 +63,13 @@ def cache_slot(
 def document_from_cache(
     hit: CachedResult, *, image: dict[str, Any] | None, output_path: Any, log: Any
 ) -> dict[str, Any] | None:
-    """The task's document from a cache entry (its files copied under ``output_path``); ``None`` when the entry's
-    body cannot be read as the endpoint's result (said in the log: it is then a miss)."""
-    from airflow_provider_sam3.endpoints import ENDPOINTS
-    from airflow_provider_sam3.models.document_fields import CacheNote
-    from airflow_provider_sam3.models.reference import RequestReference
-    from airflow_provider_sam3.models.results import build_result
-    from airflow_provider_sam3.storage.outputs import copy_outputs
+    """The task's document from a cache entry (``storage.cached_documents``), as XCom takes it; ``None`` when the
+    entry cannot be used (then it is a miss)."""
+    from airflow_provider_sam3.storage import cached_documents
 
-    endpoint = ENDPOINTS.get(hit.endpoint_id)
-    try:
-        if endpoint is None:
-            raise ValueError(f"its endpoint {hit.endpoint_id!r} is not in the registry")
-        reference = RequestReference.from_dict(_mapping(hit.payload.get("reference"), "reference"))
-        output = _mapping(hit.payload.get("output"), "output")
-        metrics = hit.payload.get("metrics")
-        metrics = metrics if isinstance(metrics, dict) else {}
-        result = build_result(
-            endpoint,
-            output,
-            reference=reference,
-            image=image,
-            completed_at=time.time(),
-            inference_seconds=metrics.get("inference_time"),
-        )
-        if output_path is not None:
-            result = copy_outputs(result, output_path, download=hit.read, output_json=output)
-    except (Sam3ProviderError, ValueError, TypeError) as error:  # e.g. a request id that would leave output_path
-        log.warning("result cache entry %s cannot be used (%s); sending the request instead", hit.key, error)
+    result = cached_documents.document_from_cache(hit, image=image, output_path=output_path, log=log)
+    if result is None:
         return None
-    result.cache = CacheNote(key=hit.key, hit=True, request_id=hit.request_id, saved_usd=hit.cost_usd)
     log.info(
         "Result cache hit %s: request %s of %s paid for it; nothing was sent%s",
         hit.key[:16],
@@ -122,24 +95,20 @@ def remember_result(
     import logging
 
     from airflow_provider_sam3.models.document_fields import CacheNote
-
-    log = log or logging.getLogger(__name__)
+    from airflow_provider_sam3.storage.cached_documents import keep_result
     from airflow_provider_sam3.storage.outputs import output_urls
 
+    log = log or logging.getLogger(__name__)
+
     try:
-        files: dict[str, bytes] = {}
-        sources: dict[str, str] = {}
-        for number, url in enumerate(output_urls(result)):
-            name = f"file_{number:03d}"
-            files[name] = _stored_copy(result, url) or hook.download(url)
-            sources[url] = name
-        kept = slot.cache.put(
+        kept = keep_result(
+            slot.cache,
             slot.key,
-            endpoint_id=reference.endpoint_id,
-            request_id=reference.request_id,
-            payload={"output": output, "reference": reference.to_dict(), "metrics": metrics or {}},
-            files=files,
-            sources=sources,
+            reference=reference,
+            output=output,
+            metrics=metrics,
+            urls=output_urls(result),
+            read=lambda url: _stored_copy(result, url) or hook.download(url),
             cost_usd=result.cost_usd,
         )
     except Exception as error:  # noqa: BLE001 - the result is the task's; the cache is a saving
@@ -147,12 +116,6 @@ def remember_result(
         return
     if kept is not None:  # not in read-only mode
         result.cache = CacheNote(key=slot.key, hit=False)
-
-
-def _mapping(value: Any, field: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ValueError(f"its {field} is not a mapping")
-    return value
 
 
 def _stored_copy(result: ResultDocument, url: str) -> bytes | None:

@@ -73,16 +73,11 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
     :param output_path: copy every output file here (``file://``, ``s3://``, any ObjectStoragePath) before fal's
         URLs expire; the document carries both locations. Templated.
     :param forward_logs: copy fal's request logs into the task log while waiting.
-    :param result_cache: a folder (local or any ObjectStoragePath) shared by runs, backfills and shards: a request
-        whose exact computation is there already (same endpoint, fields, image bytes) is not sent; a paid one is
-        kept there. Off unless set (templated). ``cache_mode``: ``read_write`` (default), ``read``, ``write`` or
-        ``refresh``; ``cache_max_age``: seconds after which an entry misses; ``cache_salt``: any text that starts a
-        new generation of keys (templated); ``cache_urls``: key http(s) inputs by their URL (their bytes may
-        change; off by default, so such requests are not cached).
 
     The queue options (``poll_interval``, ``max_poll_interval``, ``priority``, ``start_timeout``, ``webhook_url``,
-    ``hint``, ``media_expires_in``, ``store_io``) are ``QueueOptionsOperator``'s, shared with the batch operator
-    and checked before anything is sent.
+    ``hint``, ``media_expires_in``, ``store_io``) and the result cache's (``result_cache``, ``cache_mode``,
+    ``cache_max_age``, ``cache_salt``, ``cache_urls``) are ``QueueOptionsOperator``'s, shared with the batch
+    operator and checked before anything is sent.
     """
 
     template_fields: tuple[str, ...] = ("endpoint_id", "arguments", "output_path", "result_cache", "cache_salt")
@@ -101,11 +96,6 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
         timeout: float | timedelta = DEFAULT_TIMEOUT,
         output_path: Any = None,
         forward_logs: bool = True,
-        result_cache: Any = None,
-        cache_mode: str = "read_write",
-        cache_max_age: float | None = None,
-        cache_salt: str | None = None,
-        cache_urls: bool = False,
         **kwargs: Any,
     ) -> None:
         try:
@@ -123,11 +113,6 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
         self.request_timeout = as_seconds(timeout)
         self.output_path = output_path
         self.forward_logs = forward_logs
-        self.result_cache = result_cache
-        self.cache_mode = cache_mode
-        self.cache_max_age = cache_max_age
-        self.cache_salt = cache_salt
-        self.cache_urls = cache_urls
         self._inflight: tuple[FalHook, RequestReference] | None = None
         """The hook and request the worker is waiting for (``on_kill`` cancels it while it is queued)."""
 

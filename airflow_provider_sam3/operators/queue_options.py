@@ -29,8 +29,16 @@ class QueueOptionsOperator(BaseOperator):
         default. Copy outputs with ``output_path`` before it passes.
     :param store_io: ``False`` asks fal not to keep the inputs and outputs in its request history
         (``X-Fal-Store-IO: 0``).
+    :param result_cache: a folder (local or any ObjectStoragePath) shared by runs, backfills and shards: a request
+        whose exact computation is there already (same endpoint, fields, image bytes) is not sent; a paid one is
+        kept there. Off unless set here or in the connection's extra ``result_cache`` (templated).
+        ``cache_mode``: ``read_write`` (default), ``read``, ``write`` or ``refresh``; ``cache_max_age``: seconds
+        after which an entry misses; ``cache_salt``: any text that starts a new generation of keys (templated);
+        ``cache_urls``: key http(s) inputs by their URL (their bytes may change; off by default, so such requests
+        are not cached).
 
-    ``checked_queue_options()`` checks them all (``operators.preflight``) before anything is sent.
+    ``checked_queue_options()`` checks them all (``operators.preflight``) before anything is sent, and
+    ``check_cache_options()`` the cache's.
     """
 
     def __init__(
@@ -44,9 +52,19 @@ class QueueOptionsOperator(BaseOperator):
         hint: str | None = None,
         media_expires_in: int | str | timedelta | None = None,
         store_io: bool = True,
+        result_cache: Any = None,
+        cache_mode: str = "read_write",
+        cache_max_age: float | None = None,
+        cache_salt: str | None = None,
+        cache_urls: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.result_cache = result_cache
+        self.cache_mode = cache_mode
+        self.cache_max_age = cache_max_age
+        self.cache_salt = cache_salt
+        self.cache_urls = cache_urls
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.priority = priority
@@ -69,3 +87,15 @@ class QueueOptionsOperator(BaseOperator):
         )
         check_pacing(self.poll_interval, self.max_poll_interval)
         return options
+
+    def check_cache_options(self) -> None:
+        """The result cache's options checked (``InputValidationError`` naming the parameter)."""
+        from airflow_provider_sam3.storage.result_cache import check_cache_settings
+
+        check_cache_settings(
+            root=self.result_cache or None,
+            mode=self.cache_mode,
+            max_age=self.cache_max_age,
+            salt=self.cache_salt,
+            key_urls=self.cache_urls,
+        )

@@ -33,11 +33,6 @@ class _SharedParameters(TypedDict, total=False):
     timeout: float | timedelta
     output_path: Any
     forward_logs: bool
-    result_cache: Any
-    cache_mode: str
-    cache_max_age: float | None
-    cache_salt: str | None
-    cache_urls: bool
     poll_interval: float | None
     max_poll_interval: float | None
     priority: str | None
@@ -46,6 +41,11 @@ class _SharedParameters(TypedDict, total=False):
     hint: str | None
     media_expires_in: int | str | timedelta | None
     store_io: bool
+    result_cache: Any
+    cache_mode: str
+    cache_max_age: float | None
+    cache_salt: str | None
+    cache_urls: bool
     task_id: Required[str]
     owner: str
     email: str | Sequence[str] | None

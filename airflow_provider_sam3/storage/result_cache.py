@@ -18,6 +18,7 @@ entry is a miss, said in the log, and the next write replaces it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -31,7 +32,14 @@ from typing import Any
 
 from airflow_provider_sam3.exceptions import InputValidationError, InvalidImageError
 
-__all__ = ["CACHE_MODES", "MAX_ENTRY_BYTES", "MAX_FILE_BYTES", "CachedResult", "ResultCache"]
+__all__ = [
+    "CACHE_MODES",
+    "MAX_ENTRY_BYTES",
+    "MAX_FILE_BYTES",
+    "CachedResult",
+    "ResultCache",
+    "check_cache_settings",
+]
 
 CACHE_MODES = ("read_write", "read", "write", "refresh")
 """``read_write``: use entries and add new ones; ``read``: use, never add; ``write``: add, never use; ``refresh``:
@@ -72,17 +80,28 @@ class CachedResult:
         )
 
 
+def check_cache_settings(*, root: Any, mode: Any, max_age: Any, salt: Any, key_urls: Any) -> None:
+    """An operator's cache settings, checked before anything is sent: each wrong one named with what is allowed."""
+    if root is not None and not isinstance(root, str) and not hasattr(root, "joinpath"):
+        raise InputValidationError("result_cache", f"{root!r} must be a folder's path or URL (or an ObjectStoragePath)")
+    if mode not in CACHE_MODES:
+        raise InputValidationError("cache_mode", f"{mode!r} is not a cache mode", allowed=", ".join(CACHE_MODES))
+    if max_age is not None and (
+        isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or not 0 < max_age < math.inf
+    ):
+        raise InputValidationError("cache_max_age", f"{max_age!r} must be a positive number of seconds")
+    if salt is not None and (not isinstance(salt, str) or len(salt) > 1000):
+        raise InputValidationError("cache_salt", f"{salt!r} must be a string of at most 1,000 characters")
+    if not isinstance(key_urls, bool):
+        raise InputValidationError("cache_urls", f"{key_urls!r} must be True or False")
+
+
 class ResultCache:
     """Entries under ``root`` (see the module's layout), used as ``mode`` says; ``max_age`` seconds makes older
     entries miss."""
 
     def __init__(self, root: Any, *, mode: str = "read_write", max_age: float | None = None, log: Any = None) -> None:
-        if mode not in CACHE_MODES:
-            raise InputValidationError("cache_mode", f"{mode!r} is not a cache mode", allowed=", ".join(CACHE_MODES))
-        if max_age is not None and (
-            isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or not 0 < max_age < math.inf
-        ):
-            raise InputValidationError("cache_max_age", f"{max_age!r} must be a positive number of seconds")
+        check_cache_settings(root=root, mode=mode, max_age=max_age, salt=None, key_urls=False)
         self.root = _as_path(root)
         self.mode = mode
         self.max_age = max_age
@@ -135,7 +154,7 @@ class ResultCache:
         return CachedResult(
             key=key,
             endpoint_id=_text(record.get("endpoint_id"), "endpoint_id"),
-            request_id=_text(record.get("request_id"), "request_id"),
+            request_id=_request_id(record.get("request_id")),
             payload=_mapping(record.get("payload"), "payload"),
             cost_usd=_number(record.get("cost_usd"), "cost_usd", optional=True),
             created_at=_number(record.get("created_at"), "created_at"),
@@ -157,14 +176,12 @@ class ResultCache:
         sources: Mapping[str, str] | None = None,
         now: float | None = None,
     ) -> CachedResult | None:
-        """Add ``key``'s entry (files first, ``entry.json`` last), unless the mode does not write or a sound entry
-        is there already (written once: the first writer's entry stays, except in ``refresh`` mode)."""
+        """Add ``key``'s entry (files first, ``entry.json`` last), unless the mode does not write. A task writes
+        only after paying for a miss, so an entry already there is one it could not use (damaged in a way only its
+        use shows, too old, or written meanwhile by a task that paid too): it is replaced, the last writer's entry
+        stays, and a reader of the one before still finds that writer's files."""
         if self.mode == "read":
             return None
-        if self.mode != "refresh":  # an entry too old to use is replaced, else every later run would pay again
-            existing = ResultCache(self.root, mode="read", max_age=self.max_age, log=self.log).get(key, now=now)
-            if existing is not None:
-                return existing
         folder, writer = self.folder(key), uuid.uuid4().hex
         records = []
         for name, data in files.items():
@@ -191,9 +208,10 @@ class ResultCache:
 
     def claim(self, key: str, owner: str, *, lease: float, now: float | None = None) -> str | None:
         """Claim ``key`` for ``owner`` (a task about to pay for it) for ``lease`` seconds: ``None`` when claimed,
-        else the owner holding it. Exclusive on local folders (created with ``O_EXCL``); on object storage a
-        claim narrows the window in which two tasks pay for one key but cannot close it. An expired claim is taken
-        over; two tasks taking over one expired claim at the same moment may both pay."""
+        else the owner holding it. Exclusive on local and shared POSIX folders (a hard link to the written claim
+        is created only where none exists); on object storage a claim narrows the window in which two tasks pay
+        for one key but cannot close it. An expired claim is taken over; two tasks taking over one expired claim
+        at the same moment may both pay."""
         now = time.time() if now is None else now
         path = self.folder(key) / "claim.json"
         held = self._claim_holder(path, now)
@@ -207,15 +225,15 @@ class ResultCache:
             _write_once(path, record)
             return None
         os.makedirs(os.path.dirname(local), exist_ok=True)
-        if held is None and os.path.exists(local):
-            os.unlink(local)  # expired or unreadable: taken over
-        try:
-            descriptor = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return self._claim_holder(path, now) or "another task"
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(record)
-        return None
+        for attempt in range(2):
+            if _link_new(local, record):
+                return None
+            holder = self._claim_holder(path, now)
+            if holder is not None or attempt:
+                return holder or "another task"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(local)  # expired or unreadable: taken over
+        return "another task"
 
     def release(self, key: str, owner: str) -> None:
         """Drop ``owner``'s claim on ``key`` (after its entry is written, or when it gave up)."""
@@ -254,6 +272,22 @@ def _as_path(root: Any) -> Any:
     from airflow.sdk import ObjectStoragePath
 
     return ObjectStoragePath(root)
+
+
+def _link_new(local: str, data: bytes) -> bool:
+    """Create ``local`` holding ``data`` only if nothing is there (a hard link to a file written whole first, so a
+    reader never sees half of it); whether it was created."""
+    temporary = f"{local}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+        os.link(temporary, local)
+    except FileExistsError:
+        return False
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return True
 
 
 def _write_once(path: Any, data: bytes) -> None:
@@ -324,6 +358,14 @@ def _mapping(value: Any, field: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"{field} is not a mapping")
     return value
+
+
+def _request_id(value: Any) -> str:
+    """A request id as fal issues them (it names a folder under ``output_path`` when a hit is copied)."""
+    text = _text(value, "request_id")
+    if not _NAME.fullmatch(text) or ".." in text:
+        raise ValueError(f"request_id {text[:80]!r} is not a request id fal issues")
+    return text
 
 
 def _text(value: Any, field: str) -> str:

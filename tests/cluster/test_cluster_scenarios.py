@@ -7,6 +7,7 @@ which triggerer held a trigger (``trigger.triggerer_id`` -> ``job.hostname``). N
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -242,3 +243,61 @@ def test_sharded_batch_runs_on_both_workers_into_one_manifest(whole_cluster, dag
     hosts = dep.hostnames(dag_id, run_id, "segment")
     assert {h for (_, attempt), h in hosts.items()} == set(WORKERS), hosts
     assert_only_the_finished_summary_is_kept(dep, dag_id, run_id)
+
+
+OVERLAPPING_SHARDS_DAG = """
+import json
+
+import pendulum
+from airflow.sdk import dag
+
+from airflow_provider_sam3.operators.batch import Sam3BatchOperator
+
+
+@dag(dag_id="{dag_id}", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False,
+     params={"listings": "[]", "output_path": "", "cache": ""})
+def overlapping():
+    Sam3BatchOperator.partial(
+        task_id="segment",
+        output_path="{{ params.output_path }}",
+        result_cache="{{ params.cache }}",
+        arguments={"prompt": "box"},
+        deferrable=True,
+        submit_concurrency=4,
+    ).expand(images=[json.loads(listing) for listing in LISTINGS])
+
+
+overlapping()
+"""
+
+
+def test_four_overlapping_batches_sharing_a_result_cache_pay_once_per_image(
+    whole_cluster, dag_writer, cluster_emulator, tmp_path
+):
+    """Four mapped batch tasks whose listings overlap (each image in one to three of them), on two Celery workers
+    at once, sharing one result cache: each distinct (image, request) is billed once; every other row of every
+    task is answered from the cache (waiting on the task that claimed its key), with that request's id."""
+    dep = whole_cluster
+    paths = write_photos(tmp_path / "in", 100, seed=95)
+    listings = [[str(p) for p in paths[start : start + 40]] for start in (0, 20, 40, 60)]
+    cluster_emulator.configure(concurrency=4, service_time_s=0.3)  # the tasks reach shared keys while they pay
+    source = OVERLAPPING_SHARDS_DAG.replace("LISTINGS", repr([json.dumps(listing) for listing in listings]))
+    dag_id = dag_writer(source)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    run_id = dep.trigger(dag_id, conf={"output_path": str(out), "cache": str(cache)})
+    assert dep.wait_for_run(dag_id, run_id, timeout=500) == "success", dep.task_instances(dag_id, run_id)
+
+    counters = cluster_emulator.counters()
+    assert counters["submissions"]["total"] == 100 == counters["billed"], counters
+    summaries = [dep.xcom(dag_id, run_id, "segment", map_index=i) for i in range(4)]
+    assert [s["succeeded"] for s in summaries] == [40] * 4, summaries
+    assert sum(s["submissions"] for s in summaries) == 100 and sum(s["cache_hits"] for s in summaries) == 60
+    paid: dict[str, str] = {}
+    for summary in summaries:
+        for row in read_manifest(summary["manifest"]):
+            assert row["status"] == "succeeded" and row["masks"], row
+            assert paid.setdefault(row["source"], row["request_id"]) == row["request_id"]  # one request per image
+    billed = {r["request_id"] for r in cluster_emulator.requests() if r["billed"]}
+    assert billed == set(paid.values()) and len(paid) == 100
+    hosts = dep.hostnames(dag_id, run_id, "segment")
+    assert {h for (_, attempt), h in hosts.items()} == set(WORKERS), hosts

@@ -9,10 +9,29 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[3]
 
 
-def run_example(dag, inputs, out):
+ACCOUNTING = frozenset({"cache", "submissions", "cost_usd"})
+"""Manifest columns that differ by design between a run that paid and a run the result cache answered."""
+
+
+def run_example(dag, inputs, out, prompt="product"):
     return dag.test(
-        run_conf={"input_folder": str(inputs), "output_path": str(out), "prompt": "product", "max_cost_usd": 1.0}
+        run_conf={"input_folder": str(inputs), "output_path": str(out), "prompt": prompt, "max_cost_usd": 1.0}
     )
+
+
+def render_summary(run) -> dict:
+    return next(ti for ti in run.get_task_instances() if ti.task_id == "render").xcom_pull(task_ids="render")
+
+
+def comparable_manifest(manifest: Path) -> list[dict]:
+    """A run's manifest rows without their accounting columns, its run folder written as ``<run>``."""
+    text = manifest.read_text().replace(str(manifest.parent), "<run>")
+    return [{k: v for k, v in json.loads(line).items() if k not in ACCOUNTING} for line in text.splitlines()]
+
+
+def billed(fal_emulator) -> tuple[int, int]:
+    counters = fal_emulator.counters()
+    return counters["submissions"]["total"], counters["billed"]
 
 
 def test_product_photo_example_writes_masks_cutouts_overlays_and_metadata(airflow_db, fal_emulator, tmp_path):
@@ -27,7 +46,7 @@ def test_product_photo_example_writes_masks_cutouts_overlays_and_metadata(airflo
     dag = sam3_product_photos.sam3_product_photos()
     run = run_example(dag, tmp_path / "inputs", out)
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-    assert states == {"new_images": "success", "segment": "success", "render": "success"}, states
+    assert states == {"folder_images": "success", "segment": "success", "render": "success"}, states
     assert fal_emulator.counters()["submissions"]["total"] == len(images)  # one batch task, one request per image
 
     from PIL import Image
@@ -55,25 +74,37 @@ def test_product_photo_example_writes_masks_cutouts_overlays_and_metadata(airflo
     manifest = [json.loads(line) for line in first_manifest.read_text().splitlines()]
     assert [row["status"] for row in manifest] == ["succeeded"] * len(images)
 
-    # The next scheduled run finds nothing new and skips; a new photo is the only one sent.
-    run = run_example(dag, tmp_path / "inputs", out)
-    assert {ti.task_id: ti.state for ti in run.get_task_instances()}["new_images"] == "skipped"
+    # The next scheduled run over the unchanged folder: answered by the result cache, nothing sent, $0 billed.
+    assert billed(fal_emulator) == (len(images), len(images))
+    again = render_summary(run_example(dag, tmp_path / "inputs", out))
+    assert billed(fal_emulator) == (len(images), len(images))
+    assert again["cost_usd"] == 0 and again["cache_hits"] == len(images) and again["succeeded"] == len(images)
+    second_manifest = Path(again["manifest"].removeprefix("file://"))
+    assert second_manifest != first_manifest
+    assert comparable_manifest(second_manifest) == comparable_manifest(first_manifest)
+    hits = [json.loads(line)["cache"] for line in second_manifest.read_text().splitlines()]
+    assert all(hit["hit"] and hit["request_id"] for hit in hits)
+    # One changed photo and one new photo are the only ones sent.
+    from PIL import ImageDraw
+
+    changed = Image.open(images[1]).convert("RGB")
+    ImageDraw.Draw(changed).rectangle([0, 0, 3, 3], fill=(255, 0, 0))
+    changed.save(images[1])
     extra = _demo.make_sample_images(tmp_path / "more", 4)[-1]
     extra.rename(tmp_path / "inputs" / "zz_new.jpg")
-    run = run_example(dag, tmp_path / "inputs", out)
-    assert {ti.task_id: ti.state for ti in run.get_task_instances()}["render"] == "success"
-    assert fal_emulator.counters()["submissions"]["total"] == len(images) + 1
+    third = render_summary(run_example(dag, tmp_path / "inputs", out))
+    assert billed(fal_emulator) == (len(images) + 2, len(images) + 2)
+    assert third["cache_hits"] == len(images) - 1 and third["succeeded"] == len(images) + 1
     assert (
         out / "overlays" / f"{sam3_product_photos.picture_name(str(tmp_path / 'inputs' / 'zz_new.jpg'))}.png"
     ).is_file()
+    # A changed prompt misses everywhere.
+    fourth = render_summary(run_example(dag, tmp_path / "inputs", out, prompt="bottle"))
+    assert fourth["cache_hits"] == 0 and billed(fal_emulator) == (2 * len(images) + 3, 2 * len(images) + 3)
     # Each run wrote its own manifest and metadata: the first run's are still there, whole.
     manifests = sorted((out / "masks").rglob("manifest.jsonl"))
-    assert len(manifests) == 2 and first_manifest in manifests
+    assert len(manifests) == 4 and first_manifest in manifests
     assert len(first_manifest.read_text().splitlines()) == len(images)
-    (second,) = [m for m in manifests if m != first_manifest]
-    assert [json.loads(line)["source"] for line in second.read_text().splitlines()] == [
-        str(tmp_path / "inputs" / "zz_new.jpg")
-    ]
     assert len((run_folder / "metadata.jsonl").read_text().splitlines()) == len(rows)
 
 

@@ -44,10 +44,19 @@ def test_an_entry_reads_back_with_its_document_files_and_the_request_that_paid(t
     assert not [p for p in (tmp_path / "cache").rglob("*.tmp")]  # nothing half-written left behind
 
 
-def test_an_entry_is_written_once_the_first_writer_s_entry_stays(tmp_path):
+def test_a_task_that_paid_replaces_the_entry_it_could_not_use_and_earlier_readers_keep_their_files(tmp_path):
     cache = filled(tmp_path)
+    before = cache.get(KEY)
     again = cache.put(KEY, endpoint_id="fal-ai/sam-3/image", request_id="req-2", payload={}, files={}, cost_usd=0.005)
-    assert again is not None and again.request_id == "req-1" and cache.get(KEY).request_id == "req-1"
+    assert again is not None and again.request_id == "req-2" and cache.get(KEY).request_id == "req-2"
+    assert before.read("https://v3.fal.media/files/m0.png") == FILES["mask_000.png"]  # its writer's folder stays
+    assert (
+        ResultCache(tmp_path / "cache", mode="read").put(
+            KEY, endpoint_id="e", request_id="req-x", payload={}, files={}, cost_usd=None
+        )
+        is None
+        and cache.get(KEY).request_id == "req-2"
+    )
     refreshed = ResultCache(tmp_path / "cache", mode="refresh").put(
         KEY, endpoint_id="fal-ai/sam-3/image", request_id="req-3", payload={}, files={}, cost_usd=0.005
     )
