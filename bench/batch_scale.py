@@ -67,9 +67,10 @@ if __name__ == "__main__":
     wall = time.monotonic() - started
     ti = run.get_task_instances()[0]
     summary = ti.xcom_pull(task_ids="segment") if ti.state == "success" else None
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     print("RESULT " + json.dumps({
-        "state": ti.state, "wall_s": wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "summary": summary, "kwargs_sizes": sizes,
+        "state": ti.state, "wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024,
+        "cpu_s": usage.ru_utime + usage.ru_stime, "summary": summary, "kwargs_sizes": sizes,
     }))
 """
 

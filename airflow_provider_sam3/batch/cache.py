@@ -3,7 +3,7 @@ it when its turn comes (nothing uploaded, nothing sent); a paid result is kept a
 requests within the batch are sent once and the others wait for that one; tasks sharing the cache claim a request
 before paying for it, so two tasks missing the same key at once pay once (on a local or shared POSIX folder).
 
-An answered image is held as ``pending`` until its manifest row is on storage (``take_rows``), then marked done:
+An answered image is held as ``pending`` until its manifest row is on storage (``take_answered``), then marked done:
 a try that stops in between answers it again from the cache, at no cost. A waiting image stays ``pending`` and is
 left out of the rounds (``blocked``) until the request it waits for is final, or another task's claim ends.
 """
@@ -11,6 +11,7 @@ left out of the rounds (``blocked``) until the request it waits for is final, or
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,7 @@ class BatchCache:
         self.folder = folder
         self.log = log
         self.rows: list[tuple[BatchEntry, str, dict[str, Any]]] = []
+        self.rows_lock = threading.Lock()  # look-ups run in threads; the loop takes their rows
         self.leaders: dict[str, str] = {
             entry.cache_key: key
             for key, entry in state.entries.items()
@@ -112,18 +114,22 @@ class BatchCache:
         from airflow_provider_sam3.batch.listing import BatchImage
         from airflow_provider_sam3.exceptions import InputValidationError
 
-        gate = asyncio.Semaphore(INSPECT_CONCURRENCY)
+        queue = iter(entries)
+        found = 0
 
-        async def answered(entry: BatchEntry) -> bool:
-            async with gate:
+        async def worker() -> None:  # a few workers over one iterator: memory does not grow with the batch
+            nonlocal found
+            for entry in queue:
                 image = BatchImage(entry.source, entry.conn_id, entry.arguments, confined=entry.confined)
                 try:
                     key = self.key_of(image, shared, await read_image(image, f"images[{entry.index}]", limits))
                 except InputValidationError:  # refused again when its turn comes, and counted then
-                    return False
-                return key is not None and await asyncio.to_thread(self.cache.get, key) is not None
+                    continue
+                if key is not None and await asyncio.to_thread(self.cache.get, key) is not None:
+                    found += 1
 
-        return sum(await asyncio.gather(*(answered(entry) for entry in entries)))
+        await asyncio.gather(*(worker() for _ in range(INSPECT_CONCURRENCY)))
+        return found
 
     def _leader(self, key: str, entry: BatchEntry) -> str | None:
         """The entry of this batch paying for ``key`` now, when it is not ``entry``."""
@@ -145,7 +151,8 @@ class BatchCache:
             if document is not None:
                 row = success_row(entry, document.model_dump(mode="json"))
                 row.update(request_id=hit.request_id, submissions=entry.submissions, cost_usd=0.0)
-                self.rows.append((entry, hit.request_id, row))
+                with self.rows_lock:
+                    self.rows.append((entry, hit.request_id, row))
                 return ANSWERED
         if self.cache.mode != "read_write":
             return None
@@ -161,19 +168,20 @@ class BatchCache:
         self.recheck_at[key] = time.monotonic() + CLAIM_RECHECK_SECONDS
         return WAITING
 
-    def take_rows(self) -> list[dict[str, Any]]:
-        """The held rows of answered images; the caller writes them, then marks them done (``mark_answered``)."""
-        return [row for _, _, row in self.rows]
+    def take_answered(self) -> list[tuple[BatchEntry, str, dict[str, Any]]]:
+        """The held answers (entry, the request that paid, its row), handed over once: the caller writes the rows,
+        then marks them done (``mark_answered``)."""
+        with self.rows_lock:
+            taken, self.rows = self.rows, []
+        return taken
 
-    def mark_answered(self) -> int:
-        """The held rows are on storage: their images are done, answered by the request that paid."""
-        taken, self.rows = self.rows, []
-        for entry, request_id, _ in taken:
+    def mark_answered(self, answered: list[tuple[BatchEntry, str, dict[str, Any]]]) -> None:
+        """These rows are on storage: their images are done, answered by the request that paid."""
+        for entry, request_id, _ in answered:
             entry.request_id, entry.cache_hit = request_id, True
             entry.state, entry.error, entry.error_class, entry.retryable = "done", None, None, False
             self.state.touch(str(entry.index))
-        self.hits += len(taken)
-        return len(taken)
+        self.hits += len(answered)
 
     # ------------------------------------------------------------------ after a request was paid
 

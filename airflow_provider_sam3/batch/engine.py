@@ -125,6 +125,7 @@ class BatchEngine:
             if time.time() >= state.deadline:
                 await expire(hook, state, self.by_request, self.store)
             groups = state.grouped()
+            answered = self.cache.hits if self.cache is not None else 0
             if groups["pending"]:
                 await self._submit_while_storing(groups, poller, collector)
                 groups = state.grouped()
@@ -141,6 +142,9 @@ class BatchEngine:
                 state.save(store)
                 return None
             if not waiting:  # images whose submission failed for now, results to fetch again, or reservations
+                if self.cache is not None and self.cache.hits > answered:  # the cache answers: go on at once
+                    idle = 0
+                    continue
                 if self._only_claimed_elsewhere(groups["pending"], left_unstored + unresolved):
                     state.save(store)
                     return Waiting([], None)  # off the worker: the tasks paying for those keys may need its slot
@@ -342,12 +346,13 @@ class BatchEngine:
         """Write the rows of the images the result cache answered, then mark them done."""
         from airflow_provider_sam3.batch.manifest import write_part
 
-        if self.cache is None or not self.cache.rows:
+        answered = self.cache.take_answered() if self.cache is not None else []
+        if not answered:
             return
-        await asyncio.to_thread(write_part, self.folder, self.state.cycle, self.cache.take_rows())
-        self.state.cycle += 1
-        answered = self.cache.mark_answered()
-        self.log.info("Answered %d images from the result cache (nothing sent for them)", answered)
+        cycle, self.state.cycle = self.state.cycle, self.state.cycle + 1
+        await asyncio.to_thread(write_part, self.folder, cycle, [row for _, _, row in answered])
+        self.cache.mark_answered(answered)
+        self.log.info("Answered %d images from the result cache (nothing sent for them)", len(answered))
 
     async def _poll_and_store(self, poller: Any, collector: Any, round_number: int) -> None:
         """One status round on the worker, then store whatever finished."""

@@ -8,6 +8,8 @@ fetched from fal when there is no ``output_path``).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,15 +20,95 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.operators.request_bodies import PreparedRequest
     from airflow_provider_sam3.storage.result_cache import CachedResult, ResultCache
 
-__all__ = ["CacheSlot", "cache_slot", "document_from_cache", "remember_result"]
+__all__ = [
+    "CLAIM_RECHECK_SECONDS",
+    "CLAIM_WAIT_SECONDS",
+    "CacheSlot",
+    "cache_slot",
+    "document_from_cache",
+    "released_on_failure",
+    "remember_result",
+    "task_owner",
+    "wait_while_claimed",
+]
+
+
+CLAIM_RECHECK_SECONDS = 5.0
+"""How often a task on the worker looks again at a key another task is paying for."""
+CLAIM_WAIT_SECONDS = 30
+"""How long a deferrable task waits off the worker before looking again at a key another task is paying for."""
 
 
 @dataclass(frozen=True)
 class CacheSlot:
-    """Where a request's result is looked up and kept: the cache and the request's key."""
+    """Where a request's result is looked up and kept: the cache, the request's key, and the task instance that
+    claims it before paying (``owner``: its retries take the claim back)."""
 
     cache: ResultCache
     key: str
+    owner: str | None = None
+
+    def claim(self, lease: float) -> str | None:
+        """Claim the key before paying: ``None`` when this task holds it, else the task that does."""
+        if self.owner is None or self.cache.mode != "read_write":
+            return None
+        return self.cache.claim(self.key, self.owner, lease=lease)
+
+    def release(self) -> None:
+        """Drop this task's claim (its result is kept, or it gave up); a claim that cannot be dropped ends with its
+        lease."""
+        if self.owner is not None and self.cache.mode == "read_write":
+            try:
+                self.cache.release(self.key, self.owner)
+            except OSError:
+                pass
+
+
+@contextmanager
+def released_on_failure(slot: CacheSlot | None) -> Iterator[None]:
+    """A task that fails after claiming its key pays for nothing more: its claim is dropped, so a task waiting for
+    that key pays itself now instead of waiting for the lease (a deferral keeps the claim: the task goes on)."""
+    try:
+        yield
+    except Exception as error:
+        from airflow.sdk.exceptions import TaskDeferred
+
+        if slot is not None and not isinstance(error, TaskDeferred):
+            slot.release()
+        raise
+
+
+def task_owner(context: Any) -> str:
+    """The task instance a claim names: ``<dag_id>/<run_id>/<task_id>/<map_index>``."""
+    ti = context.get("ti")
+    parts = (getattr(ti, name, None) for name in ("dag_id", "run_id", "task_id", "map_index"))
+    return "/".join(str(part) for part in parts)
+
+
+def wait_while_claimed(op: Any, slot: CacheSlot, image: dict[str, Any] | None, lease: float) -> dict[str, Any] | None:
+    """Before paying: claim the key, or, while another task holds it, wait for its result (the document, from the
+    cache) off the worker when the task is deferrable, else on it; ``None`` when this task is to pay."""
+    holder = slot.claim(lease)
+    while holder is not None:
+        op.log.info(
+            "Another task (%s) is paying for this very request; waiting for its result in the result cache", holder
+        )
+        if op.deferrable:
+            from datetime import timedelta
+
+            from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+
+            op.defer(
+                trigger=TimeDeltaTrigger(timedelta(seconds=CLAIM_WAIT_SECONDS)),
+                method_name="execute_after_claim_wait",
+            )
+        time.sleep(CLAIM_RECHECK_SECONDS)
+        hit = slot.cache.get(slot.key)
+        document = document_from_cache(hit, image=image, output_path=op.output_path, log=op.log) if hit else None
+        if document is not None:
+            return document
+        holder = slot.claim(lease)
+    return None
 
 
 def cache_slot(
@@ -38,6 +120,7 @@ def cache_slot(
     salt: str | None,
     key_urls: bool,
     log: Any,
+    owner: str | None = None,
 ) -> CacheSlot | None:
     """The request's slot in the cache, or ``None``: no cache set, an endpoint outside the registry, or an input
     given as a URL that is not keyed (said in the log). Raises ``InputValidationError`` for bad cache settings."""
@@ -57,7 +140,7 @@ def cache_slot(
     if key is None:
         log.info("Not using the result cache: an input is a URL whose bytes may change (set cache_urls=True to key it)")
         return None
-    return CacheSlot(cache, key)
+    return CacheSlot(cache, key, owner)
 
 
 def document_from_cache(
@@ -114,6 +197,8 @@ def remember_result(
     except Exception as error:  # noqa: BLE001 - the result is the task's; the cache is a saving
         log.warning("Could not keep request %s in the result cache (%s)", reference.request_id, error)
         return
+    finally:
+        slot.release()
     if kept is not None:  # not in read-only mode
         result.cache = CacheNote(key=slot.key, hit=False)
 

@@ -201,20 +201,31 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
     @keeps_result
     def execute(self, context: Any) -> Any:
         from airflow_provider_sam3.exceptions import InputValidationError
+        from airflow_provider_sam3.operators.cached_results import released_on_failure
 
         try:
             request = self.validate(context)
             hook = self.hook
             hook.get_settings()  # the connection's host and extras, checked before anything is sent
-            slot = self._cache_slot(request, hook)
+            slot = self._cache_slot(request, hook, context)
         except InputValidationError as error:  # a retry would render and validate the same values
             raise as_task_error(error, retry_useless=True) from error
         earlier = self._finished_before(context, request)
         if earlier is not None:
             return earlier
         cached = self._from_cache(slot, request) if slot is not None else None
+        if slot is not None and cached is None:
+            from airflow_provider_sam3.operators.cached_results import wait_while_claimed
+
+            lease = self.request_timeout or DEFAULT_TIMEOUT.total_seconds()
+            cached = wait_while_claimed(self, slot, request.image, lease)
         if cached is not None:
             return cached
+        with released_on_failure(slot):
+            return self._send(context, hook, request, slot)
+
+    def _send(self, context: Any, hook: FalHook, request: PreparedRequest, slot: CacheSlot | None) -> Any:
+        """Submit the request (or reattach to the one an earlier try sent), then wait for it here or deferred."""
         request = request.uploaded(hook, self.log)  # a large local image or video goes to fal's storage now
         reference, finished = self._reattach_or_submit(context, hook, request)
         if not self.wait_for_completion:  # the image's size rides along, for the sensor's pixel boxes and RLE
@@ -246,23 +257,32 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
     @keeps_result
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         """Resumed after the trigger fired: check the event, fetch the result, publish it."""
+        from airflow_provider_sam3.operators.cached_results import released_on_failure
+
         try:
             reference = raise_for_event(event)
             assert event is not None  # raise_for_event refused anything but a dict
             echo = event.get("echo") or {}
-            slot = self._slot_for_key(echo.get("cache_key"))
-            return self._finish(
-                context, self.hook, reference, image=echo.get("image"), metrics=event.get("metrics"), cache=slot
-            )
+            slot = self._slot_for_key(echo.get("cache_key"), context)
+            with released_on_failure(slot):
+                return self._finish(
+                    context, self.hook, reference, image=echo.get("image"), metrics=event.get("metrics"), cache=slot
+                )
         except FalRequestCancelledError as error:
             return self._submit_anew_after_cancel(context, error)
 
     # ------------------------------------------------------------------ the result cache
 
-    def _cache_slot(self, request: PreparedRequest, hook: FalHook) -> CacheSlot | None:
+    @keeps_result
+    def execute_after_claim_wait(self, context: Any, event: Any = None) -> Any:
+        """Resumed after waiting off the worker while another task paid for this very request: start again (its
+        result is in the cache by now, or this task claims the request and pays)."""
+        return self.execute(context)
+
+    def _cache_slot(self, request: PreparedRequest, hook: FalHook, context: Any) -> CacheSlot | None:
         """The request's place in ``result_cache`` (or the connection's extra ``result_cache``; its settings
         checked), or ``None`` when it is not cached."""
-        from airflow_provider_sam3.operators.cached_results import cache_slot
+        from airflow_provider_sam3.operators.cached_results import cache_slot, task_owner
 
         if not self.wait_for_completion:  # the caller wants a request reference, which a hit does not have
             return None
@@ -274,6 +294,7 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
             salt=self.cache_salt,
             key_urls=self.cache_urls,
             log=self.log,
+            owner=task_owner(context),
         )
 
     def _from_cache(self, slot: CacheSlot, request: PreparedRequest) -> Any:
@@ -285,16 +306,16 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
             return None
         return document_from_cache(hit, image=request.image, output_path=self.output_path, log=self.log)
 
-    def _slot_for_key(self, key: Any) -> CacheSlot | None:
+    def _slot_for_key(self, key: Any, context: Any) -> CacheSlot | None:
         """The cache slot a deferred request's key names (the key came back in the trigger's event)."""
-        from airflow_provider_sam3.operators.cached_results import CacheSlot
+        from airflow_provider_sam3.operators.cached_results import CacheSlot, task_owner
         from airflow_provider_sam3.storage.result_cache import ResultCache
 
         folder = self.result_cache or (self.hook.get_settings().result_cache if isinstance(key, str) else None)
         if not isinstance(key, str) or not folder:
             return None
         cache = ResultCache(folder, mode=self.cache_mode, max_age=self.cache_max_age, log=self.log)
-        return CacheSlot(cache, key)
+        return CacheSlot(cache, key, task_owner(context))
 
     def on_kill(self) -> None:
         """The synchronous path was killed (the trigger's ``on_kill`` covers the deferred one): cancel the request

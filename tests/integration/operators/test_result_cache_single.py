@@ -228,3 +228,46 @@ def test_a_hostile_entry_is_a_miss_and_writes_nothing_outside_output_path(edit, 
     assert again["cache"]["hit"] is False and submissions(fal_emulator) == 2  # sent again, kept again
     written = {path for path in tmp_path.rglob("*")} - before
     assert all(str(path).startswith((str(tmp_path / "out"), str(cache))) for path in written), written
+
+
+def test_two_tasks_missing_the_same_request_at_once_pay_once(photo, tmp_path, fal_emulator):
+    """The first task claims the key and pays; the other waits for its entry and is answered from it."""
+    import threading
+
+    fal_emulator.configure(service_time_s=1.0)
+    documents: dict[str, dict] = {}
+
+    def one(name: str) -> None:
+        ti = SimpleNamespace(
+            dag_id="cache_dag", run_id=f"run_{name}", task_id="seg", map_index=-1, xcom_push=lambda **_: None
+        )
+        task = SegmentImageOperator(
+            task_id="seg",
+            image=str(photo),
+            prompt="square",
+            deferrable=False,
+            poll_interval=0.2,
+            output_path=str(tmp_path / name),
+            result_cache=str(tmp_path / "cache"),
+        )
+        context = {"task_state_store": PlainStore(), "dag_run": SimpleNamespace(clear_number=0), "ti": ti}
+        documents[name] = task.execute(context)
+
+    threads = [threading.Thread(target=one, args=(name,)) for name in ("left", "right")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert submissions(fal_emulator) == 1 == fal_emulator.counters()["billed"]
+    assert sorted(document["cache"]["hit"] for document in documents.values()) == [False, True]
+    assert documents["left"]["request_id"] == documents["right"]["request_id"]
+    assert not list((tmp_path / "cache").rglob("claim.json"))  # released once the result was kept
+
+
+def test_a_task_that_fails_after_claiming_drops_its_claim_so_nobody_waits_for_it(photo, tmp_path, fal_emulator):
+    fal_emulator.add_fault("app_500", target="submit", first=1)  # the request fails at fal: nothing is kept
+    with pytest.raises(Exception, match="the model app failed"):
+        segment(photo, tmp_path / "cache", tmp_path / "out-1")
+    assert not list((tmp_path / "cache").rglob("claim.json")) and not list((tmp_path / "cache").rglob("entry.json"))
+    assert segment(photo, tmp_path / "cache", tmp_path / "out-2")["cache"]["hit"] is False  # paid at once
+    assert fal_emulator.counters()["billed"] == 1
