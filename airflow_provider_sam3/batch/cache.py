@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -174,6 +175,29 @@ class BatchCache:
         with self.rows_lock:
             taken, self.rows = self.rows, []
         return taken
+
+    async def write_answered(self) -> None:
+        """Write the rows of the images answered so far as one manifest part, then mark them done."""
+        from airflow_provider_sam3.batch.manifest import write_part
+
+        answered = self.take_answered()
+        if not answered:
+            return
+        cycle, self.state.cycle = self.state.cycle, self.state.cycle + 1
+        await asyncio.to_thread(write_part, self.folder, cycle, [row for _, _, row in answered])
+        self.mark_answered(answered)
+        self.log.info("Answered %d images from the result cache (nothing sent for them)", len(answered))
+
+    def only_claimed_elsewhere(self, pending: list[BatchEntry]) -> bool:
+        """Whether every pending image waits for a key another task is paying for."""
+        return bool(pending) and all(self.blocked(entry) for entry in pending)
+
+    def unclaim_failures(self, entries: Iterable[BatchEntry]) -> None:
+        """Images that failed for good pay for nothing: their claims are dropped, so a task waiting for one of
+        their keys pays itself instead of waiting for the claim's lease."""
+        for entry in entries:
+            if entry.state in ("failed", "invalid") and not entry.retryable and entry.cache_key:
+                self.release(entry)
 
     def mark_answered(self, answered: list[tuple[BatchEntry, str, dict[str, Any]]]) -> None:
         """These rows are on storage: their images are done, answered by the request that paid."""

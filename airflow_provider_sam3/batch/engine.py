@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.batch.cache import HIT_ROWS_PER_PART
@@ -142,14 +142,10 @@ class BatchEngine:
                 state.save(store)
                 return None
             if not waiting:  # images whose submission failed for now, results to fetch again, or reservations
-                if self.cache is not None and self.cache.hits > answered:  # the cache answers: go on at once
-                    idle = 0
-                    continue
-                if self._only_claimed_elsewhere(groups["pending"], left_unstored + unresolved):
+                defer, idle = await self._nothing_at_fal(groups, answered, idle)
+                if defer:
                     state.save(store)
                     return Waiting([], None)  # off the worker: the tasks paying for those keys may need its slot
-                idle += 1
-                await asyncio.sleep(min(2.0**idle / 4, 30.0))
                 continue
             rate = poller.rate() or rate
             fire_at = fire_at_count(len(waiting), pending, rate, self.options)
@@ -169,16 +165,23 @@ class BatchEngine:
             await self._poll_and_store(poller, collector, round_number)
             round_number += 1
 
-    def _only_claimed_elsewhere(self, pending: list[BatchEntry], unfinished: int) -> bool:
-        """Whether a deferrable batch has nothing left but images waiting for keys other tasks are paying for."""
+    async def _nothing_at_fal(self, groups: dict[str, list[BatchEntry]], answered: int, idle: int) -> tuple[bool, int]:
+        """Images are left but none waits at fal: go on at once when the cache just answered some, defer when the
+        rest wait for keys other tasks are paying for (deferrable), else pause, longer each time. Returns (defer,
+        idle rounds)."""
         cache = self.cache
-        return (
+        if cache is not None and cache.hits > answered:
+            return False, 0
+        settled = not groups["completed"] and not groups["sending"]
+        if (
             self.options.deferrable
+            and settled
             and cache is not None
-            and bool(pending)
-            and not unfinished
-            and all(cache.blocked(entry) for entry in pending)
-        )
+            and cache.only_claimed_elsewhere(groups["pending"])
+        ):
+            return True, idle
+        await asyncio.sleep(min(2.0 ** (idle + 1) / 4, 30.0))
+        return False, idle + 1
 
     def _stop_if_killed(self) -> None:
         if self.halted:
@@ -307,7 +310,7 @@ class BatchEngine:
                 answered = await cache.answer(entry, image, options.shared_arguments, read)
                 if answered is not None:
                     if len(cache.rows) >= HIT_ROWS_PER_PART:
-                        await self._write_answered()
+                        await cache.write_answered()
                     return answered
             url = await image_url(self.hook, image, read, options.limits)
             return image_fields(self.endpoint, image, options.shared_arguments, url, read.facts)
@@ -330,29 +333,10 @@ class BatchEngine:
         try:
             await submitter.submit(due, on_submitted)
         finally:
-            await self._write_answered()
-            self._unclaim_failures(self.state.entries[key] for key in due)
+            if cache is not None:
+                await cache.write_answered()
+                cache.unclaim_failures(self.state.entries[key] for key in due)
         self.state.save(self.store)
-
-    def _unclaim_failures(self, entries: Iterable[BatchEntry]) -> None:
-        """Images that failed for good pay for nothing: their claims in the result cache are dropped, so a task
-        waiting for one of their keys pays for it itself instead of waiting for the claim's lease."""
-        if self.cache is not None:
-            for entry in entries:
-                if entry.state in ("failed", "invalid") and not entry.retryable and entry.cache_key:
-                    self.cache.release(entry)
-
-    async def _write_answered(self) -> None:
-        """Write the rows of the images the result cache answered, then mark them done."""
-        from airflow_provider_sam3.batch.manifest import write_part
-
-        answered = self.cache.take_answered() if self.cache is not None else []
-        if not answered:
-            return
-        cycle, self.state.cycle = self.state.cycle, self.state.cycle + 1
-        await asyncio.to_thread(write_part, self.folder, cycle, [row for _, _, row in answered])
-        self.cache.mark_answered(answered)
-        self.log.info("Answered %d images from the result cache (nothing sent for them)", len(answered))
 
     async def _poll_and_store(self, poller: Any, collector: Any, round_number: int) -> None:
         """One status round on the worker, then store whatever finished."""
@@ -391,7 +375,8 @@ class BatchEngine:
             entry.state, entry.error, entry.error_class, entry.retryable = "done", None, None, False
         for request_id in items:
             state.touch(self.by_request[request_id])
-        self._unclaim_failures(entry for entry, _, _ in items.values())
+        if self.cache is not None:
+            self.cache.unclaim_failures(entry for entry, _, _ in items.values())
         state.save(self.store)
         await asyncio.to_thread(release_free_memory)
         failed = sum(1 for entry, _, _ in items.values() if entry.state == "failed")

@@ -49,6 +49,7 @@ from airflow_provider_sam3.storage.state_store import guarded, run_epoch
 
 if TYPE_CHECKING:
     from airflow_provider_sam3.batch.engine import BatchEngine
+    from airflow_provider_sam3.batch.options import Waiting
     from airflow_provider_sam3.endpoints import Endpoint
     from airflow_provider_sam3.hooks.fal import FalHook
 
@@ -345,6 +346,11 @@ class Sam3BatchOperator(QueueOptionsOperator):
             except Exception:
                 self._keep_failure(endpoint, state, folder)
                 raise
+        self._defer(state, waiting)
+
+    def _defer(self, state: BatchState, waiting: Waiting) -> None:
+        """Off the worker until the batch trigger reports, or, with nothing at fal, for a while (its images wait
+        for keys other tasks are paying for)."""
         timeout = timedelta(seconds=max(state.deadline - time.time(), 0) + DEFER_GRACE_SECONDS)
         if not waiting.request_ids:  # only images whose keys other tasks are paying for: look again later
             from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger

@@ -205,16 +205,12 @@ def remember_result(
 
 def _stored_copy(result: ResultDocument, url: str) -> bytes | None:
     """The bytes of the task's own copy of ``url``, when it made one."""
-    for entry in _entries(result):
+    from airflow_provider_sam3.storage.outputs import file_entries
+
+    for entry in file_entries(result):
         if entry.url == url and entry.stored_url:
             return result.read_stored(entry.stored_url, "cache", read=_read_remote)
     return None
-
-
-def _entries(result: Any) -> list[Any]:
-    return [*getattr(result, "masks", []), *([result.preview] if getattr(result, "preview", None) else [])] + list(
-        getattr(result, "files", [])
-    )
 
 
 def _read_remote(location: str) -> bytes:

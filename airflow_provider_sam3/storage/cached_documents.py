@@ -50,11 +50,28 @@ def document_from_cache(
         )
         if output_path is not None:
             result = copy_outputs(result, output_path, download=hit.read, output_json=output)
+        else:
+            _point_at_the_cache(result, hit)
     except (Sam3ProviderError, ValueError, TypeError) as error:  # e.g. a request id that would leave output_path
         log.warning("result cache entry %s cannot be used (%s); sending the request instead", hit.key, error)
         return None
     result.cache = CacheNote(key=hit.key, hit=True, request_id=hit.request_id, saved_usd=hit.cost_usd)
     return result
+
+
+def _point_at_the_cache(result: ResultDocument, hit: CachedResult) -> None:
+    """Without an ``output_path``, a hit's files are the cache's own copies (fal's URLs of the request that paid
+    may have expired): each file entry's ``stored_url`` names one, and ``output_location`` their folder."""
+    from airflow_provider_sam3.storage.outputs import file_entries
+
+    def location(path: Any) -> str:
+        return path.as_uri() if hasattr(path, "as_uri") and not hasattr(path, "protocol") else str(path)
+
+    for entry in file_entries(result):
+        name = hit.sources.get(entry.url or "")
+        if name is not None:
+            entry.stored_url = location(hit.files[name])
+            result.output_location = location(hit.files[name].parent)
 
 
 def keep_result(

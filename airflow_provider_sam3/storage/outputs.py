@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from airflow_provider_sam3.endpoints import Endpoint
 
 __all__ = [
+    "file_entries",
     "DATA_FILE",
     "EMBEDDING_FILE",
     "LOCAL_PROTOCOLS",
@@ -153,7 +154,7 @@ def copy_outputs(
             )
         return document
     folder = request_folder(base_path, document.request_id, endpoint_id=getattr(document, "endpoint_id", None))
-    _file_entries(document)  # a result naming thousands of files is refused before anything is written
+    file_entries(document)  # a result naming thousands of files is refused before anything is written
     if getattr(folder, "protocol", "") in LOCAL_PROTOCOLS:
         folder.mkdir(parents=True, exist_ok=True)
     copy = document.model_copy(deep=True)
@@ -218,7 +219,7 @@ def _path_text(path: Any) -> str:
     return str(path.path) if hasattr(path, "path") else str(path)
 
 
-def _file_entries(document: ResultDocument) -> list[Any]:
+def file_entries(document: ResultDocument) -> list[Any]:
     """The file-bearing entries of ``document``, refused when a result names more than ``MAX_OUTPUT_FILES``."""
     entries: list[Any] = []
     if isinstance(document, SegmentationResult):
@@ -241,7 +242,7 @@ def _file_entries(document: ResultDocument) -> list[Any]:
 def output_urls(document: ResultDocument) -> list[str]:
     """The fal URLs ``copy_outputs`` will download for ``document`` (inline data URIs need no download), so a
     caller can fetch them all concurrently first."""
-    entries = _file_entries(document)
+    entries = file_entries(document)
     urls = [entry.url for entry in entries if entry.url and not entry.url.startswith("data:")]
     return list(dict.fromkeys(urls))
 

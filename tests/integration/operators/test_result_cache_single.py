@@ -22,7 +22,7 @@ def segment(photo, cache, out, *, prompt="square", operator=SegmentImageOperator
         image=str(photo),
         deferrable=False,
         poll_interval=0.2,
-        output_path=str(out),
+        output_path=str(out) if out is not None else None,
         result_cache=str(cache),
         **({"prompt": prompt, "include_scores": True} if operator is SegmentImageOperator else {}),
         **kwargs,
@@ -271,3 +271,18 @@ def test_a_task_that_fails_after_claiming_drops_its_claim_so_nobody_waits_for_it
     assert not list((tmp_path / "cache").rglob("claim.json")) and not list((tmp_path / "cache").rglob("entry.json"))
     assert segment(photo, tmp_path / "cache", tmp_path / "out-2")["cache"]["hit"] is False  # paid at once
     assert fal_emulator.counters()["billed"] == 1
+
+
+def test_a_hit_without_output_path_names_the_cache_s_own_copies_not_fal_s_urls(photo, tmp_path, fal_emulator):
+    """fal's URLs of the request that paid may have expired: the hit's files are the cache's checked copies."""
+    from airflow_provider_sam3.models.results import SegmentationResult
+
+    first = segment(photo, tmp_path / "cache", tmp_path / "out")
+    second = segment(photo, tmp_path / "cache", None)
+    assert second["cache"]["hit"] is True and submissions(fal_emulator) == 1
+    cache_uri = (tmp_path / "cache").as_uri()
+    assert second["output_location"].startswith(cache_uri)
+    assert all(mask["stored_url"].startswith(cache_uri) for mask in second["masks"]) and second["masks"]
+    document = SegmentationResult.model_validate(second)
+    copies = [document.read_stored(mask.stored_url, "masks") for mask in document.masks]
+    assert copies == [read(mask["stored_url"]) for mask in first["masks"]]
