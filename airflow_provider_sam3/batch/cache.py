@@ -148,7 +148,9 @@ class BatchCache:
 
         hit = self.cache.get(key)
         if hit is not None:
-            document = document_from_cache(hit, image=entry.image, output_path=self.folder, log=self.log)
+            document = document_from_cache(
+                hit, endpoint_id=self.endpoint.endpoint_id, image=entry.image, output_path=self.folder, log=self.log
+            )
             if document is not None:
                 row = success_row(entry, document.model_dump(mode="json"))
                 row.update(request_id=hit.request_id, submissions=entry.submissions, cost_usd=0.0)

@@ -85,6 +85,9 @@ class Sam3BatchOperator(QueueOptionsOperator):
     :param max_input_bytes: input files larger than this are refused before anything is sent (default 64 MiB).
     :param priority, start_timeout, hint, webhook_url, media_expires_in, store_io: fal's queue options for every
         request of the batch, as on the single-image operators (``QueueOptionsOperator``'s, checked first).
+    :param result_cache, cache_mode, cache_max_age, cache_salt, cache_urls: the result cache, as on the single-image
+        operators (``QueueOptionsOperator``'s): an image whose request is in it is answered without being sent,
+        identical requests within the batch are sent once, and tasks sharing it claim a key before paying for it.
     :param shard_index, shard_count: run one shard of the listing: the images whose source hashes to
         ``shard_index`` (0 to ``shard_count - 1``). Map ``shard_index`` with ``.expand(shard_index=[0, 1, ...])``
         to spread one listing over several tasks, then join their manifests with ``Sam3MergeManifestsOperator``.

@@ -46,6 +46,7 @@ class CacheSlot:
 
     cache: ResultCache
     key: str
+    endpoint_id: str
     owner: str | None = None
 
     def claim(self, lease: float) -> str | None:
@@ -104,7 +105,11 @@ def wait_while_claimed(op: Any, slot: CacheSlot, image: dict[str, Any] | None, l
             )
         time.sleep(CLAIM_RECHECK_SECONDS)
         hit = slot.cache.get(slot.key)
-        document = document_from_cache(hit, image=image, output_path=op.output_path, log=op.log) if hit else None
+        document = (
+            document_from_cache(hit, endpoint_id=slot.endpoint_id, image=image, output_path=op.output_path, log=op.log)
+            if hit
+            else None
+        )
         if document is not None:
             return document
         holder = slot.claim(lease)
@@ -140,17 +145,19 @@ def cache_slot(
     if key is None:
         log.info("Not using the result cache: an input is a URL whose bytes may change (set cache_urls=True to key it)")
         return None
-    return CacheSlot(cache, key, owner)
+    return CacheSlot(cache, key, request.endpoint_id, owner)
 
 
 def document_from_cache(
-    hit: CachedResult, *, image: dict[str, Any] | None, output_path: Any, log: Any
+    hit: CachedResult, *, endpoint_id: str, image: dict[str, Any] | None, output_path: Any, log: Any
 ) -> dict[str, Any] | None:
     """The task's document from a cache entry (``storage.cached_documents``), as XCom takes it; ``None`` when the
     entry cannot be used (then it is a miss)."""
     from airflow_provider_sam3.storage import cached_documents
 
-    result = cached_documents.document_from_cache(hit, image=image, output_path=output_path, log=log)
+    result = cached_documents.document_from_cache(
+        hit, endpoint_id=endpoint_id, image=image, output_path=output_path, log=log
+    )
     if result is None:
         return None
     log.info(

@@ -263,7 +263,7 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
             reference = raise_for_event(event)
             assert event is not None  # raise_for_event refused anything but a dict
             echo = event.get("echo") or {}
-            slot = self._slot_for_key(echo.get("cache_key"), context)
+            slot = self._slot_for_key(echo.get("cache_key"), context, reference.endpoint_id)
             with released_on_failure(slot):
                 return self._finish(
                     context, self.hook, reference, image=echo.get("image"), metrics=event.get("metrics"), cache=slot
@@ -304,9 +304,11 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
         hit = slot.cache.get(slot.key)
         if hit is None:
             return None
-        return document_from_cache(hit, image=request.image, output_path=self.output_path, log=self.log)
+        return document_from_cache(
+            hit, endpoint_id=slot.endpoint_id, image=request.image, output_path=self.output_path, log=self.log
+        )
 
-    def _slot_for_key(self, key: Any, context: Any) -> CacheSlot | None:
+    def _slot_for_key(self, key: Any, context: Any, endpoint_id: str) -> CacheSlot | None:
         """The cache slot a deferred request's key names (the key came back in the trigger's event)."""
         from airflow_provider_sam3.operators.cached_results import CacheSlot, task_owner
         from airflow_provider_sam3.storage.result_cache import ResultCache
@@ -315,7 +317,7 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
         if not isinstance(key, str) or not folder:
             return None
         cache = ResultCache(folder, mode=self.cache_mode, max_age=self.cache_max_age, log=self.log)
-        return CacheSlot(cache, key, task_owner(context))
+        return CacheSlot(cache, key, endpoint_id, task_owner(context))
 
     def on_kill(self) -> None:
         """The synchronous path was killed (the trigger's ``on_kill`` covers the deferred one): cancel the request

@@ -22,10 +22,11 @@ __all__ = ["document_from_cache", "keep_result"]
 
 
 def document_from_cache(
-    hit: CachedResult, *, image: dict[str, Any] | None, output_path: Any, log: Any
+    hit: CachedResult, *, endpoint_id: str, image: dict[str, Any] | None, output_path: Any, log: Any
 ) -> ResultDocument | None:
-    """The document of a cache entry (its files copied under ``output_path``), with its ``cache`` note; ``None``
-    when the entry's body cannot be read as the endpoint's result (said in the log: it is then a miss)."""
+    """The document of a cache entry for a request to ``endpoint_id`` (its files copied under ``output_path``),
+    with its ``cache`` note; ``None`` when the entry is another endpoint's or its body cannot be read as the
+    endpoint's result (said in the log: it is then a miss)."""
     from airflow_provider_sam3.endpoints import ENDPOINTS
     from airflow_provider_sam3.models.document_fields import CacheNote
     from airflow_provider_sam3.models.reference import RequestReference
@@ -34,8 +35,8 @@ def document_from_cache(
 
     endpoint = ENDPOINTS.get(hit.endpoint_id)
     try:
-        if endpoint is None:
-            raise ValueError(f"its endpoint {hit.endpoint_id!r} is not in the registry")
+        if hit.endpoint_id != endpoint_id or endpoint is None:
+            raise ValueError(f"it holds a result of {hit.endpoint_id[:80]!r}, not of {endpoint_id}")
         reference = RequestReference.from_dict(_mapping(hit.payload.get("reference"), "reference"))
         output = _mapping(hit.payload.get("output"), "output")
         metrics = hit.payload.get("metrics")

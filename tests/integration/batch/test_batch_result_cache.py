@@ -243,3 +243,18 @@ def test_a_deferred_batch_waits_off_the_worker_for_keys_other_tasks_are_paying_f
     output = capfd.readouterr().out
     assert "waits: another task (another-task) is paying for the same request" in output
     assert "Waiting 1 s off the worker for results other tasks are paying for" in output
+
+
+def test_an_entry_holding_another_endpoint_s_result_under_the_key_is_a_miss(photos, tmp_path, fal_emulator):
+    """A planted entry (the right key, another endpoint's result) never becomes this batch's document."""
+    import json
+
+    images = photos(2)
+    cache = tmp_path / "cache"
+    run_batch(images, cache, tmp_path / "out-1")
+    for entry in cache.rglob("entry.json"):
+        record = json.loads(entry.read_text())
+        entry.write_text(json.dumps({**record, "endpoint_id": "fal-ai/sam-3-1/image"}))
+    second = run_batch(images, cache, tmp_path / "out-2")
+    assert second["cache_hits"] == 0 and second["succeeded"] == 2 and counters(fal_emulator) == (4, 4)
+    assert all(json.loads(e.read_text())["endpoint_id"] == "fal-ai/sam-3/image" for e in cache.rglob("entry.json"))
