@@ -57,6 +57,8 @@ class BatchCache:
 
         self.settings = settings
         self.cache = ResultCache(settings.root, mode=settings.mode, max_age=settings.max_age, log=log)
+        self.own = ResultCache(settings.root, mode="read", max_age=settings.max_age, log=log)
+        """Reads the entries this batch keeps, whatever its mode (identical images in it are sent once)."""
         self.endpoint = endpoint
         self.state = state
         self.folder = folder
@@ -91,11 +93,19 @@ class BatchCache:
         if self._leader(key, entry) is not None:
             entry.state = "pending"
             return WAITING
-        self.leaders[key] = str(entry.index)  # before looking: the batch's other images with this key wait
-        outcome = await asyncio.to_thread(self._look_up, entry, key)
+        if self.cache.mode != "read":  # an identical image waits for this one's entry (read mode keeps none)
+            self.leaders[key] = str(entry.index)  # before looking: the batch's other images with this key wait
+        try:
+            outcome, answer = await asyncio.to_thread(self._look_up, entry, key)
+        except OSError as error:  # the cache's folder cannot be read or claimed in: send without it
+            self.log.warning("images[%d]: the result cache could not be used (%s); sending it", entry.index, error)
+            return None
         if outcome is not None:
             entry.state = "pending"
-            del self.leaders[key]
+            self.leaders.pop(key, None)
+        if answer is not None:  # held on the loop, after the entry is pending: a write of held rows marks it done
+            with self.rows_lock:
+                self.rows.append(answer)
         return outcome
 
     def key_of(self, image: BatchImage, shared: dict[str, Any], read: ReadImage) -> str | None:
@@ -126,11 +136,17 @@ class BatchCache:
                     key = self.key_of(image, shared, await read_image(image, f"images[{entry.index}]", limits))
                 except InputValidationError:  # refused again when its turn comes, and counted then
                     continue
-                if key is not None and await asyncio.to_thread(self.cache.get, key) is not None:
+                if key is not None and await asyncio.to_thread(self._still_answered, key):
                     found += 1
 
         await asyncio.gather(*(worker() for _ in range(INSPECT_CONCURRENCY)))
         return found
+
+    def _still_answered(self, key: str) -> bool:
+        """Whether the cache answers ``key`` with this endpoint's result until the batch's deadline (an entry that
+        expires before the image's turn would be paid)."""
+        hit = self.cache.get(key, now=max(self.state.deadline, time.time()))
+        return hit is not None and hit.endpoint_id == self.endpoint.endpoint_id
 
     def _leader(self, key: str, entry: BatchEntry) -> str | None:
         """The entry of this batch paying for ``key`` now, when it is not ``entry``."""
@@ -142,26 +158,20 @@ class BatchCache:
         del self.leaders[key]
         return None
 
-    def _look_up(self, entry: BatchEntry, key: str) -> str | None:
-        from airflow_provider_sam3.models.batch import success_row
-        from airflow_provider_sam3.storage.cached_documents import document_from_cache
-
-        hit = self.cache.get(key)
-        if hit is not None:
-            document = document_from_cache(
-                hit, endpoint_id=self.endpoint.endpoint_id, image=entry.image, output_path=self.folder, log=self.log
-            )
-            if document is not None:
-                row = success_row(entry, document.model_dump(mode="json"))
-                row.update(request_id=hit.request_id, submissions=entry.submissions, cost_usd=0.0)
-                with self.rows_lock:
-                    self.rows.append((entry, hit.request_id, row))
-                return ANSWERED
+    def _look_up(self, entry: BatchEntry, key: str) -> tuple[str | None, tuple[BatchEntry, str, dict] | None]:
+        """In a thread: the answer from the cache (its files copied, its row made), else the claim to pay."""
+        answer = self._answer(entry, key)
+        if answer is not None:
+            return ANSWERED, answer
         if self.cache.mode != "read_write":
-            return None
+            return None, None
         held_by = self.cache.claim(key, self._owner(entry), lease=max(self.state.deadline - time.time(), 60.0))
         if held_by is None:
-            return None
+            answer = self._answer(entry, key)  # kept by the task that held the claim until a moment ago?
+            if answer is not None:
+                self.release(entry)
+                return ANSWERED, answer
+            return None, None
         self.log.info(
             "images[%d] waits: another task (%s) is paying for the same request; its result is taken from the "
             "result cache once kept",
@@ -169,7 +179,28 @@ class BatchCache:
             held_by.rsplit("#", 1)[0],
         )
         self.recheck_at[key] = time.monotonic() + CLAIM_RECHECK_SECONDS
-        return WAITING
+        return WAITING, None
+
+    def _answer(self, entry: BatchEntry, key: str) -> tuple[BatchEntry, str, dict] | None:
+        """The entry's answer from the cache: its files copied under the batch's folder and its manifest row. An
+        entry this batch kept itself (identical images in one batch) is used in every mode that writes."""
+        from airflow_provider_sam3.models.batch import success_row
+        from airflow_provider_sam3.storage.cached_documents import document_from_cache
+
+        hit = self.cache.get(key)
+        if hit is None and self.cache.mode in ("write", "refresh"):
+            hit = self.own.get(key)
+            hit = hit if hit is not None and hit.created_at >= self.state.started_at else None
+        if hit is None:
+            return None
+        document = document_from_cache(
+            hit, endpoint_id=self.endpoint.endpoint_id, image=entry.image, output_path=self.folder, log=self.log
+        )
+        if document is None:
+            return None
+        row = success_row(entry, document.model_dump(mode="json"))
+        row.update(request_id=hit.request_id, submissions=entry.submissions, cost_usd=0.0)
+        return entry, hit.request_id, row
 
     def take_answered(self) -> list[tuple[BatchEntry, str, dict[str, Any]]]:
         """The held answers (entry, the request that paid, its row), handed over once: the caller writes the rows,
@@ -195,10 +226,11 @@ class BatchCache:
         return bool(pending) and all(self.blocked(entry) for entry in pending)
 
     def unclaim_failures(self, entries: Iterable[BatchEntry]) -> None:
-        """Images that failed for good pay for nothing: their claims are dropped, so a task waiting for one of
-        their keys pays itself instead of waiting for the claim's lease."""
+        """Images that failed, or are back in line, pay for nothing now: their claims are dropped, so a task
+        waiting for one of their keys pays itself instead of waiting for the claim's lease (an image sent again
+        claims again first)."""
         for entry in entries:
-            if entry.state in ("failed", "invalid") and not entry.retryable and entry.cache_key:
+            if entry.state in ("failed", "invalid", "pending") and entry.cache_key:
                 self.release(entry)
 
     def mark_answered(self, answered: list[tuple[BatchEntry, str, dict[str, Any]]]) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.batch.cache import HIT_ROWS_PER_PART
 from airflow_provider_sam3.batch.expiry import expire, settle_cancelled
+from airflow_provider_sam3.batch.listing import warm_storage
 from airflow_provider_sam3.batch.memory import CycleCollector, body_bytes_estimate, release_free_memory
 from airflow_provider_sam3.batch.options import MAX_TRIGGER_REQUESTS, BatchOptions, Waiting
 from airflow_provider_sam3.batch.pacing import fire_at_count, worth_staying
@@ -86,7 +87,12 @@ class BatchEngine:
 
         keep_large_buffers_off_the_heap()
         with self.cycles:
-            return await self._stay(event)
+            try:
+                return await self._stay(event)
+            except BaseException:  # the try fails or is killed: what it will not send, it no longer claims
+                if self.cache is not None:
+                    await asyncio.to_thread(self.cache.unclaim_failures, list(self.state.entries.values()))
+                raise
 
     def _bodies_done(self, entry: BatchEntry) -> None:
         """An image's submit or result call is over: its bodies are garbage, collected once enough piled up."""
@@ -110,7 +116,7 @@ class BatchEngine:
         self.lease = (await hook.aget_settings()).submit_lease
         # Storage connections too, in a thread: a worker thread looking a connection up holds the supervisor
         # channel, and a state-store write from this loop at that moment is refused in the same way.
-        await asyncio.to_thread(self._warm_storage, state, self.folder)
+        await asyncio.to_thread(warm_storage, state.in_state("pending"), self.folder)
         collector = self._collector()
         self.by_request = state.by_request_id()
         rate = (event or {}).get("rate")
@@ -204,21 +210,6 @@ class BatchEngine:
             poller.url_templates = self.state.url_templates or {}
             poller.explicit_urls.update({e.request_id: e.urls for e in adopted if e.urls})
             poller.add([request_id_of(e) for e in adopted])
-
-    @staticmethod
-    def _warm_storage(state: BatchState, folder: Any) -> None:
-        """Resolve each object store the batch will read or write (one connection lookup each) before anything
-        runs concurrently."""
-        from airflow_provider_sam3.batch.listing import BatchImage
-
-        stores: dict[tuple[str, str | None], BatchEntry] = {}
-        for entry in state.in_state("pending"):
-            scheme = entry.source.split("://", 1)[0].lower() if "://" in entry.source else ""
-            if scheme not in ("", "http", "https", "file", "data"):
-                stores.setdefault((scheme, entry.conn_id), entry)
-        for entry in stores.values():
-            getattr(BatchImage(entry.source, entry.conn_id).opened(), "fs", None)
-        getattr(folder, "fs", None)
 
     def _give_up_fetching_if_due(self, unstored: list[BatchEntry]) -> None:
         """A result fal completed that could not be fetched or stored ``FETCH_ATTEMPTS`` times in this try ends

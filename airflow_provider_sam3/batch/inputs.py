@@ -113,11 +113,7 @@ async def read_image(image: BatchImage, where: str, limits: InputLimits) -> Read
     if _is_url(image.source) or image.source[:5].lower() == "data:":
         url, facts = await asyncio.to_thread(_prepared_url, image.source, where)
         return ReadImage(facts, url=url)
-    checked = await asyncio.to_thread(_read_checked, image, where, limits)
-    from airflow_provider_sam3.storage.cache_keys import content_digest
-
-    facts = ImageFacts(checked.width, checked.height, len(checked.data))
-    return ReadImage(facts, data=checked.data, mime=checked.mime, digest=content_digest(checked.data))
+    return await asyncio.to_thread(_read_file, image, where, limits)
 
 
 async def image_url(hook: FalQueue, image: BatchImage, read: ReadImage, limits: InputLimits) -> str:
@@ -171,6 +167,15 @@ def _prepared_url(source: str, where: str) -> tuple[str, ImageFacts]:
 
     prepared = prepare_image(source, field=where)
     return prepared.url, ImageFacts(prepared.width, prepared.height, prepared.byte_size)
+
+
+def _read_file(image: BatchImage, where: str, limits: InputLimits) -> ReadImage:
+    """In a thread: the file read and checked, and its digest (hashing a photo takes milliseconds)."""
+    from airflow_provider_sam3.storage.cache_keys import content_digest
+
+    checked = _read_checked(image, where, limits)
+    facts = ImageFacts(checked.width, checked.height, len(checked.data))
+    return ReadImage(facts, data=checked.data, mime=checked.mime, digest=content_digest(checked.data))
 
 
 def _read_checked(image: BatchImage, where: str, limits: InputLimits) -> Any:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sam3.exceptions import InputValidationError
 from airflow_provider_sam3.guards.structure import check_structure, parse_rendered
 
-__all__ = ["BatchImage", "GLOB_CHARACTERS", "IMAGE_SUFFIXES", "resolve_images"]
+if TYPE_CHECKING:
+    from airflow_provider_sam3.models.batch import BatchEntry
+
+__all__ = ["BatchImage", "GLOB_CHARACTERS", "IMAGE_SUFFIXES", "resolve_images", "warm_storage"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".avif")
 GLOB_CHARACTERS = "*?["
@@ -230,3 +233,17 @@ def _source_text_of(text: str) -> str:
 def _describe(value: Any) -> str:
     text = str(value)
     return repr(text if len(text) <= 120 else text[:117] + "...")
+
+
+def warm_storage(pending: list[BatchEntry], folder: Any) -> None:
+    """Resolve each object store a batch will read or write (one connection lookup each) before anything runs
+    concurrently: a worker thread looking a connection up holds the supervisor channel, and a task state store
+    write from the event loop at that moment is refused."""
+    stores: dict[tuple[str, str | None], BatchEntry] = {}
+    for entry in pending:
+        scheme = entry.source.split("://", 1)[0].lower() if "://" in entry.source else ""
+        if scheme not in ("", "http", "https", "file", "data"):
+            stores.setdefault((scheme, entry.conn_id), entry)
+    for entry in stores.values():
+        getattr(BatchImage(entry.source, entry.conn_id).opened(), "fs", None)
+    getattr(folder, "fs", None)

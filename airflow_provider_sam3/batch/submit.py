@@ -161,20 +161,13 @@ class Submitter:
         from airflow_provider_sam3.batch.polling import url_templates_of
         from airflow_provider_sam3.batch.results import worth_resubmitting
 
-        try:
-            body = await self.body_for(entry)
-        except InputValidationError as error:  # e.g. the file changed since the batch was listed
-            entry.fail(str(error), type(error).__name__, state="invalid")
-            return error
-        except Sam3ProviderError as error:  # uploading the image to fal's storage failed: nothing was submitted
-            entry.fail(
-                f"uploading the image to fal's storage failed: {error}",
-                type(error).__name__,
-                retryable=worth_resubmitting(error),
-            )
-            return error
+        body = await self._body_of(entry)
+        if isinstance(body, Sam3ProviderError):
+            return body
         if not isinstance(body, dict):  # answered by the result cache, or waits for the request paying for its key
             return None
+        if entry.error is not None:  # an attempt after a failure: a resubmission, counted when it is made
+            entry.retries += 1
         try:
             deadline = (entry.reserved_at or time.time()) + self.lease  # the reservation's lease bounds the call
             ref = await self.hook.asubmit(self.endpoint.endpoint_id, body, options=self.options, deadline=deadline)
@@ -219,6 +212,24 @@ class Submitter:
         entry.submissions += 1
         entry.state, entry.error, entry.error_class, entry.retryable = "submitted", None, None, False
         return None
+
+    async def _body_of(self, entry: BatchEntry) -> dict[str, Any] | str | Sam3ProviderError:
+        """The image's request body (or the cache's word on it), or the error that kept it from being built."""
+        from airflow_provider_sam3.batch.results import worth_resubmitting
+
+        try:
+            body = await self.body_for(entry)
+        except InputValidationError as error:  # e.g. the file changed since the batch was listed
+            entry.fail(str(error), type(error).__name__, state="invalid")
+            return error
+        except Sam3ProviderError as error:  # uploading the image to fal's storage failed: nothing was submitted
+            entry.fail(
+                f"uploading the image to fal's storage failed: {error}",
+                type(error).__name__,
+                retryable=worth_resubmitting(error),
+            )
+            return error
+        return body
 
     def _claimed_already(self, request_id: str) -> bool:
         """Whether another image of this batch holds ``request_id``; else it is claimed for the caller's image. (The
@@ -339,8 +350,6 @@ class _SubmitRound:
             return
         while key is not None:
             entry = self.state.entries[key]
-            if entry.error is not None:  # an attempt after a failure: a resubmission, counted when it is made
-                entry.retries += 1
             try:
                 outcome = await self.submitter.submit_one(entry)
             except BaseException as error:  # the other slots finish their calls in flight, then it is raised

@@ -53,7 +53,10 @@ class CacheSlot:
         """Claim the key before paying: ``None`` when this task holds it, else the task that does."""
         if self.owner is None or self.cache.mode != "read_write":
             return None
-        return self.cache.claim(self.key, self.owner, lease=lease)
+        try:
+            return self.cache.claim(self.key, self.owner, lease=lease)
+        except OSError:  # a folder that takes no hard links (some FUSE mounts): pay without a claim
+            return None
 
     def release(self) -> None:
         """Drop this task's claim (its result is kept, or it gave up); a claim that cannot be dropped ends with its
@@ -71,7 +74,7 @@ def released_on_failure(slot: CacheSlot | None) -> Iterator[None]:
     that key pays itself now instead of waiting for the lease (a deferral keeps the claim: the task goes on)."""
     try:
         yield
-    except Exception as error:
+    except BaseException as error:  # a timeout or a kill too (Airflow's are BaseExceptions)
         from airflow.sdk.exceptions import TaskDeferred
 
         if slot is not None and not isinstance(error, TaskDeferred):
@@ -87,10 +90,23 @@ def task_owner(context: Any) -> str:
 
 
 def wait_while_claimed(op: Any, slot: CacheSlot, image: dict[str, Any] | None, lease: float) -> dict[str, Any] | None:
-    """Before paying: claim the key, or, while another task holds it, wait for its result (the document, from the
-    cache) off the worker when the task is deferrable, else on it; ``None`` when this task is to pay."""
-    holder = slot.claim(lease)
-    while holder is not None:
+    """Before paying: claim the key and look once more (the task that held it may have kept its result a moment
+    ago); while another task holds it, wait for its result, off the worker when the task is deferrable. The
+    document from the cache, or ``None`` when this task is to pay (and holds the claim)."""
+    while True:
+        holder = slot.claim(lease)
+        hit = slot.cache.get(slot.key)
+        document = (
+            document_from_cache(hit, endpoint_id=slot.endpoint_id, image=image, output_path=op.output_path, log=op.log)
+            if hit is not None
+            else None
+        )
+        if document is not None:
+            if holder is None:
+                slot.release()
+            return document
+        if holder is None:
+            return None
         op.log.info(
             "Another task (%s) is paying for this very request; waiting for its result in the result cache", holder
         )
@@ -104,16 +120,6 @@ def wait_while_claimed(op: Any, slot: CacheSlot, image: dict[str, Any] | None, l
                 method_name="execute_after_claim_wait",
             )
         time.sleep(CLAIM_RECHECK_SECONDS)
-        hit = slot.cache.get(slot.key)
-        document = (
-            document_from_cache(hit, endpoint_id=slot.endpoint_id, image=image, output_path=op.output_path, log=op.log)
-            if hit
-            else None
-        )
-        if document is not None:
-            return document
-        holder = slot.claim(lease)
-    return None
 
 
 def cache_slot(

@@ -50,7 +50,9 @@ def document_from_cache(
             inference_seconds=metrics.get("inference_time"),
         )
         if output_path is not None:
-            result = copy_outputs(result, output_path, download=hit.read, output_json=output)
+            result = copy_outputs(
+                result, output_path, download=hit.read, output_json=output, keep_existing_document=True
+            )
         else:
             _point_at_the_cache(result, hit)
     except (Sam3ProviderError, ValueError, TypeError) as error:  # e.g. a request id that would leave output_path

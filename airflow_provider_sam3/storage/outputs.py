@@ -132,6 +132,7 @@ def copy_outputs(
     download: Callable[[str], bytes],
     output_json: Mapping[str, Any] | None = None,
     stream: Callable[[str, Callable[[bytes], Any]], Any] | None = None,
+    keep_existing_document: bool = False,
 ) -> ResultDocument:
     """Copy every output of ``document`` under ``output_path/<request_id>/`` and return the updated copy.
 
@@ -139,7 +140,8 @@ def copy_outputs(
     here, read from ``output_json`` (fal's result body), which the document does not keep. ``output_json`` is also
     required for embeddings. With ``output_path=None`` nothing is copied (embeddings: an error).
     ``stream(url, write)`` (``FalHook.download_to``), when given, is used instead of ``download`` so that a file
-    goes to storage chunk by chunk rather than through memory.
+    goes to storage chunk by chunk rather than through memory. ``keep_existing_document``: a ``result.json``
+    already in the folder stays (a result from the cache shared by several images of one batch: the first one's).
 
     Everything is written under ``output_path/<request_id>/`` and nowhere else: the request id must be one fal
     issues (no ``/``, ``..``, absolute paths...), and the folder is checked to be inside ``output_path`` after
@@ -161,7 +163,8 @@ def copy_outputs(
     copy.output_location = str(folder)
     writer = _Writer(folder, download, output_json, stream)
     _copy_files_of(copy, writer, output_json)
-    writer.write(RESULT_FILE, copy.model_dump_json(indent=2).encode("utf-8"))
+    if not (keep_existing_document and writer.target(RESULT_FILE).exists()):
+        writer.write(RESULT_FILE, copy.model_dump_json(indent=2).encode("utf-8"))
     return copy
 
 

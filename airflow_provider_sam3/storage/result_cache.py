@@ -44,8 +44,9 @@ __all__ = [
 CACHE_MODES = ("read_write", "read", "write", "refresh")
 """``read_write``: use entries and add new ones; ``read``: use, never add; ``write``: add, never use; ``refresh``:
 never use, replace."""
-MAX_ENTRY_BYTES = 16 * 1024 * 1024
-"""Largest ``entry.json`` read (the result document is at most what XCom takes, plus file records)."""
+MAX_ENTRY_BYTES = 64 * 1024 * 1024
+"""Largest ``entry.json`` written or read: fal's result body (at most the 64 MiB the hook reads; a batch's masks
+come inline in it), plus file records. A larger one is not kept (said in the log), never written unreadable."""
 MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024
 """Largest cached file read (3D meshes and videos are the large ones)."""
 ENTRY_VERSION = "v1"
@@ -67,17 +68,23 @@ class CachedResult:
     created_at: float
     files: dict[str, Any]
     sources: dict[str, str]
+    checks: dict[str, tuple[int, str]]
+    """Each file's size and sha256, as its entry recorded them."""
 
     def read(self, url: str) -> bytes:
-        """The bytes of the file fetched from ``url`` when the entry was made (checked again as they are read)."""
+        """The bytes of the file fetched from ``url`` when the entry was made, checked again against its size and
+        sha256 as they are read (the folder is shared: a file can change between the check and the copy)."""
         from airflow_provider_sam3.guards.files import read_regular_file
 
         name = self.sources.get(url)
         if name is None:
             raise ValueError(f"result cache entry {self.key} holds no file for {url[:120]!r}")
-        return read_regular_file(
-            self.files[name], f"result cache entry {self.key}: {name}", MAX_FILE_BYTES, setting=None
-        )
+        where = f"result cache entry {self.key}: {name}"
+        data = read_regular_file(self.files[name], where, MAX_FILE_BYTES, setting=None)
+        size, digest = self.checks[name]
+        if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
+            raise ValueError(f"{where} changed since its entry was checked")
+        return data
 
 
 def check_cache_settings(*, root: Any, mode: Any, max_age: Any, salt: Any, key_urls: Any) -> None:
@@ -143,14 +150,16 @@ class ResultCache:
         if not isinstance(record, dict) or record.get("format") != 1 or record.get("key") != key:
             raise ValueError("its entry.json is not an entry of this key")
         files: dict[str, Any] = {}
+        checks: dict[str, tuple[int, str]] = {}
         writer = record.get("writer")
         if not isinstance(writer, str) or not re.fullmatch(r"[0-9a-f]{32}", writer):
             raise ValueError(f"its writer {str(writer)[:80]!r} is not a writer's folder")
         for item in _list(record.get("files"), "files"):
             name, size, digest = _file_record(item)
             path = folder / writer / name
-            _verify_file(confined(path, folder, where), where, name, size, digest)
-            files[name] = path
+            files[name] = _as_path(confined(path, folder, where))
+            _verify_file(files[name], where, name, size, digest)
+            checks[name] = (size, digest)
         return CachedResult(
             key=key,
             endpoint_id=_text(record.get("endpoint_id"), "endpoint_id"),
@@ -160,6 +169,7 @@ class ResultCache:
             created_at=_number(record.get("created_at"), "created_at"),
             files=files,
             sources=_sources(record.get("sources"), files),
+            checks=checks,
         )
 
     # ------------------------------------------------------------------ writing
@@ -201,7 +211,10 @@ class ResultCache:
             "writer": writer,
             "files": records,
         }
-        _write_once(folder / "entry.json", json.dumps(record, allow_nan=False, sort_keys=True).encode("utf-8"))
+        encoded = json.dumps(record, allow_nan=False, sort_keys=True).encode("utf-8")
+        if len(encoded) > MAX_ENTRY_BYTES:
+            raise ValueError(f"its entry would be {len(encoded):,} bytes, more than the {MAX_ENTRY_BYTES:,} read back")
+        _write_once(folder / "entry.json", encoded)
         return ResultCache(self.root, mode="read", log=self.log).get(key)
 
     # ------------------------------------------------------------------ claims

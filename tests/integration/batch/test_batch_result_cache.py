@@ -120,6 +120,11 @@ def test_identical_requests_within_one_batch_are_sent_once(photos, tmp_path, fal
     rows = read_manifest(summary["manifest"])
     assert len({row["request_id"] for row in rows}) == 1 and all(row["masks"] for row in rows)
     assert sorted(row["cache"]["hit"] for row in rows) == [False, True, True, True]
+    import json
+
+    stored = json.loads((Path(rows[0]["output_location"].removeprefix("file://")) / "result.json").read_text())
+    (paid,) = [row for row in rows if not row["cache"]["hit"]]
+    assert stored["image"]["source"] == paid["source"]  # the paying image's document: the others kept it
 
 
 def test_two_batches_sharing_the_cache_at_once_pay_once_per_request(photos, tmp_path, fal_emulator):
@@ -258,3 +263,11 @@ def test_an_entry_holding_another_endpoint_s_result_under_the_key_is_a_miss(phot
     second = run_batch(images, cache, tmp_path / "out-2")
     assert second["cache_hits"] == 0 and second["succeeded"] == 2 and counters(fal_emulator) == (4, 4)
     assert all(json.loads(e.read_text())["endpoint_id"] == "fal-ai/sam-3/image" for e in cache.rglob("entry.json"))
+
+
+def test_an_image_that_failed_leaves_no_claim_for_other_tasks_to_wait_on(photos, tmp_path, fal_emulator):
+    fal_emulator.add_fault("app_500", target="submit", first=1)
+    summary = run_batch(photos(2), tmp_path / "cache", tmp_path / "out", max_resubmits=0)
+    assert summary["failed"] == 1 and summary["succeeded"] == 1
+    assert not list((tmp_path / "cache").rglob("claim.json"))
+    assert len(list((tmp_path / "cache").rglob("entry.json"))) == 1

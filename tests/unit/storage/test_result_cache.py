@@ -215,3 +215,22 @@ def test_two_writers_of_one_key_never_mix_their_files(tmp_path):
     second.put(KEY, endpoint_id="e", request_id="req-b", payload={}, files=other, cost_usd=None)
     hit = ResultCache(tmp_path / "cache").get(KEY)
     assert hit.request_id == "req-b" and hit.files["mask_000.png"].read_bytes() == other["mask_000.png"]
+
+
+def test_a_file_changed_after_its_entry_was_checked_is_refused_when_copied(tmp_path):
+    cache = filled(tmp_path)
+    hit = cache.get(KEY)
+    path = hit.files["mask_000.png"]
+    path.write_bytes(b"Y" * len(FILES["mask_000.png"]))  # same size, other bytes, after the check
+    with pytest.raises(ValueError, match="changed since its entry was checked"):
+        hit.read("https://v3.fal.media/files/m0.png")
+
+
+def test_an_entry_too_large_to_read_back_is_never_written(tmp_path, monkeypatch):
+    from airflow_provider_sam3.storage import result_cache
+
+    monkeypatch.setattr(result_cache, "MAX_ENTRY_BYTES", 2000)
+    cache = ResultCache(tmp_path / "cache")
+    with pytest.raises(ValueError, match="more than the 2,000 read back"):
+        cache.put(KEY, endpoint_id="e", request_id="req-1", payload={"output": "x" * 5000}, files={}, cost_usd=None)
+    assert not list((tmp_path / "cache").rglob("entry.json"))
