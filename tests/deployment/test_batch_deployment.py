@@ -262,7 +262,7 @@ def product_photos_source() -> str:
     return source.replace('schedule="@hourly",', 'dag_id="{dag_id}", schedule=None,')  # as shipped, own dag_id
 
 
-def test_two_runs_of_the_product_photo_example_keep_both_manifests(
+def test_two_runs_of_the_product_photo_example_keep_both_manifests_and_pay_only_for_new_photos(
     airflow_deployment, dag_writer, fal_emulator, tmp_path
 ):
     import shutil
@@ -285,15 +285,17 @@ def test_two_runs_of_the_product_photo_example_keep_both_manifests(
     first = dep.xcom(dag_id, first_run, "render")
     second = dep.xcom(dag_id, second_run, "render")
     assert first["manifest"] != second["manifest"]
-    for summary, expected in (
-        (first, [str(p) for p in paths]),
-        (second, [str(inputs / f"zz_new_{n}.png") for n in range(2)]),
-    ):
+    new = [str(inputs / f"zz_new_{n}.png") for n in range(2)]
+    runs = ((first, [str(p) for p in paths], []), (second, [*map(str, paths), *new], paths))
+    for summary, expected, answered in runs:
         manifest = Path(summary["manifest"].removeprefix("file://"))
         rows = [json.loads(line) for line in manifest.read_text().splitlines()]
-        assert [row["source"] for row in rows] == expected
+        assert [row["source"] for row in rows] == expected  # each run segments the whole folder
         assert all(row["status"] == "succeeded" for row in rows)
+        assert [row["source"] for row in rows if row["cache"]["hit"]] == [str(p) for p in answered]
         assert Path(summary["metadata"].removeprefix("file://")).is_file()
+    assert (first["cache_hits"], first["cost_usd"], second["cache_hits"]) == (0, 0.025, 5)
+    assert second["cost_usd"] == 0.01  # only the two new photos were paid for
     assert len(list(out.rglob("manifest.jsonl"))) == 2
     assert fal_emulator.counters()["submissions"]["total"] == 7 == fal_emulator.counters()["billed"]
 
