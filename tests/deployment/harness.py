@@ -315,6 +315,9 @@ class AirflowDeployment:
     def start(self) -> AirflowDeployment:
         if self.proc is not None:
             return self
+        if not self.db_path.exists():
+            self.cli("db", "migrate", timeout=300)
+            never_reuse_trigger_ids(self.db_path)
         t0 = time.monotonic()
         self.proc = self._spawn("standalone", self.log_path)
         try:
@@ -462,6 +465,16 @@ class AirflowDeployment:
             shutil.rmtree(self.home, ignore_errors=True)
 
     # ------------------------------------------------------------------ diagnostics
+    def scheduler_failed_the_try(self, dag_id: str, run_id: str, task_id: str) -> bool:
+        """Whether the scheduler failed a queued try of this task on a stale "success" from the executor (the
+        process that deferred it), Airflow 3.3.2's resume race (apache/airflow#67287): the try never ran."""
+        needle = f"reported that the task instance <TaskInstance: {dag_id}.{task_id} {run_id} [queued]"
+        for path in [self.log_path, *sorted(self.home.glob("component-*.log"))]:
+            with contextlib.suppress(FileNotFoundError), path.open(errors="replace") as lines:
+                if any(needle in line for line in lines):
+                    return True
+        return False
+
     def log_tail(self, lines: int = 80) -> str:
         chunks = []
         for path in [self.log_path, *sorted(self.home.glob("component-*.log"))]:
@@ -956,6 +969,38 @@ class AirflowDeployment:
         if downstream:
             args.append("-d")
         return self.cli(*args)
+
+
+def never_reuse_trigger_ids(db_path: Path) -> None:
+    """Rebuild Airflow's ``trigger`` table with ``AUTOINCREMENT``: SQLite otherwise gives a new trigger the id of
+    the one just deleted (max rowid + 1), and the triggerer, which tracks triggers by id, may then keep running a
+    cleared try's trigger for the rerun (no ``on_kill``, no new trigger; seen on CI: ten reruns all "ID 1"). Airflow's
+    supported databases (Postgres, MySQL) never reuse ids; the cluster suite runs on Postgres unchanged."""
+    conn = sqlite3.connect(db_path)
+    try:
+        (ddl,) = conn.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='trigger'").fetchone()
+        indexes = [
+            sql
+            for (sql,) in conn.execute(
+                "SELECT sql FROM sqlite_master WHERE type='index' AND tbl_name='trigger' AND sql IS NOT NULL"
+            )
+        ]
+        assert "\tid INTEGER NOT NULL, " in ddl and "CONSTRAINT trigger_pkey PRIMARY KEY (id), " in ddl, ddl
+        new_ddl = (
+            ddl.replace('"trigger"', '"trigger_autoincrement"', 1)
+            .replace("\tid INTEGER NOT NULL, ", "\tid INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, ")
+            .replace("CONSTRAINT trigger_pkey PRIMARY KEY (id), ", "")
+        )
+        conn.execute("PRAGMA foreign_keys=OFF")
+        with conn:
+            conn.execute(new_ddl)
+            conn.execute('INSERT INTO "trigger_autoincrement" SELECT * FROM "trigger"')
+            conn.execute('DROP TABLE "trigger"')
+            conn.execute('ALTER TABLE "trigger_autoincrement" RENAME TO "trigger"')
+            for sql in indexes:
+                conn.execute(sql)
+    finally:
+        conn.close()
 
 
 def _sqlite_locked(detail: str) -> bool:

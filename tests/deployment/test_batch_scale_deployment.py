@@ -115,8 +115,15 @@ def test_marking_a_deferred_5000_image_batch_failed_cancels_every_queued_request
         0.2,
         what="the batch trigger running in the triggerer",
     )
-    waiting = {r["request_id"] for r in fal_emulator.requests()}
-    assert 0 < len(waiting) <= 256  # max_in_flight: the trigger holds a bounded number of ids
+
+    # The trigger tops the batch up to max_in_flight (256) and nothing finishes: wait for that steady state (an
+    # earlier snapshot missed the last requests still being submitted), then no submit can follow until the mark.
+    def all_in_flight() -> set[str] | None:
+        ids = {r["request_id"] for r in fal_emulator.requests()}
+        return ids if len(ids) >= 256 else None
+
+    waiting = wait_until(all_in_flight, 120, 0.2, what="256 requests waiting at fal (max_in_flight)")
+    assert len(waiting) == 256  # max_in_flight: the trigger holds a bounded number of ids
 
     path = "/api/v2/dags/{}/dagRuns/{}/taskInstances/segment".format(
         urllib.parse.quote(dag_id, safe=""), urllib.parse.quote(run_id, safe="")
