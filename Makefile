@@ -35,12 +35,17 @@ demo: $(DEMO_STAMP)
 test: $(STAMP) check services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The cluster suite (tests/cluster) runs Postgres and Redis as plain processes: Debian's packages, installed once.
-# Without them `make test` fails here (and the suite would fail too): it never skips them.
+# The cluster suite (tests/cluster) runs Postgres and Redis as plain processes, and the browser test
+# (tests/deployment/test_sam3_tab_in_browser.py) drives headless Chromium through chromedriver: Debian's packages,
+# installed once. Without them `make test` fails here (and the tests would fail too): it never skips them.
 services:
 	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && command -v redis-server >/dev/null 2>&1; then :; else \
 		echo "installing postgresql and redis-server (Debian packages) for tests/cluster"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server; \
+	fi
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; else \
+		echo "installing chromium and chromium-driver (Debian packages) for the browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	fi
 
 # Lint, formatting and types (ruff and mypy, configured in pyproject.toml) before any test runs.

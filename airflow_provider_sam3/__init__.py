@@ -64,7 +64,11 @@ def get_provider_info() -> dict:
                 ],
             }
         ],
-        "extra-links": ["airflow_provider_sam3.links.FalRequestLink"],
+        "extra-links": [
+            "airflow_provider_sam3.links.FalRequestLink",
+            "airflow_provider_sam3.links.Sam3TabLink",
+            "airflow_provider_sam3.links.BatchManifestLink",
+        ],
         "connection-types": [
             {
                 "connection-type": "fal",

@@ -32,6 +32,7 @@ from airflow_provider_sam3.exceptions import (
 from airflow_provider_sam3.guards.files import DEFAULT_MAX_INPUT_BYTES
 from airflow_provider_sam3.guards.structure import check_structure
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
+from airflow_provider_sam3.links import BatchManifestLink, Sam3TabLink
 from airflow_provider_sam3.operators.batch_finish import cancel_entries, finish_batch, stop_batch
 from airflow_provider_sam3.operators.batch_resume import earlier_batch, finished_summary
 from airflow_provider_sam3.operators.batch_start import (
@@ -115,6 +116,7 @@ class Sam3BatchOperator(QueueOptionsOperator):
     )
     template_fields_renderers = {"arguments": "json", "images": "json"}
     ui_color = "#dfe9ff"
+    operator_extra_links = (Sam3TabLink(), BatchManifestLink())
 
     def __init__(
         self,

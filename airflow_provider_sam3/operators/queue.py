@@ -21,7 +21,7 @@ from airflow_provider_sam3.exceptions import (
     Sam3ProviderError,
 )
 from airflow_provider_sam3.hooks.settings import DEFAULT_CONN_ID
-from airflow_provider_sam3.links import FalRequestLink
+from airflow_provider_sam3.links import FalRequestLink, Sam3TabLink
 from airflow_provider_sam3.models.reference import RequestReference
 from airflow_provider_sam3.operators.fetched_results import (
     as_task_error,
@@ -82,7 +82,7 @@ class FalQueueOperator(ReattachingSubmit, QueueOptionsOperator):
 
     template_fields: tuple[str, ...] = ("endpoint_id", "arguments", "output_path", "result_cache", "cache_salt")
     template_fields_renderers = {"arguments": "json"}
-    operator_extra_links = (FalRequestLink(),)
+    operator_extra_links = (FalRequestLink(), Sam3TabLink())
     ui_color = "#e8f0ff"
 
     def __init__(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,7 +28,7 @@ from airflow_provider_sam3.guards.structure import check_structure
 from airflow_provider_sam3.models.results import ResultDocument, ResultDocumentError, result_from_xcom
 from airflow_provider_sam3.storage.outputs import RESULT_FILE, resolve_output_path
 
-__all__ = ["MAX_MANIFEST_BYTES", "MAX_RESULT_BYTES", "MAX_ROW_CHARS", "BatchResults", "BatchRow"]
+__all__ = ["MAX_MANIFEST_BYTES", "MAX_RESULT_BYTES", "MAX_ROW_CHARS", "BatchResults", "BatchRow", "ManifestPage"]
 
 MAX_ROW_CHARS = 4 * 1024 * 1024
 """The longest manifest line read (a row with 32 inline RLE masks of a large photo is a few hundred KB)."""
@@ -95,6 +96,21 @@ class BatchRow(BaseModel):
         return document
 
 
+class ManifestPage(BaseModel):
+    """One page of a manifest: its rows with the byte offset of each line (``BatchResults.row_at`` reads one
+    again without reading the lines before it), how many rows matched the filter and rows by status."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    rows: list[tuple[int, BatchRow]]
+    matched: int
+    counts: dict[str, int]
+
+
+_STATUS = re.compile(r'(?<!\\)"status":\s*"([a-z_]{1,32})"')
+"""A manifest line's status without parsing the line (a ``"status"`` inside a string is escaped, so not matched)."""
+
+
 class BatchResults:
     """A batch's results, read from its manifest (see the module docstring).
 
@@ -129,16 +145,9 @@ class BatchResults:
 
     def __iter__(self) -> Iterator[BatchRow]:
         """Every row, in the manifest's order (one line in memory at a time)."""
-        root = self.root
         with self._open() as handle:
             for number, line in _lines(handle):
-                row = _row(line, number)
-                if root is None:  # the default root depends on whether the manifest is a merged one
-                    folder = self.manifest.parent
-                    root = folder.parent if row.shard is not None else folder
-                    self.root = root
-                row._root = root
-                yield row
+                yield self._rooted(_row(line, number))
 
     def succeeded(self) -> Iterator[BatchRow]:
         return (row for row in self if row.succeeded)
@@ -164,12 +173,73 @@ class BatchResults:
             for mask_row in to_rows(label, with_area=with_area):
                 yield {"index": row.index, **mask_row}
 
+    def page(self, offset: int, limit: int, status: str | None = None) -> ManifestPage:
+        """Rows ``offset`` to ``offset + limit`` of those whose status is ``status`` (all when None), streaming
+        the manifest once: only the page's rows are parsed, so any page of 100,000 rows costs one pass and the
+        memory of one page."""
+        rows: list[tuple[int, BatchRow]] = []
+        counts: dict[str, int] = {}
+        matched = 0
+        with self._open_binary() as handle:
+            for position, number, line in _binary_lines(handle):
+                found = _STATUS.search(line[:4096])
+                row_status = found.group(1) if found else "unknown"
+                counts[row_status] = counts.get(row_status, 0) + 1
+                if status is not None and row_status != status:
+                    continue
+                if offset <= matched < offset + limit:
+                    rows.append((position, self._rooted(_row(line, number))))
+                matched += 1
+        return ManifestPage(rows=rows, matched=matched, counts=counts)
+
+    def row_at(self, position: int, index: int) -> BatchRow:
+        """The row of image ``index`` whose line starts at byte ``position`` (from ``page``); a position that is
+        not the start of that row's line is refused."""
+        with self._open_binary() as handle:
+            if position < 0 or position >= handle.size:
+                raise ResultDocumentError("position", f"{position} is not inside the manifest.")
+            handle.file.seek(max(position - 1, 0))
+            if position and handle.file.read(1) != b"\n":
+                raise ResultDocumentError("position", f"{position} is not the start of a manifest line.")
+            line = handle.file.readline(MAX_ROW_CHARS + 1)
+        row = self._rooted(_row(line.decode("utf-8", errors="replace"), 0))
+        if row.index != index:
+            raise ResultDocumentError("position", f"the line at {position} is image {row.index}, not {index}.")
+        return row
+
+    def outputs_root(self) -> Any:
+        """The folder every row's outputs must lie in (``root``, or what the manifest's first row implies)."""
+        if self.root is None:
+            next(iter(self), None)
+        return self.root if self.root is not None else self.manifest.parent
+
+    def raw_chunks(self, size: int = 256 * 1024) -> Iterator[bytes]:
+        """The manifest's bytes as stored, ``size`` at a time (to download it whole without holding it)."""
+        with self._open_binary() as handle:
+            while chunk := handle.file.read(size):
+                yield chunk
+
+    def _rooted(self, row: BatchRow) -> BatchRow:
+        """``row`` bound to the folder its outputs must lie in (by default it depends on whether the manifest is a
+        merged one, which its first row tells)."""
+        if self.root is None:
+            folder = self.manifest.parent
+            self.root = folder.parent if row.shard is not None else folder
+        row._root = self.root
+        return row
+
     @contextmanager
-    def _open(self) -> Iterator[Any]:
-        """The manifest as text, opened through ``guards.files``: a regular file only (a FIFO or a device put in its
-        place is refused, never waited on); bytes that are not UTF-8 are replaced, not fatal."""
+    def _open_binary(self) -> Iterator[Any]:
+        """The manifest opened through ``guards.files``: a regular file only (a FIFO or a device put in its place is
+        refused, never waited on)."""
         local = local_path(str(self.manifest))
         with open_regular_file(local or self.manifest, "manifest", MAX_MANIFEST_BYTES, setting=None) as handle:
+            yield handle
+
+    @contextmanager
+    def _open(self) -> Iterator[Any]:
+        """The manifest as text (bytes that are not UTF-8 are replaced, not fatal)."""
+        with self._open_binary() as handle:
             yield io.TextIOWrapper(handle.file, encoding="utf-8", errors="replace")
 
 
@@ -188,6 +258,23 @@ def _lines(handle: Any) -> Iterator[tuple[int, str]]:
             )
         if line.strip():
             yield number, line
+
+
+def _binary_lines(handle: Any) -> Iterator[tuple[int, int, str]]:
+    """``(byte offset, line number, line)`` of the non-empty lines, each at most ``MAX_ROW_CHARS`` bytes."""
+    position = number = 0
+    while True:
+        raw = handle.file.readline(MAX_ROW_CHARS + 1)
+        if not raw:
+            return
+        number += 1
+        if len(raw) > MAX_ROW_CHARS and not raw.endswith(b"\n"):
+            raise ResultDocumentError(
+                f"manifest line {number}", f"is longer than {MAX_ROW_CHARS} bytes; this is not a batch manifest."
+            )
+        if raw.strip():
+            yield position, number, raw.decode("utf-8", errors="replace")
+        position += len(raw)
 
 
 def _parsed(text: str, where: str) -> Any:

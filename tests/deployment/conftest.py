@@ -6,6 +6,8 @@
   share one instance.
 - ``airflow_deployment`` (module): the running :class:`~harness.AirflowDeployment` for this module's env.
 - ``dag_writer`` (function): writes a DAG file under a unique dag_id and waits until it is registered.
+- ``authed_deployment``, ``authed_dag_writer``, ``browser``: a deployment with real logins and a headless Chromium
+  (``browser_session``).
 
 When a test that uses ``airflow_deployment`` fails, the standalone log tail is attached to the report.
 """
@@ -20,6 +22,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from browser_session import authed_dag_writer, authed_deployment, browser  # noqa: E402, F401 - fixtures
 from deployment_session import dag_writer, install_sigterm_handler  # noqa: E402, F401 - dag_writer: a fixture
 from harness import AirflowDeployment, DeploymentPool  # noqa: E402
 
@@ -65,7 +68,9 @@ def airflow_deployment(airflow_deployment_pool: DeploymentPool, airflow_deployme
 def pytest_runtest_makereport(item: pytest.Item, call):
     outcome = yield
     report = outcome.get_result()
-    if report.failed and "airflow_deployment" in getattr(item, "fixturenames", ()):
+    setattr(item, f"report_{report.when}", report)  # for fixtures' teardown (the browser saves what it showed)
+    fixtures = getattr(item, "fixturenames", ())
+    if report.failed and ("airflow_deployment" in fixtures or "authed_deployment" in fixtures):
         dep = None
         for pool in _POOLS:
             dep = pool.current or (pool.started[-1] if pool.started else None)

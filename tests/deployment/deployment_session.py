@@ -1,11 +1,15 @@
 """Session helpers shared by the deployment suite (``airflow standalone``) and the cluster suite (``tests/cluster``):
-the SIGTERM handler that lets finalizers stop every process, and the ``dag_writer`` fixture (imported by both
-conftests, each of which provides the ``airflow_deployment`` it writes to)."""
+the SIGTERM handler that lets finalizers stop every process, the environment that points a deployment at the fal
+emulator, and the ``dag_writer`` fixture (imported by both conftests, each of which provides the
+``airflow_deployment`` it writes to; :func:`write_dags_into` serves any other deployment)."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -20,6 +24,15 @@ def install_sigterm_handler() -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+def emulator_env(emulator: Any, **connection_extra: Any) -> dict[str, str]:
+    """A deployment's extra env for the fal emulator: its ``FAL_QUEUE_RUN_HOST``, ``SSL_CERT_FILE`` and ``FAL_KEY``,
+    and a ``fal_default`` connection with its key and host (``connection_extra``: the connection's extra)."""
+    connection: dict[str, Any] = {"conn_type": "fal", "password": emulator.api_key, "host": emulator.host}
+    if connection_extra:
+        connection["extra"] = connection_extra
+    return {**emulator.env, "AIRFLOW_CONN_FAL_DEFAULT": json.dumps(connection)}
+
+
 @pytest.fixture
 def dag_writer(airflow_deployment, request: pytest.FixtureRequest):
     """``dag_writer(source, suffix="") -> dag_id``.
@@ -29,6 +42,12 @@ def dag_writer(airflow_deployment, request: pytest.FixtureRequest):
     removed when the test ends.
     The file is written into the dags folder and the call returns once the DAG is parsed and unpaused.
     """
+    yield from write_dags_into(airflow_deployment, request)
+
+
+def write_dags_into(airflow_deployment: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The body of ``dag_writer`` for any deployment: yields the writer, then ends the DAGs' runs and removes their
+    files (use it as a fixture's ``yield from``)."""
     written: list[str] = []
     dag_ids: list[str] = []
 

@@ -14,8 +14,10 @@ Typical use (fixtures in ``conftest.py``)::
         assert "deferred" in airflow_deployment.task_states_seen(dag_id, run_id, "my_task")
 
 Reading the metadata DB directly with ``sqlite3`` is deliberate: it is fast (no 2-4 s CLI start-up) and does
-not depend on API authentication. Every read is a short autocommit query on a read-only connection. The REST
-API needs no token: the deployment runs SimpleAuthManager with ``simple_auth_manager_all_admins``.
+not depend on API authentication. Every read is a short autocommit query on a read-only connection. By default
+the REST API needs no token: the deployment runs SimpleAuthManager with ``simple_auth_manager_all_admins``.
+With ``users={"name": (role, password), ...}`` it runs SimpleAuthManager with real logins instead (those users,
+those passwords, a fixed JWT secret), and the harness's own REST calls carry an admin user's bearer token.
 
 Facts measured on apache-airflow 3.3.2, 2 cores (see the test module for the clear/deferral ones):
 
@@ -79,6 +81,9 @@ TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 TERMINAL_TI_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 
 _UNSET = object()
+
+#: The JWT secret of deployments with users (``users=``): fixed, so tokens outlive an api-server restart.
+JWT_SECRET = "deployment-harness-jwt-secret-not-for-production"
 
 
 class DeploymentError(AssertionError):
@@ -241,6 +246,9 @@ class AirflowDeployment:
     parallelism: int = 4
     startup_timeout: float = 90.0
     keep_home: bool = False
+    #: ``{username: (role, password)}``: real logins instead of all-admins (role ``""``: a user with no role). The
+    #: harness's REST calls then authenticate as the first user whose role is admin.
+    users: Mapping[str, tuple[str, str]] | None = None
 
     # Filled by start()
     home: Path = field(init=False)
@@ -261,6 +269,7 @@ class AirflowDeployment:
     _samplers: dict[tuple, TaskStateSampler] = field(init=False, default_factory=dict)
     _written: dict[str, float] = field(init=False, default_factory=dict)
     _log_handles: list[Any] = field(init=False, default_factory=list)
+    _tokens: dict[str, str] = field(init=False, default_factory=dict)
 
     # ------------------------------------------------------------------ lifecycle
     def __post_init__(self) -> None:
@@ -272,6 +281,10 @@ class AirflowDeployment:
         self.db_path = self.home / "airflow.db"
         self.api_port, self.worker_log_port, self.trigger_log_port = _free_ports(3)
         self.env = self._build_env()
+        if self.users:
+            # SimpleAuthManager generates a password only for a user missing from this file: ours are all in it.
+            passwords = {name: password for name, (_role, password) in self.users.items()}
+            (self.home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps(passwords) + "\n")
 
     def _build_env(self) -> dict[str, str]:
         # Start from the caller's environment minus anything Airflow- or fal-specific, so a developer's own
@@ -309,6 +322,14 @@ class AirflowDeployment:
                 "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             }
         )
+        if self.users:
+            # Real logins: ``user:role`` pairs (an empty role is a user who may do nothing), passwords from the file
+            # written in __post_init__, tokens signed with a known secret.
+            env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] = "False"
+            env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = ",".join(
+                f"{name}:{role}" for name, (role, _password) in self.users.items()
+            )
+            env["AIRFLOW__API_AUTH__JWT_SECRET"] = JWT_SECRET
         env.update({k: str(v) for k, v in self.extra_env.items()})
         return env
 
@@ -350,7 +371,7 @@ class AirflowDeployment:
 
     def health(self) -> dict:
         """``GET /api/v2/monitor/health`` (no auth needed)."""
-        return self.api("GET", "/api/v2/monitor/health", timeout=5)
+        return self.api("GET", "/api/v2/monitor/health", timeout=5, auth=False)
 
     def usable(self) -> bool:
         """True when this instance can be shared with another test: alive, nothing killed, healthy."""
@@ -595,18 +616,52 @@ class AirflowDeployment:
             )
         return res
 
-    def api(self, method: str, path: str, body: Any = None, timeout: float = 30.0) -> Any:
-        """JSON request to the api-server (all-admins mode: no token needed). A request refused because SQLite was
-        locked (a busy machine: the tasks' own writes hold the lock past SQLite's 5 s wait) is sent again: the
-        refusal comes before the request's own transaction, so nothing was done."""
-        data = None if body is None else json.dumps(body).encode()
-        for attempt in range(20):
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def login_token(self, username: str, *, fresh: bool = False) -> str:
+        """A bearer token for one of ``users`` (``POST /auth/token``), kept until ``fresh`` asks for a new one."""
+        if not self.users or username not in self.users:
+            raise self.error(f"{username!r} is not one of this deployment's users {sorted(self.users or ())}", 0)
+        if fresh or username not in self._tokens:
+            body = json.dumps({"username": username, "password": self.users[username][1]}).encode()
             req = urllib.request.Request(
-                f"http://127.0.0.1:{self.api_port}{path}",
-                data=data,
-                method=method,
+                f"{self.base_url}/auth/token",
+                data=body,
+                method="POST",
                 headers={"Content-Type": "application/json", "Accept": "application/json"},
             )
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    self._tokens[username] = json.loads(resp.read())["access_token"]
+            except urllib.error.HTTPError as exc:
+                detail = exc.read().decode(errors="replace")
+                raise self.error(f"POST /auth/token as {username!r} -> HTTP {exc.code}: {detail}", lines=20) from None
+        return self._tokens[username]
+
+    def _admin_user(self) -> str | None:
+        """The user the harness's REST calls authenticate as (None: all-admins mode, no token)."""
+        if not self.users:
+            return None
+        for name, (role, _password) in self.users.items():
+            if role.lower() == "admin":
+                return name
+        raise self.error(f"no user with the admin role among {sorted(self.users)}: the harness cannot call the API", 0)
+
+    def api(self, method: str, path: str, body: Any = None, timeout: float = 30.0, auth: bool = True) -> Any:
+        """JSON request to the api-server. In all-admins mode no token is needed; with ``users`` the request
+        carries an admin user's bearer token (``auth=False``: anonymous), fetched again once on a 401. A request
+        refused because SQLite was locked (a busy machine: the tasks' own writes hold the lock past SQLite's 5 s
+        wait) is sent again: the refusal comes before the request's own transaction, so nothing was done."""
+        data = None if body is None else json.dumps(body).encode()
+        admin = self._admin_user() if auth else None
+        refreshed = False
+        for attempt in range(20):
+            headers = {"Content-Type": "application/json", "Accept": "application/json"}
+            if admin is not None:
+                headers["Authorization"] = f"Bearer {self.login_token(admin)}"
+            req = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method, headers=headers)
             try:
                 with urllib.request.urlopen(req, timeout=timeout) as resp:
                     raw = resp.read()
@@ -614,6 +669,10 @@ class AirflowDeployment:
                 detail = exc.read().decode(errors="replace")
                 if exc.code == 500 and _sqlite_locked(detail) and attempt < 19:
                     time.sleep(0.5)
+                    continue
+                if exc.code == 401 and admin is not None and not refreshed:  # expired (or a restarted server)
+                    self.login_token(admin, fresh=True)
+                    refreshed = True
                     continue
                 raise self.error(f"{method} {path} -> HTTP {exc.code}: {detail}", lines=20) from None
             return json.loads(raw) if raw else None
@@ -1089,14 +1148,24 @@ class DeploymentPool:
         self.current: AirflowDeployment | None = None
         self.started: list[AirflowDeployment] = []
 
-    def get(self, extra_env: Mapping[str, str] | None = None, fresh: bool = False) -> AirflowDeployment:
+    def get(
+        self,
+        extra_env: Mapping[str, str] | None = None,
+        fresh: bool = False,
+        users: Mapping[str, tuple[str, str]] | None = None,
+    ) -> AirflowDeployment:
         env = {k: str(v) for k, v in (extra_env or {}).items()}
+        users = dict(users) if users else None
         cur = self.current
-        if cur is not None and not fresh and dict(cur.extra_env) == env and cur.usable():
+        if cur is not None and not fresh and dict(cur.extra_env) == env and cur.users == users and cur.usable():
             return cur
         self.close()
         dep = AirflowDeployment(
-            extra_env=env, base_dir=self.base_dir, keep_home=self.keep_home, startup_timeout=self.startup_timeout
+            extra_env=env,
+            base_dir=self.base_dir,
+            keep_home=self.keep_home,
+            startup_timeout=self.startup_timeout,
+            users=users,
         )
         self.current = dep
         self.started.append(dep)

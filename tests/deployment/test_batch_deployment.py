@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from batch_dags import assert_every_image_once, dag_source
+from deployment_session import emulator_env
 from photos import write_photos
 from waiting import wait_until
 
@@ -22,15 +23,8 @@ def airflow_deployment_env(fal_emulator_server) -> dict[str, str]:
     # A restarted triggerer adopts the dead one's triggers once its heartbeat is this many seconds old. The fal
     # connection's per-call timeout of 10 s makes a submit's reservation lease the shortest (30 s): a try after a
     # kill waits that long (plus a grace) before it sends again what the killed try was sending.
-    connection = {
-        "conn_type": "fal",
-        "password": fal_emulator_server.api_key,
-        "host": fal_emulator_server.host,
-        "extra": {"request_timeout": 10},
-    }
     return {
-        **fal_emulator_server.env,
-        "AIRFLOW_CONN_FAL_DEFAULT": json.dumps(connection),
+        **emulator_env(fal_emulator_server, request_timeout=10),
         "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "6",
         "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
     }

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -223,6 +223,21 @@ class AdminRoutes:
     async def requests(self, request: Request) -> Response:
         return JSONResponse([r.summary() for r in self.core.queue.records.values()])
 
+    async def request_page(self, request: Request) -> Response:
+        """A page per request (what the provider's "fal request" link opens on the emulator)."""
+        from html import escape
+
+        record = self.core.queue.records.get(request.path_params["request_id"])
+        if record is None:
+            return HTMLResponse("<h1>No such request on this emulator</h1>", status_code=404)
+        rows = "".join(
+            f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>"
+            for k, v in record.summary().items()
+            if k not in ("headers", "arguments")
+        )
+        title = escape(f"{record.endpoint.endpoint_id} request {record.request_id}")
+        return HTMLResponse(f"<!doctype html><title>{title}</title><h1>{title}</h1><table>{rows}</table>")
+
     async def reset(self, request: Request) -> Response:
         self.core.reset()
         return JSONResponse({"status": "OK"})
@@ -275,6 +290,7 @@ def build_app(core: EmulatorCore) -> ASGIApp:
         Route("/_emulator/faults", admin.add_fault, methods=["POST"]),
         Route("/_emulator/counters", admin.counters, methods=["GET"]),
         Route("/_emulator/requests", admin.requests, methods=["GET"]),
+        Route("/_emulator/requests/{request_id}", admin.request_page, methods=["GET"]),
         Route("/_emulator/reset", admin.reset, methods=["POST"]),
         Route(f"/{MEDIA_PREFIX}/{{token}}/{{file_name:path}}", files.serve, methods=["GET"]),
         Route(f"/{INPUTS_PREFIX}/{{token}}/{{file_name:path}}", files.serve, methods=["GET"]),

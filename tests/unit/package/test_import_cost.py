@@ -26,10 +26,11 @@ DAG_FACING = [
     "airflow_provider_sam3.operators.sam3",
     "airflow_provider_sam3.sensors.fal",
     "airflow_provider_sam3.links",
+    "airflow_provider_sam3.ui.plugin",  # workers load entry-point plugins for their macros
 ]
 if (PACKAGE / "operators" / "batch.py").exists():  # the batch operator, when this checkout has it
     DAG_FACING.append("airflow_provider_sam3.operators.batch")
-HEAVY = ["fal_client", "httpx", "PIL", "numpy"]
+HEAVY = ["fal_client", "httpx", "PIL", "numpy", "fastapi"]
 ENDPOINT_MODEL_MODULES = [f"airflow_provider_sam3.models.{name}" for name in ("image", "video", "three_d", "results")]
 
 CHILD = """
