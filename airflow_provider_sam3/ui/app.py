@@ -24,7 +24,7 @@ from airflow_provider_sam3.ui.records import TaskKey, parse_map_index
 __all__ = ["SECURITY_HEADERS", "build_app"]
 
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; img-src 'self' https: data:; style-src 'unsafe-inline'; "
+    "Content-Security-Policy": "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; "
     "frame-ancestors 'self'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
@@ -86,13 +86,13 @@ def _add_routes(app: Any) -> None:
     def stored_file(
         dag_id: str, run_id: str, task_id: str, map_index: str, location: str, session: SessionDep
     ) -> Response:
-        name, data = served.stored_file(session, _key(dag_id, run_id, task_id, map_index), location)
+        name, chunks = served.stored_file(session, _key(dag_id, run_id, task_id, map_index), location)
         kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if kind in _INLINE_TYPES:
-            return Response(data, media_type=kind)
+            return StreamingResponse(chunks, media_type=kind)
         safe = "".join(c for c in name if c.isalnum() or c in "._-")[:100] or "file"
         headers = {"Content-Disposition": f'attachment; filename="{safe}"'}
-        return Response(data, media_type="application/octet-stream", headers=headers)
+        return StreamingResponse(chunks, media_type="application/octet-stream", headers=headers)
 
     @app.get(_TI_PATH + "/manifest.jsonl")
     def manifest(dag_id: str, run_id: str, task_id: str, map_index: str, session: SessionDep) -> StreamingResponse:

@@ -12,14 +12,39 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from airflow_provider_sam3.guards.files import DEFAULT_MAX_INPUT_BYTES, local_path, read_regular_file
+from airflow_provider_sam3.guards.files import DEFAULT_MAX_INPUT_BYTES, local_path, open_regular_file, read_regular_file
 
-__all__ = ["CACHE_BYTES", "THUMBNAIL_SIDE", "RenderedCache", "document_overlay", "read_location"]
+__all__ = [
+    "CACHE_BYTES",
+    "RENDERS_AT_ONCE",
+    "THUMBNAIL_SIDE",
+    "RenderedCache",
+    "document_overlay",
+    "open_location",
+    "read_location",
+]
 
 THUMBNAIL_SIDE = 320
 """The longest side of a gallery thumbnail, in pixels."""
 CACHE_BYTES = 64 * 1024 * 1024
 """How many bytes of rendered PNGs the API server keeps between requests."""
+RENDERS_AT_ONCE = 2
+"""Overlays drawn at the same time by one API server process (drawing is CPU work in its thread pool)."""
+_RENDERING = threading.BoundedSemaphore(RENDERS_AT_ONCE)
+
+
+MAX_SERVED_BYTES = 8 * 1024**3
+"""The largest stored file the tab streams (videos and 3D models included)."""
+
+
+def open_location(location: str) -> Any:
+    """A guarded binary handle on a stored file (regular files only), to stream it in chunks."""
+    local = local_path(location)
+    if local is not None:
+        return open_regular_file(local, "file", MAX_SERVED_BYTES, setting=None)
+    from airflow.sdk import ObjectStoragePath
+
+    return open_regular_file(ObjectStoragePath(location), "file", MAX_SERVED_BYTES, setting=None)
 
 
 def read_location(location: str) -> bytes:
@@ -32,12 +57,18 @@ def read_location(location: str) -> bytes:
     return read_regular_file(ObjectStoragePath(location), "file", DEFAULT_MAX_INPUT_BYTES, setting=None)
 
 
-def document_overlay(document: Any, *, max_side: int | None = None) -> bytes:
-    """PNG of the document's input with its masks outlined and tagged ``#index score``."""
+def document_overlay(document: Any, named: tuple[str, ...], *, max_side: int | None = None) -> bytes:
+    """PNG of the document's input with its masks outlined and tagged ``#index score``; ``named`` are the
+    locations the task's rendered arguments name (see the module docstring)."""
+    with _RENDERING:
+        return _draw(document, named, max_side)
+
+
+def _draw(document: Any, named: tuple[str, ...], max_side: int | None) -> bytes:
     from airflow_provider_sam3.media.render import encode_png, overlay
 
     masks = document.mask_arrays(read=read_location)
-    base = _base_picture(document, masks)
+    base = _base_picture(document, masks, named)
     tags = [f"#{m.index}" for m in document.masks]
     picture = overlay(base, masks, labels=tags, scores=[m.score for m in document.masks]) if masks else base
     if max_side and max(picture.size) > max_side:
@@ -46,7 +77,7 @@ def document_overlay(document: Any, *, max_side: int | None = None) -> bytes:
     return encode_png(picture.convert("RGB"))
 
 
-def _base_picture(document: Any, masks: list[Any]) -> Any:
+def _base_picture(document: Any, masks: list[Any], named: tuple[str, ...]) -> Any:
     from PIL import Image
 
     from airflow_provider_sam3.exceptions import Sam3ProviderError
@@ -57,7 +88,7 @@ def _base_picture(document: Any, masks: list[Any]) -> Any:
     if size is None and image is not None and image.width and image.height:
         size = (image.width, image.height)
     candidates = []
-    if image is not None and image.source:
+    if image is not None and image.source and _named_by(image.source, named):
         candidates.append(lambda: read_location(image.source))
     if getattr(document, "preview", None) is not None and document.preview.location:
         candidates.append(lambda: document.read_stored(document.preview.location, "preview", read_location))
@@ -69,6 +100,22 @@ def _base_picture(document: Any, masks: list[Any]) -> Any:
         if size is None or picture.size in (size, size[::-1]):
             return picture
     return Image.new("RGB", size or (THUMBNAIL_SIDE, THUMBNAIL_SIDE), (96, 96, 96))
+
+
+def _named_by(source: str, named: tuple[str, ...]) -> bool:
+    """Whether ``source`` is one of ``named`` or lies inside one of them (links resolved); never an http(s) URL."""
+    from airflow_provider_sam3.exceptions import Sam3ProviderError
+    from airflow_provider_sam3.guards.files import confined
+
+    if source.lower().startswith(("http://", "https://", "data:")):
+        return False
+    for place in named:
+        try:
+            confined(source, place, "image")
+        except (Sam3ProviderError, OSError, ValueError):
+            continue
+        return True
+    return False
 
 
 class RenderedCache:

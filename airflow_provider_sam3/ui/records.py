@@ -13,6 +13,9 @@ from typing import Any
 
 __all__ = ["TaskRecord", "TaskKey", "ReadOnlyStore", "parse_map_index", "read_task"]
 
+MAX_NAMED_INPUTS = 10_000
+"""The most input locations taken from a task's rendered fields (a rendered list of images longer than Airflow's
+``max_templated_field_length`` is stored truncated anyway)."""
 MAX_XCOM_CHARS = 16 * 1024 * 1024
 """The largest returned value parsed (a document with 32 inline RLE masks of a large photo is a few MB)."""
 
@@ -38,6 +41,15 @@ class TaskRecord:
     try_number: int = 0
     returned: Any = None
     store: dict[str, Any] | None = None
+    rendered: dict[str, Any] | None = None
+
+    def named_inputs(self) -> tuple[str, ...]:
+        """Every local or object-storage location the task's rendered template fields name (its images, folders,
+        output path): the only places the tab reads an input photo from. Read from Airflow's database, not from
+        files a task left on storage."""
+        found: list[str] = []
+        _locations(self.rendered, found, depth=0)
+        return tuple(found)
 
 
 def parse_map_index(text: str) -> int:
@@ -88,7 +100,40 @@ def read_task(session: Any, key: TaskKey) -> TaskRecord:
         try_number=ti.try_number or 0,
         returned=_returned(session, key),
         store=_store_rows(session, key),
+        rendered=_rendered_fields(session, key),
     )
+
+
+def _rendered_fields(session: Any, key: TaskKey) -> dict[str, Any] | None:
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields as Rendered
+    from sqlalchemy import select
+
+    value = session.scalar(
+        select(Rendered.rendered_fields).where(
+            Rendered.dag_id == key.dag_id,
+            Rendered.run_id == key.run_id,
+            Rendered.task_id == key.task_id,
+            Rendered.map_index == key.map_index,
+        )
+    )
+    value = _json(value)
+    return value if isinstance(value, dict) else None
+
+
+def _locations(value: Any, found: list[str], depth: int) -> None:
+    """Collect path-like strings (absolute paths, ``file://`` and object-store URLs; never http(s))."""
+    if depth > 4 or len(found) >= MAX_NAMED_INPUTS:
+        return
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("/") or ("://" in text[:16] and not text.lower().startswith(("http://", "https://"))):
+            found.append(text)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _locations(item, found, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _locations(item, found, depth + 1)
 
 
 def _returned(session: Any, key: TaskKey) -> Any:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import Any
 
 from airflow_provider_sam3.ui import pages
-from airflow_provider_sam3.ui.pictures import THUMBNAIL_SIDE, RenderedCache, document_overlay, read_location
+from airflow_provider_sam3.ui.pictures import THUMBNAIL_SIDE, RenderedCache, document_overlay, open_location
 from airflow_provider_sam3.ui.records import TaskKey, read_task
 from airflow_provider_sam3.ui.task_views import (
     BatchView,
@@ -25,6 +26,7 @@ __all__ = ["batch_thumbnail", "manifest_chunks", "single_overlay", "stored_file"
 log = logging.getLogger(__name__)
 RENDERED = RenderedCache()
 """Overlays and thumbnails already rendered by this API server process."""
+_CHUNK = 256 * 1024
 
 
 def _fail() -> Any:
@@ -62,25 +64,28 @@ def single_overlay(session: Any, key: TaskKey) -> bytes:
     view = view_of(read_task(session, key))
     if not isinstance(view, SingleView):
         raise _fail()
-    cache_key = ("single", key, view.document.request_id)
-    return _rendered(cache_key, lambda: document_overlay(view.document))
+    cache_key = ("single", key, view.record.try_number, view.document.request_id)
+    named = view.record.named_inputs()
+    return _rendered(cache_key, lambda: document_overlay(view.document, named))
 
 
 def batch_thumbnail(session: Any, key: TaskKey, position: int, index: int) -> bytes:
     view = view_of(read_task(session, key))
     if not isinstance(view, BatchView):
         raise _fail()
-    cache_key = ("thumb", key, str(view.results.manifest), position, index)
+    cache_key = ("thumb", key, view.record.try_number, str(view.results.manifest), position, index)
+    named = view.record.named_inputs()
 
     def render() -> bytes:
         row = view.results.row_at(position, index)
-        return document_overlay(row.document(), max_side=THUMBNAIL_SIDE)
+        return document_overlay(row.document(), named, max_side=THUMBNAIL_SIDE)
 
     return _rendered(cache_key, render)
 
 
-def stored_file(session: Any, key: TaskKey, location: str) -> tuple[str, bytes]:
-    """``(file name, bytes)`` of a file inside the task's recorded output location (links resolved)."""
+def stored_file(session: Any, key: TaskKey, location: str) -> tuple[str, Iterator[bytes]]:
+    """``(file name, chunks)`` of a file inside the task's recorded output location (links resolved), opened
+    before the answer starts (so a refused one is a 404) and streamed from there."""
     from airflow_provider_sam3.guards.files import confined
 
     view = view_of(read_task(session, key))
@@ -90,11 +95,20 @@ def stored_file(session: Any, key: TaskKey, location: str) -> tuple[str, bytes]:
         root = view.results.outputs_root()
     else:
         raise _fail()
+    stack = ExitStack()
     try:
-        confined(location, str(root), "location")
-        return location.rstrip("/").rsplit("/", 1)[-1], read_location(location)
+        checked = confined(location, str(root), "location")  # a local file: its real path, links resolved
+        handle = stack.enter_context(open_location(str(checked)))
     except Exception:  # noqa: BLE001 - outside the folder, missing, not a regular file: all the same 404
+        stack.close()
         raise _fail() from None
+    return location.rstrip("/").rsplit("/", 1)[-1], _streamed(stack, handle)
+
+
+def _streamed(stack: ExitStack, handle: Any) -> Iterator[bytes]:
+    with stack:
+        while chunk := handle.read(_CHUNK):
+            yield chunk
 
 
 def manifest_chunks(session: Any, key: TaskKey) -> Iterator[bytes]:

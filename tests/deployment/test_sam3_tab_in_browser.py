@@ -104,7 +104,7 @@ def http_status(url: str, token: str | None = None) -> int:
 
 def log_in(browser, base: str, username: str) -> None:
     browser.get(f"{base}/auth/login")
-    wait = WebDriverWait(browser, 30)
+    wait = WebDriverWait(browser, 120)
     wait.until(ec.visibility_of_element_located((By.NAME, "username"))).send_keys(username)
     browser.find_element(By.NAME, "password").send_keys(USERS[username][1])
     browser.find_element(By.XPATH, "//button[normalize-space()='Sign in']").click()
@@ -122,8 +122,8 @@ def open_tab(browser, base: str, dag_id: str, run_id: str, task_id: str) -> str:
         .until(ec.presence_of_element_located(frame), message=f"no iframe titled {TAB_TITLE!r}")
         .get_attribute("src")
     )
-    WebDriverWait(browser, 30).until(ec.frame_to_be_available_and_switch_to_it(frame))
-    WebDriverWait(browser, 30).until(lambda b: b.execute_script("return document.readyState") == "complete")
+    WebDriverWait(browser, 120).until(ec.frame_to_be_available_and_switch_to_it(frame))
+    WebDriverWait(browser, 120).until(lambda b: b.execute_script("return document.readyState") == "complete")
     return src
 
 
@@ -132,7 +132,7 @@ def wait_images_loaded(browser, css: str) -> int:
     images = browser.find_elements(By.CSS_SELECTOR, css)
     for image in images:
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", image)
-        WebDriverWait(browser, 30).until(
+        WebDriverWait(browser, 120).until(
             lambda b, img=image: b.execute_script(
                 "return arguments[0].complete && arguments[0].naturalWidth > 0;", img
             ),
@@ -196,7 +196,7 @@ def test_viewer_sees_the_sam3_tab_of_a_batch_and_of_a_single_image(
     # The batch: counts as in its manifest, every thumbnail a loaded picture.
     src = open_tab(browser, base, dag_id, run_id, "segment_folder")
     assert urllib.parse.urlsplit(src).path.startswith(f"/sam3/ti/{dag_id}/{run}/segment_folder/"), src
-    WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "sam3-counts")))
+    WebDriverWait(browser, 120).until(ec.presence_of_element_located((By.ID, "sam3-counts")))
     shown = {
         element.get_attribute("data-count"): int(element.text)
         for element in browser.find_elements(By.CSS_SELECTOR, "#sam3-counts [data-count]")
@@ -208,7 +208,7 @@ def test_viewer_sees_the_sam3_tab_of_a_batch_and_of_a_single_image(
 
     # The single image: the overlay loaded, one table row per mask of the task's document.
     open_tab(browser, base, dag_id, run_id, "segment_one")
-    WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "sam3-masks")))
+    WebDriverWait(browser, 120).until(ec.presence_of_element_located((By.ID, "sam3-masks")))
     assert wait_images_loaded(browser, "img.sam3-overlay") == 1
     rows = browser.find_elements(By.CSS_SELECTOR, "#sam3-masks tr[data-mask-index]")
     assert len(rows) == len(document["masks"]), browser.page_source[:3000]
@@ -217,10 +217,10 @@ def test_viewer_sees_the_sam3_tab_of_a_batch_and_of_a_single_image(
 
     # The same pages opened directly (map index -1), and a task that is not a SAM 3 one.
     browser.get(page_url)
-    WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "sam3-counts")))
+    WebDriverWait(browser, 120).until(ec.presence_of_element_located((By.ID, "sam3-counts")))
     assert wait_images_loaded(browser, "img.sam3-thumb") == expected["succeeded"]
     browser.get(f"{base}/sam3/ti/{dag_id}/{run}/plain/-1")
-    WebDriverWait(browser, 30).until(lambda b: "not a SAM 3 task" in b.find_element(By.TAG_NAME, "body").text)
+    WebDriverWait(browser, 120).until(lambda b: "not a SAM 3 task" in b.find_element(By.TAG_NAME, "body").text)
 
     if os.environ.get("SAM3_README_SCREENSHOT") == "1":
         shutil.copyfile(batch_png, README_SCREENSHOT)

@@ -5,8 +5,10 @@ manifest paged without being read whole."""
 from __future__ import annotations
 
 import html
+import io
 import json
 import os
+import re
 import tracemalloc
 import urllib.parse
 
@@ -261,8 +263,6 @@ def test_a_100000_row_manifest_pages_without_being_read_whole(api, ran, tmp_path
 
 
 def _attr(html, css_class, name):
-    import re
-
     return re.findall(rf'class="{css_class}"[^>]*?{name}="([^"]*)"', html)
 
 
@@ -288,3 +288,76 @@ def test_the_extra_links_open_pages_that_exist(api, ran, fal_emulator_server):
     with urllib.request.urlopen(url, context=context, timeout=30) as response:
         page = response.read().decode()
     assert response.status == 200 and document["request_id"] in page and "fal-ai/sam-3/image" in page
+
+
+class _TaskStore:
+    """Writes task state store rows for one task instance, as the batch's own store would."""
+
+    def __init__(self, run_id, task_id):
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        self.where = {"dag_id": "sam3_tab_app", "run_id": run_id, "task_id": task_id, "map_index": -1}
+        with create_session() as session:
+            self.dag_run_id = session.scalar(
+                select(DagRun.id).where(DagRun.dag_id == "sam3_tab_app", DagRun.run_id == run_id)
+            )
+
+    def set(self, key, value):
+        from airflow.models.task_state_store import TaskStateStoreModel as Row
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            session.add(Row(**self.where, dag_run_id=self.dag_run_id, key=key, value=json.dumps(value)))
+
+    def delete(self, key=None):
+        from airflow.models.task_state_store import TaskStateStoreModel as Row
+        from airflow.utils.session import create_session
+        from sqlalchemy import delete
+
+        with create_session() as session:
+            session.execute(delete(Row).where(*(getattr(Row, k) == v for k, v in self.where.items())))
+
+
+def test_a_batch_still_running_shows_its_progress_from_its_journal(api, ran):
+    import time
+
+    from airflow_provider_sam3.batch.state import BatchState
+    from airflow_provider_sam3.models.batch import BatchEntry
+
+    states = ["done"] * 3 + ["failed"] + ["submitted"] * 2 + ["pending"] * 4
+    state = BatchState(endpoint_id="fal-ai/sam-3/image", started_at=time.time(), deadline=time.time() + 3600)
+    for index, entry_state in enumerate(states):
+        state.add(BatchEntry(index=index, source=f"/in/{index}.png", state=entry_state, submissions=1))
+    store = _TaskStore(ran["run_id"], "plain")
+    state.save(store)
+    try:
+        page = get(api, ti_url(ran["run_id"], "plain")).text
+    finally:
+        store.delete()
+    counts = dict(re.findall(r'data-count="(\w+)">(\d+)<', page))
+    assert counts == {"images": "10", "succeeded": "3", "failed": "1", "invalid": "0", "pending": "6"}, page
+    assert "in progress" in page
+    assert "not a SAM 3 task" in get(api, ti_url(ran["run_id"], "plain")).text  # the rows are gone again
+
+
+def test_a_result_file_naming_a_photo_the_task_never_named_draws_no_such_photo(api, ran, tmp_path):
+    from PIL import Image
+
+    from airflow_provider_sam3.storage.batch_results import BatchResults
+
+    page = get(api, ti_url(ran["run_id"], "batch")).text
+    query = dict(urllib.parse.parse_qsl(html.unescape(_attr(page, "sam3-thumb", "src")[-1]).partition("?")[2]))
+    row = BatchResults.from_xcom(ran["returned"]["batch"]).row_at(int(query["at"]), int(query["index"]))
+    result_file = os.path.join(row.output_location.removeprefix("file://"), "result.json")
+    document = json.load(open(result_file))
+    secret = tmp_path / "private.png"  # a picture on the API server's disk that no task named
+    Image.new("RGB", (document["image"]["width"], document["image"]["height"]), (255, 0, 0)).save(secret)
+    document["image"]["source"] = str(secret)
+    with open(result_file, "w") as out:
+        json.dump(document, out)
+    thumbnail = get(api, ti_url(ran["run_id"], "batch", "/thumb.png"), **query)
+    assert thumbnail.status_code == 200
+    pixels = Image.open(io.BytesIO(thumbnail.content)).convert("RGB").getdata()
+    assert not [p for p in pixels if p[0] > 200 and p[1] < 60 and p[2] < 60][:1], "the private picture was drawn"
