@@ -370,6 +370,17 @@ class AirflowCluster(AirflowDeployment):
         row = self.query_one("SELECT hostname FROM job WHERE id=?", (job_id,))
         return row[0] if row else None
 
+    def workers_that_ran(self, dag_id: str) -> set[str]:
+        """The Celery workers whose logs show a workload of this DAG (every execution: a deferred task resumes on
+        whichever worker takes it, and ``hostname`` keeps only the last one of each try)."""
+        ran = set()
+        for worker in WORKERS:
+            for path in self.home.glob(f"component-{worker}*.log"):
+                with path.open(errors="replace") as lines:
+                    if any("Executing workload" in line and dag_id in line for line in lines):
+                        ran.add(worker)
+        return ran
+
     def hostnames(self, dag_id: str, run_id: str, task_id: str) -> dict[tuple[int, int], str | None]:
         """``{(map_index, try_number): hostname}`` of every try of a task: earlier tries from
         ``task_instance_history``, the current one from ``task_instance``."""

@@ -299,5 +299,6 @@ def test_four_overlapping_batches_sharing_a_result_cache_pay_once_per_image(
             assert paid.setdefault(row["source"], row["request_id"]) == row["request_id"]  # one request per image
     billed = {r["request_id"] for r in cluster_emulator.requests() if r["billed"]}
     assert billed == set(paid.values()) and len(paid) == 100
-    hosts = dep.hostnames(dag_id, run_id, "segment")
-    assert {h for (_, attempt), h in hosts.items()} == set(WORKERS), hosts
+    # Both workers ran these tasks (their first runs or resumes after a claim wait; the last host of each try can
+    # be one worker for all four, as a fresh-clone run showed).
+    assert dep.workers_that_ran(dag_id) == set(WORKERS), dep.hostnames(dag_id, run_id, "segment")
